@@ -1,0 +1,205 @@
+//! Writing events in the caller's transaction, and positioning them after commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guestloop_proto::common::v1::Event;
+use prost::Name;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::error::ApiResult;
+use crate::telemetry::current_traceparent;
+
+/// An event to record with a state change.
+#[derive(Debug)]
+pub struct NewEvent<'a, M: Name> {
+    /// Dotted type, e.g. `complaints.complaint.filed`.
+    pub event_type: &'a str,
+    /// The resource it is about, e.g. `complaints/<id>`.
+    pub subject: String,
+    pub chain_id: &'a str,
+    pub property_id: &'a str,
+    pub payload: &'a M,
+}
+
+/// Inserts an event into the outbox inside the caller's transaction; it becomes visible to
+/// subscribers after the transaction commits and the relay positions it.
+pub async fn append<M: Name>(conn: &mut PgConnection, event: NewEvent<'_, M>) -> ApiResult<Uuid> {
+    let event_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO outbox_events \
+         (event_id, event_type, subject, chain_id, property_id, occur_time, payload_type, payload, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8)",
+    )
+    .bind(event_id)
+    .bind(event.event_type)
+    .bind(&event.subject)
+    .bind(event.chain_id)
+    .bind(event.property_id)
+    .bind(M::type_url())
+    .bind(event.payload.encode_to_vec())
+    .bind(current_traceparent())
+    .execute(conn)
+    .await?;
+    Ok(event_id)
+}
+
+/// The service's event log: wakes the relay after writes and tells subscribers about new
+/// positions. One per service process; cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    pub(crate) pool: PgPool,
+    pub(crate) service: &'static str,
+    wake_relay: Arc<Notify>,
+    head_sender: Arc<watch::Sender<i64>>,
+    head: watch::Receiver<i64>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").field("service", &self.service).finish()
+    }
+}
+
+/// Advisory lock key for a service's relay: stable, distinct per service.
+fn relay_lock_key(service: &str) -> i64 {
+    let mut key: i64 = 0x0047_4c4f_5554; // "GLOUT"
+    for byte in service.bytes() {
+        key = key.wrapping_mul(31).wrapping_add(i64::from(byte));
+    }
+    key
+}
+
+const RELAY_BATCH: i64 = 5_000;
+
+impl EventLog {
+    pub fn new(pool: PgPool, service: &'static str) -> Self {
+        let (sender, receiver) = watch::channel(0);
+        Self {
+            pool,
+            service,
+            wake_relay: Arc::new(Notify::new()),
+            head_sender: Arc::new(sender),
+            head: receiver,
+        }
+    }
+
+    /// Call after committing a transaction that appended events, to position them at once
+    /// (otherwise the relay finds them on its next poll).
+    pub fn wake(&self) {
+        self.wake_relay.notify_one();
+    }
+
+    /// Receives the head position as this process learns about it.
+    pub fn subscribe_head(&self) -> watch::Receiver<i64> {
+        self.head.clone()
+    }
+
+    /// Positions one batch of committed events; returns how many it positioned.
+    pub async fn position_batch(&self) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(relay_lock_key(self.service))
+            .execute(&mut *tx)
+            .await?;
+        let updated = sqlx::query(
+            "WITH head AS (SELECT coalesce(max(position), 0) AS p FROM outbox_events), \
+                  pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n \
+                              FROM outbox_events WHERE position IS NULL ORDER BY id LIMIT $1) \
+             UPDATE outbox_events o SET position = head.p + pending.n, positioned_at = now() \
+             FROM pending, head WHERE o.id = pending.id",
+        )
+        .bind(RELAY_BATCH)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Highest assigned position and the count of committed events still waiting for one.
+    pub async fn status(&self) -> Result<(i64, i64), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT coalesce(max(position), 0) FROM outbox_events) AS head, \
+                    (SELECT count(*) FROM outbox_events WHERE position IS NULL) AS pending",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("head")?, row.try_get("pending")?))
+    }
+
+    /// Reads up to `limit` events after `after`, in position order.
+    pub async fn read(
+        &self,
+        after: i64,
+        event_types: &[String],
+        limit: i64,
+    ) -> Result<Vec<Event>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT position, event_id, event_type, subject, chain_id, property_id, occur_time, \
+                    payload_type, payload, traceparent \
+             FROM outbox_events \
+             WHERE position > $1 AND (cardinality($2::text[]) = 0 OR event_type = ANY($2)) \
+             ORDER BY position LIMIT $3",
+        )
+        .bind(after)
+        .bind(event_types)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The relay loop: positions events whenever woken, and every `poll` in case another
+    /// replica wrote them; publishes the head to local subscribers. Ends when `stop` fires.
+    pub async fn run_relay(self, poll: Duration, mut stop: watch::Receiver<bool>) {
+        let mut backoff = poll;
+        loop {
+            let outcome = async {
+                while self.position_batch().await? == RELAY_BATCH as u64 {}
+                self.status().await
+            }
+            .await;
+            match outcome {
+                Ok((head, _)) => {
+                    backoff = poll;
+                    self.head_sender.send_if_modified(|current| {
+                        let changed = *current != head;
+                        *current = head;
+                        changed
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(service = self.service, %error, "event relay cannot reach the database");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+            tokio::select! {
+                _ = self.wake_relay.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<Event, sqlx::Error> {
+    let occur: chrono::DateTime<chrono::Utc> = row.try_get("occur_time")?;
+    let event_id: Uuid = row.try_get("event_id")?;
+    Ok(Event {
+        position: row.try_get("position")?,
+        event_id: event_id.to_string(),
+        event_type: row.try_get("event_type")?,
+        subject: row.try_get("subject")?,
+        chain_id: row.try_get("chain_id")?,
+        property_id: row.try_get("property_id")?,
+        occur_time: Some(crate::time::to_timestamp(occur)),
+        payload: Some(prost_types::Any {
+            type_url: row.try_get("payload_type")?,
+            value: row.try_get("payload")?,
+        }),
+        traceparent: row.try_get("traceparent")?,
+    })
+}

@@ -1,0 +1,121 @@
+//! Idempotent creates by `request_id` (AIP-155).
+//!
+//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the request.
+//! A concurrent duplicate blocks on the key until the first commits, then sees the stored
+//! response; a later replay gets the stored response; a different request under the same id is
+//! refused. [`record`] stores the response before commit.
+//!
+//! ```ignore
+//! let mut tx = pool.begin().await?;
+//! if let Some(previous) = idempotency::claim(&mut tx, METHOD, &req.request_id, &req).await? {
+//!     return Ok(previous);
+//! }
+//! let created = storage::insert(&mut tx, …).await?;
+//! idempotency::record(&mut tx, METHOD, &req.request_id, &created).await?;
+//! tx.commit().await?;
+//! ```
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::error::{ApiError, ApiResult};
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Validates a request id; empty means "not idempotent".
+pub fn check_request_id(request_id: &str) -> ApiResult<()> {
+    if request_id.len() > MAX_REQUEST_ID_LEN {
+        return Err(ApiError::invalid(
+            "request_id",
+            format!("must be at most {MAX_REQUEST_ID_LEN} characters"),
+        ));
+    }
+    if request_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::invalid("request_id", "must not contain spaces or control characters"));
+    }
+    Ok(())
+}
+
+fn request_hash<R: Message>(request: &R) -> Vec<u8> {
+    Sha256::digest(request.encode_to_vec()).to_vec()
+}
+
+/// Claims `request_id` for `method`, or returns the response stored by an earlier identical call.
+/// With an empty `request_id` the call is not idempotent and this does nothing.
+pub async fn claim<R: Message, T: Message + Default>(
+    conn: &mut PgConnection,
+    method: &str,
+    request_id: &str,
+    request: &R,
+) -> ApiResult<Option<T>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    check_request_id(request_id)?;
+    let hash = request_hash(request);
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(method)
+    .bind(request_id)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT request_hash, response FROM idempotency_keys WHERE method = $1 AND request_id = $2",
+    )
+    .bind(method)
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stored_hash != hash {
+        return Err(ApiError::failed_precondition(
+            "REQUEST_ID_REUSED",
+            format!("request_id/{request_id}"),
+            "request_id was already used for a different request; use a new request_id",
+        ));
+    }
+    let response = response.ok_or_else(|| {
+        ApiError::Aborted("the first request with this request_id is still in progress".into())
+    })?;
+    T::decode(response.as_slice())
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("stored response cannot be decoded: {e}")))
+}
+
+/// Stores the response of a claimed request (no-op for an empty `request_id`).
+pub async fn record<T: Message>(
+    conn: &mut PgConnection,
+    method: &str,
+    request_id: &str,
+    response: &T,
+) -> ApiResult<()> {
+    if request_id.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE method = $1 AND request_id = $2")
+        .bind(method)
+        .bind(request_id)
+        .bind(response.encode_to_vec())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(check_request_id("0191c2a4-7e1f-7000-8000-000000000001").is_ok());
+        assert!(check_request_id("has space").is_err());
+        assert!(check_request_id(&"x".repeat(129)).is_err());
+    }
+}

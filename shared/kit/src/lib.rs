@@ -1,0 +1,20 @@
+//! The Guestloop service kit: everything every service is built with, used the same way by all
+//! of them — layered configuration, a schema-confined database pool and migrations, the server
+//! bootstrap with its one middleware stack, JWT authentication and policy tables, the error
+//! mapping onto gRPC statuses, idempotent creates, the transactional outbox and its feed and
+//! consumers, telemetry, the private PostgreSQL server, and the working-time calculator.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod embedded_pg;
+pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod middleware;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+pub use error::{ApiError, ApiResult, FieldViolation};

@@ -1,0 +1,45 @@
+//! Conversions between wire timestamps (`google.protobuf.Timestamp`, always UTC) and chrono.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use crate::error::ApiError;
+
+pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Parses a wire timestamp, naming `field` when it is out of range.
+pub fn from_timestamp(field: &str, timestamp: &Timestamp) -> Result<DateTime<Utc>, ApiError> {
+    let nanos = u32::try_from(timestamp.nanos)
+        .map_err(|_| ApiError::invalid(field, "nanos must not be negative"))?;
+    DateTime::from_timestamp(timestamp.seconds, nanos)
+        .ok_or_else(|| ApiError::invalid(field, "timestamp is out of range"))
+}
+
+/// Like [`from_timestamp`] for an optional field that is required.
+pub fn required_timestamp(
+    field: &str,
+    timestamp: Option<&Timestamp>,
+) -> Result<DateTime<Utc>, ApiError> {
+    match timestamp {
+        Some(ts) => from_timestamp(field, ts),
+        None => Err(ApiError::invalid(field, "is required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let now = Utc::now();
+        let back = from_timestamp("t", &to_timestamp(now)).expect("valid");
+        assert_eq!(back, now);
+        assert!(from_timestamp("t", &Timestamp { seconds: 0, nanos: -1 }).is_err());
+    }
+}
