@@ -35,14 +35,18 @@ impl CallContext {
     }
 
     pub fn anonymous() -> Self {
-        Self { authorization: None }
+        Self {
+            authorization: None,
+        }
     }
 }
 
 impl Interceptor for CallContext {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(value) = &self.authorization {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         inject_current_context(request.metadata_mut());
         Ok(request)

@@ -220,13 +220,20 @@ impl Settings {
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(invalid("--config", format!("file {} does not exist", path.display())));
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
             .merge(Env::prefixed("GUESTLOOP_").split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
             .merge(
                 Env::raw()
                     .only(&["OTEL_EXPORTER_OTLP_ENDPOINT"])
@@ -243,7 +250,11 @@ impl Settings {
             .database_url
             .iter()
             .map(|u| ("database_url".to_string(), u))
-            .chain(self.database_urls.iter().map(|(k, u)| (format!("database_urls.{k}"), u)))
+            .chain(
+                self.database_urls
+                    .iter()
+                    .map(|(k, u)| (format!("database_urls.{k}"), u)),
+            )
         {
             let text = url.expose_secret();
             if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
@@ -260,7 +271,10 @@ impl Settings {
         }
         if let Some(secret) = &self.auth.hs256_secret {
             if secret.expose_secret().len() < 32 {
-                return Err(invalid("auth.hs256_secret", "must be at least 32 bytes long"));
+                return Err(invalid(
+                    "auth.hs256_secret",
+                    "must be at least 32 bytes long",
+                ));
             }
         }
         for path in &self.auth.public_key_files {
@@ -273,11 +287,26 @@ impl Settings {
         }
         let positive = [
             ("server.request_timeout_ms", self.server.request_timeout_ms),
-            ("server.max_concurrent_requests", self.server.max_concurrent_requests as u64),
-            ("server.max_message_bytes", self.server.max_message_bytes as u64),
-            ("database.max_connections", u64::from(self.database.max_connections)),
-            ("database.acquire_timeout_ms", self.database.acquire_timeout_ms),
-            ("database.statement_timeout_ms", self.database.statement_timeout_ms),
+            (
+                "server.max_concurrent_requests",
+                self.server.max_concurrent_requests as u64,
+            ),
+            (
+                "server.max_message_bytes",
+                self.server.max_message_bytes as u64,
+            ),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            (
+                "database.statement_timeout_ms",
+                self.database.statement_timeout_ms,
+            ),
             ("auth.token_ttl_seconds", self.auth.token_ttl_seconds),
         ];
         for (name, value) in positive {
@@ -296,14 +325,19 @@ impl Settings {
         let mut nonzero: Vec<u16> = ports.iter().copied().filter(|p| *p != 0).collect();
         nonzero.sort_unstable();
         if nonzero.windows(2).any(|w| w[0] == w[1]) {
-            return Err(invalid("ports", "two services are configured on the same port"));
+            return Err(invalid(
+                "ports",
+                "two services are configured on the same port",
+            ));
         }
         Ok(())
     }
 
     /// The database URL a service should use, if any is configured.
     pub fn database_url_for(&self, service: &str) -> Option<&SecretString> {
-        self.database_urls.get(service).or(self.database_url.as_ref())
+        self.database_urls
+            .get(service)
+            .or(self.database_url.as_ref())
     }
 
     /// The URL other services use to reach `service`.
@@ -317,6 +351,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
 mod tests {
     use super::*;
 
@@ -343,15 +378,20 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let mut settings = Settings::default();
-        settings.database_url = Some(SecretString::from("postgres://u:hunter2@h/db"));
+        let settings = Settings {
+            database_url: Some(SecretString::from("postgres://u:hunter2@h/db")),
+            ..Settings::default()
+        };
         assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
     #[test]
     fn file_then_environment_layering() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("g.toml", "[server]\nrequest_timeout_ms = 1234\nmax_concurrent_requests = 7\n")?;
+            jail.create_file(
+                "g.toml",
+                "[server]\nrequest_timeout_ms = 1234\nmax_concurrent_requests = 7\n",
+            )?;
             jail.set_env("GUESTLOOP_SERVER__MAX_CONCURRENT_REQUESTS", "9");
             jail.set_env("DATABASE_URL", "postgres://localhost/x");
             let settings = Settings::load(Some(Path::new("g.toml")))

@@ -22,7 +22,9 @@ pub static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 fn checked_schema(schema: &str) -> anyhow::Result<&str> {
     let valid = !schema.is_empty()
         && schema.len() <= 63
-        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !schema.starts_with(|c: char| c.is_ascii_digit());
     if valid {
         Ok(schema)
@@ -43,7 +45,10 @@ pub fn connect_options(
         .application_name(&format!("guestloop-{schema}"))
         .options([
             ("search_path", schema.to_string()),
-            ("statement_timeout", settings.statement_timeout_ms.to_string()),
+            (
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            ),
             ("idle_in_transaction_session_timeout", "60000".to_string()),
         ]);
     Ok(options)
@@ -81,7 +86,10 @@ pub async fn ensure_schema(pool: &PgPool, schema: &str) -> anyhow::Result<()> {
 pub async fn migrate(pool: &PgPool, service: &Migrator) -> anyhow::Result<()> {
     let mut all: Vec<Migration> = KIT_MIGRATOR.iter().cloned().collect();
     if let Some(clash) = service.iter().find(|m| m.version < 100) {
-        anyhow::bail!("service migration {} must be numbered 100 or above", clash.version);
+        anyhow::bail!(
+            "service migration {} must be numbered 100 or above",
+            clash.version
+        );
     }
     all.extend(service.iter().cloned());
     all.sort_by_key(|m| m.version);
@@ -122,17 +130,17 @@ pub async fn prepare(
 
 fn is_connection_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<sqlx::Error>()
-            .is_some_and(|e| {
-                matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-                    || e.as_database_error()
-                        .and_then(|d| d.code())
-                        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
-            })
-            || cause
-                .downcast_ref::<sqlx::migrate::MigrateError>()
-                .is_some_and(|e| matches!(e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))))
+        cause.downcast_ref::<sqlx::Error>().is_some_and(|e| {
+            matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ) || e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+        }) || cause
+            .downcast_ref::<sqlx::migrate::MigrateError>()
+            .is_some_and(|e| matches!(e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))))
     })
 }
 

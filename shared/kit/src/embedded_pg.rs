@@ -12,14 +12,19 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::process::Command;
 
-const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH \
+const INSTALL_HINT: &str =
+    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH \
 or under /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `apt-get install postgresql`; \
 Fedora: `dnf install postgresql-server`; macOS: `brew install postgresql@16`) or set DATABASE_URL \
 to an existing server.";
 
 /// Finds the folder holding `initdb`, `pg_ctl` and `postgres` (newest version first).
 pub fn find_server_binaries() -> anyhow::Result<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(dir) = std::env::split_paths(&path).find(|d| has_all(d)) {
             return Ok(dir);
@@ -162,12 +167,20 @@ impl EmbeddedPostgres {
         if let Some(owner) = self.owner {
             chown_tree(&self.data_dir, owner)?;
         }
-        std::fs::set_permissions(&self.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        std::fs::set_permissions(
+            &self.data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         let mut initdb = command(self.bin_dir.join("initdb"), self.owner);
-        initdb
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"]);
+        initdb.arg("-D").arg(&self.data_dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ]);
         if self.lifetime == Lifetime::Ephemeral {
             initdb.arg("--no-sync");
         }
@@ -202,7 +215,10 @@ impl EmbeddedPostgres {
             .args(["-w", "-t", "60", "-o"])
             .arg(format!("-p {}", self.port));
         run_checked(start, "pg_ctl start").await.with_context(|| {
-            format!("see {} for the server's own words", self.data_dir.join("server.log").display())
+            format!(
+                "see {} for the server's own words",
+                self.data_dir.join("server.log").display()
+            )
         })?;
         self.started_here = true;
         Ok(())
@@ -255,7 +271,8 @@ rm -rf "$2"
                     return Ok(());
                 }
                 Err(error) if tokio::time::Instant::now() >= deadline => {
-                    let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(self.data_dir.join("server.log"))
+                        .unwrap_or_default();
                     anyhow::bail!("private PostgreSQL did not accept connections: {error}\n{log}");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -277,7 +294,10 @@ rm -rf "$2"
     }
 
     pub fn url_for(&self, database: &str) -> SecretString {
-        SecretString::from(format!("postgres://postgres@127.0.0.1:{}/{database}", self.port))
+        SecretString::from(format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.port
+        ))
     }
 
     /// Stops a managed server that this process started (fast shutdown: sessions are ended,
@@ -287,7 +307,10 @@ rm -rf "$2"
             return Ok(());
         }
         let mut stop = command(self.bin_dir.join("pg_ctl"), self.owner);
-        stop.arg("stop").arg("-D").arg(&self.data_dir).args(["-m", "fast", "-w", "-t", "8"]);
+        stop.arg("stop")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", "fast", "-w", "-t", "8"]);
         run_checked(stop, "pg_ctl stop").await
     }
 }

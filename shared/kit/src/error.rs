@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let bad_request = details.bad_request().expect("bad request details");
-        assert_eq!(bad_request.field_violations[0].field, "complaint.description");
+        assert_eq!(
+            bad_request.field_violations[0].field,
+            "complaint.description"
+        );
         assert!(status.message().contains("must not be empty"));
     }
 
@@ -247,9 +250,14 @@ mod tests {
             ApiError::failed_precondition("ILLEGAL_TRANSITION", "complaints/1", "closed").into();
         assert_eq!(status.code(), Code::FailedPrecondition);
         let details = status.get_error_details();
-        let failure = details.precondition_failure().expect("precondition details");
+        let failure = details
+            .precondition_failure()
+            .expect("precondition details");
         assert_eq!(failure.violations[0].r#type, "ILLEGAL_TRANSITION");
-        assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some("ILLEGAL_TRANSITION"));
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("ILLEGAL_TRANSITION")
+        );
     }
 
     #[test]

@@ -31,8 +31,14 @@ pub fn check_request_id(request_id: &str) -> ApiResult<()> {
             format!("must be at most {MAX_REQUEST_ID_LEN} characters"),
         ));
     }
-    if request_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ApiError::invalid("request_id", "must not contain spaces or control characters"));
+    if request_id
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(ApiError::invalid(
+            "request_id",
+            "must not contain spaces or control characters",
+        ));
     }
     Ok(())
 }

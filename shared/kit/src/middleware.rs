@@ -109,9 +109,9 @@ impl Shared {
                 "role {} may not call {path}",
                 claims.role
             ))),
-            Decision::UnknownMethod => {
-                Err(Status::unimplemented(format!("{path} is not a method of this service")))
-            }
+            Decision::UnknownMethod => Err(Status::unimplemented(format!(
+                "{path} is not a method of this service"
+            ))),
         }
     }
 
@@ -224,9 +224,15 @@ mod tests {
             bearer_token(&headers).map_err(|s| s.code()),
             Err(tonic::Code::Unauthenticated)
         );
-        headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Basic x"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic x"),
+        );
         assert!(bearer_token(&headers).is_err());
-        headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer abc"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer_token(&headers).ok(), Some("abc"));
     }
 }

@@ -61,7 +61,9 @@ pub struct ServiceContext {
 
 impl std::fmt::Debug for ServiceContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceContext").field("name", &self.name).finish()
+        f.debug_struct("ServiceContext")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -71,7 +73,10 @@ impl ServiceContext {
         let url = self.settings.endpoint_for(service);
         let timeout = Duration::from_millis(self.settings.server.request_timeout_ms);
         let context = CallContext::with_token(&self.service_token)?;
-        Ok(tonic::service::interceptor::InterceptedService::new(channel(&url, timeout)?, context))
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel(&url, timeout)?,
+            context,
+        ))
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -138,7 +143,13 @@ pub async fn start(
     let token = service_token(&settings, definition.name)?;
     let options = db::connect_options(database_url, definition.name, &settings.database)?;
     let pool = db::pool(options, &settings.database);
-    db::prepare(&pool, definition.name, definition.migrator, &settings.database).await?;
+    db::prepare(
+        &pool,
+        definition.name,
+        definition.migrator,
+        &settings.database,
+    )
+    .await?;
 
     let (stop_sender, stop) = watch::channel(false);
     let events = EventLog::new(pool.clone(), definition.name);
@@ -167,13 +178,19 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(DiagnosticsServer::new(DiagnosticsService { service: definition.name }))
+        .add_service(DiagnosticsServer::new(DiagnosticsService {
+            service: definition.name,
+        }))
         .add_service(
             EventFeedServer::new(EventFeedService::new(events.clone(), stop.clone()))
                 .max_decoding_message_size(max_bytes),
         );
     let mut tasks = (definition.mount)(&context, &mut routes)?;
-    tasks.push(Box::pin(events.clone().run_relay(Duration::from_millis(100), stop.clone())));
+    tasks.push(Box::pin(
+        events
+            .clone()
+            .run_relay(Duration::from_millis(100), stop.clone()),
+    ));
     tasks.push(Box::pin(watch_database(
         pool.clone(),
         health.clone(),
@@ -206,17 +223,17 @@ pub async fn start(
         let background: Vec<JoinHandle<()>> = tasks.into_iter().map(tokio::spawn).collect();
         let mut stopped = stop.clone();
         let health_on_stop = health.clone();
-        let serve = router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async move {
+        let serve =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stopped.changed().await;
-                health_on_stop.set_service_status("", ServingStatus::NotServing).await;
+                health_on_stop
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
                 health_on_stop
                     .set_service_status(definition.grpc_service, ServingStatus::NotServing)
                     .await;
                 tracing::info!(service = name, "shutting down: draining in-flight calls");
-            },
-        );
+            });
         let mut grace_clock = stop.clone();
         let outcome = tokio::select! {
             result = serve => result.map_err(anyhow::Error::from),

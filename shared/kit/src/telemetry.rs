@@ -66,7 +66,10 @@ pub fn init(
         .map_err(|e| anyhow::anyhow!("setting `telemetry.log_filter` is invalid: {e}"))?;
     let fmt_layer = match settings.log_format {
         LogFormat::Human => tracing_subscriber::fmt::layer().with_target(false).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .boxed(),
     };
 
     let mut guard = TelemetryGuard::default();

@@ -40,6 +40,13 @@ mod tests {
         let now = Utc::now();
         let back = from_timestamp("t", &to_timestamp(now)).expect("valid");
         assert_eq!(back, now);
-        assert!(from_timestamp("t", &Timestamp { seconds: 0, nanos: -1 }).is_err());
+        assert!(from_timestamp(
+            "t",
+            &Timestamp {
+                seconds: 0,
+                nanos: -1
+            }
+        )
+        .is_err());
     }
 }

@@ -17,9 +17,7 @@ use crate::error::ApiError;
 pub use tokens::{TokenIssuer, TokenVerifier};
 
 /// What a caller is, as carried in the `role` claim.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Guest,
@@ -86,7 +84,10 @@ impl std::str::FromStr for Role {
             .find(|role| role.as_str() == text)
             .ok_or_else(|| {
                 let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown role `{text}`; expected one of {}", names.join(", "))
+                format!(
+                    "unknown role `{text}`; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

@@ -121,9 +121,18 @@ mod tests {
     #[test]
     fn table_decides_by_role_and_refuses_unknown_methods() {
         let table = PolicyTable::new(ROWS);
-        assert_eq!(table.decide("/x.v1.S/Do", Role::Agent), Decision::Allowed(ScopeCheck::Property));
-        assert_eq!(table.decide("/x.v1.S/Do", Role::Guest), Decision::RoleRefused);
-        assert_eq!(table.decide("/x.v1.S/Other", Role::Agent), Decision::UnknownMethod);
+        assert_eq!(
+            table.decide("/x.v1.S/Do", Role::Agent),
+            Decision::Allowed(ScopeCheck::Property)
+        );
+        assert_eq!(
+            table.decide("/x.v1.S/Do", Role::Guest),
+            Decision::RoleRefused
+        );
+        assert_eq!(
+            table.decide("/x.v1.S/Other", Role::Agent),
+            Decision::UnknownMethod
+        );
         assert_eq!(
             table.decide("/guestloop.common.v1.Diagnostics/WhoAmI", Role::Guest),
             Decision::Allowed(ScopeCheck::Caller)
@@ -133,7 +142,9 @@ mod tests {
     #[test]
     fn health_and_reflection_are_public() {
         assert!(is_public("/grpc.health.v1.Health/Check"));
-        assert!(is_public("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+        assert!(is_public(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
         assert!(!is_public("/guestloop.common.v1.Diagnostics/WhoAmI"));
     }
 }

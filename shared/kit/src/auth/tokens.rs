@@ -76,7 +76,10 @@ impl TokenVerifier {
 
 fn load_public_key(path: &Path) -> anyhow::Result<(Algorithm, DecodingKey)> {
     let pem = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!("setting `auth.public_key_files`: cannot read {}: {e}", path.display())
+        anyhow::anyhow!(
+            "setting `auth.public_key_files`: cannot read {}: {e}",
+            path.display()
+        )
     })?;
     if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
         return Ok((Algorithm::RS256, key));
@@ -101,7 +104,9 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).finish()
+        f.debug_struct("TokenIssuer")
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -129,7 +134,11 @@ impl TokenIssuer {
 
     /// Signs the claims exactly as given (tests use it for expired tokens).
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.key,
+        )?)
     }
 
     /// A token for service-to-service calls, scoped to every property of every chain it serves.
@@ -182,7 +191,9 @@ mod tests {
     #[test]
     fn minted_token_verifies() -> anyhow::Result<()> {
         let s = settings(SECRET);
-        let token = TokenIssuer::from_settings(&s).expect("issuer").mint(claims())?;
+        let token = TokenIssuer::from_settings(&s)
+            .expect("issuer")
+            .mint(claims())?;
         let verified = TokenVerifier::from_settings(&s)?.verify(&token)?;
         assert_eq!(verified.sub, "u1");
         assert_eq!(verified.role, Role::Agent);

@@ -29,7 +29,7 @@ pub trait EventHandler: Send + Sync + 'static {
 
 /// What happened to one delivered event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+pub enum Outcome {
     Applied,
     /// The cursor was already past it (a replay).
     Skipped,
@@ -54,7 +54,12 @@ pub struct Consumer<H> {
 
 impl<H: EventHandler> Consumer<H> {
     /// `name` identifies the cursor, e.g. `crm<-complaints`.
-    pub fn new(name: impl Into<String>, pool: PgPool, event_types: Vec<String>, handler: H) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        pool: PgPool,
+        event_types: Vec<String>,
+        handler: H,
+    ) -> Self {
         Self {
             name: name.into(),
             pool,
@@ -74,7 +79,7 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     /// Applies one event exactly once.
-    pub async fn apply(&self, event: &Event) -> Result<Applied, ApiError> {
+    pub async fn apply(&self, event: &Event) -> Result<Outcome, ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO consumer_cursors (consumer) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(&self.name)
@@ -87,13 +92,13 @@ impl<H: EventHandler> Consumer<H> {
         .fetch_one(&mut *tx)
         .await?;
         if event.position <= cursor {
-            return Ok(Applied::Skipped);
+            return Ok(Outcome::Skipped);
         }
         let mut savepoint = tx.begin().await?;
         let outcome = match self.handler.handle(savepoint.acquire().await?, event).await {
             Ok(()) => {
                 savepoint.commit().await?;
-                Applied::Applied
+                Outcome::Applied
             }
             Err(error) if is_transient(&error) => return Err(error),
             Err(error) => {
@@ -111,7 +116,7 @@ impl<H: EventHandler> Consumer<H> {
                 .bind(error.to_string())
                 .execute(&mut *tx)
                 .await?;
-                Applied::DeadLettered
+                Outcome::DeadLettered
             }
         };
         sqlx::query(
@@ -127,7 +132,11 @@ impl<H: EventHandler> Consumer<H> {
 
     /// Subscribes from the cursor and applies events until `stop` fires, reconnecting with
     /// backoff whenever the feed or the database fails.
-    pub async fn run(self, mut feed: EventFeedClient<AuthedChannel>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut feed: EventFeedClient<AuthedChannel>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_millis(200);
         loop {
             let session = self.run_session(&mut feed);

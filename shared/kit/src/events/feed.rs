@@ -108,7 +108,11 @@ impl EventFeed for EventFeedService {
         };
         let events = self
             .log
-            .read(request.after_position, &request.event_types, i64::from(page_size))
+            .read(
+                request.after_position,
+                &request.event_types,
+                i64::from(page_size),
+            )
             .await
             .map_err(ApiError::from)?;
         let next = events.last().map_or(request.after_position, |e| e.position);

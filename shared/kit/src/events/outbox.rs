@@ -59,7 +59,9 @@ pub struct EventLog {
 
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog").field("service", &self.service).finish()
+        f.debug_struct("EventLog")
+            .field("service", &self.service)
+            .finish()
     }
 }
 

@@ -1,0 +1,37 @@
+//! Quality audits: service standards, weighted templates, audits, findings and staff scores.
+//!
+//! A library crate: [`DEFINITION`] is what the `guestloop` binary (or a test) hands to the
+//! service kit to run it.
+
+mod api;
+
+use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy};
+use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
+use guestloop_proto::audit::v1::audit_service_server::AuditServiceServer;
+use sqlx::migrate::Migrator;
+use tonic::service::RoutesBuilder;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may call which RPC of this service.
+pub const POLICIES: &[RpcPolicy] = &[];
+
+/// The audit service as the kit runs it.
+pub static DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "audit",
+    grpc_service: "guestloop.audit.v1.AuditService",
+    migrator: &MIGRATOR,
+    policy: PolicyTable::new(POLICIES),
+    mount,
+};
+
+fn mount(
+    context: &ServiceContext,
+    routes: &mut RoutesBuilder,
+) -> anyhow::Result<Vec<BackgroundTask>> {
+    let api = api::Api::new(context.clone());
+    routes.add_service(
+        AuditServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
+    );
+    Ok(Vec::new())
+}

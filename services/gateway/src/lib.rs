@@ -1,0 +1,50 @@
+//! The public entry point of Guestloop: aggregates the four backend services for mobile apps and
+//! BI consumers, over gRPC (`guestloop.gateway.v1`) and HTTP/JSON.
+
+mod backends;
+pub mod http;
+mod status;
+
+use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
+use guestloop_kit::auth::Role;
+use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
+use guestloop_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
+use sqlx::migrate::Migrator;
+use tonic::service::RoutesBuilder;
+
+pub use backends::Backends;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may call which RPC of the gateway.
+pub const POLICIES: &[RpcPolicy] = &[RpcPolicy {
+    method: "/guestloop.gateway.v1.GatewayService/GetSuiteStatus",
+    roles: &[
+        Role::ChainAdmin,
+        Role::ChainQualityManager,
+        Role::GeneralManager,
+        Role::Service,
+    ],
+    scope: ScopeCheck::Caller,
+}];
+
+/// The gateway as the kit runs it.
+pub static DEFINITION: ServiceDefinition = ServiceDefinition {
+    name: "gateway",
+    grpc_service: "guestloop.gateway.v1.GatewayService",
+    migrator: &MIGRATOR,
+    policy: PolicyTable::new(POLICIES),
+    mount,
+};
+
+fn mount(
+    context: &ServiceContext,
+    routes: &mut RoutesBuilder,
+) -> anyhow::Result<Vec<BackgroundTask>> {
+    let backends = Backends::connect(context)?;
+    let api = status::Api::new(backends);
+    routes.add_service(
+        GatewayServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
+    );
+    Ok(Vec::new())
+}

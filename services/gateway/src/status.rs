@@ -1,0 +1,74 @@
+//! `GetSuiteStatus`: asks every backend for its event-feed status, in parallel, each with its
+//! own deadline, and reports what it found — an unreachable backend is reported, not hidden.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
+use guestloop_proto::common::v1::GetFeedStatusRequest;
+use guestloop_proto::gateway::v1::gateway_service_server::GatewayService;
+use guestloop_proto::gateway::v1::{BackendStatus, GetSuiteStatusRequest, GetSuiteStatusResponse};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::Backends;
+
+const BACKEND_DEADLINE: Duration = Duration::from_secs(2);
+
+pub struct Api {
+    backends: Backends,
+}
+
+impl Api {
+    pub fn new(backends: Backends) -> Self {
+        Self { backends }
+    }
+}
+
+/// Calls every backend and collects one status per backend.
+pub async fn suite_status(backends: &Backends) -> Vec<BackendStatus> {
+    let calls = backends.all().map(|(name, endpoint, channel)| {
+        let endpoint = endpoint.to_string();
+        async move {
+            let started = Instant::now();
+            let mut request = Request::new(GetFeedStatusRequest {});
+            request.set_timeout(BACKEND_DEADLINE);
+            let result = EventFeedClient::new(channel).get_feed_status(request).await;
+            let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            match result {
+                Ok(response) => BackendStatus {
+                    service: name.to_string(),
+                    endpoint,
+                    reachable: true,
+                    event_head_position: response.into_inner().head_position,
+                    error: String::new(),
+                    latency_ms,
+                },
+                Err(status) => BackendStatus {
+                    service: name.to_string(),
+                    endpoint,
+                    reachable: false,
+                    event_head_position: 0,
+                    error: format!("{:?}: {}", status.code(), status.message()),
+                    latency_ms,
+                },
+            }
+        }
+        .instrument(tracing::info_span!("backend_status", backend = name))
+    });
+    join_all(calls).await
+}
+
+#[tonic::async_trait]
+impl GatewayService for Api {
+    async fn get_suite_status(
+        &self,
+        _request: Request<GetSuiteStatusRequest>,
+    ) -> Result<Response<GetSuiteStatusResponse>, Status> {
+        let backends = suite_status(&self.backends).await;
+        Ok(Response::new(GetSuiteStatusResponse {
+            backends,
+            check_time: Some(guestloop_kit::time::to_timestamp(chrono::Utc::now())),
+        }))
+    }
+}

@@ -1,0 +1,257 @@
+//! `guestloop bench`: benchmark scenarios built on the [`crate::load`] generator. Each prints
+//! figures; comparisons run their baseline in the same process, alternating rounds, so the
+//! ratio holds on a noisy machine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use guestloop_kit::auth::Role;
+use guestloop_kit::client::{channel, CallContext};
+use guestloop_kit::config::Settings;
+use guestloop_kit::embedded_pg::{free_port, EmbeddedPostgres, Lifetime};
+use guestloop_kit::server;
+use guestloop_proto::common::v1::diagnostics_client::DiagnosticsClient;
+use guestloop_proto::common::v1::diagnostics_server::{Diagnostics, DiagnosticsServer};
+use guestloop_proto::common::v1::{WhoAmIRequest, WhoAmIResponse};
+use secrecy::SecretString;
+use tokio_stream_shim::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::load::{self, Mode, Report};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// A no-op RPC through the kit's full middleware (auth, limits, tracing, metrics) against a
+    /// bare tonic server, in one process.
+    KitOverhead {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+    /// Load `Diagnostics/WhoAmI` on a running service.
+    WhoAmI {
+        #[arg(long, default_value = "http://127.0.0.1:50052")]
+        endpoint: String,
+        /// Bearer token (see `guestloop token`).
+        #[arg(long, env = "GUESTLOOP_TOKEN")]
+        token: String,
+        /// Calls in flight (closed loop). Ignored with --rate.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Calls per second (open loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    match args.scenario {
+        Scenario::KitOverhead {
+            concurrency,
+            seconds,
+            rounds,
+        } => kit_overhead(settings, concurrency, Duration::from_secs(seconds), rounds).await,
+        Scenario::WhoAmI {
+            endpoint,
+            token,
+            concurrency,
+            rate,
+            seconds,
+        } => {
+            let mode = match rate {
+                Some(rate) => Mode::Open {
+                    rate,
+                    max_in_flight: 4096,
+                },
+                None => Mode::Closed { concurrency },
+            };
+            let report = whoami_load(
+                "whoami",
+                &endpoint,
+                Some(&token),
+                mode,
+                Duration::from_secs(seconds),
+            )
+            .await?;
+            report.print();
+            Ok(())
+        }
+    }
+}
+
+/// Loads WhoAmI on `endpoint`.
+async fn whoami_load(
+    label: &str,
+    endpoint: &str,
+    token: Option<&str>,
+    mode: Mode,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let context = match token {
+        Some(token) => CallContext::with_token(&SecretString::from(token.to_string()))?,
+        None => CallContext::anonymous(),
+    };
+    // A few connections, as a real client pool would use, so HTTP/2 flow control is not the limit.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let channel = channel(endpoint, Duration::from_secs(10))?;
+        clients.push(DiagnosticsClient::new(InterceptedService::new(
+            channel,
+            context.clone(),
+        )));
+    }
+    let clients = Arc::new(clients);
+    load::run(label, mode, duration, move |i| {
+        let mut client = clients[(i % clients.len() as u64) as usize].clone();
+        async move {
+            client
+                .who_am_i(WhoAmIRequest {})
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    })
+    .await
+}
+
+/// The same no-op as the kit's WhoAmI, served with no middleware at all.
+struct BareDiagnostics;
+
+#[tonic::async_trait]
+impl Diagnostics for BareDiagnostics {
+    async fn who_am_i(
+        &self,
+        _request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        Ok(Response::new(WhoAmIResponse {
+            service: "bare".into(),
+            ..WhoAmIResponse::default()
+        }))
+    }
+}
+
+async fn kit_overhead(
+    mut settings: Settings,
+    concurrency: usize,
+    duration: Duration,
+    rounds: u32,
+) -> anyhow::Result<()> {
+    crate::dev_secret::ensure(&mut settings)?;
+    settings.server.max_concurrent_requests = concurrency * 4;
+    let embedded;
+    let url = match settings.database_url.clone() {
+        Some(url) => url,
+        None => {
+            let dir = std::env::temp_dir().join(format!("guestloop-bench-{}", std::process::id()));
+            embedded = EmbeddedPostgres::start(&dir, free_port()?, Lifetime::Ephemeral).await?;
+            embedded.url()
+        }
+    };
+    let settings = Arc::new(settings);
+    let kit = server::start(
+        &guestloop_complaints::DEFINITION,
+        settings.clone(),
+        &url,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await?;
+    let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
+        .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
+    let token = issuer.mint(guestloop_kit::auth::Claims {
+        sub: "bench".into(),
+        role: Role::Agent,
+        chain: "bench".into(),
+        props: guestloop_kit::auth::PropertyScope::all(),
+        guest_id: None,
+        department: None,
+        iss: String::new(),
+        aud: String::new(),
+        iat: 0,
+        exp: 0,
+    })?;
+
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = bare_listener.local_addr()?;
+    let bare = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(DiagnosticsServer::new(BareDiagnostics))
+            .serve_with_incoming(TcpIncoming::new(bare_listener)),
+    );
+
+    let mode = Mode::Closed { concurrency };
+    let kit_url = format!("http://{}", kit.local_addr);
+    let bare_url = format!("http://{bare_addr}");
+    // Warm both up so connection set-up is not measured.
+    whoami_load("warm-up", &bare_url, None, mode, Duration::from_secs(1)).await?;
+    whoami_load(
+        "warm-up",
+        &kit_url,
+        Some(&token),
+        mode,
+        Duration::from_secs(1),
+    )
+    .await?;
+    let mut ratios = Vec::new();
+    println!(
+        "no-op RPC (WhoAmI), closed loop, {concurrency} in flight, {} s per run",
+        duration.as_secs()
+    );
+    for round in 1..=rounds {
+        let bare_report = whoami_load(
+            &format!("bare tonic    #{round}"),
+            &bare_url,
+            None,
+            mode,
+            duration,
+        )
+        .await?;
+        let kit_report = whoami_load(
+            &format!("kit middleware #{round}"),
+            &kit_url,
+            Some(&token),
+            mode,
+            duration,
+        )
+        .await?;
+        bare_report.print();
+        kit_report.print();
+        if kit_report.ok() != kit_report.total() {
+            anyhow::bail!("the kit server answered errors: {:?}", kit_report.codes);
+        }
+        ratios.push(kit_report.goodput() / bare_report.goodput().max(1e-9));
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "kit throughput / bare throughput: median {:.1} % (rounds: {})",
+        median * 100.0,
+        ratios
+            .iter()
+            .map(|r| format!("{:.1} %", r * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    kit.shutdown().await?;
+    bare.abort();
+    Ok(())
+}
+
+/// `TcpListener` as an incoming-connection stream for the bare server.
+mod tokio_stream_shim {
+    pub use tokio_stream::wrappers::TcpListenerStream as TcpIncoming;
+}

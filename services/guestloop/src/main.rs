@@ -1,0 +1,32 @@
+//! `guestloop`: runs the whole suite (`up`), one service (`serve`), migrations (`migrate`),
+//! mints development tokens (`token`) and generates load (`bench`). Everything it runs lives in
+//! the service and kit libraries; this binary only wires them together.
+
+mod bench;
+mod cli;
+mod dev_secret;
+mod load;
+mod suite;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
