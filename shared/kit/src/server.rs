@@ -163,14 +163,13 @@ pub async fn start(
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(guestloop_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(guestloop_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // Migrations just succeeded, so the database is reachable: serve from the first call on.
+    health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_service_status(definition.grpc_service, ServingStatus::Serving)
+        .await;
+    let reflection_v1 = reflection(definition).build_v1()?;
+    let reflection_v1alpha = reflection(definition).build_v1alpha()?;
     let max_bytes = settings.server.max_message_bytes;
 
     let mut routes = RoutesBuilder::default();
@@ -263,6 +262,17 @@ pub async fn start(
     })
 }
 
+/// Reflection advertising exactly the services this server mounts.
+fn reflection(definition: &ServiceDefinition) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(guestloop_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("guestloop.common.v1.Diagnostics")
+        .with_service_name("guestloop.common.v1.EventFeed")
+        .with_service_name(definition.grpc_service)
+}
+
 /// Reports SERVING while the database answers and NOT_SERVING while it does not.
 async fn watch_database(
     pool: PgPool,
@@ -270,7 +280,7 @@ async fn watch_database(
     grpc_service: &'static str,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last = None;
+    let mut last = Some(ServingStatus::Serving);
     loop {
         let status = if db::is_reachable(&pool, Duration::from_secs(1)).await {
             ServingStatus::Serving
