@@ -1,20 +1,94 @@
-//! Service recovery: complaint intake, classification, SLA clocks, escalation, remedies and follow-up.
+//! Service recovery: complaint intake from every channel, classification, per-stage SLA clocks
+//! on property calendars, escalation ladders, remedies within authority limits, follow-up
+//! ratings, reopening, root causes, repeat-issue and hotspot detection, and KPIs.
 //!
 //! A library crate: [`DEFINITION`] is what the `guestloop` binary (or a test) hands to the
 //! service kit to run it.
 
 mod api;
+mod clocks;
+mod convert;
+pub mod demo;
+mod engine;
+mod rules;
+mod settings;
+pub mod store;
+pub mod workers;
 
-use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy};
+use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
+use guestloop_kit::auth::Role;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
 use guestloop_proto::complaints::v1::complaints_service_server::ComplaintsServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::RoutesBuilder;
 
+pub use api::is_priority_tier;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+const STAFF: &[Role] = &[
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
+const STAFF_AND_GUESTS: &[Role] = &[
+    Role::Guest,
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
+const STAFF_GUESTS_SERVICES: &[Role] = &[
+    Role::Guest,
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
+const MANAGERS: &[Role] = &[Role::GeneralManager, Role::ChainQualityManager, Role::ChainAdmin];
+const READERS: &[Role] = &[
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
+
+const fn row(method: &'static str, roles: &'static [Role], scope: ScopeCheck) -> RpcPolicy {
+    RpcPolicy { method, roles, scope }
+}
+
 /// Who may call which RPC of this service.
-pub const POLICIES: &[RpcPolicy] = &[];
+pub const POLICIES: &[RpcPolicy] = &[
+    row("/guestloop.complaints.v1.ComplaintsService/CreateComplaint", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
+    row("/guestloop.complaints.v1.ComplaintsService/GetComplaint", STAFF_GUESTS_SERVICES, ScopeCheck::OwnGuestOrProperty),
+    row("/guestloop.complaints.v1.ComplaintsService/ListComplaints", STAFF_GUESTS_SERVICES, ScopeCheck::OwnGuestOrProperty),
+    row("/guestloop.complaints.v1.ComplaintsService/ListWorkQueue", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/UpdateComplaint", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/TransitionComplaint", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/ListTimeline", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
+    row("/guestloop.complaints.v1.ComplaintsService/ProposeRemedy", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/DecideRemedy", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/MarkRemedyDelivered", STAFF, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/RateComplaint", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
+    row("/guestloop.complaints.v1.ComplaintsService/GetPropertySettings", READERS, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/UpdatePropertySettings", MANAGERS, ScopeCheck::Property),
+    row("/guestloop.complaints.v1.ComplaintsService/GetComplaintKpis", READERS, ScopeCheck::Property),
+];
 
 /// The complaints service as the kit runs it.
 pub static DEFINITION: ServiceDefinition = ServiceDefinition {
@@ -23,15 +97,15 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
+    demo: Some(|pool| Box::pin(async move { demo::load(&pool).await })),
 };
 
-fn mount(
-    context: &ServiceContext,
-    routes: &mut RoutesBuilder,
-) -> anyhow::Result<Vec<BackgroundTask>> {
-    let api = api::Api::new(context.clone());
-    routes.add_service(
-        ComplaintsServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
-    );
-    Ok(Vec::new())
+fn mount(context: &ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<Vec<BackgroundTask>> {
+    let api = api::Api::new(context.clone())?;
+    routes.add_service(ComplaintsServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()));
+    Ok(vec![
+        Box::pin(workers::run_watcher(context.clone())),
+        Box::pin(workers::run_rollup(context.clone())),
+        Box::pin(workers::run_tier_enrichment(context.clone())),
+    ])
 }

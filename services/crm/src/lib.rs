@@ -5,7 +5,8 @@
 
 mod api;
 
-use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy};
+use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
+use guestloop_kit::auth::Role;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
 use guestloop_proto::crm::v1::crm_service_server::CrmServiceServer;
 use sqlx::migrate::Migrator;
@@ -14,7 +15,20 @@ use tonic::service::RoutesBuilder;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Who may call which RPC of this service.
-pub const POLICIES: &[RpcPolicy] = &[];
+pub const POLICIES: &[RpcPolicy] = &[RpcPolicy {
+    method: "/guestloop.crm.v1.CrmService/GetGuestTier",
+    roles: &[
+        Role::Service,
+        Role::Agent,
+        Role::Supervisor,
+        Role::DutyManager,
+        Role::DepartmentHead,
+        Role::GeneralManager,
+        Role::ChainQualityManager,
+        Role::ChainAdmin,
+    ],
+    scope: ScopeCheck::Chain,
+}];
 
 /// The crm service as the kit runs it.
 pub static DEFINITION: ServiceDefinition = ServiceDefinition {
@@ -23,6 +37,7 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
+    demo: None,
 };
 
 fn mount(

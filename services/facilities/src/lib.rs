@@ -23,6 +23,7 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
+    demo: None,
 };
 
 fn mount(

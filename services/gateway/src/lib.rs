@@ -35,6 +35,7 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
+    demo: None,
 };
 
 fn mount(

@@ -40,6 +40,18 @@ pub enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// Complaint intake over gRPC against pgbench running the same SQL transaction.
+    Intake {
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// KPI latency from the rollup against the raw GROUP BY, at each size (complaints).
+    Kpi {
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        sizes: Vec<i64>,
+    },
     /// Load `Diagnostics/WhoAmI` on a running service.
     WhoAmI {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -65,6 +77,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             seconds,
             rounds,
         } => kit_overhead(settings, concurrency, Duration::from_secs(seconds), rounds).await,
+        Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
+        Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
         Scenario::WhoAmI {
             endpoint,
             token,
@@ -91,6 +105,57 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The database a benchmark runs against: `DATABASE_URL`, or a throw-away private server.
+async fn bench_database(settings: &Settings) -> anyhow::Result<(SecretString, Option<EmbeddedPostgres>)> {
+    if let Some(url) = settings.database_url.clone() {
+        return Ok((url, None));
+    }
+    let dir = std::env::temp_dir().join(format!("guestloop-bench-{}", std::process::id()));
+    let embedded = EmbeddedPostgres::start(&dir, free_port()?, Lifetime::Ephemeral).await?;
+    Ok((embedded.url(), Some(embedded)))
+}
+
+fn bench_token(settings: &Settings, role: Role) -> anyhow::Result<String> {
+    let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
+        .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
+    issuer.mint(guestloop_kit::auth::Claims {
+        sub: "bench".into(),
+        role,
+        chain: "bench".into(),
+        props: guestloop_kit::auth::PropertyScope::all(),
+        guest_id: None,
+        department: None,
+        iss: String::new(),
+        aud: String::new(),
+        iat: 0,
+        exp: 0,
+    })
+}
+
+async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow::Result<()> {
+    crate::dev_secret::ensure(&mut settings)?;
+    settings.database.max_connections = (clients as u32 + 4).max(16);
+    let (url, _embedded) = bench_database(&settings).await?;
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let crm = server::start(&guestloop_crm::DEFINITION, Arc::new(settings.clone()), &url, any_port).await?;
+    settings.endpoints.insert("crm".into(), format!("http://{}", crm.local_addr));
+    let complaints = server::start(&guestloop_complaints::DEFINITION, Arc::new(settings.clone()), &url, any_port).await?;
+    let token = bench_token(&settings, Role::Agent)?;
+    let bin_dir = guestloop_kit::embedded_pg::find_server_binaries()?;
+    let endpoint = format!("http://{}", complaints.local_addr);
+    crate::bench_intake::compare(&bin_dir, &url, &endpoint, &token, clients, seconds).await?;
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}
+
+async fn kpi(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
+    let (url, _embedded) = bench_database(&settings).await?;
+    let options = guestloop_kit::db::connect_options(&url, "complaints", &settings.database)?;
+    let pool = guestloop_kit::db::pool(options, &settings.database);
+    guestloop_kit::db::prepare(&pool, "complaints", guestloop_complaints::DEFINITION.migrator, &settings.database).await?;
+    crate::bench_kpi::run(&pool, sizes).await
 }
 
 /// Loads WhoAmI on `endpoint`.

@@ -73,7 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { demo, fresh } => {
             dev_secret::ensure(&mut settings)?;
-            suite::up(settings, demo, fresh).await
+            settings.demo |= demo;
+            suite::up(settings, fresh).await
         }
         Command::Serve { service } => suite::serve(settings, &service).await,
         Command::Migrate { services } => suite::migrate(settings, &services).await,

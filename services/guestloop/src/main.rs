@@ -3,6 +3,8 @@
 //! the service and kit libraries; this binary only wires them together.
 
 mod bench;
+mod bench_intake;
+mod bench_kpi;
 mod cli;
 mod dev_secret;
 mod load;

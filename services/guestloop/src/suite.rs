@@ -89,11 +89,11 @@ async fn drop_schemas(url: &SecretString) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn up(settings: Settings, demo: bool, fresh: bool) -> anyhow::Result<()> {
+pub async fn up(settings: Settings, fresh: bool) -> anyhow::Result<()> {
     let guard = telemetry::init("guestloop", &settings.telemetry, None)?;
     let (url, embedded) = database(&settings, fresh).await?;
     let settings = Arc::new(settings);
-    let outcome = run_suite(settings.clone(), &url, demo).await;
+    let outcome = run_suite(settings.clone(), &url).await;
     if let Some(embedded) = embedded {
         match embedded.stop().await {
             Ok(()) => println!("private PostgreSQL stopped"),
@@ -104,11 +104,7 @@ pub async fn up(settings: Settings, demo: bool, fresh: bool) -> anyhow::Result<(
     outcome
 }
 
-async fn run_suite(
-    settings: Arc<Settings>,
-    default_url: &SecretString,
-    demo: bool,
-) -> anyhow::Result<()> {
+async fn run_suite(settings: Arc<Settings>, default_url: &SecretString) -> anyhow::Result<()> {
     let mut running: Vec<RunningService> = Vec::new();
     for definition in SERVICES {
         let url = settings
@@ -139,8 +135,8 @@ async fn run_suite(
             return Err(error);
         }
     };
-    if demo {
-        println!("demo data: the demo chain is loaded by each service as it gains its features");
+    if settings.demo {
+        println!("demo chain `demo-chain` loaded (6 properties in 3 regions)");
     }
     println!("Guestloop is up:");
     for service in &running {

@@ -53,6 +53,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
+    /// Load the demo chain at start-up (`guestloop up --demo`).
+    pub demo: bool,
 }
 
 impl Default for Settings {
@@ -69,6 +71,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
+            demo: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod embedded_pg;
 pub mod error;
 pub mod events;
@@ -16,5 +17,6 @@ pub mod middleware;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod worktime;
 
 pub use error::{ApiError, ApiResult, FieldViolation};

@@ -41,6 +41,8 @@ pub struct ServiceDefinition {
     pub policy: PolicyTable,
     /// Adds the service's gRPC services to `routes` and returns its background tasks.
     pub mount: fn(&ServiceContext, &mut RoutesBuilder) -> anyhow::Result<Vec<BackgroundTask>>,
+    /// Loads the demo chain's data (idempotent), when the service has any.
+    pub demo: Option<fn(PgPool) -> BoxFuture<'static, anyhow::Result<()>>>,
 }
 
 /// A long-running task of a service (event consumer, watcher); it must end when

@@ -30,7 +30,7 @@ async fn server() -> anyhow::Result<&'static Server> {
                 uuid::Uuid::new_v4().simple()
             ));
             let embedded =
-                EmbeddedPostgres::start(&dir.join("data"), free_port()?, Lifetime::Ephemeral)
+                EmbeddedPostgres::start(&dir, free_port()?, Lifetime::Ephemeral)
                     .await?;
             Ok(Server {
                 admin_url: embedded.url().expose_secret().to_string(),

@@ -1,0 +1,240 @@
+//! Filing a complaint: validate, detect repeats and hotspots, start the clocks, escalate on
+//! intake triggers, record the event — all in one transaction, idempotent by request_id. The
+//! guest's tier comes from CRM with a short deadline; intake never waits longer than that.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use guestloop_kit::auth::{principal, Principal, Role};
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_proto::complaints::v1 as pb;
+use guestloop_proto::crm::v1::GetGuestTierRequest;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::Api;
+use crate::clocks;
+use crate::convert::{optional_enum, required_enum, text};
+use crate::engine::{self, emit_changed, Loaded};
+use crate::store::timeline::{self, Entry};
+use crate::store::{self, ComplaintRow};
+
+const METHOD: &str = "CreateComplaint";
+/// How long intake waits for CRM before accepting the complaint without the tier.
+pub const TIER_DEADLINE: Duration = Duration::from_millis(300);
+
+/// The validated parts of a new complaint.
+struct NewComplaint {
+    property_id: String,
+    guest: pb::GuestRef,
+    stay: pb::StayContext,
+    channel: pb::Channel,
+    urgency: pb::Urgency,
+    cause: pb::Cause,
+    impact: pb::Impact,
+    category: String,
+    subcategory: String,
+    description: String,
+    department: String,
+    assignee: String,
+}
+
+fn looks_like_email(email: &str) -> bool {
+    let mut parts = email.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(local), Some(domain), None)
+        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+}
+
+fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewComplaint> {
+    let mut v: Vec<FieldViolation> = Vec::new();
+    let property_id = text(&complaint.property_id, "complaint.property_id", 64, true, &mut v);
+    let channel = required_enum::<pb::Channel>(complaint.channel, "complaint.channel", &mut v);
+    let urgency = optional_enum::<pb::Urgency>(complaint.urgency, "complaint.urgency", &mut v)
+        .map(|u| if u == pb::Urgency::Unspecified { pb::Urgency::Medium } else { u });
+    let cause = optional_enum::<pb::Cause>(complaint.cause, "complaint.cause", &mut v);
+    let impact = optional_enum::<pb::Impact>(complaint.impact, "complaint.impact", &mut v);
+    let stay = complaint.stay.unwrap_or_default();
+    let phase = optional_enum::<pb::StayPhase>(stay.phase, "complaint.stay.phase", &mut v);
+    let description = text(&complaint.description, "complaint.description", 4000, true, &mut v);
+    let category = text(&complaint.category, "complaint.category", 100, false, &mut v).to_lowercase();
+    let subcategory = text(&complaint.subcategory, "complaint.subcategory", 100, false, &mut v).to_lowercase();
+    let department = text(&complaint.department, "complaint.department", 100, false, &mut v).to_lowercase();
+    let assignee = text(&complaint.assignee, "complaint.assignee", 200, false, &mut v);
+    let room = text(&stay.room, "complaint.stay.room", 32, false, &mut v);
+    let reservation_ref = text(&stay.reservation_ref, "complaint.stay.reservation_ref", 64, false, &mut v);
+    let mut guest = complaint.guest.unwrap_or_default();
+    if principal.role() == Role::Guest {
+        // A guest files for themselves; the token says who they are.
+        let own = principal.guest_id().unwrap_or_default().to_string();
+        if !guest.guest_id.is_empty() && guest.guest_id != own {
+            v.push(FieldViolation::new("complaint.guest.guest_id", "a guest can only file complaints for themselves"));
+        }
+        guest.guest_id = own;
+    } else if guest.guest_id.is_empty() && guest.name.trim().is_empty() {
+        if channel != Some(pb::Channel::StaffObserved) {
+            v.push(FieldViolation::new("complaint.guest", "a guest id, or the name of a non-member, is required"));
+        }
+    }
+    if !guest.email.is_empty() && !looks_like_email(&guest.email) {
+        v.push(FieldViolation::new("complaint.guest.email", "is not an email address"));
+    }
+    if guest.phone.chars().filter(|c| c.is_ascii_digit()).count() > 0
+        && !guest.phone.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
+        v.push(FieldViolation::new("complaint.guest.phone", "may contain only digits, spaces and + - ( ) ."));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&property_id)?;
+    Ok(NewComplaint {
+        property_id,
+        guest,
+        stay: pb::StayContext { reservation_ref, room, phase: phase.unwrap_or_default() as i32 },
+        channel: channel.unwrap_or_default(),
+        urgency: urgency.unwrap_or(pb::Urgency::Medium),
+        cause: cause.unwrap_or_default(),
+        impact: impact.unwrap_or_default(),
+        category,
+        subcategory,
+        description,
+        department,
+        assignee,
+    })
+}
+
+/// Asks CRM for the guest's tier, giving up after [`TIER_DEADLINE`].
+pub async fn lookup_tier(api: &Api, guest_id: &str) -> Option<String> {
+    if guest_id.is_empty() {
+        return None;
+    }
+    let mut request = Request::new(GetGuestTierRequest { guest_id: guest_id.to_string() });
+    request.set_timeout(TIER_DEADLINE);
+    let mut crm = api.crm.clone();
+    match tokio::time::timeout(TIER_DEADLINE, crm.get_guest_tier(request)).await {
+        Ok(Ok(response)) => Some(response.into_inner().tier),
+        Ok(Err(status)) if status.code() == tonic::Code::NotFound => Some(String::new()),
+        Ok(Err(status)) => {
+            tracing::warn!(%guest_id, code = ?status.code(), "crm tier lookup failed; complaint accepted without tier");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%guest_id, "crm tier lookup timed out; complaint accepted without tier");
+            None
+        }
+    }
+}
+
+pub fn is_priority_tier(tier: &str) -> bool {
+    matches!(tier, "vip" | "strategic")
+}
+
+pub async fn create(api: &Api, request: Request<pb::CreateComplaintRequest>) -> ApiResult<pb::Complaint> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
+    let complaint = request.complaint.clone().ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
+    let new = validate(&principal, complaint)?;
+    let tier = lookup_tier(api, &new.guest.guest_id).await;
+
+    let mut tx = api.context.pool.begin().await?;
+    if let Some(previous) = idempotency::claim::<_, pb::Complaint>(&mut tx, METHOD, &request.request_id, &request).await? {
+        return Ok(previous);
+    }
+    let settings = engine::settings_for(&mut tx, &new.property_id).await?;
+    if !settings.categories.is_empty() && !new.category.is_empty() && !settings.categories.contains(&new.category) {
+        return Err(ApiError::invalid(
+            "complaint.category",
+            format!("not a category of this property; expected one of {}", settings.categories.join(", ")),
+        ));
+    }
+    let now = Utc::now();
+    let repeat_of =
+        store::complaints::previous_for_guest(&mut tx, &new.guest.guest_id, &new.category, now - settings.repeat_window).await?;
+    let room_count = store::complaints::count_for_room(
+        &mut tx,
+        &new.property_id,
+        &new.stay.room,
+        &new.category,
+        now - settings.hotspot_window,
+    )
+    .await?;
+    let row = ComplaintRow {
+        complaint_id: Uuid::now_v7(),
+        chain_id: principal.chain_id().to_string(),
+        property_id: new.property_id.clone(),
+        guest_id: new.guest.guest_id.clone(),
+        guest_name: new.guest.name.trim().to_string(),
+        guest_email: new.guest.email.trim().to_lowercase(),
+        guest_phone: new.guest.phone.trim().to_string(),
+        reservation_ref: new.stay.reservation_ref.clone(),
+        room: new.stay.room.clone(),
+        stay_phase: new.stay.phase as i16,
+        channel: new.channel as i16,
+        category: new.category.clone(),
+        subcategory: new.subcategory.clone(),
+        cause: new.cause as i16,
+        impact: new.impact as i16,
+        urgency: new.urgency as i16,
+        description: new.description.clone(),
+        department: new.department.clone(),
+        assignee: new.assignee.clone(),
+        status: "received".into(),
+        resume_status: None,
+        guest_tier: tier.clone().unwrap_or_default(),
+        tier_checked: tier.is_some() || new.guest.guest_id.is_empty(),
+        repeat_issue: repeat_of.is_some(),
+        repeat_of,
+        hotspot: room_count + 1 >= settings.hotspot_threshold,
+        reopen_count: 0,
+        waited_on_guest: false,
+        escalation_level: settings.escalation_ladder.first().copied().unwrap_or(Role::Agent).as_str().to_string(),
+        escalation_count: 0,
+        first_escalated_at: None,
+        root_cause_summary: String::new(),
+        last_reason: String::new(),
+        csat: None,
+        nps: None,
+        rating_comment: String::new(),
+        rated_by: String::new(),
+        rated_at: None,
+        work_order_ids: Vec::new(),
+        created_at: now,
+        created_by: principal.subject().to_string(),
+        updated_at: now,
+        first_response_at: None,
+        first_resolved_at: None,
+        resolved_at: None,
+        closed_at: None,
+        follow_up_due_at: None,
+        next_escalation_at: None,
+        etag: Uuid::now_v7(),
+    };
+    store::complaints::insert(&mut tx, &row).await?;
+    sqlx::query("INSERT INTO known_properties (property_id, chain_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(&row.property_id)
+        .bind(&row.chain_id)
+        .execute(&mut *tx)
+        .await?;
+    let clocks = clocks::start_all(&settings, new.urgency, &new.department, now);
+    let mut loaded = Loaded { row, clocks, remedies: Vec::new(), history: Vec::new(), fired: Vec::new(), settings };
+    timeline::append(
+        &mut tx,
+        loaded.row.complaint_id,
+        Entry { at: now, actor: principal.subject(), kind: "filed", from_status: None, to_status: Some("received"), note: "" },
+    )
+    .await?;
+    loaded.history.push((now, "received".to_string()));
+    if is_priority_tier(&loaded.row.guest_tier) {
+        loaded.escalate(&mut tx, "priority_guest", now).await?;
+    }
+    if new.urgency == pb::Urgency::Critical || new.impact == pb::Impact::EmotionalHarm {
+        loaded.escalate(&mut tx, "high_impact", now).await?;
+    }
+    let view = loaded.save(&mut tx, now).await?;
+    emit_changed(&mut tx, "complaints.complaint.filed", &view, pb::Status::Unspecified, principal.subject()).await?;
+    idempotency::record(&mut tx, METHOD, &request.request_id, &view).await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    Ok(view)
+}

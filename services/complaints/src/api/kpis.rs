@@ -1,0 +1,172 @@
+//! `GetComplaintKpis`: sums from the daily rollup for a set of properties and a period (by UTC
+//! day of filing), with numerators and denominators so callers can roll up further, derived
+//! values, and breakdowns by property, category, channel and department, plus a daily series.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate, Timelike};
+use guestloop_kit::auth::{principal, PropertyScope, Role};
+use guestloop_kit::time::required_timestamp;
+use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::common::v1::Money;
+use guestloop_proto::complaints::v1 as pb;
+use tonic::Request;
+
+use super::Api;
+use crate::store::kpis::{counter, query, Group, Source};
+
+const MAX_DAYS: i64 = 1_100;
+
+/// Converts summed counters to the wire message.
+pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
+    let c = |name: &str| values.get(counter(name)).copied().unwrap_or(0);
+    let clock = |stage: pb::Stage, met: &str, missed: &str| pb::ClockAttainment { stage: stage as i32, met: c(met), missed: c(missed) };
+    pb::KpiCounts {
+        complaints: c("complaints"),
+        responded: c("responded"),
+        first_response_seconds_sum: c("first_response_seconds"),
+        resolved: c("resolved"),
+        first_resolution_seconds_sum: c("first_resolution_seconds"),
+        currently_resolved: c("currently_resolved"),
+        total_resolution_seconds_sum: c("total_resolution_seconds"),
+        resolved_first_contact: c("resolved_first_contact"),
+        rated: c("rated"),
+        csat_sum: c("csat_sum"),
+        csat_top_two: c("csat_top_two"),
+        nps_answers: c("nps_answers"),
+        nps_promoters: c("nps_promoters"),
+        nps_detractors: c("nps_detractors"),
+        escalated: c("escalated"),
+        escalation_seconds_sum: c("escalation_seconds"),
+        reopened: c("reopened"),
+        repeat_issues: c("repeat_issues"),
+        compensation_points: c("compensation_points"),
+        compensation: currency
+            .map(|code| vec![Money { currency_code: code.to_string(), minor_units: c("compensation_minor") }])
+            .unwrap_or_default(),
+        clocks: vec![
+            clock(pb::Stage::Acknowledge, "met_acknowledge", "missed_acknowledge"),
+            clock(pb::Stage::FirstInvestigation, "met_investigation", "missed_investigation"),
+            clock(pb::Stage::RemedyPlan, "met_remedy_plan", "missed_remedy_plan"),
+            clock(pb::Stage::AnswerToGuest, "met_answer", "missed_answer"),
+            clock(pb::Stage::Resolution, "met_resolution", "missed_resolution"),
+        ],
+    }
+}
+
+fn ratio(numerator: i64, denominator: i64) -> Option<f64> {
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}
+
+/// Derived values; each is absent when its denominator is zero.
+pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
+    let met: i64 = k.clocks.iter().map(|c| c.met).sum();
+    let missed: i64 = k.clocks.iter().map(|c| c.missed).sum();
+    let resolution = k.clocks.iter().find(|c| c.stage == pb::Stage::Resolution as i32);
+    pb::KpiValues {
+        first_response_mean_seconds: ratio(k.first_response_seconds_sum, k.responded),
+        first_resolution_mean_seconds: ratio(k.first_resolution_seconds_sum, k.resolved),
+        total_resolution_mean_seconds: ratio(k.total_resolution_seconds_sum, k.currently_resolved),
+        fcr_rate: ratio(k.resolved_first_contact, k.resolved),
+        csat_mean: ratio(k.csat_sum, k.rated),
+        csat_top_two_rate: ratio(k.csat_top_two, k.rated),
+        nps: ratio(100 * (k.nps_promoters - k.nps_detractors), k.nps_answers),
+        escalation_rate: ratio(k.escalated, k.complaints),
+        escalation_mean_seconds: ratio(k.escalation_seconds_sum, k.escalated),
+        reopen_rate: ratio(k.reopened, k.resolved),
+        repeat_rate: ratio(k.repeat_issues, k.complaints),
+        sla_attainment: ratio(met, met + missed),
+        on_time_handling: resolution.and_then(|c| ratio(c.met, c.met + c.missed)),
+    }
+}
+
+/// The UTC days `[from, to)` a period covers (a partial last day counts).
+pub fn period_days(period: Option<&guestloop_proto::common::v1::TimeRange>) -> ApiResult<(NaiveDate, NaiveDate)> {
+    let period = period.ok_or_else(|| ApiError::invalid("period", "is required"))?;
+    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
+    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
+    if end <= start {
+        return Err(ApiError::invalid("period.end_time", "must be after period.start_time"));
+    }
+    let from = start.date_naive();
+    let mut to = end.date_naive();
+    if end.time().num_seconds_from_midnight() > 0 || end.timestamp_subsec_nanos() > 0 {
+        to += Duration::days(1);
+    }
+    if (to - from).num_days() > MAX_DAYS {
+        return Err(ApiError::invalid("period", format!("must span at most {MAX_DAYS} days")));
+    }
+    Ok((from, to))
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetComplaintKpisRequest>) -> ApiResult<pb::ComplaintKpis> {
+    let principal = principal(&request)?.clone();
+    if principal.role() == Role::Guest {
+        return Err(ApiError::PermissionDenied("guests cannot read KPIs".into()));
+    }
+    let request = request.into_inner();
+    let (from, to) = period_days(request.period.as_ref())?;
+    let mut conn = api.context.pool.acquire().await?;
+    let properties: Vec<String> = if request.property_ids.is_empty() {
+        match &principal.claims.props {
+            PropertyScope::Listed(ids) => ids.clone(),
+            PropertyScope::All(_) => sqlx::query_scalar("SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1")
+                .bind(principal.chain_id())
+                .fetch_all(&mut *conn)
+                .await?,
+        }
+    } else {
+        for property in &request.property_ids {
+            principal.require_property(property)?;
+        }
+        request.property_ids.clone()
+    };
+    let groups = query(&mut conn, Source::Rollup, &properties, from, to, request.daily_series).await?;
+    let mut currencies: BTreeMap<String, String> = BTreeMap::new();
+    for property in &properties {
+        let settings = crate::engine::settings_for(&mut conn, property).await?;
+        currencies.insert(property.clone(), settings.currency_code);
+    }
+    let distinct: std::collections::BTreeSet<&String> = currencies.values().collect();
+    let single_currency = (distinct.len() == 1).then(|| distinct.iter().next().map(|s| s.as_str())).flatten();
+    Ok(assemble(&groups, &currencies, single_currency))
+}
+
+/// Builds the response from grouped sums.
+pub fn assemble(groups: &[Group], currencies: &BTreeMap<String, String>, single_currency: Option<&str>) -> pb::ComplaintKpis {
+    let mut out = pb::ComplaintKpis::default();
+    let breakdown = |group: &Group, currency: Option<&str>| {
+        let counts = counts(&group.values, currency);
+        pb::KpiBreakdown { key: group.key.clone(), values: Some(values(&counts)), counts: Some(counts) }
+    };
+    for group in groups {
+        match group.dimension {
+            "total" => {
+                let total = counts(&group.values, single_currency);
+                out.values = Some(values(&total));
+                out.counts = Some(total);
+            }
+            "property" => out.by_property.push(breakdown(group, currencies.get(&group.key).map(String::as_str))),
+            "category" => out.by_category.push(breakdown(group, single_currency)),
+            "channel" => {
+                let mut entry = breakdown(group, single_currency);
+                entry.key = group
+                    .key
+                    .parse::<i32>()
+                    .ok()
+                    .and_then(|c| pb::Channel::try_from(c).ok())
+                    .map_or(group.key.clone(), |c| c.as_str_name().to_string());
+                out.by_channel.push(entry);
+            }
+            "department" => out.by_department.push(breakdown(group, single_currency)),
+            "day" => out.daily.push(pb::KpiDay { day: group.key.clone(), counts: Some(counts(&group.values, single_currency)) }),
+            _ => {}
+        }
+    }
+    if out.counts.is_none() {
+        let empty = counts(&[], single_currency);
+        out.values = Some(values(&empty));
+        out.counts = Some(empty);
+    }
+    out
+}

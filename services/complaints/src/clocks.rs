@@ -1,0 +1,191 @@
+//! The SLA clocks of one complaint: which start and stop with which status change, and their
+//! state (due time, remaining, at-risk, breached) recomputed from the whole status history in
+//! working time with the shared calculator in the kit.
+//!
+//! Every clock starts when the complaint is filed. The acknowledge clock stops when the
+//! complaint leaves `received`; first investigation when investigation starts (or anything
+//! later); remedy plan when a remedy is planned (or later); answer-to-guest and resolution when
+//! it is resolved. Time in `waiting_on_guest` is excluded. A reopen restarts the answer and
+//! resolution clocks for the new cycle. A cancellation drops the clocks still running.
+
+use chrono::{DateTime, Duration, Utc};
+use guestloop_kit::worktime::{evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, SlaTarget};
+use guestloop_proto::complaints::v1 as pb;
+
+use crate::settings::EffectiveSettings;
+use crate::store::ClockRow;
+
+pub const STAGES: [pb::Stage; 5] = [
+    pb::Stage::Acknowledge,
+    pb::Stage::FirstInvestigation,
+    pb::Stage::RemedyPlan,
+    pb::Stage::AnswerToGuest,
+    pb::Stage::Resolution,
+];
+
+/// The state that pauses clocks.
+pub const PAUSING_STATUS: &str = "waiting_on_guest";
+
+fn stage_of(row: &ClockRow) -> pb::Stage {
+    pb::Stage::try_from(i32::from(row.stage)).unwrap_or(pb::Stage::Unspecified)
+}
+
+fn target_of(row: &ClockRow) -> SlaTarget {
+    if row.target_days > 0 {
+        SlaTarget::WorkingDays(row.target_days as u32)
+    } else {
+        SlaTarget::WorkingTime(Duration::minutes(i64::from(row.target_minutes)))
+    }
+}
+
+/// The statuses that complete a stage.
+fn completes(stage: pb::Stage, status: &str) -> bool {
+    match stage {
+        pb::Stage::Acknowledge => !matches!(status, "received" | "cancelled"),
+        pb::Stage::FirstInvestigation => {
+            matches!(status, "investigating" | "remedy_planned" | "remedy_in_progress" | "resolved" | "closed")
+        }
+        pb::Stage::RemedyPlan => matches!(status, "remedy_planned" | "remedy_in_progress" | "resolved" | "closed"),
+        pb::Stage::AnswerToGuest | pb::Stage::Resolution => matches!(status, "resolved" | "closed"),
+        pb::Stage::Unspecified => false,
+    }
+}
+
+/// The five clocks of a new complaint.
+pub fn start_all(settings: &EffectiveSettings, urgency: pb::Urgency, department: &str, now: DateTime<Utc>) -> Vec<ClockRow> {
+    STAGES
+        .iter()
+        .filter_map(|stage| {
+            let target = settings.target_for(*stage, urgency)?;
+            let (target_minutes, target_days) = match target {
+                SlaTarget::WorkingTime(d) => (i32::try_from(d.num_minutes()).unwrap_or(i32::MAX), 0),
+                SlaTarget::WorkingDays(n) => (0, i32::try_from(n).unwrap_or(i32::MAX)),
+            };
+            let calendar = settings.calendar_for(*stage, department);
+            let history = ClockHistory { start: now, pauses: Vec::new() };
+            let due_at = instant_at_fraction(calendar, &target, &history, 1.0).unwrap_or(now);
+            Some(ClockRow {
+                stage: *stage as i16,
+                target_minutes,
+                target_days,
+                started_at: now,
+                stopped_at: None,
+                due_at,
+                breached_at: None,
+            })
+        })
+        .collect()
+}
+
+/// Applies a status change to the clocks: stops completed stages, restarts the answer and
+/// resolution clocks on reopen, drops running clocks on cancel.
+pub fn on_status_change(clocks: &mut Vec<ClockRow>, to_status: &str, now: DateTime<Utc>) {
+    match to_status {
+        "cancelled" => clocks.retain(|c| c.stopped_at.is_some()),
+        "reopened" => {
+            for clock in clocks.iter_mut() {
+                if matches!(stage_of(clock), pb::Stage::AnswerToGuest | pb::Stage::Resolution) {
+                    clock.started_at = now;
+                    clock.stopped_at = None;
+                    clock.breached_at = None;
+                }
+            }
+        }
+        status => {
+            for clock in clocks.iter_mut() {
+                if clock.stopped_at.is_none() && completes(stage_of(clock), status) {
+                    clock.stopped_at = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// Escalation thresholds of a stage: the resolution clock escalates at 50, 75 and 100 %;
+/// the other stages when they breach.
+pub fn thresholds(stage: pb::Stage) -> &'static [u32] {
+    match stage {
+        pb::Stage::Resolution => &[50, 75, 100],
+        _ => &[100],
+    }
+}
+
+/// The trigger key of a threshold in a resolution cycle, e.g. `resolution#0:75`.
+pub fn trigger_key(stage: pb::Stage, cycle: i32, percent: u32) -> String {
+    let name = match stage {
+        pb::Stage::Acknowledge => "acknowledge",
+        pb::Stage::FirstInvestigation => "first_investigation",
+        pb::Stage::RemedyPlan => "remedy_plan",
+        pb::Stage::AnswerToGuest => "answer_to_guest",
+        pb::Stage::Resolution => "resolution",
+        pb::Stage::Unspecified => "unknown",
+    };
+    format!("{name}#{cycle}:{percent}")
+}
+
+/// Clock states for clients, updated due times, and when the watcher must look next.
+pub struct Refreshed {
+    pub clocks: Vec<pb::SlaClock>,
+    pub next_escalation_at: Option<DateTime<Utc>>,
+}
+
+/// Recomputes every clock from the complete status history.
+pub fn refresh(
+    clocks: &mut [ClockRow],
+    settings: &EffectiveSettings,
+    department: &str,
+    status_history: &[(DateTime<Utc>, String)],
+    fired: &[String],
+    cycle: i32,
+    now: DateTime<Utc>,
+) -> Refreshed {
+    let history: Vec<(DateTime<Utc>, bool)> =
+        status_history.iter().map(|(at, status)| (*at, status == PAUSING_STATUS)).collect();
+    let all_pauses = pauses_from_history(&history);
+    let mut states = Vec::with_capacity(clocks.len());
+    let mut next: Option<DateTime<Utc>> = None;
+    for clock in clocks.iter_mut() {
+        let stage = stage_of(clock);
+        let calendar = settings.calendar_for(stage, department);
+        let target = target_of(clock);
+        let pauses = all_pauses
+            .iter()
+            .filter(|p| p.end.is_none_or(|end| end > clock.started_at))
+            .cloned()
+            .collect();
+        let clock_history = ClockHistory { start: clock.started_at, pauses };
+        let status = evaluate(calendar, &target, &clock_history, clock.stopped_at, now, settings.at_risk_ratio);
+        clock.due_at = status.due_at;
+        if clock.stopped_at.is_none() && !status.paused {
+            let cycle_for_stage = if stage == pb::Stage::Resolution || stage == pb::Stage::AnswerToGuest { cycle } else { 0 };
+            for percent in thresholds(stage) {
+                if fired.contains(&trigger_key(stage, cycle_for_stage, *percent)) {
+                    continue;
+                }
+                if let Some(at) = instant_at_fraction(calendar, &target, &clock_history, f64::from(*percent) / 100.0) {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                break;
+            }
+        }
+        let missed = clock.breached_at.is_some() || status.outcome == ClockOutcome::Missed;
+        states.push(pb::SlaClock {
+            stage: stage as i32,
+            start_time: Some(guestloop_kit::time::to_timestamp(clock.started_at)),
+            due_time: Some(guestloop_kit::time::to_timestamp(status.due_at)),
+            stop_time: clock.stopped_at.map(guestloop_kit::time::to_timestamp),
+            remaining_seconds: status.remaining.num_seconds(),
+            elapsed_fraction: status.fraction_elapsed,
+            paused: status.paused,
+            at_risk: status.at_risk,
+            breached: status.breached || clock.breached_at.is_some(),
+            outcome: match status.outcome {
+                ClockOutcome::Running if clock.breached_at.is_some() => pb::ClockOutcome::Running,
+                ClockOutcome::Running => pb::ClockOutcome::Running,
+                _ if missed => pb::ClockOutcome::Missed,
+                _ => pb::ClockOutcome::Met,
+            } as i32,
+        });
+    }
+    Refreshed { clocks: states, next_escalation_at: next }
+}

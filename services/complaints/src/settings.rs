@@ -1,0 +1,292 @@
+//! Property settings: what each property configures (time zone, calendars, SLA targets,
+//! escalation ladder, authority limits, follow-up and detection windows), with the chain
+//! defaults from DOMAIN §2 for everything left unset, validated into [`EffectiveSettings`].
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use guestloop_kit::auth::Role;
+use guestloop_kit::worktime::{CalendarSpec, DaySpec, IntervalSpec, SlaTarget, WorkingCalendar};
+use guestloop_kit::{ApiError, FieldViolation};
+use guestloop_proto::complaints::v1 as pb;
+
+/// Settings with every default applied, ready for the rules.
+#[derive(Debug, Clone)]
+pub struct EffectiveSettings {
+    pub time_zone: chrono_tz::Tz,
+    pub currency_code: String,
+    pub region: String,
+    /// Property default calendar (service centre) and per-department calendars.
+    pub default_calendar: WorkingCalendar,
+    pub department_calendars: BTreeMap<String, WorkingCalendar>,
+    pub stage_targets: BTreeMap<i32, SlaTarget>,
+    pub urgency_targets: BTreeMap<i32, SlaTarget>,
+    pub escalation_ladder: Vec<Role>,
+    /// Per role: (money minor units, points); None = unlimited.
+    pub authority_limits: BTreeMap<Role, (Option<i64>, Option<i64>)>,
+    pub at_risk_ratio: f64,
+    pub follow_up_delay: Duration,
+    pub reopen_csat_threshold: i32,
+    pub repeat_window: Duration,
+    pub hotspot_window: Duration,
+    pub hotspot_threshold: i64,
+    pub categories: Vec<String>,
+}
+
+/// DOMAIN §2 stage limits in minutes.
+const DEFAULT_STAGE_MINUTES: [(pb::Stage, u32); 4] = [
+    (pb::Stage::Acknowledge, 30),
+    (pb::Stage::FirstInvestigation, 120),
+    (pb::Stage::RemedyPlan, 240),
+    (pb::Stage::AnswerToGuest, 24 * 60),
+];
+
+pub fn default_ladder() -> Vec<Role> {
+    vec![
+        Role::Agent,
+        Role::Supervisor,
+        Role::DutyManager,
+        Role::GeneralManager,
+        Role::ChainQualityManager,
+    ]
+}
+
+/// Default authority per complaint, in property-currency minor units and points.
+pub fn default_limits() -> BTreeMap<Role, (Option<i64>, Option<i64>)> {
+    BTreeMap::from([
+        (Role::Agent, (Some(3_000), Some(3_000))),
+        (Role::Supervisor, (Some(15_000), Some(15_000))),
+        (Role::DutyManager, (Some(60_000), Some(60_000))),
+        (Role::DepartmentHead, (Some(60_000), Some(60_000))),
+        (Role::GeneralManager, (None, None)),
+        (Role::ChainQualityManager, (None, None)),
+        (Role::ChainAdmin, (None, None)),
+    ])
+}
+
+fn target(minutes: i32, working_days: i32, field: &str) -> Result<SlaTarget, FieldViolation> {
+    match (minutes, working_days) {
+        (m, 0) if m > 0 => Ok(SlaTarget::WorkingTime(Duration::minutes(i64::from(m)))),
+        (0, d) if d > 0 => Ok(SlaTarget::WorkingDays(d as u32)),
+        _ => Err(FieldViolation::new(field, "exactly one of minutes or working_days must be positive")),
+    }
+}
+
+fn calendar_spec(time_zone: &str, calendar: &pb::WorkingCalendar) -> CalendarSpec {
+    CalendarSpec {
+        time_zone: time_zone.to_string(),
+        always_open: calendar.always_open,
+        weekly: calendar
+            .days
+            .iter()
+            .map(|day| DaySpec {
+                weekday: day.weekday.clone(),
+                intervals: day
+                    .intervals
+                    .iter()
+                    .map(|i| IntervalSpec { start: i.start.clone(), end: i.end.clone() })
+                    .collect(),
+            })
+            .collect(),
+        holidays: calendar.holidays.clone(),
+        working_day_hours: if calendar.working_day_hours > 0 { Some(calendar.working_day_hours as u32) } else { None },
+    }
+}
+
+fn always_open(time_zone: &str) -> Result<WorkingCalendar, String> {
+    WorkingCalendar::try_from(CalendarSpec {
+        time_zone: time_zone.to_string(),
+        always_open: true,
+        weekly: Vec::new(),
+        holidays: Vec::new(),
+        working_day_hours: None,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Validates stored or submitted settings and fills the defaults; errors name the field.
+pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, ApiError> {
+    let mut violations = Vec::new();
+    let zone_text = if settings.time_zone.is_empty() { "UTC" } else { settings.time_zone.as_str() };
+    let time_zone: chrono_tz::Tz = match zone_text.parse() {
+        Ok(zone) => zone,
+        Err(_) => {
+            violations.push(FieldViolation::new("settings.time_zone", format!("unknown IANA time zone `{zone_text}`")));
+            chrono_tz::UTC
+        }
+    };
+    let currency_code = if settings.currency_code.is_empty() { "EUR".to_string() } else { settings.currency_code.clone() };
+    if currency_code.len() != 3 || !currency_code.chars().all(|c| c.is_ascii_uppercase()) {
+        violations.push(FieldViolation::new("settings.currency_code", "must be a three-letter ISO 4217 code"));
+    }
+
+    let mut default_calendar = None;
+    let mut department_calendars = BTreeMap::new();
+    for (i, calendar) in settings.calendars.iter().enumerate() {
+        match WorkingCalendar::try_from(calendar_spec(zone_text, calendar)) {
+            Ok(built) if calendar.department.is_empty() => default_calendar = Some(built),
+            Ok(built) => {
+                department_calendars.insert(calendar.department.clone(), built);
+            }
+            Err(error) => violations.push(FieldViolation::new(format!("settings.calendars[{i}]"), error.to_string())),
+        }
+    }
+
+    let mut stage_targets: BTreeMap<i32, SlaTarget> = DEFAULT_STAGE_MINUTES
+        .iter()
+        .map(|(stage, minutes)| (*stage as i32, SlaTarget::WorkingTime(Duration::minutes(i64::from(*minutes)))))
+        .collect();
+    for (i, stage_target) in settings.stage_targets.iter().enumerate() {
+        let field = format!("settings.stage_targets[{i}]");
+        match pb::Stage::try_from(stage_target.stage) {
+            Ok(stage) if stage != pb::Stage::Unspecified && stage != pb::Stage::Resolution => {
+                match target(stage_target.minutes, stage_target.working_days, &field) {
+                    Ok(t) => {
+                        stage_targets.insert(stage as i32, t);
+                    }
+                    Err(v) => violations.push(v),
+                }
+            }
+            _ => violations.push(FieldViolation::new(format!("{field}.stage"), "must be a stage other than RESOLUTION (set urgency_targets)")),
+        }
+    }
+    let mut urgency_targets: BTreeMap<i32, SlaTarget> = BTreeMap::from([
+        (pb::Urgency::Critical as i32, SlaTarget::WorkingTime(Duration::minutes(30))),
+        (pb::Urgency::High as i32, SlaTarget::WorkingTime(Duration::hours(2))),
+        (pb::Urgency::Medium as i32, SlaTarget::WorkingTime(Duration::hours(24))),
+        (pb::Urgency::Low as i32, SlaTarget::WorkingDays(3)),
+    ]);
+    for (i, urgency_target) in settings.urgency_targets.iter().enumerate() {
+        let field = format!("settings.urgency_targets[{i}]");
+        match pb::Urgency::try_from(urgency_target.urgency) {
+            Ok(urgency) if urgency != pb::Urgency::Unspecified => {
+                match target(urgency_target.minutes, urgency_target.working_days, &field) {
+                    Ok(t) => {
+                        urgency_targets.insert(urgency as i32, t);
+                    }
+                    Err(v) => violations.push(v),
+                }
+            }
+            _ => violations.push(FieldViolation::new(format!("{field}.urgency"), "must be a known urgency")),
+        }
+    }
+
+    let escalation_ladder = if settings.escalation_ladder.is_empty() {
+        default_ladder()
+    } else {
+        let mut ladder = Vec::new();
+        for (i, name) in settings.escalation_ladder.iter().enumerate() {
+            match name.parse::<Role>() {
+                Ok(role) if role.is_staff() && !ladder.contains(&role) => ladder.push(role),
+                Ok(_) => violations.push(FieldViolation::new(format!("settings.escalation_ladder[{i}]"), "must be a staff role listed once")),
+                Err(e) => violations.push(FieldViolation::new(format!("settings.escalation_ladder[{i}]"), e)),
+            }
+        }
+        ladder
+    };
+
+    let mut authority_limits = default_limits();
+    for (i, limit) in settings.authority_limits.iter().enumerate() {
+        let field = format!("settings.authority_limits[{i}]");
+        let role = match limit.role.parse::<Role>() {
+            Ok(role) if role.is_staff() => role,
+            _ => {
+                violations.push(FieldViolation::new(format!("{field}.role"), "must be a staff role"));
+                continue;
+            }
+        };
+        let parse = |value: i64, name: &str, violations: &mut Vec<FieldViolation>| match value {
+            -1 => None,
+            v if v >= 0 => Some(v),
+            _ => {
+                violations.push(FieldViolation::new(format!("{field}.{name}"), "must be 0 or more, or -1 for unlimited"));
+                None
+            }
+        };
+        let money = parse(limit.money_minor_units, "money_minor_units", &mut violations);
+        let points = parse(limit.points, "points", &mut violations);
+        authority_limits.insert(role, (money, points));
+    }
+
+    let at_risk_ratio = if settings.at_risk_ratio == 0.0 { 0.75 } else { settings.at_risk_ratio };
+    if !(0.0..1.0).contains(&at_risk_ratio) || at_risk_ratio <= 0.0 {
+        violations.push(FieldViolation::new("settings.at_risk_ratio", "must be between 0 and 1 (exclusive)"));
+    }
+    let positive_or_default = |value: i32, default: i64, field: &str, violations: &mut Vec<FieldViolation>| {
+        if value < 0 {
+            violations.push(FieldViolation::new(field, "must not be negative"));
+        }
+        if value <= 0 { default } else { i64::from(value) }
+    };
+    let follow_up_hours = positive_or_default(settings.follow_up_delay_hours, 24, "settings.follow_up_delay_hours", &mut violations);
+    let repeat_days = positive_or_default(settings.repeat_window_days, 30, "settings.repeat_window_days", &mut violations);
+    let hotspot_days = positive_or_default(settings.hotspot_window_days, 30, "settings.hotspot_window_days", &mut violations);
+    let hotspot_threshold = positive_or_default(settings.hotspot_threshold, 3, "settings.hotspot_threshold", &mut violations);
+    if !(0..=5).contains(&settings.reopen_csat_threshold) {
+        violations.push(FieldViolation::new("settings.reopen_csat_threshold", "must be between 0 (never) and 5"));
+    }
+    // 0 switches automatic reopening off.
+    let reopen_csat_threshold = settings.reopen_csat_threshold;
+
+    let default_calendar = match default_calendar {
+        Some(calendar) => calendar,
+        None => always_open(zone_text).map_err(|e| ApiError::invalid("settings.time_zone", e))?,
+    };
+    if !violations.is_empty() {
+        return Err(ApiError::InvalidArgument(violations));
+    }
+    Ok(EffectiveSettings {
+        time_zone,
+        currency_code,
+        region: settings.region.clone(),
+        default_calendar,
+        department_calendars,
+        stage_targets,
+        urgency_targets,
+        escalation_ladder,
+        authority_limits,
+        at_risk_ratio,
+        follow_up_delay: Duration::hours(follow_up_hours),
+        reopen_csat_threshold,
+        repeat_window: Duration::days(repeat_days),
+        hotspot_window: Duration::days(hotspot_days),
+        hotspot_threshold,
+        categories: settings.categories.clone(),
+    })
+}
+
+impl EffectiveSettings {
+    /// The calendar a stage clock runs on: acknowledging and answering the guest belong to the
+    /// service centre (property default); the rest to the responsible department.
+    pub fn calendar_for(&self, stage: pb::Stage, department: &str) -> &WorkingCalendar {
+        match stage {
+            pb::Stage::Acknowledge | pb::Stage::AnswerToGuest => &self.default_calendar,
+            _ => self.department_calendars.get(department).unwrap_or(&self.default_calendar),
+        }
+    }
+
+    /// The target of a stage clock for a complaint of `urgency`.
+    pub fn target_for(&self, stage: pb::Stage, urgency: pb::Urgency) -> Option<SlaTarget> {
+        match stage {
+            pb::Stage::Resolution => self.urgency_targets.get(&(urgency as i32)).cloned(),
+            other => self.stage_targets.get(&(other as i32)).cloned(),
+        }
+    }
+}
+
+/// The settings a property starts with before anyone configures it.
+pub fn default_settings(property_id: &str) -> pb::PropertySettings {
+    pb::PropertySettings {
+        property_id: property_id.to_string(),
+        time_zone: "UTC".into(),
+        currency_code: "EUR".into(),
+        at_risk_ratio: 0.75,
+        follow_up_delay_hours: 24,
+        reopen_csat_threshold: 2,
+        repeat_window_days: 30,
+        hotspot_window_days: 30,
+        hotspot_threshold: 3,
+        escalation_ladder: default_ladder().iter().map(|r| r.as_str().to_string()).collect(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,264 @@
+//! KPI rollups: the worker that keeps `kpi_daily` equal to the grouped per-complaint facts, and
+//! the queries over it (or, for comparison, over the raw facts).
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use guestloop_kit::ApiResult;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+/// The additive counters of one complaint, in `kpi_daily` column order.
+pub const COUNTERS: [&str; 30] = [
+    "complaints",
+    "responded",
+    "first_response_seconds",
+    "resolved",
+    "first_resolution_seconds",
+    "currently_resolved",
+    "total_resolution_seconds",
+    "resolved_first_contact",
+    "rated",
+    "csat_sum",
+    "csat_top_two",
+    "nps_answers",
+    "nps_promoters",
+    "nps_detractors",
+    "escalated",
+    "escalation_seconds",
+    "reopened",
+    "repeat_issues",
+    "compensation_points",
+    "compensation_minor",
+    "met_acknowledge",
+    "missed_acknowledge",
+    "met_investigation",
+    "missed_investigation",
+    "met_remedy_plan",
+    "missed_remedy_plan",
+    "met_answer",
+    "missed_answer",
+    "met_resolution",
+    "missed_resolution",
+];
+
+/// Index of a counter in [`COUNTERS`].
+pub fn counter(name: &str) -> usize {
+    COUNTERS.iter().position(|c| *c == name).unwrap_or(0)
+}
+
+/// The rollup key of a complaint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Key {
+    property_id: String,
+    day: NaiveDate,
+    category: String,
+    channel: i16,
+    department: String,
+}
+
+/// What a complaint contributes, as stored in `kpi_applied_facts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fact {
+    key: Key,
+    values: Vec<i64>,
+}
+
+fn fact_from_row(row: &sqlx::postgres::PgRow) -> Result<(Uuid, Fact), sqlx::Error> {
+    let key = Key {
+        property_id: row.try_get("property_id")?,
+        day: row.try_get("day")?,
+        category: row.try_get("category")?,
+        channel: row.try_get("channel")?,
+        department: row.try_get("department")?,
+    };
+    let values = COUNTERS.iter().map(|c| row.try_get::<i64, _>(*c)).collect::<Result<Vec<_>, _>>()?;
+    Ok((row.try_get("complaint_id")?, Fact { key, values }))
+}
+
+const BATCH: i64 = 500;
+
+/// Applies the changes of up to one batch of marked complaints; returns how many it applied.
+pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM kpi_dirty WHERE complaint_id IN \
+         (SELECT complaint_id FROM kpi_dirty ORDER BY marked_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING complaint_id",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let new_rows = sqlx::query(&format!(
+        "SELECT complaint_id, property_id, day, category, channel, department, {} \
+         FROM complaint_kpi_facts WHERE complaint_id = ANY($1)",
+        COUNTERS.join(", ")
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut new_facts = HashMap::new();
+    for row in &new_rows {
+        let (id, fact) = fact_from_row(row)?;
+        new_facts.insert(id, fact);
+    }
+    let old_rows: Vec<(Uuid, sqlx::types::Json<Fact>)> = sqlx::query_as(
+        "SELECT complaint_id, fact FROM kpi_applied_facts WHERE complaint_id = ANY($1) FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+
+    let mut deltas: HashMap<Key, Vec<i64>> = HashMap::new();
+    for (_, old) in &old_rows {
+        let entry = deltas.entry(old.key.clone()).or_insert_with(|| vec![0; COUNTERS.len()]);
+        for (d, v) in entry.iter_mut().zip(&old.values) {
+            *d -= v;
+        }
+    }
+    for fact in new_facts.values() {
+        let entry = deltas.entry(fact.key.clone()).or_insert_with(|| vec![0; COUNTERS.len()]);
+        for (d, v) in entry.iter_mut().zip(&fact.values) {
+            *d += v;
+        }
+    }
+    let upsert = format!(
+        "INSERT INTO kpi_daily (property_id, day, category, channel, department, {cols}) VALUES ($1, $2, $3, $4, $5, {params}) \
+         ON CONFLICT (property_id, day, category, channel, department) DO UPDATE SET {sets}",
+        cols = COUNTERS.join(", "),
+        params = (6..6 + COUNTERS.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+        sets = COUNTERS.iter().map(|c| format!("{c} = kpi_daily.{c} + EXCLUDED.{c}")).collect::<Vec<_>>().join(", "),
+    );
+    // A fixed order keeps concurrent workers from deadlocking on rollup rows.
+    let mut keys: Vec<(&Key, &Vec<i64>)> = deltas.iter().filter(|(_, d)| d.iter().any(|v| *v != 0)).collect();
+    keys.sort_by(|a, b| (&a.0.property_id, a.0.day, &a.0.category, a.0.channel, &a.0.department)
+        .cmp(&(&b.0.property_id, b.0.day, &b.0.category, b.0.channel, &b.0.department)));
+    for (key, delta) in keys {
+        let mut query = sqlx::query(&upsert)
+            .bind(&key.property_id)
+            .bind(key.day)
+            .bind(&key.category)
+            .bind(key.channel)
+            .bind(&key.department);
+        for value in delta {
+            query = query.bind(*value);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for id in &ids {
+        match new_facts.get(id) {
+            Some(fact) => {
+                sqlx::query(
+                    "INSERT INTO kpi_applied_facts (complaint_id, fact) VALUES ($1, $2) \
+                     ON CONFLICT (complaint_id) DO UPDATE SET fact = EXCLUDED.fact",
+                )
+                .bind(id)
+                .bind(sqlx::types::Json(fact))
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM kpi_applied_facts WHERE complaint_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+/// Rebuilds every rollup from the facts in one statement (after bulk loads).
+pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
+    let cols = COUNTERS.join(", ");
+    let sums = COUNTERS.iter().map(|c| format!("sum({c})")).collect::<Vec<_>>().join(", ");
+    sqlx::query("DELETE FROM kpi_dirty").execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM kpi_daily").execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM kpi_applied_facts").execute(&mut *conn).await?;
+    sqlx::query(&format!(
+        "INSERT INTO kpi_daily (property_id, day, category, channel, department, {cols}) \
+         SELECT property_id, day, category, channel, department, {sums} FROM complaint_kpi_facts \
+         GROUP BY property_id, day, category, channel, department"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let fact_json = format!(
+        "jsonb_build_object('key', jsonb_build_object('property_id', property_id, 'day', day, 'category', category, \
+         'channel', channel, 'department', department), 'values', jsonb_build_array({cols}))"
+    );
+    sqlx::query(&format!(
+        "INSERT INTO kpi_applied_facts (complaint_id, fact) SELECT complaint_id, {fact_json} FROM complaint_kpi_facts"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Where KPI sums are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The maintained daily rollup (what the API serves).
+    Rollup,
+    /// The per-complaint facts grouped on the fly (the baseline the rollup must equal).
+    Raw,
+}
+
+/// Sums for one breakdown group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// "total", "property", "category", "channel", "department" or "day".
+    pub dimension: &'static str,
+    pub key: String,
+    pub values: Vec<i64>,
+}
+
+/// KPI sums over `[from, to)` (UTC creation days) for `properties`, grouped every useful way.
+pub async fn query(
+    conn: &mut PgConnection,
+    source: Source,
+    properties: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    daily: bool,
+) -> ApiResult<Vec<Group>> {
+    let table = match source {
+        Source::Rollup => "kpi_daily",
+        Source::Raw => "complaint_kpi_facts",
+    };
+    let sums = COUNTERS.iter().map(|c| format!("sum({c})::bigint AS {c}")).collect::<Vec<_>>().join(", ");
+    let day_set = if daily { ", (day)" } else { "" };
+    let sql = format!(
+        "SELECT grouping(property_id) AS gp, grouping(category) AS gc, grouping(channel) AS gch, \
+                grouping(department) AS gd, grouping(day) AS gday, \
+                property_id, category, channel, department, day, {sums} \
+         FROM {table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3 \
+         GROUP BY GROUPING SETS ((), (property_id), (category), (channel), (department){day_set})"
+    );
+    let rows = sqlx::query(&sql).bind(properties).bind(from).bind(to).fetch_all(conn).await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        let values = COUNTERS.iter().map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0))).collect::<Result<Vec<_>, _>>()?;
+        let grouped = |name: &str| row.try_get::<i32, _>(name).map(|g| g == 0);
+        let (dimension, key) = if grouped("gp")? {
+            ("property", row.try_get::<String, _>("property_id")?)
+        } else if grouped("gc")? {
+            ("category", row.try_get::<String, _>("category")?)
+        } else if grouped("gch")? {
+            ("channel", row.try_get::<i16, _>("channel")?.to_string())
+        } else if grouped("gd")? {
+            ("department", row.try_get::<String, _>("department")?)
+        } else if grouped("gday")? {
+            ("day", row.try_get::<NaiveDate, _>("day")?.to_string())
+        } else {
+            ("total", String::new())
+        };
+        groups.push(Group { dimension, key, values });
+    }
+    groups.sort_by(|a, b| (a.dimension, &a.key).cmp(&(b.dimension, &b.key)));
+    Ok(groups)
+}

@@ -1,0 +1,166 @@
+//! Background work of the complaints service, safe to run in several replicas at once:
+//! - the escalation watcher, which finds complaints whose next threshold is due through an
+//!   index, claims them with `FOR UPDATE SKIP LOCKED`, and fires each trigger exactly once (the
+//!   trigger's primary key settles races between replicas);
+//! - the KPI rollup worker, which folds marked complaints into the daily rollup;
+//! - tier enrichment, which retries the CRM tier lookup for complaints filed while CRM did not
+//!   answer.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use guestloop_kit::events::EventLog;
+use guestloop_kit::server::ServiceContext;
+use sqlx::PgPool;
+use guestloop_kit::ApiResult;
+use guestloop_proto::complaints::v1 as pb;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::clocks::{thresholds, trigger_key, STAGES};
+use crate::engine::{self, emit_changed};
+use crate::store;
+
+const WATCH_BATCH: i64 = 100;
+
+/// Fires every escalation that is due now; returns how many complaints it looked at.
+pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> {
+    let mut tx = pool.begin().await?;
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT complaint_id FROM complaints WHERE next_escalation_at <= now() \
+         ORDER BY next_escalation_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(WATCH_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = Utc::now();
+    for id in &due {
+        let mut loaded = engine::load(&mut tx, *id, true).await?;
+        let view = loaded.view(now);
+        let mut fired_any = false;
+        for (clock_row, clock) in loaded.clocks.clone().iter().zip(view.clocks.iter()) {
+            let stage = pb::Stage::try_from(clock.stage).unwrap_or(pb::Stage::Unspecified);
+            if clock.stop_time.is_some() || clock.paused || !STAGES.contains(&stage) {
+                continue;
+            }
+            let cycle = if matches!(stage, pb::Stage::Resolution | pb::Stage::AnswerToGuest) { loaded.row.reopen_count } else { 0 };
+            for percent in thresholds(stage) {
+                if clock.elapsed_fraction + 1e-9 < f64::from(*percent) / 100.0 {
+                    break;
+                }
+                let key = trigger_key(stage, cycle, *percent);
+                if loaded.fired.contains(&key) {
+                    continue;
+                }
+                fired_any |= loaded.escalate(&mut tx, &key, now).await?;
+                if *percent == 100 {
+                    if let Some(row) = loaded.clocks.iter_mut().find(|c| c.stage == clock_row.stage) {
+                        row.breached_at.get_or_insert(now);
+                    }
+                }
+            }
+        }
+        let from = loaded.status();
+        let complaint = loaded.save(&mut tx, now).await?;
+        if fired_any {
+            emit_changed(&mut tx, "complaints.complaint.transitioned", &complaint, from, "system").await?;
+        }
+    }
+    tx.commit().await?;
+    if !due.is_empty() {
+        events.wake();
+    }
+    Ok(due.len())
+}
+
+/// Looks up tiers that CRM could not give at intake; escalates priority guests then.
+pub async fn enrich_tiers(context: &ServiceContext, crm: &mut guestloop_proto::crm::v1::crm_service_client::CrmServiceClient<guestloop_kit::client::AuthedChannel>) -> ApiResult<usize> {
+    let pending: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT complaint_id, guest_id FROM complaints WHERE NOT tier_checked AND guest_id <> '' \
+         ORDER BY created_at LIMIT 50",
+    )
+    .fetch_all(&context.pool)
+    .await?;
+    let mut enriched = 0;
+    for (id, guest_id) in pending {
+        let mut request = tonic::Request::new(guestloop_proto::crm::v1::GetGuestTierRequest { guest_id });
+        request.set_timeout(Duration::from_secs(2));
+        let tier = match crm.get_guest_tier(request).await {
+            Ok(response) => response.into_inner().tier,
+            Err(status) if status.code() == tonic::Code::NotFound => String::new(),
+            Err(_) => break, // CRM still unavailable: try again on the next round
+        };
+        let mut tx = context.pool.begin().await?;
+        let mut loaded = engine::load(&mut tx, id, true).await?;
+        if loaded.row.tier_checked {
+            continue;
+        }
+        let now = Utc::now();
+        loaded.row.guest_tier = tier;
+        loaded.row.tier_checked = true;
+        if crate::api::is_priority_tier(&loaded.row.guest_tier) && !matches!(loaded.row.status.as_str(), "closed" | "cancelled") {
+            loaded.escalate(&mut tx, "priority_guest", now).await?;
+        }
+        let from = loaded.status();
+        let complaint = loaded.save(&mut tx, now).await?;
+        emit_changed(&mut tx, "complaints.complaint.updated", &complaint, from, "system").await?;
+        tx.commit().await?;
+        enriched += 1;
+    }
+    if enriched > 0 {
+        context.events.wake();
+    }
+    Ok(enriched)
+}
+
+/// Runs `step` every `period` until shutdown, logging failures.
+async fn every<F, Fut>(name: &'static str, period: Duration, mut stop: watch::Receiver<bool>, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<usize>>,
+{
+    loop {
+        match step().await {
+            // Work was found: look again at once in case more is waiting.
+            Ok(n) if n > 0 => {
+                if *stop.borrow() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(worker = name, %error, "background step failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+pub async fn run_watcher(context: ServiceContext) {
+    let stop = context.stop.clone();
+    every("escalation-watcher", Duration::from_millis(500), stop, || escalate_due(&context.pool, &context.events)).await;
+}
+
+pub async fn run_rollup(context: ServiceContext) {
+    let stop = context.stop.clone();
+    let pool = context.pool.clone();
+    every("kpi-rollup", Duration::from_millis(500), stop, || store::kpis::roll_up_batch(&pool)).await;
+}
+
+pub async fn run_tier_enrichment(context: ServiceContext) -> () {
+    let stop = context.stop.clone();
+    let Ok(channel) = context.peer("crm") else { return };
+    let mut crm = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(channel);
+    let mut stop_inner = stop.clone();
+    loop {
+        if let Err(error) = enrich_tiers(&context, &mut crm).await {
+            tracing::warn!(%error, "tier enrichment failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop_inner.changed() => return,
+        }
+    }
+}

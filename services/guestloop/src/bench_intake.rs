@@ -1,0 +1,169 @@
+//! `guestloop bench intake`: filing complaints over gRPC (auth, validation, CRM tier lookup,
+//! repeat detection, clocks, timeline, outbox, KPI mark, idempotency key) against `pgbench`
+//! running the same SQL transaction on the same database, in the same run.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guestloop_kit::client::{channel, CallContext};
+use guestloop_proto::complaints::v1 as pb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use secrecy::{ExposeSecret, SecretString};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::load::{self, Mode, Report};
+
+/// The statements intake runs, in order, as one pgbench transaction.
+const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
+\set guest random(1, 5000)
+BEGIN;
+INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ('CreateComplaint', 'pgb-' || :n || '-' || :client_id || '-' || txid_current(), '\x00') ON CONFLICT DO NOTHING;
+SELECT settings, etag FROM property_settings WHERE property_id = 'bench-p';
+SELECT complaint_id FROM complaints WHERE guest_id = 'g' || :guest AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1;
+SELECT count(*) FROM complaints WHERE property_id = 'bench-p' AND room = '1204' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled';
+INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, room, channel, category, urgency, description, status, escalation_level, created_at, created_by, updated_at, etag) VALUES (gen_random_uuid(), 'bench', 'bench-p', 'g' || :guest, '1204', 1, 'noise', 3, 'noisy neighbours', 'received', 'agent', now(), 'bench', now(), gen_random_uuid()) RETURNING complaint_id \gset c_
+INSERT INTO known_properties (property_id, chain_id) VALUES ('bench-p', 'bench') ON CONFLICT DO NOTHING;
+INSERT INTO complaint_timeline (complaint_id, at, actor, kind, from_status, to_status, note) VALUES (:'c_complaint_id', now(), 'bench', 'filed', NULL, 'received', '');
+UPDATE complaints SET status = 'received', updated_at = now(), next_escalation_at = now() + interval '12 hours', etag = gen_random_uuid() WHERE complaint_id = :'c_complaint_id';
+DELETE FROM complaint_clocks WHERE complaint_id = :'c_complaint_id' AND NOT (stage = ANY('{1,2,3,4,5}'));
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, due_at) VALUES (:'c_complaint_id', 1, 30, 0, now(), now() + interval '30 minutes') ON CONFLICT (complaint_id, stage) DO UPDATE SET due_at = EXCLUDED.due_at;
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, due_at) VALUES (:'c_complaint_id', 2, 120, 0, now(), now() + interval '2 hours') ON CONFLICT (complaint_id, stage) DO UPDATE SET due_at = EXCLUDED.due_at;
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, due_at) VALUES (:'c_complaint_id', 3, 240, 0, now(), now() + interval '4 hours') ON CONFLICT (complaint_id, stage) DO UPDATE SET due_at = EXCLUDED.due_at;
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, due_at) VALUES (:'c_complaint_id', 4, 1440, 0, now(), now() + interval '24 hours') ON CONFLICT (complaint_id, stage) DO UPDATE SET due_at = EXCLUDED.due_at;
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, due_at) VALUES (:'c_complaint_id', 5, 1440, 0, now(), now() + interval '24 hours') ON CONFLICT (complaint_id, stage) DO UPDATE SET due_at = EXCLUDED.due_at;
+INSERT INTO kpi_dirty (complaint_id) VALUES (:'c_complaint_id') ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now();
+INSERT INTO outbox_events (event_id, event_type, subject, chain_id, property_id, occur_time, payload_type, payload, traceparent) VALUES (gen_random_uuid(), 'complaints.complaint.filed', 'complaints/x', 'bench', 'bench-p', now(), 'type.googleapis.com/guestloop.complaints.v1.ComplaintChanged', repeat('x', 600)::bytea, '');
+UPDATE idempotency_keys SET response = repeat('x', 600)::bytea WHERE method = 'CreateComplaint' AND request_id = 'pgb-' || :n || '-' || :client_id || '-' || txid_current();
+COMMIT;
+"#;
+
+/// What pgbench reported.
+#[derive(Debug)]
+pub struct PgbenchResult {
+    pub tps: f64,
+    /// Per-transaction latencies in microseconds, when logged.
+    pub latencies_us: Vec<u64>,
+}
+
+/// Runs pgbench with the intake transaction.
+pub fn pgbench(bin_dir: &Path, url: &SecretString, clients: usize, seconds: u64, rate: Option<f64>) -> anyhow::Result<PgbenchResult> {
+    let work = std::env::temp_dir().join(format!("guestloop-pgbench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let script = work.join("intake.sql");
+    std::fs::write(&script, INTAKE_SQL)?;
+    let mut command = Command::new(bin_dir.join("pgbench"));
+    command
+        .env("PGOPTIONS", "-c search_path=complaints")
+        .arg("-n")
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg("-j")
+        .arg("2")
+        .arg("-T")
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(&script);
+    if let Some(rate) = rate {
+        command.arg("-R").arg(format!("{rate:.0}")).arg("-l").arg(format!("--log-prefix={}", work.join("log").display()));
+    }
+    command.arg(url.expose_secret());
+    let output = command.output()?;
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    if !output.status.success() {
+        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr));
+    }
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))?;
+    let mut latencies_us = Vec::new();
+    if rate.is_some() {
+        for entry in std::fs::read_dir(&work)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log")) {
+                for line in std::fs::read_to_string(&path)?.lines() {
+                    // client_id transaction_no time script_no time_epoch time_us [schedule_lag]
+                    if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
+                        latencies_us.push(us);
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(PgbenchResult { tps, latencies_us })
+}
+
+fn percentile(sorted: &[u64], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// Files complaints over gRPC under `mode`.
+pub async fn file_load(label: &str, endpoint: &str, token: &str, mode: Mode, duration: Duration) -> anyhow::Result<Report> {
+    let context = CallContext::with_token(&SecretString::from(token.to_string()))?;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(ComplaintsServiceClient::new(InterceptedService::new(channel(endpoint, Duration::from_secs(10))?, context.clone())));
+    }
+    let clients = Arc::new(clients);
+    let run = std::process::id();
+    load::run(label, mode, duration, move |i| {
+        let mut client = clients[(i % clients.len() as u64) as usize].clone();
+        async move {
+            client
+                .create_complaint(pb::CreateComplaintRequest {
+                    request_id: format!("bench-{run}-{i}"),
+                    complaint: Some(pb::Complaint {
+                        property_id: "bench-p".into(),
+                        guest: Some(pb::GuestRef { guest_id: format!("g{}", i % 5000), ..Default::default() }),
+                        stay: Some(pb::StayContext { room: "1204".into(), ..Default::default() }),
+                        channel: pb::Channel::Phone as i32,
+                        category: "noise".into(),
+                        urgency: pb::Urgency::Medium as i32,
+                        description: "noisy neighbours".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    })
+    .await
+}
+
+/// Prints the comparison: throughput at `clients` in flight, then p99 at half of pgbench's rate.
+pub async fn compare(bin_dir: &Path, url: &SecretString, endpoint: &str, token: &str, clients: usize, seconds: u64) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(seconds);
+    file_load("warm-up", endpoint, token, Mode::Closed { concurrency: clients }, Duration::from_secs(2)).await?;
+    let base = pgbench(bin_dir, url, clients, seconds, None)?;
+    let ours = file_load("gRPC intake", endpoint, token, Mode::Closed { concurrency: clients }, duration).await?;
+    println!("closed loop, {clients} in flight, {seconds} s each:");
+    println!("  pgbench (same SQL transaction)   {:>8.0} tps", base.tps);
+    ours.print();
+    println!("  throughput ratio: {:.1} % of pgbench (goal ≥ 60 %)", 100.0 * ours.goodput() / base.tps.max(1e-9));
+
+    let half = base.tps / 2.0;
+    let mut base_half = pgbench(bin_dir, url, clients, seconds, Some(half))?;
+    base_half.latencies_us.sort_unstable();
+    let ours_half = file_load("gRPC intake @ half", endpoint, token, Mode::Open { rate: half, max_in_flight: 256 }, duration).await?;
+    let base_p99 = percentile(&base_half.latencies_us, 0.99);
+    println!("open loop at {half:.0}/s (half of pgbench's peak):");
+    println!(
+        "  pgbench p50 {:.2} ms  p99 {:.2} ms ({} transactions)",
+        percentile(&base_half.latencies_us, 0.5),
+        base_p99,
+        base_half.latencies_us.len()
+    );
+    ours_half.print();
+    println!("  p99 ratio: {:.2}× pgbench's (goal ≤ 3×)", ours_half.percentile_ms(0.99) / base_p99.max(1e-9));
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `guestloop bench kpi`: KPI latency from the maintained rollup against the raw GROUP BY over
+//! the same complaints, at growing sizes, with the sums checked equal.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use guestloop_complaints::store::kpis::{query, rebuild, Source};
+use sqlx::PgPool;
+
+/// Properties the synthetic complaints are spread over.
+const PROPERTIES: i64 = 200;
+
+/// Adds complaints (and their clocks) until the table holds `target` rows, spread over
+/// `PROPERTIES` properties and the 365 days before `end`.
+async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<()> {
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints").fetch_one(pool).await?;
+    let mut start = have;
+    while start < target {
+        let batch = (target - start).min(500_000);
+        sqlx::query(
+            "INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, channel, category, department, urgency, \
+               description, status, reopen_count, escalation_count, first_escalated_at, repeat_issue, csat, nps, \
+               created_at, created_by, updated_at, first_response_at, first_resolved_at, resolved_at, etag) \
+             SELECT gen_random_uuid(), 'bench', 'p' || (n % $3), 'g' || (n % 50000), 1 + n % 7, \
+               (ARRAY['noise','wifi','cleanliness','plumbing','billing'])[1 + n % 5], \
+               (ARRAY['front_office','housekeeping','engineering'])[1 + n % 3], 1 + n % 4, 'bench', \
+               CASE WHEN n % 10 = 0 THEN 'received' ELSE 'closed' END, (n % 23 = 0)::int, (n % 17 = 0)::int, \
+               CASE WHEN n % 17 = 0 THEN ts + interval '40 minutes' END, n % 31 = 0, \
+               CASE WHEN n % 3 = 0 THEN 1 + n % 5 END, CASE WHEN n % 4 = 0 THEN n % 11 END, \
+               ts, 'bench', ts, ts + interval '12 minutes', \
+               CASE WHEN n % 10 <> 0 THEN ts + interval '3 hours' END, CASE WHEN n % 10 <> 0 THEN ts + interval '3 hours' END, \
+               gen_random_uuid() \
+             FROM (SELECT n, ($4::date - (n % 365) * interval '1 day' + (n % 86400) * interval '1 second')::timestamptz AS ts \
+                   FROM generate_series($1::bigint, $2::bigint) AS n) s",
+        )
+        .bind(start)
+        .bind(start + batch - 1)
+        .bind(PROPERTIES)
+        .bind(end)
+        .execute(pool)
+        .await?;
+        start += batch;
+    }
+    let mut conn = pool.acquire().await?;
+    sqlx::query("ANALYZE complaints").execute(&mut *conn).await?;
+    rebuild(&mut conn).await?;
+    sqlx::query("ANALYZE kpi_daily").execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn timed(pool: &PgPool, source: Source, properties: &[String], from: NaiveDate, to: NaiveDate, runs: u32) -> anyhow::Result<(Duration, Vec<guestloop_complaints::store::kpis::Group>)> {
+    let mut best = Duration::MAX;
+    let mut last = Vec::new();
+    for _ in 0..runs {
+        let mut conn = pool.acquire().await?;
+        let started = Instant::now();
+        last = query(&mut conn, source, properties, from, to, true).await?;
+        best = best.min(started.elapsed());
+    }
+    Ok((best, last))
+}
+
+/// Runs the comparison at each size in `sizes`.
+pub async fn run(pool: &PgPool, sizes: &[i64]) -> anyhow::Result<()> {
+    let end = chrono::Utc::now().date_naive();
+    let from = end - chrono::Duration::days(90);
+    let all: Vec<String> = (0..PROPERTIES).map(|p| format!("p{p}")).collect();
+    println!("KPI query: 90 days, all {PROPERTIES} properties, breakdowns by property/category/channel/department/day");
+    println!("{:>12} {:>14} {:>14} {:>10}  sums", "complaints", "raw GROUP BY", "rollup", "speed-up");
+    for &size in sizes {
+        let seeding = Instant::now();
+        grow_to(pool, size, end).await?;
+        let seeded = seeding.elapsed();
+        let (raw_time, raw) = timed(pool, Source::Raw, &all, from, end, 2).await?;
+        let (rollup_time, rollup) = timed(pool, Source::Rollup, &all, from, end, 5).await?;
+        let equal = raw == rollup;
+        println!(
+            "{:>12} {:>11.1} ms {:>11.2} ms {:>9.0}×  {} (seeded in {:.0} s)",
+            size,
+            raw_time.as_secs_f64() * 1000.0,
+            rollup_time.as_secs_f64() * 1000.0,
+            raw_time.as_secs_f64() / rollup_time.as_secs_f64().max(1e-9),
+            if equal { "equal" } else { "DIFFERENT" },
+            seeded.as_secs_f64()
+        );
+        if !equal {
+            anyhow::bail!("rollup and raw sums differ at {size} complaints");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! KPI values on a fixed dataset equal hand-computed numbers, the rollup equals the raw
+//! GROUP BY, and two escalation watchers against one database fire each threshold once.
+
+use std::time::Duration;
+
+use guestloop_kit::auth::Role;
+use guestloop_kit::events::EventLog;
+use guestloop_proto::common::v1::TimeRange;
+use guestloop_proto::complaints::v1 as pb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_testkit::{spawn_service, test_settings, TokenBuilder};
+use sqlx::PgPool;
+
+async fn complaints_pool(url: &secrecy::SecretString) -> anyhow::Result<PgPool> {
+    let settings = test_settings();
+    let options = guestloop_kit::db::connect_options(url, "complaints", &settings.database)?;
+    Ok(guestloop_kit::db::pool(options, &settings.database))
+}
+
+/// Three complaints with known times and outcomes (UTC), written as the service stores them.
+const DATASET: &str = r#"
+INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, channel, category, department, urgency,
+    description, status, reopen_count, escalation_count, first_escalated_at, waited_on_guest, repeat_issue,
+    csat, nps, created_at, created_by, updated_at, first_response_at, first_resolved_at, resolved_at, etag)
+VALUES
+ ('00000000-0000-7000-8000-000000000001', 'chain-test', 'kpi-p', 'g1', 1, 'noise', 'front_office', 2,
+  'noise', 'closed', 0, 0, NULL, false, false, 5, 10,
+  '2026-11-01 10:00Z', 't', '2026-11-01 11:00Z', '2026-11-01 10:10Z', '2026-11-01 11:00Z', '2026-11-01 11:00Z', gen_random_uuid()),
+ ('00000000-0000-7000-8000-000000000002', 'chain-test', 'kpi-p', 'g2', 2, 'noise', 'housekeeping', 2,
+  'noise', 'reopened', 1, 1, '2026-11-01 12:45Z', false, false, 2, 5,
+  '2026-11-01 12:00Z', 't', '2026-11-01 14:00Z', '2026-11-01 13:00Z', '2026-11-01 14:00Z', NULL, gen_random_uuid()),
+ ('00000000-0000-7000-8000-000000000003', 'chain-test', 'kpi-p', 'g1', 3, 'wifi', 'it', 3,
+  'wifi', 'received', 0, 0, NULL, false, true, NULL, NULL,
+  '2026-11-02 09:00Z', 't', '2026-11-02 09:00Z', NULL, NULL, NULL, gen_random_uuid());
+INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, started_at, stopped_at, due_at, breached_at) VALUES
+ ('00000000-0000-7000-8000-000000000001', 1, 30, '2026-11-01 10:00Z', '2026-11-01 10:10Z', '2026-11-01 10:30Z', NULL),
+ ('00000000-0000-7000-8000-000000000001', 5, 120, '2026-11-01 10:00Z', '2026-11-01 11:00Z', '2026-11-01 12:00Z', NULL),
+ ('00000000-0000-7000-8000-000000000002', 1, 30, '2026-11-01 12:00Z', '2026-11-01 13:00Z', '2026-11-01 12:30Z', NULL),
+ ('00000000-0000-7000-8000-000000000002', 5, 120, '2026-11-01 12:00Z', NULL, '2026-11-01 14:00Z', '2026-11-01 14:00Z'),
+ ('00000000-0000-7000-8000-000000000003', 1, 30, '2026-11-02 09:00Z', NULL, '2026-11-02 09:30Z', NULL);
+INSERT INTO remedies (remedy_id, complaint_id, kind, currency_code, amount_minor, points, status, proposed_by, proposed_role, created_at) VALUES
+ (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 9, 'EUR', 2500, 0, 'approved', 't', 'agent', '2026-11-01 10:30Z'),
+ (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 7, '', 0, 500, 'delivered', 't', 'agent', '2026-11-01 10:31Z'),
+ (gen_random_uuid(), '00000000-0000-7000-8000-000000000002', 4, 'EUR', 9000, 0, 'pending_approval', 't', 'agent', '2026-11-01 13:00Z'),
+ (gen_random_uuid(), '00000000-0000-7000-8000-000000000002', 4, 'EUR', 100, 0, 'rejected', 't', 'agent', '2026-11-01 13:01Z');
+INSERT INTO kpi_dirty (complaint_id) SELECT complaint_id FROM complaints;
+INSERT INTO known_properties VALUES ('kpi-p', 'chain-test');
+"#;
+
+fn period() -> TimeRange {
+    TimeRange {
+        start_time: Some(prost_types::Timestamp { seconds: 1_761_955_200, nanos: 0 }), // 2026-11-01T00:00Z
+        end_time: Some(prost_types::Timestamp { seconds: 1_762_214_400, nanos: 0 }),   // 2026-11-04T00:00Z
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let pool = complaints_pool(&service.database.url).await?;
+    sqlx::raw_sql(DATASET).execute(&pool).await?;
+
+    let token = TokenBuilder::new(Role::ChainQualityManager).mint()?;
+    let mut client = ComplaintsServiceClient::new(service.channel_with_token(&token).await?);
+    let request = pb::GetComplaintKpisRequest { property_ids: vec!["kpi-p".into()], period: Some(period()), daily_series: true };
+    // The rollup worker folds the marked complaints in within a second or so.
+    let mut kpis = pb::ComplaintKpis::default();
+    for _ in 0..100 {
+        kpis = client.get_complaint_kpis(request.clone()).await?.into_inner();
+        if kpis.counts.as_ref().map(|c| c.complaints) == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = kpis.counts.clone().unwrap_or_default();
+    let values = kpis.values.clone().unwrap_or_default();
+    assert_eq!(counts.complaints, 3);
+    assert_eq!((counts.responded, counts.first_response_seconds_sum), (2, 600 + 3600));
+    assert_eq!(values.first_response_mean_seconds, Some(2100.0));
+    assert_eq!((counts.resolved, counts.first_resolution_seconds_sum), (2, 3600 + 7200));
+    assert_eq!(values.first_resolution_mean_seconds, Some(5400.0));
+    assert_eq!((counts.currently_resolved, counts.total_resolution_seconds_sum), (1, 3600));
+    assert_eq!(values.total_resolution_mean_seconds, Some(3600.0));
+    assert_eq!(values.fcr_rate, Some(0.5));
+    assert_eq!((counts.rated, counts.csat_sum, counts.csat_top_two), (2, 7, 1));
+    assert_eq!((values.csat_mean, values.csat_top_two_rate), (Some(3.5), Some(0.5)));
+    assert_eq!((counts.nps_answers, counts.nps_promoters, counts.nps_detractors), (2, 1, 1));
+    assert_eq!(values.nps, Some(0.0));
+    assert_eq!((counts.escalated, counts.escalation_seconds_sum), (1, 2700));
+    assert_eq!(values.escalation_rate, Some(1.0 / 3.0));
+    assert_eq!(values.reopen_rate, Some(0.5));
+    assert_eq!(values.repeat_rate, Some(1.0 / 3.0));
+    assert_eq!(counts.compensation_points, 500);
+    assert_eq!(counts.compensation.iter().map(|m| (m.currency_code.as_str(), m.minor_units)).collect::<Vec<_>>(), vec![("EUR", 2500)]);
+    assert_eq!(values.sla_attainment, Some(0.5), "acknowledge 1 met 1 missed, resolution 1 met 1 missed");
+    assert_eq!(values.on_time_handling, Some(0.5));
+    let by_category: Vec<(String, i64)> =
+        kpis.by_category.iter().map(|b| (b.key.clone(), b.counts.as_ref().map_or(0, |c| c.complaints))).collect();
+    assert_eq!(by_category, vec![("noise".to_string(), 2), ("wifi".to_string(), 1)]);
+    let daily: Vec<(String, i64)> = kpis.daily.iter().map(|d| (d.day.clone(), d.counts.as_ref().map_or(0, |c| c.complaints))).collect();
+    assert_eq!(daily, vec![("2026-11-01".to_string(), 2), ("2026-11-02".to_string(), 1)]);
+    assert_eq!(kpis.by_channel.len(), 3);
+
+    // The maintained rollup equals the raw GROUP BY over the same facts, group by group.
+    let mut conn = pool.acquire().await?;
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+    let to = chrono::NaiveDate::from_ymd_opt(2026, 11, 4).expect("date");
+    let properties = vec!["kpi-p".to_string()];
+    use guestloop_complaints::store::kpis::{query, Source};
+    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
+    let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
+    assert_eq!(rollup, raw);
+
+    // A change after the fact moves the rollup with it.
+    sqlx::query("UPDATE complaints SET csat = 4 WHERE complaint_id = '00000000-0000-7000-8000-000000000002'").execute(&mut *conn).await?;
+    sqlx::query("INSERT INTO kpi_dirty (complaint_id) VALUES ('00000000-0000-7000-8000-000000000002')").execute(&mut *conn).await?;
+    for _ in 0..100 {
+        let k = client.get_complaint_kpis(request.clone()).await?.into_inner();
+        if k.counts.as_ref().map(|c| c.csat_sum) == Some(9) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
+    let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
+    assert_eq!(rollup, raw);
+    let csat_sum = guestloop_complaints::store::kpis::counter("csat_sum");
+    assert_eq!(rollup.iter().find(|g| g.dimension == "total").map(|g| g.values[csat_sum]), Some(9));
+    drop(conn);
+    service.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::Agent).properties(&["paris"]).mint()?;
+    let mut client = ComplaintsServiceClient::new(service.channel_with_token(&token).await?);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let complaint = client
+            .create_complaint(pb::CreateComplaintRequest {
+                request_id: format!("w-{i}"),
+                complaint: Some(pb::Complaint {
+                    property_id: "paris".into(),
+                    guest: Some(pb::GuestRef { name: "Walk-in".into(), ..Default::default() }),
+                    channel: pb::Channel::FrontDesk as i32,
+                    urgency: pb::Urgency::High as i32,
+                    category: format!("c{i}"),
+                    description: "lift out of order".into(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        ids.push(uuid::Uuid::parse_str(&complaint.complaint_id)?);
+    }
+    // Let 2 h 1 min pass on every clock: acknowledge (30 min) and first investigation (2 h)
+    // breach, and resolution (2 h) passes 50, 75 and 100 %: five triggers per complaint.
+    let pool = complaints_pool(&service.database.url).await?;
+    sqlx::query("UPDATE complaint_clocks SET started_at = started_at - interval '121 minutes', due_at = due_at - interval '121 minutes' WHERE complaint_id = ANY($1)")
+        .bind(&ids).execute(&pool).await?;
+    sqlx::query("UPDATE complaint_timeline SET at = at - interval '121 minutes' WHERE complaint_id = ANY($1)").bind(&ids).execute(&pool).await?;
+    sqlx::query("UPDATE complaints SET created_at = created_at - interval '121 minutes', next_escalation_at = now() - interval '1 second' WHERE complaint_id = ANY($1)")
+        .bind(&ids).execute(&pool).await?;
+
+    // Two more watchers race the service's own one.
+    let other_pool = complaints_pool(&service.database.url).await?;
+    let first = EventLog::new(pool.clone(), "complaints");
+    let second = EventLog::new(other_pool.clone(), "complaints");
+    let a = tokio::spawn(async move {
+        for _ in 0..20 {
+            guestloop_complaints::workers::escalate_due(&pool, &first).await?;
+        }
+        anyhow::Ok(())
+    });
+    let b = tokio::spawn(async move {
+        for _ in 0..20 {
+            guestloop_complaints::workers::escalate_due(&other_pool, &second).await?;
+        }
+        anyhow::Ok(())
+    });
+    a.await??;
+    b.await??;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let admin = service.database.admin_pool().await?;
+    let per_complaint: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(*) FROM complaints.complaint_escalations WHERE complaint_id = ANY($1) GROUP BY complaint_id",
+    )
+    .bind(&ids)
+    .fetch_all(&admin)
+    .await?;
+    assert_eq!(per_complaint, vec![(5,); 5]);
+    let counts: Vec<i32> = sqlx::query_scalar("SELECT escalation_count FROM complaints.complaints WHERE complaint_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&admin)
+        .await?;
+    assert_eq!(counts, vec![5; 5]);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.outbox_events WHERE event_type = 'complaints.complaint.escalated'")
+        .fetch_one(&admin)
+        .await?;
+    assert_eq!(events, 25, "one escalation event per trigger");
+    let breached: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaint_clocks WHERE breached_at IS NOT NULL AND complaint_id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&admin)
+        .await?;
+    assert_eq!(breached, 15, "acknowledge, first investigation and resolution breached on each");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints WHERE next_escalation_at <= now() AND complaint_id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&admin)
+        .await?;
+    assert_eq!(pending, 0, "nothing left due");
+    service.shutdown().await
+}

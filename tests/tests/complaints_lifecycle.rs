@@ -1,0 +1,323 @@
+//! The complaint lifecycle through gRPC, as staff and guest apps use it: filing, the stages,
+//! remedies within and above authority, rating, reopening, closing, and who may see what.
+
+use guestloop_kit::auth::Role;
+use guestloop_proto::common::v1::Money;
+use guestloop_proto::complaints::v1 as pb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
+use prost_types::FieldMask;
+use tonic::Code;
+
+type Client = ComplaintsServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn client(service: &TestService, token: String) -> anyhow::Result<Client> {
+    Ok(ComplaintsServiceClient::new(service.channel_with_token(&token).await?))
+}
+
+async fn staff(service: &TestService, role: Role, properties: &[&str]) -> anyhow::Result<Client> {
+    client(service, TokenBuilder::new(role).subject(&format!("{}-1", role.as_str())).properties(properties).mint()?).await
+}
+
+fn noisy_room(property: &str) -> pb::Complaint {
+    pb::Complaint {
+        property_id: property.into(),
+        guest: Some(pb::GuestRef { guest_id: "guest-1".into(), ..Default::default() }),
+        stay: Some(pb::StayContext { room: "1204".into(), reservation_ref: "R-77".into(), phase: pb::StayPhase::InHouse as i32 }),
+        channel: pb::Channel::Phone as i32,
+        category: "noise".into(),
+        urgency: pb::Urgency::High as i32,
+        description: "Construction noise next door since 7am".into(),
+        department: "front_office".into(),
+        ..Default::default()
+    }
+}
+
+async fn file(client: &mut Client, complaint: pb::Complaint) -> anyhow::Result<pb::Complaint> {
+    Ok(client
+        .create_complaint(pb::CreateComplaintRequest { request_id: uuid::Uuid::new_v4().to_string(), complaint: Some(complaint) })
+        .await?
+        .into_inner())
+}
+
+async fn act(client: &mut Client, id: &str, action: pb::Action, reason: &str) -> Result<pb::Complaint, tonic::Status> {
+    client
+        .transition_complaint(pb::TransitionComplaintRequest {
+            complaint_id: id.into(),
+            action: action as i32,
+            reason: reason.into(),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn clock(complaint: &pb::Complaint, stage: pb::Stage) -> pb::SlaClock {
+    complaint.clocks.iter().find(|c| c.stage == stage as i32).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_complaint_goes_from_filing_to_closing() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+    assert_eq!(filed.status, pb::Status::Received as i32);
+    assert_eq!(filed.clocks.len(), 5, "five stage clocks start at filing");
+    let ack = clock(&filed, pb::Stage::Acknowledge);
+    assert_eq!(ack.outcome, pb::ClockOutcome::Running as i32);
+    let due = ack.due_time.clone().expect("due").seconds - ack.start_time.clone().expect("start").seconds;
+    assert_eq!(due, 30 * 60, "acknowledge within 30 minutes on a 24/7 desk");
+    let resolution = clock(&filed, pb::Stage::Resolution);
+    let due = resolution.due_time.clone().expect("due").seconds - resolution.start_time.clone().expect("start").seconds;
+    assert_eq!(due, 2 * 3600, "high urgency resolves within 2 hours");
+
+    let id = filed.complaint_id.clone();
+    let acknowledged = act(&mut agent, &id, pb::Action::Acknowledge, "").await?;
+    assert!(acknowledged.first_response_time.is_some());
+    assert_eq!(clock(&acknowledged, pb::Stage::Acknowledge).outcome, pb::ClockOutcome::Met as i32);
+    act(&mut agent, &id, pb::Action::StartInvestigation, "").await?;
+    act(&mut agent, &id, pb::Action::PlanRemedy, "").await?;
+
+    // Waiting on the guest pauses the clocks, and the complaint returns where it was.
+    let waiting = act(&mut agent, &id, pb::Action::WaitForGuest, "").await?;
+    assert!(clock(&waiting, pb::Stage::Resolution).paused);
+    let back = act(&mut agent, &id, pb::Action::GuestResponded, "").await?;
+    assert_eq!(back.status, pb::Status::RemedyPlanned as i32);
+
+    let remedy = agent
+        .propose_remedy(pb::ProposeRemedyRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            complaint_id: id.clone(),
+            remedy: Some(pb::Remedy {
+                kind: pb::RemedyKind::ComplimentaryItem as i32,
+                amount: Some(Money { currency_code: "EUR".into(), minor_units: 2_500 }),
+                description: "dinner for two".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(remedy.status, pb::RemedyStatus::Approved as i32, "within the agent's 30.00 limit");
+
+    act(&mut agent, &id, pb::Action::StartRemedy, "").await?;
+    let resolved = act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    assert!(resolved.resolve_time.is_some() && resolved.follow_up_due_time.is_some());
+    assert_eq!(resolved.compensation, vec![Money { currency_code: "EUR".into(), minor_units: 2_500 }]);
+
+    // Closing needs a cause and a root-cause summary.
+    let refused = act(&mut agent, &id, pb::Action::Close, "").await.expect_err("no cause yet");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    agent
+        .update_complaint(pb::UpdateComplaintRequest {
+            complaint: Some(pb::Complaint {
+                complaint_id: id.clone(),
+                cause: pb::Cause::External as i32,
+                root_cause_summary: "Works on the neighbouring site; guests on that side now warned at check-in".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask { paths: vec!["cause".into(), "root_cause_summary".into()] }),
+            etag: String::new(),
+        })
+        .await?;
+    let closed = act(&mut agent, &id, pb::Action::Close, "").await?;
+    assert_eq!(closed.status, pb::Status::Closed as i32);
+
+    let timeline = agent.list_timeline(pb::ListTimelineRequest { complaint_id: id.clone() }).await?.into_inner();
+    let kinds: Vec<&str> = timeline.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"filed"));
+    assert!(kinds.contains(&"remedy_proposed") && kinds.contains(&"updated"));
+    assert_eq!(timeline.entries.last().map(|e| e.to_status), Some(pb::Status::Closed as i32));
+
+    // An illegal move changes nothing.
+    let before = agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await?.into_inner();
+    let refused = act(&mut agent, &id, pb::Action::StartRemedy, "").await.expect_err("closed");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let after = agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await?.into_inner();
+    assert_eq!(before.etag, after.etag);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn a_low_rating_reopens_and_both_resolution_times_are_kept() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let guest_token = TokenBuilder::new(Role::Guest).guest("guest-1").subject("guest-1").mint()?;
+    let mut guest = client(&service, guest_token).await?;
+
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+    let id = filed.complaint_id.clone();
+    let first = act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    let first_resolve = first.first_resolve_time.clone();
+
+    let rated = guest
+        .rate_complaint(pb::RateComplaintRequest { complaint_id: id.clone(), csat: 1, nps: Some(3), comment: "still noisy".into() })
+        .await?
+        .into_inner();
+    assert_eq!(rated.status, pb::Status::Reopened as i32, "CSAT 1 reopens: recovery goes on");
+    assert_eq!(rated.reopen_count, 1);
+    assert!(rated.resolve_time.is_none());
+
+    let second = act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    assert_eq!(second.first_resolve_time, first_resolve, "first resolution time is kept");
+    assert!(second.resolve_time.is_some());
+
+    // A reopen by staff needs a reason; a second reopen escalates.
+    let refused = act(&mut agent, &id, pb::Action::Reopen, "").await.expect_err("no reason");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let reopened = act(&mut agent, &id, pb::Action::Reopen, "guest called again").await?;
+    assert_eq!(reopened.reopen_count, 2);
+    assert_eq!(reopened.escalation_count, 1);
+    assert_eq!(reopened.escalation_level, "supervisor");
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn compensation_above_the_limit_waits_for_approval() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let mut supervisor = staff(&service, Role::Supervisor, &["paris"]).await?;
+    let mut duty_manager = staff(&service, Role::DutyManager, &["paris"]).await?;
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+
+    let refund = |minor: i64| pb::ProposeRemedyRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        complaint_id: filed.complaint_id.clone(),
+        remedy: Some(pb::Remedy {
+            kind: pb::RemedyKind::Refund as i32,
+            amount: Some(Money { currency_code: "EUR".into(), minor_units: minor }),
+            ..Default::default()
+        }),
+    };
+    let pending = agent.propose_remedy(refund(20_000)).await?.into_inner();
+    assert_eq!(pending.status, pb::RemedyStatus::PendingApproval as i32);
+    assert_eq!(pending.required_role, "duty_manager");
+
+    let decide = |approve: bool| pb::DecideRemedyRequest {
+        complaint_id: filed.complaint_id.clone(),
+        remedy_id: pending.remedy_id.clone(),
+        approve,
+        note: "ok".into(),
+    };
+    let refused = supervisor.decide_remedy(decide(true)).await.expect_err("above a supervisor's 150.00");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let approved = duty_manager.decide_remedy(decide(true)).await?.into_inner();
+    assert_eq!(approved.status, pb::RemedyStatus::Approved as i32);
+    let again = duty_manager.decide_remedy(decide(false)).await.expect_err("already decided");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // Negative compensation is refused and nothing is written.
+    let negative = agent.propose_remedy(refund(-1)).await.expect_err("negative");
+    assert_eq!(negative.code(), Code::InvalidArgument);
+    let complaint = agent.get_complaint(pb::GetComplaintRequest { complaint_id: filed.complaint_id.clone() }).await?.into_inner();
+    assert_eq!(complaint.remedies.len(), 1);
+    assert_eq!(complaint.compensation, vec![Money { currency_code: "EUR".into(), minor_units: 20_000 }]);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut alice = client(&service, TokenBuilder::new(Role::Guest).guest("alice").subject("alice").mint()?).await?;
+    let mut bob = client(&service, TokenBuilder::new(Role::Guest).guest("bob").subject("bob").mint()?).await?;
+    let mut paris_agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let mut rome_agent = staff(&service, Role::Agent, &["rome"]).await?;
+
+    let mut own = noisy_room("paris");
+    own.guest = None;
+    own.channel = pb::Channel::App as i32;
+    let filed = file(&mut alice, own).await?;
+    assert_eq!(filed.guest.as_ref().map(|g| g.guest_id.as_str()), Some("alice"), "the token decides who files");
+
+    let id = filed.complaint_id.clone();
+    let hidden = bob.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.expect_err("not bob's");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let bobs = bob.list_complaints(pb::ListComplaintsRequest::default()).await?.into_inner();
+    assert!(bobs.complaints.is_empty());
+    let alices = alice.list_complaints(pb::ListComplaintsRequest::default()).await?.into_inner();
+    assert_eq!(alices.complaints.len(), 1);
+
+    assert!(paris_agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.is_ok());
+    let other = rome_agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.expect_err("other property");
+    assert_eq!(other.code(), Code::NotFound);
+    let denied = file(&mut rome_agent, noisy_room("paris")).await.expect_err("out of scope");
+    let status = denied.downcast_ref::<tonic::Status>().map(|s| s.code());
+    assert_eq!(status, Some(Code::PermissionDenied));
+    let listed = rome_agent
+        .list_complaints(pb::ListComplaintsRequest { property_ids: vec!["paris".into()], ..Default::default() })
+        .await
+        .expect_err("asking for another property");
+    assert_eq!(listed.code(), Code::PermissionDenied);
+    // Guests cannot move complaints along.
+    let refused = act(&mut alice, &id, pb::Action::Resolve, "").await.expect_err("guest");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let field_of = |status: &tonic::Status| -> Vec<String> {
+        use tonic_types::StatusExt;
+        status
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default()
+    };
+    let cases: Vec<(pb::Complaint, &str)> = vec![
+        (pb::Complaint { channel: 99, ..noisy_room("paris") }, "complaint.channel"),
+        (pb::Complaint { description: "   ".into(), ..noisy_room("paris") }, "complaint.description"),
+        (pb::Complaint { urgency: 42, ..noisy_room("paris") }, "complaint.urgency"),
+        (pb::Complaint { property_id: String::new(), ..noisy_room("paris") }, "complaint.property_id"),
+        (
+            pb::Complaint { guest: Some(pb::GuestRef { email: "not-an-email".into(), name: "X".into(), ..Default::default() }), ..noisy_room("paris") },
+            "complaint.guest.email",
+        ),
+    ];
+    for (complaint, field) in cases {
+        let error = file(&mut agent, complaint).await.expect_err("invalid");
+        let status = error.downcast_ref::<tonic::Status>().expect("a gRPC status");
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(field_of(status).iter().any(|f| f == field), "{field} named in {:?}", field_of(status));
+    }
+    // Rating 11 (and NPS out of range) on a real complaint.
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+    act(&mut agent, &filed.complaint_id, pb::Action::Resolve, "").await?;
+    let error = agent
+        .rate_complaint(pb::RateComplaintRequest { complaint_id: filed.complaint_id.clone(), csat: 11, nps: Some(11), comment: String::new() })
+        .await
+        .expect_err("rating 11");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(field_of(&error).contains(&"csat".to_string()) && field_of(&error).contains(&"nps".to_string()));
+
+    let pool = service.database.admin_pool().await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints").fetch_one(&pool).await?;
+    assert_eq!(count, 1, "only the valid complaint was written");
+    let rated: Option<i16> = sqlx::query_scalar("SELECT csat FROM complaints.complaints").fetch_one(&pool).await?;
+    assert_eq!(rated, None);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let request = pb::CreateComplaintRequest { request_id: "req-42".into(), complaint: Some(noisy_room("paris")) };
+    let first = agent.create_complaint(request.clone()).await?.into_inner();
+    let second = agent.create_complaint(request.clone()).await?.into_inner();
+    assert_eq!(first.complaint_id, second.complaint_id);
+    let mut different = request.clone();
+    if let Some(c) = different.complaint.as_mut() {
+        c.description = "something else".into();
+    }
+    let refused = agent.create_complaint(different).await.expect_err("reused id");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    // A repeat: same guest, same category within 30 days.
+    let repeat = file(&mut agent, noisy_room("paris")).await?;
+    assert!(repeat.repeat_issue);
+    assert_eq!(repeat.repeat_of_complaint_id, first.complaint_id);
+    service.shutdown().await
+}
