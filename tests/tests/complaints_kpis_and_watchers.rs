@@ -49,8 +49,14 @@ INSERT INTO known_properties VALUES ('kpi-p', 'chain-test');
 
 fn period() -> TimeRange {
     TimeRange {
-        start_time: Some(prost_types::Timestamp { seconds: 1_761_955_200, nanos: 0 }), // 2026-11-01T00:00Z
-        end_time: Some(prost_types::Timestamp { seconds: 1_762_214_400, nanos: 0 }),   // 2026-11-04T00:00Z
+        start_time: Some(prost_types::Timestamp {
+            seconds: 1_793_491_200,
+            nanos: 0,
+        }), // 2026-11-01T00:00Z
+        end_time: Some(prost_types::Timestamp {
+            seconds: 1_793_750_400,
+            nanos: 0,
+        }), // 2026-11-04T00:00Z
     }
 }
 
@@ -62,43 +68,99 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
 
     let token = TokenBuilder::new(Role::ChainQualityManager).mint()?;
     let mut client = ComplaintsServiceClient::new(service.channel_with_token(&token).await?);
-    let request = pb::GetComplaintKpisRequest { property_ids: vec!["kpi-p".into()], period: Some(period()), daily_series: true };
+    let request = pb::GetComplaintKpisRequest {
+        property_ids: vec!["kpi-p".into()],
+        period: Some(period()),
+        daily_series: true,
+    };
     // The rollup worker folds the marked complaints in within a second or so.
     let mut kpis = pb::ComplaintKpis::default();
     for _ in 0..100 {
-        kpis = client.get_complaint_kpis(request.clone()).await?.into_inner();
+        kpis = client
+            .get_complaint_kpis(request.clone())
+            .await?
+            .into_inner();
         if kpis.counts.as_ref().map(|c| c.complaints) == Some(3) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let counts = kpis.counts.clone().unwrap_or_default();
-    let values = kpis.values.clone().unwrap_or_default();
+    let values = kpis.values.unwrap_or_default();
     assert_eq!(counts.complaints, 3);
-    assert_eq!((counts.responded, counts.first_response_seconds_sum), (2, 600 + 3600));
+    assert_eq!(
+        (counts.responded, counts.first_response_seconds_sum),
+        (2, 600 + 3600)
+    );
     assert_eq!(values.first_response_mean_seconds, Some(2100.0));
-    assert_eq!((counts.resolved, counts.first_resolution_seconds_sum), (2, 3600 + 7200));
+    assert_eq!(
+        (counts.resolved, counts.first_resolution_seconds_sum),
+        (2, 3600 + 7200)
+    );
     assert_eq!(values.first_resolution_mean_seconds, Some(5400.0));
-    assert_eq!((counts.currently_resolved, counts.total_resolution_seconds_sum), (1, 3600));
+    assert_eq!(
+        (
+            counts.currently_resolved,
+            counts.total_resolution_seconds_sum
+        ),
+        (1, 3600)
+    );
     assert_eq!(values.total_resolution_mean_seconds, Some(3600.0));
     assert_eq!(values.fcr_rate, Some(0.5));
-    assert_eq!((counts.rated, counts.csat_sum, counts.csat_top_two), (2, 7, 1));
-    assert_eq!((values.csat_mean, values.csat_top_two_rate), (Some(3.5), Some(0.5)));
-    assert_eq!((counts.nps_answers, counts.nps_promoters, counts.nps_detractors), (2, 1, 1));
+    assert_eq!(
+        (counts.rated, counts.csat_sum, counts.csat_top_two),
+        (2, 7, 1)
+    );
+    assert_eq!(
+        (values.csat_mean, values.csat_top_two_rate),
+        (Some(3.5), Some(0.5))
+    );
+    assert_eq!(
+        (
+            counts.nps_answers,
+            counts.nps_promoters,
+            counts.nps_detractors
+        ),
+        (2, 1, 1)
+    );
     assert_eq!(values.nps, Some(0.0));
     assert_eq!((counts.escalated, counts.escalation_seconds_sum), (1, 2700));
     assert_eq!(values.escalation_rate, Some(1.0 / 3.0));
     assert_eq!(values.reopen_rate, Some(0.5));
     assert_eq!(values.repeat_rate, Some(1.0 / 3.0));
     assert_eq!(counts.compensation_points, 500);
-    assert_eq!(counts.compensation.iter().map(|m| (m.currency_code.as_str(), m.minor_units)).collect::<Vec<_>>(), vec![("EUR", 2500)]);
-    assert_eq!(values.sla_attainment, Some(0.5), "acknowledge 1 met 1 missed, resolution 1 met 1 missed");
+    assert_eq!(
+        counts
+            .compensation
+            .iter()
+            .map(|m| (m.currency_code.as_str(), m.minor_units))
+            .collect::<Vec<_>>(),
+        vec![("EUR", 2500)]
+    );
+    assert_eq!(
+        values.sla_attainment,
+        Some(0.5),
+        "acknowledge 1 met 1 missed, resolution 1 met 1 missed"
+    );
     assert_eq!(values.on_time_handling, Some(0.5));
-    let by_category: Vec<(String, i64)> =
-        kpis.by_category.iter().map(|b| (b.key.clone(), b.counts.as_ref().map_or(0, |c| c.complaints))).collect();
-    assert_eq!(by_category, vec![("noise".to_string(), 2), ("wifi".to_string(), 1)]);
-    let daily: Vec<(String, i64)> = kpis.daily.iter().map(|d| (d.day.clone(), d.counts.as_ref().map_or(0, |c| c.complaints))).collect();
-    assert_eq!(daily, vec![("2026-11-01".to_string(), 2), ("2026-11-02".to_string(), 1)]);
+    let by_category: Vec<(String, i64)> = kpis
+        .by_category
+        .iter()
+        .map(|b| (b.key.clone(), b.counts.as_ref().map_or(0, |c| c.complaints)))
+        .collect();
+    assert_eq!(
+        by_category,
+        vec![("noise".to_string(), 2), ("wifi".to_string(), 1)]
+    );
+    let daily: Vec<(String, i64)> = kpis
+        .daily
+        .iter()
+        .map(|d| (d.day.clone(), d.counts.as_ref().map_or(0, |c| c.complaints)))
+        .collect();
+    assert_eq!(
+        daily,
+        vec![("2026-11-01".to_string(), 2), ("2026-11-02".to_string(), 1)]
+    );
     assert_eq!(kpis.by_channel.len(), 3);
 
     // The maintained rollup equals the raw GROUP BY over the same facts, group by group.
@@ -113,9 +175,16 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
 
     // A change after the fact moves the rollup with it.
     sqlx::query("UPDATE complaints SET csat = 4 WHERE complaint_id = '00000000-0000-7000-8000-000000000002'").execute(&mut *conn).await?;
-    sqlx::query("INSERT INTO kpi_dirty (complaint_id) VALUES ('00000000-0000-7000-8000-000000000002')").execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO kpi_dirty (complaint_id) VALUES ('00000000-0000-7000-8000-000000000002')",
+    )
+    .execute(&mut *conn)
+    .await?;
     for _ in 0..100 {
-        let k = client.get_complaint_kpis(request.clone()).await?.into_inner();
+        let k = client
+            .get_complaint_kpis(request.clone())
+            .await?
+            .into_inner();
         if k.counts.as_ref().map(|c| c.csat_sum) == Some(9) {
             break;
         }
@@ -125,7 +194,13 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
     assert_eq!(rollup, raw);
     let csat_sum = guestloop_complaints::store::kpis::counter("csat_sum");
-    assert_eq!(rollup.iter().find(|g| g.dimension == "total").map(|g| g.values[csat_sum]), Some(9));
+    assert_eq!(
+        rollup
+            .iter()
+            .find(|g| g.dimension == "total")
+            .map(|g| g.values[csat_sum]),
+        Some(9)
+    );
     drop(conn);
     service.shutdown().await
 }
@@ -133,7 +208,9 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
-    let token = TokenBuilder::new(Role::Agent).properties(&["paris"]).mint()?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["paris"])
+        .mint()?;
     let mut client = ComplaintsServiceClient::new(service.channel_with_token(&token).await?);
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -142,7 +219,10 @@ async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
                 request_id: format!("w-{i}"),
                 complaint: Some(pb::Complaint {
                     property_id: "paris".into(),
-                    guest: Some(pb::GuestRef { name: "Walk-in".into(), ..Default::default() }),
+                    guest: Some(pb::GuestRef {
+                        name: "Walk-in".into(),
+                        ..Default::default()
+                    }),
                     channel: pb::Channel::FrontDesk as i32,
                     urgency: pb::Urgency::High as i32,
                     category: format!("c{i}"),
@@ -191,10 +271,12 @@ async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
     .fetch_all(&admin)
     .await?;
     assert_eq!(per_complaint, vec![(5,); 5]);
-    let counts: Vec<i32> = sqlx::query_scalar("SELECT escalation_count FROM complaints.complaints WHERE complaint_id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&admin)
-        .await?;
+    let counts: Vec<i32> = sqlx::query_scalar(
+        "SELECT escalation_count FROM complaints.complaints WHERE complaint_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&admin)
+    .await?;
     assert_eq!(counts, vec![5; 5]);
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.outbox_events WHERE event_type = 'complaints.complaint.escalated'")
         .fetch_one(&admin)
@@ -204,7 +286,10 @@ async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
         .bind(&ids)
         .fetch_one(&admin)
         .await?;
-    assert_eq!(breached, 15, "acknowledge, first investigation and resolution breached on each");
+    assert_eq!(
+        breached, 15,
+        "acknowledge, first investigation and resolution breached on each"
+    );
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints WHERE next_escalation_at <= now() AND complaint_id = ANY($1)")
         .bind(&ids)
         .fetch_one(&admin)

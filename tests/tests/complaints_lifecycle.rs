@@ -12,18 +12,34 @@ use tonic::Code;
 type Client = ComplaintsServiceClient<guestloop_kit::client::AuthedChannel>;
 
 async fn client(service: &TestService, token: String) -> anyhow::Result<Client> {
-    Ok(ComplaintsServiceClient::new(service.channel_with_token(&token).await?))
+    Ok(ComplaintsServiceClient::new(
+        service.channel_with_token(&token).await?,
+    ))
 }
 
 async fn staff(service: &TestService, role: Role, properties: &[&str]) -> anyhow::Result<Client> {
-    client(service, TokenBuilder::new(role).subject(&format!("{}-1", role.as_str())).properties(properties).mint()?).await
+    client(
+        service,
+        TokenBuilder::new(role)
+            .subject(&format!("{}-1", role.as_str()))
+            .properties(properties)
+            .mint()?,
+    )
+    .await
 }
 
 fn noisy_room(property: &str) -> pb::Complaint {
     pb::Complaint {
         property_id: property.into(),
-        guest: Some(pb::GuestRef { guest_id: "guest-1".into(), ..Default::default() }),
-        stay: Some(pb::StayContext { room: "1204".into(), reservation_ref: "R-77".into(), phase: pb::StayPhase::InHouse as i32 }),
+        guest: Some(pb::GuestRef {
+            guest_id: "guest-1".into(),
+            ..Default::default()
+        }),
+        stay: Some(pb::StayContext {
+            room: "1204".into(),
+            reservation_ref: "R-77".into(),
+            phase: pb::StayPhase::InHouse as i32,
+        }),
         channel: pb::Channel::Phone as i32,
         category: "noise".into(),
         urgency: pb::Urgency::High as i32,
@@ -35,12 +51,20 @@ fn noisy_room(property: &str) -> pb::Complaint {
 
 async fn file(client: &mut Client, complaint: pb::Complaint) -> anyhow::Result<pb::Complaint> {
     Ok(client
-        .create_complaint(pb::CreateComplaintRequest { request_id: uuid::Uuid::new_v4().to_string(), complaint: Some(complaint) })
+        .create_complaint(pb::CreateComplaintRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            complaint: Some(complaint),
+        })
         .await?
         .into_inner())
 }
 
-async fn act(client: &mut Client, id: &str, action: pb::Action, reason: &str) -> Result<pb::Complaint, tonic::Status> {
+async fn act(
+    client: &mut Client,
+    id: &str,
+    action: pb::Action,
+    reason: &str,
+) -> Result<pb::Complaint, tonic::Status> {
     client
         .transition_complaint(pb::TransitionComplaintRequest {
             complaint_id: id.into(),
@@ -53,7 +77,12 @@ async fn act(client: &mut Client, id: &str, action: pb::Action, reason: &str) ->
 }
 
 fn clock(complaint: &pb::Complaint, stage: pb::Stage) -> pb::SlaClock {
-    complaint.clocks.iter().find(|c| c.stage == stage as i32).cloned().unwrap_or_default()
+    complaint
+        .clocks
+        .iter()
+        .find(|c| c.stage == stage as i32)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -66,16 +95,20 @@ async fn a_complaint_goes_from_filing_to_closing() -> anyhow::Result<()> {
     assert_eq!(filed.clocks.len(), 5, "five stage clocks start at filing");
     let ack = clock(&filed, pb::Stage::Acknowledge);
     assert_eq!(ack.outcome, pb::ClockOutcome::Running as i32);
-    let due = ack.due_time.clone().expect("due").seconds - ack.start_time.clone().expect("start").seconds;
+    let due = ack.due_time.expect("due").seconds - ack.start_time.expect("start").seconds;
     assert_eq!(due, 30 * 60, "acknowledge within 30 minutes on a 24/7 desk");
     let resolution = clock(&filed, pb::Stage::Resolution);
-    let due = resolution.due_time.clone().expect("due").seconds - resolution.start_time.clone().expect("start").seconds;
+    let due =
+        resolution.due_time.expect("due").seconds - resolution.start_time.expect("start").seconds;
     assert_eq!(due, 2 * 3600, "high urgency resolves within 2 hours");
 
     let id = filed.complaint_id.clone();
     let acknowledged = act(&mut agent, &id, pb::Action::Acknowledge, "").await?;
     assert!(acknowledged.first_response_time.is_some());
-    assert_eq!(clock(&acknowledged, pb::Stage::Acknowledge).outcome, pb::ClockOutcome::Met as i32);
+    assert_eq!(
+        clock(&acknowledged, pb::Stage::Acknowledge).outcome,
+        pb::ClockOutcome::Met as i32
+    );
     act(&mut agent, &id, pb::Action::StartInvestigation, "").await?;
     act(&mut agent, &id, pb::Action::PlanRemedy, "").await?;
 
@@ -91,49 +124,88 @@ async fn a_complaint_goes_from_filing_to_closing() -> anyhow::Result<()> {
             complaint_id: id.clone(),
             remedy: Some(pb::Remedy {
                 kind: pb::RemedyKind::ComplimentaryItem as i32,
-                amount: Some(Money { currency_code: "EUR".into(), minor_units: 2_500 }),
+                amount: Some(Money {
+                    currency_code: "EUR".into(),
+                    minor_units: 2_500,
+                }),
                 description: "dinner for two".into(),
                 ..Default::default()
             }),
         })
         .await?
         .into_inner();
-    assert_eq!(remedy.status, pb::RemedyStatus::Approved as i32, "within the agent's 30.00 limit");
+    assert_eq!(
+        remedy.status,
+        pb::RemedyStatus::Approved as i32,
+        "within the agent's 30.00 limit"
+    );
 
     act(&mut agent, &id, pb::Action::StartRemedy, "").await?;
     let resolved = act(&mut agent, &id, pb::Action::Resolve, "").await?;
     assert!(resolved.resolve_time.is_some() && resolved.follow_up_due_time.is_some());
-    assert_eq!(resolved.compensation, vec![Money { currency_code: "EUR".into(), minor_units: 2_500 }]);
+    assert_eq!(
+        resolved.compensation,
+        vec![Money {
+            currency_code: "EUR".into(),
+            minor_units: 2_500
+        }]
+    );
 
     // Closing needs a cause and a root-cause summary.
-    let refused = act(&mut agent, &id, pb::Action::Close, "").await.expect_err("no cause yet");
+    let refused = act(&mut agent, &id, pb::Action::Close, "")
+        .await
+        .expect_err("no cause yet");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     agent
         .update_complaint(pb::UpdateComplaintRequest {
             complaint: Some(pb::Complaint {
                 complaint_id: id.clone(),
                 cause: pb::Cause::External as i32,
-                root_cause_summary: "Works on the neighbouring site; guests on that side now warned at check-in".into(),
+                root_cause_summary:
+                    "Works on the neighbouring site; guests on that side now warned at check-in"
+                        .into(),
                 ..Default::default()
             }),
-            update_mask: Some(FieldMask { paths: vec!["cause".into(), "root_cause_summary".into()] }),
+            update_mask: Some(FieldMask {
+                paths: vec!["cause".into(), "root_cause_summary".into()],
+            }),
             etag: String::new(),
         })
         .await?;
     let closed = act(&mut agent, &id, pb::Action::Close, "").await?;
     assert_eq!(closed.status, pb::Status::Closed as i32);
 
-    let timeline = agent.list_timeline(pb::ListTimelineRequest { complaint_id: id.clone() }).await?.into_inner();
+    let timeline = agent
+        .list_timeline(pb::ListTimelineRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
     let kinds: Vec<&str> = timeline.entries.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.first(), Some(&"filed"));
     assert!(kinds.contains(&"remedy_proposed") && kinds.contains(&"updated"));
-    assert_eq!(timeline.entries.last().map(|e| e.to_status), Some(pb::Status::Closed as i32));
+    assert_eq!(
+        timeline.entries.last().map(|e| e.to_status),
+        Some(pb::Status::Closed as i32)
+    );
 
     // An illegal move changes nothing.
-    let before = agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await?.into_inner();
-    let refused = act(&mut agent, &id, pb::Action::StartRemedy, "").await.expect_err("closed");
+    let before = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    let refused = act(&mut agent, &id, pb::Action::StartRemedy, "")
+        .await
+        .expect_err("closed");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    let after = agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await?.into_inner();
+    let after = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
     assert_eq!(before.etag, after.etag);
     service.shutdown().await
 }
@@ -142,28 +214,45 @@ async fn a_complaint_goes_from_filing_to_closing() -> anyhow::Result<()> {
 async fn a_low_rating_reopens_and_both_resolution_times_are_kept() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
     let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
-    let guest_token = TokenBuilder::new(Role::Guest).guest("guest-1").subject("guest-1").mint()?;
+    let guest_token = TokenBuilder::new(Role::Guest)
+        .guest("guest-1")
+        .subject("guest-1")
+        .mint()?;
     let mut guest = client(&service, guest_token).await?;
 
     let filed = file(&mut agent, noisy_room("paris")).await?;
     let id = filed.complaint_id.clone();
     let first = act(&mut agent, &id, pb::Action::Resolve, "").await?;
-    let first_resolve = first.first_resolve_time.clone();
+    let first_resolve = first.first_resolve_time;
 
     let rated = guest
-        .rate_complaint(pb::RateComplaintRequest { complaint_id: id.clone(), csat: 1, nps: Some(3), comment: "still noisy".into() })
+        .rate_complaint(pb::RateComplaintRequest {
+            complaint_id: id.clone(),
+            csat: 1,
+            nps: Some(3),
+            comment: "still noisy".into(),
+        })
         .await?
         .into_inner();
-    assert_eq!(rated.status, pb::Status::Reopened as i32, "CSAT 1 reopens: recovery goes on");
+    assert_eq!(
+        rated.status,
+        pb::Status::Reopened as i32,
+        "CSAT 1 reopens: recovery goes on"
+    );
     assert_eq!(rated.reopen_count, 1);
     assert!(rated.resolve_time.is_none());
 
     let second = act(&mut agent, &id, pb::Action::Resolve, "").await?;
-    assert_eq!(second.first_resolve_time, first_resolve, "first resolution time is kept");
+    assert_eq!(
+        second.first_resolve_time, first_resolve,
+        "first resolution time is kept"
+    );
     assert!(second.resolve_time.is_some());
 
     // A reopen by staff needs a reason; a second reopen escalates.
-    let refused = act(&mut agent, &id, pb::Action::Reopen, "").await.expect_err("no reason");
+    let refused = act(&mut agent, &id, pb::Action::Reopen, "")
+        .await
+        .expect_err("no reason");
     assert_eq!(refused.code(), Code::InvalidArgument);
     let reopened = act(&mut agent, &id, pb::Action::Reopen, "guest called again").await?;
     assert_eq!(reopened.reopen_count, 2);
@@ -185,7 +274,10 @@ async fn compensation_above_the_limit_waits_for_approval() -> anyhow::Result<()>
         complaint_id: filed.complaint_id.clone(),
         remedy: Some(pb::Remedy {
             kind: pb::RemedyKind::Refund as i32,
-            amount: Some(Money { currency_code: "EUR".into(), minor_units: minor }),
+            amount: Some(Money {
+                currency_code: "EUR".into(),
+                minor_units: minor,
+            }),
             ..Default::default()
         }),
     };
@@ -199,27 +291,62 @@ async fn compensation_above_the_limit_waits_for_approval() -> anyhow::Result<()>
         approve,
         note: "ok".into(),
     };
-    let refused = supervisor.decide_remedy(decide(true)).await.expect_err("above a supervisor's 150.00");
+    let refused = supervisor
+        .decide_remedy(decide(true))
+        .await
+        .expect_err("above a supervisor's 150.00");
     assert_eq!(refused.code(), Code::PermissionDenied);
     let approved = duty_manager.decide_remedy(decide(true)).await?.into_inner();
     assert_eq!(approved.status, pb::RemedyStatus::Approved as i32);
-    let again = duty_manager.decide_remedy(decide(false)).await.expect_err("already decided");
+    let again = duty_manager
+        .decide_remedy(decide(false))
+        .await
+        .expect_err("already decided");
     assert_eq!(again.code(), Code::FailedPrecondition);
 
     // Negative compensation is refused and nothing is written.
-    let negative = agent.propose_remedy(refund(-1)).await.expect_err("negative");
+    let negative = agent
+        .propose_remedy(refund(-1))
+        .await
+        .expect_err("negative");
     assert_eq!(negative.code(), Code::InvalidArgument);
-    let complaint = agent.get_complaint(pb::GetComplaintRequest { complaint_id: filed.complaint_id.clone() }).await?.into_inner();
+    let complaint = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+        })
+        .await?
+        .into_inner();
     assert_eq!(complaint.remedies.len(), 1);
-    assert_eq!(complaint.compensation, vec![Money { currency_code: "EUR".into(), minor_units: 20_000 }]);
+    assert_eq!(
+        complaint.compensation,
+        vec![Money {
+            currency_code: "EUR".into(),
+            minor_units: 20_000
+        }]
+    );
     service.shutdown().await
 }
 
 #[tokio::test]
-async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() -> anyhow::Result<()> {
+async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() -> anyhow::Result<()>
+{
     let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
-    let mut alice = client(&service, TokenBuilder::new(Role::Guest).guest("alice").subject("alice").mint()?).await?;
-    let mut bob = client(&service, TokenBuilder::new(Role::Guest).guest("bob").subject("bob").mint()?).await?;
+    let mut alice = client(
+        &service,
+        TokenBuilder::new(Role::Guest)
+            .guest("alice")
+            .subject("alice")
+            .mint()?,
+    )
+    .await?;
+    let mut bob = client(
+        &service,
+        TokenBuilder::new(Role::Guest)
+            .guest("bob")
+            .subject("bob")
+            .mint()?,
+    )
+    .await?;
     let mut paris_agent = staff(&service, Role::Agent, &["paris"]).await?;
     let mut rome_agent = staff(&service, Role::Agent, &["rome"]).await?;
 
@@ -227,29 +354,61 @@ async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() 
     own.guest = None;
     own.channel = pb::Channel::App as i32;
     let filed = file(&mut alice, own).await?;
-    assert_eq!(filed.guest.as_ref().map(|g| g.guest_id.as_str()), Some("alice"), "the token decides who files");
+    assert_eq!(
+        filed.guest.as_ref().map(|g| g.guest_id.as_str()),
+        Some("alice"),
+        "the token decides who files"
+    );
 
     let id = filed.complaint_id.clone();
-    let hidden = bob.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.expect_err("not bob's");
+    let hidden = bob
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await
+        .expect_err("not bob's");
     assert_eq!(hidden.code(), Code::NotFound);
-    let bobs = bob.list_complaints(pb::ListComplaintsRequest::default()).await?.into_inner();
+    let bobs = bob
+        .list_complaints(pb::ListComplaintsRequest::default())
+        .await?
+        .into_inner();
     assert!(bobs.complaints.is_empty());
-    let alices = alice.list_complaints(pb::ListComplaintsRequest::default()).await?.into_inner();
+    let alices = alice
+        .list_complaints(pb::ListComplaintsRequest::default())
+        .await?
+        .into_inner();
     assert_eq!(alices.complaints.len(), 1);
 
-    assert!(paris_agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.is_ok());
-    let other = rome_agent.get_complaint(pb::GetComplaintRequest { complaint_id: id.clone() }).await.expect_err("other property");
+    assert!(paris_agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone()
+        })
+        .await
+        .is_ok());
+    let other = rome_agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await
+        .expect_err("other property");
     assert_eq!(other.code(), Code::NotFound);
-    let denied = file(&mut rome_agent, noisy_room("paris")).await.expect_err("out of scope");
+    let denied = file(&mut rome_agent, noisy_room("paris"))
+        .await
+        .expect_err("out of scope");
     let status = denied.downcast_ref::<tonic::Status>().map(|s| s.code());
     assert_eq!(status, Some(Code::PermissionDenied));
     let listed = rome_agent
-        .list_complaints(pb::ListComplaintsRequest { property_ids: vec!["paris".into()], ..Default::default() })
+        .list_complaints(pb::ListComplaintsRequest {
+            property_ids: vec!["paris".into()],
+            ..Default::default()
+        })
         .await
         .expect_err("asking for another property");
     assert_eq!(listed.code(), Code::PermissionDenied);
     // Guests cannot move complaints along.
-    let refused = act(&mut alice, &id, pb::Action::Resolve, "").await.expect_err("guest");
+    let refused = act(&mut alice, &id, pb::Action::Resolve, "")
+        .await
+        .expect_err("guest");
     assert_eq!(refused.code(), Code::PermissionDenied);
     service.shutdown().await
 }
@@ -267,35 +426,84 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
             .unwrap_or_default()
     };
     let cases: Vec<(pb::Complaint, &str)> = vec![
-        (pb::Complaint { channel: 99, ..noisy_room("paris") }, "complaint.channel"),
-        (pb::Complaint { description: "   ".into(), ..noisy_room("paris") }, "complaint.description"),
-        (pb::Complaint { urgency: 42, ..noisy_room("paris") }, "complaint.urgency"),
-        (pb::Complaint { property_id: String::new(), ..noisy_room("paris") }, "complaint.property_id"),
         (
-            pb::Complaint { guest: Some(pb::GuestRef { email: "not-an-email".into(), name: "X".into(), ..Default::default() }), ..noisy_room("paris") },
+            pb::Complaint {
+                channel: 99,
+                ..noisy_room("paris")
+            },
+            "complaint.channel",
+        ),
+        (
+            pb::Complaint {
+                description: "   ".into(),
+                ..noisy_room("paris")
+            },
+            "complaint.description",
+        ),
+        (
+            pb::Complaint {
+                urgency: 42,
+                ..noisy_room("paris")
+            },
+            "complaint.urgency",
+        ),
+        (
+            pb::Complaint {
+                property_id: String::new(),
+                ..noisy_room("paris")
+            },
+            "complaint.property_id",
+        ),
+        (
+            pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    email: "not-an-email".into(),
+                    name: "X".into(),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
             "complaint.guest.email",
         ),
     ];
     for (complaint, field) in cases {
         let error = file(&mut agent, complaint).await.expect_err("invalid");
-        let status = error.downcast_ref::<tonic::Status>().expect("a gRPC status");
+        let status = error
+            .downcast_ref::<tonic::Status>()
+            .expect("a gRPC status");
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(field_of(status).iter().any(|f| f == field), "{field} named in {:?}", field_of(status));
+        assert!(
+            field_of(status).iter().any(|f| f == field),
+            "{field} named in {:?}",
+            field_of(status)
+        );
     }
     // Rating 11 (and NPS out of range) on a real complaint.
     let filed = file(&mut agent, noisy_room("paris")).await?;
     act(&mut agent, &filed.complaint_id, pb::Action::Resolve, "").await?;
     let error = agent
-        .rate_complaint(pb::RateComplaintRequest { complaint_id: filed.complaint_id.clone(), csat: 11, nps: Some(11), comment: String::new() })
+        .rate_complaint(pb::RateComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+            csat: 11,
+            nps: Some(11),
+            comment: String::new(),
+        })
         .await
         .expect_err("rating 11");
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(field_of(&error).contains(&"csat".to_string()) && field_of(&error).contains(&"nps".to_string()));
+    assert!(
+        field_of(&error).contains(&"csat".to_string())
+            && field_of(&error).contains(&"nps".to_string())
+    );
 
     let pool = service.database.admin_pool().await?;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints").fetch_one(&pool).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(count, 1, "only the valid complaint was written");
-    let rated: Option<i16> = sqlx::query_scalar("SELECT csat FROM complaints.complaints").fetch_one(&pool).await?;
+    let rated: Option<i16> = sqlx::query_scalar("SELECT csat FROM complaints.complaints")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(rated, None);
     service.shutdown().await
 }
@@ -304,7 +512,10 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
 async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
     let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
-    let request = pb::CreateComplaintRequest { request_id: "req-42".into(), complaint: Some(noisy_room("paris")) };
+    let request = pb::CreateComplaintRequest {
+        request_id: "req-42".into(),
+        complaint: Some(noisy_room("paris")),
+    };
     let first = agent.create_complaint(request.clone()).await?.into_inner();
     let second = agent.create_complaint(request.clone()).await?.into_inner();
     assert_eq!(first.complaint_id, second.complaint_id);
@@ -312,7 +523,10 @@ async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
     if let Some(c) = different.complaint.as_mut() {
         c.description = "something else".into();
     }
-    let refused = agent.create_complaint(different).await.expect_err("reused id");
+    let refused = agent
+        .create_complaint(different)
+        .await
+        .expect_err("reused id");
     assert_eq!(refused.code(), Code::FailedPrecondition);
 
     // A repeat: same guest, same category within 30 days.

@@ -27,12 +27,8 @@ struct Recorder {
 }
 
 impl EventHandler for Recorder {
-    fn handle<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        event: &'a Event,
-    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
-        async move {
+    async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        {
             // Checked against what is committed (an aborted consumer's last apply rolls back),
             // under the cursor row lock that serialises applies.
             let previous: i64 =

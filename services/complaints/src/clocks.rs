@@ -9,7 +9,9 @@
 //! resolution clocks for the new cycle. A cancellation drops the clocks still running.
 
 use chrono::{DateTime, Duration, Utc};
-use guestloop_kit::worktime::{evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, SlaTarget};
+use guestloop_kit::worktime::{
+    evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, SlaTarget,
+};
 use guestloop_proto::complaints::v1 as pb;
 
 use crate::settings::EffectiveSettings;
@@ -43,26 +45,42 @@ fn completes(stage: pb::Stage, status: &str) -> bool {
     match stage {
         pb::Stage::Acknowledge => !matches!(status, "received" | "cancelled"),
         pb::Stage::FirstInvestigation => {
-            matches!(status, "investigating" | "remedy_planned" | "remedy_in_progress" | "resolved" | "closed")
+            matches!(
+                status,
+                "investigating" | "remedy_planned" | "remedy_in_progress" | "resolved" | "closed"
+            )
         }
-        pb::Stage::RemedyPlan => matches!(status, "remedy_planned" | "remedy_in_progress" | "resolved" | "closed"),
+        pb::Stage::RemedyPlan => matches!(
+            status,
+            "remedy_planned" | "remedy_in_progress" | "resolved" | "closed"
+        ),
         pb::Stage::AnswerToGuest | pb::Stage::Resolution => matches!(status, "resolved" | "closed"),
         pb::Stage::Unspecified => false,
     }
 }
 
 /// The five clocks of a new complaint.
-pub fn start_all(settings: &EffectiveSettings, urgency: pb::Urgency, department: &str, now: DateTime<Utc>) -> Vec<ClockRow> {
+pub fn start_all(
+    settings: &EffectiveSettings,
+    urgency: pb::Urgency,
+    department: &str,
+    now: DateTime<Utc>,
+) -> Vec<ClockRow> {
     STAGES
         .iter()
         .filter_map(|stage| {
             let target = settings.target_for(*stage, urgency)?;
             let (target_minutes, target_days) = match target {
-                SlaTarget::WorkingTime(d) => (i32::try_from(d.num_minutes()).unwrap_or(i32::MAX), 0),
+                SlaTarget::WorkingTime(d) => {
+                    (i32::try_from(d.num_minutes()).unwrap_or(i32::MAX), 0)
+                }
                 SlaTarget::WorkingDays(n) => (0, i32::try_from(n).unwrap_or(i32::MAX)),
             };
             let calendar = settings.calendar_for(*stage, department);
-            let history = ClockHistory { start: now, pauses: Vec::new() };
+            let history = ClockHistory {
+                start: now,
+                pauses: Vec::new(),
+            };
             let due_at = instant_at_fraction(calendar, &target, &history, 1.0).unwrap_or(now);
             Some(ClockRow {
                 stage: *stage as i16,
@@ -84,7 +102,10 @@ pub fn on_status_change(clocks: &mut Vec<ClockRow>, to_status: &str, now: DateTi
         "cancelled" => clocks.retain(|c| c.stopped_at.is_some()),
         "reopened" => {
             for clock in clocks.iter_mut() {
-                if matches!(stage_of(clock), pb::Stage::AnswerToGuest | pb::Stage::Resolution) {
+                if matches!(
+                    stage_of(clock),
+                    pb::Stage::AnswerToGuest | pb::Stage::Resolution
+                ) {
                     clock.started_at = now;
                     clock.stopped_at = None;
                     clock.breached_at = None;
@@ -139,8 +160,10 @@ pub fn refresh(
     cycle: i32,
     now: DateTime<Utc>,
 ) -> Refreshed {
-    let history: Vec<(DateTime<Utc>, bool)> =
-        status_history.iter().map(|(at, status)| (*at, status == PAUSING_STATUS)).collect();
+    let history: Vec<(DateTime<Utc>, bool)> = status_history
+        .iter()
+        .map(|(at, status)| (*at, status == PAUSING_STATUS))
+        .collect();
     let all_pauses = pauses_from_history(&history);
     let mut states = Vec::with_capacity(clocks.len());
     let mut next: Option<DateTime<Utc>> = None;
@@ -153,16 +176,36 @@ pub fn refresh(
             .filter(|p| p.end.is_none_or(|end| end > clock.started_at))
             .cloned()
             .collect();
-        let clock_history = ClockHistory { start: clock.started_at, pauses };
-        let status = evaluate(calendar, &target, &clock_history, clock.stopped_at, now, settings.at_risk_ratio);
+        let clock_history = ClockHistory {
+            start: clock.started_at,
+            pauses,
+        };
+        let status = evaluate(
+            calendar,
+            &target,
+            &clock_history,
+            clock.stopped_at,
+            now,
+            settings.at_risk_ratio,
+        );
         clock.due_at = status.due_at;
         if clock.stopped_at.is_none() && !status.paused {
-            let cycle_for_stage = if stage == pb::Stage::Resolution || stage == pb::Stage::AnswerToGuest { cycle } else { 0 };
+            let cycle_for_stage =
+                if stage == pb::Stage::Resolution || stage == pb::Stage::AnswerToGuest {
+                    cycle
+                } else {
+                    0
+                };
             for percent in thresholds(stage) {
                 if fired.contains(&trigger_key(stage, cycle_for_stage, *percent)) {
                     continue;
                 }
-                if let Some(at) = instant_at_fraction(calendar, &target, &clock_history, f64::from(*percent) / 100.0) {
+                if let Some(at) = instant_at_fraction(
+                    calendar,
+                    &target,
+                    &clock_history,
+                    f64::from(*percent) / 100.0,
+                ) {
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
                 break;
@@ -187,5 +230,8 @@ pub fn refresh(
             } as i32,
         });
     }
-    Refreshed { clocks: states, next_escalation_at: next }
+    Refreshed {
+        clocks: states,
+        next_escalation_at: next,
+    }
 }

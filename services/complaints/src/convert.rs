@@ -24,11 +24,17 @@ pub const STATUS_NAMES: [(pb::Status, &str); 10] = [
 ];
 
 pub fn status_name(status: pb::Status) -> &'static str {
-    STATUS_NAMES.iter().find(|(s, _)| *s == status).map_or("received", |(_, n)| n)
+    STATUS_NAMES
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map_or("received", |(_, n)| n)
 }
 
 pub fn status_from_name(name: &str) -> pb::Status {
-    STATUS_NAMES.iter().find(|(_, n)| *n == name).map_or(pb::Status::Unspecified, |(s, _)| *s)
+    STATUS_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or(pb::Status::Unspecified, |(s, _)| *s)
 }
 
 /// A known, specified enum value, or a violation naming `field`.
@@ -64,24 +70,37 @@ where
 }
 
 /// Free text with a length limit; `required` rejects empty or blank text.
-pub fn text(value: &str, field: &str, max: usize, required: bool, violations: &mut Vec<FieldViolation>) -> String {
+pub fn text(
+    value: &str,
+    field: &str,
+    max: usize,
+    required: bool,
+    violations: &mut Vec<FieldViolation>,
+) -> String {
     let trimmed = value.trim();
     if required && trimmed.is_empty() {
         violations.push(FieldViolation::new(field, "must not be empty"));
     }
     if trimmed.chars().count() > max {
-        violations.push(FieldViolation::new(field, format!("must be at most {max} characters")));
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     trimmed.to_string()
 }
 
 /// Parses a complaint id, naming `field` when it is not a UUID.
 pub fn complaint_id(value: &str, field: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "must be a complaint id (UUID)"))
+    uuid::Uuid::parse_str(value)
+        .map_err(|_| ApiError::invalid(field, "must be a complaint id (UUID)"))
 }
 
 pub fn money(currency: &str, minor: i64) -> Money {
-    Money { currency_code: currency.to_string(), minor_units: minor }
+    Money {
+        currency_code: currency.to_string(),
+        minor_units: minor,
+    }
 }
 
 pub fn remedy_status(name: &str) -> pb::RemedyStatus {
@@ -112,14 +131,23 @@ pub fn remedy_to_proto(row: &RemedyRow) -> pb::Remedy {
 }
 
 /// The complaint as clients see it.
-pub fn complaint_to_proto(row: &ComplaintRow, clocks: Vec<pb::SlaClock>, remedies: &[RemedyRow]) -> pb::Complaint {
-    let effective = remedies.iter().filter(|r| r.status == "approved" || r.status == "delivered");
+pub fn complaint_to_proto(
+    row: &ComplaintRow,
+    clocks: Vec<pb::SlaClock>,
+    remedies: &[RemedyRow],
+) -> pb::Complaint {
+    let effective = remedies
+        .iter()
+        .filter(|r| r.status == "approved" || r.status == "delivered");
     let mut compensation: Vec<Money> = Vec::new();
     let mut points = 0;
     for remedy in effective {
         points += remedy.points;
         if remedy.amount_minor > 0 {
-            match compensation.iter_mut().find(|m| m.currency_code == remedy.currency_code) {
+            match compensation
+                .iter_mut()
+                .find(|m| m.currency_code == remedy.currency_code)
+            {
                 Some(m) => m.minor_units += remedy.amount_minor,
                 None => compensation.push(money(&remedy.currency_code, remedy.amount_minor)),
             }

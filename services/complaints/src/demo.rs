@@ -19,7 +19,11 @@ const CATEGORIES: [(&str, &str, pb::Cause); 10] = [
     ("heating_ac", "engineering", pb::Cause::Facility),
     ("plumbing", "engineering", pb::Cause::Facility),
     ("wifi", "it", pb::Cause::SupportSystem),
-    ("food_beverage", "food_beverage", pb::Cause::DeliveryTimeliness),
+    (
+        "food_beverage",
+        "food_beverage",
+        pb::Cause::DeliveryTimeliness,
+    ),
     ("check_in_wait", "front_office", pb::Cause::Process),
     ("billing", "front_office", pb::Cause::PriceBilling),
     ("safety", "security", pb::Cause::Facility),
@@ -37,8 +41,14 @@ fn engineering_calendar() -> pb::WorkingCalendar {
     let weekday = |day: &str| pb::WorkingDay {
         weekday: day.into(),
         intervals: vec![
-            pb::WorkingInterval { start: "07:00".into(), end: "12:00".into() },
-            pb::WorkingInterval { start: "13:00".into(), end: "19:00".into() },
+            pb::WorkingInterval {
+                start: "07:00".into(),
+                end: "12:00".into(),
+            },
+            pb::WorkingInterval {
+                start: "13:00".into(),
+                end: "19:00".into(),
+            },
         ],
     };
     pb::WorkingCalendar {
@@ -50,7 +60,13 @@ fn engineering_calendar() -> pb::WorkingCalendar {
             weekday("wed"),
             weekday("thu"),
             weekday("fri"),
-            pb::WorkingDay { weekday: "sat".into(), intervals: vec![pb::WorkingInterval { start: "09:00".into(), end: "13:00".into() }] },
+            pb::WorkingDay {
+                weekday: "sat".into(),
+                intervals: vec![pb::WorkingInterval {
+                    start: "09:00".into(),
+                    end: "13:00".into(),
+                }],
+            },
         ],
         holidays: vec!["2026-12-25".into(), "2027-01-01".into()],
         working_day_hours: 10,
@@ -59,10 +75,11 @@ fn engineering_calendar() -> pb::WorkingCalendar {
 
 /// Loads the demo data unless it is already there.
 pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
-    let already: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM known_properties WHERE chain_id = $1)")
-        .bind(DEMO_CHAIN)
-        .fetch_one(pool)
-        .await?;
+    let already: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM known_properties WHERE chain_id = $1)")
+            .bind(DEMO_CHAIN)
+            .fetch_one(pool)
+            .await?;
     if already {
         return Ok(());
     }
@@ -89,8 +106,17 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
             let per_day = 3 + random.below(u64::from(property.rooms / 40));
             for _ in 0..per_day {
                 let (category, department, cause) = *random.pick(&CATEGORIES);
-                let local = NaiveTime::from_hms_opt(7 + random.below(16) as u32, random.below(60) as u32, 0).unwrap_or_default();
-                let Some(created_at) = zone.from_local_datetime(&day.and_time(local)).earliest().map(|t| t.with_timezone(&Utc)) else {
+                let local = NaiveTime::from_hms_opt(
+                    7 + random.below(16) as u32,
+                    random.below(60) as u32,
+                    0,
+                )
+                .unwrap_or_default();
+                let Some(created_at) = zone
+                    .from_local_datetime(&day.and_time(local))
+                    .earliest()
+                    .map(|t| t.with_timezone(&Utc))
+                else {
                     continue;
                 };
                 let urgency = match random.below(100) {
@@ -128,9 +154,18 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     _ => 1,
                 });
                 let nps = csat.map(|c| (c * 2 - random.below(2) as i16).clamp(0, 10));
-                let status = if finished { if random.chance(85) { "closed" } else { "resolved" } } else { "acknowledged" };
+                let status = if finished {
+                    if random.chance(85) {
+                        "closed"
+                    } else {
+                        "resolved"
+                    }
+                } else {
+                    "acknowledged"
+                };
                 for clock in clock_rows.iter_mut() {
-                    let stop = match pb::Stage::try_from(i32::from(clock.stage)).unwrap_or_default() {
+                    let stop = match pb::Stage::try_from(i32::from(clock.stage)).unwrap_or_default()
+                    {
                         pb::Stage::Acknowledge => Some(response),
                         pb::Stage::FirstInvestigation => Some(response + Duration::minutes(10)),
                         pb::Stage::RemedyPlan => Some(response + Duration::minutes(20)),
@@ -145,7 +180,11 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     complaint_id: id,
                     chain_id: DEMO_CHAIN.into(),
                     property_id: property.property_id.into(),
-                    guest_id: if channel == pb::Channel::StaffObserved { String::new() } else { demo_guest_id(guest_number) },
+                    guest_id: if channel == pb::Channel::StaffObserved {
+                        String::new()
+                    } else {
+                        demo_guest_id(guest_number)
+                    },
                     guest_name: String::new(),
                     guest_email: String::new(),
                     guest_phone: String::new(),
@@ -158,7 +197,10 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     cause: cause as i16,
                     impact: pb::Impact::NeedUnmet as i16,
                     urgency: urgency as i16,
-                    description: format!("{} issue reported by the guest", category.replace('_', " ")),
+                    description: format!(
+                        "{} issue reported by the guest",
+                        category.replace('_', " ")
+                    ),
                     department: department.into(),
                     assignee: String::new(),
                     status: status.into(),
@@ -173,7 +215,11 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     escalation_level: "agent".into(),
                     escalation_count: 0,
                     first_escalated_at: None,
-                    root_cause_summary: if status == "closed" { format!("{category}: cause found and fixed") } else { String::new() },
+                    root_cause_summary: if status == "closed" {
+                        format!("{category}: cause found and fixed")
+                    } else {
+                        String::new()
+                    },
                     last_reason: String::new(),
                     csat,
                     nps,
@@ -194,7 +240,14 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 };
                 store::complaints::insert(&mut tx, &row).await?;
                 store::complaints::save_clocks(&mut tx, id, &clock_rows).await?;
-                let filed = store::timeline::Entry { at: created_at, actor: "demo", kind: "filed", from_status: None, to_status: Some("received"), note: "" };
+                let filed = store::timeline::Entry {
+                    at: created_at,
+                    actor: "demo",
+                    kind: "filed",
+                    from_status: None,
+                    to_status: Some("received"),
+                    note: "",
+                };
                 store::timeline::append(&mut tx, id, filed).await?;
                 let last = store::timeline::Entry {
                     at: if finished { resolved_at } else { response },
@@ -207,15 +260,27 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 store::timeline::append(&mut tx, id, last).await?;
                 if finished && random.chance(30) {
                     let (kind, amount, points) = match random.below(3) {
-                        0 => (pb::RemedyKind::Points, 0, 500 + 500 * random.below(4) as i64),
-                        1 => (pb::RemedyKind::Voucher, 1_000 + 500 * random.below(4) as i64, 0),
+                        0 => (
+                            pb::RemedyKind::Points,
+                            0,
+                            500 + 500 * random.below(4) as i64,
+                        ),
+                        1 => (
+                            pb::RemedyKind::Voucher,
+                            1_000 + 500 * random.below(4) as i64,
+                            0,
+                        ),
                         _ => (pb::RemedyKind::Apology, 0, 0),
                     };
                     let remedy = store::remedies::RemedyRow {
                         remedy_id: Uuid::now_v7(),
                         complaint_id: id,
                         kind: kind as i16,
-                        currency_code: if amount > 0 { property.currency_code.into() } else { String::new() },
+                        currency_code: if amount > 0 {
+                            property.currency_code.into()
+                        } else {
+                            String::new()
+                        },
                         amount_minor: amount,
                         points,
                         description: "service recovery".into(),

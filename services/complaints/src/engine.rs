@@ -16,6 +16,15 @@ use crate::store::remedies::RemedyRow;
 use crate::store::timeline::{self, Entry};
 use crate::store::{self, ClockRow, ComplaintRow};
 
+/// The current instant at the database's precision (microseconds), so what a write returns
+/// equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    use chrono::DurationRound;
+    let now = Utc::now();
+    now.duration_trunc(chrono::Duration::microseconds(1))
+        .unwrap_or(now)
+}
+
 /// A complaint with its clocks, remedies, history and settings.
 pub struct Loaded {
     pub row: ComplaintRow,
@@ -27,25 +36,41 @@ pub struct Loaded {
 }
 
 async fn fired_triggers(conn: &mut PgConnection, id: Uuid) -> ApiResult<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT trigger FROM complaint_escalations WHERE complaint_id = $1")
-        .bind(id)
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT trigger FROM complaint_escalations WHERE complaint_id = $1")
+            .bind(id)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
-pub async fn settings_for(conn: &mut PgConnection, property_id: &str) -> ApiResult<EffectiveSettings> {
+pub async fn settings_for(
+    conn: &mut PgConnection,
+    property_id: &str,
+) -> ApiResult<EffectiveSettings> {
     effective(&store::settings::get(conn, property_id).await?)
 }
 
 /// Loads a complaint; with `lock` the row stays locked until the transaction ends.
 pub async fn load(conn: &mut PgConnection, id: Uuid, lock: bool) -> ApiResult<Loaded> {
-    let row = if lock { store::complaints::load_for_update(conn, id).await? } else { store::complaints::load(conn, id).await? };
+    let row = if lock {
+        store::complaints::load_for_update(conn, id).await?
+    } else {
+        store::complaints::load(conn, id).await?
+    };
     let clocks = store::complaints::clocks(conn, id).await?;
     let remedies = store::remedies::for_complaint(conn, id).await?;
     let history = timeline::status_history(conn, id).await?;
     let fired = fired_triggers(conn, id).await?;
     let settings = settings_for(conn, &row.property_id).await?;
-    Ok(Loaded { row, clocks, remedies, history, fired, settings })
+    Ok(Loaded {
+        row,
+        clocks,
+        remedies,
+        history,
+        fired,
+        settings,
+    })
 }
 
 impl Loaded {
@@ -71,7 +96,9 @@ impl Loaded {
     /// Refuses a stale etag (ABORTED) when the caller sent one.
     pub fn check_etag(&self, etag: &str) -> ApiResult<()> {
         if !etag.is_empty() && etag != self.row.etag.to_string() {
-            return Err(ApiError::Aborted("complaint changed since it was read (etag mismatch); read it again".into()));
+            return Err(ApiError::Aborted(
+                "complaint changed since it was read (etag mismatch); read it again".into(),
+            ));
         }
         Ok(())
     }
@@ -89,7 +116,14 @@ impl Loaded {
         timeline::append(
             conn,
             self.row.complaint_id,
-            Entry { at: now, actor, kind: "transition", from_status: Some(&from), to_status: Some(to), note },
+            Entry {
+                at: now,
+                actor,
+                kind: "transition",
+                from_status: Some(&from),
+                to_status: Some(to),
+                note,
+            },
         )
         .await?;
         self.history.push((now, to.to_string()));
@@ -99,11 +133,22 @@ impl Loaded {
     }
 
     /// Moves the complaint one rung up its property's ladder, once per trigger.
-    pub async fn escalate(&mut self, conn: &mut PgConnection, trigger: &str, now: DateTime<Utc>) -> ApiResult<bool> {
+    pub async fn escalate(
+        &mut self,
+        conn: &mut PgConnection,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
         let ladder = &self.settings.escalation_ladder;
         let current = self.row.escalation_level.parse::<Role>().ok();
-        let position = current.and_then(|r| ladder.iter().position(|l| *l == r)).unwrap_or(0);
-        let to = ladder.get(position + 1).or(ladder.last()).copied().unwrap_or(Role::Supervisor);
+        let position = current
+            .and_then(|r| ladder.iter().position(|l| *l == r))
+            .unwrap_or(0);
+        let to = ladder
+            .get(position + 1)
+            .or(ladder.last())
+            .copied()
+            .unwrap_or(Role::Supervisor);
         let inserted = sqlx::query(
             "INSERT INTO complaint_escalations (complaint_id, trigger, fired_at, from_level, to_level) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -158,7 +203,11 @@ impl Loaded {
 
     /// Writes the complaint back: clocks recomputed from the full history, next watcher time,
     /// new etag, KPI mark. Returns the client view.
-    pub async fn save(&mut self, conn: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<pb::Complaint> {
+    pub async fn save(
+        &mut self,
+        conn: &mut PgConnection,
+        now: DateTime<Utc>,
+    ) -> ApiResult<pb::Complaint> {
         let refreshed = clocks::refresh(
             &mut self.clocks,
             &self.settings,
@@ -171,14 +220,20 @@ impl Loaded {
         self.row.next_escalation_at = refreshed.next_escalation_at;
         self.row.updated_at = now;
         store::complaints::update(conn, &mut self.row).await?;
-        sqlx::query("DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2))")
-            .bind(self.row.complaint_id)
-            .bind(self.clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2))",
+        )
+        .bind(self.row.complaint_id)
+        .bind(self.clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
+        .execute(&mut *conn)
+        .await?;
         store::complaints::save_clocks(conn, self.row.complaint_id, &self.clocks).await?;
         store::complaints::mark_for_rollup(conn, self.row.complaint_id).await?;
-        Ok(complaint_to_proto(&self.row, refreshed.clocks, &self.remedies))
+        Ok(complaint_to_proto(
+            &self.row,
+            refreshed.clocks,
+            &self.remedies,
+        ))
     }
 }
 

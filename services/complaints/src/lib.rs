@@ -56,7 +56,11 @@ const STAFF_GUESTS_SERVICES: &[Role] = &[
     Role::ChainAdmin,
     Role::Service,
 ];
-const MANAGERS: &[Role] = &[Role::GeneralManager, Role::ChainQualityManager, Role::ChainAdmin];
+const MANAGERS: &[Role] = &[
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
 const READERS: &[Role] = &[
     Role::Agent,
     Role::Supervisor,
@@ -69,25 +73,85 @@ const READERS: &[Role] = &[
 ];
 
 const fn row(method: &'static str, roles: &'static [Role], scope: ScopeCheck) -> RpcPolicy {
-    RpcPolicy { method, roles, scope }
+    RpcPolicy {
+        method,
+        roles,
+        scope,
+    }
 }
 
 /// Who may call which RPC of this service.
 pub const POLICIES: &[RpcPolicy] = &[
-    row("/guestloop.complaints.v1.ComplaintsService/CreateComplaint", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
-    row("/guestloop.complaints.v1.ComplaintsService/GetComplaint", STAFF_GUESTS_SERVICES, ScopeCheck::OwnGuestOrProperty),
-    row("/guestloop.complaints.v1.ComplaintsService/ListComplaints", STAFF_GUESTS_SERVICES, ScopeCheck::OwnGuestOrProperty),
-    row("/guestloop.complaints.v1.ComplaintsService/ListWorkQueue", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/UpdateComplaint", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/TransitionComplaint", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/ListTimeline", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
-    row("/guestloop.complaints.v1.ComplaintsService/ProposeRemedy", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/DecideRemedy", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/MarkRemedyDelivered", STAFF, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/RateComplaint", STAFF_AND_GUESTS, ScopeCheck::OwnGuestOrProperty),
-    row("/guestloop.complaints.v1.ComplaintsService/GetPropertySettings", READERS, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/UpdatePropertySettings", MANAGERS, ScopeCheck::Property),
-    row("/guestloop.complaints.v1.ComplaintsService/GetComplaintKpis", READERS, ScopeCheck::Property),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/CreateComplaint",
+        STAFF_AND_GUESTS,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/GetComplaint",
+        STAFF_GUESTS_SERVICES,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/ListComplaints",
+        STAFF_GUESTS_SERVICES,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/ListWorkQueue",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/UpdateComplaint",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/TransitionComplaint",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/ListTimeline",
+        STAFF_AND_GUESTS,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/ProposeRemedy",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/DecideRemedy",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/MarkRemedyDelivered",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/RateComplaint",
+        STAFF_AND_GUESTS,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/GetPropertySettings",
+        READERS,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/UpdatePropertySettings",
+        MANAGERS,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.complaints.v1.ComplaintsService/GetComplaintKpis",
+        READERS,
+        ScopeCheck::Property,
+    ),
 ];
 
 /// The complaints service as the kit runs it.
@@ -100,9 +164,14 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     demo: Some(|pool| Box::pin(async move { demo::load(&pool).await })),
 };
 
-fn mount(context: &ServiceContext, routes: &mut RoutesBuilder) -> anyhow::Result<Vec<BackgroundTask>> {
+fn mount(
+    context: &ServiceContext,
+    routes: &mut RoutesBuilder,
+) -> anyhow::Result<Vec<BackgroundTask>> {
     let api = api::Api::new(context.clone())?;
-    routes.add_service(ComplaintsServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()));
+    routes.add_service(
+        ComplaintsServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
+    );
     Ok(vec![
         Box::pin(workers::run_watcher(context.clone())),
         Box::pin(workers::run_rollup(context.clone())),

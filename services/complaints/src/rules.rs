@@ -58,15 +58,28 @@ pub const TRANSITIONS: &[(Status, Action, Status)] = {
 };
 
 /// The state `action` leads to from `from`, or why it is not allowed.
-pub fn next_status(from: Status, action: Action, resume: Option<Status>, ready: &Readiness<'_>) -> Result<Status, String> {
+pub fn next_status(
+    from: Status,
+    action: Action,
+    resume: Option<Status>,
+    ready: &Readiness<'_>,
+) -> Result<Status, String> {
     let to = if from == Status::WaitingOnGuest && action == Action::GuestResponded {
-        resume.filter(|s| *s != Status::WaitingOnGuest).unwrap_or(Status::Acknowledged)
+        resume
+            .filter(|s| *s != Status::WaitingOnGuest)
+            .unwrap_or(Status::Acknowledged)
     } else {
         TRANSITIONS
             .iter()
             .find(|(f, a, _)| *f == from && *a == action)
             .map(|(_, _, to)| *to)
-            .ok_or_else(|| format!("cannot {} a complaint that is {}", action.as_str_name(), from.as_str_name()))?
+            .ok_or_else(|| {
+                format!(
+                    "cannot {} a complaint that is {}",
+                    action.as_str_name(),
+                    from.as_str_name()
+                )
+            })?
     };
     if to == Status::Closed {
         if !ready.has_cause {
@@ -88,28 +101,46 @@ pub fn check_remedy_shape(kind: RemedyKind, amount: i64, points: i64) -> Vec<Fie
     match kind {
         RemedyKind::Refund | RemedyKind::Discount | RemedyKind::Voucher => {
             if amount <= 0 {
-                v.push(FieldViolation::new("remedy.amount", "a money remedy needs a positive amount"));
+                v.push(FieldViolation::new(
+                    "remedy.amount",
+                    "a money remedy needs a positive amount",
+                ));
             }
             if points != 0 {
-                v.push(FieldViolation::new("remedy.points", "a money remedy carries no points"));
+                v.push(FieldViolation::new(
+                    "remedy.points",
+                    "a money remedy carries no points",
+                ));
             }
         }
         RemedyKind::Points => {
             if points <= 0 {
-                v.push(FieldViolation::new("remedy.points", "a points remedy needs positive points"));
+                v.push(FieldViolation::new(
+                    "remedy.points",
+                    "a points remedy needs positive points",
+                ));
             }
             if amount != 0 {
-                v.push(FieldViolation::new("remedy.amount", "a points remedy carries no money"));
+                v.push(FieldViolation::new(
+                    "remedy.amount",
+                    "a points remedy carries no money",
+                ));
             }
         }
         RemedyKind::Apology | RemedyKind::FixOrRedo => {
             if amount != 0 || points != 0 {
-                v.push(FieldViolation::new("remedy", "an apology or a fix carries no money or points"));
+                v.push(FieldViolation::new(
+                    "remedy",
+                    "an apology or a fix carries no money or points",
+                ));
             }
         }
         RemedyKind::RoomChange | RemedyKind::Upgrade | RemedyKind::ComplimentaryItem => {
             if points != 0 {
-                v.push(FieldViolation::new("remedy.points", "this remedy carries no points; its value goes in amount"));
+                v.push(FieldViolation::new(
+                    "remedy.points",
+                    "this remedy carries no points; its value goes in amount",
+                ));
             }
         }
         RemedyKind::Unspecified => v.push(FieldViolation::new("remedy.kind", "is required")),
@@ -135,7 +166,8 @@ impl Authority<'_> {
     fn covers(&self, role: Role, (money, points): (i64, i64)) -> bool {
         match self.limits.get(&role) {
             Some((money_limit, points_limit)) => {
-                money_limit.is_none_or(|limit| money <= limit) && points_limit.is_none_or(|limit| points <= limit)
+                money_limit.is_none_or(|limit| money <= limit)
+                    && points_limit.is_none_or(|limit| points <= limit)
             }
             None => false,
         }
@@ -147,9 +179,19 @@ impl Authority<'_> {
             return Decision::Approved;
         }
         let candidates = self.ladder.iter().chain(
-            [Role::Supervisor, Role::DutyManager, Role::GeneralManager, Role::ChainQualityManager, Role::ChainAdmin].iter(),
+            [
+                Role::Supervisor,
+                Role::DutyManager,
+                Role::GeneralManager,
+                Role::ChainQualityManager,
+                Role::ChainAdmin,
+            ]
+            .iter(),
         );
-        let required = candidates.copied().find(|r| self.covers(*r, total)).unwrap_or(Role::ChainAdmin);
+        let required = candidates
+            .copied()
+            .find(|r| self.covers(*r, total))
+            .unwrap_or(Role::ChainAdmin);
         Decision::NeedsApproval(required)
     }
 }
@@ -159,30 +201,54 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const READY: Readiness<'static> = Readiness { has_cause: true, root_cause_summary: "worn seal", reason: "guest called back" };
+    const READY: Readiness<'static> = Readiness {
+        has_cause: true,
+        root_cause_summary: "worn seal",
+        reason: "guest called back",
+    };
 
     #[test]
     fn close_needs_cause_and_summary() {
-        let missing_summary = Readiness { root_cause_summary: " ", ..READY };
+        let missing_summary = Readiness {
+            root_cause_summary: " ",
+            ..READY
+        };
         assert!(next_status(Status::Resolved, Action::Close, None, &missing_summary).is_err());
-        let missing_cause = Readiness { has_cause: false, ..READY };
+        let missing_cause = Readiness {
+            has_cause: false,
+            ..READY
+        };
         assert!(next_status(Status::Resolved, Action::Close, None, &missing_cause).is_err());
-        assert_eq!(next_status(Status::Resolved, Action::Close, None, &READY), Ok(Status::Closed));
+        assert_eq!(
+            next_status(Status::Resolved, Action::Close, None, &READY),
+            Ok(Status::Closed)
+        );
     }
 
     #[test]
     fn waiting_returns_to_where_it_left() {
         assert_eq!(
-            next_status(Status::WaitingOnGuest, Action::GuestResponded, Some(Status::RemedyPlanned), &READY),
+            next_status(
+                Status::WaitingOnGuest,
+                Action::GuestResponded,
+                Some(Status::RemedyPlanned),
+                &READY
+            ),
             Ok(Status::RemedyPlanned)
         );
     }
 
     #[test]
     fn reopen_needs_a_reason() {
-        let no_reason = Readiness { reason: "", ..READY };
+        let no_reason = Readiness {
+            reason: "",
+            ..READY
+        };
         assert!(next_status(Status::Resolved, Action::Reopen, None, &no_reason).is_err());
-        assert_eq!(next_status(Status::Closed, Action::Reopen, None, &READY), Ok(Status::Reopened));
+        assert_eq!(
+            next_status(Status::Closed, Action::Reopen, None, &READY),
+            Ok(Status::Reopened)
+        );
     }
 
     const ALL_STATUSES: [Status; 10] = [
@@ -200,7 +266,9 @@ mod tests {
 
     #[test]
     fn nothing_leaves_cancelled_and_every_state_can_finish() {
-        assert!(TRANSITIONS.iter().all(|(from, _, _)| *from != Status::Cancelled));
+        assert!(TRANSITIONS
+            .iter()
+            .all(|(from, _, _)| *from != Status::Cancelled));
         for start in ALL_STATUSES {
             // Breadth-first search over the table: Closed or Cancelled must be reachable.
             let mut seen = vec![start];
@@ -214,7 +282,9 @@ mod tests {
                 }
             }
             assert!(
-                start == Status::Cancelled || seen.contains(&Status::Closed) || seen.contains(&Status::Cancelled),
+                start == Status::Cancelled
+                    || seen.contains(&Status::Closed)
+                    || seen.contains(&Status::Cancelled),
                 "{start:?} cannot finish"
             );
         }
@@ -228,12 +298,30 @@ mod tests {
     fn authority_defaults_follow_the_domain() {
         let limits = limits();
         let ladder = crate::settings::default_ladder();
-        let authority = Authority { limits: &limits, ladder: &ladder };
-        assert_eq!(authority.decide(Role::Agent, (3_000, 0)), Decision::Approved);
-        assert_eq!(authority.decide(Role::Agent, (3_001, 0)), Decision::NeedsApproval(Role::Supervisor));
-        assert_eq!(authority.decide(Role::Agent, (20_000, 0)), Decision::NeedsApproval(Role::DutyManager));
-        assert_eq!(authority.decide(Role::Agent, (70_000, 0)), Decision::NeedsApproval(Role::GeneralManager));
-        assert_eq!(authority.decide(Role::GeneralManager, (10_000_000, 1_000_000)), Decision::Approved);
+        let authority = Authority {
+            limits: &limits,
+            ladder: &ladder,
+        };
+        assert_eq!(
+            authority.decide(Role::Agent, (3_000, 0)),
+            Decision::Approved
+        );
+        assert_eq!(
+            authority.decide(Role::Agent, (3_001, 0)),
+            Decision::NeedsApproval(Role::Supervisor)
+        );
+        assert_eq!(
+            authority.decide(Role::Agent, (20_000, 0)),
+            Decision::NeedsApproval(Role::DutyManager)
+        );
+        assert_eq!(
+            authority.decide(Role::Agent, (70_000, 0)),
+            Decision::NeedsApproval(Role::GeneralManager)
+        );
+        assert_eq!(
+            authority.decide(Role::GeneralManager, (10_000_000, 1_000_000)),
+            Decision::Approved
+        );
     }
 
     proptest! {

@@ -13,9 +13,7 @@ use guestloop_proto::complaints::v1 as pb;
 /// Settings with every default applied, ready for the rules.
 #[derive(Debug, Clone)]
 pub struct EffectiveSettings {
-    pub time_zone: chrono_tz::Tz,
     pub currency_code: String,
-    pub region: String,
     /// Property default calendar (service centre) and per-department calendars.
     pub default_calendar: WorkingCalendar,
     pub department_calendars: BTreeMap<String, WorkingCalendar>,
@@ -68,7 +66,10 @@ fn target(minutes: i32, working_days: i32, field: &str) -> Result<SlaTarget, Fie
     match (minutes, working_days) {
         (m, 0) if m > 0 => Ok(SlaTarget::WorkingTime(Duration::minutes(i64::from(m)))),
         (0, d) if d > 0 => Ok(SlaTarget::WorkingDays(d as u32)),
-        _ => Err(FieldViolation::new(field, "exactly one of minutes or working_days must be positive")),
+        _ => Err(FieldViolation::new(
+            field,
+            "exactly one of minutes or working_days must be positive",
+        )),
     }
 }
 
@@ -84,12 +85,19 @@ fn calendar_spec(time_zone: &str, calendar: &pb::WorkingCalendar) -> CalendarSpe
                 intervals: day
                     .intervals
                     .iter()
-                    .map(|i| IntervalSpec { start: i.start.clone(), end: i.end.clone() })
+                    .map(|i| IntervalSpec {
+                        start: i.start.clone(),
+                        end: i.end.clone(),
+                    })
                     .collect(),
             })
             .collect(),
         holidays: calendar.holidays.clone(),
-        working_day_hours: if calendar.working_day_hours > 0 { Some(calendar.working_day_hours as u32) } else { None },
+        working_day_hours: if calendar.working_day_hours > 0 {
+            Some(calendar.working_day_hours as u32)
+        } else {
+            None
+        },
     }
 }
 
@@ -107,17 +115,27 @@ fn always_open(time_zone: &str) -> Result<WorkingCalendar, String> {
 /// Validates stored or submitted settings and fills the defaults; errors name the field.
 pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, ApiError> {
     let mut violations = Vec::new();
-    let zone_text = if settings.time_zone.is_empty() { "UTC" } else { settings.time_zone.as_str() };
-    let time_zone: chrono_tz::Tz = match zone_text.parse() {
-        Ok(zone) => zone,
-        Err(_) => {
-            violations.push(FieldViolation::new("settings.time_zone", format!("unknown IANA time zone `{zone_text}`")));
-            chrono_tz::UTC
-        }
+    let zone_text = if settings.time_zone.is_empty() {
+        "UTC"
+    } else {
+        settings.time_zone.as_str()
     };
-    let currency_code = if settings.currency_code.is_empty() { "EUR".to_string() } else { settings.currency_code.clone() };
+    if zone_text.parse::<chrono_tz::Tz>().is_err() {
+        violations.push(FieldViolation::new(
+            "settings.time_zone",
+            format!("unknown IANA time zone `{zone_text}`"),
+        ));
+    }
+    let currency_code = if settings.currency_code.is_empty() {
+        "EUR".to_string()
+    } else {
+        settings.currency_code.clone()
+    };
     if currency_code.len() != 3 || !currency_code.chars().all(|c| c.is_ascii_uppercase()) {
-        violations.push(FieldViolation::new("settings.currency_code", "must be a three-letter ISO 4217 code"));
+        violations.push(FieldViolation::new(
+            "settings.currency_code",
+            "must be a three-letter ISO 4217 code",
+        ));
     }
 
     let mut default_calendar = None;
@@ -128,13 +146,21 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
             Ok(built) => {
                 department_calendars.insert(calendar.department.clone(), built);
             }
-            Err(error) => violations.push(FieldViolation::new(format!("settings.calendars[{i}]"), error.to_string())),
+            Err(error) => violations.push(FieldViolation::new(
+                format!("settings.calendars[{i}]"),
+                error.to_string(),
+            )),
         }
     }
 
     let mut stage_targets: BTreeMap<i32, SlaTarget> = DEFAULT_STAGE_MINUTES
         .iter()
-        .map(|(stage, minutes)| (*stage as i32, SlaTarget::WorkingTime(Duration::minutes(i64::from(*minutes)))))
+        .map(|(stage, minutes)| {
+            (
+                *stage as i32,
+                SlaTarget::WorkingTime(Duration::minutes(i64::from(*minutes))),
+            )
+        })
         .collect();
     for (i, stage_target) in settings.stage_targets.iter().enumerate() {
         let field = format!("settings.stage_targets[{i}]");
@@ -147,13 +173,25 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
                     Err(v) => violations.push(v),
                 }
             }
-            _ => violations.push(FieldViolation::new(format!("{field}.stage"), "must be a stage other than RESOLUTION (set urgency_targets)")),
+            _ => violations.push(FieldViolation::new(
+                format!("{field}.stage"),
+                "must be a stage other than RESOLUTION (set urgency_targets)",
+            )),
         }
     }
     let mut urgency_targets: BTreeMap<i32, SlaTarget> = BTreeMap::from([
-        (pb::Urgency::Critical as i32, SlaTarget::WorkingTime(Duration::minutes(30))),
-        (pb::Urgency::High as i32, SlaTarget::WorkingTime(Duration::hours(2))),
-        (pb::Urgency::Medium as i32, SlaTarget::WorkingTime(Duration::hours(24))),
+        (
+            pb::Urgency::Critical as i32,
+            SlaTarget::WorkingTime(Duration::minutes(30)),
+        ),
+        (
+            pb::Urgency::High as i32,
+            SlaTarget::WorkingTime(Duration::hours(2)),
+        ),
+        (
+            pb::Urgency::Medium as i32,
+            SlaTarget::WorkingTime(Duration::hours(24)),
+        ),
         (pb::Urgency::Low as i32, SlaTarget::WorkingDays(3)),
     ]);
     for (i, urgency_target) in settings.urgency_targets.iter().enumerate() {
@@ -167,7 +205,10 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
                     Err(v) => violations.push(v),
                 }
             }
-            _ => violations.push(FieldViolation::new(format!("{field}.urgency"), "must be a known urgency")),
+            _ => violations.push(FieldViolation::new(
+                format!("{field}.urgency"),
+                "must be a known urgency",
+            )),
         }
     }
 
@@ -178,8 +219,14 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         for (i, name) in settings.escalation_ladder.iter().enumerate() {
             match name.parse::<Role>() {
                 Ok(role) if role.is_staff() && !ladder.contains(&role) => ladder.push(role),
-                Ok(_) => violations.push(FieldViolation::new(format!("settings.escalation_ladder[{i}]"), "must be a staff role listed once")),
-                Err(e) => violations.push(FieldViolation::new(format!("settings.escalation_ladder[{i}]"), e)),
+                Ok(_) => violations.push(FieldViolation::new(
+                    format!("settings.escalation_ladder[{i}]"),
+                    "must be a staff role listed once",
+                )),
+                Err(e) => violations.push(FieldViolation::new(
+                    format!("settings.escalation_ladder[{i}]"),
+                    e,
+                )),
             }
         }
         ladder
@@ -191,7 +238,10 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         let role = match limit.role.parse::<Role>() {
             Ok(role) if role.is_staff() => role,
             _ => {
-                violations.push(FieldViolation::new(format!("{field}.role"), "must be a staff role"));
+                violations.push(FieldViolation::new(
+                    format!("{field}.role"),
+                    "must be a staff role",
+                ));
                 continue;
             }
         };
@@ -199,31 +249,73 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
             -1 => None,
             v if v >= 0 => Some(v),
             _ => {
-                violations.push(FieldViolation::new(format!("{field}.{name}"), "must be 0 or more, or -1 for unlimited"));
+                violations.push(FieldViolation::new(
+                    format!("{field}.{name}"),
+                    "must be 0 or more, or -1 for unlimited",
+                ));
                 None
             }
         };
-        let money = parse(limit.money_minor_units, "money_minor_units", &mut violations);
+        let money = parse(
+            limit.money_minor_units,
+            "money_minor_units",
+            &mut violations,
+        );
         let points = parse(limit.points, "points", &mut violations);
         authority_limits.insert(role, (money, points));
     }
 
-    let at_risk_ratio = if settings.at_risk_ratio == 0.0 { 0.75 } else { settings.at_risk_ratio };
-    if !(0.0..1.0).contains(&at_risk_ratio) || at_risk_ratio <= 0.0 {
-        violations.push(FieldViolation::new("settings.at_risk_ratio", "must be between 0 and 1 (exclusive)"));
-    }
-    let positive_or_default = |value: i32, default: i64, field: &str, violations: &mut Vec<FieldViolation>| {
-        if value < 0 {
-            violations.push(FieldViolation::new(field, "must not be negative"));
-        }
-        if value <= 0 { default } else { i64::from(value) }
+    let at_risk_ratio = if settings.at_risk_ratio == 0.0 {
+        0.75
+    } else {
+        settings.at_risk_ratio
     };
-    let follow_up_hours = positive_or_default(settings.follow_up_delay_hours, 24, "settings.follow_up_delay_hours", &mut violations);
-    let repeat_days = positive_or_default(settings.repeat_window_days, 30, "settings.repeat_window_days", &mut violations);
-    let hotspot_days = positive_or_default(settings.hotspot_window_days, 30, "settings.hotspot_window_days", &mut violations);
-    let hotspot_threshold = positive_or_default(settings.hotspot_threshold, 3, "settings.hotspot_threshold", &mut violations);
+    if !(0.0..1.0).contains(&at_risk_ratio) || at_risk_ratio <= 0.0 {
+        violations.push(FieldViolation::new(
+            "settings.at_risk_ratio",
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    let positive_or_default =
+        |value: i32, default: i64, field: &str, violations: &mut Vec<FieldViolation>| {
+            if value < 0 {
+                violations.push(FieldViolation::new(field, "must not be negative"));
+            }
+            if value <= 0 {
+                default
+            } else {
+                i64::from(value)
+            }
+        };
+    let follow_up_hours = positive_or_default(
+        settings.follow_up_delay_hours,
+        24,
+        "settings.follow_up_delay_hours",
+        &mut violations,
+    );
+    let repeat_days = positive_or_default(
+        settings.repeat_window_days,
+        30,
+        "settings.repeat_window_days",
+        &mut violations,
+    );
+    let hotspot_days = positive_or_default(
+        settings.hotspot_window_days,
+        30,
+        "settings.hotspot_window_days",
+        &mut violations,
+    );
+    let hotspot_threshold = positive_or_default(
+        settings.hotspot_threshold,
+        3,
+        "settings.hotspot_threshold",
+        &mut violations,
+    );
     if !(0..=5).contains(&settings.reopen_csat_threshold) {
-        violations.push(FieldViolation::new("settings.reopen_csat_threshold", "must be between 0 (never) and 5"));
+        violations.push(FieldViolation::new(
+            "settings.reopen_csat_threshold",
+            "must be between 0 (never) and 5",
+        ));
     }
     // 0 switches automatic reopening off.
     let reopen_csat_threshold = settings.reopen_csat_threshold;
@@ -236,9 +328,7 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         return Err(ApiError::InvalidArgument(violations));
     }
     Ok(EffectiveSettings {
-        time_zone,
         currency_code,
-        region: settings.region.clone(),
         default_calendar,
         department_calendars,
         stage_targets,
@@ -261,7 +351,10 @@ impl EffectiveSettings {
     pub fn calendar_for(&self, stage: pb::Stage, department: &str) -> &WorkingCalendar {
         match stage {
             pb::Stage::Acknowledge | pb::Stage::AnswerToGuest => &self.default_calendar,
-            _ => self.department_calendars.get(department).unwrap_or(&self.default_calendar),
+            _ => self
+                .department_calendars
+                .get(department)
+                .unwrap_or(&self.default_calendar),
         }
     }
 
@@ -286,7 +379,10 @@ pub fn default_settings(property_id: &str) -> pb::PropertySettings {
         repeat_window_days: 30,
         hotspot_window_days: 30,
         hotspot_threshold: 3,
-        escalation_ladder: default_ladder().iter().map(|r| r.as_str().to_string()).collect(),
+        escalation_ladder: default_ladder()
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
         ..Default::default()
     }
 }

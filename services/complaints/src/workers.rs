@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use guestloop_kit::events::EventLog;
 use guestloop_kit::server::ServiceContext;
-use sqlx::PgPool;
 use guestloop_kit::ApiResult;
 use guestloop_proto::complaints::v1 as pb;
+use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -33,7 +32,7 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
     .bind(WATCH_BATCH)
     .fetch_all(&mut *tx)
     .await?;
-    let now = Utc::now();
+    let now = crate::engine::now();
     for id in &due {
         let mut loaded = engine::load(&mut tx, *id, true).await?;
         let view = loaded.view(now);
@@ -43,7 +42,11 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
             if clock.stop_time.is_some() || clock.paused || !STAGES.contains(&stage) {
                 continue;
             }
-            let cycle = if matches!(stage, pb::Stage::Resolution | pb::Stage::AnswerToGuest) { loaded.row.reopen_count } else { 0 };
+            let cycle = if matches!(stage, pb::Stage::Resolution | pb::Stage::AnswerToGuest) {
+                loaded.row.reopen_count
+            } else {
+                0
+            };
             for percent in thresholds(stage) {
                 if clock.elapsed_fraction + 1e-9 < f64::from(*percent) / 100.0 {
                     break;
@@ -54,7 +57,11 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
                 }
                 fired_any |= loaded.escalate(&mut tx, &key, now).await?;
                 if *percent == 100 {
-                    if let Some(row) = loaded.clocks.iter_mut().find(|c| c.stage == clock_row.stage) {
+                    if let Some(row) = loaded
+                        .clocks
+                        .iter_mut()
+                        .find(|c| c.stage == clock_row.stage)
+                    {
                         row.breached_at.get_or_insert(now);
                     }
                 }
@@ -63,7 +70,14 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
         let from = loaded.status();
         let complaint = loaded.save(&mut tx, now).await?;
         if fired_any {
-            emit_changed(&mut tx, "complaints.complaint.transitioned", &complaint, from, "system").await?;
+            emit_changed(
+                &mut tx,
+                "complaints.complaint.transitioned",
+                &complaint,
+                from,
+                "system",
+            )
+            .await?;
         }
     }
     tx.commit().await?;
@@ -74,7 +88,12 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
 }
 
 /// Looks up tiers that CRM could not give at intake; escalates priority guests then.
-pub async fn enrich_tiers(context: &ServiceContext, crm: &mut guestloop_proto::crm::v1::crm_service_client::CrmServiceClient<guestloop_kit::client::AuthedChannel>) -> ApiResult<usize> {
+pub async fn enrich_tiers(
+    context: &ServiceContext,
+    crm: &mut guestloop_proto::crm::v1::crm_service_client::CrmServiceClient<
+        guestloop_kit::client::AuthedChannel,
+    >,
+) -> ApiResult<usize> {
     let pending: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT complaint_id, guest_id FROM complaints WHERE NOT tier_checked AND guest_id <> '' \
          ORDER BY created_at LIMIT 50",
@@ -83,7 +102,8 @@ pub async fn enrich_tiers(context: &ServiceContext, crm: &mut guestloop_proto::c
     .await?;
     let mut enriched = 0;
     for (id, guest_id) in pending {
-        let mut request = tonic::Request::new(guestloop_proto::crm::v1::GetGuestTierRequest { guest_id });
+        let mut request =
+            tonic::Request::new(guestloop_proto::crm::v1::GetGuestTierRequest { guest_id });
         request.set_timeout(Duration::from_secs(2));
         let tier = match crm.get_guest_tier(request).await {
             Ok(response) => response.into_inner().tier,
@@ -95,15 +115,24 @@ pub async fn enrich_tiers(context: &ServiceContext, crm: &mut guestloop_proto::c
         if loaded.row.tier_checked {
             continue;
         }
-        let now = Utc::now();
+        let now = crate::engine::now();
         loaded.row.guest_tier = tier;
         loaded.row.tier_checked = true;
-        if crate::api::is_priority_tier(&loaded.row.guest_tier) && !matches!(loaded.row.status.as_str(), "closed" | "cancelled") {
+        if crate::api::is_priority_tier(&loaded.row.guest_tier)
+            && !matches!(loaded.row.status.as_str(), "closed" | "cancelled")
+        {
             loaded.escalate(&mut tx, "priority_guest", now).await?;
         }
         let from = loaded.status();
         let complaint = loaded.save(&mut tx, now).await?;
-        emit_changed(&mut tx, "complaints.complaint.updated", &complaint, from, "system").await?;
+        emit_changed(
+            &mut tx,
+            "complaints.complaint.updated",
+            &complaint,
+            from,
+            "system",
+        )
+        .await?;
         tx.commit().await?;
         enriched += 1;
     }
@@ -114,8 +143,12 @@ pub async fn enrich_tiers(context: &ServiceContext, crm: &mut guestloop_proto::c
 }
 
 /// Runs `step` every `period` until shutdown, logging failures.
-async fn every<F, Fut>(name: &'static str, period: Duration, mut stop: watch::Receiver<bool>, mut step: F)
-where
+async fn every<F, Fut>(
+    name: &'static str,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut step: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ApiResult<usize>>,
 {
@@ -140,18 +173,29 @@ where
 
 pub async fn run_watcher(context: ServiceContext) {
     let stop = context.stop.clone();
-    every("escalation-watcher", Duration::from_millis(500), stop, || escalate_due(&context.pool, &context.events)).await;
+    every(
+        "escalation-watcher",
+        Duration::from_millis(500),
+        stop,
+        || escalate_due(&context.pool, &context.events),
+    )
+    .await;
 }
 
 pub async fn run_rollup(context: ServiceContext) {
     let stop = context.stop.clone();
     let pool = context.pool.clone();
-    every("kpi-rollup", Duration::from_millis(500), stop, || store::kpis::roll_up_batch(&pool)).await;
+    every("kpi-rollup", Duration::from_millis(500), stop, || {
+        store::kpis::roll_up_batch(&pool)
+    })
+    .await;
 }
 
 pub async fn run_tier_enrichment(context: ServiceContext) -> () {
     let stop = context.stop.clone();
-    let Ok(channel) = context.peer("crm") else { return };
+    let Ok(channel) = context.peer("crm") else {
+        return;
+    };
     let mut crm = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(channel);
     let mut stop_inner = stop.clone();
     loop {

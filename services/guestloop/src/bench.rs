@@ -108,7 +108,9 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The database a benchmark runs against: `DATABASE_URL`, or a throw-away private server.
-async fn bench_database(settings: &Settings) -> anyhow::Result<(SecretString, Option<EmbeddedPostgres>)> {
+async fn bench_database(
+    settings: &Settings,
+) -> anyhow::Result<(SecretString, Option<EmbeddedPostgres>)> {
     if let Some(url) = settings.database_url.clone() {
         return Ok((url, None));
     }
@@ -139,9 +141,23 @@ async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow:
     settings.database.max_connections = (clients as u32 + 4).max(16);
     let (url, _embedded) = bench_database(&settings).await?;
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let crm = server::start(&guestloop_crm::DEFINITION, Arc::new(settings.clone()), &url, any_port).await?;
-    settings.endpoints.insert("crm".into(), format!("http://{}", crm.local_addr));
-    let complaints = server::start(&guestloop_complaints::DEFINITION, Arc::new(settings.clone()), &url, any_port).await?;
+    let crm = server::start(
+        &guestloop_crm::DEFINITION,
+        Arc::new(settings.clone()),
+        &url,
+        any_port,
+    )
+    .await?;
+    settings
+        .endpoints
+        .insert("crm".into(), format!("http://{}", crm.local_addr));
+    let complaints = server::start(
+        &guestloop_complaints::DEFINITION,
+        Arc::new(settings.clone()),
+        &url,
+        any_port,
+    )
+    .await?;
     let token = bench_token(&settings, Role::Agent)?;
     let bin_dir = guestloop_kit::embedded_pg::find_server_binaries()?;
     let endpoint = format!("http://{}", complaints.local_addr);
@@ -154,7 +170,13 @@ async fn kpi(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
     let (url, _embedded) = bench_database(&settings).await?;
     let options = guestloop_kit::db::connect_options(&url, "complaints", &settings.database)?;
     let pool = guestloop_kit::db::pool(options, &settings.database);
-    guestloop_kit::db::prepare(&pool, "complaints", guestloop_complaints::DEFINITION.migrator, &settings.database).await?;
+    guestloop_kit::db::prepare(
+        &pool,
+        "complaints",
+        guestloop_complaints::DEFINITION.migrator,
+        &settings.database,
+    )
+    .await?;
     crate::bench_kpi::run(&pool, sizes).await
 }
 

@@ -48,7 +48,13 @@ pub struct PgbenchResult {
 }
 
 /// Runs pgbench with the intake transaction.
-pub fn pgbench(bin_dir: &Path, url: &SecretString, clients: usize, seconds: u64, rate: Option<f64>) -> anyhow::Result<PgbenchResult> {
+pub fn pgbench(
+    bin_dir: &Path,
+    url: &SecretString,
+    clients: usize,
+    seconds: u64,
+    rate: Option<f64>,
+) -> anyhow::Result<PgbenchResult> {
     let work = std::env::temp_dir().join(format!("guestloop-pgbench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let script = work.join("intake.sql");
@@ -66,13 +72,21 @@ pub fn pgbench(bin_dir: &Path, url: &SecretString, clients: usize, seconds: u64,
         .arg("-f")
         .arg(&script);
     if let Some(rate) = rate {
-        command.arg("-R").arg(format!("{rate:.0}")).arg("-l").arg(format!("--log-prefix={}", work.join("log").display()));
+        command
+            .arg("-R")
+            .arg(format!("{rate:.0}"))
+            .arg("-l")
+            .arg(format!("--log-prefix={}", work.join("log").display()));
     }
     command.arg(url.expose_secret());
     let output = command.output()?;
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     if !output.status.success() {
-        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr));
+        anyhow::bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let tps = text
         .lines()
@@ -84,10 +98,17 @@ pub fn pgbench(bin_dir: &Path, url: &SecretString, clients: usize, seconds: u64,
     if rate.is_some() {
         for entry in std::fs::read_dir(&work)? {
             let path = entry?.path();
-            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log")) {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log"))
+            {
                 for line in std::fs::read_to_string(&path)?.lines() {
                     // client_id transaction_no time script_no time_epoch time_us [schedule_lag]
-                    if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
+                    if let Some(us) = line
+                        .split_whitespace()
+                        .nth(2)
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
                         latencies_us.push(us);
                     }
                 }
@@ -107,11 +128,20 @@ fn percentile(sorted: &[u64], quantile: f64) -> f64 {
 }
 
 /// Files complaints over gRPC under `mode`.
-pub async fn file_load(label: &str, endpoint: &str, token: &str, mode: Mode, duration: Duration) -> anyhow::Result<Report> {
+pub async fn file_load(
+    label: &str,
+    endpoint: &str,
+    token: &str,
+    mode: Mode,
+    duration: Duration,
+) -> anyhow::Result<Report> {
     let context = CallContext::with_token(&SecretString::from(token.to_string()))?;
     let mut clients = Vec::new();
     for _ in 0..4 {
-        clients.push(ComplaintsServiceClient::new(InterceptedService::new(channel(endpoint, Duration::from_secs(10))?, context.clone())));
+        clients.push(ComplaintsServiceClient::new(InterceptedService::new(
+            channel(endpoint, Duration::from_secs(10))?,
+            context.clone(),
+        )));
     }
     let clients = Arc::new(clients);
     let run = std::process::id();
@@ -123,8 +153,14 @@ pub async fn file_load(label: &str, endpoint: &str, token: &str, mode: Mode, dur
                     request_id: format!("bench-{run}-{i}"),
                     complaint: Some(pb::Complaint {
                         property_id: "bench-p".into(),
-                        guest: Some(pb::GuestRef { guest_id: format!("g{}", i % 5000), ..Default::default() }),
-                        stay: Some(pb::StayContext { room: "1204".into(), ..Default::default() }),
+                        guest: Some(pb::GuestRef {
+                            guest_id: format!("g{}", i % 5000),
+                            ..Default::default()
+                        }),
+                        stay: Some(pb::StayContext {
+                            room: "1204".into(),
+                            ..Default::default()
+                        }),
                         channel: pb::Channel::Phone as i32,
                         category: "noise".into(),
                         urgency: pb::Urgency::Medium as i32,
@@ -141,20 +177,58 @@ pub async fn file_load(label: &str, endpoint: &str, token: &str, mode: Mode, dur
 }
 
 /// Prints the comparison: throughput at `clients` in flight, then p99 at half of pgbench's rate.
-pub async fn compare(bin_dir: &Path, url: &SecretString, endpoint: &str, token: &str, clients: usize, seconds: u64) -> anyhow::Result<()> {
+pub async fn compare(
+    bin_dir: &Path,
+    url: &SecretString,
+    endpoint: &str,
+    token: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let duration = Duration::from_secs(seconds);
-    file_load("warm-up", endpoint, token, Mode::Closed { concurrency: clients }, Duration::from_secs(2)).await?;
+    file_load(
+        "warm-up",
+        endpoint,
+        token,
+        Mode::Closed {
+            concurrency: clients,
+        },
+        Duration::from_secs(2),
+    )
+    .await?;
     let base = pgbench(bin_dir, url, clients, seconds, None)?;
-    let ours = file_load("gRPC intake", endpoint, token, Mode::Closed { concurrency: clients }, duration).await?;
+    let ours = file_load(
+        "gRPC intake",
+        endpoint,
+        token,
+        Mode::Closed {
+            concurrency: clients,
+        },
+        duration,
+    )
+    .await?;
     println!("closed loop, {clients} in flight, {seconds} s each:");
     println!("  pgbench (same SQL transaction)   {:>8.0} tps", base.tps);
     ours.print();
-    println!("  throughput ratio: {:.1} % of pgbench (goal ≥ 60 %)", 100.0 * ours.goodput() / base.tps.max(1e-9));
+    println!(
+        "  throughput ratio: {:.1} % of pgbench (goal ≥ 60 %)",
+        100.0 * ours.goodput() / base.tps.max(1e-9)
+    );
 
     let half = base.tps / 2.0;
     let mut base_half = pgbench(bin_dir, url, clients, seconds, Some(half))?;
     base_half.latencies_us.sort_unstable();
-    let ours_half = file_load("gRPC intake @ half", endpoint, token, Mode::Open { rate: half, max_in_flight: 256 }, duration).await?;
+    let ours_half = file_load(
+        "gRPC intake @ half",
+        endpoint,
+        token,
+        Mode::Open {
+            rate: half,
+            max_in_flight: 256,
+        },
+        duration,
+    )
+    .await?;
     let base_p99 = percentile(&base_half.latencies_us, 0.99);
     println!("open loop at {half:.0}/s (half of pgbench's peak):");
     println!(
@@ -164,6 +238,9 @@ pub async fn compare(bin_dir: &Path, url: &SecretString, endpoint: &str, token: 
         base_half.latencies_us.len()
     );
     ours_half.print();
-    println!("  p99 ratio: {:.2}× pgbench's (goal ≤ 3×)", ours_half.percentile_ms(0.99) / base_p99.max(1e-9));
+    println!(
+        "  p99 ratio: {:.2}× pgbench's (goal ≤ 3×)",
+        ours_half.percentile_ms(0.99) / base_p99.max(1e-9)
+    );
     Ok(())
 }

@@ -13,7 +13,9 @@ const PROPERTIES: i64 = 200;
 /// Adds complaints (and their clocks) until the table holds `target` rows, spread over
 /// `PROPERTIES` properties and the 365 days before `end`.
 async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<()> {
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints").fetch_one(pool).await?;
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints")
+        .fetch_one(pool)
+        .await?;
     let mut start = have;
     while start < target {
         let batch = (target - start).min(500_000);
@@ -42,13 +44,22 @@ async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<(
         start += batch;
     }
     let mut conn = pool.acquire().await?;
-    sqlx::query("ANALYZE complaints").execute(&mut *conn).await?;
+    sqlx::query("ANALYZE complaints")
+        .execute(&mut *conn)
+        .await?;
     rebuild(&mut conn).await?;
     sqlx::query("ANALYZE kpi_daily").execute(&mut *conn).await?;
     Ok(())
 }
 
-async fn timed(pool: &PgPool, source: Source, properties: &[String], from: NaiveDate, to: NaiveDate, runs: u32) -> anyhow::Result<(Duration, Vec<guestloop_complaints::store::kpis::Group>)> {
+async fn timed(
+    pool: &PgPool,
+    source: Source,
+    properties: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    runs: u32,
+) -> anyhow::Result<(Duration, Vec<guestloop_complaints::store::kpis::Group>)> {
     let mut best = Duration::MAX;
     let mut last = Vec::new();
     for _ in 0..runs {
@@ -66,7 +77,10 @@ pub async fn run(pool: &PgPool, sizes: &[i64]) -> anyhow::Result<()> {
     let from = end - chrono::Duration::days(90);
     let all: Vec<String> = (0..PROPERTIES).map(|p| format!("p{p}")).collect();
     println!("KPI query: 90 days, all {PROPERTIES} properties, breakdowns by property/category/channel/department/day");
-    println!("{:>12} {:>14} {:>14} {:>10}  sums", "complaints", "raw GROUP BY", "rollup", "speed-up");
+    println!(
+        "{:>12} {:>14} {:>14} {:>10}  sums",
+        "complaints", "raw GROUP BY", "rollup", "speed-up"
+    );
     for &size in sizes {
         let seeding = Instant::now();
         grow_to(pool, size, end).await?;

@@ -16,12 +16,54 @@ pub struct DemoProperty {
 pub const DEMO_CHAIN: &str = "demo-chain";
 
 pub const DEMO_PROPERTIES: [DemoProperty; 6] = [
-    DemoProperty { property_id: "paris-opera", name: "Guestloop Paris Opéra", region: "emea", time_zone: "Europe/Paris", currency_code: "EUR", rooms: 180 },
-    DemoProperty { property_id: "london-city", name: "Guestloop London City", region: "emea", time_zone: "Europe/London", currency_code: "GBP", rooms: 220 },
-    DemoProperty { property_id: "new-york-midtown", name: "Guestloop New York Midtown", region: "americas", time_zone: "America/New_York", currency_code: "USD", rooms: 350 },
-    DemoProperty { property_id: "chicago-loop", name: "Guestloop Chicago Loop", region: "americas", time_zone: "America/Chicago", currency_code: "USD", rooms: 260 },
-    DemoProperty { property_id: "tokyo-ginza", name: "Guestloop Tokyo Ginza", region: "apac", time_zone: "Asia/Tokyo", currency_code: "JPY", rooms: 300 },
-    DemoProperty { property_id: "singapore-marina", name: "Guestloop Singapore Marina", region: "apac", time_zone: "Asia/Singapore", currency_code: "SGD", rooms: 240 },
+    DemoProperty {
+        property_id: "paris-opera",
+        name: "Guestloop Paris Opéra",
+        region: "emea",
+        time_zone: "Europe/Paris",
+        currency_code: "EUR",
+        rooms: 180,
+    },
+    DemoProperty {
+        property_id: "london-city",
+        name: "Guestloop London City",
+        region: "emea",
+        time_zone: "Europe/London",
+        currency_code: "GBP",
+        rooms: 220,
+    },
+    DemoProperty {
+        property_id: "new-york-midtown",
+        name: "Guestloop New York Midtown",
+        region: "americas",
+        time_zone: "America/New_York",
+        currency_code: "USD",
+        rooms: 350,
+    },
+    DemoProperty {
+        property_id: "chicago-loop",
+        name: "Guestloop Chicago Loop",
+        region: "americas",
+        time_zone: "America/Chicago",
+        currency_code: "USD",
+        rooms: 260,
+    },
+    DemoProperty {
+        property_id: "tokyo-ginza",
+        name: "Guestloop Tokyo Ginza",
+        region: "apac",
+        time_zone: "Asia/Tokyo",
+        currency_code: "JPY",
+        rooms: 300,
+    },
+    DemoProperty {
+        property_id: "singapore-marina",
+        name: "Guestloop Singapore Marina",
+        region: "apac",
+        time_zone: "Asia/Singapore",
+        currency_code: "SGD",
+        rooms: 240,
+    },
 ];
 
 /// A small deterministic generator (SplitMix64) so demo data is the same on every machine.

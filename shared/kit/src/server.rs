@@ -42,8 +42,11 @@ pub struct ServiceDefinition {
     /// Adds the service's gRPC services to `routes` and returns its background tasks.
     pub mount: fn(&ServiceContext, &mut RoutesBuilder) -> anyhow::Result<Vec<BackgroundTask>>,
     /// Loads the demo chain's data (idempotent), when the service has any.
-    pub demo: Option<fn(PgPool) -> BoxFuture<'static, anyhow::Result<()>>>,
+    pub demo: Option<DemoLoader>,
 }
+
+/// Loads a service's demo data into its (schema-confined) pool; must be idempotent.
+pub type DemoLoader = fn(PgPool) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// A long-running task of a service (event consumer, watcher); it must end when
 /// [`ServiceContext::stop`] changes.

@@ -29,9 +29,7 @@ async fn server() -> anyhow::Result<&'static Server> {
                 std::process::id(),
                 uuid::Uuid::new_v4().simple()
             ));
-            let embedded =
-                EmbeddedPostgres::start(&dir, free_port()?, Lifetime::Ephemeral)
-                    .await?;
+            let embedded = EmbeddedPostgres::start(&dir, free_port()?, Lifetime::Ephemeral).await?;
             Ok(Server {
                 admin_url: embedded.url().expose_secret().to_string(),
                 _embedded: Some(embedded),

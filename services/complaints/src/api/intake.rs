@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::complaints::v1 as pb;
@@ -47,41 +46,109 @@ fn looks_like_email(email: &str) -> bool {
 
 fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewComplaint> {
     let mut v: Vec<FieldViolation> = Vec::new();
-    let property_id = text(&complaint.property_id, "complaint.property_id", 64, true, &mut v);
+    let property_id = text(
+        &complaint.property_id,
+        "complaint.property_id",
+        64,
+        true,
+        &mut v,
+    );
     let channel = required_enum::<pb::Channel>(complaint.channel, "complaint.channel", &mut v);
-    let urgency = optional_enum::<pb::Urgency>(complaint.urgency, "complaint.urgency", &mut v)
-        .map(|u| if u == pb::Urgency::Unspecified { pb::Urgency::Medium } else { u });
+    let urgency =
+        optional_enum::<pb::Urgency>(complaint.urgency, "complaint.urgency", &mut v).map(|u| {
+            if u == pb::Urgency::Unspecified {
+                pb::Urgency::Medium
+            } else {
+                u
+            }
+        });
     let cause = optional_enum::<pb::Cause>(complaint.cause, "complaint.cause", &mut v);
     let impact = optional_enum::<pb::Impact>(complaint.impact, "complaint.impact", &mut v);
     let stay = complaint.stay.unwrap_or_default();
     let phase = optional_enum::<pb::StayPhase>(stay.phase, "complaint.stay.phase", &mut v);
-    let description = text(&complaint.description, "complaint.description", 4000, true, &mut v);
-    let category = text(&complaint.category, "complaint.category", 100, false, &mut v).to_lowercase();
-    let subcategory = text(&complaint.subcategory, "complaint.subcategory", 100, false, &mut v).to_lowercase();
-    let department = text(&complaint.department, "complaint.department", 100, false, &mut v).to_lowercase();
-    let assignee = text(&complaint.assignee, "complaint.assignee", 200, false, &mut v);
+    let description = text(
+        &complaint.description,
+        "complaint.description",
+        4000,
+        true,
+        &mut v,
+    );
+    let category = text(
+        &complaint.category,
+        "complaint.category",
+        100,
+        false,
+        &mut v,
+    )
+    .to_lowercase();
+    let subcategory = text(
+        &complaint.subcategory,
+        "complaint.subcategory",
+        100,
+        false,
+        &mut v,
+    )
+    .to_lowercase();
+    let department = text(
+        &complaint.department,
+        "complaint.department",
+        100,
+        false,
+        &mut v,
+    )
+    .to_lowercase();
+    let assignee = text(
+        &complaint.assignee,
+        "complaint.assignee",
+        200,
+        false,
+        &mut v,
+    );
     let room = text(&stay.room, "complaint.stay.room", 32, false, &mut v);
-    let reservation_ref = text(&stay.reservation_ref, "complaint.stay.reservation_ref", 64, false, &mut v);
+    let reservation_ref = text(
+        &stay.reservation_ref,
+        "complaint.stay.reservation_ref",
+        64,
+        false,
+        &mut v,
+    );
     let mut guest = complaint.guest.unwrap_or_default();
     if principal.role() == Role::Guest {
         // A guest files for themselves; the token says who they are.
         let own = principal.guest_id().unwrap_or_default().to_string();
         if !guest.guest_id.is_empty() && guest.guest_id != own {
-            v.push(FieldViolation::new("complaint.guest.guest_id", "a guest can only file complaints for themselves"));
+            v.push(FieldViolation::new(
+                "complaint.guest.guest_id",
+                "a guest can only file complaints for themselves",
+            ));
         }
         guest.guest_id = own;
-    } else if guest.guest_id.is_empty() && guest.name.trim().is_empty() {
-        if channel != Some(pb::Channel::StaffObserved) {
-            v.push(FieldViolation::new("complaint.guest", "a guest id, or the name of a non-member, is required"));
-        }
+    } else if guest.guest_id.is_empty()
+        && guest.name.trim().is_empty()
+        && channel != Some(pb::Channel::StaffObserved)
+    {
+        // Staff-observed failures may be found before anyone knows which guest they touch.
+        v.push(FieldViolation::new(
+            "complaint.guest",
+            "a guest id, or the name of a non-member, is required",
+        ));
     }
     if !guest.email.is_empty() && !looks_like_email(&guest.email) {
-        v.push(FieldViolation::new("complaint.guest.email", "is not an email address"));
+        v.push(FieldViolation::new(
+            "complaint.guest.email",
+            "is not an email address",
+        ));
     }
     if guest.phone.chars().filter(|c| c.is_ascii_digit()).count() > 0
-        && !guest.phone.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        && !guest
+            .phone
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
     {
-        v.push(FieldViolation::new("complaint.guest.phone", "may contain only digits, spaces and + - ( ) ."));
+        v.push(FieldViolation::new(
+            "complaint.guest.phone",
+            "may contain only digits, spaces and + - ( ) .",
+        ));
     }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
@@ -90,7 +157,11 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
     Ok(NewComplaint {
         property_id,
         guest,
-        stay: pb::StayContext { reservation_ref, room, phase: phase.unwrap_or_default() as i32 },
+        stay: pb::StayContext {
+            reservation_ref,
+            room,
+            phase: phase.unwrap_or_default() as i32,
+        },
         channel: channel.unwrap_or_default(),
         urgency: urgency.unwrap_or(pb::Urgency::Medium),
         cause: cause.unwrap_or_default(),
@@ -108,7 +179,9 @@ pub async fn lookup_tier(api: &Api, guest_id: &str) -> Option<String> {
     if guest_id.is_empty() {
         return None;
     }
-    let mut request = Request::new(GetGuestTierRequest { guest_id: guest_id.to_string() });
+    let mut request = Request::new(GetGuestTierRequest {
+        guest_id: guest_id.to_string(),
+    });
     request.set_timeout(TIER_DEADLINE);
     let mut crm = api.crm.clone();
     match tokio::time::timeout(TIER_DEADLINE, crm.get_guest_tier(request)).await {
@@ -129,28 +202,48 @@ pub fn is_priority_tier(tier: &str) -> bool {
     matches!(tier, "vip" | "strategic")
 }
 
-pub async fn create(api: &Api, request: Request<pb::CreateComplaintRequest>) -> ApiResult<pb::Complaint> {
+pub async fn create(
+    api: &Api,
+    request: Request<pb::CreateComplaintRequest>,
+) -> ApiResult<pb::Complaint> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     idempotency::check_request_id(&request.request_id)?;
-    let complaint = request.complaint.clone().ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
+    let complaint = request
+        .complaint
+        .clone()
+        .ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
     let new = validate(&principal, complaint)?;
     let tier = lookup_tier(api, &new.guest.guest_id).await;
 
     let mut tx = api.context.pool.begin().await?;
-    if let Some(previous) = idempotency::claim::<_, pb::Complaint>(&mut tx, METHOD, &request.request_id, &request).await? {
+    if let Some(previous) =
+        idempotency::claim::<_, pb::Complaint>(&mut tx, METHOD, &request.request_id, &request)
+            .await?
+    {
         return Ok(previous);
     }
     let settings = engine::settings_for(&mut tx, &new.property_id).await?;
-    if !settings.categories.is_empty() && !new.category.is_empty() && !settings.categories.contains(&new.category) {
+    if !settings.categories.is_empty()
+        && !new.category.is_empty()
+        && !settings.categories.contains(&new.category)
+    {
         return Err(ApiError::invalid(
             "complaint.category",
-            format!("not a category of this property; expected one of {}", settings.categories.join(", ")),
+            format!(
+                "not a category of this property; expected one of {}",
+                settings.categories.join(", ")
+            ),
         ));
     }
-    let now = Utc::now();
-    let repeat_of =
-        store::complaints::previous_for_guest(&mut tx, &new.guest.guest_id, &new.category, now - settings.repeat_window).await?;
+    let now = crate::engine::now();
+    let repeat_of = store::complaints::previous_for_guest(
+        &mut tx,
+        &new.guest.guest_id,
+        &new.category,
+        now - settings.repeat_window,
+    )
+    .await?;
     let room_count = store::complaints::count_for_room(
         &mut tx,
         &new.property_id,
@@ -188,7 +281,13 @@ pub async fn create(api: &Api, request: Request<pb::CreateComplaintRequest>) -> 
         hotspot: room_count + 1 >= settings.hotspot_threshold,
         reopen_count: 0,
         waited_on_guest: false,
-        escalation_level: settings.escalation_ladder.first().copied().unwrap_or(Role::Agent).as_str().to_string(),
+        escalation_level: settings
+            .escalation_ladder
+            .first()
+            .copied()
+            .unwrap_or(Role::Agent)
+            .as_str()
+            .to_string(),
         escalation_count: 0,
         first_escalated_at: None,
         root_cause_summary: String::new(),
@@ -217,11 +316,25 @@ pub async fn create(api: &Api, request: Request<pb::CreateComplaintRequest>) -> 
         .execute(&mut *tx)
         .await?;
     let clocks = clocks::start_all(&settings, new.urgency, &new.department, now);
-    let mut loaded = Loaded { row, clocks, remedies: Vec::new(), history: Vec::new(), fired: Vec::new(), settings };
+    let mut loaded = Loaded {
+        row,
+        clocks,
+        remedies: Vec::new(),
+        history: Vec::new(),
+        fired: Vec::new(),
+        settings,
+    };
     timeline::append(
         &mut tx,
         loaded.row.complaint_id,
-        Entry { at: now, actor: principal.subject(), kind: "filed", from_status: None, to_status: Some("received"), note: "" },
+        Entry {
+            at: now,
+            actor: principal.subject(),
+            kind: "filed",
+            from_status: None,
+            to_status: Some("received"),
+            note: "",
+        },
     )
     .await?;
     loaded.history.push((now, "received".to_string()));
@@ -232,7 +345,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateComplaintRequest>) -> 
         loaded.escalate(&mut tx, "high_impact", now).await?;
     }
     let view = loaded.save(&mut tx, now).await?;
-    emit_changed(&mut tx, "complaints.complaint.filed", &view, pb::Status::Unspecified, principal.subject()).await?;
+    emit_changed(
+        &mut tx,
+        "complaints.complaint.filed",
+        &view,
+        pb::Status::Unspecified,
+        principal.subject(),
+    )
+    .await?;
     idempotency::record(&mut tx, METHOD, &request.request_id, &view).await?;
     tx.commit().await?;
     api.context.events.wake();

@@ -20,7 +20,11 @@ const MAX_DAYS: i64 = 1_100;
 /// Converts summed counters to the wire message.
 pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
     let c = |name: &str| values.get(counter(name)).copied().unwrap_or(0);
-    let clock = |stage: pb::Stage, met: &str, missed: &str| pb::ClockAttainment { stage: stage as i32, met: c(met), missed: c(missed) };
+    let clock = |stage: pb::Stage, met: &str, missed: &str| pb::ClockAttainment {
+        stage: stage as i32,
+        met: c(met),
+        missed: c(missed),
+    };
     pb::KpiCounts {
         complaints: c("complaints"),
         responded: c("responded"),
@@ -42,12 +46,29 @@ pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
         repeat_issues: c("repeat_issues"),
         compensation_points: c("compensation_points"),
         compensation: currency
-            .map(|code| vec![Money { currency_code: code.to_string(), minor_units: c("compensation_minor") }])
+            .map(|code| {
+                vec![Money {
+                    currency_code: code.to_string(),
+                    minor_units: c("compensation_minor"),
+                }]
+            })
             .unwrap_or_default(),
         clocks: vec![
-            clock(pb::Stage::Acknowledge, "met_acknowledge", "missed_acknowledge"),
-            clock(pb::Stage::FirstInvestigation, "met_investigation", "missed_investigation"),
-            clock(pb::Stage::RemedyPlan, "met_remedy_plan", "missed_remedy_plan"),
+            clock(
+                pb::Stage::Acknowledge,
+                "met_acknowledge",
+                "missed_acknowledge",
+            ),
+            clock(
+                pb::Stage::FirstInvestigation,
+                "met_investigation",
+                "missed_investigation",
+            ),
+            clock(
+                pb::Stage::RemedyPlan,
+                "met_remedy_plan",
+                "missed_remedy_plan",
+            ),
             clock(pb::Stage::AnswerToGuest, "met_answer", "missed_answer"),
             clock(pb::Stage::Resolution, "met_resolution", "missed_resolution"),
         ],
@@ -62,7 +83,10 @@ fn ratio(numerator: i64, denominator: i64) -> Option<f64> {
 pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
     let met: i64 = k.clocks.iter().map(|c| c.met).sum();
     let missed: i64 = k.clocks.iter().map(|c| c.missed).sum();
-    let resolution = k.clocks.iter().find(|c| c.stage == pb::Stage::Resolution as i32);
+    let resolution = k
+        .clocks
+        .iter()
+        .find(|c| c.stage == pb::Stage::Resolution as i32);
     pb::KpiValues {
         first_response_mean_seconds: ratio(k.first_response_seconds_sum, k.responded),
         first_resolution_mean_seconds: ratio(k.first_resolution_seconds_sum, k.resolved),
@@ -81,12 +105,17 @@ pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
 }
 
 /// The UTC days `[from, to)` a period covers (a partial last day counts).
-pub fn period_days(period: Option<&guestloop_proto::common::v1::TimeRange>) -> ApiResult<(NaiveDate, NaiveDate)> {
+pub fn period_days(
+    period: Option<&guestloop_proto::common::v1::TimeRange>,
+) -> ApiResult<(NaiveDate, NaiveDate)> {
     let period = period.ok_or_else(|| ApiError::invalid("period", "is required"))?;
     let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
     let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
     if end <= start {
-        return Err(ApiError::invalid("period.end_time", "must be after period.start_time"));
+        return Err(ApiError::invalid(
+            "period.end_time",
+            "must be after period.start_time",
+        ));
     }
     let from = start.date_naive();
     let mut to = end.date_naive();
@@ -94,12 +123,18 @@ pub fn period_days(period: Option<&guestloop_proto::common::v1::TimeRange>) -> A
         to += Duration::days(1);
     }
     if (to - from).num_days() > MAX_DAYS {
-        return Err(ApiError::invalid("period", format!("must span at most {MAX_DAYS} days")));
+        return Err(ApiError::invalid(
+            "period",
+            format!("must span at most {MAX_DAYS} days"),
+        ));
     }
     Ok((from, to))
 }
 
-pub async fn get(api: &Api, request: Request<pb::GetComplaintKpisRequest>) -> ApiResult<pb::ComplaintKpis> {
+pub async fn get(
+    api: &Api,
+    request: Request<pb::GetComplaintKpisRequest>,
+) -> ApiResult<pb::ComplaintKpis> {
     let principal = principal(&request)?.clone();
     if principal.role() == Role::Guest {
         return Err(ApiError::PermissionDenied("guests cannot read KPIs".into()));
@@ -110,10 +145,14 @@ pub async fn get(api: &Api, request: Request<pb::GetComplaintKpisRequest>) -> Ap
     let properties: Vec<String> = if request.property_ids.is_empty() {
         match &principal.claims.props {
             PropertyScope::Listed(ids) => ids.clone(),
-            PropertyScope::All(_) => sqlx::query_scalar("SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1")
+            PropertyScope::All(_) => {
+                sqlx::query_scalar(
+                    "SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1",
+                )
                 .bind(principal.chain_id())
                 .fetch_all(&mut *conn)
-                .await?,
+                .await?
+            }
         }
     } else {
         for property in &request.property_ids {
@@ -121,23 +160,41 @@ pub async fn get(api: &Api, request: Request<pb::GetComplaintKpisRequest>) -> Ap
         }
         request.property_ids.clone()
     };
-    let groups = query(&mut conn, Source::Rollup, &properties, from, to, request.daily_series).await?;
+    let groups = query(
+        &mut conn,
+        Source::Rollup,
+        &properties,
+        from,
+        to,
+        request.daily_series,
+    )
+    .await?;
     let mut currencies: BTreeMap<String, String> = BTreeMap::new();
     for property in &properties {
         let settings = crate::engine::settings_for(&mut conn, property).await?;
         currencies.insert(property.clone(), settings.currency_code);
     }
     let distinct: std::collections::BTreeSet<&String> = currencies.values().collect();
-    let single_currency = (distinct.len() == 1).then(|| distinct.iter().next().map(|s| s.as_str())).flatten();
+    let single_currency = (distinct.len() == 1)
+        .then(|| distinct.iter().next().map(|s| s.as_str()))
+        .flatten();
     Ok(assemble(&groups, &currencies, single_currency))
 }
 
 /// Builds the response from grouped sums.
-pub fn assemble(groups: &[Group], currencies: &BTreeMap<String, String>, single_currency: Option<&str>) -> pb::ComplaintKpis {
+pub fn assemble(
+    groups: &[Group],
+    currencies: &BTreeMap<String, String>,
+    single_currency: Option<&str>,
+) -> pb::ComplaintKpis {
     let mut out = pb::ComplaintKpis::default();
     let breakdown = |group: &Group, currency: Option<&str>| {
         let counts = counts(&group.values, currency);
-        pb::KpiBreakdown { key: group.key.clone(), values: Some(values(&counts)), counts: Some(counts) }
+        pb::KpiBreakdown {
+            key: group.key.clone(),
+            values: Some(values(&counts)),
+            counts: Some(counts),
+        }
     };
     for group in groups {
         match group.dimension {
@@ -146,7 +203,10 @@ pub fn assemble(groups: &[Group], currencies: &BTreeMap<String, String>, single_
                 out.values = Some(values(&total));
                 out.counts = Some(total);
             }
-            "property" => out.by_property.push(breakdown(group, currencies.get(&group.key).map(String::as_str))),
+            "property" => out.by_property.push(breakdown(
+                group,
+                currencies.get(&group.key).map(String::as_str),
+            )),
             "category" => out.by_category.push(breakdown(group, single_currency)),
             "channel" => {
                 let mut entry = breakdown(group, single_currency);
@@ -159,7 +219,10 @@ pub fn assemble(groups: &[Group], currencies: &BTreeMap<String, String>, single_
                 out.by_channel.push(entry);
             }
             "department" => out.by_department.push(breakdown(group, single_currency)),
-            "day" => out.daily.push(pb::KpiDay { day: group.key.clone(), counts: Some(counts(&group.values, single_currency)) }),
+            "day" => out.daily.push(pb::KpiDay {
+                day: group.key.clone(),
+                counts: Some(counts(&group.values, single_currency)),
+            }),
             _ => {}
         }
     }

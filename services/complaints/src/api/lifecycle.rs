@@ -21,7 +21,9 @@ async fn load_for_change(
 ) -> ApiResult<Loaded> {
     let id = complaint_id(id, "complaint_id")?;
     let loaded = engine::load(conn, id, true).await?;
-    if !principal.can_access_property(&loaded.row.property_id) || principal.chain_id() != loaded.row.chain_id {
+    if !principal.can_access_property(&loaded.row.property_id)
+        || principal.chain_id() != loaded.row.chain_id
+    {
         // Not found rather than forbidden: do not reveal complaints outside the caller's scope.
         return Err(ApiError::not_found("complaint", id.to_string()));
     }
@@ -42,55 +44,126 @@ const UPDATABLE: [&str; 10] = [
     "stay",
 ];
 
-pub async fn update(api: &Api, request: Request<pb::UpdateComplaintRequest>) -> ApiResult<pb::Complaint> {
+pub async fn update(
+    api: &Api,
+    request: Request<pb::UpdateComplaintRequest>,
+) -> ApiResult<pb::Complaint> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    let patch = request.complaint.ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
+    let patch = request
+        .complaint
+        .ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
     let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
     if paths.is_empty() {
-        return Err(ApiError::invalid("update_mask", "list the fields to update"));
+        return Err(ApiError::invalid(
+            "update_mask",
+            "list the fields to update",
+        ));
     }
     let mut v: Vec<FieldViolation> = Vec::new();
     for path in &paths {
         if !UPDATABLE.contains(&path.as_str()) {
-            v.push(FieldViolation::new("update_mask", format!("`{path}` cannot be updated; updatable: {}", UPDATABLE.join(", "))));
+            v.push(FieldViolation::new(
+                "update_mask",
+                format!(
+                    "`{path}` cannot be updated; updatable: {}",
+                    UPDATABLE.join(", ")
+                ),
+            ));
         }
     }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
     let mut tx = api.context.pool.begin().await?;
-    let mut loaded = load_for_change(&mut tx, &principal, &patch.complaint_id, &request.etag).await?;
+    let mut loaded =
+        load_for_change(&mut tx, &principal, &patch.complaint_id, &request.etag).await?;
     if matches!(loaded.row.status.as_str(), "closed" | "cancelled") {
         return Err(ApiError::failed_precondition(
             "COMPLAINT_FINISHED",
             format!("complaints/{}", loaded.row.complaint_id),
-            format!("a {} complaint cannot be changed; reopen it first", loaded.row.status),
+            format!(
+                "a {} complaint cannot be changed; reopen it first",
+                loaded.row.status
+            ),
         ));
     }
     let row = &mut loaded.row;
     for path in &paths {
         match path.as_str() {
-            "category" => row.category = text(&patch.category, "complaint.category", 100, false, &mut v).to_lowercase(),
-            "subcategory" => row.subcategory = text(&patch.subcategory, "complaint.subcategory", 100, false, &mut v).to_lowercase(),
-            "cause" => row.cause = optional_enum::<pb::Cause>(patch.cause, "complaint.cause", &mut v).unwrap_or_default() as i16,
-            "impact" => row.impact = optional_enum::<pb::Impact>(patch.impact, "complaint.impact", &mut v).unwrap_or_default() as i16,
+            "category" => {
+                row.category =
+                    text(&patch.category, "complaint.category", 100, false, &mut v).to_lowercase()
+            }
+            "subcategory" => {
+                row.subcategory = text(
+                    &patch.subcategory,
+                    "complaint.subcategory",
+                    100,
+                    false,
+                    &mut v,
+                )
+                .to_lowercase()
+            }
+            "cause" => {
+                row.cause = optional_enum::<pb::Cause>(patch.cause, "complaint.cause", &mut v)
+                    .unwrap_or_default() as i16
+            }
+            "impact" => {
+                row.impact = optional_enum::<pb::Impact>(patch.impact, "complaint.impact", &mut v)
+                    .unwrap_or_default() as i16
+            }
             "urgency" => {
-                if let Some(urgency) = required_enum::<pb::Urgency>(patch.urgency, "complaint.urgency", &mut v) {
+                if let Some(urgency) =
+                    required_enum::<pb::Urgency>(patch.urgency, "complaint.urgency", &mut v)
+                {
                     row.urgency = urgency as i16;
                 }
             }
-            "department" => row.department = text(&patch.department, "complaint.department", 100, false, &mut v).to_lowercase(),
-            "assignee" => row.assignee = text(&patch.assignee, "complaint.assignee", 200, false, &mut v),
-            "description" => row.description = text(&patch.description, "complaint.description", 4000, true, &mut v),
+            "department" => {
+                row.department = text(
+                    &patch.department,
+                    "complaint.department",
+                    100,
+                    false,
+                    &mut v,
+                )
+                .to_lowercase()
+            }
+            "assignee" => {
+                row.assignee = text(&patch.assignee, "complaint.assignee", 200, false, &mut v)
+            }
+            "description" => {
+                row.description = text(
+                    &patch.description,
+                    "complaint.description",
+                    4000,
+                    true,
+                    &mut v,
+                )
+            }
             "root_cause_summary" => {
-                row.root_cause_summary = text(&patch.root_cause_summary, "complaint.root_cause_summary", 4000, false, &mut v)
+                row.root_cause_summary = text(
+                    &patch.root_cause_summary,
+                    "complaint.root_cause_summary",
+                    4000,
+                    false,
+                    &mut v,
+                )
             }
             "stay" => {
                 let stay = patch.stay.clone().unwrap_or_default();
                 row.room = text(&stay.room, "complaint.stay.room", 32, false, &mut v);
-                row.reservation_ref = text(&stay.reservation_ref, "complaint.stay.reservation_ref", 64, false, &mut v);
-                row.stay_phase = optional_enum::<pb::StayPhase>(stay.phase, "complaint.stay.phase", &mut v).unwrap_or_default() as i16;
+                row.reservation_ref = text(
+                    &stay.reservation_ref,
+                    "complaint.stay.reservation_ref",
+                    64,
+                    false,
+                    &mut v,
+                );
+                row.stay_phase =
+                    optional_enum::<pb::StayPhase>(stay.phase, "complaint.stay.phase", &mut v)
+                        .unwrap_or_default() as i16;
             }
             _ => {}
         }
@@ -98,7 +171,7 @@ pub async fn update(api: &Api, request: Request<pb::UpdateComplaintRequest>) -> 
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    let now = Utc::now();
+    let now = crate::engine::now();
     crate::store::timeline::append(
         &mut tx,
         loaded.row.complaint_id,
@@ -114,7 +187,14 @@ pub async fn update(api: &Api, request: Request<pb::UpdateComplaintRequest>) -> 
     .await?;
     let from = loaded.status();
     let view = loaded.save(&mut tx, now).await?;
-    emit_changed(&mut tx, "complaints.complaint.updated", &view, from, principal.subject()).await?;
+    emit_changed(
+        &mut tx,
+        "complaints.complaint.updated",
+        &view,
+        from,
+        principal.subject(),
+    )
+    .await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(view)
@@ -142,17 +222,33 @@ pub async fn apply_action(
     now: chrono::DateTime<Utc>,
 ) -> ApiResult<pb::Complaint> {
     let from = loaded.status();
-    let resume = loaded.row.resume_status.as_deref().map(crate::convert::status_from_name);
-    let to = rules::next_status(from, action, resume, &rules::Readiness {
-        has_cause: loaded.row.cause != 0,
-        root_cause_summary: &loaded.row.root_cause_summary,
-        reason,
-    })
+    let resume = loaded
+        .row
+        .resume_status
+        .as_deref()
+        .map(crate::convert::status_from_name);
+    let to = rules::next_status(
+        from,
+        action,
+        resume,
+        &rules::Readiness {
+            has_cause: loaded.row.cause != 0,
+            root_cause_summary: &loaded.row.root_cause_summary,
+            reason,
+        },
+    )
     .map_err(|message| {
-        ApiError::failed_precondition("ILLEGAL_TRANSITION", format!("complaints/{}", loaded.row.complaint_id), message)
+        ApiError::failed_precondition(
+            "ILLEGAL_TRANSITION",
+            format!("complaints/{}", loaded.row.complaint_id),
+            message,
+        )
     })?;
     let row = &mut loaded.row;
-    if from == pb::Status::Received && row.first_response_at.is_none() && to != pb::Status::Cancelled {
+    if from == pb::Status::Received
+        && row.first_response_at.is_none()
+        && to != pb::Status::Cancelled
+    {
         row.first_response_at = Some(now);
     }
     match to {
@@ -179,7 +275,9 @@ pub async fn apply_action(
     if from == pb::Status::WaitingOnGuest {
         loaded.row.resume_status = None;
     }
-    loaded.record_status(conn, status_name(to), actor, reason, now).await?;
+    loaded
+        .record_status(conn, status_name(to), actor, reason, now)
+        .await?;
     if to == pb::Status::Reopened && loaded.row.reopen_count >= 2 {
         let trigger = format!("reopen#{}", loaded.row.reopen_count);
         loaded.escalate(conn, &trigger, now).await?;
@@ -189,7 +287,10 @@ pub async fn apply_action(
     Ok(view)
 }
 
-pub async fn transition(api: &Api, request: Request<pb::TransitionComplaintRequest>) -> ApiResult<pb::Complaint> {
+pub async fn transition(
+    api: &Api,
+    request: Request<pb::TransitionComplaintRequest>,
+) -> ApiResult<pb::Complaint> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
@@ -199,23 +300,40 @@ pub async fn transition(api: &Api, request: Request<pb::TransitionComplaintReque
         return Err(ApiError::InvalidArgument(v));
     };
     if matches!(action, pb::Action::Reopen | pb::Action::Cancel) && reason.is_empty() {
-        v.push(FieldViolation::new("reason", "is required to reopen or cancel"));
+        v.push(FieldViolation::new(
+            "reason",
+            "is required to reopen or cancel",
+        ));
     }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
     if principal.role() == Role::Guest {
-        return Err(ApiError::PermissionDenied("guests cannot move complaints through their lifecycle".into()));
+        return Err(ApiError::PermissionDenied(
+            "guests cannot move complaints through their lifecycle".into(),
+        ));
     }
     let mut tx = api.context.pool.begin().await?;
-    let mut loaded = load_for_change(&mut tx, &principal, &request.complaint_id, &request.etag).await?;
-    let view = apply_action(&mut tx, &mut loaded, action, &reason, principal.subject(), Utc::now()).await?;
+    let mut loaded =
+        load_for_change(&mut tx, &principal, &request.complaint_id, &request.etag).await?;
+    let view = apply_action(
+        &mut tx,
+        &mut loaded,
+        action,
+        &reason,
+        principal.subject(),
+        crate::engine::now(),
+    )
+    .await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(view)
 }
 
-pub async fn rate(api: &Api, request: Request<pb::RateComplaintRequest>) -> ApiResult<pb::Complaint> {
+pub async fn rate(
+    api: &Api,
+    request: Request<pb::RateComplaintRequest>,
+) -> ApiResult<pb::Complaint> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
@@ -235,7 +353,11 @@ pub async fn rate(api: &Api, request: Request<pb::RateComplaintRequest>) -> ApiR
     let id = complaint_id(&request.complaint_id, "complaint_id")?;
     let mut loaded = if principal.role() == Role::Guest {
         let loaded = engine::load(&mut tx, id, true).await?;
-        if principal.guest_id().is_none_or(|g| g != loaded.row.guest_id) || principal.chain_id() != loaded.row.chain_id {
+        if principal
+            .guest_id()
+            .is_none_or(|g| g != loaded.row.guest_id)
+            || principal.chain_id() != loaded.row.chain_id
+        {
             return Err(ApiError::not_found("complaint", id.to_string()));
         }
         loaded
@@ -249,7 +371,7 @@ pub async fn rate(api: &Api, request: Request<pb::RateComplaintRequest>) -> ApiR
             "only a resolved or closed complaint can be rated",
         ));
     }
-    let now = Utc::now();
+    let now = crate::engine::now();
     let row = &mut loaded.row;
     row.csat = Some(request.csat as i16);
     row.nps = request.nps.map(|n| n as i16);
@@ -273,11 +395,26 @@ pub async fn rate(api: &Api, request: Request<pb::RateComplaintRequest>) -> ApiR
     let view = if threshold > 0 && request.csat <= threshold {
         // Recovery continues until the guest is satisfied.
         let reason = format!("follow-up CSAT {} at or below {threshold}", request.csat);
-        apply_action(&mut tx, &mut loaded, pb::Action::Reopen, &reason, "system", now).await?
+        apply_action(
+            &mut tx,
+            &mut loaded,
+            pb::Action::Reopen,
+            &reason,
+            "system",
+            now,
+        )
+        .await?
     } else {
         let from = loaded.status();
         let view = loaded.save(&mut tx, now).await?;
-        emit_changed(&mut tx, "complaints.complaint.rated", &view, from, principal.subject()).await?;
+        emit_changed(
+            &mut tx,
+            "complaints.complaint.rated",
+            &view,
+            from,
+            principal.subject(),
+        )
+        .await?;
         view
     };
     tx.commit().await?;

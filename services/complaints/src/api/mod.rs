@@ -33,35 +33,59 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl ComplaintsService for Api {
-    async fn create_complaint(&self, request: Request<pb::CreateComplaintRequest>) -> Reply<pb::Complaint> {
+    async fn create_complaint(
+        &self,
+        request: Request<pb::CreateComplaintRequest>,
+    ) -> Reply<pb::Complaint> {
         Ok(Response::new(intake::create(self, request).await?))
     }
 
-    async fn get_complaint(&self, request: Request<pb::GetComplaintRequest>) -> Reply<pb::Complaint> {
+    async fn get_complaint(
+        &self,
+        request: Request<pb::GetComplaintRequest>,
+    ) -> Reply<pb::Complaint> {
         Ok(Response::new(queries::get(self, request).await?))
     }
 
-    async fn list_complaints(&self, request: Request<pb::ListComplaintsRequest>) -> Reply<pb::ListComplaintsResponse> {
+    async fn list_complaints(
+        &self,
+        request: Request<pb::ListComplaintsRequest>,
+    ) -> Reply<pb::ListComplaintsResponse> {
         Ok(Response::new(queries::list(self, request).await?))
     }
 
-    async fn list_work_queue(&self, request: Request<pb::ListWorkQueueRequest>) -> Reply<pb::ListComplaintsResponse> {
+    async fn list_work_queue(
+        &self,
+        request: Request<pb::ListWorkQueueRequest>,
+    ) -> Reply<pb::ListComplaintsResponse> {
         Ok(Response::new(queries::work_queue(self, request).await?))
     }
 
-    async fn update_complaint(&self, request: Request<pb::UpdateComplaintRequest>) -> Reply<pb::Complaint> {
+    async fn update_complaint(
+        &self,
+        request: Request<pb::UpdateComplaintRequest>,
+    ) -> Reply<pb::Complaint> {
         Ok(Response::new(lifecycle::update(self, request).await?))
     }
 
-    async fn transition_complaint(&self, request: Request<pb::TransitionComplaintRequest>) -> Reply<pb::Complaint> {
+    async fn transition_complaint(
+        &self,
+        request: Request<pb::TransitionComplaintRequest>,
+    ) -> Reply<pb::Complaint> {
         Ok(Response::new(lifecycle::transition(self, request).await?))
     }
 
-    async fn list_timeline(&self, request: Request<pb::ListTimelineRequest>) -> Reply<pb::ListTimelineResponse> {
+    async fn list_timeline(
+        &self,
+        request: Request<pb::ListTimelineRequest>,
+    ) -> Reply<pb::ListTimelineResponse> {
         Ok(Response::new(queries::timeline(self, request).await?))
     }
 
-    async fn propose_remedy(&self, request: Request<pb::ProposeRemedyRequest>) -> Reply<pb::Remedy> {
+    async fn propose_remedy(
+        &self,
+        request: Request<pb::ProposeRemedyRequest>,
+    ) -> Reply<pb::Remedy> {
         Ok(Response::new(remedies::propose(self, request).await?))
     }
 
@@ -69,15 +93,24 @@ impl ComplaintsService for Api {
         Ok(Response::new(remedies::decide(self, request).await?))
     }
 
-    async fn mark_remedy_delivered(&self, request: Request<pb::MarkRemedyDeliveredRequest>) -> Reply<pb::Remedy> {
+    async fn mark_remedy_delivered(
+        &self,
+        request: Request<pb::MarkRemedyDeliveredRequest>,
+    ) -> Reply<pb::Remedy> {
         Ok(Response::new(remedies::delivered(self, request).await?))
     }
 
-    async fn rate_complaint(&self, request: Request<pb::RateComplaintRequest>) -> Reply<pb::Complaint> {
+    async fn rate_complaint(
+        &self,
+        request: Request<pb::RateComplaintRequest>,
+    ) -> Reply<pb::Complaint> {
         Ok(Response::new(lifecycle::rate(self, request).await?))
     }
 
-    async fn get_property_settings(&self, request: Request<pb::GetPropertySettingsRequest>) -> Reply<pb::PropertySettings> {
+    async fn get_property_settings(
+        &self,
+        request: Request<pb::GetPropertySettingsRequest>,
+    ) -> Reply<pb::PropertySettings> {
         Ok(Response::new(settings::get(self, request).await?))
     }
 
@@ -88,7 +121,10 @@ impl ComplaintsService for Api {
         Ok(Response::new(settings::update(self, request).await?))
     }
 
-    async fn get_complaint_kpis(&self, request: Request<pb::GetComplaintKpisRequest>) -> Reply<pb::ComplaintKpis> {
+    async fn get_complaint_kpis(
+        &self,
+        request: Request<pb::GetComplaintKpisRequest>,
+    ) -> Reply<pb::ComplaintKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
     }
 }

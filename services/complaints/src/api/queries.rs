@@ -14,7 +14,9 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::Api;
-use crate::convert::{complaint_id, complaint_to_proto, optional_enum, status_name, status_from_name};
+use crate::convert::{
+    complaint_id, complaint_to_proto, optional_enum, status_from_name, status_name,
+};
 use crate::engine;
 use crate::settings::EffectiveSettings;
 use crate::store::complaints::select_columns;
@@ -28,7 +30,10 @@ fn page_size(requested: i32) -> ApiResult<i64> {
     match i64::from(requested) {
         0 => Ok(DEFAULT_PAGE),
         n if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid("page_size", format!("must be between 1 and {MAX_PAGE}"))),
+        _ => Err(ApiError::invalid(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
     }
 }
 
@@ -49,10 +54,12 @@ pub async fn get(api: &Api, request: Request<pb::GetComplaintRequest>) -> ApiRes
     let mut conn = api.context.pool.acquire().await?;
     let loaded = match engine::load(&mut conn, id, false).await {
         Ok(loaded) if visible(&principal, &loaded.row) => loaded,
-        Ok(_) | Err(ApiError::NotFound { .. }) => return Err(ApiError::not_found("complaint", id.to_string())),
+        Ok(_) | Err(ApiError::NotFound { .. }) => {
+            return Err(ApiError::not_found("complaint", id.to_string()))
+        }
         Err(other) => return Err(other),
     };
-    Ok(loaded.view(Utc::now()))
+    Ok(loaded.view(crate::engine::now()))
 }
 
 /// Clock states, remedies and histories for a page of rows, in a few queries.
@@ -106,21 +113,29 @@ async fn views(conn: &mut PgConnection, rows: Vec<ComplaintRow>) -> ApiResult<Ve
         fired.entry(id).or_default().push(trigger);
     }
     let mut settings: HashMap<String, EffectiveSettings> = HashMap::new();
-    let now = Utc::now();
+    let now = crate::engine::now();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         if !settings.contains_key(&row.property_id) {
             let loaded = engine::settings_for(conn, &row.property_id).await?;
             settings.insert(row.property_id.clone(), loaded);
         }
-        let Some(property_settings) = settings.get(&row.property_id) else { continue };
+        let Some(property_settings) = settings.get(&row.property_id) else {
+            continue;
+        };
         let mut row_clocks = clocks.remove(&row.complaint_id).unwrap_or_default();
         let refreshed = crate::clocks::refresh(
             &mut row_clocks,
             property_settings,
             &row.department,
-            histories.get(&row.complaint_id).map(Vec::as_slice).unwrap_or_default(),
-            fired.get(&row.complaint_id).map(Vec::as_slice).unwrap_or_default(),
+            histories
+                .get(&row.complaint_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+            fired
+                .get(&row.complaint_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
             row.reopen_count,
             now,
         );
@@ -131,10 +146,18 @@ async fn views(conn: &mut PgConnection, rows: Vec<ComplaintRow>) -> ApiResult<Ve
 }
 
 /// Restricts a query to what the caller may see, and to the requested properties.
-fn push_scope(query: &mut QueryBuilder<'_, sqlx::Postgres>, principal: &Principal, requested: &[String]) -> ApiResult<()> {
-    query.push(" AND chain_id = ").push_bind(principal.chain_id().to_string());
+fn push_scope(
+    query: &mut QueryBuilder<'_, sqlx::Postgres>,
+    principal: &Principal,
+    requested: &[String],
+) -> ApiResult<()> {
+    query
+        .push(" AND chain_id = ")
+        .push_bind(principal.chain_id().to_string());
     if principal.role() == Role::Guest {
-        query.push(" AND guest_id = ").push_bind(principal.guest_id().unwrap_or_default().to_string());
+        query
+            .push(" AND guest_id = ")
+            .push_bind(principal.guest_id().unwrap_or_default().to_string());
     }
     for property in requested {
         principal.require_property(property)?;
@@ -145,7 +168,10 @@ fn push_scope(query: &mut QueryBuilder<'_, sqlx::Postgres>, principal: &Principa
         _ => None,
     };
     if let Some(properties) = properties {
-        query.push(" AND property_id = ANY(").push_bind(properties).push(")");
+        query
+            .push(" AND property_id = ANY(")
+            .push_bind(properties)
+            .push(")");
     }
     Ok(())
 }
@@ -169,11 +195,18 @@ fn decode_cursor(token: &str) -> ApiResult<Option<Cursor>> {
 }
 
 fn encode_cursor(row: &ComplaintRow) -> String {
-    let cursor = Cursor { created_at: row.created_at, complaint_id: row.complaint_id };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default())
+    let cursor = Cursor {
+        created_at: row.created_at,
+        complaint_id: row.complaint_id,
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&cursor).unwrap_or_default())
 }
 
-pub async fn list(api: &Api, request: Request<pb::ListComplaintsRequest>) -> ApiResult<pb::ListComplaintsResponse> {
+pub async fn list(
+    api: &Api,
+    request: Request<pb::ListComplaintsRequest>,
+) -> ApiResult<pb::ListComplaintsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let limit = page_size(request.page_size)?;
@@ -195,21 +228,40 @@ pub async fn list(api: &Api, request: Request<pb::ListComplaintsRequest>) -> Api
         .filter(|u| *u != pb::Urgency::Unspecified)
         .map(|u| u as i16)
         .collect();
-    let clock_filter = optional_enum::<pb::ClockFilter>(request.clock_filter, "clock_filter", &mut v).unwrap_or_default();
+    let clock_filter =
+        optional_enum::<pb::ClockFilter>(request.clock_filter, "clock_filter", &mut v)
+            .unwrap_or_default();
     let created = request.created.unwrap_or_default();
-    let created_from = created.start_time.as_ref().map(|t| from_timestamp("created.start_time", t)).transpose()?;
-    let created_to = created.end_time.as_ref().map(|t| from_timestamp("created.end_time", t)).transpose()?;
+    let created_from = created
+        .start_time
+        .as_ref()
+        .map(|t| from_timestamp("created.start_time", t))
+        .transpose()?;
+    let created_to = created
+        .end_time
+        .as_ref()
+        .map(|t| from_timestamp("created.end_time", t))
+        .transpose()?;
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
 
-    let mut query = QueryBuilder::new(format!("SELECT {} FROM complaints WHERE true", select_columns()));
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {} FROM complaints WHERE true",
+        select_columns()
+    ));
     push_scope(&mut query, &principal, &request.property_ids)?;
     if !statuses.is_empty() {
-        query.push(" AND status = ANY(").push_bind(statuses).push(")");
+        query
+            .push(" AND status = ANY(")
+            .push_bind(statuses)
+            .push(")");
     }
     if !urgencies.is_empty() {
-        query.push(" AND urgency = ANY(").push_bind(urgencies).push(")");
+        query
+            .push(" AND urgency = ANY(")
+            .push_bind(urgencies)
+            .push(")");
     }
     for (column, value) in [
         ("category", &request.category),
@@ -218,7 +270,9 @@ pub async fn list(api: &Api, request: Request<pb::ListComplaintsRequest>) -> Api
         ("guest_id", &request.guest_id),
     ] {
         if !value.is_empty() {
-            query.push(format!(" AND {column} = ")).push_bind(value.to_lowercase_if(column != "assignee" && column != "guest_id"));
+            query
+                .push(format!(" AND {column} = "))
+                .push_bind(value.to_lowercase_if(column != "assignee" && column != "guest_id"));
         }
     }
     if let Some(from) = created_from {
@@ -251,7 +305,9 @@ pub async fn list(api: &Api, request: Request<pb::ListComplaintsRequest>) -> Api
             .push_bind(cursor.complaint_id)
             .push(")");
     }
-    query.push(" ORDER BY created_at DESC, complaint_id DESC LIMIT ").push_bind(limit + 1);
+    query
+        .push(" ORDER BY created_at DESC, complaint_id DESC LIMIT ")
+        .push_bind(limit + 1);
     let mut conn = api.context.pool.acquire().await?;
     let mut rows: Vec<ComplaintRow> = query.build_query_as().fetch_all(&mut *conn).await?;
     let next_page_token = if rows.len() as i64 > limit {
@@ -260,7 +316,10 @@ pub async fn list(api: &Api, request: Request<pb::ListComplaintsRequest>) -> Api
     } else {
         String::new()
     };
-    Ok(pb::ListComplaintsResponse { complaints: views(&mut conn, rows).await?, next_page_token })
+    Ok(pb::ListComplaintsResponse {
+        complaints: views(&mut conn, rows).await?,
+        next_page_token,
+    })
 }
 
 trait LowercaseIf {
@@ -269,11 +328,18 @@ trait LowercaseIf {
 
 impl LowercaseIf for String {
     fn to_lowercase_if(&self, condition: bool) -> String {
-        if condition { self.to_lowercase() } else { self.clone() }
+        if condition {
+            self.to_lowercase()
+        } else {
+            self.clone()
+        }
     }
 }
 
-pub async fn work_queue(api: &Api, request: Request<pb::ListWorkQueueRequest>) -> ApiResult<pb::ListComplaintsResponse> {
+pub async fn work_queue(
+    api: &Api,
+    request: Request<pb::ListWorkQueueRequest>,
+) -> ApiResult<pb::ListComplaintsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let limit = page_size(request.page_size)?;
@@ -283,10 +349,14 @@ pub async fn work_queue(api: &Api, request: Request<pb::ListWorkQueueRequest>) -
     ));
     push_scope(&mut query, &principal, &request.property_ids)?;
     if !request.assignee.is_empty() {
-        query.push(" AND assignee = ").push_bind(request.assignee.clone());
+        query
+            .push(" AND assignee = ")
+            .push_bind(request.assignee.clone());
     }
     if !request.department.is_empty() {
-        query.push(" AND department = ").push_bind(request.department.to_lowercase());
+        query
+            .push(" AND department = ")
+            .push_bind(request.department.to_lowercase());
     }
     query.push(
         " ORDER BY (SELECT min(k.due_at) FROM complaint_clocks k WHERE k.complaint_id = complaints.complaint_id \
@@ -295,16 +365,24 @@ pub async fn work_queue(api: &Api, request: Request<pb::ListWorkQueueRequest>) -
     query.push_bind(limit);
     let mut conn = api.context.pool.acquire().await?;
     let rows: Vec<ComplaintRow> = query.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(pb::ListComplaintsResponse { complaints: views(&mut conn, rows).await?, next_page_token: String::new() })
+    Ok(pb::ListComplaintsResponse {
+        complaints: views(&mut conn, rows).await?,
+        next_page_token: String::new(),
+    })
 }
 
-pub async fn timeline(api: &Api, request: Request<pb::ListTimelineRequest>) -> ApiResult<pb::ListTimelineResponse> {
+pub async fn timeline(
+    api: &Api,
+    request: Request<pb::ListTimelineRequest>,
+) -> ApiResult<pb::ListTimelineResponse> {
     let principal = principal(&request)?.clone();
     let id = complaint_id(&request.get_ref().complaint_id, "complaint_id")?;
     let mut conn = api.context.pool.acquire().await?;
     let row = match crate::store::complaints::load(&mut conn, id).await {
         Ok(row) if visible(&principal, &row) => row,
-        Ok(_) | Err(ApiError::NotFound { .. }) => return Err(ApiError::not_found("complaint", id.to_string())),
+        Ok(_) | Err(ApiError::NotFound { .. }) => {
+            return Err(ApiError::not_found("complaint", id.to_string()))
+        }
         Err(other) => return Err(other),
     };
     let entries = crate::store::timeline::list(&mut conn, row.complaint_id).await?;
@@ -316,8 +394,16 @@ pub async fn timeline(api: &Api, request: Request<pb::ListTimelineRequest>) -> A
                 time: Some(to_timestamp(e.at)),
                 actor: e.actor,
                 kind: e.kind,
-                from_status: e.from_status.as_deref().map_or(pb::Status::Unspecified, status_from_name) as i32,
-                to_status: e.to_status.as_deref().map_or(pb::Status::Unspecified, status_from_name) as i32,
+                from_status: e
+                    .from_status
+                    .as_deref()
+                    .map_or(pb::Status::Unspecified, status_from_name)
+                    as i32,
+                to_status: e
+                    .to_status
+                    .as_deref()
+                    .map_or(pb::Status::Unspecified, status_from_name)
+                    as i32,
                 note: e.note,
             })
             .collect(),

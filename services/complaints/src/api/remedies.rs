@@ -3,7 +3,6 @@
 //! An approved remedy is announced once (`complaints.remedy.approved`), which is how CRM grants
 //! goodwill points exactly once per remedy.
 
-use chrono::Utc;
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
@@ -20,13 +19,21 @@ use crate::store::timeline::{self, Entry};
 
 const METHOD: &str = "ProposeRemedy";
 
-async fn load_for_remedy(conn: &mut sqlx::PgConnection, principal: &Principal, id: &str) -> ApiResult<Loaded> {
+async fn load_for_remedy(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    id: &str,
+) -> ApiResult<Loaded> {
     if principal.role() == Role::Guest || !principal.role().is_staff() {
-        return Err(ApiError::PermissionDenied("only staff decide remedies".into()));
+        return Err(ApiError::PermissionDenied(
+            "only staff decide remedies".into(),
+        ));
     }
     let id = complaint_id(id, "complaint_id")?;
     let loaded = engine::load(conn, id, true).await?;
-    if !principal.can_access_property(&loaded.row.property_id) || principal.chain_id() != loaded.row.chain_id {
+    if !principal.can_access_property(&loaded.row.property_id)
+        || principal.chain_id() != loaded.row.chain_id
+    {
         return Err(ApiError::not_found("complaint", id.to_string()));
     }
     Ok(loaded)
@@ -36,20 +43,37 @@ async fn load_for_remedy(conn: &mut sqlx::PgConnection, principal: &Principal, i
 fn committed(remedies: &[RemedyRow]) -> (i64, i64) {
     remedies
         .iter()
-        .filter(|r| matches!(r.status.as_str(), "approved" | "delivered" | "pending_approval"))
-        .fold((0, 0), |(money, points), r| (money + r.amount_minor, points + r.points))
+        .filter(|r| {
+            matches!(
+                r.status.as_str(),
+                "approved" | "delivered" | "pending_approval"
+            )
+        })
+        .fold((0, 0), |(money, points), r| {
+            (money + r.amount_minor, points + r.points)
+        })
 }
 
 fn authority(loaded: &Loaded) -> Authority<'_> {
-    Authority { limits: &loaded.settings.authority_limits, ladder: &loaded.settings.escalation_ladder }
+    Authority {
+        limits: &loaded.settings.authority_limits,
+        ladder: &loaded.settings.escalation_ladder,
+    }
 }
 
-async fn announce_approved(conn: &mut sqlx::PgConnection, loaded: &Loaded, remedy: &RemedyRow) -> ApiResult<()> {
+async fn announce_approved(
+    conn: &mut sqlx::PgConnection,
+    loaded: &Loaded,
+    remedy: &RemedyRow,
+) -> ApiResult<()> {
     append(
         conn,
         NewEvent {
             event_type: "complaints.remedy.approved",
-            subject: format!("complaints/{}/remedies/{}", loaded.row.complaint_id, remedy.remedy_id),
+            subject: format!(
+                "complaints/{}/remedies/{}",
+                loaded.row.complaint_id, remedy.remedy_id
+            ),
             chain_id: &loaded.row.chain_id,
             property_id: &loaded.row.property_id,
             payload: &pb::RemedyApproved {
@@ -65,23 +89,42 @@ async fn announce_approved(conn: &mut sqlx::PgConnection, loaded: &Loaded, remed
     Ok(())
 }
 
-pub async fn propose(api: &Api, request: Request<pb::ProposeRemedyRequest>) -> ApiResult<pb::Remedy> {
+pub async fn propose(
+    api: &Api,
+    request: Request<pb::ProposeRemedyRequest>,
+) -> ApiResult<pb::Remedy> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     idempotency::check_request_id(&request.request_id)?;
-    let remedy = request.remedy.clone().ok_or_else(|| ApiError::invalid("remedy", "is required"))?;
+    let remedy = request
+        .remedy
+        .clone()
+        .ok_or_else(|| ApiError::invalid("remedy", "is required"))?;
     let mut v: Vec<FieldViolation> = Vec::new();
     let kind = required_enum::<pb::RemedyKind>(remedy.kind, "remedy.kind", &mut v);
-    let description = text(&remedy.description, "remedy.description", 1000, false, &mut v);
+    let description = text(
+        &remedy.description,
+        "remedy.description",
+        1000,
+        false,
+        &mut v,
+    );
     let amount = remedy.amount.clone().unwrap_or_default();
     if amount.minor_units < 0 {
-        v.push(FieldViolation::new("remedy.amount.minor_units", "must not be negative"));
+        v.push(FieldViolation::new(
+            "remedy.amount.minor_units",
+            "must not be negative",
+        ));
     }
     if remedy.points < 0 {
         v.push(FieldViolation::new("remedy.points", "must not be negative"));
     }
     if let Some(kind) = kind {
-        v.extend(rules::check_remedy_shape(kind, amount.minor_units, remedy.points));
+        v.extend(rules::check_remedy_shape(
+            kind,
+            amount.minor_units,
+            remedy.points,
+        ));
     }
     let Some(kind) = kind.filter(|_| v.is_empty()) else {
         return Err(ApiError::InvalidArgument(v));
@@ -89,13 +132,18 @@ pub async fn propose(api: &Api, request: Request<pb::ProposeRemedyRequest>) -> A
 
     let mut tx = api.context.pool.begin().await?;
     let mut loaded = load_for_remedy(&mut tx, &principal, &request.complaint_id).await?;
-    if let Some(previous) = idempotency::claim::<_, pb::Remedy>(&mut tx, METHOD, &request.request_id, &request).await? {
+    if let Some(previous) =
+        idempotency::claim::<_, pb::Remedy>(&mut tx, METHOD, &request.request_id, &request).await?
+    {
         return Ok(previous);
     }
     if amount.minor_units > 0 && amount.currency_code != loaded.settings.currency_code {
         return Err(ApiError::invalid(
             "remedy.amount.currency_code",
-            format!("must be the property currency {}", loaded.settings.currency_code),
+            format!(
+                "must be the property currency {}",
+                loaded.settings.currency_code
+            ),
         ));
     }
     if matches!(loaded.row.status.as_str(), "closed" | "cancelled") {
@@ -107,13 +155,17 @@ pub async fn propose(api: &Api, request: Request<pb::ProposeRemedyRequest>) -> A
     }
     let (money, points) = committed(&loaded.remedies);
     let total = (money + amount.minor_units, points + remedy.points);
-    let now = Utc::now();
+    let now = crate::engine::now();
     let decision = authority(&loaded).decide(principal.role(), total);
     let mut row = RemedyRow {
         remedy_id: Uuid::now_v7(),
         complaint_id: loaded.row.complaint_id,
         kind: kind as i16,
-        currency_code: if amount.minor_units > 0 { amount.currency_code.clone() } else { String::new() },
+        currency_code: if amount.minor_units > 0 {
+            amount.currency_code.clone()
+        } else {
+            String::new()
+        },
         amount_minor: amount.minor_units,
         points: remedy.points,
         description,
@@ -138,11 +190,21 @@ pub async fn propose(api: &Api, request: Request<pb::ProposeRemedyRequest>) -> A
         }
     }
     remedy_store::insert(&mut tx, &row).await?;
-    let note = format!("{:?} {} {} / {} points: {}", kind, row.currency_code, row.amount_minor, row.points, row.status);
+    let note = format!(
+        "{:?} {} {} / {} points: {}",
+        kind, row.currency_code, row.amount_minor, row.points, row.status
+    );
     timeline::append(
         &mut tx,
         loaded.row.complaint_id,
-        Entry { at: now, actor: principal.subject(), kind: "remedy_proposed", from_status: None, to_status: None, note: &note },
+        Entry {
+            at: now,
+            actor: principal.subject(),
+            kind: "remedy_proposed",
+            from_status: None,
+            to_status: None,
+            note: &note,
+        },
     )
     .await?;
     if row.status == "approved" {
@@ -172,7 +234,8 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
     }
     let mut tx = api.context.pool.begin().await?;
     let mut loaded = load_for_remedy(&mut tx, &principal, &request.complaint_id).await?;
-    let mut row = remedy_store::load_for_update(&mut tx, loaded.row.complaint_id, remedy_id).await?;
+    let mut row =
+        remedy_store::load_for_update(&mut tx, loaded.row.complaint_id, remedy_id).await?;
     if row.status != "pending_approval" {
         return Err(ApiError::failed_precondition(
             "REMEDY_ALREADY_DECIDED",
@@ -181,15 +244,22 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
         ));
     }
     let (money, points) = committed(&loaded.remedies);
-    if request.approve && authority(&loaded).decide(principal.role(), (money, points)) != rules::Decision::Approved {
+    if request.approve
+        && authority(&loaded).decide(principal.role(), (money, points)) != rules::Decision::Approved
+    {
         return Err(ApiError::PermissionDenied(format!(
             "role {} cannot approve compensation of this size; {} or above is needed",
             principal.role(),
             row.required_role
         )));
     }
-    let now = Utc::now();
-    row.status = if request.approve { "approved" } else { "rejected" }.into();
+    let now = crate::engine::now();
+    row.status = if request.approve {
+        "approved"
+    } else {
+        "rejected"
+    }
+    .into();
     row.decided_by = principal.subject().to_string();
     row.decision_note = note;
     row.decided_at = Some(now);
@@ -200,7 +270,11 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
         Entry {
             at: now,
             actor: principal.subject(),
-            kind: if request.approve { "remedy_approved" } else { "remedy_rejected" },
+            kind: if request.approve {
+                "remedy_approved"
+            } else {
+                "remedy_rejected"
+            },
             from_status: None,
             to_status: None,
             note: &row.remedy_id.to_string(),
@@ -210,7 +284,11 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
     if request.approve {
         announce_approved(&mut tx, &loaded, &row).await?;
     }
-    if let Some(existing) = loaded.remedies.iter_mut().find(|r| r.remedy_id == row.remedy_id) {
+    if let Some(existing) = loaded
+        .remedies
+        .iter_mut()
+        .find(|r| r.remedy_id == row.remedy_id)
+    {
         *existing = row.clone();
     }
     loaded.save(&mut tx, now).await?;
@@ -219,31 +297,49 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
     Ok(remedy_to_proto(&row))
 }
 
-pub async fn delivered(api: &Api, request: Request<pb::MarkRemedyDeliveredRequest>) -> ApiResult<pb::Remedy> {
+pub async fn delivered(
+    api: &Api,
+    request: Request<pb::MarkRemedyDeliveredRequest>,
+) -> ApiResult<pb::Remedy> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let remedy_id = remedy_id(&request.remedy_id)?;
     let mut tx = api.context.pool.begin().await?;
     let mut loaded = load_for_remedy(&mut tx, &principal, &request.complaint_id).await?;
-    let mut row = remedy_store::load_for_update(&mut tx, loaded.row.complaint_id, remedy_id).await?;
+    let mut row =
+        remedy_store::load_for_update(&mut tx, loaded.row.complaint_id, remedy_id).await?;
     if row.status != "approved" {
         return Err(ApiError::failed_precondition(
             "REMEDY_NOT_APPROVED",
             format!("remedies/{remedy_id}"),
-            format!("only an approved remedy can be delivered; it is {}", row.status),
+            format!(
+                "only an approved remedy can be delivered; it is {}",
+                row.status
+            ),
         ));
     }
-    let now = Utc::now();
+    let now = crate::engine::now();
     row.status = "delivered".into();
     row.delivered_at = Some(now);
     remedy_store::save_decision(&mut tx, &row).await?;
     timeline::append(
         &mut tx,
         loaded.row.complaint_id,
-        Entry { at: now, actor: principal.subject(), kind: "remedy_delivered", from_status: None, to_status: None, note: &row.remedy_id.to_string() },
+        Entry {
+            at: now,
+            actor: principal.subject(),
+            kind: "remedy_delivered",
+            from_status: None,
+            to_status: None,
+            note: &row.remedy_id.to_string(),
+        },
     )
     .await?;
-    if let Some(existing) = loaded.remedies.iter_mut().find(|r| r.remedy_id == row.remedy_id) {
+    if let Some(existing) = loaded
+        .remedies
+        .iter_mut()
+        .find(|r| r.remedy_id == row.remedy_id)
+    {
         *existing = row.clone();
     }
     loaded.save(&mut tx, now).await?;

@@ -9,20 +9,33 @@ use super::Api;
 use crate::settings::effective;
 use crate::store;
 
-const EDITORS: [Role; 3] = [Role::GeneralManager, Role::ChainQualityManager, Role::ChainAdmin];
+const EDITORS: [Role; 3] = [
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
 
-pub async fn get(api: &Api, request: Request<pb::GetPropertySettingsRequest>) -> ApiResult<pb::PropertySettings> {
+pub async fn get(
+    api: &Api,
+    request: Request<pb::GetPropertySettingsRequest>,
+) -> ApiResult<pb::PropertySettings> {
     let principal = principal(&request)?;
     let property_id = &request.get_ref().property_id;
     if property_id.is_empty() {
-        return Err(guestloop_kit::ApiError::invalid("property_id", "is required"));
+        return Err(guestloop_kit::ApiError::invalid(
+            "property_id",
+            "is required",
+        ));
     }
     principal.require_property(property_id)?;
     let mut conn = api.context.pool.acquire().await?;
     store::settings::get(&mut conn, property_id).await
 }
 
-pub async fn update(api: &Api, request: Request<pb::UpdatePropertySettingsRequest>) -> ApiResult<pb::PropertySettings> {
+pub async fn update(
+    api: &Api,
+    request: Request<pb::UpdatePropertySettingsRequest>,
+) -> ApiResult<pb::PropertySettings> {
     let principal = principal(&request)?.clone();
     principal.require_role(&EDITORS)?;
     let request = request.into_inner();
@@ -30,12 +43,22 @@ pub async fn update(api: &Api, request: Request<pb::UpdatePropertySettingsReques
         .settings
         .ok_or_else(|| guestloop_kit::ApiError::invalid("settings", "is required"))?;
     if settings.property_id.is_empty() {
-        return Err(guestloop_kit::ApiError::invalid("settings.property_id", "is required"));
+        return Err(guestloop_kit::ApiError::invalid(
+            "settings.property_id",
+            "is required",
+        ));
     }
     principal.require_property(&settings.property_id)?;
     effective(&settings)?;
     let mut tx = api.context.pool.begin().await?;
-    let etag = store::settings::put(&mut tx, principal.chain_id(), &settings, &request.etag, principal.subject()).await?;
+    let etag = store::settings::put(
+        &mut tx,
+        principal.chain_id(),
+        &settings,
+        &request.etag,
+        principal.subject(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(pb::PropertySettings { etag, ..settings })
 }

@@ -198,20 +198,27 @@ pub async fn update(conn: &mut PgConnection, row: &mut ComplaintRow) -> ApiResul
 }
 
 /// Loads a complaint and locks it for the rest of the transaction.
-pub async fn load_for_update(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<ComplaintRow> {
-    sqlx::query_as::<_, ComplaintRow>(&format!("SELECT {COLUMNS} FROM complaints WHERE complaint_id = $1 FOR UPDATE"))
-        .bind(complaint_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("complaint", complaint_id.to_string()))
+pub async fn load_for_update(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+) -> ApiResult<ComplaintRow> {
+    sqlx::query_as::<_, ComplaintRow>(&format!(
+        "SELECT {COLUMNS} FROM complaints WHERE complaint_id = $1 FOR UPDATE"
+    ))
+    .bind(complaint_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("complaint", complaint_id.to_string()))
 }
 
 pub async fn load(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<ComplaintRow> {
-    sqlx::query_as::<_, ComplaintRow>(&format!("SELECT {COLUMNS} FROM complaints WHERE complaint_id = $1"))
-        .bind(complaint_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("complaint", complaint_id.to_string()))
+    sqlx::query_as::<_, ComplaintRow>(&format!(
+        "SELECT {COLUMNS} FROM complaints WHERE complaint_id = $1"
+    ))
+    .bind(complaint_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("complaint", complaint_id.to_string()))
 }
 
 pub async fn clocks(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Vec<ClockRow>> {
@@ -225,7 +232,11 @@ pub async fn clocks(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Ve
 }
 
 /// Inserts or replaces the clocks of a complaint.
-pub async fn save_clocks(conn: &mut PgConnection, complaint_id: Uuid, clocks: &[ClockRow]) -> ApiResult<()> {
+pub async fn save_clocks(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+    clocks: &[ClockRow],
+) -> ApiResult<()> {
     for clock in clocks {
         sqlx::query(
             "INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \

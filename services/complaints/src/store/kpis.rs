@@ -73,7 +73,10 @@ fn fact_from_row(row: &sqlx::postgres::PgRow) -> Result<(Uuid, Fact), sqlx::Erro
         channel: row.try_get("channel")?,
         department: row.try_get("department")?,
     };
-    let values = COUNTERS.iter().map(|c| row.try_get::<i64, _>(*c)).collect::<Result<Vec<_>, _>>()?;
+    let values = COUNTERS
+        .iter()
+        .map(|c| row.try_get::<i64, _>(*c))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((row.try_get("complaint_id")?, Fact { key, values }))
 }
 
@@ -115,13 +118,17 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
 
     let mut deltas: HashMap<Key, Vec<i64>> = HashMap::new();
     for (_, old) in &old_rows {
-        let entry = deltas.entry(old.key.clone()).or_insert_with(|| vec![0; COUNTERS.len()]);
+        let entry = deltas
+            .entry(old.key.clone())
+            .or_insert_with(|| vec![0; COUNTERS.len()]);
         for (d, v) in entry.iter_mut().zip(&old.values) {
             *d -= v;
         }
     }
     for fact in new_facts.values() {
-        let entry = deltas.entry(fact.key.clone()).or_insert_with(|| vec![0; COUNTERS.len()]);
+        let entry = deltas
+            .entry(fact.key.clone())
+            .or_insert_with(|| vec![0; COUNTERS.len()]);
         for (d, v) in entry.iter_mut().zip(&fact.values) {
             *d += v;
         }
@@ -134,9 +141,26 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
         sets = COUNTERS.iter().map(|c| format!("{c} = kpi_daily.{c} + EXCLUDED.{c}")).collect::<Vec<_>>().join(", "),
     );
     // A fixed order keeps concurrent workers from deadlocking on rollup rows.
-    let mut keys: Vec<(&Key, &Vec<i64>)> = deltas.iter().filter(|(_, d)| d.iter().any(|v| *v != 0)).collect();
-    keys.sort_by(|a, b| (&a.0.property_id, a.0.day, &a.0.category, a.0.channel, &a.0.department)
-        .cmp(&(&b.0.property_id, b.0.day, &b.0.category, b.0.channel, &b.0.department)));
+    let mut keys: Vec<(&Key, &Vec<i64>)> = deltas
+        .iter()
+        .filter(|(_, d)| d.iter().any(|v| *v != 0))
+        .collect();
+    keys.sort_by(|a, b| {
+        (
+            &a.0.property_id,
+            a.0.day,
+            &a.0.category,
+            a.0.channel,
+            &a.0.department,
+        )
+            .cmp(&(
+                &b.0.property_id,
+                b.0.day,
+                &b.0.category,
+                b.0.channel,
+                &b.0.department,
+            ))
+    });
     for (key, delta) in keys {
         let mut query = sqlx::query(&upsert)
             .bind(&key.property_id)
@@ -176,10 +200,20 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
 /// Rebuilds every rollup from the facts in one statement (after bulk loads).
 pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
     let cols = COUNTERS.join(", ");
-    let sums = COUNTERS.iter().map(|c| format!("sum({c})")).collect::<Vec<_>>().join(", ");
-    sqlx::query("DELETE FROM kpi_dirty").execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM kpi_daily").execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM kpi_applied_facts").execute(&mut *conn).await?;
+    let sums = COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query("DELETE FROM kpi_dirty")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM kpi_daily")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM kpi_applied_facts")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(&format!(
         "INSERT INTO kpi_daily (property_id, day, category, channel, department, {cols}) \
          SELECT property_id, day, category, channel, department, {sums} FROM complaint_kpi_facts \
@@ -230,7 +264,11 @@ pub async fn query(
         Source::Rollup => "kpi_daily",
         Source::Raw => "complaint_kpi_facts",
     };
-    let sums = COUNTERS.iter().map(|c| format!("sum({c})::bigint AS {c}")).collect::<Vec<_>>().join(", ");
+    let sums = COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})::bigint AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let day_set = if daily { ", (day)" } else { "" };
     let sql = format!(
         "SELECT grouping(property_id) AS gp, grouping(category) AS gc, grouping(channel) AS gch, \
@@ -239,10 +277,18 @@ pub async fn query(
          FROM {table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3 \
          GROUP BY GROUPING SETS ((), (property_id), (category), (channel), (department){day_set})"
     );
-    let rows = sqlx::query(&sql).bind(properties).bind(from).bind(to).fetch_all(conn).await?;
+    let rows = sqlx::query(&sql)
+        .bind(properties)
+        .bind(from)
+        .bind(to)
+        .fetch_all(conn)
+        .await?;
     let mut groups = Vec::with_capacity(rows.len());
     for row in rows {
-        let values = COUNTERS.iter().map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0))).collect::<Result<Vec<_>, _>>()?;
+        let values = COUNTERS
+            .iter()
+            .map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()?;
         let grouped = |name: &str| row.try_get::<i32, _>(name).map(|g| g == 0);
         let (dimension, key) = if grouped("gp")? {
             ("property", row.try_get::<String, _>("property_id")?)
@@ -257,7 +303,11 @@ pub async fn query(
         } else {
             ("total", String::new())
         };
-        groups.push(Group { dimension, key, values });
+        groups.push(Group {
+            dimension,
+            key,
+            values,
+        });
     }
     groups.sort_by(|a, b| (a.dimension, &a.key).cmp(&(b.dimension, &b.key)));
     Ok(groups)

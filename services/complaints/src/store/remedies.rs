@@ -53,7 +53,10 @@ pub async fn insert(conn: &mut PgConnection, row: &RemedyRow) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn for_complaint(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Vec<RemedyRow>> {
+pub async fn for_complaint(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+) -> ApiResult<Vec<RemedyRow>> {
     Ok(sqlx::query_as::<_, RemedyRow>(&format!(
         "SELECT {COLUMNS} FROM remedies WHERE complaint_id = $1 ORDER BY created_at, remedy_id"
     ))
@@ -62,7 +65,11 @@ pub async fn for_complaint(conn: &mut PgConnection, complaint_id: Uuid) -> ApiRe
     .await?)
 }
 
-pub async fn load_for_update(conn: &mut PgConnection, complaint_id: Uuid, remedy_id: Uuid) -> ApiResult<RemedyRow> {
+pub async fn load_for_update(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+    remedy_id: Uuid,
+) -> ApiResult<RemedyRow> {
     sqlx::query_as::<_, RemedyRow>(&format!(
         "SELECT {COLUMNS} FROM remedies WHERE remedy_id = $1 AND complaint_id = $2 FOR UPDATE"
     ))

@@ -17,8 +17,9 @@ pub async fn get(conn: &mut PgConnection, property_id: &str) -> ApiResult<Proper
             .await?;
     match row {
         Some((bytes, etag)) => {
-            let mut settings = PropertySettings::decode(bytes.as_slice())
-                .map_err(|e| ApiError::internal(format!("stored settings cannot be decoded: {e}")))?;
+            let mut settings = PropertySettings::decode(bytes.as_slice()).map_err(|e| {
+                ApiError::internal(format!("stored settings cannot be decoded: {e}"))
+            })?;
             settings.etag = etag.to_string();
             settings.property_id = property_id.to_string();
             Ok(settings)
@@ -40,8 +41,11 @@ pub async fn put(
             .bind(&settings.property_id)
             .fetch_optional(&mut *conn)
             .await?;
-    if !expected_etag.is_empty() && current.map(|e| e.to_string()).as_deref() != Some(expected_etag) {
-        return Err(ApiError::Aborted("settings changed since they were read (etag mismatch); read them again".into()));
+    if !expected_etag.is_empty() && current.map(|e| e.to_string()).as_deref() != Some(expected_etag)
+    {
+        return Err(ApiError::Aborted(
+            "settings changed since they were read (etag mismatch); read them again".into(),
+        ));
     }
     let etag = Uuid::now_v7();
     let mut stored = settings.clone();

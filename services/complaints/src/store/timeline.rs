@@ -27,7 +27,11 @@ pub struct Entry<'a> {
     pub note: &'a str,
 }
 
-pub async fn append(conn: &mut PgConnection, complaint_id: Uuid, entry: Entry<'_>) -> ApiResult<()> {
+pub async fn append(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+    entry: Entry<'_>,
+) -> ApiResult<()> {
     sqlx::query(
         "INSERT INTO complaint_timeline (complaint_id, at, actor, kind, from_status, to_status, note) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -55,7 +59,10 @@ pub async fn list(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Vec<
 }
 
 /// Every status change of a complaint in order: `(when, new status)`, starting with filing.
-pub async fn status_history(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Vec<(DateTime<Utc>, String)>> {
+pub async fn status_history(
+    conn: &mut PgConnection,
+    complaint_id: Uuid,
+) -> ApiResult<Vec<(DateTime<Utc>, String)>> {
     Ok(sqlx::query_as::<_, (DateTime<Utc>, String)>(
         "SELECT at, to_status FROM complaint_timeline WHERE complaint_id = $1 AND to_status IS NOT NULL \
          ORDER BY sequence",

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+    Weekday,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -93,29 +96,42 @@ fn parse_weekday(text: &str) -> Option<Weekday> {
     }
 }
 
-fn parse_time(text: &str, field: &str, allow_midnight_end: bool) -> Result<Option<NaiveTime>, CalendarError> {
+fn parse_time(
+    text: &str,
+    field: &str,
+    allow_midnight_end: bool,
+) -> Result<Option<NaiveTime>, CalendarError> {
     if allow_midnight_end && text == "24:00" {
         return Ok(None);
     }
     NaiveTime::parse_from_str(text, "%H:%M")
         .map(Some)
-        .map_err(|_| CalendarError::BadTime { field: field.to_string(), value: text.to_string() })
+        .map_err(|_| CalendarError::BadTime {
+            field: field.to_string(),
+            value: text.to_string(),
+        })
 }
 
 impl TryFrom<CalendarSpec> for WorkingCalendar {
     type Error = CalendarError;
 
     fn try_from(spec: CalendarSpec) -> Result<Self, Self::Error> {
-        let zone: Tz = spec.time_zone.parse().map_err(|_| CalendarError::UnknownZone(spec.time_zone.clone()))?;
+        let zone: Tz = spec
+            .time_zone
+            .parse()
+            .map_err(|_| CalendarError::UnknownZone(spec.time_zone.clone()))?;
         let mut weekly: [Vec<LocalInterval>; 7] = Default::default();
         for (d, day) in spec.weekly.iter().enumerate() {
             let field = format!("weekly[{d}]");
-            let weekday = parse_weekday(&day.weekday)
-                .ok_or_else(|| CalendarError::BadWeekday { field: format!("{field}.weekday"), value: day.weekday.clone() })?;
+            let weekday = parse_weekday(&day.weekday).ok_or_else(|| CalendarError::BadWeekday {
+                field: format!("{field}.weekday"),
+                value: day.weekday.clone(),
+            })?;
             let slot = &mut weekly[weekday.num_days_from_monday() as usize];
             for (i, interval) in day.intervals.iter().enumerate() {
                 let field = format!("{field}.intervals[{i}]");
-                let start = parse_time(&interval.start, &format!("{field}.start"), false)?.unwrap_or(NaiveTime::MIN);
+                let start = parse_time(&interval.start, &format!("{field}.start"), false)?
+                    .unwrap_or(NaiveTime::MIN);
                 let end = parse_time(&interval.end, &format!("{field}.end"), true)?;
                 if end.is_some_and(|e| e <= start) {
                     return Err(CalendarError::EmptyInterval { field });
@@ -128,7 +144,9 @@ impl TryFrom<CalendarSpec> for WorkingCalendar {
                 Some(end) => end > w[1].0,
             });
             if overlaps {
-                return Err(CalendarError::Overlap { field: format!("{field}.intervals") });
+                return Err(CalendarError::Overlap {
+                    field: format!("{field}.intervals"),
+                });
             }
         }
         if !spec.always_open && weekly.iter().all(Vec::is_empty) {
@@ -136,11 +154,17 @@ impl TryFrom<CalendarSpec> for WorkingCalendar {
         }
         let mut holidays = BTreeSet::new();
         for (i, text) in spec.holidays.iter().enumerate() {
-            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| CalendarError::BadDate { field: format!("holidays[{i}]"), value: text.clone() })?;
+            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                CalendarError::BadDate {
+                    field: format!("holidays[{i}]"),
+                    value: text.clone(),
+                }
+            })?;
             holidays.insert(date);
         }
-        let hours = spec.working_day_hours.unwrap_or(if spec.always_open { 24 } else { 8 });
+        let hours = spec
+            .working_day_hours
+            .unwrap_or(if spec.always_open { 24 } else { 8 });
         if !(1..=24).contains(&hours) {
             return Err(CalendarError::BadDayLength);
         }
@@ -148,7 +172,11 @@ impl TryFrom<CalendarSpec> for WorkingCalendar {
             zone,
             always_open: spec.always_open,
             weekly,
-            holidays: if spec.always_open { BTreeSet::new() } else { holidays },
+            holidays: if spec.always_open {
+                BTreeSet::new()
+            } else {
+                holidays
+            },
             day_length: Duration::hours(i64::from(hours)),
         })
     }
@@ -158,7 +186,9 @@ impl TryFrom<CalendarSpec> for WorkingCalendar {
 fn resolve(zone: &Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(first, second) => if end { second } else { first }.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, second) => {
+            if end { second } else { first }.with_timezone(&Utc)
+        }
         LocalResult::None => {
             // In a spring-forward gap: read with the offset in force just before the jump.
             let before = zone
@@ -166,7 +196,9 @@ fn resolve(zone: &Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
                 .earliest()
                 .map(|t| chrono::Offset::fix(t.offset()));
             match before {
-                Some(offset) => Utc.from_utc_datetime(&(local - Duration::seconds(i64::from(offset.local_minus_utc())))),
+                Some(offset) => Utc.from_utc_datetime(
+                    &(local - Duration::seconds(i64::from(offset.local_minus_utc()))),
+                ),
                 None => Utc.from_utc_datetime(&local),
             }
         }
@@ -176,7 +208,13 @@ fn resolve(zone: &Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
 impl WorkingCalendar {
     /// A 24/7 calendar in `zone`.
     pub fn always_open(zone: Tz) -> Self {
-        Self { zone, always_open: true, weekly: Default::default(), holidays: BTreeSet::new(), day_length: Duration::hours(24) }
+        Self {
+            zone,
+            always_open: true,
+            weekly: Default::default(),
+            holidays: BTreeSet::new(),
+            day_length: Duration::hours(24),
+        }
     }
 
     pub fn zone(&self) -> Tz {
@@ -213,7 +251,9 @@ impl WorkingCalendar {
                     Some(end) => date.and_time(*end),
                     None => next.and_time(NaiveTime::MIN),
                 };
-                let from = Utc.from_utc_datetime(&(local_start - offset)).max(chunk_start);
+                let from = Utc
+                    .from_utc_datetime(&(local_start - offset))
+                    .max(chunk_start);
                 let to = Utc.from_utc_datetime(&(local_end - offset)).min(chunk_end);
                 if from < to {
                     out.push((from, to));
@@ -225,9 +265,16 @@ impl WorkingCalendar {
     }
 
     /// Splits `[from, to)` into pieces with one UTC offset each (at most a DST change or two).
-    fn constant_offset_chunks(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>, Duration)> {
+    fn constant_offset_chunks(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>, Duration)> {
         let offset_at = |t: DateTime<Utc>| {
-            Duration::seconds(i64::from(chrono::Offset::fix(&self.zone.offset_from_utc_datetime(&t.naive_utc())).local_minus_utc()))
+            Duration::seconds(i64::from(
+                chrono::Offset::fix(&self.zone.offset_from_utc_datetime(&t.naive_utc()))
+                    .local_minus_utc(),
+            ))
         };
         let last = to - Duration::seconds(1);
         if from >= to {
@@ -241,7 +288,11 @@ impl WorkingCalendar {
         let mut chunk_start = from;
         let mut current = offset_at(from);
         let quarter = 15 * 60;
-        let mut t = DateTime::<Utc>::from_timestamp(from.timestamp() - from.timestamp().rem_euclid(quarter) + quarter, 0).unwrap_or(to);
+        let mut t = DateTime::<Utc>::from_timestamp(
+            from.timestamp() - from.timestamp().rem_euclid(quarter) + quarter,
+            0,
+        )
+        .unwrap_or(to);
         while t < to {
             let here = offset_at(t);
             if here != current {
@@ -256,7 +307,10 @@ impl WorkingCalendar {
     }
 
     /// Working intervals that end after `from`, clipped to start no earlier than `from`, in order.
-    fn intervals_from(&self, from: DateTime<Utc>) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+    fn intervals_from(
+        &self,
+        from: DateTime<Utc>,
+    ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
         let first = from.with_timezone(&self.zone).date_naive() - Duration::days(1);
         (0..HORIZON_DAYS).flat_map(move |offset| {
             self.intervals_on(first + Duration::days(offset))
@@ -306,6 +360,10 @@ impl WorkingCalendar {
     }
 
     pub fn is_working_at(&self, t: DateTime<Utc>) -> bool {
-        self.always_open || self.intervals_from(t).next().is_some_and(|(from, _)| from <= t)
+        self.always_open
+            || self
+                .intervals_from(t)
+                .next()
+                .is_some_and(|(from, _)| from <= t)
     }
 }

@@ -20,7 +20,9 @@ impl SlaTarget {
     pub fn working_time(&self, calendar: &WorkingCalendar) -> Duration {
         match self {
             SlaTarget::WorkingTime(amount) => *amount,
-            SlaTarget::WorkingDays(days) => calendar.working_day_length() * i32::try_from(*days).unwrap_or(i32::MAX),
+            SlaTarget::WorkingDays(days) => {
+                calendar.working_day_length() * i32::try_from(*days).unwrap_or(i32::MAX)
+            }
         }
     }
 }
@@ -70,7 +72,10 @@ pub fn pauses_from_history(history: &[(DateTime<Utc>, bool)]) -> Vec<PauseInterv
         match (open, *pausing) {
             (None, true) => open = Some(*at),
             (Some(start), false) => {
-                pauses.push(PauseInterval { start, end: Some(*at) });
+                pauses.push(PauseInterval {
+                    start,
+                    end: Some(*at),
+                });
                 open = None;
             }
             _ => {}
@@ -83,7 +88,10 @@ pub fn pauses_from_history(history: &[(DateTime<Utc>, bool)]) -> Vec<PauseInterv
 }
 
 /// Pauses after `start`, clipped to it, sorted and merged.
-fn normalised(history: &ClockHistory, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+fn normalised(
+    history: &ClockHistory,
+    now: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
     let mut pauses: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = history
         .pauses
         .iter()
@@ -153,7 +161,8 @@ pub fn instant_at_fraction(
     fraction: f64,
 ) -> Option<DateTime<Utc>> {
     let total = target.working_time(calendar);
-    let amount = Duration::milliseconds((total.num_milliseconds() as f64 * fraction).round() as i64);
+    let amount =
+        Duration::milliseconds((total.num_milliseconds() as f64 * fraction).round() as i64);
     reach(calendar, history, amount, DateTime::<Utc>::MAX_UTC, None)
 }
 
@@ -168,7 +177,10 @@ pub fn evaluate(
 ) -> ClockStatus {
     let total = target.working_time(calendar);
     let end = stopped_at.unwrap_or(now).max(history.start);
-    let paused = stopped_at.is_none() && normalised(history, now).last().is_some_and(|(start, e)| e.is_none() && *start <= now);
+    let paused = stopped_at.is_none()
+        && normalised(history, now)
+            .last()
+            .is_some_and(|(start, e)| e.is_none() && *start <= now);
     let due_at = reach(calendar, history, total, now, Some(now)).unwrap_or(now);
     let elapsed = run_time(calendar, history, end);
     let fraction_elapsed = if total > Duration::zero() {

@@ -9,6 +9,6 @@ mod tests;
 
 pub use calendar::{CalendarError, CalendarSpec, DaySpec, IntervalSpec, WorkingCalendar};
 pub use clock::{
-    evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, ClockStatus, PauseInterval,
-    SlaTarget,
+    evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, ClockStatus,
+    PauseInterval, SlaTarget,
 };

@@ -9,15 +9,26 @@ use proptest::prelude::*;
 use super::*;
 
 fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).expect("valid instant")
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .expect("valid instant")
 }
 
 fn weekdays(zone: &str, start: &str, end: &str, holidays: &[&str]) -> WorkingCalendar {
-    let day = |d: &str| DaySpec { weekday: d.into(), intervals: vec![IntervalSpec { start: start.into(), end: end.into() }] };
+    let day = |d: &str| DaySpec {
+        weekday: d.into(),
+        intervals: vec![IntervalSpec {
+            start: start.into(),
+            end: end.into(),
+        }],
+    };
     WorkingCalendar::try_from(CalendarSpec {
         time_zone: zone.into(),
         always_open: false,
-        weekly: ["mon", "tue", "wed", "thu", "fri"].iter().map(|d| day(d)).collect(),
+        weekly: ["mon", "tue", "wed", "thu", "fri"]
+            .iter()
+            .map(|d| day(d))
+            .collect(),
         holidays: holidays.iter().map(|h| h.to_string()).collect(),
         working_day_hours: Some(8),
     })
@@ -28,7 +39,10 @@ fn weekdays(zone: &str, start: &str, end: &str, holidays: &[&str]) -> WorkingCal
 fn acknowledge_on_a_24_7_desk_is_plain_time() {
     let desk = WorkingCalendar::always_open(chrono_tz::Europe::Paris);
     let start = utc("2026-03-29T00:40:00Z"); // across the Paris spring-forward night
-    assert_eq!(desk.add_working_time(start, Duration::minutes(30)), utc("2026-03-29T01:10:00Z"));
+    assert_eq!(
+        desk.add_working_time(start, Duration::minutes(30)),
+        utc("2026-03-29T01:10:00Z")
+    );
 }
 
 #[test]
@@ -37,11 +51,17 @@ fn three_working_days_from_friday_afternoon_skip_the_weekend_and_a_holiday() {
     let calendar = weekdays("America/New_York", "09:00", "17:00", &["2026-11-30"]);
     let friday_4pm = utc("2026-11-27T21:00:00Z"); // 16:00 EST
     let target = SlaTarget::WorkingDays(3);
-    let history = ClockHistory { start: friday_4pm, pauses: vec![] };
+    let history = ClockHistory {
+        start: friday_4pm,
+        pauses: vec![],
+    };
     let due = instant_at_fraction(&calendar, &target, &history, 1.0).expect("due");
     // 1 h Friday, 8 h Tuesday, 8 h Wednesday, 7 h Thursday -> Thursday 16:00 EST.
     assert_eq!(due, utc("2026-12-03T21:00:00Z"));
-    assert_eq!(calendar.working_time_between(friday_4pm, due), Duration::hours(24));
+    assert_eq!(
+        calendar.working_time_between(friday_4pm, due),
+        Duration::hours(24)
+    );
 }
 
 #[test]
@@ -54,8 +74,14 @@ fn working_hours_across_the_paris_spring_forward_night() {
             .map(|d| DaySpec {
                 weekday: d.to_string(),
                 intervals: vec![
-                    IntervalSpec { start: "00:00".into(), end: "06:00".into() },
-                    IntervalSpec { start: "22:00".into(), end: "24:00".into() },
+                    IntervalSpec {
+                        start: "00:00".into(),
+                        end: "06:00".into(),
+                    },
+                    IntervalSpec {
+                        start: "22:00".into(),
+                        end: "24:00".into(),
+                    },
                 ],
             })
             .collect(),
@@ -64,46 +90,108 @@ fn working_hours_across_the_paris_spring_forward_night() {
     .expect("valid");
     let saturday_10pm = utc("2026-03-28T21:00:00Z"); // 22:00 CET
     let sunday_6am = utc("2026-03-29T04:00:00Z"); // 06:00 CEST
-    assert_eq!(night.working_time_between(saturday_10pm, sunday_6am), Duration::hours(7));
-    assert_eq!(night.add_working_time(saturday_10pm, Duration::hours(7)), sunday_6am);
+    assert_eq!(
+        night.working_time_between(saturday_10pm, sunday_6am),
+        Duration::hours(7)
+    );
+    assert_eq!(
+        night.add_working_time(saturday_10pm, Duration::hours(7)),
+        sunday_6am
+    );
 }
 
 #[test]
 fn bad_calendars_are_refused_with_the_field_named() {
-    let bad_zone = CalendarSpec { time_zone: "Mars/Olympus".into(), always_open: true, ..Default::default() };
-    assert!(matches!(WorkingCalendar::try_from(bad_zone), Err(CalendarError::UnknownZone(_))));
-    let empty = CalendarSpec { time_zone: "UTC".into(), ..Default::default() };
-    assert_eq!(WorkingCalendar::try_from(empty), Err(CalendarError::NoWorkingTime));
+    let bad_zone = CalendarSpec {
+        time_zone: "Mars/Olympus".into(),
+        always_open: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        WorkingCalendar::try_from(bad_zone),
+        Err(CalendarError::UnknownZone(_))
+    ));
+    let empty = CalendarSpec {
+        time_zone: "UTC".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        WorkingCalendar::try_from(empty),
+        Err(CalendarError::NoWorkingTime)
+    );
     let backwards = CalendarSpec {
         time_zone: "UTC".into(),
-        weekly: vec![DaySpec { weekday: "mon".into(), intervals: vec![IntervalSpec { start: "17:00".into(), end: "09:00".into() }] }],
+        weekly: vec![DaySpec {
+            weekday: "mon".into(),
+            intervals: vec![IntervalSpec {
+                start: "17:00".into(),
+                end: "09:00".into(),
+            }],
+        }],
         ..Default::default()
     };
     let error = WorkingCalendar::try_from(backwards).expect_err("refused");
-    assert!(error.to_string().contains("weekly[0].intervals[0]"), "{error}");
+    assert!(
+        error.to_string().contains("weekly[0].intervals[0]"),
+        "{error}"
+    );
 }
 
 #[test]
 fn pauses_come_from_the_whole_history() {
     let t = |m: i64| utc("2026-06-01T10:00:00Z") + Duration::minutes(m);
-    let history = [(t(0), false), (t(10), true), (t(20), false), (t(30), true), (t(45), false), (t(50), true)];
+    let history = [
+        (t(0), false),
+        (t(10), true),
+        (t(20), false),
+        (t(30), true),
+        (t(45), false),
+        (t(50), true),
+    ];
     let pauses = pauses_from_history(&history);
     assert_eq!(
         pauses,
         vec![
-            PauseInterval { start: t(10), end: Some(t(20)) },
-            PauseInterval { start: t(30), end: Some(t(45)) },
-            PauseInterval { start: t(50), end: None },
+            PauseInterval {
+                start: t(10),
+                end: Some(t(20))
+            },
+            PauseInterval {
+                start: t(30),
+                end: Some(t(45))
+            },
+            PauseInterval {
+                start: t(50),
+                end: None
+            },
         ]
     );
     let desk = WorkingCalendar::always_open(chrono_tz::UTC);
-    let clock = ClockHistory { start: t(0), pauses };
-    let status = evaluate(&desk, &SlaTarget::WorkingTime(Duration::minutes(60)), &clock, None, t(70), 0.75);
+    let clock = ClockHistory {
+        start: t(0),
+        pauses,
+    };
+    let status = evaluate(
+        &desk,
+        &SlaTarget::WorkingTime(Duration::minutes(60)),
+        &clock,
+        None,
+        t(70),
+        0.75,
+    );
     // Ran 10 + 10 + 5 minutes; paused since minute 50; due as if resumed now: 70 + 35.
     assert!(status.paused);
     assert_eq!(status.elapsed, Duration::minutes(25));
     assert_eq!(status.due_at, t(105));
-    assert_eq!(instant_at_fraction(&desk, &SlaTarget::WorkingTime(Duration::minutes(60)), &clock, 0.5), None);
+    assert_eq!(
+        instant_at_fraction(
+            &desk,
+            &SlaTarget::WorkingTime(Duration::minutes(60)),
+            &clock,
+            0.5
+        ),
+        None
+    );
 }
 
 #[test]
@@ -111,27 +199,68 @@ fn met_missed_at_risk_and_breached() {
     let desk = WorkingCalendar::always_open(chrono_tz::UTC);
     let start = utc("2026-06-01T10:00:00Z");
     let target = SlaTarget::WorkingTime(Duration::minutes(100));
-    let history = ClockHistory { start, pauses: vec![] };
-    let running = evaluate(&desk, &target, &history, None, start + Duration::minutes(80), 0.75);
+    let history = ClockHistory {
+        start,
+        pauses: vec![],
+    };
+    let running = evaluate(
+        &desk,
+        &target,
+        &history,
+        None,
+        start + Duration::minutes(80),
+        0.75,
+    );
     assert!(running.at_risk && !running.breached && running.outcome == ClockOutcome::Running);
-    let late = evaluate(&desk, &target, &history, None, start + Duration::minutes(101), 0.75);
+    let late = evaluate(
+        &desk,
+        &target,
+        &history,
+        None,
+        start + Duration::minutes(101),
+        0.75,
+    );
     assert!(late.breached && !late.at_risk && late.remaining < Duration::zero());
-    let met = evaluate(&desk, &target, &history, Some(start + Duration::minutes(99)), start + Duration::hours(5), 0.75);
+    let met = evaluate(
+        &desk,
+        &target,
+        &history,
+        Some(start + Duration::minutes(99)),
+        start + Duration::hours(5),
+        0.75,
+    );
     assert_eq!(met.outcome, ClockOutcome::Met);
-    let missed = evaluate(&desk, &target, &history, Some(start + Duration::minutes(101)), start + Duration::hours(5), 0.75);
+    let missed = evaluate(
+        &desk,
+        &target,
+        &history,
+        Some(start + Duration::minutes(101)),
+        start + Duration::hours(5),
+        0.75,
+    );
     assert_eq!(missed.outcome, ClockOutcome::Missed);
 }
 
 // ---- properties ----
 
-const ZONES: [&str; 5] = ["Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Tokyo", "UTC"];
+const ZONES: [&str; 5] = [
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Tokyo",
+    "UTC",
+];
 
 fn arbitrary_calendar() -> impl Strategy<Value = CalendarSpec> {
-    let interval = (0u32..23, 1u32..8).prop_map(|(start, length)| (start, (start + length).min(24)));
+    let interval =
+        (0u32..23, 1u32..8).prop_map(|(start, length)| (start, (start + length).min(24)));
     let day = proptest::collection::vec(interval, 0..3);
-    (0usize..ZONES.len(), proptest::collection::vec(day, 7), proptest::collection::vec(0i64..60, 0..4)).prop_filter_map(
-        "needs working time",
-        |(zone, days, holidays)| {
+    (
+        0usize..ZONES.len(),
+        proptest::collection::vec(day, 7),
+        proptest::collection::vec(0i64..60, 0..4),
+    )
+        .prop_filter_map("needs working time", |(zone, days, holidays)| {
             let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
             let mut weekly = Vec::new();
             for (i, intervals) in days.into_iter().enumerate() {
@@ -147,7 +276,13 @@ fn arbitrary_calendar() -> impl Strategy<Value = CalendarSpec> {
                 let fmt = |h: u32| format!("{h:02}:00");
                 weekly.push(DaySpec {
                     weekday: names[i].into(),
-                    intervals: kept.into_iter().map(|(s, e)| IntervalSpec { start: fmt(s), end: fmt(e) }).collect(),
+                    intervals: kept
+                        .into_iter()
+                        .map(|(s, e)| IntervalSpec {
+                            start: fmt(s),
+                            end: fmt(e),
+                        })
+                        .collect(),
                 });
             }
             if weekly.iter().all(|d| d.intervals.is_empty()) {
@@ -158,11 +293,13 @@ fn arbitrary_calendar() -> impl Strategy<Value = CalendarSpec> {
                 time_zone: ZONES[zone].into(),
                 always_open: false,
                 weekly,
-                holidays: holidays.iter().map(|d| (base + Duration::days(*d)).to_string()).collect(),
+                holidays: holidays
+                    .iter()
+                    .map(|d| (base + Duration::days(*d)).to_string())
+                    .collect(),
                 working_day_hours: Some(8),
             })
-        },
-    )
+        })
 }
 
 /// Instants around the DST changes of 2026 (March/April and October/November).
@@ -183,10 +320,14 @@ fn minute_is_working(spec: &CalendarSpec, zone: Tz, t: DateTime<Utc>) -> bool {
     let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let weekday = names[local.weekday().num_days_from_monday() as usize];
     let minute = local.hour() * 60 + local.minute();
-    spec.weekly.iter().filter(|d| d.weekday == weekday).flat_map(|d| d.intervals.iter()).any(|i| {
-        let parse = |s: &str| s[..2].parse::<u32>().unwrap_or(0) * 60;
-        minute >= parse(&i.start) && minute < parse(&i.end)
-    })
+    spec.weekly
+        .iter()
+        .filter(|d| d.weekday == weekday)
+        .flat_map(|d| d.intervals.iter())
+        .any(|i| {
+            let parse = |s: &str| s[..2].parse::<u32>().unwrap_or(0) * 60;
+            minute >= parse(&i.start) && minute < parse(&i.end)
+        })
 }
 
 proptest! {
