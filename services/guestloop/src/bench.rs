@@ -16,7 +16,6 @@ use guestloop_proto::common::v1::diagnostics_client::DiagnosticsClient;
 use guestloop_proto::common::v1::diagnostics_server::{Diagnostics, DiagnosticsServer};
 use guestloop_proto::common::v1::{WhoAmIRequest, WhoAmIResponse};
 use secrecy::SecretString;
-use tokio_stream_shim::TcpIncoming;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -71,6 +70,9 @@ pub enum Scenario {
 }
 
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    let mut telemetry = settings.telemetry.clone();
+    telemetry.log_filter = "error".into();
+    let _guard = guestloop_kit::telemetry::init("guestloop-bench", &telemetry, None)?;
     match args.scenario {
         Scenario::KitOverhead {
             concurrency,
@@ -277,7 +279,9 @@ async fn kit_overhead(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(DiagnosticsServer::new(BareDiagnostics))
-            .serve_with_incoming(TcpIncoming::new(bare_listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(bare_listener).with_nodelay(Some(true)),
+            ),
     );
 
     let mode = Mode::Closed { concurrency };
@@ -336,9 +340,4 @@ async fn kit_overhead(
     kit.shutdown().await?;
     bare.abort();
     Ok(())
-}
-
-/// `TcpListener` as an incoming-connection stream for the bare server.
-mod tokio_stream_shim {
-    pub use tokio_stream::wrappers::TcpListenerStream as TcpIncoming;
 }

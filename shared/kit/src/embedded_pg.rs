@@ -27,7 +27,13 @@ pub fn find_server_binaries() -> anyhow::Result<PathBuf> {
     };
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(dir) = std::env::split_paths(&path).find(|d| has_all(d)) {
-            return Ok(dir);
+            // Follow links (e.g. /usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb) to
+            // the real folder, which also holds the server's other tools (pgbench, …).
+            let real = std::fs::canonicalize(dir.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .filter(|real| has_all(real));
+            return Ok(real.unwrap_or(dir));
         }
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")

@@ -16,7 +16,6 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -227,8 +226,9 @@ pub async fn start(
         let background: Vec<JoinHandle<()>> = tasks.into_iter().map(tokio::spawn).collect();
         let mut stopped = stop.clone();
         let health_on_stop = health.clone();
-        let serve =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        let serve = router.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
                 let _ = stopped.changed().await;
                 health_on_stop
                     .set_service_status("", ServingStatus::NotServing)
@@ -237,7 +237,8 @@ pub async fn start(
                     .set_service_status(definition.grpc_service, ServingStatus::NotServing)
                     .await;
                 tracing::info!(service = name, "shutting down: draining in-flight calls");
-            });
+            },
+        );
         let mut grace_clock = stop.clone();
         let outcome = tokio::select! {
             result = serve => result.map_err(anyhow::Error::from),

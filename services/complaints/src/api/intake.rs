@@ -250,6 +250,7 @@ pub async fn create(
         &new.stay.room,
         &new.category,
         now - settings.hotspot_window,
+        settings.hotspot_threshold,
     )
     .await?;
     let row = ComplaintRow {

@@ -290,25 +290,28 @@ pub async fn previous_for_guest(
     .await?)
 }
 
-/// How many complaints of the category the room had within the window (this one excluded).
+/// How many complaints of the category the room had within the window (this one excluded),
+/// counting no further than `cap` (all a hotspot check needs, and it keeps intake O(1)).
 pub async fn count_for_room(
     conn: &mut PgConnection,
     property_id: &str,
     room: &str,
     category: &str,
     since: DateTime<Utc>,
+    cap: i64,
 ) -> ApiResult<i64> {
     if room.is_empty() || category.is_empty() {
         return Ok(0);
     }
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM complaints WHERE property_id = $1 AND room = $2 AND category = $3 AND created_at >= $4 \
-         AND status <> 'cancelled'",
+        "SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = $1 AND room = $2 AND category = $3 \
+         AND created_at >= $4 AND status <> 'cancelled' LIMIT $5) recent",
     )
     .bind(property_id)
     .bind(room)
     .bind(category)
     .bind(since)
+    .bind(cap)
     .fetch_one(conn)
     .await?)
 }
