@@ -162,6 +162,15 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         vec![("2026-11-01".to_string(), 2), ("2026-11-02".to_string(), 1)]
     );
     assert_eq!(kpis.by_channel.len(), 3);
+    let without_series = client
+        .get_complaint_kpis(pb::GetComplaintKpisRequest {
+            daily_series: false,
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    assert!(without_series.daily.is_empty());
+    assert_eq!(without_series.counts, kpis.counts);
 
     // The maintained rollup equals the raw GROUP BY over the same facts, group by group.
     let mut conn = pool.acquire().await?;

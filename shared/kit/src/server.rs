@@ -154,6 +154,14 @@ pub async fn start(
         &settings.database,
     )
     .await?;
+    if settings.demo {
+        if let Some(load_demo) = definition.demo {
+            load_demo(pool.clone())
+                .await
+                .map_err(|e| e.context(format!("loading demo data for {}", definition.name)))?;
+            tracing::info!(service = definition.name, "demo data loaded");
+        }
+    }
 
     let (stop_sender, stop) = watch::channel(false);
     let events = EventLog::new(pool.clone(), definition.name);

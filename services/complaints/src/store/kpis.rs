@@ -270,10 +270,13 @@ pub async fn query(
         .collect::<Vec<_>>()
         .join(", ");
     let day_set = if daily { ", (day)" } else { "" };
+    // grouping() accepts only grouped columns; without the daily set, day is never grouped.
+    let gday = if daily { "grouping(day)" } else { "1" };
+    let day_column = if daily { "day" } else { "NULL::date AS day" };
     let sql = format!(
         "SELECT grouping(property_id) AS gp, grouping(category) AS gc, grouping(channel) AS gch, \
-                grouping(department) AS gd, grouping(day) AS gday, \
-                property_id, category, channel, department, day, {sums} \
+                grouping(department) AS gd, {gday} AS gday, \
+                property_id, category, channel, department, {day_column}, {sums} \
          FROM {table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3 \
          GROUP BY GROUPING SETS ((), (property_id), (category), (channel), (department){day_set})"
     );
