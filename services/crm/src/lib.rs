@@ -1,36 +1,157 @@
-//! Guest memory and loyalty: profiles, consent and privacy, stays, the points ledger, tiers and care tasks.
+//! Guest memory and loyalty: chain-wide profiles with likes and dislikes, consent, stays from
+//! property management systems, a points ledger that never double-spends, tiers, each guest's
+//! service-failure history, merge, export and erasure.
 //!
 //! A library crate: [`DEFINITION`] is what the `guestloop` binary (or a test) hands to the
 //! service kit to run it.
 
 mod api;
+pub mod consumer;
+pub mod domain;
+mod tiers;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
 use guestloop_kit::auth::Role;
+use guestloop_kit::events::Consumer;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::crm::v1::crm_service_server::CrmServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::RoutesBuilder;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Who may call which RPC of this service.
-pub const POLICIES: &[RpcPolicy] = &[RpcPolicy {
-    method: "/guestloop.crm.v1.CrmService/GetGuestTier",
-    roles: &[
-        Role::Service,
-        Role::Agent,
-        Role::Supervisor,
-        Role::DutyManager,
-        Role::DepartmentHead,
-        Role::GeneralManager,
-        Role::ChainQualityManager,
-        Role::ChainAdmin,
-    ],
-    scope: ScopeCheck::Chain,
-}];
+const STAFF: &[Role] = &[
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
+const STAFF_SERVICES: &[Role] = &[
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
+const EVERYONE: &[Role] = &Role::ALL;
+const MANAGERS: &[Role] = &[
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
+const LOYALTY_STAFF: &[Role] = &[
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+];
 
-/// The crm service as the kit runs it.
+const fn row(method: &'static str, roles: &'static [Role], scope: ScopeCheck) -> RpcPolicy {
+    RpcPolicy {
+        method,
+        roles,
+        scope,
+    }
+}
+
+/// Who may call which RPC of this service.
+pub const POLICIES: &[RpcPolicy] = &[
+    row(
+        "/guestloop.crm.v1.CrmService/GetGuestTier",
+        STAFF_SERVICES,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/CreateGuest",
+        STAFF_SERVICES,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetGuest",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/UpdateGuest",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/FindDuplicates",
+        STAFF,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/MergeGuests",
+        LOYALTY_STAFF,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/AddPreference",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/RemovePreference",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/UpsertStays",
+        &[Role::Service, Role::ChainAdmin, Role::GeneralManager],
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetLoyaltyAccount",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/ListLedger",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/PostPoints",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/RunPointsExpiry",
+        &[Role::Service, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/EvaluateTiers",
+        &[Role::Service, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/SetStrategicTier",
+        MANAGERS,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/ExportGuestData",
+        EVERYONE,
+        ScopeCheck::OwnGuestOrProperty,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/EraseGuest",
+        MANAGERS,
+        ScopeCheck::Chain,
+    ),
+];
+
+/// The CRM service as the kit runs it.
 pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     name: "crm",
     grpc_service: "guestloop.crm.v1.CrmService",
@@ -48,5 +169,15 @@ fn mount(
     routes.add_service(
         CrmServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
     );
-    Ok(Vec::new())
+    let consumer = Consumer::new(
+        consumer::CONSUMER,
+        context.pool.clone(),
+        consumer::EVENT_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        consumer::ComplaintEvents,
+    );
+    let feed = EventFeedClient::new(context.peer("complaints")?);
+    Ok(vec![Box::pin(consumer.run(feed, context.stop.clone()))])
 }

@@ -1,0 +1,603 @@
+//! Guest profiles: create, read (role-aware, contact reads logged), update, preferences with
+//! dislikes as first-class entries, duplicates and merge, the manual strategic tier.
+
+use chrono::NaiveDate;
+use guestloop_kit::auth::{principal, Principal, Role};
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_proto::crm::v1 as pb;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
+use super::Api;
+use crate::domain::identity::{contains_card_number, email_key, phone_key};
+
+/// Preference groups and how many entries each may hold per guest.
+pub const GROUPS: [(&str, i64); 6] = [
+    ("room", 10),
+    ("floor", 3),
+    ("pillow", 3),
+    ("diet", 10),
+    ("amenities", 15),
+    ("communication", 5),
+];
+
+fn text(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
+    let value = value.trim();
+    if value.chars().count() > max {
+        v.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if contains_card_number(value) {
+        v.push(FieldViolation::new(
+            field,
+            "must not contain a payment card number",
+        ));
+    }
+    value.to_string()
+}
+
+fn date(value: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {
+    if value.is_empty() {
+        return None;
+    }
+    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            v.push(FieldViolation::new(field, "must be a date YYYY-MM-DD"));
+            None
+        }
+    }
+}
+
+fn contact(
+    guest: &pb::Guest,
+    v: &mut Vec<FieldViolation>,
+) -> (String, String, Option<String>, Option<String>) {
+    let email = text(&guest.email, "guest.email", 254, v);
+    let phone = text(&guest.phone, "guest.phone", 40, v);
+    let email_key = email_key(&email);
+    if !email.is_empty() && email_key.is_none() {
+        v.push(FieldViolation::new(
+            "guest.email",
+            "is not an email address",
+        ));
+    }
+    let phone_key = phone_key(&phone);
+    if !phone.is_empty() && phone_key.is_none() {
+        v.push(FieldViolation::new(
+            "guest.phone",
+            "needs at least 6 digits",
+        ));
+    }
+    (email, phone, email_key, phone_key)
+}
+
+pub async fn tier(
+    api: &Api,
+    request: Request<pb::GetGuestTierRequest>,
+) -> ApiResult<pb::GuestTier> {
+    let principal = principal(&request)?.clone();
+    let guest_id = request.into_inner().guest_id;
+    if guest_id.is_empty() {
+        return Err(ApiError::invalid("guest_id", "is required"));
+    }
+    let mut conn = api.context.pool.acquire().await?;
+    let row = load(&mut conn, &principal, &guest_id, false, true).await?;
+    Ok(pb::GuestTier {
+        guest_id: row.guest_id,
+        tier: row.tier,
+    })
+}
+
+pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
+    let guest = request
+        .guest
+        .clone()
+        .ok_or_else(|| ApiError::invalid("guest", "is required"))?;
+    let mut v = Vec::new();
+    let given_name = text(&guest.given_name, "guest.given_name", 100, &mut v);
+    let family_name = text(&guest.family_name, "guest.family_name", 100, &mut v);
+    if given_name.is_empty() && family_name.is_empty() {
+        v.push(FieldViolation::new(
+            "guest.family_name",
+            "a name is required",
+        ));
+    }
+    let (email, phone, email_key, phone_key) = contact(&guest, &mut v);
+    let birthday = date(&guest.birthday, "guest.birthday", &mut v);
+    let anniversary = date(&guest.anniversary, "guest.anniversary", &mut v);
+    let company = text(&guest.company, "guest.company", 200, &mut v);
+    let notes = text(&guest.notes, "guest.notes", 2000, &mut v);
+    let language = text(&guest.language, "guest.language", 16, &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let consent = guest.consent.clone().unwrap_or_default();
+    let mut tx = api.context.pool.begin().await?;
+    if let Some(previous) =
+        idempotency::claim::<_, pb::Guest>(&mut tx, "CreateGuest", &request.request_id, &request)
+            .await?
+    {
+        return Ok(previous);
+    }
+    let guest_id = if guest.guest_id.is_empty() {
+        format!("g-{}", Uuid::now_v7().simple())
+    } else {
+        guest.guest_id.clone()
+    };
+    let row: GuestRow = sqlx::query_as(&format!(
+        "INSERT INTO guests (guest_id, chain_id, given_name, family_name, email, phone, email_key, phone_key, language, \
+         birthday, anniversary, company, consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source, \
+         notes, created_by, updated_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,\
+         CASE WHEN $13 OR $14 OR $15 THEN now() END,$16,$17,$18,$18) RETURNING {}",
+        store::GUEST_COLUMNS
+    ))
+    .bind(&guest_id)
+    .bind(principal.chain_id())
+    .bind(&given_name)
+    .bind(&family_name)
+    .bind(&email)
+    .bind(&phone)
+    .bind(&email_key)
+    .bind(&phone_key)
+    .bind(&language)
+    .bind(birthday)
+    .bind(anniversary)
+    .bind(&company)
+    .bind(consent.marketing)
+    .bind(consent.profiling)
+    .bind(consent.data_sharing)
+    .bind(&consent.source)
+    .bind(&notes)
+    .bind(principal.subject())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(&guest_id)
+        .execute(&mut *tx)
+        .await?;
+    let reply = to_proto(&mut tx, &row, true).await?;
+    idempotency::record(&mut tx, "CreateGuest", &request.request_id, &reply).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// Guests read their own profile; staff read any guest of their chain.
+fn check_reader(principal: &Principal, guest_id: &str) -> ApiResult<()> {
+    if principal.role() == Role::Guest && principal.guest_id() != Some(guest_id) {
+        return Err(ApiError::not_found("guest", guest_id.to_string()));
+    }
+    Ok(())
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetGuestRequest>) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    check_reader(&principal, &request.guest_id)?;
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, &principal, &request.guest_id, false, true).await?;
+    let own = principal.role() == Role::Guest;
+    let contacts = own || may_read_contacts(&principal);
+    if contacts && !own && principal.role() != Role::Service {
+        store::log_contact_read(&mut tx, &principal, &row.guest_id, &request.property_id).await?;
+    }
+    let guest = to_proto(&mut tx, &row, contacts).await?;
+    tx.commit().await?;
+    Ok(guest)
+}
+
+const UPDATABLE: [&str; 10] = [
+    "given_name",
+    "family_name",
+    "email",
+    "phone",
+    "language",
+    "birthday",
+    "anniversary",
+    "company",
+    "consent",
+    "notes",
+];
+
+pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let patch = request
+        .guest
+        .ok_or_else(|| ApiError::invalid("guest", "is required"))?;
+    check_reader(&principal, &patch.guest_id)?;
+    let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut v = Vec::new();
+    if paths.is_empty() {
+        v.push(FieldViolation::new(
+            "update_mask",
+            "list the fields to update",
+        ));
+    }
+    for path in &paths {
+        if !UPDATABLE.contains(&path.as_str()) {
+            v.push(FieldViolation::new(
+                "update_mask",
+                format!("`{path}` cannot be updated"),
+            ));
+        }
+    }
+    let (email, phone, email_key, phone_key) = contact(&patch, &mut v);
+    let birthday = date(&patch.birthday, "guest.birthday", &mut v);
+    let anniversary = date(&patch.anniversary, "guest.anniversary", &mut v);
+    let given_name = text(&patch.given_name, "guest.given_name", 100, &mut v);
+    let family_name = text(&patch.family_name, "guest.family_name", 100, &mut v);
+    let company = text(&patch.company, "guest.company", 200, &mut v);
+    let notes = text(&patch.notes, "guest.notes", 2000, &mut v);
+    let language = text(&patch.language, "guest.language", 16, &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let mut row = load(&mut tx, &principal, &patch.guest_id, true, false).await?;
+    if row.erased || row.merged_into.is_some() {
+        return Err(ApiError::failed_precondition(
+            "GUEST_NOT_ACTIVE",
+            format!("guests/{}", row.guest_id),
+            "the guest was erased or merged",
+        ));
+    }
+    if !request.etag.is_empty() && request.etag != row.etag.to_string() {
+        return Err(ApiError::Aborted(
+            "guest changed since it was read (etag mismatch)".into(),
+        ));
+    }
+    let mut keys = (None::<Option<String>>, None::<Option<String>>);
+    for path in &paths {
+        match path.as_str() {
+            "given_name" => row.given_name = given_name.clone(),
+            "family_name" => row.family_name = family_name.clone(),
+            "email" => {
+                row.email = email.clone();
+                keys.0 = Some(email_key.clone());
+            }
+            "phone" => {
+                row.phone = phone.clone();
+                keys.1 = Some(phone_key.clone());
+            }
+            "language" => row.language = language.clone(),
+            "birthday" => row.birthday = birthday,
+            "anniversary" => row.anniversary = anniversary,
+            "company" => row.company = company.clone(),
+            "notes" => row.notes = notes.clone(),
+            "consent" => {
+                let consent = patch.consent.clone().unwrap_or_default();
+                row.consent_marketing = consent.marketing;
+                row.consent_profiling = consent.profiling;
+                row.consent_sharing = consent.data_sharing;
+                row.consent_source = consent.source;
+                row.consent_at = Some(chrono::Utc::now());
+            }
+            _ => {}
+        }
+    }
+    let row: GuestRow = sqlx::query_as(&format!(
+        "UPDATE guests SET given_name=$2, family_name=$3, email=$4, phone=$5, language=$6, birthday=$7, anniversary=$8, \
+         company=$9, notes=$10, consent_marketing=$11, consent_profiling=$12, consent_sharing=$13, consent_source=$14, \
+         consent_at=$15, email_key = CASE WHEN $16 THEN $17 ELSE email_key END, \
+         phone_key = CASE WHEN $18 THEN $19 ELSE phone_key END, updated_at=now(), updated_by=$20, etag=gen_random_uuid() \
+         WHERE guest_id=$1 RETURNING {}",
+        store::GUEST_COLUMNS
+    ))
+    .bind(&row.guest_id)
+    .bind(&row.given_name)
+    .bind(&row.family_name)
+    .bind(&row.email)
+    .bind(&row.phone)
+    .bind(&row.language)
+    .bind(row.birthday)
+    .bind(row.anniversary)
+    .bind(&row.company)
+    .bind(&row.notes)
+    .bind(row.consent_marketing)
+    .bind(row.consent_profiling)
+    .bind(row.consent_sharing)
+    .bind(&row.consent_source)
+    .bind(row.consent_at)
+    .bind(keys.0.is_some())
+    .bind(keys.0.flatten())
+    .bind(keys.1.is_some())
+    .bind(keys.1.flatten())
+    .bind(principal.subject())
+    .fetch_one(&mut *tx)
+    .await?;
+    let reply = to_proto(
+        &mut tx,
+        &row,
+        principal.role() == Role::Guest || may_read_contacts(&principal),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+pub async fn duplicates(
+    api: &Api,
+    request: Request<pb::FindDuplicatesRequest>,
+) -> ApiResult<pb::FindDuplicatesResponse> {
+    let principal = principal(&request)?.clone();
+    let guest_id = request.into_inner().guest_id;
+    let mut conn = api.context.pool.acquire().await?;
+    let row = load(&mut conn, &principal, &guest_id, false, true).await?;
+    let guest_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT other.guest_id FROM guests me JOIN guests other ON other.chain_id = me.chain_id \
+         AND other.guest_id <> me.guest_id AND other.merged_into IS NULL AND NOT other.erased \
+         AND ((me.email_key IS NOT NULL AND other.email_key = me.email_key) OR (me.phone_key IS NOT NULL AND other.phone_key = me.phone_key)) \
+         WHERE me.guest_id = $1 ORDER BY other.guest_id",
+    )
+    .bind(&row.guest_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(pb::FindDuplicatesResponse { guest_ids })
+}
+
+pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    if request.surviving_guest_id == request.duplicate_guest_id
+        || request.duplicate_guest_id.is_empty()
+    {
+        return Err(ApiError::invalid(
+            "duplicate_guest_id",
+            "must name another guest",
+        ));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    // Lock both in a fixed order so two opposite merges cannot deadlock.
+    let mut ids = [
+        request.surviving_guest_id.clone(),
+        request.duplicate_guest_id.clone(),
+    ];
+    ids.sort();
+    for id in &ids {
+        load(&mut tx, &principal, id, true, false).await?;
+    }
+    let survivor = load(
+        &mut tx,
+        &principal,
+        &request.surviving_guest_id,
+        false,
+        false,
+    )
+    .await?;
+    let duplicate = load(
+        &mut tx,
+        &principal,
+        &request.duplicate_guest_id,
+        false,
+        false,
+    )
+    .await?;
+    if survivor.merged_into.is_some()
+        || duplicate.merged_into.is_some()
+        || survivor.erased
+        || duplicate.erased
+    {
+        return Err(ApiError::failed_precondition(
+            "GUEST_NOT_ACTIVE",
+            "guests",
+            "both guests must be active (not merged or erased)",
+        ));
+    }
+    let (from, to) = (&duplicate.guest_id, &survivor.guest_id);
+    for table in [
+        "preferences",
+        "service_failures",
+        "stays",
+        "ledger",
+        "contact_access_log",
+        "tier_history",
+    ] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET guest_id = $2 WHERE guest_id = $1"
+        ))
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE loyalty_accounts a SET balance = a.balance + d.balance, lifetime_earned = a.lifetime_earned + d.lifetime_earned, \
+         last_activity_at = greatest(a.last_activity_at, d.last_activity_at) FROM loyalty_accounts d \
+         WHERE a.guest_id = $2 AND d.guest_id = $1",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM loyalty_accounts WHERE guest_id = $1")
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    // Fill what the survivor lacks, then leave a redirect behind.
+    sqlx::query(
+        "UPDATE guests s SET email = CASE WHEN s.email = '' THEN d.email ELSE s.email END, \
+         email_key = coalesce(s.email_key, d.email_key), phone = CASE WHEN s.phone = '' THEN d.phone ELSE s.phone END, \
+         phone_key = coalesce(s.phone_key, d.phone_key), birthday = coalesce(s.birthday, d.birthday), \
+         anniversary = coalesce(s.anniversary, d.anniversary), updated_at = now(), etag = gen_random_uuid() \
+         FROM guests d WHERE s.guest_id = $2 AND d.guest_id = $1",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE guests SET merged_into = $2, given_name = '', family_name = '', email = '', phone = '', email_key = NULL, \
+         phone_key = NULL, birthday = NULL, anniversary = NULL, notes = '', updated_at = now(), updated_by = $3 WHERE guest_id = $1",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(principal.subject())
+    .execute(&mut *tx)
+    .await?;
+    let survivor = load(&mut tx, &principal, to, false, false).await?;
+    let reply = to_proto(&mut tx, &survivor, may_read_contacts(&principal)).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+pub async fn add_preference(
+    api: &Api,
+    request: Request<pb::AddPreferenceRequest>,
+) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    check_reader(&principal, &request.guest_id)?;
+    let preference = request
+        .preference
+        .ok_or_else(|| ApiError::invalid("preference", "is required"))?;
+    let mut v = Vec::new();
+    let group = preference.group.trim().to_lowercase();
+    let limit = GROUPS.iter().find(|(g, _)| *g == group).map(|(_, l)| *l);
+    if limit.is_none() {
+        let names: Vec<&str> = GROUPS.iter().map(|(g, _)| *g).collect();
+        v.push(FieldViolation::new(
+            "preference.group",
+            format!("must be one of {}", names.join(", ")),
+        ));
+    }
+    let value = text(&preference.value, "preference.value", 200, &mut v);
+    if value.is_empty() {
+        v.push(FieldViolation::new("preference.value", "must not be empty"));
+    }
+    match pb::Polarity::try_from(preference.polarity) {
+        Ok(pb::Polarity::Unspecified) => {
+            v.push(FieldViolation::new("preference.polarity", "is required"))
+        }
+        Err(_) => v.push(FieldViolation::new(
+            "preference.polarity",
+            format!("unknown value {}", preference.polarity),
+        )),
+        Ok(_) => {}
+    }
+    let source = text(&preference.source, "preference.source", 100, &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM preferences WHERE guest_id = $1 AND grp = $2")
+            .bind(&row.guest_id)
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?;
+    if count >= limit.unwrap_or(0) {
+        return Err(ApiError::failed_precondition(
+            "PREFERENCE_LIMIT",
+            format!("guests/{}/preferences/{group}", row.guest_id),
+            format!(
+                "the `{group}` group already holds {count} entries (limit {})",
+                limit.unwrap_or(0)
+            ),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&row.guest_id)
+    .bind(&group)
+    .bind(&value)
+    .bind(preference.polarity as i16)
+    .bind(&source)
+    .bind(principal.subject())
+    .execute(&mut *tx)
+    .await?;
+    let reply = to_proto(
+        &mut tx,
+        &row,
+        principal.role() == Role::Guest || may_read_contacts(&principal),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+pub async fn remove_preference(
+    api: &Api,
+    request: Request<pb::RemovePreferenceRequest>,
+) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    check_reader(&principal, &request.guest_id)?;
+    let id = Uuid::parse_str(&request.preference_id)
+        .map_err(|_| ApiError::invalid("preference_id", "must be a UUID"))?;
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
+    let removed = sqlx::query("DELETE FROM preferences WHERE preference_id = $1 AND guest_id = $2")
+        .bind(id)
+        .bind(&row.guest_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(ApiError::not_found("preference", id.to_string()));
+    }
+    let reply = to_proto(
+        &mut tx,
+        &row,
+        principal.role() == Role::Guest || may_read_contacts(&principal),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+pub async fn set_strategic(
+    api: &Api,
+    request: Request<pb::SetStrategicTierRequest>,
+) -> ApiResult<pb::Guest> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::invalid("reason", "is required"));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
+    let to = if request.strategic {
+        "strategic"
+    } else if row.tier == "strategic" {
+        "vip"
+    } else {
+        row.tier.as_str()
+    };
+    if to != row.tier {
+        crate::tiers::record_change(
+            &mut tx,
+            &row.guest_id,
+            &row.chain_id,
+            &row.tier,
+            to,
+            &request.reason,
+        )
+        .await?;
+    }
+    sqlx::query("UPDATE guests SET strategic_manual = $2, tier = $3, updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1")
+        .bind(&row.guest_id)
+        .bind(request.strategic)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    let row = load(&mut tx, &principal, &row.guest_id, false, false).await?;
+    let reply = to_proto(&mut tx, &row, may_read_contacts(&principal)).await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    Ok(reply)
+}

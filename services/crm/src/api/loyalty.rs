@@ -1,0 +1,594 @@
+//! Stays from PMS feeds, the points ledger (never negative, every effect exactly once by its
+//! source), inactivity expiry and tier evaluation.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use guestloop_kit::auth::{principal, Principal, Role};
+use guestloop_kit::time::{from_timestamp, to_timestamp};
+use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_proto::crm::v1 as pb;
+use sqlx::PgConnection;
+use tonic::Request;
+
+use super::store::load;
+use super::Api;
+use crate::domain::ledger::{apply, inactivity_expired, EntryKind, LedgerError};
+use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, TierPolicy};
+
+/// Points per night of a checked-out stay, by tier (the earn rule).
+fn earn_per_night(tier: &str) -> i64 {
+    match tier {
+        "regular" => 120,
+        "vip" | "strategic" => 150,
+        _ => 100,
+    }
+}
+
+/// Roles allowed to adjust points, and the most one adjustment may move.
+fn adjust_limit(role: Role) -> Option<i64> {
+    match role {
+        Role::Supervisor | Role::DutyManager => Some(5_000),
+        Role::GeneralManager => Some(50_000),
+        Role::ChainAdmin | Role::ChainQualityManager => None,
+        _ => Some(0),
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct EntryRow {
+    entry_id: i64,
+    guest_id: String,
+    kind: String,
+    points: i64,
+    balance_after: i64,
+    reason: String,
+    actor: String,
+    source: String,
+    posted_at: DateTime<Utc>,
+}
+
+fn entry_to_proto(row: EntryRow) -> pb::LedgerEntry {
+    let kind = match EntryKind::parse(&row.kind) {
+        Some(EntryKind::Earn) => pb::EntryKind::Earn,
+        Some(EntryKind::Bonus) => pb::EntryKind::Bonus,
+        Some(EntryKind::Goodwill) => pb::EntryKind::Goodwill,
+        Some(EntryKind::Redeem) => pb::EntryKind::Redeem,
+        Some(EntryKind::Expire) => pb::EntryKind::Expire,
+        Some(EntryKind::Adjust) => pb::EntryKind::Adjust,
+        None => pb::EntryKind::Unspecified,
+    };
+    pb::LedgerEntry {
+        entry_id: row.entry_id,
+        guest_id: row.guest_id,
+        kind: kind as i32,
+        points: row.points,
+        balance_after: row.balance_after,
+        reason: row.reason,
+        actor: row.actor,
+        source: row.source,
+        post_time: Some(to_timestamp(row.posted_at)),
+    }
+}
+
+/// Posts one entry under the account's row lock; a second post with the same `source` returns
+/// the first entry (when it is the same effect) instead of applying again.
+pub async fn post_entry(
+    conn: &mut PgConnection,
+    guest_id: &str,
+    kind: EntryKind,
+    delta: i64,
+    reason: &str,
+    actor: &str,
+    source: &str,
+) -> ApiResult<pb::LedgerEntry> {
+    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(guest_id)
+        .execute(&mut *conn)
+        .await?;
+    let balance: i64 =
+        sqlx::query_scalar("SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
+            .bind(guest_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let existing: Option<EntryRow> = sqlx::query_as(
+        "SELECT entry_id, guest_id, kind, points, balance_after, reason, actor, source, posted_at FROM ledger WHERE source = $1",
+    )
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(existing) = existing {
+        if existing.guest_id != guest_id
+            || existing.points != delta
+            || existing.kind != kind.as_str()
+        {
+            return Err(ApiError::failed_precondition(
+                "REQUEST_ID_REUSED",
+                source.to_string(),
+                "this request id was already used for a different posting",
+            ));
+        }
+        return Ok(entry_to_proto(existing));
+    }
+    let after = apply(balance, delta).map_err(|e| match e {
+        LedgerError::InsufficientPoints { .. } => ApiError::failed_precondition(
+            "INSUFFICIENT_POINTS",
+            format!("accounts/{guest_id}"),
+            e.to_string(),
+        ),
+        LedgerError::NotPositive => ApiError::invalid("points", e.to_string()),
+    })?;
+    let row: EntryRow = sqlx::query_as(
+        "INSERT INTO ledger (guest_id, kind, points, balance_after, reason, actor, source) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         RETURNING entry_id, guest_id, kind, points, balance_after, reason, actor, source, posted_at",
+    )
+    .bind(guest_id)
+    .bind(kind.as_str())
+    .bind(delta)
+    .bind(after)
+    .bind(reason)
+    .bind(actor)
+    .bind(source)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Expiry is not activity; everything else is.
+    sqlx::query(
+        "UPDATE loyalty_accounts SET balance = $2, lifetime_earned = lifetime_earned + greatest($3, 0), \
+         last_activity_at = CASE WHEN $4 THEN last_activity_at ELSE now() END WHERE guest_id = $1",
+    )
+    .bind(guest_id)
+    .bind(after)
+    .bind(if kind == EntryKind::Expire || kind == EntryKind::Adjust { 0 } else { delta })
+    .bind(kind == EntryKind::Expire)
+    .execute(&mut *conn)
+    .await?;
+    Ok(entry_to_proto(row))
+}
+
+/// Goodwill points of an approved complaint remedy: granted once per remedy, whatever replays.
+pub async fn post_goodwill(
+    conn: &mut PgConnection,
+    guest_id: &str,
+    remedy_id: &str,
+    points: i64,
+    complaint_id: &str,
+) -> ApiResult<()> {
+    let source = format!("remedy:{remedy_id}");
+    let reason = format!("service recovery for complaint {complaint_id}");
+    post_entry(
+        conn,
+        guest_id,
+        EntryKind::Goodwill,
+        points,
+        &reason,
+        "service:complaints",
+        &source,
+    )
+    .await?;
+    Ok(())
+}
+
+fn check_own_or_staff(principal: &Principal, guest_id: &str) -> ApiResult<()> {
+    if principal.role() == Role::Guest && principal.guest_id() != Some(guest_id) {
+        return Err(ApiError::not_found("guest", guest_id.to_string()));
+    }
+    Ok(())
+}
+
+pub async fn post(
+    api: &Api,
+    request: Request<pb::PostPointsRequest>,
+) -> ApiResult<pb::LedgerEntry> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let mut v = Vec::new();
+    if request.request_id.is_empty() {
+        v.push(FieldViolation::new(
+            "request_id",
+            "is required: every ledger mutation is idempotent",
+        ));
+    }
+    guestloop_kit::idempotency::check_request_id(&request.request_id)?;
+    if request.points <= 0 {
+        v.push(FieldViolation::new("points", "must be greater than zero"));
+    }
+    let kind = match pb::EntryKind::try_from(request.kind) {
+        Ok(pb::EntryKind::Earn) => EntryKind::Earn,
+        Ok(pb::EntryKind::Bonus) => EntryKind::Bonus,
+        Ok(pb::EntryKind::Redeem) => EntryKind::Redeem,
+        Ok(pb::EntryKind::Adjust) => EntryKind::Adjust,
+        _ => {
+            v.push(FieldViolation::new(
+                "kind",
+                "must be EARN, BONUS, REDEEM or ADJUST",
+            ));
+            EntryKind::Earn
+        }
+    };
+    if kind == EntryKind::Adjust && request.reason.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "reason",
+            "an adjustment needs a reason",
+        ));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    check_own_or_staff(&principal, &request.guest_id)?;
+    if principal.role() == Role::Guest && kind != EntryKind::Redeem {
+        return Err(ApiError::PermissionDenied(
+            "guests may only redeem their own points".into(),
+        ));
+    }
+    if kind == EntryKind::Adjust
+        && adjust_limit(principal.role()).is_some_and(|limit| request.points > limit)
+    {
+        return Err(ApiError::PermissionDenied(format!(
+            "role {} may not adjust {} points",
+            principal.role(),
+            request.points
+        )));
+    }
+    let delta = match kind {
+        EntryKind::Redeem => -request.points,
+        EntryKind::Adjust if request.debit => -request.points,
+        _ => request.points,
+    };
+    let mut tx = api.context.pool.begin().await?;
+    let guest = load(&mut tx, &principal, &request.guest_id, false, true).await?;
+    if guest.erased {
+        return Err(ApiError::failed_precondition(
+            "GUEST_ERASED",
+            format!("guests/{}", guest.guest_id),
+            "the guest was erased",
+        ));
+    }
+    let source = format!("request:{}", request.request_id);
+    let entry = post_entry(
+        &mut tx,
+        &guest.guest_id,
+        kind,
+        delta,
+        request.reason.trim(),
+        principal.subject(),
+        &source,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(entry)
+}
+
+pub async fn account(
+    api: &Api,
+    request: Request<pb::GetLoyaltyAccountRequest>,
+) -> ApiResult<pb::LoyaltyAccount> {
+    let principal = principal(&request)?.clone();
+    let guest_id = request.into_inner().guest_id;
+    check_own_or_staff(&principal, &guest_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    let guest = load(&mut conn, &principal, &guest_id, false, true).await?;
+    let row: Option<(i64, i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT balance, lifetime_earned, last_activity_at FROM loyalty_accounts WHERE guest_id = $1")
+            .bind(&guest.guest_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (balance, lifetime_earned, last) = row.unwrap_or((0, 0, guest.created_at));
+    Ok(pb::LoyaltyAccount {
+        guest_id: guest.guest_id,
+        balance,
+        lifetime_earned,
+        tier: guest.tier,
+        last_activity_time: Some(to_timestamp(last)),
+    })
+}
+
+pub async fn list_ledger(
+    api: &Api,
+    request: Request<pb::ListLedgerRequest>,
+) -> ApiResult<pb::ListLedgerResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    check_own_or_staff(&principal, &request.guest_id)?;
+    let page = match request.page_size {
+        0 => 100,
+        n @ 1..=1000 => i64::from(n),
+        _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000")),
+    };
+    let after: i64 = if request.page_token.is_empty() {
+        0
+    } else {
+        request
+            .page_token
+            .parse()
+            .map_err(|_| ApiError::invalid("page_token", "is not a token this service issued"))?
+    };
+    let mut conn = api.context.pool.acquire().await?;
+    let guest = load(&mut conn, &principal, &request.guest_id, false, true).await?;
+    let rows: Vec<EntryRow> = sqlx::query_as(
+        "SELECT entry_id, guest_id, kind, points, balance_after, reason, actor, source, posted_at FROM ledger \
+         WHERE guest_id = $1 AND entry_id > $2 ORDER BY entry_id LIMIT $3",
+    )
+    .bind(&guest.guest_id)
+    .bind(after)
+    .bind(page + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let more = rows.len() as i64 > page;
+    let entries: Vec<pb::LedgerEntry> = rows
+        .into_iter()
+        .take(page as usize)
+        .map(entry_to_proto)
+        .collect();
+    let next_page_token = if more {
+        entries
+            .last()
+            .map(|e| e.entry_id.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(pb::ListLedgerResponse {
+        entries,
+        next_page_token,
+    })
+}
+
+fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<DateTime<Utc>> {
+    timestamp.map_or(Ok(Utc::now()), |t| from_timestamp("as_of", t))
+}
+
+/// Expires every balance whose account was inactive for 24 months; idempotent (the source names
+/// the inactivity period, so a rerun finds the entry already there).
+pub async fn run_expiry(
+    api: &Api,
+    request: Request<pb::RunPointsExpiryRequest>,
+) -> ApiResult<pb::RunPointsExpiryResponse> {
+    let as_of = as_of(request.get_ref().as_of.as_ref())?;
+    let candidates: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT guest_id, balance, last_activity_at FROM loyalty_accounts WHERE balance > 0 AND last_activity_at <= $1 - interval '24 months'",
+    )
+    .bind(as_of)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let mut response = pb::RunPointsExpiryResponse::default();
+    for (guest_id, _, last_activity) in candidates {
+        if !inactivity_expired(last_activity, as_of, 24) {
+            continue;
+        }
+        let mut tx = api.context.pool.begin().await?;
+        let balance: i64 = sqlx::query_scalar(
+            "SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE",
+        )
+        .bind(&guest_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if balance == 0 {
+            continue;
+        }
+        let source = format!("expiry:{guest_id}:{}", last_activity.timestamp());
+        post_entry(
+            &mut tx,
+            &guest_id,
+            EntryKind::Expire,
+            -balance,
+            "24 months without activity",
+            "system",
+            &source,
+        )
+        .await?;
+        tx.commit().await?;
+        response.accounts_expired += 1;
+        response.points_expired += balance;
+    }
+    Ok(response)
+}
+
+#[derive(sqlx::FromRow)]
+struct TierCandidate {
+    guest_id: String,
+    chain_id: String,
+    tier: String,
+    strategic_manual: bool,
+    since: DateTime<Utc>,
+    nights: i64,
+    stays: i64,
+}
+
+/// Re-evaluates every guest's tier over the rolling 12 months of checked-out stays.
+pub async fn evaluate_tiers(
+    api: &Api,
+    request: Request<pb::EvaluateTiersRequest>,
+) -> ApiResult<pb::EvaluateTiersResponse> {
+    let as_of = as_of(request.get_ref().as_of.as_ref())?;
+    let policy = TierPolicy::default();
+    let since: NaiveDate = (as_of - policy.window).date_naive();
+    let rows: Vec<TierCandidate> = sqlx::query_as(
+        "SELECT g.guest_id, g.chain_id, g.tier, g.strategic_manual, \
+                coalesce((SELECT max(changed_at) FROM tier_history h WHERE h.guest_id = g.guest_id), g.created_at) AS since, \
+                coalesce(sum(s.nights), 0)::bigint AS nights, count(s.*) AS stays \
+         FROM guests g LEFT JOIN stays s ON s.guest_id = g.guest_id AND s.status = 'checked_out' \
+              AND s.departure_date > $1 AND s.departure_date <= $2 \
+         WHERE g.merged_into IS NULL AND NOT g.erased GROUP BY g.guest_id",
+    )
+    .bind(since)
+    .bind(as_of.date_naive())
+    .fetch_all(&api.context.pool)
+    .await?;
+    let mut response = pb::EvaluateTiersResponse::default();
+    for TierCandidate {
+        guest_id,
+        chain_id,
+        tier,
+        strategic_manual: manual,
+        since,
+        nights,
+        stays,
+    } in rows
+    {
+        response.evaluated += 1;
+        let current = Tier::parse(&tier).unwrap_or(Tier::New);
+        let next = evaluate(
+            &policy,
+            Standing {
+                tier: current,
+                since,
+                strategic_manual: manual,
+            },
+            Qualifying { nights, stays },
+            as_of,
+        );
+        if next == current {
+            continue;
+        }
+        let mut tx = api.context.pool.begin().await?;
+        let reason = format!("{nights} nights, {stays} stays in 12 months");
+        crate::tiers::record_change(
+            &mut tx,
+            &guest_id,
+            &chain_id,
+            current.as_str(),
+            next.as_str(),
+            &reason,
+        )
+        .await?;
+        sqlx::query("UPDATE guests SET tier = $2, updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1")
+            .bind(&guest_id)
+            .bind(next.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        response.changed += 1;
+    }
+    api.context.events.wake();
+    Ok(response)
+}
+
+fn stay_status(status: i32) -> Option<&'static str> {
+    match pb::StayStatus::try_from(status).ok()? {
+        pb::StayStatus::Booked => Some("booked"),
+        pb::StayStatus::InHouse => Some("in_house"),
+        pb::StayStatus::CheckedOut => Some("checked_out"),
+        pb::StayStatus::Cancelled => Some("cancelled"),
+        pb::StayStatus::NoShow => Some("no_show"),
+        pb::StayStatus::Unspecified => None,
+    }
+}
+
+pub async fn upsert_stays(
+    api: &Api,
+    request: Request<pb::UpsertStaysRequest>,
+) -> ApiResult<pb::UpsertStaysResponse> {
+    let principal = principal(&request)?.clone();
+    let stays = request.into_inner().stays;
+    if stays.is_empty() || stays.len() > 5_000 {
+        return Err(ApiError::invalid(
+            "stays",
+            "send between 1 and 5000 stays per call",
+        ));
+    }
+    let mut v = Vec::new();
+    let mut parsed = Vec::with_capacity(stays.len());
+    for (i, stay) in stays.iter().enumerate() {
+        let field = |name: &str| format!("stays[{i}].{name}");
+        if let Err(e) = principal.require_property(&stay.property_id) {
+            return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
+        }
+        if stay.pms_reservation_id.is_empty() {
+            v.push(FieldViolation::new(
+                field("pms_reservation_id"),
+                "is required",
+            ));
+        }
+        if stay.guest_id.is_empty() {
+            v.push(FieldViolation::new(field("guest_id"), "is required"));
+        }
+        let arrival = NaiveDate::parse_from_str(&stay.arrival_date, "%Y-%m-%d");
+        let departure = NaiveDate::parse_from_str(&stay.departure_date, "%Y-%m-%d");
+        let status = stay_status(stay.status);
+        let rate = stay.rate.clone().unwrap_or_default();
+        let spend = stay.spend.clone().unwrap_or_default();
+        if rate.minor_units < 0 || spend.minor_units < 0 {
+            v.push(FieldViolation::new(
+                field("spend"),
+                "amounts must not be negative",
+            ));
+        }
+        match (arrival, departure, status) {
+            (Ok(a), Ok(d), Some(s)) if d >= a => parsed.push((stay, a, d, s, rate, spend)),
+            (Ok(_), Ok(_), Some(_)) => v.push(FieldViolation::new(
+                field("departure_date"),
+                "must not be before arrival_date",
+            )),
+            (_, _, None) => v.push(FieldViolation::new(field("status"), "is required")),
+            _ => v.push(FieldViolation::new(
+                field("arrival_date"),
+                "dates must be YYYY-MM-DD",
+            )),
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let mut response = pb::UpsertStaysResponse::default();
+    for (stay, arrival, departure, status, rate, spend) in parsed {
+        let outcome: Option<bool> = sqlx::query_scalar(
+            "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, rate_currency, \
+             rate_minor, spend_currency, spend_minor, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
+             ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = EXCLUDED.guest_id, \
+             arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
+             rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
+             spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, updated_at = now() \
+             WHERE (stays.guest_id, stays.arrival_date, stays.departure_date, stays.room, stays.rate_minor, stays.spend_minor, stays.status) \
+             IS DISTINCT FROM (EXCLUDED.guest_id, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
+             EXCLUDED.rate_minor, EXCLUDED.spend_minor, EXCLUDED.status) \
+             RETURNING (xmax = 0)",
+        )
+        .bind(&stay.property_id)
+        .bind(&stay.pms_reservation_id)
+        .bind(&stay.guest_id)
+        .bind(arrival)
+        .bind(departure)
+        .bind(&stay.room)
+        .bind(&rate.currency_code)
+        .bind(rate.minor_units)
+        .bind(&spend.currency_code)
+        .bind(spend.minor_units)
+        .bind(status)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match outcome {
+            Some(true) => response.inserted += 1,
+            Some(false) => response.updated += 1,
+            None => response.unchanged += 1,
+        }
+        if status == "checked_out" && departure > arrival {
+            // Earning is tied to the stay, so a replayed feed earns once.
+            let tier: Option<String> =
+                sqlx::query_scalar("SELECT tier FROM guests WHERE guest_id = $1")
+                    .bind(&stay.guest_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let points =
+                earn_per_night(tier.as_deref().unwrap_or("new")) * (departure - arrival).num_days();
+            let source = format!("stay:{}/{}", stay.property_id, stay.pms_reservation_id);
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ledger WHERE source = $1)")
+                    .bind(&source)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                post_entry(
+                    &mut tx,
+                    &stay.guest_id,
+                    EntryKind::Earn,
+                    points,
+                    "stay",
+                    "system",
+                    &source,
+                )
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(response)
+}

@@ -1,0 +1,115 @@
+//! The gRPC handlers of the CRM service.
+
+mod guests;
+mod loyalty;
+mod privacy;
+mod store;
+
+use guestloop_kit::server::ServiceContext;
+use guestloop_proto::crm::v1 as pb;
+use guestloop_proto::crm::v1::crm_service_server::CrmService;
+use tonic::{Request, Response, Status};
+
+pub use loyalty::post_goodwill;
+
+pub struct Api {
+    context: ServiceContext,
+}
+
+impl Api {
+    pub fn new(context: ServiceContext) -> Self {
+        Self { context }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl CrmService for Api {
+    async fn get_guest_tier(
+        &self,
+        request: Request<pb::GetGuestTierRequest>,
+    ) -> Reply<pb::GuestTier> {
+        Ok(Response::new(guests::tier(self, request).await?))
+    }
+    async fn create_guest(&self, request: Request<pb::CreateGuestRequest>) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::create(self, request).await?))
+    }
+    async fn get_guest(&self, request: Request<pb::GetGuestRequest>) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::get(self, request).await?))
+    }
+    async fn update_guest(&self, request: Request<pb::UpdateGuestRequest>) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::update(self, request).await?))
+    }
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> Reply<pb::FindDuplicatesResponse> {
+        Ok(Response::new(guests::duplicates(self, request).await?))
+    }
+    async fn merge_guests(&self, request: Request<pb::MergeGuestsRequest>) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::merge(self, request).await?))
+    }
+    async fn add_preference(&self, request: Request<pb::AddPreferenceRequest>) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::add_preference(self, request).await?))
+    }
+    async fn remove_preference(
+        &self,
+        request: Request<pb::RemovePreferenceRequest>,
+    ) -> Reply<pb::Guest> {
+        Ok(Response::new(
+            guests::remove_preference(self, request).await?,
+        ))
+    }
+    async fn upsert_stays(
+        &self,
+        request: Request<pb::UpsertStaysRequest>,
+    ) -> Reply<pb::UpsertStaysResponse> {
+        Ok(Response::new(loyalty::upsert_stays(self, request).await?))
+    }
+    async fn get_loyalty_account(
+        &self,
+        request: Request<pb::GetLoyaltyAccountRequest>,
+    ) -> Reply<pb::LoyaltyAccount> {
+        Ok(Response::new(loyalty::account(self, request).await?))
+    }
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> Reply<pb::ListLedgerResponse> {
+        Ok(Response::new(loyalty::list_ledger(self, request).await?))
+    }
+    async fn post_points(&self, request: Request<pb::PostPointsRequest>) -> Reply<pb::LedgerEntry> {
+        Ok(Response::new(loyalty::post(self, request).await?))
+    }
+    async fn run_points_expiry(
+        &self,
+        request: Request<pb::RunPointsExpiryRequest>,
+    ) -> Reply<pb::RunPointsExpiryResponse> {
+        Ok(Response::new(loyalty::run_expiry(self, request).await?))
+    }
+    async fn evaluate_tiers(
+        &self,
+        request: Request<pb::EvaluateTiersRequest>,
+    ) -> Reply<pb::EvaluateTiersResponse> {
+        Ok(Response::new(loyalty::evaluate_tiers(self, request).await?))
+    }
+    async fn set_strategic_tier(
+        &self,
+        request: Request<pb::SetStrategicTierRequest>,
+    ) -> Reply<pb::Guest> {
+        Ok(Response::new(guests::set_strategic(self, request).await?))
+    }
+    async fn export_guest_data(
+        &self,
+        request: Request<pb::ExportGuestDataRequest>,
+    ) -> Reply<pb::ExportGuestDataResponse> {
+        Ok(Response::new(privacy::export(self, request).await?))
+    }
+    async fn erase_guest(
+        &self,
+        request: Request<pb::EraseGuestRequest>,
+    ) -> Reply<pb::EraseGuestResponse> {
+        Ok(Response::new(privacy::erase(self, request).await?))
+    }
+}

@@ -1,0 +1,168 @@
+//! Data-subject rights: export everything CRM holds about a guest, and erasure (the profile is
+//! pseudonymised, the ledger keeps its amounts under the pseudonym, and `crm.guest.erased` tells
+//! every other service to scrub its copies).
+
+use guestloop_kit::auth::{principal, Role};
+use guestloop_kit::events::{append, NewEvent};
+use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::crm::v1 as pb;
+use serde_json::{json, Value};
+use tonic::Request;
+use uuid::Uuid;
+
+use super::store::load;
+use super::Api;
+
+const PRIVACY_ROLES: [Role; 3] = [
+    Role::GeneralManager,
+    Role::ChainAdmin,
+    Role::ChainQualityManager,
+];
+
+async fn rows_as_json(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    guest_id: &str,
+) -> ApiResult<Value> {
+    let rows: Vec<Value> = sqlx::query_scalar(&format!(
+        "SELECT coalesce(json_agg(t), '[]'::json)::jsonb FROM ({sql}) t"
+    ))
+    .bind(guest_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().next().unwrap_or(Value::Array(Vec::new())))
+}
+
+pub async fn export(
+    api: &Api,
+    request: Request<pb::ExportGuestDataRequest>,
+) -> ApiResult<pb::ExportGuestDataResponse> {
+    let principal = principal(&request)?.clone();
+    let guest_id = request.into_inner().guest_id;
+    if principal.role() == Role::Guest {
+        if principal.guest_id() != Some(guest_id.as_str()) {
+            return Err(ApiError::not_found("guest", guest_id));
+        }
+    } else {
+        principal.require_role(&PRIVACY_ROLES)?;
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let guest = load(&mut tx, &principal, &guest_id, false, true).await?;
+    let id = guest.guest_id.as_str();
+    let document = json!({
+        "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = $1", id).await?,
+        "merged_guests": rows_as_json(&mut tx, "SELECT guest_id, created_at FROM guests WHERE merged_into = $1", id).await?,
+        "preferences": rows_as_json(&mut tx, "SELECT * FROM preferences WHERE guest_id = $1", id).await?,
+        "service_failures": rows_as_json(&mut tx, "SELECT * FROM service_failures WHERE guest_id = $1", id).await?,
+        "stays": rows_as_json(&mut tx, "SELECT * FROM stays WHERE guest_id = $1", id).await?,
+        "loyalty_account": rows_as_json(&mut tx, "SELECT * FROM loyalty_accounts WHERE guest_id = $1", id).await?,
+        "ledger": rows_as_json(&mut tx, "SELECT * FROM ledger WHERE guest_id = $1 ORDER BY entry_id", id).await?,
+        "tier_history": rows_as_json(&mut tx, "SELECT * FROM tier_history WHERE guest_id = $1", id).await?,
+        "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = $1", id).await?,
+    });
+    tracing::info!(guest_id = %id, actor = principal.subject(), "guest data exported");
+    sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, 'export')")
+        .bind(principal.subject())
+        .bind(principal.role().as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(pb::ExportGuestDataResponse {
+        json: document.to_string(),
+    })
+}
+
+pub async fn erase(
+    api: &Api,
+    request: Request<pb::EraseGuestRequest>,
+) -> ApiResult<pb::EraseGuestResponse> {
+    let principal = principal(&request)?.clone();
+    principal.require_role(&PRIVACY_ROLES)?;
+    let request = request.into_inner();
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::invalid("reason", "is required"));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let guest = load(&mut tx, &principal, &request.guest_id, true, false).await?;
+    if guest.erased {
+        return Ok(pb::EraseGuestResponse {
+            guest_id: guest.guest_id,
+            records_scrubbed: 0,
+        });
+    }
+    let pseudonym = format!("erased-{}", Uuid::now_v7().simple());
+    let original = guest.guest_id.clone();
+    let mut scrubbed = 0i32;
+    // A new row under the pseudonym keeps the ledger's amounts; the original row loses every
+    // personal field and points at it.
+    sqlx::query(
+        "INSERT INTO guests (guest_id, chain_id, tier, erased, created_at, created_by, updated_by) \
+         SELECT $2, chain_id, tier, true, created_at, '', 'erasure' FROM guests WHERE guest_id = $1",
+    )
+    .bind(&original)
+    .bind(&pseudonym)
+    .execute(&mut *tx)
+    .await?;
+    for table in [
+        "service_failures",
+        "stays",
+        "ledger",
+        "loyalty_accounts",
+        "tier_history",
+        "contact_access_log",
+    ] {
+        scrubbed += sqlx::query(&format!(
+            "UPDATE {table} SET guest_id = $2 WHERE guest_id = $1"
+        ))
+        .bind(&original)
+        .bind(&pseudonym)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i32;
+    }
+    sqlx::query("UPDATE guests SET merged_into = $2 WHERE merged_into = $1")
+        .bind(&original)
+        .bind(&pseudonym)
+        .execute(&mut *tx)
+        .await?;
+    scrubbed += sqlx::query("DELETE FROM preferences WHERE guest_id = $1")
+        .bind(&original)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i32;
+    sqlx::query("UPDATE stays SET room = '' WHERE guest_id = $1")
+        .bind(&pseudonym)
+        .execute(&mut *tx)
+        .await?;
+    // Stored create responses carry the profile: remove them.
+    sqlx::query("DELETE FROM idempotency_keys WHERE position(convert_to($1, 'UTF8') IN coalesce(response, ''::bytea)) > 0")
+        .bind(&original)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM guests WHERE guest_id = $1")
+        .bind(&original)
+        .execute(&mut *tx)
+        .await?;
+    scrubbed += 1;
+    append(
+        &mut tx,
+        NewEvent {
+            event_type: "crm.guest.erased",
+            subject: format!("guests/{original}"),
+            chain_id: &guest.chain_id,
+            property_id: "",
+            payload: &pb::GuestErased {
+                guest_id: original.clone(),
+            },
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    tracing::info!(actor = principal.subject(), "guest erased");
+    Ok(pb::EraseGuestResponse {
+        guest_id: pseudonym,
+        records_scrubbed: scrubbed,
+    })
+}

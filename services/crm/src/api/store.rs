@@ -1,0 +1,227 @@
+//! Guest rows and their conversion to the wire, with contact details only for roles that need them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use guestloop_kit::auth::{Principal, Role};
+use guestloop_kit::time::to_timestamp;
+use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::common::v1::AuditStamps;
+use guestloop_proto::crm::v1 as pb;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GuestRow {
+    pub guest_id: String,
+    pub chain_id: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: String,
+    pub phone: String,
+    pub language: String,
+    pub birthday: Option<NaiveDate>,
+    pub anniversary: Option<NaiveDate>,
+    pub company: String,
+    pub consent_marketing: bool,
+    pub consent_profiling: bool,
+    pub consent_sharing: bool,
+    pub consent_at: Option<DateTime<Utc>>,
+    pub consent_source: String,
+    pub notes: String,
+    pub tier: String,
+    pub strategic_manual: bool,
+    pub merged_into: Option<String>,
+    pub erased: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+    pub etag: Uuid,
+}
+
+pub const GUEST_COLUMNS: &str = "guest_id, chain_id, given_name, family_name, email, phone, language, birthday, \
+    anniversary, company, consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source, notes, \
+    tier, strategic_manual, merged_into, erased, created_at, created_by, updated_at, updated_by, etag";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PreferenceRow {
+    pub preference_id: Uuid,
+    pub grp: String,
+    pub value: String,
+    pub polarity: i16,
+    pub source: String,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ServiceFailureRow {
+    pub complaint_id: String,
+    pub property_id: String,
+    pub category: String,
+    pub occurred_at: DateTime<Utc>,
+    pub remedies: Vec<String>,
+    pub csat: i16,
+    pub recovered: bool,
+}
+
+/// Loads a guest (following merge redirects when `follow` is set), refusing other chains.
+pub async fn load(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    guest_id: &str,
+    lock: bool,
+    follow: bool,
+) -> ApiResult<GuestRow> {
+    let mut id = guest_id.to_string();
+    for _ in 0..8 {
+        let sql = format!(
+            "SELECT {GUEST_COLUMNS} FROM guests WHERE guest_id = $1{}",
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let row: Option<GuestRow> = sqlx::query_as(&sql)
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { break };
+        if row.chain_id != principal.chain_id() && principal.role() != Role::Service {
+            break;
+        }
+        match (&row.merged_into, follow) {
+            (Some(next), true) => id = next.clone(),
+            _ => return Ok(row),
+        }
+    }
+    Err(ApiError::not_found("guest", guest_id.to_string()))
+}
+
+/// Front-office and management roles read contact details; housekeeping, engineering and other
+/// departments see preferences and dislikes only.
+pub fn may_read_contacts(principal: &Principal) -> bool {
+    let department_ok = principal.claims.department.as_deref().is_none_or(|d| {
+        matches!(
+            d,
+            "front_office" | "concierge" | "sales" | "guest_relations"
+        )
+    });
+    match principal.role() {
+        Role::Agent | Role::Supervisor | Role::DutyManager | Role::DepartmentHead => department_ok,
+        Role::GeneralManager | Role::ChainAdmin | Role::Service => true,
+        Role::Guest | Role::ChainQualityManager => false,
+    }
+}
+
+/// The wire form; contact details cleared when `contacts` is false.
+pub async fn to_proto(
+    conn: &mut PgConnection,
+    row: &GuestRow,
+    contacts: bool,
+) -> ApiResult<pb::Guest> {
+    let preferences: Vec<PreferenceRow> = sqlx::query_as(
+        "SELECT preference_id, grp, value, polarity, source, recorded_by, recorded_at FROM preferences \
+         WHERE guest_id = $1 ORDER BY recorded_at",
+    )
+    .bind(&row.guest_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let failures: Vec<ServiceFailureRow> = sqlx::query_as(
+        "SELECT complaint_id, property_id, category, occurred_at, remedies, csat, recovered FROM service_failures \
+         WHERE guest_id = $1 ORDER BY occurred_at DESC LIMIT 50",
+    )
+    .bind(&row.guest_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let balance: Option<i64> =
+        sqlx::query_scalar("SELECT balance FROM loyalty_accounts WHERE guest_id = $1")
+            .bind(&row.guest_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let to_pref = |p: &PreferenceRow| pb::Preference {
+        preference_id: p.preference_id.to_string(),
+        group: p.grp.clone(),
+        value: p.value.clone(),
+        polarity: i32::from(p.polarity),
+        source: p.source.clone(),
+        recorded_by: p.recorded_by.clone(),
+        record_time: Some(to_timestamp(p.recorded_at)),
+    };
+    Ok(pb::Guest {
+        guest_id: row.guest_id.clone(),
+        chain_id: row.chain_id.clone(),
+        given_name: row.given_name.clone(),
+        family_name: row.family_name.clone(),
+        email: if contacts {
+            row.email.clone()
+        } else {
+            String::new()
+        },
+        phone: if contacts {
+            row.phone.clone()
+        } else {
+            String::new()
+        },
+        language: row.language.clone(),
+        birthday: row.birthday.map(|d| d.to_string()).unwrap_or_default(),
+        anniversary: row.anniversary.map(|d| d.to_string()).unwrap_or_default(),
+        company: row.company.clone(),
+        consent: Some(pb::Consent {
+            marketing: row.consent_marketing,
+            profiling: row.consent_profiling,
+            data_sharing: row.consent_sharing,
+            given_time: row.consent_at.map(to_timestamp),
+            source: row.consent_source.clone(),
+        }),
+        notes: row.notes.clone(),
+        preferences: preferences
+            .iter()
+            .filter(|p| p.polarity == pb::Polarity::Like as i16)
+            .map(to_pref)
+            .collect(),
+        avoid: preferences
+            .iter()
+            .filter(|p| p.polarity != pb::Polarity::Like as i16)
+            .map(to_pref)
+            .collect(),
+        failures: failures
+            .into_iter()
+            .map(|f| pb::ServiceFailure {
+                complaint_id: f.complaint_id,
+                property_id: f.property_id,
+                category: f.category,
+                occur_time: Some(to_timestamp(f.occurred_at)),
+                remedies: f.remedies,
+                csat: i32::from(f.csat),
+                recovered: f.recovered,
+            })
+            .collect(),
+        tier: row.tier.clone(),
+        strategic_manual: row.strategic_manual,
+        points_balance: balance.unwrap_or(0),
+        merged_into: row.merged_into.clone().unwrap_or_default(),
+        erased: row.erased,
+        stamps: Some(AuditStamps {
+            create_time: Some(to_timestamp(row.created_at)),
+            created_by: row.created_by.clone(),
+            update_time: Some(to_timestamp(row.updated_at)),
+            updated_by: row.updated_by.clone(),
+        }),
+        etag: row.etag.to_string(),
+        contact_details_hidden: !contacts,
+    })
+}
+
+/// Records a read of contact details by staff.
+pub async fn log_contact_read(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    guest_id: &str,
+    property_id: &str,
+) -> ApiResult<()> {
+    sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, $4)")
+        .bind(principal.subject())
+        .bind(principal.role().as_str())
+        .bind(guest_id)
+        .bind(property_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! What CRM takes from the complaints feed: each guest's service-failure memory, and goodwill
+//! points for approved points remedies — exactly once per remedy, however often the feed is
+//! replayed (the consumer cursor and the ledger's unique source both guard it).
+
+use guestloop_kit::events::EventHandler;
+use guestloop_kit::ApiError;
+use guestloop_proto::common::v1::Event;
+use guestloop_proto::complaints::v1 as complaints;
+use prost::Message;
+use sqlx::PgConnection;
+
+pub const CONSUMER: &str = "crm<-complaints";
+
+pub const EVENT_TYPES: [&str; 8] = [
+    "complaints.complaint.filed",
+    "complaints.complaint.updated",
+    "complaints.complaint.transitioned",
+    "complaints.complaint.resolved",
+    "complaints.complaint.reopened",
+    "complaints.complaint.closed",
+    "complaints.complaint.rated",
+    "complaints.remedy.approved",
+];
+
+pub struct ComplaintEvents;
+
+fn decode<M: Message + Default>(event: &Event) -> Result<M, ApiError> {
+    let payload = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("payload", "missing"))?;
+    M::decode(payload.value.as_slice()).map_err(|e| ApiError::invalid("payload", e.to_string()))
+}
+
+/// A short description of a remedy, e.g. `voucher 20.00 EUR` or `points 500 points`, tagged
+/// with its id so two equal remedies stay two entries.
+fn describe_remedy(r: &complaints::Remedy) -> String {
+    let kind = complaints::RemedyKind::try_from(r.kind)
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("REMEDY_KIND_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let what = match (&r.amount, r.points) {
+        (Some(m), _) if m.minor_units > 0 => format!(
+            "{kind} {:.2} {}",
+            m.minor_units as f64 / 100.0,
+            m.currency_code
+        ),
+        (_, p) if p > 0 => format!("{kind} {p} points"),
+        _ => kind,
+    };
+    format!("{what} [{}]", r.remedy_id)
+}
+
+async fn remember_failure(
+    conn: &mut PgConnection,
+    complaint: &complaints::Complaint,
+) -> Result<(), ApiError> {
+    let guest_id = complaint
+        .guest
+        .as_ref()
+        .map(|g| g.guest_id.clone())
+        .unwrap_or_default();
+    if guest_id.is_empty() {
+        return Ok(());
+    }
+    let remedies: Vec<String> = complaint
+        .remedies
+        .iter()
+        .filter(|r| {
+            r.status == complaints::RemedyStatus::Approved as i32
+                || r.status == complaints::RemedyStatus::Delivered as i32
+        })
+        .map(describe_remedy)
+        .collect();
+    let status = complaints::Status::try_from(complaint.status).unwrap_or_default();
+    let recovered = matches!(
+        status,
+        complaints::Status::Resolved | complaints::Status::Closed
+    );
+    let occurred = complaint
+        .create_time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    sqlx::query(
+        "INSERT INTO service_failures (complaint_id, guest_id, property_id, category, occurred_at, remedies, csat, recovered) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (complaint_id) DO UPDATE SET category = EXCLUDED.category, \
+         remedies = EXCLUDED.remedies, csat = EXCLUDED.csat, recovered = EXCLUDED.recovered",
+    )
+    .bind(&complaint.complaint_id)
+    .bind(&guest_id)
+    .bind(&complaint.property_id)
+    .bind(&complaint.category)
+    .bind(occurred)
+    .bind(&remedies)
+    .bind(complaint.rating.as_ref().map_or(0, |r| r.csat as i16))
+    .bind(recovered)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl EventHandler for ComplaintEvents {
+    async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        if event.event_type == "complaints.remedy.approved" {
+            let approved: complaints::RemedyApproved = decode(event)?;
+            let Some(remedy) = approved.remedy else {
+                return Ok(());
+            };
+            if remedy.points > 0 && !approved.guest_id.is_empty() {
+                crate::api::post_goodwill(
+                    conn,
+                    &approved.guest_id,
+                    &remedy.remedy_id,
+                    remedy.points,
+                    &approved.complaint_id,
+                )
+                .await?;
+            }
+            let label = describe_remedy(&remedy);
+            sqlx::query(
+                "UPDATE service_failures SET remedies = array_append(remedies, $2) \
+                 WHERE complaint_id = $1 AND NOT ($2 = ANY(remedies))",
+            )
+            .bind(&approved.complaint_id)
+            .bind(label)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        let changed: complaints::ComplaintChanged = decode(event)?;
+        if let Some(complaint) = changed.complaint {
+            remember_failure(conn, &complaint).await?;
+        }
+        Ok(())
+    }
+}

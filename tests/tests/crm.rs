@@ -1,0 +1,661 @@
+//! CRM end to end: a ledger that stays right under 64 concurrent clients, goodwill points from
+//! complaint remedies exactly once even when the feed is replayed, role-aware reads, duplicates
+//! and merge, export and erasure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guestloop_kit::auth::Role;
+use guestloop_kit::events::Consumer;
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
+use guestloop_proto::complaints::v1 as cpb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_proto::crm::v1 as pb;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_testkit::{
+    spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
+};
+use rand::Rng;
+use tonic::Code;
+
+type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
+    Ok(CrmServiceClient::new(
+        service.channel_with_token(&builder.mint()?).await?,
+    ))
+}
+
+fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
+    pb::Guest {
+        given_name: given.into(),
+        family_name: family.into(),
+        email: email.into(),
+        phone: phone.into(),
+        birthday: "1984-05-17".into(),
+        ..Default::default()
+    }
+}
+
+async fn create(client: &mut Crm, g: pb::Guest) -> anyhow::Result<pb::Guest> {
+    Ok(client
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(g),
+        })
+        .await?
+        .into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_never_overdraw_and_apply_each_request_once() -> anyhow::Result<()> {
+    let service = spawn_service_with(
+        &guestloop_crm::DEFINITION,
+        {
+            let mut s = test_settings();
+            s.database.max_connections = 24;
+            s
+        },
+        None,
+    )
+    .await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut accounts = Vec::new();
+    for i in 0..20 {
+        let g = create(
+            &mut admin,
+            guest("Guest", &format!("N{i}"), &format!("n{i}@example.com"), ""),
+        )
+        .await?;
+        admin
+            .post_points(pb::PostPointsRequest {
+                request_id: format!("seed-{i}"),
+                guest_id: g.guest_id.clone(),
+                kind: pb::EntryKind::Earn as i32,
+                points: 1_000,
+                debit: false,
+                reason: "seed".into(),
+            })
+            .await?;
+        accounts.push(g.guest_id);
+    }
+    let accounts = Arc::new(accounts);
+    let mut tasks = Vec::new();
+    for client_number in 0..64 {
+        let accounts = accounts.clone();
+        let mut client = crm_as(&service, TokenBuilder::new(Role::Supervisor)).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut applied = 0u32;
+            for op in 0..25 {
+                let (account, redeem, points) = {
+                    let mut rng = rand::rng();
+                    (
+                        rng.random_range(0..accounts.len()),
+                        rng.random_bool(0.7),
+                        rng.random_range(1..400i64),
+                    )
+                };
+                let request = pb::PostPointsRequest {
+                    request_id: format!("c{client_number}-{op}"),
+                    guest_id: accounts[account].clone(),
+                    kind: if redeem {
+                        pb::EntryKind::Redeem
+                    } else {
+                        pb::EntryKind::Earn
+                    } as i32,
+                    points,
+                    debit: false,
+                    reason: String::new(),
+                };
+                // Every request is sent twice, as a client retrying after a lost answer would.
+                let first = client.post_points(request.clone()).await;
+                let second = client.post_points(request).await;
+                match (first, second) {
+                    (Ok(a), Ok(b)) => {
+                        anyhow::ensure!(
+                            a.get_ref().entry_id == b.get_ref().entry_id,
+                            "a retry applied twice"
+                        );
+                        applied += 1;
+                    }
+                    // Refused for lack of points; the retry may pass if an earn landed in between.
+                    (Err(a), Ok(_)) if a.code() == Code::FailedPrecondition => applied += 1,
+                    (Err(a), Err(b))
+                        if a.code() == Code::FailedPrecondition
+                            && b.code() == Code::FailedPrecondition => {}
+                    (a, b) => anyhow::bail!("unexpected outcome {:?} / {:?}", a.err(), b.err()),
+                }
+            }
+            anyhow::Ok(applied)
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        applied += task.await??;
+    }
+    let pool = service.database.admin_pool().await?;
+    let broken: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT a.guest_id, a.balance, coalesce(sum(l.points), 0)::bigint FROM crm.loyalty_accounts a \
+         LEFT JOIN crm.ledger l ON l.guest_id = a.guest_id GROUP BY a.guest_id, a.balance \
+         HAVING a.balance <> coalesce(sum(l.points), 0) OR a.balance < 0",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(broken.is_empty(), "ledger and balance disagree: {broken:?}");
+    let requests: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.ledger WHERE source LIKE 'request:c%'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        requests,
+        i64::from(applied),
+        "each accepted request is in the ledger exactly once"
+    );
+    let negative_after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.ledger WHERE balance_after < 0")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(negative_after, 0);
+    service.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn goodwill_points_arrive_once_even_when_the_feed_is_replayed() -> anyhow::Result<()> {
+    let complaints = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings
+        .endpoints
+        .insert("complaints".into(), complaints.url());
+    let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let member = create(
+        &mut admin,
+        guest("Ines", "Duarte", "ines@example.com", "+351 912 345 678"),
+    )
+    .await?;
+
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["lisbon"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let filed = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "gw-1".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "lisbon".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: member.guest_id.clone(),
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "wifi".into(),
+                description: "no wifi in the room all evening".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    for request_id in ["pts-1", "pts-2"] {
+        agent
+            .propose_remedy(cpb::ProposeRemedyRequest {
+                request_id: request_id.into(),
+                complaint_id: filed.complaint_id.clone(),
+                remedy: Some(cpb::Remedy {
+                    kind: cpb::RemedyKind::Points as i32,
+                    points: 1_000,
+                    ..Default::default()
+                }),
+            })
+            .await?;
+    }
+    let pool = crm.database.admin_pool().await?;
+    let goodwill = || async {
+        sqlx::query_scalar::<_, i64>("SELECT coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE kind = 'goodwill' AND guest_id = $1")
+            .bind(&member.guest_id)
+            .fetch_one(&pool)
+            .await
+    };
+    for _ in 0..100 {
+        if goodwill().await? == 2_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(goodwill().await?, 2_000, "two remedies, 1000 points each");
+
+    // Replay the whole complaint feed from position 0 with a fresh cursor.
+    let settings = test_settings();
+    let crm_pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&crm.database.url, "crm", &settings.database)?,
+        &settings.database,
+    );
+    let replay = Consumer::new(
+        "replay-from-zero",
+        crm_pool.clone(),
+        vec![],
+        guestloop_crm::consumer::ComplaintEvents,
+    );
+    let service_token = TokenBuilder::new(Role::Service).mint()?;
+    let feed = EventFeedClient::new(complaints.channel_with_token(&service_token).await?);
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let head: i64 = {
+        let admin_pool = complaints.database.admin_pool().await?;
+        sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM complaints.outbox_events")
+            .fetch_one(&admin_pool)
+            .await?
+    };
+    let running = tokio::spawn(replay.run(feed, stop_rx));
+    let replay_cursor = || async {
+        sqlx::query_scalar::<_, i64>("SELECT coalesce(max(position), 0) FROM crm.consumer_cursors WHERE consumer = 'replay-from-zero'")
+            .fetch_one(&pool)
+            .await
+    };
+    for _ in 0..100 {
+        if replay_cursor().await? >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.abort();
+    assert!(
+        replay_cursor().await? >= head,
+        "the replay reached the head of the feed"
+    );
+    assert_eq!(goodwill().await?, 2_000, "a replay grants nothing twice");
+
+    // The guest's failure memory holds the complaint and its remedies.
+    let profile = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: member.guest_id.clone(),
+            property_id: "lisbon".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(profile.failures.len(), 1);
+    assert_eq!(profile.failures[0].category, "wifi");
+    assert_eq!(profile.failures[0].remedies.len(), 2);
+    assert_eq!(profile.points_balance, 2_000);
+    crm.shutdown().await?;
+    complaints.shutdown().await
+}
+
+#[tokio::test]
+async fn reads_depend_on_the_role_and_contact_reads_are_logged() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut front = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .department("front_office")
+            .subject("fo-1"),
+    )
+    .await?;
+    let mut housekeeping = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .department("housekeeping")
+            .subject("hk-1"),
+    )
+    .await?;
+    let g = create(
+        &mut front,
+        guest("Kenji", "Sato", "kenji@example.jp", "+81 90 1234 5678"),
+    )
+    .await?;
+    front
+        .add_preference(pb::AddPreferenceRequest {
+            guest_id: g.guest_id.clone(),
+            preference: Some(pb::Preference {
+                group: "pillow".into(),
+                value: "buckwheat".into(),
+                polarity: pb::Polarity::Like as i32,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    front
+        .add_preference(pb::AddPreferenceRequest {
+            guest_id: g.guest_id.clone(),
+            preference: Some(pb::Preference {
+                group: "diet".into(),
+                value: "peanuts".into(),
+                polarity: pb::Polarity::Allergy as i32,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let seen = housekeeping
+        .get_guest(pb::GetGuestRequest {
+            guest_id: g.guest_id.clone(),
+            property_id: "tokyo".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(seen.contact_details_hidden && seen.email.is_empty() && seen.phone.is_empty());
+    assert_eq!(
+        seen.avoid
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>(),
+        vec!["peanuts"],
+        "never do X, at a glance"
+    );
+    assert_eq!(seen.preferences.len(), 1);
+    let full = front
+        .get_guest(pb::GetGuestRequest {
+            guest_id: g.guest_id.clone(),
+            property_id: "tokyo".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(full.email, "kenji@example.jp");
+    let pool = service.database.admin_pool().await?;
+    let logged: Vec<(String, String)> =
+        sqlx::query_as("SELECT actor, property_id FROM crm.contact_access_log WHERE guest_id = $1")
+            .bind(&g.guest_id)
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(
+        logged,
+        vec![("fo-1".to_string(), "tokyo".to_string())],
+        "only the contact read is logged"
+    );
+
+    // Card numbers are never accepted; unknown groups and empty values are refused.
+    let refused = create(
+        &mut front,
+        pb::Guest {
+            notes: "pays with 4111 1111 1111 1111".into(),
+            ..guest("A", "B", "", "")
+        },
+    )
+    .await
+    .expect_err("card");
+    assert_eq!(
+        refused.downcast_ref::<tonic::Status>().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+    let bad_group = front
+        .add_preference(pb::AddPreferenceRequest {
+            guest_id: g.guest_id.clone(),
+            preference: Some(pb::Preference {
+                group: "spaceship".into(),
+                value: "x".into(),
+                polarity: pb::Polarity::Like as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("unknown group");
+    assert_eq!(bad_group.code(), Code::InvalidArgument);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let first = create(
+        &mut admin,
+        guest("Maria", "Rossi", "Maria.Rossi@Example.com", ""),
+    )
+    .await?;
+    let second = create(
+        &mut admin,
+        guest(
+            "Maria",
+            "Rossi",
+            "maria.rossi@example.com ",
+            "+39 333 123 4567",
+        ),
+    )
+    .await?;
+    let found = admin
+        .find_duplicates(pb::FindDuplicatesRequest {
+            guest_id: first.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(found.guest_ids, vec![second.guest_id.clone()]);
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "m-1".into(),
+            guest_id: second.guest_id.clone(),
+            kind: pb::EntryKind::Earn as i32,
+            points: 700,
+            debit: false,
+            reason: String::new(),
+        })
+        .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                property_id: "rome".into(),
+                pms_reservation_id: "PMS-1".into(),
+                guest_id: second.guest_id.clone(),
+                arrival_date: "2026-10-01".into(),
+                departure_date: "2026-10-04".into(),
+                room: "512".into(),
+                status: pb::StayStatus::CheckedOut as i32,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    let merged = admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: first.guest_id.clone(),
+            duplicate_guest_id: second.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        merged.phone, "+39 333 123 4567",
+        "the survivor gains what it lacked"
+    );
+    assert_eq!(
+        merged.points_balance,
+        700 + 300,
+        "700 posted + 3 nights × 100 earned, moved over"
+    );
+    let redirected = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: second.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        redirected.guest_id, first.guest_id,
+        "the merged id redirects"
+    );
+
+    let export = admin
+        .export_guest_data(pb::ExportGuestDataRequest {
+            guest_id: first.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let document: serde_json::Value = serde_json::from_str(&export.json)?;
+    assert_eq!(document["stays"].as_array().map(Vec::len), Some(1));
+    assert_eq!(document["ledger"].as_array().map(Vec::len), Some(2));
+    assert_eq!(document["guest"][0]["family_name"], "Rossi");
+
+    let erased = admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: first.guest_id.clone(),
+            reason: "data subject request".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(erased.guest_id.starts_with("erased-"));
+    // Nothing personal is left anywhere in the schema, text or binary.
+    let pool = service.database.admin_pool().await?;
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'crm' \
+         AND data_type IN ('text', 'bytea', 'jsonb', 'ARRAY')",
+    )
+    .fetch_all(&pool)
+    .await?;
+    for needle in [
+        "Rossi",
+        "maria.rossi",
+        "333 123 4567",
+        "+393331234567",
+        "1984-05-17",
+    ] {
+        for (table, column) in &columns {
+            let hits: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM crm.\"{table}\" WHERE position(lower($1) IN lower(convert_from(convert_to(\"{column}\"::text, 'UTF8'), 'UTF8'))) > 0"
+            ))
+            .bind(needle)
+            .fetch_one(&pool)
+            .await?;
+            assert_eq!(hits, 0, "`{needle}` still in crm.{table}.{column}");
+        }
+    }
+    let birthdays: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.guests WHERE birthday IS NOT NULL")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(birthdays, 0);
+    let ledger_total: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE guest_id = $1",
+    )
+    .bind(&erased.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        ledger_total, 1_000,
+        "the ledger keeps its amounts under the pseudonym"
+    );
+    let gone = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: first.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await
+        .expect_err("erased");
+    assert_eq!(gone.code(), Code::NotFound);
+    let erasure_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.guest.erased'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(erasure_events, 1);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn stays_earn_once_tiers_rise_and_inactive_points_expire_once() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Lena", "Vogel", "lena@example.de", "")).await?;
+    let stay = |n: u32| pb::Stay {
+        property_id: "berlin".into(),
+        pms_reservation_id: format!("R{n}"),
+        guest_id: g.guest_id.clone(),
+        arrival_date: format!("2026-0{n}-01"),
+        departure_date: format!("2026-0{n}-03"),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    let first = admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(1), stay(2), stay(3)],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((first.inserted, first.updated, first.unchanged), (3, 0, 0));
+    let again = admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(1), stay(2), stay(3)],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (again.inserted, again.updated, again.unchanged),
+        (0, 0, 3),
+        "the PMS feed is idempotent"
+    );
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        account.balance,
+        3 * 2 * 100,
+        "earned once per stay: 2 nights × 100 points"
+    );
+
+    let as_of = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let now = chrono::Utc::now().timestamp();
+    let tiers = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of: as_of(now) })
+        .await?
+        .into_inner();
+    assert_eq!(tiers.changed, 1);
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(tier.tier, "regular", "three stays in 12 months");
+    let steady = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of: as_of(now) })
+        .await?
+        .into_inner();
+    assert_eq!(steady.changed, 0, "evaluation is idempotent");
+
+    let later = now + 25 * 31 * 24 * 3600;
+    let expired = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: as_of(later),
+        })
+        .await?
+        .into_inner();
+    assert_eq!((expired.accounts_expired, expired.points_expired), (1, 600));
+    let rerun = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: as_of(later),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(rerun.points_expired, 0, "an expiry batch applies once");
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(account.balance, 0);
+
+    // Guests redeem only their own points, and never below zero.
+    let mut own = crm_as(&service, TokenBuilder::new(Role::Guest).guest(&g.guest_id)).await?;
+    let refused = own
+        .post_points(pb::PostPointsRequest {
+            request_id: "r-1".into(),
+            guest_id: g.guest_id.clone(),
+            kind: pb::EntryKind::Redeem as i32,
+            points: 1,
+            debit: false,
+            reason: String::new(),
+        })
+        .await
+        .expect_err("empty balance");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let not_mine = own
+        .post_points(pb::PostPointsRequest {
+            request_id: "r-2".into(),
+            guest_id: "someone-else".into(),
+            kind: pb::EntryKind::Redeem as i32,
+            points: 1,
+            debit: false,
+            reason: String::new(),
+        })
+        .await
+        .expect_err("another guest");
+    assert_eq!(not_mine.code(), Code::NotFound);
+    service.shutdown().await
+}
