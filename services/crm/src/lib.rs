@@ -7,6 +7,7 @@
 
 mod api;
 pub mod consumer;
+pub mod demo;
 pub mod domain;
 mod tiers;
 
@@ -158,7 +159,7 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
-    demo: None,
+    demo: Some(|pool| Box::pin(async move { demo::load(&pool).await })),
 };
 
 fn mount(
