@@ -7,6 +7,7 @@
 
 mod api;
 mod clocks;
+pub mod consumer;
 mod convert;
 pub mod demo;
 mod engine;
@@ -172,7 +173,20 @@ fn mount(
     routes.add_service(
         ComplaintsServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
     );
+    let consumer = guestloop_kit::events::Consumer::new(
+        consumer::CONSUMER,
+        context.pool.clone(),
+        consumer::EVENT_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        consumer::WorkOrderEvents,
+    );
+    let feed = guestloop_proto::common::v1::event_feed_client::EventFeedClient::new(
+        context.peer("facilities")?,
+    );
     Ok(vec![
+        Box::pin(consumer.run(feed, context.stop.clone())),
         Box::pin(workers::run_watcher(context.clone())),
         Box::pin(workers::run_rollup(context.clone())),
         Box::pin(workers::run_tier_enrichment(context.clone())),

@@ -69,13 +69,24 @@ pub async fn spawn_service_with(
     settings: Settings,
     database: Option<TestDatabase>,
 ) -> anyhow::Result<TestService> {
+    spawn_service_on(definition, settings, database, 0).await
+}
+
+/// Like [`spawn_service_with`] on a chosen port (for services that must know each other's
+/// address before either starts).
+pub async fn spawn_service_on(
+    definition: &'static ServiceDefinition,
+    settings: Settings,
+    database: Option<TestDatabase>,
+    port: u16,
+) -> anyhow::Result<TestService> {
     init_test_logging();
     let database = match database {
         Some(database) => database,
         None => fresh_database().await?,
     };
     let settings = Arc::new(settings);
-    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let service = server::start(definition, settings.clone(), &database.url, addr).await?;
     Ok(TestService {
         service,

@@ -16,6 +16,7 @@ use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 use tonic::{Request, Response, Status};
 
 pub use intake::is_priority_tier;
+pub(crate) use lifecycle::apply_action;
 
 pub struct Api {
     context: ServiceContext,

@@ -1,0 +1,255 @@
+//! Assets and their usage meters.
+
+use chrono::NaiveDate;
+use guestloop_kit::auth::principal;
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_proto::common::v1::Money;
+use guestloop_proto::facilities::v1 as pb;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::Api;
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AssetRow {
+    pub asset_id: Uuid,
+    pub property_id: String,
+    pub name: String,
+    pub category: i16,
+    pub building: String,
+    pub floor: String,
+    pub room: String,
+    pub install_date: Option<NaiveDate>,
+    pub expected_life_years: i32,
+    pub vendor: String,
+    pub warranty_end: Option<NaiveDate>,
+    pub replacement_currency: String,
+    pub replacement_minor: i64,
+    pub status: String,
+    pub meter_hours: i64,
+    pub meter_cycles: i64,
+    pub replacement_flagged: bool,
+}
+
+const COLUMNS: &str = "asset_id, property_id, name, category, building, floor, room, install_date, expected_life_years, \
+    vendor, warranty_end, replacement_currency, replacement_minor, status, meter_hours, meter_cycles, replacement_flagged";
+
+pub fn to_proto(row: AssetRow) -> pb::Asset {
+    pb::Asset {
+        asset_id: row.asset_id.to_string(),
+        property_id: row.property_id,
+        name: row.name,
+        category: i32::from(row.category),
+        location: Some(pb::Location {
+            building: row.building,
+            floor: row.floor,
+            room: row.room,
+        }),
+        install_date: row.install_date.map(|d| d.to_string()).unwrap_or_default(),
+        expected_life_years: row.expected_life_years,
+        vendor: row.vendor,
+        warranty_end: row.warranty_end.map(|d| d.to_string()).unwrap_or_default(),
+        replacement_cost: (row.replacement_minor > 0).then_some(Money {
+            currency_code: row.replacement_currency,
+            minor_units: row.replacement_minor,
+        }),
+        status: row.status,
+        meter_hours: row.meter_hours,
+        meter_cycles: row.meter_cycles,
+        replacement_flagged: row.replacement_flagged,
+    }
+}
+
+pub fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+pub async fn load(conn: &mut sqlx::PgConnection, id: Uuid) -> ApiResult<AssetRow> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM assets WHERE asset_id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("asset", id.to_string()))
+}
+
+fn optional_date(text: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {
+    if text.is_empty() {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| v.push(FieldViolation::new(field, "must be YYYY-MM-DD")))
+        .ok()
+}
+
+pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiResult<pb::Asset> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
+    let asset = request
+        .asset
+        .clone()
+        .ok_or_else(|| ApiError::invalid("asset", "is required"))?;
+    let mut v = Vec::new();
+    if asset.property_id.is_empty() {
+        v.push(FieldViolation::new("asset.property_id", "is required"));
+    }
+    if asset.name.trim().is_empty() {
+        v.push(FieldViolation::new("asset.name", "must not be empty"));
+    }
+    match pb::AssetCategory::try_from(asset.category) {
+        Ok(pb::AssetCategory::Unspecified) => {
+            v.push(FieldViolation::new("asset.category", "is required"))
+        }
+        Err(_) => v.push(FieldViolation::new(
+            "asset.category",
+            format!("unknown value {}", asset.category),
+        )),
+        Ok(_) => {}
+    }
+    let install = optional_date(&asset.install_date, "asset.install_date", &mut v);
+    let warranty = optional_date(&asset.warranty_end, "asset.warranty_end", &mut v);
+    let cost = asset.replacement_cost.clone().unwrap_or_default();
+    if cost.minor_units < 0 {
+        v.push(FieldViolation::new(
+            "asset.replacement_cost",
+            "must not be negative",
+        ));
+    }
+    if asset.expected_life_years < 0 {
+        v.push(FieldViolation::new(
+            "asset.expected_life_years",
+            "must not be negative",
+        ));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&asset.property_id)?;
+    let location = asset.location.clone().unwrap_or_default();
+    let mut tx = api.context.pool.begin().await?;
+    if let Some(previous) =
+        idempotency::claim::<_, pb::Asset>(&mut tx, "CreateAsset", &request.request_id, &request)
+            .await?
+    {
+        return Ok(previous);
+    }
+    let row: AssetRow = sqlx::query_as(&format!(
+        "INSERT INTO assets (asset_id, property_id, name, category, building, floor, room, install_date, expected_life_years, \
+         vendor, warranty_end, replacement_currency, replacement_minor) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&asset.property_id)
+    .bind(asset.name.trim())
+    .bind(asset.category as i16)
+    .bind(&location.building)
+    .bind(&location.floor)
+    .bind(&location.room)
+    .bind(install)
+    .bind(asset.expected_life_years)
+    .bind(&asset.vendor)
+    .bind(warranty)
+    .bind(&cost.currency_code)
+    .bind(cost.minor_units)
+    .fetch_one(&mut *tx)
+    .await?;
+    let reply = to_proto(row);
+    idempotency::record(&mut tx, "CreateAsset", &request.request_id, &reply).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetAssetRequest>) -> ApiResult<pb::Asset> {
+    let principal = principal(&request)?.clone();
+    let id = parse_id(&request.get_ref().asset_id, "asset_id")?;
+    let mut conn = api.context.pool.acquire().await?;
+    let row = load(&mut conn, id).await?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("asset", id.to_string()));
+    }
+    Ok(to_proto(row))
+}
+
+pub async fn list(
+    api: &Api,
+    request: Request<pb::ListAssetsRequest>,
+) -> ApiResult<pb::ListAssetsResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let limit = match request.page_size {
+        0 => 100,
+        n @ 1..=1000 => i64::from(n),
+        _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000")),
+    };
+    let after = if request.page_token.is_empty() {
+        Uuid::nil()
+    } else {
+        parse_id(&request.page_token, "page_token")?
+    };
+    let rows: Vec<AssetRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM assets WHERE property_id = $1 AND ($2 = '' OR room = $2) AND asset_id > $3 ORDER BY asset_id LIMIT $4"
+    ))
+    .bind(&request.property_id)
+    .bind(&request.room)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let assets: Vec<pb::Asset> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(to_proto)
+        .collect();
+    let next_page_token = if more {
+        assets
+            .last()
+            .map(|a| a.asset_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(pb::ListAssetsResponse {
+        assets,
+        next_page_token,
+    })
+}
+
+pub async fn meter(
+    api: &Api,
+    request: Request<pb::RecordMeterReadingRequest>,
+) -> ApiResult<pb::Asset> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.asset_id, "asset_id")?;
+    let column = match request.meter.as_str() {
+        "hours" => "meter_hours",
+        "cycles" => "meter_cycles",
+        _ => return Err(ApiError::invalid("meter", "must be `hours` or `cycles`")),
+    };
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, id).await?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("asset", id.to_string()));
+    }
+    let current = if column == "meter_hours" {
+        row.meter_hours
+    } else {
+        row.meter_cycles
+    };
+    if request.value < current {
+        return Err(ApiError::invalid(
+            "value",
+            format!("meter readings only grow; the last reading is {current}"),
+        ));
+    }
+    let row: AssetRow = sqlx::query_as(&format!(
+        "UPDATE assets SET {column} = $2 WHERE asset_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(request.value)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(to_proto(row))
+}

@@ -1,0 +1,527 @@
+//! Checklists (versioned), plans by calendar or meter, the idempotent scheduler, and recording
+//! results (every failed item opens a defect work order).
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use guestloop_kit::auth::principal;
+use guestloop_kit::time::{required_timestamp, to_timestamp};
+use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_proto::facilities::v1 as pb;
+use prost::Message;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::assets::parse_id;
+use super::work_orders::{open, NewWorkOrder};
+use super::Api;
+use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
+
+pub async fn publish_checklist(
+    api: &Api,
+    request: Request<pb::PublishChecklistRequest>,
+) -> ApiResult<pb::Checklist> {
+    let request = request.into_inner();
+    let mut v = Vec::new();
+    if request.name.trim().is_empty() {
+        v.push(FieldViolation::new("name", "must not be empty"));
+    }
+    if request.items.is_empty() {
+        v.push(FieldViolation::new(
+            "items",
+            "a checklist needs at least one item",
+        ));
+    }
+    let mut codes = std::collections::HashSet::new();
+    for (i, item) in request.items.iter().enumerate() {
+        if item.code.is_empty() || !codes.insert(item.code.clone()) {
+            v.push(FieldViolation::new(
+                format!("items[{i}].code"),
+                "must be present and unique",
+            ));
+        }
+        match pb::ItemKind::try_from(item.kind) {
+            Ok(pb::ItemKind::Numeric) if item.min > item.max => v.push(FieldViolation::new(
+                format!("items[{i}].min"),
+                "must not exceed max",
+            )),
+            Ok(pb::ItemKind::Choice) if item.acceptable.is_empty() => v.push(FieldViolation::new(
+                format!("items[{i}].acceptable"),
+                "a choice item needs acceptable choices",
+            )),
+            Ok(pb::ItemKind::Unspecified) | Err(_) => v.push(FieldViolation::new(
+                format!("items[{i}].kind"),
+                "is required",
+            )),
+            Ok(_) => {}
+        }
+        if !matches!(item.tag.as_str(), "operation" | "safety" | "hygiene") {
+            v.push(FieldViolation::new(
+                format!("items[{i}].tag"),
+                "must be operation, safety or hygiene",
+            ));
+        }
+    }
+    let id = if request.checklist_id.is_empty() {
+        Uuid::now_v7()
+    } else {
+        parse_id(&request.checklist_id, "checklist_id")?
+    };
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let stored = pb::Checklist {
+        checklist_id: id.to_string(),
+        version: 0,
+        name: request.name.trim().to_string(),
+        items: request.items,
+    };
+    let items_json = serde_json::Value::Array(
+        stored
+            .items
+            .iter()
+            .map(|i| serde_json::Value::String(hex::encode(i.encode_to_vec())))
+            .collect(),
+    );
+    let version: i32 = sqlx::query_scalar(
+        "INSERT INTO checklists (checklist_id, version, name, items) \
+         SELECT $1, coalesce(max(version), 0) + 1, $2, $3 FROM checklists WHERE checklist_id = $1 RETURNING version",
+    )
+    .bind(id)
+    .bind(&stored.name)
+    .bind(items_json)
+    .fetch_one(&api.context.pool)
+    .await?;
+    Ok(pb::Checklist { version, ..stored })
+}
+
+async fn checklist(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    version: Option<i32>,
+) -> ApiResult<pb::Checklist> {
+    let row: Option<(i32, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT version, name, items FROM checklists WHERE checklist_id = $1 AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+    )
+    .bind(id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await?;
+    let (version, name, items) =
+        row.ok_or_else(|| ApiError::not_found("checklist", id.to_string()))?;
+    let items = items
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    v.as_str()
+                        .and_then(|s| hex::decode(s).ok())
+                        .and_then(|b| pb::ChecklistItem::decode(b.as_slice()).ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(pb::Checklist {
+        checklist_id: id.to_string(),
+        version,
+        name,
+        items,
+    })
+}
+
+fn frequency(plan: &pb::Plan) -> Option<Frequency> {
+    match pb::Frequency::try_from(plan.frequency).ok()? {
+        pb::Frequency::Daily => Some(Frequency::Daily),
+        pb::Frequency::Weekly => Some(Frequency::Weekly),
+        pb::Frequency::Monthly => Some(Frequency::Monthly),
+        pb::Frequency::Quarterly => Some(Frequency::Quarterly),
+        pb::Frequency::Yearly => Some(Frequency::Yearly),
+        pb::Frequency::EveryNDays => u32::try_from(plan.interval)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Frequency::EveryNDays),
+        _ => None,
+    }
+}
+
+fn is_meter(value: i32) -> bool {
+    matches!(
+        pb::Frequency::try_from(value),
+        Ok(pb::Frequency::MeterHours | pb::Frequency::MeterCycles)
+    )
+}
+
+pub async fn create_plan(
+    api: &Api,
+    request: Request<pb::CreatePlanRequest>,
+) -> ApiResult<pb::Plan> {
+    let principal = principal(&request)?.clone();
+    let plan = request
+        .into_inner()
+        .plan
+        .ok_or_else(|| ApiError::invalid("plan", "is required"))?;
+    let mut v = Vec::new();
+    let zone = plan
+        .time_zone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| {
+            v.push(FieldViolation::new(
+                "plan.time_zone",
+                "unknown IANA time zone",
+            ))
+        })
+        .ok();
+    let start = NaiveDate::parse_from_str(&plan.start_date, "%Y-%m-%d")
+        .map_err(|_| v.push(FieldViolation::new("plan.start_date", "must be YYYY-MM-DD")))
+        .ok();
+    let due = NaiveTime::parse_from_str(&plan.due_time, "%H:%M")
+        .map_err(|_| v.push(FieldViolation::new("plan.due_time", "must be HH:MM")))
+        .ok();
+    let meter = is_meter(plan.frequency);
+    if meter && (plan.interval <= 0 || plan.asset_id.is_empty()) {
+        v.push(FieldViolation::new(
+            "plan.interval",
+            "a meter plan needs a positive interval and an asset",
+        ));
+    }
+    if !meter && frequency(&plan).is_none() {
+        v.push(FieldViolation::new(
+            "plan.frequency",
+            "is required (EVERY_N_DAYS needs a positive interval)",
+        ));
+    }
+    let checklist_id = parse_id(&plan.checklist_id, "plan.checklist_id")?;
+    let asset = if plan.asset_id.is_empty() {
+        None
+    } else {
+        Some(parse_id(&plan.asset_id, "plan.asset_id")?)
+    };
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&plan.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    checklist(&mut conn, checklist_id, None).await?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO plans (plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, responsible_role) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+    )
+    .bind(id)
+    .bind(&plan.property_id)
+    .bind(checklist_id)
+    .bind(asset)
+    .bind(plan.frequency as i16)
+    .bind(plan.interval)
+    .bind(start)
+    .bind(due)
+    .bind(zone.map(|z| z.name().to_string()))
+    .bind(&plan.responsible_role)
+    .execute(&mut *conn)
+    .await?;
+    Ok(pb::Plan {
+        plan_id: id.to_string(),
+        ..plan
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct PlanRow {
+    plan_id: Uuid,
+    property_id: String,
+    checklist_id: Uuid,
+    asset_id: Option<Uuid>,
+    frequency: i16,
+    interval_value: i64,
+    start_date: NaiveDate,
+    due_time: NaiveTime,
+    time_zone: String,
+    meter_at_last_done: i64,
+}
+
+pub async fn schedule(
+    api: &Api,
+    request: Request<pb::ScheduleInspectionsRequest>,
+) -> ApiResult<pb::ScheduleInspectionsResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let until = required_timestamp("until", request.until.as_ref())?;
+    let mut tx = api.context.pool.begin().await?;
+    let plans: Vec<PlanRow> = sqlx::query_as(
+        "SELECT plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, meter_at_last_done \
+         FROM plans WHERE property_id = $1",
+    )
+    .bind(&request.property_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut response = pb::ScheduleInspectionsResponse::default();
+    for plan in plans {
+        let version = checklist(&mut tx, plan.checklist_id, None).await?.version;
+        let mut due: Vec<(String, DateTime<Utc>)> = Vec::new();
+        if is_meter(i32::from(plan.frequency)) {
+            if let Some(asset) = plan.asset_id {
+                let (hours, cycles): (i64, i64) = sqlx::query_as(
+                    "SELECT meter_hours, meter_cycles FROM assets WHERE asset_id = $1",
+                )
+                .bind(asset)
+                .fetch_one(&mut *tx)
+                .await?;
+                let current = if i32::from(plan.frequency) == pb::Frequency::MeterHours as i32 {
+                    hours
+                } else {
+                    cycles
+                };
+                if meter_due(plan.meter_at_last_done, plan.interval_value, current) {
+                    due.push((
+                        format!("meter:{}", plan.meter_at_last_done + plan.interval_value),
+                        Utc::now(),
+                    ));
+                }
+            }
+        } else {
+            let wire = pb::Plan {
+                frequency: i32::from(plan.frequency),
+                interval: plan.interval_value,
+                ..Default::default()
+            };
+            let Some(frequency) = frequency(&wire) else {
+                continue;
+            };
+            let zone = plan.time_zone.parse().unwrap_or(chrono_tz::UTC);
+            let calendar = CalendarPlan {
+                frequency,
+                start: plan.start_date,
+                due_time: plan.due_time,
+                zone,
+            };
+            for occurrence in occurrences(&calendar, DateTime::<Utc>::MIN_UTC, until) {
+                due.push((format!("n:{}", occurrence.index), occurrence.due_at));
+            }
+        }
+        for (key, at) in due {
+            let inserted = sqlx::query(
+                "INSERT INTO inspections (inspection_id, plan_id, occurrence, property_id, asset_id, checklist_id, checklist_version, due_at) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (plan_id, occurrence) DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(plan.plan_id)
+            .bind(&key)
+            .bind(&plan.property_id)
+            .bind(plan.asset_id)
+            .bind(plan.checklist_id)
+            .bind(version)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                response.created += 1;
+            } else {
+                response.already_scheduled += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(response)
+}
+
+#[derive(sqlx::FromRow)]
+struct InspectionRow {
+    inspection_id: Uuid,
+    plan_id: Uuid,
+    property_id: String,
+    asset_id: Option<Uuid>,
+    checklist_id: Uuid,
+    checklist_version: i32,
+    due_at: DateTime<Utc>,
+    status: String,
+    done_at: Option<DateTime<Utc>>,
+    failed_items: Vec<String>,
+}
+
+fn inspection_to_proto(
+    row: &InspectionRow,
+    work_orders: Vec<String>,
+    results: Vec<pb::ItemResult>,
+) -> pb::Inspection {
+    let now = Utc::now();
+    pb::Inspection {
+        inspection_id: row.inspection_id.to_string(),
+        plan_id: row.plan_id.to_string(),
+        property_id: row.property_id.clone(),
+        asset_id: row.asset_id.map(|a| a.to_string()).unwrap_or_default(),
+        checklist_id: row.checklist_id.to_string(),
+        checklist_version: row.checklist_version,
+        due_time: Some(to_timestamp(row.due_at)),
+        status: row.status.clone(),
+        overdue: row.status == "due" && row.due_at < now,
+        done_time: row.done_at.map(to_timestamp),
+        results,
+        failed_items: row.failed_items.clone(),
+        work_order_ids: work_orders,
+    }
+}
+
+const INSPECTION_COLUMNS: &str = "inspection_id, plan_id, property_id, asset_id, checklist_id, checklist_version, due_at, status, done_at, failed_items";
+
+pub async fn list(
+    api: &Api,
+    request: Request<pb::ListInspectionsRequest>,
+) -> ApiResult<pb::ListInspectionsResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let limit = if request.page_size <= 0 {
+        100
+    } else {
+        i64::from(request.page_size.min(1000))
+    };
+    let rows: Vec<InspectionRow> = sqlx::query_as(&format!(
+        "SELECT {INSPECTION_COLUMNS} FROM inspections WHERE property_id = $1 AND (NOT $2 OR (status = 'due' AND due_at < now())) \
+         ORDER BY due_at LIMIT $3"
+    ))
+    .bind(&request.property_id)
+    .bind(request.overdue_only)
+    .bind(limit)
+    .fetch_all(&api.context.pool)
+    .await?;
+    Ok(pb::ListInspectionsResponse {
+        inspections: rows
+            .iter()
+            .map(|r| inspection_to_proto(r, Vec::new(), Vec::new()))
+            .collect(),
+    })
+}
+
+/// Whether one result meets its item; `None` when the result does not fit the item.
+fn judge(item: &pb::ChecklistItem, result: &pb::ItemResult) -> bool {
+    match pb::ItemKind::try_from(item.kind) {
+        Ok(pb::ItemKind::PassFail) => result.passed,
+        Ok(pb::ItemKind::Numeric) => result.value >= item.min && result.value <= item.max,
+        Ok(pb::ItemKind::Choice) => item.acceptable.contains(&result.choice),
+        _ => true,
+    }
+}
+
+pub async fn record(
+    api: &Api,
+    request: Request<pb::RecordInspectionRequest>,
+) -> ApiResult<pb::Inspection> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.inspection_id, "inspection_id")?;
+    let mut tx = api.context.pool.begin().await?;
+    let row: InspectionRow = sqlx::query_as(&format!(
+        "SELECT {INSPECTION_COLUMNS} FROM inspections WHERE inspection_id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("inspection", id.to_string()))?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("inspection", id.to_string()));
+    }
+    if row.status == "done" {
+        return Err(ApiError::failed_precondition(
+            "INSPECTION_DONE",
+            format!("inspections/{id}"),
+            "the inspection was already recorded",
+        ));
+    }
+    let list = checklist(&mut tx, row.checklist_id, Some(row.checklist_version)).await?;
+    let mut v = Vec::new();
+    for item in &list.items {
+        if !request.results.iter().any(|r| r.code == item.code) {
+            v.push(FieldViolation::new(
+                "results",
+                format!("item `{}` has no result", item.code),
+            ));
+        }
+    }
+    for (i, result) in request.results.iter().enumerate() {
+        if !list.items.iter().any(|item| item.code == result.code) {
+            v.push(FieldViolation::new(
+                format!("results[{i}].code"),
+                format!("`{}` is not an item of this checklist", result.code),
+            ));
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let failed: Vec<&pb::ChecklistItem> = list
+        .items
+        .iter()
+        .filter(|item| {
+            request
+                .results
+                .iter()
+                .any(|r| r.code == item.code && !judge(item, r))
+        })
+        .collect();
+    let room: String = match row.asset_id {
+        Some(asset) => {
+            sqlx::query_scalar("SELECT room FROM assets WHERE asset_id = $1")
+                .bind(asset)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+        None => String::new(),
+    };
+    let mut work_orders = Vec::new();
+    for item in &failed {
+        let priority = match (item.critical, item.tag.as_str()) {
+            (true, "safety") => pb::Priority::LifeSafety,
+            (true, _) | (_, "hygiene") => pb::Priority::GuestImpacting,
+            _ => pb::Priority::Normal,
+        };
+        let order = open(
+            &mut tx,
+            NewWorkOrder {
+                property_id: row.property_id.clone(),
+                asset_id: row.asset_id,
+                room: room.clone(),
+                title: format!("Defect: {}", item.text),
+                description: format!("failed inspection item {} ({})", item.code, item.tag),
+                priority: priority as i16,
+                source: pb::WorkOrderSource::Inspection,
+                source_id: id.to_string(),
+                actor: principal.subject().to_string(),
+            },
+        )
+        .await?;
+        work_orders.push(order.work_order_id.to_string());
+    }
+    let failed_codes: Vec<String> = failed.iter().map(|i| i.code.clone()).collect();
+    let results_json = serde_json::Value::Array(
+        request
+            .results
+            .iter()
+            .map(|r| serde_json::Value::String(hex::encode(r.encode_to_vec())))
+            .collect(),
+    );
+    let now = Utc::now();
+    sqlx::query("UPDATE inspections SET status = 'done', done_at = $2, results = $3, failed_items = $4 WHERE inspection_id = $1")
+        .bind(id)
+        .bind(now)
+        .bind(results_json)
+        .bind(&failed_codes)
+        .execute(&mut *tx)
+        .await?;
+    // A meter plan counts again from the reading at completion.
+    sqlx::query(
+        "UPDATE plans p SET meter_at_last_done = CASE WHEN p.frequency = 7 THEN a.meter_hours ELSE a.meter_cycles END \
+         FROM assets a WHERE p.plan_id = $1 AND a.asset_id = p.asset_id AND p.frequency IN (7, 8)",
+    )
+    .bind(row.plan_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    let done = InspectionRow {
+        status: "done".into(),
+        done_at: Some(now),
+        failed_items: failed_codes,
+        ..row
+    };
+    Ok(inspection_to_proto(&done, work_orders, request.results))
+}

@@ -1,0 +1,571 @@
+//! Work orders (with respond and fix clocks, the fix clock paused while on hold), the
+//! out-of-order guard for rooms, repeat-fix rules, and the events contractors and the complaints
+//! service listen to.
+
+use chrono::{DateTime, Utc};
+use guestloop_kit::auth::principal;
+use guestloop_kit::events::{append, NewEvent};
+use guestloop_kit::time::{from_timestamp, to_timestamp};
+use guestloop_kit::worktime::{
+    evaluate, pauses_from_history, ClockHistory, SlaTarget, WorkingCalendar,
+};
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_proto::common::v1::Money;
+use guestloop_proto::facilities::v1 as pb;
+use sqlx::PgConnection;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::assets::parse_id;
+use super::Api;
+use crate::domain::work_orders::{
+    repeat_fix, targets, transition as next_status, Action, Priority, Status,
+};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkOrderRow {
+    pub work_order_id: Uuid,
+    pub property_id: String,
+    pub asset_id: Option<Uuid>,
+    pub room: String,
+    pub title: String,
+    pub description: String,
+    pub priority: i16,
+    pub source: i16,
+    pub source_id: String,
+    pub status: String,
+    pub assignee: String,
+    pub hold_reason: String,
+    pub created_at: DateTime<Utc>,
+    pub respond_due_at: DateTime<Utc>,
+    pub fix_due_at: DateTime<Utc>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub labour_currency: String,
+    pub labour_minor: i64,
+    pub parts_currency: String,
+    pub parts_minor: i64,
+    pub repeat_escalated: bool,
+    pub etag: Uuid,
+}
+
+const COLUMNS: &str = "work_order_id, property_id, asset_id, room, title, description, priority, source, source_id, status, \
+    assignee, hold_reason, created_at, respond_due_at, fix_due_at, responded_at, done_at, labour_currency, labour_minor, \
+    parts_currency, parts_minor, repeat_escalated, etag";
+
+fn priority(value: i16) -> Priority {
+    match value {
+        1 => Priority::LifeSafety,
+        2 => Priority::GuestImpacting,
+        4 => Priority::Low,
+        _ => Priority::Normal,
+    }
+}
+
+/// Repair work runs around the clock for urgent priorities (a 24/7 calendar in UTC).
+fn calendar() -> WorkingCalendar {
+    WorkingCalendar::always_open(chrono_tz::UTC)
+}
+
+pub fn to_proto(row: &WorkOrderRow, now: DateTime<Utc>) -> pb::WorkOrder {
+    let money = |currency: &str, minor: i64| {
+        (minor > 0).then(|| Money {
+            currency_code: currency.to_string(),
+            minor_units: minor,
+        })
+    };
+    let respond_end = row.responded_at.unwrap_or(now);
+    let fix_end = row.done_at.unwrap_or(now);
+    pb::WorkOrder {
+        work_order_id: row.work_order_id.to_string(),
+        property_id: row.property_id.clone(),
+        asset_id: row.asset_id.map(|a| a.to_string()).unwrap_or_default(),
+        room: row.room.clone(),
+        title: row.title.clone(),
+        description: row.description.clone(),
+        priority: i32::from(row.priority),
+        source: i32::from(row.source),
+        source_id: row.source_id.clone(),
+        status: row.status.clone(),
+        assignee: row.assignee.clone(),
+        hold_reason: row.hold_reason.clone(),
+        create_time: Some(to_timestamp(row.created_at)),
+        respond_due_time: Some(to_timestamp(row.respond_due_at)),
+        fix_due_time: Some(to_timestamp(row.fix_due_at)),
+        done_time: row.done_at.map(to_timestamp),
+        respond_breached: respond_end > row.respond_due_at,
+        fix_breached: fix_end > row.fix_due_at && row.status != "cancelled",
+        labour_cost: money(&row.labour_currency, row.labour_minor),
+        parts_cost: money(&row.parts_currency, row.parts_minor),
+        repeat_escalated: row.repeat_escalated,
+        etag: row.etag.to_string(),
+    }
+}
+
+/// What opens a work order.
+#[derive(Debug)]
+pub struct NewWorkOrder {
+    pub property_id: String,
+    pub asset_id: Option<Uuid>,
+    pub room: String,
+    pub title: String,
+    pub description: String,
+    pub priority: i16,
+    pub source: pb::WorkOrderSource,
+    pub source_id: String,
+    pub actor: String,
+}
+
+async fn emit(
+    conn: &mut PgConnection,
+    event_type: &str,
+    row: &WorkOrderRow,
+    from: &str,
+) -> ApiResult<()> {
+    append(
+        conn,
+        NewEvent {
+            event_type,
+            subject: format!("work_orders/{}", row.work_order_id),
+            chain_id: "",
+            property_id: &row.property_id,
+            payload: &pb::WorkOrderChanged {
+                work_order: Some(to_proto(row, Utc::now())),
+                from_status: from.to_string(),
+            },
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Opens a work order in the caller's transaction.
+pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkOrderRow> {
+    let now = Utc::now();
+    let (respond, fix) = targets(priority(new.priority));
+    let calendar = calendar();
+    let row: WorkOrderRow = sqlx::query_as(&format!(
+        "INSERT INTO work_orders (work_order_id, property_id, asset_id, room, title, description, priority, source, source_id, \
+         status, created_at, respond_due_at, fix_due_at, etag) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'open',$10,$11,$12,$13) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&new.property_id)
+    .bind(new.asset_id)
+    .bind(&new.room)
+    .bind(&new.title)
+    .bind(&new.description)
+    .bind(new.priority)
+    .bind(new.source as i16)
+    .bind(&new.source_id)
+    .bind(now)
+    .bind(calendar.add_working_time(now, respond))
+    .bind(calendar.add_working_time(now, fix))
+    .bind(Uuid::now_v7())
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO work_order_history (work_order_id, at, status, actor) VALUES ($1, $2, 'open', $3)")
+        .bind(row.work_order_id)
+        .bind(now)
+        .bind(&new.actor)
+        .execute(&mut *conn)
+        .await?;
+    emit(conn, "facilities.work_order.created", &row, "").await?;
+    Ok(row)
+}
+
+pub async fn create(
+    api: &Api,
+    request: Request<pb::CreateWorkOrderRequest>,
+) -> ApiResult<pb::WorkOrder> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
+    let order = request
+        .work_order
+        .clone()
+        .ok_or_else(|| ApiError::invalid("work_order", "is required"))?;
+    let mut v = Vec::new();
+    if order.property_id.is_empty() {
+        v.push(FieldViolation::new("work_order.property_id", "is required"));
+    }
+    if order.title.trim().is_empty() {
+        v.push(FieldViolation::new("work_order.title", "must not be empty"));
+    }
+    match pb::Priority::try_from(order.priority) {
+        Ok(pb::Priority::Unspecified) => {
+            v.push(FieldViolation::new("work_order.priority", "is required"))
+        }
+        Err(_) => v.push(FieldViolation::new(
+            "work_order.priority",
+            format!("unknown value {}", order.priority),
+        )),
+        Ok(_) => {}
+    }
+    let source = match pb::WorkOrderSource::try_from(order.source) {
+        Ok(pb::WorkOrderSource::Unspecified) => pb::WorkOrderSource::StaffReport,
+        Ok(source) => source,
+        Err(_) => {
+            v.push(FieldViolation::new(
+                "work_order.source",
+                format!("unknown value {}", order.source),
+            ));
+            pb::WorkOrderSource::StaffReport
+        }
+    };
+    let asset_id = if order.asset_id.is_empty() {
+        None
+    } else {
+        Some(parse_id(&order.asset_id, "work_order.asset_id")?)
+    };
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&order.property_id)?;
+    let mut tx = api.context.pool.begin().await?;
+    if let Some(previous) = idempotency::claim::<_, pb::WorkOrder>(
+        &mut tx,
+        "CreateWorkOrder",
+        &request.request_id,
+        &request,
+    )
+    .await?
+    {
+        return Ok(previous);
+    }
+    let row = open(
+        &mut tx,
+        NewWorkOrder {
+            property_id: order.property_id.clone(),
+            asset_id,
+            room: order.room.trim().to_string(),
+            title: order.title.trim().to_string(),
+            description: order.description.clone(),
+            priority: order.priority as i16,
+            source,
+            source_id: order.source_id.clone(),
+            actor: principal.subject().to_string(),
+        },
+    )
+    .await?;
+    let reply = to_proto(&row, Utc::now());
+    idempotency::record(&mut tx, "CreateWorkOrder", &request.request_id, &reply).await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    Ok(reply)
+}
+
+async fn load(conn: &mut PgConnection, id: Uuid, lock: bool) -> ApiResult<WorkOrderRow> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM work_orders WHERE work_order_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("work order", id.to_string()))
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetWorkOrderRequest>) -> ApiResult<pb::WorkOrder> {
+    let principal = principal(&request)?.clone();
+    let id = parse_id(&request.get_ref().work_order_id, "work_order_id")?;
+    let mut conn = api.context.pool.acquire().await?;
+    let row = load(&mut conn, id, false).await?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("work order", id.to_string()));
+    }
+    Ok(to_proto(&row, Utc::now()))
+}
+
+pub async fn list(
+    api: &Api,
+    request: Request<pb::ListWorkOrdersRequest>,
+) -> ApiResult<pb::ListWorkOrdersResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let asset = if request.asset_id.is_empty() {
+        None
+    } else {
+        Some(parse_id(&request.asset_id, "asset_id")?)
+    };
+    let limit = if request.page_size <= 0 {
+        100
+    } else {
+        i64::from(request.page_size.min(1000))
+    };
+    let rows: Vec<WorkOrderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM work_orders WHERE property_id = $1 AND (NOT $2 OR status NOT IN ('done', 'verified', 'cancelled')) \
+         AND ($3::uuid IS NULL OR asset_id = $3) ORDER BY fix_due_at LIMIT $4"
+    ))
+    .bind(&request.property_id)
+    .bind(request.open_only)
+    .bind(asset)
+    .bind(limit)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let now = Utc::now();
+    Ok(pb::ListWorkOrdersResponse {
+        work_orders: rows.iter().map(|r| to_proto(r, now)).collect(),
+    })
+}
+
+fn action(value: i32) -> ApiResult<Action> {
+    match pb::WorkOrderAction::try_from(value) {
+        Ok(pb::WorkOrderAction::Assign) => Ok(Action::Assign),
+        Ok(pb::WorkOrderAction::Start) => Ok(Action::Start),
+        Ok(pb::WorkOrderAction::Hold) => Ok(Action::Hold),
+        Ok(pb::WorkOrderAction::Resume) => Ok(Action::Resume),
+        Ok(pb::WorkOrderAction::Complete) => Ok(Action::Complete),
+        Ok(pb::WorkOrderAction::Verify) => Ok(Action::Verify),
+        Ok(pb::WorkOrderAction::Cancel) => Ok(Action::Cancel),
+        _ => Err(ApiError::invalid(
+            "action",
+            format!("unknown or missing action {value}"),
+        )),
+    }
+}
+
+pub async fn transition(
+    api: &Api,
+    request: Request<pb::TransitionWorkOrderRequest>,
+) -> ApiResult<pb::WorkOrder> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.work_order_id, "work_order_id")?;
+    let action = action(request.action)?;
+    let mut v = Vec::new();
+    if action == Action::Assign && request.assignee.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "assignee",
+            "is required to assign (team:<name> or contractor:<name>)",
+        ));
+    }
+    if matches!(action, Action::Hold | Action::Cancel) && request.reason.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "reason",
+            "is required to hold or cancel",
+        ));
+    }
+    for (field, cost) in [
+        ("labour_cost", &request.labour_cost),
+        ("parts_cost", &request.parts_cost),
+    ] {
+        if cost.as_ref().is_some_and(|c| c.minor_units < 0) {
+            v.push(FieldViolation::new(field, "must not be negative"));
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let mut row = load(&mut tx, id, true).await?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("work order", id.to_string()));
+    }
+    let from = Status::parse(&row.status).unwrap_or(Status::Open);
+    let to = next_status(from, action).map_err(|message| {
+        ApiError::failed_precondition("ILLEGAL_TRANSITION", format!("work_orders/{id}"), message)
+    })?;
+    let now = Utc::now();
+    sqlx::query(
+        "INSERT INTO work_order_history (work_order_id, at, status, actor) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(to.as_str())
+    .bind(principal.subject())
+    .execute(&mut *tx)
+    .await?;
+    if row.responded_at.is_none() && to != Status::Cancelled {
+        row.responded_at = Some(now);
+    }
+    match action {
+        Action::Assign => row.assignee = request.assignee.trim().to_string(),
+        Action::Hold => row.hold_reason = request.reason.trim().to_string(),
+        Action::Resume => row.hold_reason.clear(),
+        Action::Complete => {
+            row.done_at = Some(now);
+            if let Some(labour) = &request.labour_cost {
+                row.labour_currency = labour.currency_code.clone();
+                row.labour_minor = labour.minor_units;
+            }
+            if let Some(parts) = &request.parts_cost {
+                row.parts_currency = parts.currency_code.clone();
+                row.parts_minor = parts.minor_units;
+            }
+            if let Some(asset) = row.asset_id {
+                let previous: Vec<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT done_at FROM work_orders WHERE asset_id = $1 AND done_at IS NOT NULL AND work_order_id <> $2",
+                )
+                .bind(asset)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let rule = repeat_fix(&previous, now);
+                row.repeat_escalated = rule.escalate;
+                if rule.flag_replacement {
+                    sqlx::query("UPDATE assets SET replacement_flagged = true WHERE asset_id = $1")
+                        .bind(asset)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    row.status = to.as_str().to_string();
+    // The fix clock excludes every stretch on hold, from the whole history.
+    let history: Vec<(DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT at, status FROM work_order_history WHERE work_order_id = $1 ORDER BY at",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let pauses = pauses_from_history(
+        &history
+            .iter()
+            .map(|(at, s)| (*at, s == "on_hold"))
+            .collect::<Vec<_>>(),
+    );
+    let (_, fix) = targets(priority(row.priority));
+    let clock = evaluate(
+        &calendar(),
+        &SlaTarget::WorkingTime(fix),
+        &ClockHistory {
+            start: row.created_at,
+            pauses,
+        },
+        row.done_at,
+        now,
+        0.75,
+    );
+    row.fix_due_at = clock.due_at;
+    row.etag = Uuid::now_v7();
+    sqlx::query(
+        "UPDATE work_orders SET status=$2, assignee=$3, hold_reason=$4, responded_at=$5, done_at=$6, labour_currency=$7, \
+         labour_minor=$8, parts_currency=$9, parts_minor=$10, repeat_escalated=$11, fix_due_at=$12, etag=$13 WHERE work_order_id=$1",
+    )
+    .bind(id)
+    .bind(&row.status)
+    .bind(&row.assignee)
+    .bind(&row.hold_reason)
+    .bind(row.responded_at)
+    .bind(row.done_at)
+    .bind(&row.labour_currency)
+    .bind(row.labour_minor)
+    .bind(&row.parts_currency)
+    .bind(row.parts_minor)
+    .bind(row.repeat_escalated)
+    .bind(row.fix_due_at)
+    .bind(row.etag)
+    .execute(&mut *tx)
+    .await?;
+    let event_type = if to == Status::Done {
+        "facilities.work_order.completed"
+    } else {
+        "facilities.work_order.changed"
+    };
+    emit(&mut tx, event_type, &row, from.as_str()).await?;
+    tx.commit().await?;
+    api.context.events.wake();
+    Ok(to_proto(&row, now))
+}
+
+pub async fn set_room_status(
+    api: &Api,
+    request: Request<pb::SetRoomStatusRequest>,
+) -> ApiResult<pb::RoomStatus> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let mut v = Vec::new();
+    if request.room.trim().is_empty() {
+        v.push(FieldViolation::new("room", "is required"));
+    }
+    if !matches!(
+        request.status.as_str(),
+        "in_service" | "out_of_order" | "out_of_service"
+    ) {
+        v.push(FieldViolation::new(
+            "status",
+            "must be in_service, out_of_order or out_of_service",
+        ));
+    }
+    if request.status != "in_service" && request.reason.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "reason",
+            "is required to take a room out",
+        ));
+    }
+    let expected = request
+        .expected_return
+        .as_ref()
+        .map(|t| from_timestamp("expected_return", t))
+        .transpose()?;
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&request.property_id)?;
+    let mut tx = api.context.pool.begin().await?;
+    let now = Utc::now();
+    let current: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT status, since FROM room_status WHERE property_id = $1 AND room = $2 FOR UPDATE",
+    )
+    .bind(&request.property_id)
+    .bind(&request.room)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if request.status == "in_service" {
+        let blocking: Option<Uuid> = sqlx::query_scalar(
+            "SELECT work_order_id FROM work_orders WHERE property_id = $1 AND room = $2 AND priority <= 2 \
+             AND status NOT IN ('done', 'verified', 'cancelled') LIMIT 1",
+        )
+        .bind(&request.property_id)
+        .bind(&request.room)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(order) = blocking {
+            return Err(ApiError::failed_precondition(
+                "OPEN_GUEST_IMPACTING_WORK_ORDER",
+                format!("work_orders/{order}"),
+                format!("room {} cannot return to service while guest-impacting work order {order} is open", request.room),
+            ));
+        }
+        if let Some((status, since)) = &current {
+            if status != "in_service" {
+                sqlx::query("INSERT INTO room_outages (property_id, room, started_at, ended_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&request.property_id)
+                    .bind(&request.room)
+                    .bind(since)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let since = match &current {
+        Some((status, since)) if *status == request.status => *since,
+        _ => now,
+    };
+    sqlx::query(
+        "INSERT INTO room_status (property_id, room, status, reason, since, expected_return) VALUES ($1,$2,$3,$4,$5,$6) \
+         ON CONFLICT (property_id, room) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, since = EXCLUDED.since, \
+         expected_return = EXCLUDED.expected_return",
+    )
+    .bind(&request.property_id)
+    .bind(&request.room)
+    .bind(&request.status)
+    .bind(request.reason.trim())
+    .bind(since)
+    .bind(expected)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(pb::RoomStatus {
+        property_id: request.property_id,
+        room: request.room,
+        status: request.status,
+        reason: request.reason,
+        since: Some(to_timestamp(since)),
+        expected_return: expected.map(to_timestamp),
+    })
+}

@@ -1,0 +1,112 @@
+//! What facilities takes from the complaints feed: a complaint whose cause is a facility opens
+//! one linked work order (once per complaint, however often the feed is replayed), on the asset
+//! in the complaint's room when one matches its category.
+
+use guestloop_kit::events::EventHandler;
+use guestloop_kit::ApiError;
+use guestloop_proto::common::v1::Event;
+use guestloop_proto::complaints::v1 as complaints;
+use guestloop_proto::facilities::v1 as pb;
+use prost::Message;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::api::work_orders::{open, NewWorkOrder};
+
+pub const CONSUMER: &str = "facilities<-complaints";
+pub const EVENT_TYPES: [&str; 2] = ["complaints.complaint.filed", "complaints.complaint.updated"];
+
+/// The asset category a complaint category usually points at.
+fn asset_category(category: &str) -> Option<pb::AssetCategory> {
+    match category {
+        "heating_ac" | "hvac" | "air_conditioning" => Some(pb::AssetCategory::Hvac),
+        "plumbing" | "water" => Some(pb::AssetCategory::Plumbing),
+        "wifi" | "tv" | "network" => Some(pb::AssetCategory::ItNetwork),
+        "electrical" | "lighting" => Some(pb::AssetCategory::Electrical),
+        "elevator" | "lift" => Some(pb::AssetCategory::Elevator),
+        "safety" | "fire" => Some(pb::AssetCategory::FireLifeSafety),
+        "furniture" => Some(pb::AssetCategory::Furniture),
+        _ => None,
+    }
+}
+
+pub struct ComplaintEvents;
+
+impl EventHandler for ComplaintEvents {
+    async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        let payload = event
+            .payload
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("payload", "missing"))?;
+        let changed = complaints::ComplaintChanged::decode(payload.value.as_slice())
+            .map_err(|e| ApiError::invalid("payload", e.to_string()))?;
+        let Some(complaint) = changed.complaint else {
+            return Ok(());
+        };
+        if complaint.cause != complaints::Cause::Facility as i32 {
+            return Ok(());
+        }
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM work_orders WHERE source = 2 AND source_id = $1)",
+        )
+        .bind(&complaint.complaint_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if exists {
+            return Ok(());
+        }
+        let room = complaint
+            .stay
+            .as_ref()
+            .map(|s| s.room.clone())
+            .unwrap_or_default();
+        let asset: Option<Uuid> = match asset_category(&complaint.category) {
+            Some(category) if !room.is_empty() => sqlx::query_scalar(
+                "SELECT asset_id FROM assets WHERE property_id = $1 AND room = $2 AND category = $3 ORDER BY asset_id LIMIT 1",
+            )
+            .bind(&complaint.property_id)
+            .bind(&room)
+            .bind(category as i16)
+            .fetch_optional(&mut *conn)
+            .await?,
+            _ => None,
+        };
+        let urgent = matches!(
+            complaints::Urgency::try_from(complaint.urgency),
+            Ok(complaints::Urgency::Critical | complaints::Urgency::High)
+        );
+        let in_house = complaint
+            .stay
+            .as_ref()
+            .is_some_and(|s| s.phase == complaints::StayPhase::InHouse as i32);
+        let priority = if urgent || in_house {
+            pb::Priority::GuestImpacting
+        } else {
+            pb::Priority::Normal
+        };
+        open(
+            conn,
+            NewWorkOrder {
+                property_id: complaint.property_id.clone(),
+                asset_id: asset,
+                room: room.clone(),
+                title: format!(
+                    "Complaint: {} in {}",
+                    complaint.category.replace('_', " "),
+                    if room.is_empty() {
+                        "a public area"
+                    } else {
+                        room.as_str()
+                    }
+                ),
+                description: complaint.description.clone(),
+                priority: priority as i16,
+                source: pb::WorkOrderSource::Complaint,
+                source_id: complaint.complaint_id.clone(),
+                actor: "service:complaints".into(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,578 @@
+//! Facilities end to end: a complaint about a broken air conditioner opens one work order on the
+//! room's unit, completing it resolves the complaint — each step once even when feeds are
+//! replayed; the out-of-order guard; repeat-fix rules; meter plans; failed inspection items.
+
+use std::time::Duration;
+
+use guestloop_kit::auth::Role;
+use guestloop_kit::events::Consumer;
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
+use guestloop_proto::complaints::v1 as cpb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_proto::facilities::v1 as pb;
+use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
+use guestloop_testkit::{
+    spawn_service, spawn_service_on, test_settings, TestService, TokenBuilder,
+};
+use tonic::Code;
+
+type Facilities = FacilitiesServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn client(service: &TestService) -> anyhow::Result<Facilities> {
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["madrid"])
+        .mint()?;
+    Ok(FacilitiesServiceClient::new(
+        service.channel_with_token(&token).await?,
+    ))
+}
+
+async fn asset(
+    client: &mut Facilities,
+    room: &str,
+    category: pb::AssetCategory,
+) -> anyhow::Result<pb::Asset> {
+    Ok(client
+        .create_asset(pb::CreateAssetRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            asset: Some(pb::Asset {
+                property_id: "madrid".into(),
+                name: format!("{category:?} {room}"),
+                category: category as i32,
+                location: Some(pb::Location {
+                    building: "main".into(),
+                    floor: "5".into(),
+                    room: room.into(),
+                }),
+                install_date: "2019-06-01".into(),
+                expected_life_years: 10,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn act(
+    client: &mut Facilities,
+    id: &str,
+    action: pb::WorkOrderAction,
+    reason: &str,
+) -> Result<pb::WorkOrder, tonic::Status> {
+    client
+        .transition_work_order(pb::TransitionWorkOrderRequest {
+            work_order_id: id.into(),
+            action: action as i32,
+            assignee: "team:engineering".into(),
+            reason: reason.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn eventually<F, Fut, T>(mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    for _ in 0..150 {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("condition not reached in 15 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_once(
+) -> anyhow::Result<()> {
+    // Each service must know the other's address before either starts.
+    let complaints_port = guestloop_kit::embedded_pg::free_port()?;
+    let facilities_port = guestloop_kit::embedded_pg::free_port()?;
+    let mut settings = test_settings();
+    settings.endpoints.insert(
+        "complaints".into(),
+        format!("http://127.0.0.1:{complaints_port}"),
+    );
+    settings.endpoints.insert(
+        "facilities".into(),
+        format!("http://127.0.0.1:{facilities_port}"),
+    );
+    let facilities = spawn_service_on(
+        &guestloop_facilities::DEFINITION,
+        settings.clone(),
+        None,
+        facilities_port,
+    )
+    .await?;
+    let complaints = spawn_service_on(
+        &guestloop_complaints::DEFINITION,
+        settings,
+        None,
+        complaints_port,
+    )
+    .await?;
+
+    let mut fac = client(&facilities).await?;
+    let unit = asset(&mut fac, "512", pb::AssetCategory::Hvac).await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["madrid"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let filed = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "ac-1".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "madrid".into(),
+                guest: Some(cpb::GuestRef {
+                    name: "Walk-in guest".into(),
+                    ..Default::default()
+                }),
+                stay: Some(cpb::StayContext {
+                    room: "512".into(),
+                    phase: cpb::StayPhase::InHouse as i32,
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::Phone as i32,
+                category: "heating_ac".into(),
+                cause: cpb::Cause::Facility as i32,
+                urgency: cpb::Urgency::High as i32,
+                description: "The air conditioning blows warm air".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+
+    let order = eventually(|| {
+        let mut fac = fac.clone();
+        async move {
+            let list = fac
+                .list_work_orders(pb::ListWorkOrdersRequest {
+                    property_id: "madrid".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(list.work_orders.into_iter().next())
+        }
+    })
+    .await?;
+    assert_eq!(
+        order.asset_id, unit.asset_id,
+        "on the room's air conditioner"
+    );
+    assert_eq!(order.source_id, filed.complaint_id);
+    assert_eq!(order.priority, pb::Priority::GuestImpacting as i32);
+    let linked = eventually(|| {
+        let mut agent = agent.clone();
+        let id = filed.complaint_id.clone();
+        async move {
+            let c = agent
+                .get_complaint(cpb::GetComplaintRequest { complaint_id: id })
+                .await?
+                .into_inner();
+            Ok((!c.work_order_ids.is_empty()).then_some(c))
+        }
+    })
+    .await?;
+    assert_eq!(linked.work_order_ids, vec![order.work_order_id.clone()]);
+
+    // On hold (waiting for parts) pauses the fix clock: the deadline moves out.
+    act(
+        &mut fac,
+        &order.work_order_id,
+        pb::WorkOrderAction::Start,
+        "",
+    )
+    .await?;
+    act(
+        &mut fac,
+        &order.work_order_id,
+        pb::WorkOrderAction::Hold,
+        "waiting for a compressor part",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resumed = act(
+        &mut fac,
+        &order.work_order_id,
+        pb::WorkOrderAction::Resume,
+        "",
+    )
+    .await?;
+    let before = order
+        .fix_due_time
+        .as_ref()
+        .map(|t| t.seconds)
+        .unwrap_or_default();
+    let after = resumed
+        .fix_due_time
+        .as_ref()
+        .map(|t| t.seconds)
+        .unwrap_or_default();
+    assert!(
+        after > before,
+        "pausing moved the fix deadline from {before} to {after}"
+    );
+    act(
+        &mut fac,
+        &order.work_order_id,
+        pb::WorkOrderAction::Complete,
+        "",
+    )
+    .await?;
+
+    let resolved = eventually(|| {
+        let mut agent = agent.clone();
+        let id = filed.complaint_id.clone();
+        async move {
+            let c = agent
+                .get_complaint(cpb::GetComplaintRequest { complaint_id: id })
+                .await?
+                .into_inner();
+            Ok((c.status == cpb::Status::Resolved as i32).then_some(c))
+        }
+    })
+    .await?;
+    assert!(resolved.resolve_time.is_some());
+
+    // Replaying both feeds from the start changes nothing.
+    let service_token = TokenBuilder::new(Role::Service).mint()?;
+    let s = test_settings();
+    let facilities_pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&facilities.database.url, "facilities", &s.database)?,
+        &s.database,
+    );
+    let complaints_pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&complaints.database.url, "complaints", &s.database)?,
+        &s.database,
+    );
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let replay_into_facilities = tokio::spawn(
+        Consumer::new(
+            "replay",
+            facilities_pool.clone(),
+            vec![],
+            guestloop_facilities::consumer::ComplaintEvents,
+        )
+        .run(
+            EventFeedClient::new(complaints.channel_with_token(&service_token).await?),
+            stop_rx.clone(),
+        ),
+    );
+    let replay_into_complaints = tokio::spawn(
+        Consumer::new(
+            "replay",
+            complaints_pool.clone(),
+            vec![],
+            guestloop_complaints::consumer::WorkOrderEvents,
+        )
+        .run(
+            EventFeedClient::new(facilities.channel_with_token(&service_token).await?),
+            stop_rx.clone(),
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    replay_into_facilities.abort();
+    replay_into_complaints.abort();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders")
+        .fetch_one(&facilities_pool)
+        .await?;
+    assert_eq!(orders, 1, "one work order per complaint");
+    let resolutions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM complaint_timeline WHERE to_status = 'resolved'")
+            .fetch_one(&complaints_pool)
+            .await?;
+    assert_eq!(resolutions, 1, "resolved once");
+    let links: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaint_timeline WHERE kind = 'work_order_linked'",
+    )
+    .fetch_one(&complaints_pool)
+    .await?;
+    assert_eq!(links, 1, "linked once");
+    facilities.shutdown().await?;
+    complaints.shutdown().await
+}
+
+#[tokio::test]
+async fn rooms_stay_out_while_guest_impacting_work_is_open_and_repeat_fixes_escalate(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut fac = client(&service).await?;
+    let shower = asset(&mut fac, "301", pb::AssetCategory::Plumbing).await?;
+    fac.set_room_status(pb::SetRoomStatusRequest {
+        property_id: "madrid".into(),
+        room: "301".into(),
+        status: "out_of_order".into(),
+        reason: "leak".into(),
+        expected_return: None,
+    })
+    .await?;
+    let order = |title: &str| pb::CreateWorkOrderRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        work_order: Some(pb::WorkOrder {
+            property_id: "madrid".into(),
+            asset_id: shower.asset_id.clone(),
+            room: "301".into(),
+            title: title.into(),
+            priority: pb::Priority::GuestImpacting as i32,
+            ..Default::default()
+        }),
+    };
+    let first = fac
+        .create_work_order(order("shower leaks"))
+        .await?
+        .into_inner();
+    let refused = fac
+        .set_room_status(pb::SetRoomStatusRequest {
+            property_id: "madrid".into(),
+            room: "301".into(),
+            status: "in_service".into(),
+            reason: String::new(),
+            expected_return: None,
+        })
+        .await
+        .expect_err("open guest-impacting order");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    act(
+        &mut fac,
+        &first.work_order_id,
+        pb::WorkOrderAction::Start,
+        "",
+    )
+    .await?;
+    let done = act(
+        &mut fac,
+        &first.work_order_id,
+        pb::WorkOrderAction::Complete,
+        "",
+    )
+    .await?;
+    assert!(!done.repeat_escalated);
+    let back = fac
+        .set_room_status(pb::SetRoomStatusRequest {
+            property_id: "madrid".into(),
+            room: "301".into(),
+            status: "in_service".into(),
+            reason: String::new(),
+            expected_return: None,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(back.status, "in_service");
+
+    let second = fac
+        .create_work_order(order("shower leaks again"))
+        .await?
+        .into_inner();
+    act(
+        &mut fac,
+        &second.work_order_id,
+        pb::WorkOrderAction::Start,
+        "",
+    )
+    .await?;
+    let again = act(
+        &mut fac,
+        &second.work_order_id,
+        pb::WorkOrderAction::Complete,
+        "",
+    )
+    .await?;
+    assert!(again.repeat_escalated, "fixed twice within 30 days");
+    let flagged = fac
+        .get_asset(pb::GetAssetRequest {
+            asset_id: shower.asset_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(
+        flagged.replacement_flagged,
+        "recurring within 90 days: replacement project"
+    );
+    let illegal = act(
+        &mut fac,
+        &second.work_order_id,
+        pb::WorkOrderAction::Start,
+        "",
+    )
+    .await
+    .expect_err("done");
+    assert_eq!(illegal.code(), Code::FailedPrecondition);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut fac = client(&service).await?;
+    let lift = asset(&mut fac, "lobby", pb::AssetCategory::Elevator).await?;
+    let checklist = fac
+        .publish_checklist(pb::PublishChecklistRequest {
+            checklist_id: String::new(),
+            name: "Lift service".into(),
+            items: vec![
+                pb::ChecklistItem {
+                    code: "doors".into(),
+                    text: "Doors close fully".into(),
+                    kind: pb::ItemKind::PassFail as i32,
+                    tag: "safety".into(),
+                    critical: true,
+                    ..Default::default()
+                },
+                pb::ChecklistItem {
+                    code: "noise".into(),
+                    text: "Motor noise dB".into(),
+                    kind: pb::ItemKind::Numeric as i32,
+                    min: 0.0,
+                    max: 70.0,
+                    unit: "dB".into(),
+                    tag: "operation".into(),
+                    ..Default::default()
+                },
+            ],
+        })
+        .await?
+        .into_inner();
+    let v2 = fac
+        .publish_checklist(pb::PublishChecklistRequest {
+            checklist_id: checklist.checklist_id.clone(),
+            name: "Lift service".into(),
+            items: checklist.items.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (checklist.version, v2.version),
+        (1, 2),
+        "editing publishes a new version"
+    );
+    fac.create_plan(pb::CreatePlanRequest {
+        plan: Some(pb::Plan {
+            plan_id: String::new(),
+            property_id: "madrid".into(),
+            checklist_id: checklist.checklist_id.clone(),
+            asset_id: lift.asset_id.clone(),
+            frequency: pb::Frequency::MeterHours as i32,
+            interval: 500,
+            start_date: "2026-01-01".into(),
+            due_time: "08:00".into(),
+            time_zone: "Europe/Madrid".into(),
+            responsible_role: "department_head".into(),
+        }),
+    })
+    .await?;
+    let schedule = |fac: &mut Facilities| {
+        let mut fac = fac.clone();
+        async move {
+            let until = Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 3600,
+                nanos: 0,
+            });
+            anyhow::Ok(
+                fac.schedule_inspections(pb::ScheduleInspectionsRequest {
+                    property_id: "madrid".into(),
+                    until,
+                })
+                .await?
+                .into_inner(),
+            )
+        }
+    };
+    let reading = |fac: &mut Facilities, value: i64| {
+        let mut fac = fac.clone();
+        let id = lift.asset_id.clone();
+        async move {
+            anyhow::Ok(
+                fac.record_meter_reading(pb::RecordMeterReadingRequest {
+                    asset_id: id,
+                    meter: "hours".into(),
+                    value,
+                })
+                .await?,
+            )
+        }
+    };
+    reading(&mut fac, 499).await?;
+    assert_eq!(schedule(&mut fac).await?.created, 0);
+    reading(&mut fac, 500).await?;
+    assert_eq!(schedule(&mut fac).await?.created, 1);
+    let rerun = schedule(&mut fac).await?;
+    assert_eq!(
+        (rerun.created, rerun.already_scheduled),
+        (0, 1),
+        "scheduling is idempotent"
+    );
+    let backwards = reading(&mut fac, 10).await.expect_err("meters only grow");
+    assert_eq!(
+        backwards.downcast_ref::<tonic::Status>().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+
+    let due = fac
+        .list_inspections(pb::ListInspectionsRequest {
+            property_id: "madrid".into(),
+            overdue_only: false,
+            page_size: 10,
+        })
+        .await?
+        .into_inner();
+    let inspection = due
+        .inspections
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no inspection"))?;
+    assert_eq!(
+        inspection.checklist_version, 2,
+        "the current version at scheduling time"
+    );
+    let recorded = fac
+        .record_inspection(pb::RecordInspectionRequest {
+            inspection_id: inspection.inspection_id.clone(),
+            results: vec![
+                pb::ItemResult {
+                    code: "doors".into(),
+                    passed: false,
+                    ..Default::default()
+                },
+                pb::ItemResult {
+                    code: "noise".into(),
+                    value: 64.0,
+                    ..Default::default()
+                },
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(recorded.failed_items, vec!["doors".to_string()]);
+    assert_eq!(recorded.work_order_ids.len(), 1);
+    let order = fac
+        .get_work_order(pb::GetWorkOrderRequest {
+            work_order_id: recorded.work_order_ids[0].clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        order.priority,
+        pb::Priority::LifeSafety as i32,
+        "a failed critical safety item"
+    );
+    let twice = fac
+        .record_inspection(pb::RecordInspectionRequest {
+            inspection_id: inspection.inspection_id.clone(),
+            results: vec![],
+        })
+        .await
+        .expect_err("already recorded");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    // Completion resets the meter count: 900 h is not due, 1000 h is.
+    reading(&mut fac, 900).await?;
+    assert_eq!(schedule(&mut fac).await?.created, 0);
+    reading(&mut fac, 1000).await?;
+    assert_eq!(schedule(&mut fac).await?.created, 1);
+    service.shutdown().await
+}
