@@ -1,11 +1,16 @@
-//! Quality audits: service standards, weighted templates, audits, findings and staff scores.
+//! Quality audits: the chain's service standards (hard and soft, five service-quality
+//! dimensions), versioned weighted templates, audit programs with an idempotent scheduler,
+//! scoring with the "100 − 1 = 0" rule, findings with corrective actions, SERVQUAL gap surveys
+//! and staff-behaviour scores.
 //!
 //! A library crate: [`DEFINITION`] is what the `guestloop` binary (or a test) hands to the
 //! service kit to run it.
 
 mod api;
+pub mod domain;
 
-use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy};
+use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
+use guestloop_kit::auth::Role;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
 use guestloop_proto::audit::v1::audit_service_server::AuditServiceServer;
 use sqlx::migrate::Migrator;
@@ -13,8 +18,55 @@ use tonic::service::RoutesBuilder;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+const STAFF: &[Role] = &[
+    Role::Agent,
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
+const QUALITY: &[Role] = &[
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
+const GUESTS_AND_STAFF: &[Role] = &Role::ALL;
+
+const fn row(method: &'static str, roles: &'static [Role]) -> RpcPolicy {
+    RpcPolicy {
+        method,
+        roles,
+        scope: ScopeCheck::Property,
+    }
+}
+
 /// Who may call which RPC of this service.
-pub const POLICIES: &[RpcPolicy] = &[];
+pub const POLICIES: &[RpcPolicy] = &[
+    row("/guestloop.audit.v1.AuditService/CreateStandard", QUALITY),
+    row("/guestloop.audit.v1.AuditService/ListStandards", STAFF),
+    row("/guestloop.audit.v1.AuditService/PublishTemplate", QUALITY),
+    row("/guestloop.audit.v1.AuditService/CreateProgram", QUALITY),
+    row("/guestloop.audit.v1.AuditService/ScheduleAudits", QUALITY),
+    row("/guestloop.audit.v1.AuditService/AssignAuditor", QUALITY),
+    row("/guestloop.audit.v1.AuditService/SubmitAudit", STAFF),
+    row("/guestloop.audit.v1.AuditService/GetAudit", STAFF),
+    row("/guestloop.audit.v1.AuditService/ListFindings", STAFF),
+    row(
+        "/guestloop.audit.v1.AuditService/UpdateCorrectiveAction",
+        STAFF,
+    ),
+    row(
+        "/guestloop.audit.v1.AuditService/RecordServqualSurvey",
+        GUESTS_AND_STAFF,
+    ),
+    row("/guestloop.audit.v1.AuditService/GetServqualGaps", STAFF),
+    row("/guestloop.audit.v1.AuditService/GetStaffScores", QUALITY),
+];
 
 /// The audit service as the kit runs it.
 pub static DEFINITION: ServiceDefinition = ServiceDefinition {

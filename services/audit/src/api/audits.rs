@@ -1,0 +1,604 @@
+//! Programs, the idempotent audit scheduler, auditor assignment (the mystery-guest conflict
+//! rule), submission with scores, findings and comparison, and corrective actions.
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use guestloop_kit::auth::{principal, Role};
+use guestloop_kit::time::{required_timestamp, to_timestamp};
+use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_proto::audit::v1 as pb;
+use prost::Message;
+use tonic::Request;
+use uuid::Uuid;
+
+use super::library::{standards_for, template};
+use super::Api;
+use crate::domain::scoring::{score, CriticalRule, Item, Outcome};
+
+fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+pub async fn create_program(
+    api: &Api,
+    request: Request<pb::CreateProgramRequest>,
+) -> ApiResult<pb::Program> {
+    let principal = principal(&request)?.clone();
+    let program = request
+        .into_inner()
+        .program
+        .ok_or_else(|| ApiError::invalid("program", "is required"))?;
+    let mut v = Vec::new();
+    if !matches!(pb::ProgramKind::try_from(program.kind), Ok(k) if k != pb::ProgramKind::Unspecified)
+    {
+        v.push(FieldViolation::new("program.kind", "is required"));
+    }
+    if !matches!(pb::Cadence::try_from(program.cadence), Ok(c) if c != pb::Cadence::Unspecified) {
+        v.push(FieldViolation::new("program.cadence", "is required"));
+    }
+    if !(1..=500).contains(&program.audits_per_period) {
+        v.push(FieldViolation::new(
+            "program.audits_per_period",
+            "must be between 1 and 500",
+        ));
+    }
+    let template_id = parse_id(&program.template_id, "program.template_id")?;
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    principal.require_property(&program.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    template(&mut conn, template_id, None).await?;
+    let id = Uuid::now_v7();
+    let today = Utc::now().date_naive();
+    sqlx::query(
+        "INSERT INTO programs (program_id, property_id, kind, template_id, cadence, audits_per_period, starts_on) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    )
+    .bind(id)
+    .bind(&program.property_id)
+    .bind(program.kind as i16)
+    .bind(template_id)
+    .bind(program.cadence as i16)
+    .bind(program.audits_per_period)
+    .bind(NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap_or(today))
+    .execute(&mut *conn)
+    .await?;
+    Ok(pb::Program {
+        program_id: id.to_string(),
+        ..program
+    })
+}
+
+/// Periods from `start` through `until`: ("2026-11", last instant) or ("2026-Q4", last instant).
+fn periods(
+    start: NaiveDate,
+    until: DateTime<Utc>,
+    quarterly: bool,
+) -> Vec<(String, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    let step = if quarterly { 3 } else { 1 };
+    let mut month0 = if quarterly {
+        (start.month0() / 3) * 3
+    } else {
+        start.month0()
+    };
+    let mut year = start.year();
+    loop {
+        let first = NaiveDate::from_ymd_opt(year, month0 + 1, 1);
+        let (next_year, next_month0) = if month0 + step >= 12 {
+            (year + 1, month0 + step - 12)
+        } else {
+            (year, month0 + step)
+        };
+        let next_first = NaiveDate::from_ymd_opt(next_year, next_month0 + 1, 1);
+        let (Some(first), Some(next_first)) = (first, next_first) else {
+            break;
+        };
+        if Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).unwrap_or_default()) > until {
+            break;
+        }
+        let due = Utc.from_utc_datetime(&next_first.and_hms_opt(0, 0, 0).unwrap_or_default())
+            - chrono::Duration::seconds(1);
+        let key = if quarterly {
+            format!("{}-Q{}", year, month0 / 3 + 1)
+        } else {
+            format!("{}-{:02}", year, month0 + 1)
+        };
+        out.push((key, due));
+        year = next_year;
+        month0 = next_month0;
+        if out.len() > 240 {
+            break;
+        }
+    }
+    out
+}
+
+pub async fn schedule(
+    api: &Api,
+    request: Request<pb::ScheduleAuditsRequest>,
+) -> ApiResult<pb::ScheduleAuditsResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let until = required_timestamp("until", request.until.as_ref())?;
+    let mut tx = api.context.pool.begin().await?;
+    let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate)> = sqlx::query_as(
+        "SELECT program_id, template_id, cadence, audits_per_period, starts_on FROM programs WHERE property_id = $1",
+    )
+    .bind(&request.property_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut response = pb::ScheduleAuditsResponse::default();
+    for (program_id, template_id, cadence, per_period, starts_on) in programs {
+        let version = template(&mut tx, template_id, None).await?.version;
+        for (period, due) in periods(starts_on, until, cadence == pb::Cadence::Quarterly as i16) {
+            for slot in 1..=per_period {
+                let inserted = sqlx::query(
+                    "INSERT INTO audits (audit_id, program_id, property_id, template_id, template_version, period, slot, due_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (program_id, period, slot) DO NOTHING",
+                )
+                .bind(Uuid::now_v7())
+                .bind(program_id)
+                .bind(&request.property_id)
+                .bind(template_id)
+                .bind(version)
+                .bind(&period)
+                .bind(slot)
+                .bind(due)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    response.created += 1
+                } else {
+                    response.already_scheduled += 1
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(response)
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    audit_id: Uuid,
+    program_id: Uuid,
+    property_id: String,
+    template_id: Uuid,
+    template_version: i32,
+    period: String,
+    slot: i32,
+    due_at: DateTime<Utc>,
+    status: String,
+    auditor_id: String,
+    result: Option<Vec<u8>>,
+    submitted_at: Option<DateTime<Utc>>,
+}
+
+const AUDIT_COLUMNS: &str = "audit_id, program_id, property_id, template_id, template_version, period, slot, due_at, status, auditor_id, result, submitted_at";
+
+fn audit_to_proto(row: &AuditRow) -> pb::Audit {
+    let stored = row
+        .result
+        .as_ref()
+        .and_then(|r| pb::Audit::decode(r.as_slice()).ok())
+        .unwrap_or_default();
+    pb::Audit {
+        audit_id: row.audit_id.to_string(),
+        program_id: row.program_id.to_string(),
+        property_id: row.property_id.clone(),
+        template_id: row.template_id.to_string(),
+        template_version: row.template_version,
+        period: format!("{}#{}", row.period, row.slot),
+        due_time: Some(to_timestamp(row.due_at)),
+        status: row.status.clone(),
+        auditor_id: row.auditor_id.clone(),
+        submit_time: row.submitted_at.map(to_timestamp),
+        ..stored
+    }
+}
+
+async fn load(conn: &mut sqlx::PgConnection, id: Uuid, lock: bool) -> ApiResult<AuditRow> {
+    sqlx::query_as(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audits WHERE audit_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("audit", id.to_string()))
+}
+
+pub async fn assign(api: &Api, request: Request<pb::AssignAuditorRequest>) -> ApiResult<pb::Audit> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.audit_id, "audit_id")?;
+    if request.auditor_id.trim().is_empty() {
+        return Err(ApiError::invalid("auditor_id", "is required"));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let mut row = load(&mut tx, id, true).await?;
+    principal.require_property(&row.property_id)?;
+    let kind: i16 = sqlx::query_scalar("SELECT kind FROM programs WHERE program_id = $1")
+        .bind(row.program_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if kind == pb::ProgramKind::MysteryGuest as i16
+        && (request.auditor_property_id.is_empty()
+            || request.auditor_property_id == row.property_id)
+    {
+        return Err(ApiError::failed_precondition(
+            "MYSTERY_GUEST_CONFLICT",
+            format!("audits/{id}"),
+            "a mystery-guest auditor must not belong to the audited property (give auditor_property_id)",
+        ));
+    }
+    sqlx::query("UPDATE audits SET auditor_id = $2 WHERE audit_id = $1")
+        .bind(id)
+        .bind(request.auditor_id.trim())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    row.auditor_id = request.auditor_id.trim().to_string();
+    Ok(audit_to_proto(&row))
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetAuditRequest>) -> ApiResult<pb::Audit> {
+    let principal = principal(&request)?.clone();
+    let id = parse_id(&request.get_ref().audit_id, "audit_id")?;
+    let mut conn = api.context.pool.acquire().await?;
+    let row = load(&mut conn, id, false).await?;
+    if !principal.can_access_property(&row.property_id) {
+        return Err(ApiError::not_found("audit", id.to_string()));
+    }
+    Ok(audit_to_proto(&row))
+}
+
+pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiResult<pb::Audit> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.audit_id, "audit_id")?;
+    let mut tx = api.context.pool.begin().await?;
+    let row = load(&mut tx, id, true).await?;
+    if !principal.can_access_property(&row.property_id)
+        && principal.role() != Role::ChainQualityManager
+    {
+        return Err(ApiError::not_found("audit", id.to_string()));
+    }
+    if row.status == "submitted" {
+        return Err(ApiError::failed_precondition(
+            "AUDIT_SUBMITTED",
+            format!("audits/{id}"),
+            "the audit was already submitted",
+        ));
+    }
+    let template = template(&mut tx, row.template_id, Some(row.template_version)).await?;
+    let standards = standards_for(&mut tx, &row.property_id).await?;
+    let mut v = Vec::new();
+    let mut items = Vec::new();
+    let mut failed_codes = Vec::new();
+    for (s, section) in template.sections.iter().enumerate() {
+        for entry in &section.items {
+            let Some(standard) = standards.iter().find(|st| st.code == entry.standard_code) else {
+                v.push(FieldViolation::new(
+                    "template",
+                    format!("standard `{}` is not in the library", entry.standard_code),
+                ));
+                continue;
+            };
+            let Some(answer) = request
+                .answers
+                .iter()
+                .find(|a| a.standard_code == entry.standard_code)
+            else {
+                v.push(FieldViolation::new(
+                    "answers",
+                    format!("no answer for `{}`", entry.standard_code),
+                ));
+                continue;
+            };
+            let kind = pb::AnswerKind::try_from(answer.kind).unwrap_or_default();
+            let outcome = match (
+                pb::StandardKind::try_from(i32::from(standard.kind)).unwrap_or_default(),
+                kind,
+            ) {
+                (_, pb::AnswerKind::NotApplicable) => Outcome::NotApplicable,
+                (pb::StandardKind::HardBinary, pb::AnswerKind::Pass) => Outcome::Score(1.0),
+                (pb::StandardKind::HardBinary, pb::AnswerKind::Fail) => Outcome::Score(0.0),
+                (pb::StandardKind::HardNumeric, pb::AnswerKind::Value) => Outcome::Score(
+                    if answer.value >= standard.min_value && answer.value <= standard.max_value {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                ),
+                (pb::StandardKind::Soft, pb::AnswerKind::Rating)
+                    if (1..=5).contains(&answer.rating) =>
+                {
+                    Outcome::Score(f64::from(answer.rating - 1) / 4.0)
+                }
+                _ => {
+                    v.push(FieldViolation::new(
+                        "answers",
+                        format!(
+                            "`{}` needs an answer that fits its kind",
+                            entry.standard_code
+                        ),
+                    ));
+                    Outcome::NotApplicable
+                }
+            };
+            if matches!(outcome, Outcome::Score(x) if x < 0.5) {
+                failed_codes.push(entry.standard_code.clone());
+            }
+            items.push(Item {
+                section: s,
+                dimension: (standard.dimension - 1).clamp(0, 4) as usize,
+                weight: entry.weight,
+                critical: entry.critical,
+                outcome,
+            });
+        }
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let rule = if template.critical_rule == pb::CriticalRule::FailAudit as i32 {
+        CriticalRule::FailAudit
+    } else {
+        CriticalRule::FailSection
+    };
+    let scores = score(
+        &items,
+        template.sections.len(),
+        rule,
+        template.pass_threshold,
+    );
+    let previous: Option<(Uuid, Option<f64>)> = sqlx::query_as(
+        "SELECT audit_id, overall FROM audits WHERE program_id = $1 AND status = 'submitted' ORDER BY submitted_at DESC LIMIT 1",
+    )
+    .bind(row.program_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let previous_failed: Vec<String> = match previous {
+        Some((previous_id, _)) => {
+            sqlx::query_scalar("SELECT standard_code FROM findings WHERE audit_id = $1")
+                .bind(previous_id)
+                .fetch_all(&mut *tx)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let now = Utc::now();
+    let result = pb::Audit {
+        answers: request.answers.clone(),
+        overall: scores.overall,
+        sections: template
+            .sections
+            .iter()
+            .zip(&scores.sections)
+            .map(|(s, v)| pb::ScoreLine {
+                key: s.name.clone(),
+                score: *v,
+            })
+            .collect(),
+        dimensions: [
+            "tangibles",
+            "reliability",
+            "responsiveness",
+            "assurance",
+            "empathy",
+        ]
+        .iter()
+        .zip(scores.dimensions.iter())
+        .map(|(k, v)| pb::ScoreLine {
+            key: k.to_string(),
+            score: *v,
+        })
+        .collect(),
+        passed: scores.passed,
+        critical_failed: scores.critical_failed,
+        previous_overall: previous.and_then(|(_, o)| o),
+        ..Default::default()
+    };
+    sqlx::query("UPDATE audits SET status = 'submitted', answers = $2, result = $3, overall = $4, passed = $5, submitted_at = $6, auditor_id = CASE WHEN auditor_id = '' THEN $7 ELSE auditor_id END WHERE audit_id = $1")
+        .bind(id)
+        .bind(pb::SubmitAuditRequest { audit_id: String::new(), answers: request.answers.clone() }.encode_to_vec())
+        .bind(result.encode_to_vec())
+        .bind(scores.overall)
+        .bind(scores.passed)
+        .bind(now)
+        .bind(principal.subject())
+        .execute(&mut *tx)
+        .await?;
+    for code in &failed_codes {
+        sqlx::query("INSERT INTO findings (finding_id, audit_id, program_id, property_id, standard_code, repeat) VALUES ($1,$2,$3,$4,$5,$6)")
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(row.program_id)
+            .bind(&row.property_id)
+            .bind(code)
+            .bind(previous_failed.contains(code))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (answer, item) in request.answers.iter().filter_map(|a| {
+        items
+            .iter()
+            .zip(template.sections.iter().flat_map(|s| s.items.iter()))
+            .find(|(_, t)| t.standard_code == a.standard_code)
+            .map(|(i, _)| (a, i))
+    }) {
+        if let Outcome::Score(value) = item.outcome {
+            for staff in &answer.staff_ids {
+                sqlx::query("INSERT INTO staff_observations (audit_id, staff_id, property_id, standard_code, score, observed_at) VALUES ($1,$2,$3,$4,$5,$6)")
+                    .bind(id)
+                    .bind(staff)
+                    .bind(&row.property_id)
+                    .bind(&answer.standard_code)
+                    .bind(value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    let submitted = AuditRow {
+        status: "submitted".into(),
+        result: Some(result.encode_to_vec()),
+        submitted_at: Some(now),
+        ..row
+    };
+    Ok(audit_to_proto(&submitted))
+}
+
+#[derive(sqlx::FromRow)]
+struct FindingRow {
+    finding_id: Uuid,
+    audit_id: Uuid,
+    property_id: String,
+    standard_code: String,
+    repeat: bool,
+    action: String,
+    owner: String,
+    due_date: Option<NaiveDate>,
+    status: String,
+    verified_by: String,
+}
+
+fn finding_to_proto(row: FindingRow) -> pb::Finding {
+    let today = Utc::now().date_naive();
+    pb::Finding {
+        finding_id: row.finding_id.to_string(),
+        audit_id: row.audit_id.to_string(),
+        property_id: row.property_id,
+        standard_code: row.standard_code,
+        repeat: row.repeat,
+        action: row.action,
+        owner: row.owner,
+        overdue: row.due_date.is_some_and(|d| d < today)
+            && matches!(row.status.as_str(), "open" | "in_progress"),
+        due_date: row.due_date.map(|d| d.to_string()).unwrap_or_default(),
+        status: row.status,
+        verified_by: row.verified_by,
+    }
+}
+
+const FINDING_COLUMNS: &str = "finding_id, audit_id, property_id, standard_code, repeat, action, owner, due_date, status, verified_by";
+
+pub async fn list_findings(
+    api: &Api,
+    request: Request<pb::ListFindingsRequest>,
+) -> ApiResult<pb::ListFindingsResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    principal.require_property(&request.property_id)?;
+    let rows: Vec<FindingRow> = sqlx::query_as(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE property_id = $1 AND (NOT $2 OR status IN ('open', 'in_progress')) ORDER BY created_at"
+    ))
+    .bind(&request.property_id)
+    .bind(request.open_only)
+    .fetch_all(&api.context.pool)
+    .await?;
+    Ok(pb::ListFindingsResponse {
+        findings: rows.into_iter().map(finding_to_proto).collect(),
+    })
+}
+
+pub async fn update_action(
+    api: &Api,
+    request: Request<pb::UpdateCorrectiveActionRequest>,
+) -> ApiResult<pb::Finding> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    let id = parse_id(&request.finding_id, "finding_id")?;
+    let mut v = Vec::new();
+    let due = if request.due_date.is_empty() {
+        None
+    } else {
+        NaiveDate::parse_from_str(&request.due_date, "%Y-%m-%d")
+            .map_err(|_| v.push(FieldViolation::new("due_date", "must be YYYY-MM-DD")))
+            .ok()
+    };
+    if !matches!(
+        request.status.as_str(),
+        "" | "in_progress" | "done" | "verified"
+    ) {
+        v.push(FieldViolation::new(
+            "status",
+            "must be in_progress, done or verified",
+        ));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
+    let mut tx = api.context.pool.begin().await?;
+    let row: FindingRow = sqlx::query_as(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("finding", id.to_string()))?;
+    principal.require_property(&row.property_id)?;
+    if request.status == "verified" {
+        principal.require_role(&[
+            Role::ChainQualityManager,
+            Role::GeneralManager,
+            Role::ChainAdmin,
+        ])?;
+        if row.status != "done" {
+            return Err(ApiError::failed_precondition(
+                "ACTION_NOT_DONE",
+                format!("findings/{id}"),
+                "only a done action can be verified",
+            ));
+        }
+    }
+    let status = if request.status.is_empty() {
+        row.status.clone()
+    } else {
+        request.status.clone()
+    };
+    let updated: FindingRow = sqlx::query_as(&format!(
+        "UPDATE findings SET action = CASE WHEN $2 = '' THEN action ELSE $2 END, owner = CASE WHEN $3 = '' THEN owner ELSE $3 END, \
+         due_date = coalesce($4, due_date), status = $5, verified_by = CASE WHEN $5 = 'verified' THEN $6 ELSE verified_by END \
+         WHERE finding_id = $1 RETURNING {FINDING_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&request.action)
+    .bind(&request.owner)
+    .bind(due)
+    .bind(&status)
+    .bind(principal.subject())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(finding_to_proto(updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_months_or_quarters() {
+        let start = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let until = Utc
+            .with_ymd_and_hms(2027, 2, 10, 0, 0, 0)
+            .single()
+            .expect("time");
+        let months: Vec<String> = periods(start, until, false)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(months, vec!["2026-11", "2026-12", "2027-01", "2027-02"]);
+        let quarters: Vec<String> = periods(start, until, true)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(quarters, vec!["2026-Q4", "2027-Q1"]);
+    }
+}

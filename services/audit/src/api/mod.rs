@@ -1,0 +1,99 @@
+//! The gRPC handlers of the audit service.
+
+mod audits;
+mod library;
+mod surveys;
+
+use guestloop_kit::server::ServiceContext;
+use guestloop_proto::audit::v1 as pb;
+use guestloop_proto::audit::v1::audit_service_server::AuditService;
+use tonic::{Request, Response, Status};
+
+pub struct Api {
+    context: ServiceContext,
+}
+
+impl Api {
+    pub fn new(context: ServiceContext) -> Self {
+        Self { context }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl AuditService for Api {
+    async fn create_standard(
+        &self,
+        request: Request<pb::CreateStandardRequest>,
+    ) -> Reply<pb::Standard> {
+        Ok(Response::new(
+            library::create_standard(self, request).await?,
+        ))
+    }
+    async fn list_standards(
+        &self,
+        request: Request<pb::ListStandardsRequest>,
+    ) -> Reply<pb::ListStandardsResponse> {
+        Ok(Response::new(library::list_standards(self, request).await?))
+    }
+    async fn publish_template(
+        &self,
+        request: Request<pb::PublishTemplateRequest>,
+    ) -> Reply<pb::Template> {
+        Ok(Response::new(
+            library::publish_template(self, request).await?,
+        ))
+    }
+    async fn create_program(
+        &self,
+        request: Request<pb::CreateProgramRequest>,
+    ) -> Reply<pb::Program> {
+        Ok(Response::new(audits::create_program(self, request).await?))
+    }
+    async fn schedule_audits(
+        &self,
+        request: Request<pb::ScheduleAuditsRequest>,
+    ) -> Reply<pb::ScheduleAuditsResponse> {
+        Ok(Response::new(audits::schedule(self, request).await?))
+    }
+    async fn assign_auditor(&self, request: Request<pb::AssignAuditorRequest>) -> Reply<pb::Audit> {
+        Ok(Response::new(audits::assign(self, request).await?))
+    }
+    async fn submit_audit(&self, request: Request<pb::SubmitAuditRequest>) -> Reply<pb::Audit> {
+        Ok(Response::new(audits::submit(self, request).await?))
+    }
+    async fn get_audit(&self, request: Request<pb::GetAuditRequest>) -> Reply<pb::Audit> {
+        Ok(Response::new(audits::get(self, request).await?))
+    }
+    async fn list_findings(
+        &self,
+        request: Request<pb::ListFindingsRequest>,
+    ) -> Reply<pb::ListFindingsResponse> {
+        Ok(Response::new(audits::list_findings(self, request).await?))
+    }
+    async fn update_corrective_action(
+        &self,
+        request: Request<pb::UpdateCorrectiveActionRequest>,
+    ) -> Reply<pb::Finding> {
+        Ok(Response::new(audits::update_action(self, request).await?))
+    }
+    async fn record_servqual_survey(
+        &self,
+        request: Request<pb::RecordServqualSurveyRequest>,
+    ) -> Reply<pb::RecordServqualSurveyResponse> {
+        Ok(Response::new(surveys::record(self, request).await?))
+    }
+    async fn get_servqual_gaps(
+        &self,
+        request: Request<pb::GetServqualGapsRequest>,
+    ) -> Reply<pb::ServqualGaps> {
+        Ok(Response::new(surveys::gaps(self, request).await?))
+    }
+    async fn get_staff_scores(
+        &self,
+        request: Request<pb::GetStaffScoresRequest>,
+    ) -> Reply<pb::StaffScores> {
+        Ok(Response::new(surveys::staff_scores(self, request).await?))
+    }
+}

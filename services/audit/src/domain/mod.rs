@@ -1,0 +1,5 @@
+//! Pure audit rules: weighted scoring with N/A and the critical rule, SERVQUAL gaps, and fair
+//! staff-behaviour scores.
+
+pub mod scoring;
+pub mod servqual;

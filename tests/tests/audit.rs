@@ -1,0 +1,445 @@
+//! Audits end to end: standards, template versioning, the idempotent scheduler, scoring with the
+//! "100 − 1 = 0" rule, repeat findings and corrective actions, the mystery-guest conflict rule,
+//! SERVQUAL gaps and staff scores.
+
+use guestloop_kit::auth::Role;
+use guestloop_proto::audit::v1 as pb;
+use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guestloop_proto::common::v1::TimeRange;
+use guestloop_testkit::{spawn_service, TokenBuilder};
+use tonic::Code;
+
+type Client = AuditServiceClient<guestloop_kit::client::AuthedChannel>;
+
+fn standard(
+    code: &str,
+    kind: pb::StandardKind,
+    dimension: pb::Dimension,
+) -> pb::CreateStandardRequest {
+    pb::CreateStandardRequest {
+        standard: Some(pb::Standard {
+            code: code.into(),
+            title: code.replace('_', " "),
+            department: "front_office".into(),
+            touchpoint: "check-in".into(),
+            kind: kind as i32,
+            min: 0.0,
+            max: 3.0,
+            dimension: dimension as i32,
+            weight: 1.0,
+            ..Default::default()
+        }),
+    }
+}
+
+fn answer(code: &str, kind: pb::AnswerKind, value: f64, rating: i32, staff: &[&str]) -> pb::Answer {
+    pb::Answer {
+        standard_code: code.into(),
+        kind: kind as i32,
+        value,
+        rating,
+        staff_ids: staff.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+async fn scheduled(client: &mut Client) -> anyhow::Result<pb::ScheduleAuditsResponse> {
+    let until = Some(prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp(),
+        nanos: 0,
+    });
+    Ok(client
+        .schedule_audits(pb::ScheduleAuditsRequest {
+            property_id: "vienna".into(),
+            until,
+        })
+        .await?
+        .into_inner())
+}
+
+#[tokio::test]
+async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainQualityManager)
+        .properties(&["vienna"])
+        .subject("qm-1")
+        .mint()?;
+    let mut client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    client
+        .create_standard(standard(
+            "greet_within_3m",
+            pb::StandardKind::HardBinary,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    client
+        .create_standard(standard(
+            "phone_rings",
+            pb::StandardKind::HardNumeric,
+            pb::Dimension::Responsiveness,
+        ))
+        .await?;
+    client
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let bad = client
+        .create_standard(standard(
+            "",
+            pb::StandardKind::Soft,
+            pb::Dimension::Unspecified,
+        ))
+        .await
+        .expect_err("invalid");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let sections = |greeting_weight: f64| {
+        vec![
+            pb::TemplateSection {
+                name: "front desk".into(),
+                items: vec![
+                    pb::TemplateItem {
+                        standard_code: "greet_within_3m".into(),
+                        weight: greeting_weight,
+                        critical: true,
+                    },
+                    pb::TemplateItem {
+                        standard_code: "phone_rings".into(),
+                        weight: 1.0,
+                        critical: false,
+                    },
+                ],
+            },
+            pb::TemplateSection {
+                name: "atmosphere".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "warmth".into(),
+                    weight: 2.0,
+                    critical: false,
+                }],
+            },
+        ]
+    };
+    let v1 = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Arrival".into(),
+            sections: sections(1.0),
+            critical_rule: pb::CriticalRule::FailAudit as i32,
+            pass_threshold: 80.0,
+        })
+        .await?
+        .into_inner();
+    let program = client
+        .create_program(pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                program_id: String::new(),
+                property_id: "vienna".into(),
+                kind: pb::ProgramKind::Internal as i32,
+                template_id: v1.template_id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: 2,
+            }),
+        })
+        .await?
+        .into_inner();
+    let first = scheduled(&mut client).await?;
+    assert_eq!(first.created, 2, "two audits this month");
+    let again = scheduled(&mut client).await?;
+    assert_eq!(
+        (again.created, again.already_scheduled),
+        (0, 2),
+        "scheduling twice creates nothing twice"
+    );
+
+    // A new template version leaves scheduled audits on the version they were made with.
+    let v2 = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: v1.template_id.clone(),
+            name: "Arrival".into(),
+            sections: sections(3.0),
+            critical_rule: pb::CriticalRule::FailAudit as i32,
+            pass_threshold: 80.0,
+        })
+        .await?
+        .into_inner();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    let pool = service.database.admin_pool().await?;
+    let audits: Vec<(String, i32)> = sqlx::query_as("SELECT audit_id::text, template_version FROM audit.audits WHERE program_id = $1::uuid ORDER BY slot")
+        .bind(&program.program_id)
+        .fetch_all(&pool)
+        .await?;
+    assert!(audits.iter().all(|(_, v)| *v == 1));
+
+    // 100 − 1 = 0: a missed critical greeting fails the whole audit.
+    let failed = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[0].0.clone(),
+            answers: vec![
+                answer("greet_within_3m", pb::AnswerKind::Fail, 0.0, 0, &["anna"]),
+                answer("phone_rings", pb::AnswerKind::Value, 2.0, 0, &["anna"]),
+                answer("warmth", pb::AnswerKind::Rating, 0.0, 5, &["ben"]),
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(failed.overall, Some(0.0));
+    assert!(failed.critical_failed && !failed.passed);
+    assert_eq!(
+        failed.sections.iter().map(|s| s.score).collect::<Vec<_>>(),
+        vec![Some(0.0), Some(100.0)],
+        "the critical miss zeroes its section"
+    );
+    let twice = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[0].0.clone(),
+            answers: vec![],
+        })
+        .await
+        .expect_err("submitted");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    let missing = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[1].0.clone(),
+            answers: vec![answer("warmth", pb::AnswerKind::Rating, 0.0, 4, &[])],
+        })
+        .await
+        .expect_err("unanswered items");
+    assert_eq!(missing.code(), Code::InvalidArgument);
+
+    let second = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[1].0.clone(),
+            answers: vec![
+                answer("greet_within_3m", pb::AnswerKind::Fail, 0.0, 0, &[]),
+                answer("phone_rings", pb::AnswerKind::NotApplicable, 0.0, 0, &[]),
+                answer("warmth", pb::AnswerKind::Rating, 0.0, 3, &[]),
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        second.previous_overall,
+        Some(0.0),
+        "compared with the previous audit of the program"
+    );
+    let findings = client
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "vienna".into(),
+            open_only: true,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(findings.findings.len(), 2);
+    assert_eq!(
+        findings
+            .findings
+            .iter()
+            .map(|f| f.repeat)
+            .collect::<Vec<_>>(),
+        vec![false, true],
+        "the greeting failed again: repeat"
+    );
+
+    // Corrective actions: overdue when late, verified only after done.
+    let finding = findings.findings[1].clone();
+    let late = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            action: "greeting refresher".into(),
+            owner: "fo-head".into(),
+            due_date: "2026-01-01".into(),
+            status: "in_progress".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(late.overdue);
+    let early = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "verified".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("not done yet");
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "done".into(),
+            ..Default::default()
+        })
+        .await?;
+    let verified = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "verified".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            verified.status.as_str(),
+            verified.verified_by.as_str(),
+            verified.overdue
+        ),
+        ("verified", "qm-1", false)
+    );
+
+    // Staff scores from observations: anna missed the greeting (0) and met the phone standard (1).
+    let quarter = {
+        use chrono::Datelike;
+        let now = chrono::Utc::now();
+        format!("{}-Q{}", now.year(), now.month0() / 3 + 1)
+    };
+    let staff = client
+        .get_staff_scores(pb::GetStaffScoresRequest {
+            property_id: "vienna".into(),
+            quarter,
+        })
+        .await?
+        .into_inner();
+    let scores: Vec<(String, i64, i64)> = staff
+        .scores
+        .iter()
+        .map(|s| (s.staff_id.clone(), s.score.round() as i64, s.observations))
+        .collect();
+    assert_eq!(
+        scores,
+        vec![("anna".to_string(), 50, 2), ("ben".to_string(), 100, 1)]
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainQualityManager)
+        .properties(&["vienna"])
+        .mint()?;
+    let mut client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    client
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Mystery stay".into(),
+            sections: vec![pb::TemplateSection {
+                name: "stay".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "warmth".into(),
+                    weight: 1.0,
+                    critical: false,
+                }],
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 70.0,
+        })
+        .await?
+        .into_inner();
+    client
+        .create_program(pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                program_id: String::new(),
+                property_id: "vienna".into(),
+                kind: pb::ProgramKind::MysteryGuest as i32,
+                template_id: template.template_id.clone(),
+                cadence: pb::Cadence::Quarterly as i32,
+                audits_per_period: 1,
+            }),
+        })
+        .await?;
+    assert_eq!(scheduled(&mut client).await?.created, 1);
+    let pool = service.database.admin_pool().await?;
+    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
+        .fetch_one(&pool)
+        .await?;
+    let conflict = client
+        .assign_auditor(pb::AssignAuditorRequest {
+            audit_id: audit_id.clone(),
+            auditor_id: "insider".into(),
+            auditor_property_id: "vienna".into(),
+        })
+        .await
+        .expect_err("same property");
+    assert_eq!(conflict.code(), Code::FailedPrecondition);
+    let assigned = client
+        .assign_auditor(pb::AssignAuditorRequest {
+            audit_id: audit_id.clone(),
+            auditor_id: "shopper-7".into(),
+            auditor_property_id: "external".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(assigned.auditor_id, "shopper-7");
+
+    let mut guest = AuditServiceClient::new(
+        service
+            .channel_with_token(&TokenBuilder::new(Role::Guest).guest("g1").mint()?)
+            .await?,
+    );
+    for (request_id, expectation, perception) in [("s1", 7, 5), ("s2", 6, 6), ("s1", 7, 5)] {
+        guest
+            .record_servqual_survey(pb::RecordServqualSurveyRequest {
+                request_id: request_id.into(),
+                property_id: "vienna".into(),
+                answers: (1..=22)
+                    .map(|item| pb::ServqualAnswer {
+                        item,
+                        expectation,
+                        perception,
+                    })
+                    .collect(),
+            })
+            .await?;
+    }
+    let bad = guest
+        .record_servqual_survey(pb::RecordServqualSurveyRequest {
+            request_id: "s3".into(),
+            property_id: "vienna".into(),
+            answers: vec![pb::ServqualAnswer {
+                item: 23,
+                expectation: 8,
+                perception: 1,
+            }],
+        })
+        .await
+        .expect_err("out of range");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let now = chrono::Utc::now().timestamp();
+    let gaps = client
+        .get_servqual_gaps(pb::GetServqualGapsRequest {
+            property_id: "vienna".into(),
+            period: Some(TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: now - 3600,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: now + 3600,
+                    nanos: 0,
+                }),
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(gaps.surveys, 2, "the repeated survey counted once");
+    assert_eq!(gaps.dimensions.len(), 5);
+    for dimension in &gaps.dimensions {
+        assert!(
+            (dimension.gap - (-1.0)).abs() < 1e-9,
+            "mean perception 5.5 − expectation 6.5 = −1"
+        );
+    }
+    assert_eq!(gaps.dimensions.iter().map(|d| d.answers).sum::<i64>(), 44);
+    service.shutdown().await
+}
