@@ -1,15 +1,21 @@
 //! Connections from the gateway to the four backend services.
 
-use guestloop_kit::client::AuthedChannel;
+use std::time::Duration;
+
+use guestloop_kit::client::{channel, AuthedChannel, CallContext};
 use guestloop_kit::server::ServiceContext;
+use secrecy::SecretString;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 /// The backend services the gateway fans out to, by short name.
 pub const BACKENDS: [&str; 4] = ["complaints", "crm", "facilities", "audit"];
 
-/// One lazily connected channel per backend, carrying the gateway's service token.
+/// One lazily connected channel per backend: with the gateway's service token (for its own
+/// calls), or with the caller's token (so each backend enforces the caller's own scope).
 #[derive(Clone)]
 pub struct Backends {
-    channels: Vec<(&'static str, String, AuthedChannel)>,
+    channels: Vec<(&'static str, String, AuthedChannel, Channel)>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -22,23 +28,33 @@ impl std::fmt::Debug for Backends {
 
 impl Backends {
     pub fn connect(context: &ServiceContext) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(context.settings.server.request_timeout_ms);
         let channels = BACKENDS
             .iter()
             .map(|name| {
-                Ok((
-                    *name,
-                    context.settings.endpoint_for(name),
-                    context.peer(name)?,
-                ))
+                let url = context.settings.endpoint_for(name);
+                let raw = channel(&url, timeout)?;
+                Ok((*name, url, context.peer(name)?, raw))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self { channels })
     }
 
-    /// `(name, endpoint, channel)` for every backend.
+    /// `(name, endpoint, channel)` for every backend, with the gateway's own token.
     pub fn all(&self) -> impl Iterator<Item = (&'static str, &str, AuthedChannel)> + '_ {
         self.channels
             .iter()
-            .map(|(name, endpoint, channel)| (*name, endpoint.as_str(), channel.clone()))
+            .map(|(name, endpoint, channel, _)| (*name, endpoint.as_str(), channel.clone()))
+    }
+
+    /// A channel to `service` that carries the caller's token.
+    pub fn as_caller(&self, service: &str, token: &str) -> anyhow::Result<AuthedChannel> {
+        let (_, _, _, raw) = self
+            .channels
+            .iter()
+            .find(|(name, ..)| *name == service)
+            .ok_or_else(|| anyhow::anyhow!("unknown backend {service}"))?;
+        let context = CallContext::with_token(&SecretString::from(token.to_string()))?;
+        Ok(InterceptedService::new(raw.clone(), context))
     }
 }

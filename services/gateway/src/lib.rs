@@ -3,6 +3,8 @@
 
 mod backends;
 pub mod http;
+mod scorecard;
+pub mod sqs;
 mod status;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
@@ -17,16 +19,44 @@ pub use backends::Backends;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Who may call which RPC of the gateway.
-pub const POLICIES: &[RpcPolicy] = &[RpcPolicy {
-    method: "/guestloop.gateway.v1.GatewayService/GetSuiteStatus",
-    roles: &[
-        Role::ChainAdmin,
-        Role::ChainQualityManager,
-        Role::GeneralManager,
-        Role::Service,
-    ],
-    scope: ScopeCheck::Caller,
-}];
+pub const POLICIES: &[RpcPolicy] = &[
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/GetSuiteStatus",
+        roles: &[
+            Role::ChainAdmin,
+            Role::ChainQualityManager,
+            Role::GeneralManager,
+            Role::Service,
+        ],
+        scope: ScopeCheck::Caller,
+    },
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/GetScorecard",
+        roles: &[
+            Role::Supervisor,
+            Role::DutyManager,
+            Role::DepartmentHead,
+            Role::GeneralManager,
+            Role::ChainQualityManager,
+            Role::ChainAdmin,
+        ],
+        scope: ScopeCheck::Property,
+    },
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/GetScoreWeights",
+        roles: &[
+            Role::GeneralManager,
+            Role::ChainQualityManager,
+            Role::ChainAdmin,
+        ],
+        scope: ScopeCheck::Chain,
+    },
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/UpdateScoreWeights",
+        roles: &[Role::ChainQualityManager, Role::ChainAdmin],
+        scope: ScopeCheck::Chain,
+    },
+];
 
 /// The gateway as the kit runs it.
 pub static DEFINITION: ServiceDefinition = ServiceDefinition {
@@ -43,7 +73,7 @@ fn mount(
     routes: &mut RoutesBuilder,
 ) -> anyhow::Result<Vec<BackgroundTask>> {
     let backends = Backends::connect(context)?;
-    let api = status::Api::new(backends);
+    let api = status::Api::new(backends, context.pool.clone());
     routes.add_service(
         GatewayServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
     );

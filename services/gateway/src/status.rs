@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::GetFeedStatusRequest;
+use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_server::GatewayService;
 use guestloop_proto::gateway::v1::{BackendStatus, GetSuiteStatusRequest, GetSuiteStatusResponse};
 use tonic::{Request, Response, Status};
@@ -17,11 +18,12 @@ const BACKEND_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Api {
     backends: Backends,
+    pool: sqlx::PgPool,
 }
 
 impl Api {
-    pub fn new(backends: Backends) -> Self {
-        Self { backends }
+    pub fn new(backends: Backends, pool: sqlx::PgPool) -> Self {
+        Self { backends, pool }
     }
 }
 
@@ -69,6 +71,87 @@ impl GatewayService for Api {
         Ok(Response::new(GetSuiteStatusResponse {
             backends,
             check_time: Some(guestloop_kit::time::to_timestamp(chrono::Utc::now())),
+        }))
+    }
+
+    async fn get_scorecard(
+        &self,
+        request: Request<pb::GetScorecardRequest>,
+    ) -> Result<Response<pb::Scorecard>, Status> {
+        Ok(Response::new(
+            crate::scorecard::get(&self.backends, &self.pool, request).await?,
+        ))
+    }
+
+    async fn get_score_weights(
+        &self,
+        request: Request<pb::GetScoreWeightsRequest>,
+    ) -> Result<Response<pb::ScoreWeights>, Status> {
+        let principal = guestloop_kit::auth::principal(&request)?;
+        let weights = crate::scorecard::weights(&self.pool, principal.chain_id()).await?;
+        Ok(Response::new(pb::ScoreWeights {
+            weights: weights
+                .into_iter()
+                .map(|w| pb::ScoreWeight {
+                    kpi: w.kpi,
+                    weight: w.weight,
+                    target: w.target,
+                    floor: w.floor,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn update_score_weights(
+        &self,
+        request: Request<pb::UpdateScoreWeightsRequest>,
+    ) -> Result<Response<pb::ScoreWeights>, Status> {
+        let principal = guestloop_kit::auth::principal(&request)?.clone();
+        let weights: Vec<crate::sqs::Weight> = request
+            .into_inner()
+            .weights
+            .into_iter()
+            .map(|w| crate::sqs::Weight {
+                kpi: w.kpi,
+                weight: w.weight,
+                target: w.target,
+                floor: w.floor,
+            })
+            .collect();
+        crate::sqs::validate(&weights)
+            .map_err(|why| guestloop_kit::ApiError::invalid("weights", why))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(guestloop_kit::ApiError::from)?;
+        sqlx::query("DELETE FROM score_weights WHERE chain_id = $1")
+            .bind(principal.chain_id())
+            .execute(&mut *tx)
+            .await
+            .map_err(guestloop_kit::ApiError::from)?;
+        for w in &weights {
+            sqlx::query("INSERT INTO score_weights (chain_id, kpi, weight, target, floor) VALUES ($1, $2, $3, $4, $5)")
+                .bind(principal.chain_id())
+                .bind(&w.kpi)
+                .bind(w.weight)
+                .bind(w.target)
+                .bind(w.floor)
+                .execute(&mut *tx)
+                .await
+                .map_err(guestloop_kit::ApiError::from)?;
+        }
+        tx.commit().await.map_err(guestloop_kit::ApiError::from)?;
+        Ok(Response::new(pb::ScoreWeights {
+            weights: weights
+                .into_iter()
+                .map(|w| pb::ScoreWeight {
+                    kpi: w.kpi,
+                    weight: w.weight,
+                    target: w.target,
+                    floor: w.floor,
+                })
+                .collect(),
         }))
     }
 }

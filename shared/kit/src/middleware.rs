@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::auth::policy::{is_public, Decision, PolicyTable};
-use crate::auth::{Principal, TokenVerifier};
+use crate::auth::{BearerToken, Principal, TokenVerifier};
 use crate::telemetry::adopt_remote_parent;
 
 /// Everything the middleware needs; cheap to clone.
@@ -100,11 +100,15 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Status> {
 
 impl Shared {
     /// Authenticates and authorises one request; on success returns the principal.
-    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Principal, Status> {
+    fn admit(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<(Principal, BearerToken), Status> {
         let token = bearer_token(headers)?;
         let claims = self.verifier.verify(token).map_err(Status::from)?;
         match self.policy.decide(path, claims.role) {
-            Decision::Allowed(_) => Ok(Principal { claims }),
+            Decision::Allowed(_) => Ok((Principal { claims }, BearerToken(token.to_string()))),
             Decision::RoleRefused => Err(Status::permission_denied(format!(
                 "role {} may not call {path}",
                 claims.role
@@ -184,9 +188,10 @@ where
         adopt_remote_parent(&span, request.headers());
 
         match shared.admit(&path, request.headers()) {
-            Ok(principal) => {
+            Ok((principal, token)) => {
                 span.record("enduser.id", principal.subject());
                 request.extensions_mut().insert(principal);
+                request.extensions_mut().insert(token);
             }
             Err(status) => {
                 let code = (status.code() as i32).to_string();

@@ -209,6 +209,11 @@ impl Principal {
     }
 }
 
+/// The caller's raw bearer token (for a gateway that calls backends on the caller's behalf, so
+/// the backends enforce the caller's own scope).
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub String);
+
 /// The principal of a request, as placed there by the kit's middleware.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, ApiError> {
     request

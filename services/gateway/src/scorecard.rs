@@ -1,0 +1,317 @@
+//! `GetScorecard`: fans out to complaints (KPIs per property, property regions) and facilities
+//! (work-order attainment) in parallel with deadlines, on the caller's own token, and scores
+//! every property, region and the whole scope from summed numerators and denominators. A backend
+//! that fails is named in `missing`, and its KPIs leave the score visibly rather than silently.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use guestloop_kit::auth::{principal, BearerToken};
+use guestloop_kit::time::required_timestamp;
+use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::common::v1::TimeRange;
+use guestloop_proto::complaints::v1 as complaints;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_proto::facilities::v1 as facilities;
+use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
+use guestloop_proto::gateway::v1 as pb;
+use sqlx::PgPool;
+use tonic::Request;
+
+use crate::sqs::{default_weights, score, Counts, Weight};
+use crate::Backends;
+
+const DEADLINE: Duration = Duration::from_secs(3);
+
+fn deadline<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(DEADLINE);
+    request
+}
+
+fn counts_of(k: &complaints::KpiCounts) -> Counts {
+    let met: i64 = k.clocks.iter().map(|c| c.met).sum();
+    let missed: i64 = k.clocks.iter().map(|c| c.missed).sum();
+    Counts {
+        complaints: k.complaints,
+        rated: k.rated,
+        csat_sum: k.csat_sum,
+        clocks_met: met,
+        clocks_decided: met + missed,
+        resolved: k.resolved,
+        resolved_first_contact: k.resolved_first_contact,
+        nps_answers: k.nps_answers,
+        nps_promoters: k.nps_promoters,
+        nps_detractors: k.nps_detractors,
+        repeat_issues: k.repeat_issues,
+        ..Counts::default()
+    }
+}
+
+/// The chain's weights, or the defaults.
+pub async fn weights(pool: &PgPool, chain: &str) -> ApiResult<Vec<Weight>> {
+    let rows: Vec<(String, f64, f64, f64)> = sqlx::query_as(
+        "SELECT kpi, weight, target, floor FROM score_weights WHERE chain_id = $1 ORDER BY kpi",
+    )
+    .bind(chain)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        return Ok(default_weights());
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(kpi, weight, target, floor)| Weight {
+            kpi,
+            weight,
+            target,
+            floor,
+        })
+        .collect())
+}
+
+/// Complaint counts per property for a period, or why not.
+async fn complaint_counts(
+    backends: &Backends,
+    token: &str,
+    properties: &[String],
+    period: TimeRange,
+) -> Result<BTreeMap<String, Counts>, String> {
+    let channel = backends
+        .as_caller("complaints", token)
+        .map_err(|e| e.to_string())?;
+    let request = complaints::GetComplaintKpisRequest {
+        property_ids: properties.to_vec(),
+        period: Some(period),
+        daily_series: false,
+    };
+    match ComplaintsServiceClient::new(channel)
+        .get_complaint_kpis(deadline(request))
+        .await
+    {
+        Ok(response) => Ok(response
+            .into_inner()
+            .by_property
+            .into_iter()
+            .map(|b| (b.key, b.counts.as_ref().map(counts_of).unwrap_or_default()))
+            .collect()),
+        Err(status) => Err(format!(
+            "complaints: {:?} {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+fn unit(
+    key: String,
+    region: String,
+    counts: &Counts,
+    previous: Option<&Counts>,
+    weights: &[Weight],
+    unavailable: &[&str],
+) -> pb::ScoredUnit {
+    let (sqs, components) = score(counts, weights, unavailable);
+    pb::ScoredUnit {
+        key,
+        region,
+        sqs,
+        components: components
+            .into_iter()
+            .map(|c| pb::ScoreComponent {
+                kpi: c.kpi,
+                value: c.value,
+                normalized: c.normalized,
+                weight: c.weight,
+                contribution: c.contribution,
+                target: c.target,
+                floor: c.floor,
+            })
+            .collect(),
+        complaints: counts.complaints,
+        previous_sqs: previous.and_then(|p| score(p, weights, unavailable).0),
+        rank: 0,
+    }
+}
+
+pub async fn get(
+    backends: &Backends,
+    pool: &PgPool,
+    request: Request<pb::GetScorecardRequest>,
+) -> ApiResult<pb::Scorecard> {
+    let principal = principal(&request)?.clone();
+    let token = request
+        .extensions()
+        .get::<BearerToken>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    let request = request.into_inner();
+    let period = request
+        .period
+        .clone()
+        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
+    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
+    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
+    if end <= start {
+        return Err(ApiError::invalid(
+            "period.end_time",
+            "must be after period.start_time",
+        ));
+    }
+    for property in &request.property_ids {
+        principal.require_property(property)?;
+    }
+    let previous_period = TimeRange {
+        start_time: Some(guestloop_kit::time::to_timestamp(start - (end - start))),
+        end_time: period.start_time,
+    };
+    let weights = weights(pool, principal.chain_id()).await?;
+    let mut missing = Vec::new();
+
+    let (current, previous) = futures::join!(
+        complaint_counts(backends, &token, &request.property_ids, period.clone()),
+        complaint_counts(backends, &token, &request.property_ids, previous_period)
+    );
+    let current = match current {
+        Ok(c) => c,
+        Err(why) => {
+            missing.push(why);
+            return Ok(pb::Scorecard {
+                missing,
+                ..Default::default()
+            });
+        }
+    };
+    let previous = previous.unwrap_or_default();
+    let properties: Vec<String> = current.keys().cloned().collect();
+
+    // Regions from the complaints service's property settings, and facilities KPIs, in parallel.
+    let settings_calls = properties.iter().map(|property| {
+        let channel = backends.as_caller("complaints", &token);
+        let property = property.clone();
+        async move {
+            let channel = channel.ok()?;
+            let request = deadline(complaints::GetPropertySettingsRequest {
+                property_id: property.clone(),
+            });
+            let settings = ComplaintsServiceClient::new(channel)
+                .get_property_settings(request)
+                .await
+                .ok()?;
+            Some((property, settings.into_inner().region))
+        }
+    });
+    let facilities_calls = properties.iter().map(|property| {
+        let channel = backends.as_caller("facilities", &token);
+        let property = property.clone();
+        let period = period.clone();
+        async move {
+            let channel = channel.map_err(|e| e.to_string())?;
+            let request = deadline(facilities::GetFacilitiesKpisRequest {
+                property_ids: vec![property.clone()],
+                period: Some(period),
+            });
+            FacilitiesServiceClient::new(channel)
+                .get_facilities_kpis(request)
+                .await
+                .map(|k| (property, k.into_inner()))
+                .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
+        }
+    });
+    let (regions, facility_results) =
+        futures::join!(join_all(settings_calls), join_all(facilities_calls));
+    let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
+    let mut per_property: BTreeMap<String, Counts> = current.clone();
+    let mut facilities_ok = true;
+    for result in facility_results {
+        match result {
+            Ok((property, kpis)) => {
+                if let Some(counts) = per_property.get_mut(&property) {
+                    counts.work_orders_done = kpis.work_orders_done;
+                    counts.work_orders_on_time = kpis.fix_met;
+                }
+            }
+            Err(why) => {
+                if facilities_ok {
+                    missing.push(why);
+                }
+                facilities_ok = false;
+            }
+        }
+    }
+    let unavailable: Vec<&str> = if facilities_ok {
+        vec![]
+    } else {
+        vec!["work_order_attainment"]
+    };
+    // Previous-period work orders are not fetched: compare like with like.
+    let previous_unavailable: Vec<&str> = vec!["work_order_attainment"];
+
+    let in_region = |p: &String| {
+        request.region.is_empty() || regions.get(p).is_some_and(|r| *r == request.region)
+    };
+    let mut units: Vec<pb::ScoredUnit> = per_property
+        .iter()
+        .filter(|(p, _)| in_region(p))
+        .map(|(p, counts)| {
+            let mut u = unit(
+                p.clone(),
+                regions.get(p).cloned().unwrap_or_default(),
+                counts,
+                previous.get(p),
+                &weights,
+                &unavailable,
+            );
+            u.previous_sqs = previous
+                .get(p)
+                .and_then(|c| score(c, &weights, &previous_unavailable).0);
+            u
+        })
+        .collect();
+    units.sort_by(|a, b| {
+        b.sqs
+            .unwrap_or(-1.0)
+            .total_cmp(&a.sqs.unwrap_or(-1.0))
+            .then(a.key.cmp(&b.key))
+    });
+    for (i, u) in units.iter_mut().enumerate() {
+        u.rank = i as i32 + 1;
+    }
+
+    let mut by_region: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
+    let mut scope = (Counts::default(), Counts::default());
+    for (property, counts) in per_property.iter().filter(|(p, _)| in_region(p)) {
+        let region = regions.get(property).cloned().unwrap_or_default();
+        let entry = by_region.entry(region).or_default();
+        entry.0.add(counts);
+        scope.0.add(counts);
+        if let Some(before) = previous.get(property) {
+            entry.1.add(before);
+            scope.1.add(before);
+        }
+    }
+    let region_units = by_region
+        .into_iter()
+        .map(|(region, (now, before))| {
+            let mut u = unit(region.clone(), region, &now, None, &weights, &unavailable);
+            u.previous_sqs = score(&before, &weights, &previous_unavailable).0;
+            u
+        })
+        .collect();
+    let mut scope_unit = unit(
+        "scope".into(),
+        request.region.clone(),
+        &scope.0,
+        None,
+        &weights,
+        &unavailable,
+    );
+    scope_unit.previous_sqs = score(&scope.1, &weights, &previous_unavailable).0;
+    Ok(pb::Scorecard {
+        properties: units,
+        regions: region_units,
+        scope: Some(scope_unit),
+        missing,
+    })
+}

@@ -1,0 +1,205 @@
+//! The gateway's scorecard on the demo chain: every property's composite score equals the one
+//! computed here straight from the complaints data, roll-ups come from summed counts, and with a
+//! backend stopped the scorecard still answers and names what is missing.
+
+use std::collections::BTreeMap;
+
+use guestloop_gateway::sqs::{default_weights, score, Counts};
+use guestloop_kit::auth::Role;
+use guestloop_proto::common::v1::TimeRange;
+use guestloop_proto::gateway::v1 as pb;
+use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use guestloop_testkit::{spawn_service_on, test_settings, TokenBuilder};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
+    let ports: Vec<u16> = (0..3)
+        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .collect::<Result<_, _>>()?;
+    let mut settings = test_settings();
+    settings.demo = true;
+    settings.endpoints.insert(
+        "complaints".into(),
+        format!("http://127.0.0.1:{}", ports[0]),
+    );
+    settings.endpoints.insert(
+        "facilities".into(),
+        format!("http://127.0.0.1:{}", ports[1]),
+    );
+    settings
+        .endpoints
+        .insert("crm".into(), "http://127.0.0.1:9".into());
+    settings
+        .endpoints
+        .insert("audit".into(), "http://127.0.0.1:9".into());
+    let complaints = spawn_service_on(
+        &guestloop_complaints::DEFINITION,
+        settings.clone(),
+        None,
+        ports[0],
+    )
+    .await?;
+    let facilities = spawn_service_on(
+        &guestloop_facilities::DEFINITION,
+        settings.clone(),
+        None,
+        ports[1],
+    )
+    .await?;
+    let gateway =
+        spawn_service_on(&guestloop_gateway::DEFINITION, settings, None, ports[2]).await?;
+
+    // Let the escalation watcher and the KPI rollup settle on the freshly loaded demo data.
+    let pool = complaints.database.admin_pool().await?;
+    for _ in 0..200 {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM complaints.kpi_dirty) + (SELECT count(*) FROM complaints.complaints WHERE next_escalation_at <= now())",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = TokenBuilder::new(Role::ChainQualityManager)
+        .chain("demo-chain")
+        .mint()?;
+    let mut client = GatewayServiceClient::new(gateway.channel_with_token(&token).await?);
+    let now = chrono::Utc::now().timestamp();
+    let period = TimeRange {
+        start_time: Some(prost_types::Timestamp {
+            seconds: now - 60 * 86_400,
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        }),
+    };
+    let card = client
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec![],
+            region: String::new(),
+            period: Some(period.clone()),
+        })
+        .await?
+        .into_inner();
+    assert!(card.missing.is_empty(), "{:?}", card.missing);
+    assert_eq!(card.properties.len(), 6);
+    assert_eq!(card.regions.len(), 3);
+    assert_eq!(
+        card.properties.iter().map(|p| p.rank).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert!(
+        card.properties.windows(2).all(|w| w[0].sqs >= w[1].sqs),
+        "league table, best first"
+    );
+
+    // The same numbers, computed here from the complaints data itself.
+    let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT property_id, sum(complaints)::bigint, sum(rated)::bigint, sum(csat_sum)::bigint, \
+                sum(met_acknowledge + met_investigation + met_remedy_plan + met_answer + met_resolution)::bigint, \
+                sum(missed_acknowledge + missed_investigation + missed_remedy_plan + missed_answer + missed_resolution)::bigint, \
+                sum(resolved)::bigint, sum(resolved_first_contact)::bigint, sum(nps_answers)::bigint, sum(nps_promoters)::bigint, \
+                sum(nps_detractors)::bigint, sum(repeat_issues)::bigint \
+         FROM complaints.complaint_kpi_facts WHERE day >= (to_timestamp($1) AT TIME ZONE 'UTC')::date AND day < (to_timestamp($2) AT TIME ZONE 'UTC')::date + 1 \
+         GROUP BY property_id",
+    )
+    .bind(now - 60 * 86_400)
+    .bind(now)
+    .fetch_all(&pool)
+    .await?;
+    let mut expected: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut chain = Counts::default();
+    for (
+        property,
+        complaints,
+        rated,
+        csat_sum,
+        met,
+        missed,
+        resolved,
+        fcr,
+        answers,
+        promoters,
+        detractors,
+        repeats,
+    ) in rows
+    {
+        let counts = Counts {
+            complaints,
+            rated,
+            csat_sum,
+            clocks_met: met,
+            clocks_decided: met + missed,
+            resolved,
+            resolved_first_contact: fcr,
+            nps_answers: answers,
+            nps_promoters: promoters,
+            nps_detractors: detractors,
+            repeat_issues: repeats,
+            ..Counts::default()
+        };
+        chain.add(&counts);
+        expected.insert(property, counts);
+    }
+    for unit in &card.properties {
+        let counts = expected.get(&unit.key).copied().unwrap_or_default();
+        let (sqs, _) = score(&counts, &default_weights(), &[]);
+        assert_eq!(unit.complaints, counts.complaints, "{}", unit.key);
+        let (got, want) = (unit.sqs.unwrap_or(f64::NAN), sqs.unwrap_or(f64::NAN));
+        assert!((got - want).abs() < 1e-9, "{}: {got} vs {want}", unit.key);
+        let explained: f64 = unit.components.iter().filter_map(|c| c.contribution).sum();
+        assert!(
+            (explained - got).abs() < 1e-9,
+            "every score is the sum of its explained parts"
+        );
+    }
+    let scope = card.scope.clone().unwrap_or_default();
+    let (chain_sqs, _) = score(&chain, &default_weights(), &[]);
+    assert!(
+        (scope.sqs.unwrap_or(f64::NAN) - chain_sqs.unwrap_or(f64::NAN)).abs() < 1e-9,
+        "the chain is scored from summed counts"
+    );
+    assert_eq!(scope.complaints, chain.complaints);
+    let emea = client
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec![],
+            region: "emea".into(),
+            period: Some(period.clone()),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(emea.properties.len(), 2);
+
+    // With facilities down the scorecard still answers, and says what is missing.
+    facilities.shutdown().await?;
+    let partial = client
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec![],
+            region: String::new(),
+            period: Some(period),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(partial.properties.len(), 6);
+    assert!(
+        partial.missing.iter().any(|m| m.starts_with("facilities")),
+        "{:?}",
+        partial.missing
+    );
+    let component = partial.properties[0]
+        .components
+        .iter()
+        .find(|c| c.kpi == "work_order_attainment")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        component.contribution, None,
+        "no silent zero for the missing part"
+    );
+    gateway.shutdown().await?;
+    complaints.shutdown().await
+}
