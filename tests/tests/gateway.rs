@@ -81,7 +81,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],
             region: String::new(),
-            period: Some(period.clone()),
+            period: Some(period),
         })
         .await?
         .into_inner();
@@ -168,7 +168,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],
             region: "emea".into(),
-            period: Some(period.clone()),
+            period: Some(period),
         })
         .await?
         .into_inner();

@@ -149,7 +149,6 @@ pub async fn get(
     let request = request.into_inner();
     let period = request
         .period
-        .clone()
         .ok_or_else(|| ApiError::invalid("period", "is required"))?;
     let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
     let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
@@ -170,7 +169,7 @@ pub async fn get(
     let mut missing = Vec::new();
 
     let (current, previous) = futures::join!(
-        complaint_counts(backends, &token, &request.property_ids, period.clone()),
+        complaint_counts(backends, &token, &request.property_ids, period),
         complaint_counts(backends, &token, &request.property_ids, previous_period)
     );
     let current = match current {
@@ -205,7 +204,7 @@ pub async fn get(
     let facilities_calls = properties.iter().map(|property| {
         let channel = backends.as_caller("facilities", &token);
         let property = property.clone();
-        let period = period.clone();
+        let period = period;
         async move {
             let channel = channel.map_err(|e| e.to_string())?;
             let request = deadline(facilities::GetFacilitiesKpisRequest {
