@@ -204,7 +204,6 @@ pub async fn get(
     let facilities_calls = properties.iter().map(|property| {
         let channel = backends.as_caller("facilities", &token);
         let property = property.clone();
-        let period = period;
         async move {
             let channel = channel.map_err(|e| e.to_string())?;
             let request = deadline(facilities::GetFacilitiesKpisRequest {
