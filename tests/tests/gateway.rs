@@ -11,6 +11,9 @@ use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use guestloop_testkit::{spawn_service_on, test_settings, TokenBuilder};
 
+/// property, complaints, rated, csat sum, met, missed, resolved, first contact, NPS answers, promoters, detractors, repeats
+type PropertySums = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..3)
@@ -98,7 +101,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     );
 
     // The same numbers, computed here from the complaints data itself.
-    let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<PropertySums> = sqlx::query_as(
         "SELECT property_id, sum(complaints)::bigint, sum(rated)::bigint, sum(csat_sum)::bigint, \
                 sum(met_acknowledge + met_investigation + met_remedy_plan + met_answer + met_resolution)::bigint, \
                 sum(missed_acknowledge + missed_investigation + missed_remedy_plan + missed_answer + missed_resolution)::bigint, \
