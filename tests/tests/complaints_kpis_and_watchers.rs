@@ -181,6 +181,20 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
     let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
     assert_eq!(rollup, raw);
+    // Whole months come from the monthly rollup, edges from the daily one: still equal.
+    for (a, b) in [
+        ((2026, 11, 1), (2026, 12, 1)),
+        ((2026, 10, 15), (2027, 1, 1)),
+        ((2026, 10, 1), (2026, 11, 2)),
+    ] {
+        let a = chrono::NaiveDate::from_ymd_opt(a.0, a.1, a.2).expect("date");
+        let b = chrono::NaiveDate::from_ymd_opt(b.0, b.1, b.2).expect("date");
+        for daily in [true, false] {
+            let rollup = query(&mut conn, Source::Rollup, &properties, a, b, daily).await?;
+            let raw = query(&mut conn, Source::Raw, &properties, a, b, daily).await?;
+            assert_eq!(rollup, raw, "{a}..{b} daily={daily}");
+        }
+    }
 
     // A change after the fact moves the rollup with it.
     sqlx::query("UPDATE complaints SET csat = 4 WHERE complaint_id = '00000000-0000-7000-8000-000000000002'").execute(&mut *conn).await?;
@@ -202,6 +216,29 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
     let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
     assert_eq!(rollup, raw);
+    let month_start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+    let month_end = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+    assert_eq!(
+        query(
+            &mut conn,
+            Source::Rollup,
+            &properties,
+            month_start,
+            month_end,
+            true
+        )
+        .await?,
+        query(
+            &mut conn,
+            Source::Raw,
+            &properties,
+            month_start,
+            month_end,
+            true
+        )
+        .await?,
+        "the monthly rollup follows changes too"
+    );
     let csat_sum = guestloop_complaints::store::kpis::counter("csat_sum");
     assert_eq!(
         rollup

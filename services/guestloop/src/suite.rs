@@ -34,18 +34,30 @@ fn address(settings: &Settings, service: &str) -> SocketAddr {
     )
 }
 
-/// Resolves when Ctrl-C or SIGTERM arrives.
-async fn termination() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+/// Ctrl-C and SIGTERM, listened for from the moment this is created (so a signal that arrives
+/// while the suite is still starting is not lost, nor does it kill the process uncleanly).
+struct Termination {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Termination {
+    fn listen() -> Self {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        Self { term }
+    }
+
+    async fn wait(&mut self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        match self.term.as_mut() {
+            Some(term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
+            None => {
+                let _ = ctrl_c.await;
+            }
         }
     }
 }
@@ -90,10 +102,11 @@ async fn drop_schemas(url: &SecretString) -> anyhow::Result<()> {
 }
 
 pub async fn up(settings: Settings, fresh: bool) -> anyhow::Result<()> {
+    let mut termination = Termination::listen();
     let guard = telemetry::init("guestloop", &settings.telemetry, None)?;
     let (url, embedded) = database(&settings, fresh).await?;
     let settings = Arc::new(settings);
-    let outcome = run_suite(settings.clone(), &url).await;
+    let outcome = run_suite(settings.clone(), &url, &mut termination).await;
     if let Some(embedded) = embedded {
         match embedded.stop().await {
             Ok(()) => println!("private PostgreSQL stopped"),
@@ -104,21 +117,32 @@ pub async fn up(settings: Settings, fresh: bool) -> anyhow::Result<()> {
     outcome
 }
 
-async fn run_suite(settings: Arc<Settings>, default_url: &SecretString) -> anyhow::Result<()> {
+async fn run_suite(
+    settings: Arc<Settings>,
+    default_url: &SecretString,
+    termination: &mut Termination,
+) -> anyhow::Result<()> {
     let mut running: Vec<RunningService> = Vec::new();
     for definition in SERVICES {
         let url = settings
             .database_urls
             .get(definition.name)
             .unwrap_or(default_url);
-        match server::start(
+        let starting = server::start(
             definition,
             settings.clone(),
             url,
             address(&settings, definition.name),
-        )
-        .await
-        {
+        );
+        let started = tokio::select! {
+            started = starting => started,
+            _ = termination.wait() => {
+                println!("stopping before start-up finished…");
+                stop_all(running).await;
+                return Ok(());
+            }
+        };
+        match started {
             Ok(service) => running.push(service),
             Err(error) => {
                 stop_all(running).await;
@@ -147,7 +171,7 @@ async fn run_suite(settings: Arc<Settings>, default_url: &SecretString) -> anyho
     println!("Then e.g.:    grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} guestloop.common.v1.Diagnostics/WhoAmI", running[0].local_addr);
     println!("Ctrl-C or SIGTERM stops everything.");
 
-    termination().await;
+    termination.wait().await;
     println!("stopping…");
     let _ = stop_http.send(true);
     stop_all(running).await;
@@ -168,6 +192,7 @@ async fn stop_all(running: Vec<RunningService>) {
 }
 
 pub async fn serve(settings: Settings, service: &str) -> anyhow::Result<()> {
+    let mut termination = Termination::listen();
     let definition = definition(service)?;
     let guard = telemetry::init(service, &settings.telemetry, None)?;
     let url = settings.database_url_for(service).cloned().ok_or_else(|| {
@@ -188,7 +213,7 @@ pub async fn serve(settings: Settings, service: &str) -> anyhow::Result<()> {
     } else {
         None
     };
-    termination().await;
+    termination.wait().await;
     if let Some((stop, (_, task))) = http {
         let _ = stop.send(true);
         let _ = task.await;

@@ -165,7 +165,9 @@ async fn up_serves_every_service_stops_on_sigterm_and_keeps_data() -> anyhow::Re
     }
 
     let mut second = start(&data_dir, &ports)?;
-    wait_until_serving(ports.grpc[1].1).await?;
+    for (_, port) in ports.grpc {
+        wait_until_serving(port).await?;
+    }
     let pool = sqlx::PgPool::connect(&url).await?;
     let note: String = sqlx::query_scalar("SELECT note FROM public.left_behind")
         .fetch_one(&pool)
@@ -173,6 +175,23 @@ async fn up_serves_every_service_stops_on_sigterm_and_keeps_data() -> anyhow::Re
     assert_eq!(note, "first run");
     pool.close().await;
     terminate_and_time(&mut second)?;
+    assert!(port_is_closed(ports.pg));
+
+    // A signal during start-up still stops everything cleanly, PostgreSQL included.
+    let mut third = start(&data_dir, &ports)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let stop_time = terminate_and_time(&mut third)?;
+    assert!(
+        stop_time < Duration::from_secs(10),
+        "stopped in {stop_time:?}"
+    );
+    for _ in 0..50 {
+        if port_is_closed(ports.pg) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(port_is_closed(ports.pg), "no PostgreSQL left behind");
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }

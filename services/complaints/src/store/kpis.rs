@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use guestloop_kit::ApiResult;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
@@ -173,6 +173,7 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
         }
         query.execute(&mut *tx).await?;
     }
+    apply_monthly(&mut tx, &deltas).await?;
     for id in &ids {
         match new_facts.get(id) {
             Some(fact) => {
@@ -195,6 +196,61 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
     }
     tx.commit().await?;
     Ok(ids.len())
+}
+
+fn month_of(day: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day)
+}
+
+/// The (dimension, key) rows of `kpi_monthly` a full rollup key contributes to.
+fn monthly_keys(key: &Key) -> [(&'static str, String); 5] {
+    [
+        ("total", String::new()),
+        ("category", key.category.clone()),
+        ("channel", key.channel.to_string()),
+        ("department", key.department.clone()),
+        ("day", key.day.to_string()),
+    ]
+}
+
+/// Folds daily deltas into the monthly rollup, in a fixed order (no deadlocks between workers).
+async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>) -> ApiResult<()> {
+    let mut monthly: std::collections::BTreeMap<
+        (String, NaiveDate, &'static str, String),
+        Vec<i64>,
+    > = std::collections::BTreeMap::new();
+    for (key, delta) in deltas {
+        if delta.iter().all(|v| *v == 0) {
+            continue;
+        }
+        for (dimension, value) in monthly_keys(key) {
+            let entry = monthly
+                .entry((key.property_id.clone(), month_of(key.day), dimension, value))
+                .or_insert_with(|| vec![0; COUNTERS.len()]);
+            for (e, d) in entry.iter_mut().zip(delta) {
+                *e += d;
+            }
+        }
+    }
+    let upsert = format!(
+        "INSERT INTO kpi_monthly (property_id, month, dimension, key, {cols}) VALUES ($1, $2, $3, $4, {params}) \
+         ON CONFLICT (property_id, month, dimension, key) DO UPDATE SET {sets}",
+        cols = COUNTERS.join(", "),
+        params = (5..5 + COUNTERS.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+        sets = COUNTERS.iter().map(|c| format!("{c} = kpi_monthly.{c} + EXCLUDED.{c}")).collect::<Vec<_>>().join(", "),
+    );
+    for ((property, month, dimension, value), delta) in monthly {
+        let mut query = sqlx::query(&upsert)
+            .bind(property)
+            .bind(month)
+            .bind(dimension)
+            .bind(value);
+        for v in delta {
+            query = query.bind(v);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Rebuilds every rollup from the facts in one statement (after bulk loads).
@@ -221,6 +277,29 @@ pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
     ))
     .execute(&mut *conn)
     .await?;
+    sqlx::query("DELETE FROM kpi_monthly")
+        .execute(&mut *conn)
+        .await?;
+    for (dimension, key) in [
+        ("total", "''"),
+        ("category", "category"),
+        ("channel", "channel::text"),
+        ("department", "department"),
+        ("day", "day::text"),
+    ] {
+        let group_key = if dimension == "total" {
+            String::new()
+        } else {
+            format!(", {key}")
+        };
+        sqlx::query(&format!(
+            "INSERT INTO kpi_monthly (property_id, month, dimension, key, {cols}) \
+             SELECT property_id, date_trunc('month', day)::date, '{dimension}', {key}, {sums} FROM kpi_daily \
+             GROUP BY property_id, date_trunc('month', day)::date{group_key}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
     let fact_json = format!(
         "jsonb_build_object('key', jsonb_build_object('property_id', property_id, 'day', day, 'category', category, \
          'channel', channel, 'department', department), 'values', jsonb_build_array({cols}))"
@@ -252,6 +331,8 @@ pub struct Group {
 }
 
 /// KPI sums over `[from, to)` (UTC creation days) for `properties`, grouped every useful way.
+/// The rollup answers whole months from `kpi_monthly` and the days around them from
+/// `kpi_daily`; the raw source groups the per-complaint facts directly.
 pub async fn query(
     conn: &mut PgConnection,
     source: Source,
@@ -260,10 +341,111 @@ pub async fn query(
     to: NaiveDate,
     daily: bool,
 ) -> ApiResult<Vec<Group>> {
-    let table = match source {
-        Source::Rollup => "kpi_daily",
-        Source::Raw => "complaint_kpi_facts",
+    if source == Source::Raw {
+        return query_days(conn, "complaint_kpi_facts", properties, from, to, daily).await;
+    }
+    let first_full = if from.day() == 1 {
+        from
+    } else {
+        month_of(from)
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(to)
     };
+    let end_full = month_of(to);
+    if first_full >= end_full {
+        return query_days(conn, "kpi_daily", properties, from, to, daily).await;
+    }
+    let mut parts = query_months(conn, properties, first_full, end_full, daily).await?;
+    if from < first_full {
+        parts.extend(query_days(conn, "kpi_daily", properties, from, first_full, daily).await?);
+    }
+    if end_full < to {
+        parts.extend(query_days(conn, "kpi_daily", properties, end_full, to, daily).await?);
+    }
+    let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
+        std::collections::BTreeMap::new();
+    for group in parts {
+        let entry = merged
+            .entry((group.dimension, group.key))
+            .or_insert_with(|| vec![0; COUNTERS.len()]);
+        for (e, v) in entry.iter_mut().zip(&group.values) {
+            *e += v;
+        }
+    }
+    if !merged.contains_key(&("total", String::new())) {
+        merged.insert(("total", String::new()), vec![0; COUNTERS.len()]);
+    }
+    Ok(merged
+        .into_iter()
+        .map(|((dimension, key), values)| Group {
+            dimension,
+            key,
+            values,
+        })
+        .collect())
+}
+
+/// Whole months `[from, to)` from the monthly rollup.
+async fn query_months(
+    conn: &mut PgConnection,
+    properties: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    daily: bool,
+) -> ApiResult<Vec<Group>> {
+    let sums = COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})::bigint AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT 'property' AS dimension, property_id AS key, {sums} FROM kpi_monthly \
+           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension = 'total' GROUP BY property_id \
+         UNION ALL SELECT 'total', '', {sums} FROM kpi_monthly \
+           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension = 'total' \
+         UNION ALL SELECT dimension, key, {sums} FROM kpi_monthly \
+           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension IN ('category', 'channel', 'department'{day}) \
+           GROUP BY dimension, key",
+        day = if daily { ", 'day'" } else { "" }
+    );
+    let rows = sqlx::query(&sql)
+        .bind(properties)
+        .bind(from)
+        .bind(to)
+        .fetch_all(conn)
+        .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        let dimension = match row.try_get::<String, _>("dimension")?.as_str() {
+            "property" => "property",
+            "total" => "total",
+            "category" => "category",
+            "channel" => "channel",
+            "department" => "department",
+            _ => "day",
+        };
+        let values = COUNTERS
+            .iter()
+            .map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        groups.push(Group {
+            dimension,
+            key: row.try_get("key")?,
+            values,
+        });
+    }
+    Ok(groups)
+}
+
+/// Days `[from, to)` from a day-keyed table (the daily rollup or the raw facts).
+async fn query_days(
+    conn: &mut PgConnection,
+    table: &str,
+    properties: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    daily: bool,
+) -> ApiResult<Vec<Group>> {
     let sums = COUNTERS
         .iter()
         .map(|c| format!("sum({c})::bigint AS {c}"))

@@ -1,0 +1,41 @@
+-- Monthly rollup, one row per (property, month, dimension, key) for the dimensions the KPI API
+-- breaks down by: total, category, channel, department and day. Whole months of a period are
+-- read from here (a few rows per property and month), the partial months at its edges from
+-- kpi_daily; the sums are the same as over the raw facts.
+CREATE TABLE kpi_monthly (
+    property_id text NOT NULL,
+    month date NOT NULL,
+    dimension text NOT NULL,
+    key text NOT NULL,
+    complaints bigint NOT NULL DEFAULT 0,
+    responded bigint NOT NULL DEFAULT 0,
+    first_response_seconds bigint NOT NULL DEFAULT 0,
+    resolved bigint NOT NULL DEFAULT 0,
+    first_resolution_seconds bigint NOT NULL DEFAULT 0,
+    currently_resolved bigint NOT NULL DEFAULT 0,
+    total_resolution_seconds bigint NOT NULL DEFAULT 0,
+    resolved_first_contact bigint NOT NULL DEFAULT 0,
+    rated bigint NOT NULL DEFAULT 0,
+    csat_sum bigint NOT NULL DEFAULT 0,
+    csat_top_two bigint NOT NULL DEFAULT 0,
+    nps_answers bigint NOT NULL DEFAULT 0,
+    nps_promoters bigint NOT NULL DEFAULT 0,
+    nps_detractors bigint NOT NULL DEFAULT 0,
+    escalated bigint NOT NULL DEFAULT 0,
+    escalation_seconds bigint NOT NULL DEFAULT 0,
+    reopened bigint NOT NULL DEFAULT 0,
+    repeat_issues bigint NOT NULL DEFAULT 0,
+    compensation_points bigint NOT NULL DEFAULT 0,
+    compensation_minor bigint NOT NULL DEFAULT 0,
+    met_acknowledge bigint NOT NULL DEFAULT 0,
+    missed_acknowledge bigint NOT NULL DEFAULT 0,
+    met_investigation bigint NOT NULL DEFAULT 0,
+    missed_investigation bigint NOT NULL DEFAULT 0,
+    met_remedy_plan bigint NOT NULL DEFAULT 0,
+    missed_remedy_plan bigint NOT NULL DEFAULT 0,
+    met_answer bigint NOT NULL DEFAULT 0,
+    missed_answer bigint NOT NULL DEFAULT 0,
+    met_resolution bigint NOT NULL DEFAULT 0,
+    missed_resolution bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (property_id, month, dimension, key)
+);
