@@ -372,9 +372,9 @@ pub async fn query(
             *e += v;
         }
     }
-    if !merged.contains_key(&("total", String::new())) {
-        merged.insert(("total", String::new()), vec![0; COUNTERS.len()]);
-    }
+    merged
+        .entry(("total", String::new()))
+        .or_insert_with(|| vec![0; COUNTERS.len()]);
     Ok(merged
         .into_iter()
         .map(|((dimension, key), values)| Group {
