@@ -152,7 +152,14 @@ async fn run_suite(
     }
     let (stop_http, stop_http_rx) = watch::channel(false);
     let http_addr = SocketAddr::new(settings.listen_host, settings.ports.gateway_http);
-    let http = match guestloop_gateway::http::serve(http_addr, stop_http_rx).await {
+    let state = match guestloop_gateway::http::HttpState::from_settings(&settings) {
+        Ok(state) => state,
+        Err(error) => {
+            stop_all(running).await;
+            return Err(error);
+        }
+    };
+    let http = match guestloop_gateway::http::serve(http_addr, state, stop_http_rx).await {
         Ok(http) => http,
         Err(error) => {
             stop_all(running).await;
@@ -209,7 +216,15 @@ pub async fn serve(settings: Settings, service: &str) -> anyhow::Result<()> {
     let http = if service == "gateway" {
         let (stop, stop_rx) = watch::channel(false);
         let addr = SocketAddr::new(settings.listen_host, settings.ports.gateway_http);
-        Some((stop, guestloop_gateway::http::serve(addr, stop_rx).await?))
+        Some((
+            stop,
+            guestloop_gateway::http::serve(
+                addr,
+                guestloop_gateway::http::HttpState::from_settings(&settings)?,
+                stop_rx,
+            )
+            .await?,
+        ))
     } else {
         None
     };

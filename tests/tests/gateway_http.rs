@@ -1,0 +1,225 @@
+//! The gateway's HTTP/JSON API as a mobile app and a BI client use it: same JWT auth, JSON and
+//! CSV scorecards, a guest filing, following and rating complaints and reading their loyalty
+//! account, and RFC 9457 problem details for errors.
+
+use std::net::SocketAddr;
+
+use guestloop_kit::auth::Role;
+use guestloop_testkit::{spawn_service_on, test_settings, TokenBuilder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP/1.1 client: returns (status, content type, body).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    // Undo chunked transfer encoding when present.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut remaining = rest;
+        while let Some((size, after)) = remaining.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 || after.len() < size {
+                break;
+            }
+            out.push_str(&after[..size]);
+            remaining = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    Ok((status, content_type, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
+    let ports: Vec<u16> = (0..3)
+        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .collect::<Result<_, _>>()?;
+    let mut settings = test_settings();
+    for (name, port) in [
+        ("complaints", ports[0]),
+        ("crm", ports[1]),
+        ("gateway", ports[2]),
+    ] {
+        settings
+            .endpoints
+            .insert(name.into(), format!("http://127.0.0.1:{port}"));
+    }
+    settings
+        .endpoints
+        .insert("facilities".into(), "http://127.0.0.1:9".into());
+    settings
+        .endpoints
+        .insert("audit".into(), "http://127.0.0.1:9".into());
+    let complaints = spawn_service_on(
+        &guestloop_complaints::DEFINITION,
+        settings.clone(),
+        None,
+        ports[0],
+    )
+    .await?;
+    let crm =
+        spawn_service_on(&guestloop_crm::DEFINITION, settings.clone(), None, ports[1]).await?;
+    let gateway = spawn_service_on(
+        &guestloop_gateway::DEFINITION,
+        settings.clone(),
+        None,
+        ports[2],
+    )
+    .await?;
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let state = guestloop_gateway::http::HttpState::from_settings(&settings)?;
+    let (http, _task) =
+        guestloop_gateway::http::serve(([127, 0, 0, 1], 0).into(), state, stop_rx).await?;
+
+    // No token: a problem document, not a bare status.
+    let (status, content_type, body) = call(http, "GET", "/v1/me/complaints", None, None).await?;
+    assert_eq!(status, 401);
+    assert_eq!(content_type, "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(problem["status"], 401);
+
+    // A guest registered in CRM files, follows and rates a complaint from the app.
+    let admin = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let mut crm_client = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
+        crm.channel_with_token(&admin).await?,
+    );
+    let guest = crm_client
+        .create_guest(guestloop_proto::crm::v1::CreateGuestRequest {
+            request_id: "g".into(),
+            guest: Some(guestloop_proto::crm::v1::Guest {
+                guest_id: "app-guest".into(),
+                given_name: "Noor".into(),
+                family_name: "Haddad".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let token = TokenBuilder::new(Role::Guest)
+        .guest(&guest.guest_id)
+        .mint()?;
+    let filed = r#"{"request_id":"app-1","property_id":"dubai","category":"cleanliness","description":"Hair in the shower","room":"1701"}"#;
+    let (status, _, body) =
+        call(http, "POST", "/v1/me/complaints", Some(&token), Some(filed)).await?;
+    assert_eq!(status, 201, "{body}");
+    let complaint: serde_json::Value = serde_json::from_str(&body)?;
+    let id = complaint["complaint_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, _, body) = call(http, "GET", "/v1/me/complaints", Some(&token), None).await?;
+    assert_eq!(status, 200);
+    let mine: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(mine["complaints"].as_array().map(Vec::len), Some(1));
+    let (status, _, body) = call(
+        http,
+        "POST",
+        &format!("/v1/me/complaints/{id}/rating"),
+        Some(&token),
+        Some(r#"{"csat":5}"#),
+    )
+    .await?;
+    assert_eq!(status, 422, "not resolved yet: {body}");
+    let (status, _, body) = call(http, "GET", "/v1/me/loyalty", Some(&token), None).await?;
+    assert_eq!(status, 200, "{body}");
+    let loyalty: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(loyalty["tier"], "new");
+
+    // BI: the scorecard as JSON and as CSV with stable columns.
+    let manager = TokenBuilder::new(Role::ChainQualityManager).mint()?;
+    let now = chrono::Utc::now();
+    let query = format!(
+        "/v1/scorecard?start={}&end={}",
+        (now - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    // The KPI rollup folds the new complaint in within a second.
+    let mut card = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (status, _, body) = call(http, "GET", &query, Some(&manager), None).await?;
+        assert_eq!(status, 200, "{body}");
+        card = serde_json::from_str(&body)?;
+        if card["properties"].as_array().is_some_and(|p| !p.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(card["properties"][0]["key"], "dubai");
+    assert_eq!(card["properties"][0]["complaints"], 1);
+    assert!(card["missing"].as_array().is_some_and(|m| m
+        .iter()
+        .any(|x| x.as_str().is_some_and(|s| s.starts_with("facilities")))));
+    let (status, content_type, csv) = call(
+        http,
+        "GET",
+        &format!("{query}&format=csv"),
+        Some(&manager),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/csv; charset=utf-8")
+    );
+    assert_eq!(
+        csv.lines().next(),
+        Some("property_id,region,kpi,value,normalized,weight,contribution,sqs")
+    );
+    assert_eq!(csv.lines().count(), 1 + 6, "one row per property and KPI");
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/v1/scorecard?start=yesterday&end=today",
+        Some(&manager),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400);
+    let (status, _, _) = call(http, "GET", &query, Some(&token), None).await?;
+    assert_eq!(status, 403, "guests do not read scorecards");
+
+    gateway.shutdown().await?;
+    crm.shutdown().await?;
+    complaints.shutdown().await
+}
