@@ -80,6 +80,47 @@ async fn demo_data_loads_once_and_hangs_together() -> anyhow::Result<()> {
         .fetch_one(&crm_pool)
         .await?;
     assert_eq!(guests_again, 3_000);
+    // Facilities and audits of the same chain.
+    let facilities = spawn_service_with(
+        &guestloop_facilities::DEFINITION,
+        {
+            let mut s = test_settings();
+            s.demo = true;
+            s
+        },
+        None,
+    )
+    .await?;
+    let audit = spawn_service_with(
+        &guestloop_audit::DEFINITION,
+        {
+            let mut s = test_settings();
+            s.demo = true;
+            s
+        },
+        None,
+    )
+    .await?;
+    let facilities_pool = facilities.database.admin_pool().await?;
+    let (assets, inspections, orders): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM facilities.assets), (SELECT count(*) FROM facilities.inspections), (SELECT count(*) FROM facilities.work_orders)",
+    )
+    .fetch_one(&facilities_pool)
+    .await?;
+    assert_eq!(assets, 6 * 20 * 5);
+    assert_eq!(inspections, 6 * 13, "weekly room inspections over 90 days");
+    assert!(orders >= 6 * 40);
+    let audit_pool = audit.database.admin_pool().await?;
+    let (standards, audits, findings): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM audit.standards), (SELECT count(*) FROM audit.audits WHERE status = 'submitted'), (SELECT count(*) FROM audit.findings)",
+    )
+    .fetch_one(&audit_pool)
+    .await?;
+    assert_eq!(standards, 7);
+    assert!(audits >= 6 * 22, "a year of audits: {audits}");
+    assert!(findings > 0);
+    audit.shutdown().await?;
+    facilities.shutdown().await?;
     crm.shutdown().await?;
     complaints.shutdown().await
 }

@@ -7,6 +7,7 @@
 //! service kit to run it.
 
 mod api;
+pub mod demo;
 pub mod domain;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
@@ -75,7 +76,7 @@ pub static DEFINITION: ServiceDefinition = ServiceDefinition {
     migrator: &MIGRATOR,
     policy: PolicyTable::new(POLICIES),
     mount,
-    demo: None,
+    demo: Some(|pool| Box::pin(async move { demo::load(&pool).await })),
 };
 
 fn mount(
