@@ -13,7 +13,18 @@ use uuid::Uuid;
 use crate::domain::scoring::{score, CriticalRule, Item, Outcome};
 
 /// (code, title, kind, min, max, unit, dimension 1..=5, touchpoint)
-const STANDARDS: [(&str, &str, pb::StandardKind, f64, f64, &str, i16, &str); 7] = [
+type StandardRow = (
+    &'static str,
+    &'static str,
+    pb::StandardKind,
+    f64,
+    f64,
+    &'static str,
+    i16,
+    &'static str,
+);
+
+const STANDARDS: [StandardRow; 7] = [
     (
         "grooming",
         "Uniform and grooming to standard",

@@ -168,7 +168,9 @@ async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow:
     crm.shutdown().await
 }
 
-async fn kpi(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
+async fn kpi(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
+    // Seeding and the raw baseline at 10M rows take longer than a service statement may.
+    settings.database.statement_timeout_ms = 1_800_000;
     let (url, _embedded) = bench_database(&settings).await?;
     let options = guestloop_kit::db::connect_options(&url, "complaints", &settings.database)?;
     let pool = guestloop_kit::db::pool(options, &settings.database);
