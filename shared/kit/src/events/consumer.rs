@@ -138,12 +138,21 @@ impl<H: EventHandler> Consumer<H> {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         loop {
             let session = self.run_session(&mut feed);
             tokio::select! {
                 result = session => {
                     if let Err(error) = result {
-                        tracing::warn!(consumer = %self.name, %error, "event subscription interrupted");
+                        failures += 1;
+                        // A peer that is still starting is normal; keep quiet for the first tries.
+                        if failures > 3 {
+                            tracing::warn!(consumer = %self.name, %error, "event subscription interrupted");
+                        } else {
+                            tracing::debug!(consumer = %self.name, %error, "event subscription not available yet");
+                        }
+                    } else {
+                        failures = 0;
                     }
                 }
                 _ = stop.changed() => return,
