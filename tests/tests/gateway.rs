@@ -12,7 +12,20 @@ use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use guestloop_testkit::{spawn_service_on, test_settings, TokenBuilder};
 
 /// property, complaints, rated, csat sum, met, missed, resolved, first contact, NPS answers, promoters, detractors, repeats
-type PropertySums = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+type PropertySums = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
