@@ -535,3 +535,103 @@ async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
     assert_eq!(repeat.repeat_of_complaint_id, first.complaint_id);
     service.shutdown().await
 }
+
+#[tokio::test]
+async fn categories_are_defined_per_chain_and_overridden_per_property() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut quality = staff(&service, Role::ChainQualityManager, &["paris", "rome"]).await?;
+    let chain_key = format!("chain:{}", guestloop_testkit::TEST_CHAIN);
+    let mut chain = quality
+        .get_property_settings(pb::GetPropertySettingsRequest {
+            property_id: chain_key.clone(),
+        })
+        .await?
+        .into_inner();
+    chain.categories = vec!["noise".into(), "wifi".into()];
+    quality
+        .update_property_settings(pb::UpdatePropertySettingsRequest {
+            settings: Some(chain),
+            etag: String::new(),
+        })
+        .await?;
+    let mut rome = quality
+        .get_property_settings(pb::GetPropertySettingsRequest {
+            property_id: "rome".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        rome.categories,
+        vec!["noise".to_string(), "wifi".to_string()],
+        "rome inherits the chain's list"
+    );
+    rome.categories = vec!["spa".into()];
+    quality
+        .update_property_settings(pb::UpdatePropertySettingsRequest {
+            settings: Some(rome),
+            etag: String::new(),
+        })
+        .await?;
+
+    let mut agent = staff(&service, Role::Agent, &["paris", "rome"]).await?;
+    let refused = file(
+        &mut agent,
+        pb::Complaint {
+            category: "spa".into(),
+            ..noisy_room("paris")
+        },
+    )
+    .await
+    .expect_err("not a chain category");
+    assert_eq!(
+        refused.downcast_ref::<tonic::Status>().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+    file(
+        &mut agent,
+        pb::Complaint {
+            category: "wifi".into(),
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    file(
+        &mut agent,
+        pb::Complaint {
+            category: "spa".into(),
+            ..noisy_room("rome")
+        },
+    )
+    .await?;
+    let refused = file(
+        &mut agent,
+        pb::Complaint {
+            category: "noise".into(),
+            ..noisy_room("rome")
+        },
+    )
+    .await
+    .expect_err("rome overrides");
+    assert_eq!(
+        refused.downcast_ref::<tonic::Status>().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+
+    // Only chain-level roles of that chain change its defaults.
+    let mut gm = staff(&service, Role::GeneralManager, &["paris"]).await?;
+    let chain = gm
+        .get_property_settings(pb::GetPropertySettingsRequest {
+            property_id: chain_key.clone(),
+        })
+        .await?
+        .into_inner();
+    let denied = gm
+        .update_property_settings(pb::UpdatePropertySettingsRequest {
+            settings: Some(chain),
+            etag: String::new(),
+        })
+        .await
+        .expect_err("not chain level");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    service.shutdown().await
+}

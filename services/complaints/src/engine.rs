@@ -46,9 +46,10 @@ async fn fired_triggers(conn: &mut PgConnection, id: Uuid) -> ApiResult<Vec<Stri
 
 pub async fn settings_for(
     conn: &mut PgConnection,
+    chain_id: &str,
     property_id: &str,
 ) -> ApiResult<EffectiveSettings> {
-    effective(&store::settings::get(conn, property_id).await?)
+    effective(&store::settings::get(conn, chain_id, property_id).await?)
 }
 
 /// Loads a complaint; with `lock` the row stays locked until the transaction ends.
@@ -62,7 +63,7 @@ pub async fn load(conn: &mut PgConnection, id: Uuid, lock: bool) -> ApiResult<Lo
     let remedies = store::remedies::for_complaint(conn, id).await?;
     let history = timeline::status_history(conn, id).await?;
     let fired = fired_triggers(conn, id).await?;
-    let settings = settings_for(conn, &row.property_id).await?;
+    let settings = settings_for(conn, &row.chain_id, &row.property_id).await?;
     Ok(Loaded {
         row,
         clocks,

@@ -223,7 +223,7 @@ pub async fn create(
     {
         return Ok(previous);
     }
-    let settings = engine::settings_for(&mut tx, &new.property_id).await?;
+    let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
     if !settings.categories.is_empty()
         && !new.category.is_empty()
         && !settings.categories.contains(&new.category)

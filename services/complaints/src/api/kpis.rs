@@ -171,7 +171,8 @@ pub async fn get(
     .await?;
     let mut currencies: BTreeMap<String, String> = BTreeMap::new();
     for property in &properties {
-        let settings = crate::engine::settings_for(&mut conn, property).await?;
+        let settings =
+            crate::engine::settings_for(&mut conn, principal.chain_id(), property).await?;
         currencies.insert(property.clone(), settings.currency_code);
     }
     let distinct: std::collections::BTreeSet<&String> = currencies.values().collect();

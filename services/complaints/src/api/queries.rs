@@ -117,7 +117,7 @@ async fn views(conn: &mut PgConnection, rows: Vec<ComplaintRow>) -> ApiResult<Ve
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         if !settings.contains_key(&row.property_id) {
-            let loaded = engine::settings_for(conn, &row.property_id).await?;
+            let loaded = engine::settings_for(conn, &row.chain_id, &row.property_id).await?;
             settings.insert(row.property_id.clone(), loaded);
         }
         let Some(property_settings) = settings.get(&row.property_id) else {

@@ -27,9 +27,13 @@ pub async fn get(
             "is required",
         ));
     }
-    principal.require_property(property_id)?;
+    if property_id.starts_with("chain:") {
+        principal.require_chain(property_id.trim_start_matches("chain:"))?;
+    } else {
+        principal.require_property(property_id)?;
+    }
     let mut conn = api.context.pool.acquire().await?;
-    store::settings::get(&mut conn, property_id).await
+    store::settings::get(&mut conn, principal.chain_id(), property_id).await
 }
 
 pub async fn update(
@@ -48,7 +52,13 @@ pub async fn update(
             "is required",
         ));
     }
-    principal.require_property(&settings.property_id)?;
+    if let Some(chain) = settings.property_id.strip_prefix("chain:") {
+        // The chain's defaults: for chain-level roles of that chain only.
+        principal.require_chain(chain)?;
+        principal.require_role(&[Role::ChainQualityManager, Role::ChainAdmin])?;
+    } else {
+        principal.require_property(&settings.property_id)?;
+    }
     effective(&settings)?;
     let mut tx = api.context.pool.begin().await?;
     let etag = store::settings::put(

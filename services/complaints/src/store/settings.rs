@@ -8,24 +8,58 @@ use uuid::Uuid;
 
 use crate::settings::default_settings;
 
-/// The stored settings of a property, or the defaults when it has none yet.
-pub async fn get(conn: &mut PgConnection, property_id: &str) -> ApiResult<PropertySettings> {
+/// The key under which a chain's defaults are stored.
+pub fn chain_key(chain_id: &str) -> String {
+    format!("chain:{chain_id}")
+}
+
+async fn stored(conn: &mut PgConnection, key: &str) -> ApiResult<Option<PropertySettings>> {
     let row: Option<(Vec<u8>, Uuid)> =
         sqlx::query_as("SELECT settings, etag FROM property_settings WHERE property_id = $1")
-            .bind(property_id)
-            .fetch_optional(conn)
+            .bind(key)
+            .fetch_optional(&mut *conn)
             .await?;
-    match row {
-        Some((bytes, etag)) => {
-            let mut settings = PropertySettings::decode(bytes.as_slice()).map_err(|e| {
-                ApiError::internal(format!("stored settings cannot be decoded: {e}"))
-            })?;
-            settings.etag = etag.to_string();
-            settings.property_id = property_id.to_string();
-            Ok(settings)
+    row.map(|(bytes, etag)| {
+        PropertySettings::decode(bytes.as_slice())
+            .map(|mut settings| {
+                settings.etag = etag.to_string();
+                settings.property_id = key.to_string();
+                settings
+            })
+            .map_err(|e| ApiError::internal(format!("stored settings cannot be decoded: {e}")))
+    })
+    .transpose()
+}
+
+/// The settings of a property: its own, falling back to its chain's defaults (taxonomies such as
+/// the category list are defined per chain and may be overridden per property), then to the
+/// built-in defaults.
+pub async fn get(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    property_id: &str,
+) -> ApiResult<PropertySettings> {
+    let own = stored(conn, property_id).await?;
+    let chain = if property_id.starts_with("chain:") {
+        None
+    } else {
+        stored(conn, &chain_key(chain_id)).await?
+    };
+    Ok(match (own, chain) {
+        (Some(mut own), Some(chain)) => {
+            if own.categories.is_empty() {
+                own.categories = chain.categories;
+            }
+            own
         }
-        None => Ok(default_settings(property_id)),
-    }
+        (Some(own), None) => own,
+        (None, Some(chain)) => PropertySettings {
+            property_id: property_id.to_string(),
+            etag: String::new(),
+            ..chain
+        },
+        (None, None) => default_settings(property_id),
+    })
 }
 
 /// Replaces the settings when `expected_etag` (if given) still matches; returns the new etag.
