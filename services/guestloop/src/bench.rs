@@ -46,6 +46,13 @@ pub enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Guest intake through the gateway's HTTP API against pgbench running the same SQL transaction.
+    IntakeGateway {
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// KPI latency from the rollup against the raw GROUP BY, at each size (complaints).
     Kpi {
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
@@ -81,6 +88,9 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         } => kit_overhead(settings, concurrency, Duration::from_secs(seconds), rounds).await,
         Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
+        Scenario::IntakeGateway { clients, seconds } => {
+            intake_gateway(settings, clients, seconds).await
+        }
         Scenario::WhoAmI {
             endpoint,
             token,
@@ -164,6 +174,145 @@ async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow:
     let bin_dir = guestloop_kit::embedded_pg::find_server_binaries()?;
     let endpoint = format!("http://{}", complaints.local_addr);
     crate::bench_intake::compare(&bin_dir, &url, &endpoint, &token, clients, seconds).await?;
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}
+
+async fn intake_gateway(
+    mut settings: Settings,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    crate::dev_secret::ensure(&mut settings)?;
+    settings.database.max_connections = (clients as u32 + 4).max(16);
+    settings.server.max_concurrent_requests = 4096;
+    let (url, _embedded) = bench_database(&settings).await?;
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    for (name, port) in [
+        ("complaints", ports[0]),
+        ("crm", ports[1]),
+        ("gateway", ports[2]),
+    ] {
+        settings
+            .endpoints
+            .insert(name.into(), format!("http://127.0.0.1:{port}"));
+    }
+    let on = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let shared = Arc::new(settings.clone());
+    let crm = server::start(
+        &guestloop_crm::DEFINITION,
+        shared.clone(),
+        &url,
+        on(ports[1]),
+    )
+    .await?;
+    let complaints = server::start(
+        &guestloop_complaints::DEFINITION,
+        shared.clone(),
+        &url,
+        on(ports[0]),
+    )
+    .await?;
+    let gateway = server::start(
+        &guestloop_gateway::DEFINITION,
+        shared.clone(),
+        &url,
+        on(ports[2]),
+    )
+    .await?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let state = guestloop_gateway::http::HttpState::from_settings(&settings)?;
+    let (http, _task) = guestloop_gateway::http::serve(on(0), state, stop_rx).await?;
+    let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
+        .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
+    let tokens = Arc::new(
+        (0..500)
+            .map(|n| {
+                issuer.mint(guestloop_kit::auth::Claims {
+                    sub: format!("guest-{n}"),
+                    role: Role::Guest,
+                    chain: "bench".into(),
+                    props: guestloop_kit::auth::PropertyScope::all(),
+                    guest_id: Some(format!("g{n}")),
+                    department: None,
+                    iss: String::new(),
+                    aud: String::new(),
+                    iat: 0,
+                    exp: 0,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    let bin_dir = guestloop_kit::embedded_pg::find_server_binaries()?;
+    let duration = Duration::from_secs(seconds);
+    crate::bench_intake::file_load_http(
+        "warm-up",
+        http,
+        tokens.clone(),
+        Mode::Closed {
+            concurrency: clients,
+        },
+        Duration::from_secs(2),
+    )
+    .await?;
+    let base = crate::bench_intake::pgbench(
+        &bin_dir,
+        &url,
+        crate::bench_intake::INTAKE_SQL,
+        clients,
+        seconds,
+        None,
+    )?;
+    let ours = crate::bench_intake::file_load_http(
+        "HTTP intake via gateway",
+        http,
+        tokens.clone(),
+        Mode::Closed {
+            concurrency: clients,
+        },
+        duration,
+    )
+    .await?;
+    println!("closed loop, {clients} in flight, {seconds} s each:");
+    println!("  pgbench (same SQL transaction)   {:>8.0} tps", base.tps);
+    ours.print();
+    println!(
+        "  throughput ratio: {:.1} % of pgbench (goal ≥ 60 %)",
+        100.0 * ours.goodput() / base.tps.max(1e-9)
+    );
+    let half = base.tps / 2.0;
+    let mut base_half = crate::bench_intake::pgbench(
+        &bin_dir,
+        &url,
+        crate::bench_intake::INTAKE_SQL,
+        clients,
+        seconds,
+        Some(half),
+    )?;
+    base_half.latencies_us.sort_unstable();
+    let ours_half = crate::bench_intake::file_load_http(
+        "HTTP intake @ half",
+        http,
+        tokens,
+        Mode::Open {
+            rate: half,
+            max_in_flight: 256,
+        },
+        duration,
+    )
+    .await?;
+    let index = ((base_half.latencies_us.len() as f64 - 1.0) * 0.99)
+        .round()
+        .max(0.0) as usize;
+    let base_p99 = base_half.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0;
+    println!("open loop at {half:.0}/s: pgbench p99 {base_p99:.2} ms");
+    ours_half.print();
+    println!(
+        "  p99 ratio: {:.2}× pgbench's (goal ≤ 3×)",
+        ours_half.percentile_ms(0.99) / base_p99.max(1e-9)
+    );
+    let _ = stop.send(true);
+    gateway.shutdown().await?;
     complaints.shutdown().await?;
     crm.shutdown().await
 }

@@ -16,7 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::load::{self, Mode, Report};
 
 /// The statements intake runs, in order, as one pgbench transaction.
-const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
+pub const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
 \set guest random(1, 5000)
 \set room random(100, 599)
 BEGIN;
@@ -333,4 +333,48 @@ pub async fn compare(
     );
     println!("  largest rollup lag (oldest unfolded change) {lag:.2} s (goal ≤ 5 s)");
     Ok(())
+}
+
+/// Files complaints as guests through the gateway's HTTP/JSON API (HTTP → gateway → gRPC →
+/// complaints, with CRM's tier lookup), over keep-alive HTTP/1.1 connections.
+pub async fn file_load_http(
+    label: &str,
+    http: std::net::SocketAddr,
+    tokens: Arc<Vec<String>>,
+    mode: Mode,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
+    let run = std::process::id();
+    load::run(label, mode, duration, move |i| {
+        let client = client.clone();
+        let token = tokens[(i % tokens.len() as u64) as usize].clone();
+        async move {
+            let body = format!(
+                r#"{{"request_id":"http-{run}-{i}","property_id":"bench-p","category":"noise","description":"noisy neighbours","room":"{}"}}"#,
+                100 + i % 500
+            );
+            let request = http::Request::post(format!("http://{http}/v1/me/complaints"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(body)))
+                .map_err(|_| tonic::Code::InvalidArgument)?;
+            let response = client.request(request).await.map_err(|_| tonic::Code::Unavailable)?;
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            match status.as_u16() {
+                201 => Ok(()),
+                429 => Err(tonic::Code::ResourceExhausted),
+                503 => Err(tonic::Code::Unavailable),
+                400 => Err(tonic::Code::InvalidArgument),
+                _ => Err(tonic::Code::Internal),
+            }
+        }
+    })
+    .await
 }
