@@ -49,7 +49,9 @@ async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<(
         .await?;
     rebuild(&mut conn).await?;
     sqlx::query("ANALYZE kpi_daily").execute(&mut *conn).await?;
-    sqlx::query("ANALYZE kpi_monthly").execute(&mut *conn).await?;
+    sqlx::query("ANALYZE kpi_monthly")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
