@@ -659,3 +659,397 @@ async fn stays_earn_once_tiers_rise_and_inactive_points_expire_once() -> anyhow:
     assert_eq!(not_mine.code(), Code::NotFound);
     service.shutdown().await
 }
+
+fn stay_at(
+    property: &str,
+    reservation: &str,
+    guest_id: &str,
+    room: &str,
+    arrival: &str,
+    departure: &str,
+    status: pb::StayStatus,
+) -> pb::Stay {
+    pb::Stay {
+        property_id: property.into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: arrival.into(),
+        departure_date: departure.into(),
+        room: room.into(),
+        status: status as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn arrivals_and_care_tasks_are_generated_once_and_worked_to_done() -> anyhow::Result<()> {
+    use pb::StayStatus::{Booked, Cancelled, CheckedOut, InHouse};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    // Dates far from today, so the service's own daily run does not touch them.
+    let birthday = create(
+        &mut admin,
+        pb::Guest {
+            birthday: "1980-03-12".into(),
+            ..guest("Ada", "Birthday", "ada@example.com", "")
+        },
+    )
+    .await?;
+    let vip = create(&mut admin, guest("Vic", "Strategic", "vic@example.com", "")).await?;
+    admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: vip.guest_id.clone(),
+            strategic: true,
+            reason: "corporate account".into(),
+        })
+        .await?;
+    let unhappy = create(
+        &mut admin,
+        guest("Una", "Unrecovered", "una@example.com", ""),
+    )
+    .await?;
+    admin
+        .add_preference(pb::AddPreferenceRequest {
+            guest_id: unhappy.guest_id.clone(),
+            preference: Some(pb::Preference {
+                group: "diet".into(),
+                value: "nuts".into(),
+                polarity: pb::Polarity::Allergy as i32,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let plain = create(&mut admin, guest("Pat", "Plain", "pat@example.com", "")).await?;
+    let gone = create(&mut admin, guest("Cam", "Cancelled", "cam@example.com", "")).await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay_at(
+                    "care-p",
+                    "B1",
+                    &birthday.guest_id,
+                    "204",
+                    "2031-03-10",
+                    "2031-03-14",
+                    InHouse,
+                ),
+                stay_at(
+                    "care-p",
+                    "V1",
+                    &vip.guest_id,
+                    "501",
+                    "2031-03-11",
+                    "2031-03-13",
+                    Booked,
+                ),
+                stay_at(
+                    "care-p",
+                    "U1",
+                    &unhappy.guest_id,
+                    "118",
+                    "2031-03-11",
+                    "2031-03-12",
+                    Booked,
+                ),
+                stay_at(
+                    "care-p",
+                    "P1",
+                    &plain.guest_id,
+                    "301",
+                    "2031-03-11",
+                    "2031-03-12",
+                    Booked,
+                ),
+                stay_at(
+                    "care-p",
+                    "C1",
+                    &gone.guest_id,
+                    "302",
+                    "2031-03-11",
+                    "2031-03-12",
+                    Cancelled,
+                ),
+                stay_at(
+                    "care-p",
+                    "O1",
+                    &plain.guest_id,
+                    "303",
+                    "2031-03-01",
+                    "2031-03-11",
+                    CheckedOut,
+                ),
+                stay_at(
+                    "other-p",
+                    "X1",
+                    &vip.guest_id,
+                    "1",
+                    "2031-03-11",
+                    "2031-03-12",
+                    Booked,
+                ),
+            ],
+        })
+        .await?;
+    // A noise complaint three weeks earlier, resolved but rated 2/5: not recovered.
+    let settings = test_settings();
+    let options =
+        guestloop_kit::db::connect_options(&service.database.url, "crm", &settings.database)?;
+    let pool = guestloop_kit::db::pool(options, &settings.database);
+    sqlx::query(
+        "INSERT INTO service_failures (complaint_id, guest_id, property_id, category, occurred_at, csat, recovered) \
+         VALUES ('c-care-1', $1, 'care-p', 'noise', '2031-02-18 22:00Z', 2, true)",
+    )
+    .bind(&unhappy.guest_id)
+    .execute(&pool)
+    .await?;
+
+    // Arrivals and in-house guests for 11 March, by room, with profiles and dislikes.
+    let mut front = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .properties(&["care-p"])
+            .department("front_office"),
+    )
+    .await?;
+    let first = front
+        .list_arrivals(pb::ListArrivalsRequest {
+            property_id: "care-p".into(),
+            date: "2031-03-11".into(),
+            page_size: 3,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    let rest = front
+        .list_arrivals(pb::ListArrivalsRequest {
+            property_id: "care-p".into(),
+            date: "2031-03-11".into(),
+            page_size: 3,
+            page_token: first.next_page_token.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(rest.next_page_token.is_empty());
+    let all: Vec<&pb::Arrival> = first.arrivals.iter().chain(&rest.arrivals).collect();
+    let rooms: Vec<(&str, bool)> = all
+        .iter()
+        .map(|a| (a.stay.as_ref().map_or("", |s| s.room.as_str()), a.arriving))
+        .collect();
+    assert_eq!(
+        rooms,
+        vec![("118", true), ("204", false), ("301", true), ("501", true)],
+        "cancelled and departed stays are left out; the in-house guest is not arriving"
+    );
+    let una = all
+        .iter()
+        .find_map(|a| a.guest.as_ref().filter(|g| g.guest_id == unhappy.guest_id))
+        .ok_or_else(|| anyhow::anyhow!("the unhappy guest is listed"))?;
+    assert_eq!(una.avoid.len(), 1, "allergies are shown apart");
+    assert_eq!(una.failures.len(), 1);
+    assert_eq!(una.email, "una@example.com", "front office sees contacts");
+
+    // Generating creates each task once, however often it runs.
+    let generate = |date: &str| pb::GenerateCareTasksRequest {
+        property_id: "care-p".into(),
+        date: date.into(),
+    };
+    let made = front
+        .generate_care_tasks(generate("2031-03-11"))
+        .await?
+        .into_inner();
+    assert_eq!((made.created, made.existing), (3, 0));
+    let again = front
+        .generate_care_tasks(generate("2031-03-11"))
+        .await?
+        .into_inner();
+    assert_eq!((again.created, again.existing), (0, 3));
+    let next_day = front
+        .generate_care_tasks(generate("2031-03-12"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        next_day.created, 0,
+        "one birthday task per stay, not one per night"
+    );
+
+    let tasks = front
+        .list_care_tasks(pb::ListCareTasksRequest {
+            property_id: "care-p".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tasks;
+    let summary: Vec<(i32, &str, &str, &str)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.kind,
+                t.due_date.as_str(),
+                t.room.as_str(),
+                t.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                pb::CareTaskKind::VipArrival as i32,
+                "2031-03-11",
+                "501",
+                "strategic guest arriving"
+            ),
+            (
+                pb::CareTaskKind::Recovery as i32,
+                "2031-03-11",
+                "118",
+                "noise complaint on 2031-02-18 rated 2/5"
+            ),
+            (
+                pb::CareTaskKind::Birthday as i32,
+                "2031-03-12",
+                "204",
+                "birthday on 2031-03-12"
+            ),
+        ]
+    );
+
+    // Assign, complete, retry the completion, and refuse a second different completion.
+    let birthday_task = &tasks[2];
+    let assigned = front
+        .assign_care_task(pb::AssignCareTaskRequest {
+            care_task_id: birthday_task.care_task_id.clone(),
+            assignee: "concierge-ines".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(assigned.assignee, "concierge-ines");
+    let empty = front
+        .complete_care_task(pb::CompleteCareTaskRequest {
+            care_task_id: birthday_task.care_task_id.clone(),
+            outcome: "  ".into(),
+        })
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_string()));
+    assert!(
+        matches!(&empty, Some((tonic::Code::InvalidArgument, m)) if m.contains("outcome")),
+        "{empty:?}"
+    );
+    let complete = pb::CompleteCareTaskRequest {
+        care_task_id: birthday_task.care_task_id.clone(),
+        outcome: "cake and card in the room".into(),
+    };
+    let done = front
+        .complete_care_task(complete.clone())
+        .await?
+        .into_inner();
+    assert_eq!(done.state, pb::CareTaskState::Done as i32);
+    let retried = front.complete_care_task(complete).await?.into_inner();
+    assert_eq!(
+        retried.complete_time, done.complete_time,
+        "a retry changes nothing"
+    );
+    let different = front
+        .complete_care_task(pb::CompleteCareTaskRequest {
+            care_task_id: birthday_task.care_task_id.clone(),
+            outcome: "something else".into(),
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(different, Some(Code::FailedPrecondition));
+    let open = front
+        .list_care_tasks(pb::ListCareTasksRequest {
+            property_id: "care-p".into(),
+            due_date: "2031-03-11".into(),
+            state: pb::CareTaskState::Open as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tasks;
+    assert_eq!(open.len(), 2);
+
+    // Out of scope, bad input, unknown ids.
+    let mut elsewhere = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent).properties(&["other-p"]),
+    )
+    .await?;
+    let refused = elsewhere
+        .list_arrivals(pb::ListArrivalsRequest {
+            property_id: "care-p".into(),
+            date: "2031-03-11".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(refused, Some(Code::PermissionDenied));
+    let refused = elsewhere
+        .assign_care_task(pb::AssignCareTaskRequest {
+            care_task_id: tasks[0].care_task_id.clone(),
+            assignee: "me".into(),
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(refused, Some(Code::PermissionDenied));
+    for (date, token) in [("11/03/2031", ""), ("2031-03-11", "garbage")] {
+        let bad = front
+            .list_arrivals(pb::ListArrivalsRequest {
+                property_id: "care-p".into(),
+                date: date.into(),
+                page_token: token.into(),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .map(|s| s.code());
+        assert_eq!(bad, Some(Code::InvalidArgument), "{date} {token}");
+    }
+    let missing = front
+        .complete_care_task(pb::CompleteCareTaskRequest {
+            care_task_id: uuid::Uuid::new_v4().to_string(),
+            outcome: "x".into(),
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(missing, Some(Code::NotFound));
+    let foreign = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
+    )
+    .await?
+    .list_care_tasks(pb::ListCareTasksRequest {
+        property_id: "care-p".into(),
+        ..Default::default()
+    })
+    .await?
+    .into_inner()
+    .tasks;
+    assert!(foreign.is_empty(), "another chain sees none of these tasks");
+    // Housekeeping sees arrivals without contact details.
+    let housekeeping = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .properties(&["care-p"])
+            .department("housekeeping"),
+    )
+    .await?
+    .list_arrivals(pb::ListArrivalsRequest {
+        property_id: "care-p".into(),
+        date: "2031-03-11".into(),
+        ..Default::default()
+    })
+    .await?
+    .into_inner();
+    assert!(housekeeping.arrivals.iter().all(|a| a
+        .guest
+        .as_ref()
+        .is_some_and(|g| g.email.is_empty() && g.contact_details_hidden)));
+    service.shutdown().await
+}

@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
+use guestloop_kit::background::every;
 use guestloop_kit::events::EventLog;
 use guestloop_kit::server::ServiceContext;
 use guestloop_kit::ApiResult;
 use guestloop_proto::complaints::v1 as pb;
 use sqlx::PgPool;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clocks::{thresholds, trigger_key, STAGES};
@@ -140,35 +140,6 @@ pub async fn enrich_tiers(
         context.events.wake();
     }
     Ok(enriched)
-}
-
-/// Runs `step` every `period` until shutdown, logging failures.
-async fn every<F, Fut>(
-    name: &'static str,
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
-    mut step: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ApiResult<usize>>,
-{
-    loop {
-        match step().await {
-            // Work was found: look again at once in case more is waiting.
-            Ok(n) if n > 0 => {
-                if *stop.borrow() {
-                    return;
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(worker = name, %error, "background step failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = stop.changed() => return,
-        }
-    }
 }
 
 pub async fn run_watcher(context: ServiceContext) {

@@ -20,6 +20,9 @@ use guestloop_proto::crm::v1::crm_service_server::CrmServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::RoutesBuilder;
 
+/// How often the day's care tasks are (re)generated; generation is idempotent.
+const CARE_TASK_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 const STAFF: &[Role] = &[
@@ -150,6 +153,31 @@ pub const POLICIES: &[RpcPolicy] = &[
         MANAGERS,
         ScopeCheck::Chain,
     ),
+    row(
+        "/guestloop.crm.v1.CrmService/ListArrivals",
+        STAFF_SERVICES,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GenerateCareTasks",
+        STAFF_SERVICES,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/ListCareTasks",
+        STAFF_SERVICES,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/AssignCareTask",
+        STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/CompleteCareTask",
+        STAFF,
+        ScopeCheck::Property,
+    ),
 ];
 
 /// The CRM service as the kit runs it.
@@ -180,5 +208,18 @@ fn mount(
         consumer::ComplaintEvents,
     );
     let feed = EventFeedClient::new(context.peer("complaints")?);
-    Ok(vec![Box::pin(consumer.run(feed, context.stop.clone()))])
+    let pool = context.pool.clone();
+    let care_tasks = guestloop_kit::background::every(
+        "care-tasks",
+        CARE_TASK_PERIOD,
+        context.stop.clone(),
+        move || {
+            let pool = pool.clone();
+            async move { api::generate_due_care_tasks(&pool).await }
+        },
+    );
+    Ok(vec![
+        Box::pin(consumer.run(feed, context.stop.clone())),
+        Box::pin(care_tasks),
+    ])
 }

@@ -5,6 +5,7 @@
 //! consumers, telemetry, the private PostgreSQL server, and the working-time calculator.
 
 pub mod auth;
+pub mod background;
 pub mod client;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod middleware;
+pub mod paging;
 pub mod server;
 pub mod telemetry;
 pub mod time;

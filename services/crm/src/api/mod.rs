@@ -1,5 +1,6 @@
 //! The gRPC handlers of the CRM service.
 
+mod care;
 mod guests;
 mod loyalty;
 mod privacy;
@@ -10,6 +11,7 @@ use guestloop_proto::crm::v1 as pb;
 use guestloop_proto::crm::v1::crm_service_server::CrmService;
 use tonic::{Request, Response, Status};
 
+pub use care::generate_due as generate_due_care_tasks;
 pub use loyalty::post_goodwill;
 
 pub struct Api {
@@ -111,5 +113,35 @@ impl CrmService for Api {
         request: Request<pb::EraseGuestRequest>,
     ) -> Reply<pb::EraseGuestResponse> {
         Ok(Response::new(privacy::erase(self, request).await?))
+    }
+    async fn list_arrivals(
+        &self,
+        request: Request<pb::ListArrivalsRequest>,
+    ) -> Reply<pb::ListArrivalsResponse> {
+        Ok(Response::new(care::list_arrivals(self, request).await?))
+    }
+    async fn generate_care_tasks(
+        &self,
+        request: Request<pb::GenerateCareTasksRequest>,
+    ) -> Reply<pb::GenerateCareTasksResponse> {
+        Ok(Response::new(care::generate(self, request).await?))
+    }
+    async fn list_care_tasks(
+        &self,
+        request: Request<pb::ListCareTasksRequest>,
+    ) -> Reply<pb::ListCareTasksResponse> {
+        Ok(Response::new(care::list_tasks(self, request).await?))
+    }
+    async fn assign_care_task(
+        &self,
+        request: Request<pb::AssignCareTaskRequest>,
+    ) -> Reply<pb::CareTask> {
+        Ok(Response::new(care::assign(self, request).await?))
+    }
+    async fn complete_care_task(
+        &self,
+        request: Request<pb::CompleteCareTaskRequest>,
+    ) -> Reply<pb::CareTask> {
+        Ok(Response::new(care::complete(self, request).await?))
     }
 }

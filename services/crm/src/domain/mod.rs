@@ -1,5 +1,7 @@
-//! Pure CRM rules: identity normalisation and card-number refusal, tiers, and the points ledger.
+//! Pure CRM rules: identity normalisation and card-number refusal, tiers, the points ledger and
+//! which care tasks a stay calls for.
 
+pub mod care;
 pub mod identity;
 pub mod ledger;
 pub mod tiers;
