@@ -219,6 +219,124 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     let (status, _, _) = call(http, "GET", &query, Some(&token), None).await?;
     assert_eq!(status, 403, "guests do not read scorecards");
 
+    // Malformed requests are problem documents too, never plain-text rejections.
+    let (status, content_type, body) = call(
+        http,
+        "POST",
+        "/v1/me/complaints",
+        Some(&token),
+        Some(r#"{"request_id": 7}"#),
+    )
+    .await?;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (400, "application/problem+json"),
+        "{body}"
+    );
+    let (status, content_type, _) =
+        call(http, "DELETE", "/v1/me/loyalty", Some(&token), None).await?;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (405, "application/problem+json")
+    );
+
+    // The arrival brief: the guest's allergy and open complaint, with facilities named missing.
+    crm_client
+        .add_preference(guestloop_proto::crm::v1::AddPreferenceRequest {
+            guest_id: guest.guest_id.clone(),
+            preference: Some(guestloop_proto::crm::v1::Preference {
+                group: "diet".into(),
+                value: "shellfish".into(),
+                polarity: guestloop_proto::crm::v1::Polarity::Allergy as i32,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    crm_client
+        .upsert_stays(guestloop_proto::crm::v1::UpsertStaysRequest {
+            stays: vec![guestloop_proto::crm::v1::Stay {
+                property_id: "dubai".into(),
+                pms_reservation_id: "DXB-1".into(),
+                guest_id: guest.guest_id.clone(),
+                arrival_date: "2031-05-01".into(),
+                departure_date: "2031-05-04".into(),
+                room: "1701".into(),
+                status: guestloop_proto::crm::v1::StayStatus::Booked as i32,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    let front_desk = TokenBuilder::new(Role::Agent)
+        .properties(&["dubai"])
+        .department("front_office")
+        .mint()?;
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/v1/properties/dubai/arrival-brief?date=2031-05-01",
+        Some(&front_desk),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let brief: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(brief["arriving"], 1);
+    let entry = &brief["entries"][0];
+    assert_eq!(entry["guest_id"], guest.guest_id.as_str());
+    assert_eq!(entry["room"], "1701");
+    assert_eq!(entry["avoid"][0]["kind"], "allergy");
+    assert_eq!(entry["open_complaints"][0]["complaint_id"], id.as_str());
+    assert_eq!(
+        entry["alerts"],
+        serde_json::json!(["ALLERGY", "OPEN_COMPLAINT"])
+    );
+    assert!(brief["missing"].as_array().is_some_and(|m| m
+        .iter()
+        .any(|x| x.as_str().is_some_and(|s| s.starts_with("facilities")))));
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/v1/properties/london/arrival-brief?date=2031-05-01",
+        Some(&front_desk),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403, "another property's brief is refused");
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/v1/properties/dubai/arrival-brief?date=May",
+        Some(&front_desk),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("date"), "{body}");
+
+    // The OpenAPI document lists exactly the routes served.
+    let (status, _, body) = call(http, "GET", "/openapi.json", None, None).await?;
+    assert_eq!(status, 200);
+    let document: serde_json::Value = serde_json::from_str(&body)?;
+    assert!(document["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1")));
+    let mut paths: Vec<&str> = document["paths"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        vec![
+            "/healthz",
+            "/v1/me/complaints",
+            "/v1/me/complaints/{complaint_id}/rating",
+            "/v1/me/loyalty",
+            "/v1/properties/{property_id}/arrival-brief",
+            "/v1/scorecard"
+        ]
+    );
+
     gateway.shutdown().await?;
     crm.shutdown().await?;
     complaints.shutdown().await

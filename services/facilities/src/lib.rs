@@ -103,6 +103,10 @@ pub const POLICIES: &[RpcPolicy] = &[
         STAFF,
     ),
     row(
+        "/guestloop.facilities.v1.FacilitiesService/ListRoomStatuses",
+        STAFF,
+    ),
+    row(
         "/guestloop.facilities.v1.FacilitiesService/GetFacilitiesKpis",
         STAFF,
     ),

@@ -2,6 +2,7 @@
 //! BI consumers, over gRPC (`guestloop.gateway.v1`) and HTTP/JSON.
 
 mod backends;
+mod brief;
 pub mod http;
 mod scorecard;
 pub mod sqs;
@@ -33,6 +34,19 @@ pub const POLICIES: &[RpcPolicy] = &[
     RpcPolicy {
         method: "/guestloop.gateway.v1.GatewayService/GetScorecard",
         roles: &[
+            Role::Supervisor,
+            Role::DutyManager,
+            Role::DepartmentHead,
+            Role::GeneralManager,
+            Role::ChainQualityManager,
+            Role::ChainAdmin,
+        ],
+        scope: ScopeCheck::Property,
+    },
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/GetArrivalBrief",
+        roles: &[
+            Role::Agent,
             Role::Supervisor,
             Role::DutyManager,
             Role::DepartmentHead,

@@ -83,6 +83,15 @@ impl GatewayService for Api {
         ))
     }
 
+    async fn get_arrival_brief(
+        &self,
+        request: Request<pb::GetArrivalBriefRequest>,
+    ) -> Result<Response<pb::ArrivalBrief>, Status> {
+        Ok(Response::new(
+            crate::brief::get(&self.backends, request).await?,
+        ))
+    }
+
     async fn get_score_weights(
         &self,
         request: Request<pb::GetScoreWeightsRequest>,

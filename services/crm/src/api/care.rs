@@ -398,6 +398,12 @@ pub async fn list_tasks(
         Ok(pb::CareTaskState::Done) => Some(true),
         Err(_) => return Err(ApiError::invalid("state", "is not a care task state")),
     };
+    if request.pms_reservation_ids.len() > 500 {
+        return Err(ApiError::invalid(
+            "pms_reservation_ids",
+            "name at most 500 stays per call",
+        ));
+    }
     let size = page_size(request.page_size, 100, 500)?;
     let cursor: Option<TaskCursor> = decode_token(&request.page_token)?;
     let mut query = sqlx::QueryBuilder::new(TASK_SELECT);
@@ -411,6 +417,12 @@ pub async fn list_tasks(
     }
     if let Some(done) = done {
         query.push(" AND t.done = ").push_bind(done);
+    }
+    if !request.pms_reservation_ids.is_empty() {
+        query
+            .push(" AND t.pms_reservation_id = ANY(")
+            .push_bind(&request.pms_reservation_ids)
+            .push(")");
     }
     if let Some(c) = cursor {
         query

@@ -105,6 +105,14 @@ impl FacilitiesService for Api {
             work_orders::set_room_status(self, request).await?,
         ))
     }
+    async fn list_room_statuses(
+        &self,
+        request: Request<pb::ListRoomStatusesRequest>,
+    ) -> Reply<pb::ListRoomStatusesResponse> {
+        Ok(Response::new(
+            work_orders::list_room_statuses(self, request).await?,
+        ))
+    }
     async fn get_facilities_kpis(
         &self,
         request: Request<pb::GetFacilitiesKpisRequest>,

@@ -295,12 +295,14 @@ pub async fn list(
     };
     let rows: Vec<WorkOrderRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM work_orders WHERE property_id = $1 AND (NOT $2 OR status NOT IN ('done', 'verified', 'cancelled')) \
-         AND ($3::uuid IS NULL OR asset_id = $3) ORDER BY fix_due_at LIMIT $4"
+         AND ($3::uuid IS NULL OR asset_id = $3) AND (cardinality($5::text[]) = 0 OR room = ANY($5)) \
+         ORDER BY fix_due_at LIMIT $4"
     ))
     .bind(&request.property_id)
     .bind(request.open_only)
     .bind(asset)
     .bind(limit)
+    .bind(&request.rooms)
     .fetch_all(&api.context.pool)
     .await?;
     let now = Utc::now();
@@ -567,5 +569,54 @@ pub async fn set_room_status(
         reason: request.reason,
         since: Some(to_timestamp(since)),
         expected_return: expected.map(to_timestamp),
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct RoomStatusRow {
+    room: String,
+    status: String,
+    reason: String,
+    since: DateTime<Utc>,
+    expected_return: Option<DateTime<Utc>>,
+}
+
+pub async fn list_room_statuses(
+    api: &Api,
+    request: Request<pb::ListRoomStatusesRequest>,
+) -> ApiResult<pb::ListRoomStatusesResponse> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    if request.property_id.is_empty() {
+        return Err(ApiError::invalid("property_id", "is required"));
+    }
+    principal.require_property(&request.property_id)?;
+    if request.rooms.len() > 2_000 {
+        return Err(ApiError::invalid(
+            "rooms",
+            "ask for at most 2000 rooms per call",
+        ));
+    }
+    let rows: Vec<RoomStatusRow> = sqlx::query_as(
+        "SELECT room, status, reason, since, expected_return FROM room_status WHERE property_id = $1 \
+         AND (cardinality($2::text[]) = 0 OR room = ANY($2)) AND (NOT $3 OR status <> 'in_service') ORDER BY room",
+    )
+    .bind(&request.property_id)
+    .bind(&request.rooms)
+    .bind(request.unavailable_only)
+    .fetch_all(&api.context.pool)
+    .await?;
+    Ok(pb::ListRoomStatusesResponse {
+        rooms: rows
+            .into_iter()
+            .map(|r| pb::RoomStatus {
+                property_id: request.property_id.clone(),
+                room: r.room,
+                status: r.status,
+                reason: r.reason,
+                since: Some(to_timestamp(r.since)),
+                expected_return: r.expected_return.map(to_timestamp),
+            })
+            .collect(),
     })
 }

@@ -1,0 +1,139 @@
+//! BI and operations: the scorecard as JSON or CSV, and liveness.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use guestloop_proto::common::v1::TimeRange;
+use guestloop_proto::gateway::v1 as pb;
+use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::problem::{HttpResult, Problem, Refusal};
+use super::schemas::{Health, Scorecard};
+use super::{Caller, HttpState};
+
+/// Liveness of the HTTP side.
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()),
+    responses((status = 200, description = "Serving", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScorecardQuery {
+    /// Start of the period, an RFC 3339 instant, e.g. 2026-11-01T00:00:00Z.
+    start: String,
+    /// End of the period (exclusive), an RFC 3339 instant.
+    end: String,
+    /// Only properties of this region.
+    #[serde(default)]
+    region: Option<String>,
+    /// Comma-separated property ids; absent: every property in the caller's scope.
+    #[serde(default)]
+    properties: Option<String>,
+    /// `json` (default) or `csv` (long form: one row per property and KPI).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn instant(text: &str, field: &str) -> HttpResult<prost_types::Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        })
+        .map_err(|_| {
+            Refusal::bad_request(format!(
+                "{field}: must be an RFC 3339 instant, e.g. 2026-11-01T00:00:00Z"
+            ))
+        })
+}
+
+/// Columns: property_id, region, kpi, value, normalized, weight, contribution, sqs.
+pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,contribution,sqs";
+
+/// One row per property × KPI (long form), stable column names.
+fn scorecard_csv(card: &pb::Scorecard) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    let number = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_string()
+        }
+    };
+    for unit in &card.properties {
+        for c in &unit.components {
+            out.push_str(&format!(
+                "{},{},{},{},{},{:.4},{},{}\n",
+                field(&unit.key),
+                field(&unit.region),
+                c.kpi,
+                number(c.value),
+                number(c.normalized),
+                c.weight,
+                number(c.contribution),
+                number(unit.sqs)
+            ));
+        }
+    }
+    out
+}
+
+/// KPIs and the composite service-quality score per property, region and scope, with the change
+/// against the previous period; parts a backend could not deliver are listed in `missing`.
+#[utoipa::path(get, path = "/v1/scorecard", tag = "bi", params(ScorecardQuery),
+    responses(
+        (status = 200, description = "The scorecard",
+            content((Scorecard = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn scorecard(
+    State(state): State<HttpState>,
+    caller: Caller,
+    query: Result<Query<ScorecardQuery>, QueryRejection>,
+) -> HttpResult<Response> {
+    let Query(query) = query?;
+    let period = TimeRange {
+        start_time: Some(instant(&query.start, "start")?),
+        end_time: Some(instant(&query.end, "end")?),
+    };
+    let csv = match query.format.as_deref() {
+        None | Some("" | "json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Refusal::bad_request("format: must be json or csv")),
+    };
+    let request = pb::GetScorecardRequest {
+        property_ids: query
+            .properties
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        region: query.region.unwrap_or_default(),
+        period: Some(period),
+    };
+    let card = GatewayServiceClient::new(caller.channel(&state.gateway)?)
+        .get_scorecard(request)
+        .await?
+        .into_inner();
+    if csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            scorecard_csv(&card),
+        )
+            .into_response());
+    }
+    Ok(Json(Scorecard::from(&card)).into_response())
+}

@@ -1,0 +1,122 @@
+//! RFC 9457 problem details: every error the HTTP API returns, including malformed requests
+//! that never reach a handler, is an `application/problem+json` document.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, naming the field where one is at fault.
+    pub detail: String,
+}
+
+/// A refusal that becomes a problem document.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+pub type HttpResult<T> = Result<T, Refusal>;
+
+impl Refusal {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("https://guestloop.io/problems/{}", self.status.as_u16()),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+        };
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            Json(body),
+        )
+            .into_response()
+    }
+}
+
+/// A backend's gRPC status as the HTTP status a client expects.
+impl From<tonic::Status> for Refusal {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let http = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+            Code::FailedPrecondition => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refusal::new(http, status.message().to_string())
+    }
+}
+
+impl From<JsonRejection> for Refusal {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Refusal::new(status, format!("body: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for Refusal {
+    fn from(rejection: QueryRejection) -> Self {
+        Refusal::bad_request(format!("query: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for Refusal {
+    fn from(rejection: PathRejection) -> Self {
+        Refusal::bad_request(format!("path: {}", rejection.body_text()))
+    }
+}
+
+/// The fallback for unknown paths.
+pub async fn not_found() -> Refusal {
+    Refusal::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// The fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method",
+    )
+}

@@ -1,0 +1,408 @@
+//! The JSON bodies of the HTTP API, each with its OpenAPI schema, and their conversion from the
+//! gRPC messages. Instants are RFC 3339 strings in UTC; dates are `YYYY-MM-DD`; enums are
+//! lower-case words. Field names are stable: clients and BI pipelines rely on them.
+
+use chrono::{TimeZone, Utc};
+use guestloop_proto::complaints::v1 as complaints;
+use guestloop_proto::crm::v1 as crm;
+use guestloop_proto::facilities::v1 as facilities;
+use guestloop_proto::gateway::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn instant(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    t.and_then(|t| Utc.timestamp_opt(t.seconds, 0).single())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// `STATUS_REMEDY_PLANNED` → `remedy_planned`.
+fn enum_word(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves HTTP.
+    pub status: String,
+}
+
+/// One KPI as it enters the composite score.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreComponent {
+    /// csat_mean, sla_attainment, fcr_rate, nps, repeat_rate or work_order_attainment.
+    pub kpi: String,
+    /// The KPI's value; null when there was nothing to measure or its source is missing.
+    pub value: Option<f64>,
+    /// 0–100 between floor and target, clamped.
+    pub normalized: Option<f64>,
+    pub weight: f64,
+    /// weight × normalized, with weights re-scaled over the components present.
+    pub contribution: Option<f64>,
+    pub target: f64,
+    pub floor: f64,
+}
+
+/// A property, a region or the whole scope, scored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoredUnit {
+    /// A property id, a region, or `scope`.
+    pub key: String,
+    pub region: String,
+    /// Composite service-quality score 0–100; null when no component could be measured.
+    pub sqs: Option<f64>,
+    /// The score over the previous period of the same length.
+    pub previous_sqs: Option<f64>,
+    /// League-table rank (1 = best), properties only; 0 otherwise.
+    pub rank: i32,
+    pub complaints: i64,
+    pub components: Vec<ScoreComponent>,
+}
+
+impl From<&pb::ScoredUnit> for ScoredUnit {
+    fn from(unit: &pb::ScoredUnit) -> Self {
+        Self {
+            key: unit.key.clone(),
+            region: unit.region.clone(),
+            sqs: unit.sqs,
+            previous_sqs: unit.previous_sqs,
+            rank: unit.rank,
+            complaints: unit.complaints,
+            components: unit
+                .components
+                .iter()
+                .map(|c| ScoreComponent {
+                    kpi: c.kpi.clone(),
+                    value: c.value,
+                    normalized: c.normalized,
+                    weight: c.weight,
+                    contribution: c.contribution,
+                    target: c.target,
+                    floor: c.floor,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Scorecard {
+    /// League table: properties by score, best first.
+    pub properties: Vec<ScoredUnit>,
+    pub regions: Vec<ScoredUnit>,
+    pub scope: Option<ScoredUnit>,
+    /// Parts a backend could not deliver, e.g. `facilities: Unavailable ...`.
+    pub missing: Vec<String>,
+}
+
+impl From<&pb::Scorecard> for Scorecard {
+    fn from(card: &pb::Scorecard) -> Self {
+        Self {
+            properties: card.properties.iter().map(ScoredUnit::from).collect(),
+            regions: card.regions.iter().map(ScoredUnit::from).collect(),
+            scope: card.scope.as_ref().map(ScoredUnit::from),
+            missing: card.missing.clone(),
+        }
+    }
+}
+
+/// A complaint as a guest or staff app lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplaintSummary {
+    pub complaint_id: String,
+    pub property_id: String,
+    /// received, acknowledged, investigating, remedy_planned, remedy_in_progress,
+    /// waiting_on_guest, resolved, reopened, closed or cancelled.
+    pub status: String,
+    pub category: String,
+    /// low, medium, high or critical.
+    pub urgency: String,
+    pub description: String,
+    pub created_at: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+impl From<&complaints::Complaint> for ComplaintSummary {
+    fn from(c: &complaints::Complaint) -> Self {
+        let status = complaints::Status::try_from(c.status)
+            .map(|s| enum_word(s.as_str_name(), "STATUS_"))
+            .unwrap_or_default();
+        let urgency = complaints::Urgency::try_from(c.urgency)
+            .map(|s| enum_word(s.as_str_name(), "URGENCY_"))
+            .unwrap_or_default();
+        Self {
+            complaint_id: c.complaint_id.clone(),
+            property_id: c.property_id.clone(),
+            status,
+            category: c.category.clone(),
+            urgency,
+            description: c.description.clone(),
+            created_at: instant(c.create_time.as_ref()),
+            resolved_at: instant(c.resolve_time.as_ref()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplaintList {
+    pub complaints: Vec<ComplaintSummary>,
+}
+
+/// A complaint filed from a guest app.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewComplaint {
+    /// Client-chosen id that makes a retry safe: the same id returns the first result.
+    pub request_id: String,
+    pub property_id: String,
+    /// One of the property's categories, e.g. cleanliness, noise, maintenance.
+    pub category: String,
+    pub description: String,
+    /// The guest's room, when known.
+    #[serde(default)]
+    pub room: String,
+}
+
+/// The guest's follow-up rating of a resolved complaint.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Rating {
+    /// 1–5.
+    pub csat: i32,
+    /// 0–10, optional.
+    pub nps: Option<i32>,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preference {
+    /// room, floor, pillow, diet, amenities or communication.
+    pub group: String,
+    pub value: String,
+    /// like, dislike, allergy or taboo.
+    pub kind: String,
+}
+
+impl From<&crm::Preference> for Preference {
+    fn from(p: &crm::Preference) -> Self {
+        Self {
+            group: p.group.clone(),
+            value: p.value.clone(),
+            kind: crm::Polarity::try_from(p.polarity)
+                .map(|k| enum_word(k.as_str_name(), "POLARITY_"))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Loyalty {
+    /// new, regular, vip or strategic.
+    pub tier: String,
+    pub balance: i64,
+    pub lifetime_earned: i64,
+    pub likes: Vec<Preference>,
+    /// Dislikes, allergies and taboos.
+    pub avoid: Vec<Preference>,
+}
+
+/// A service failure the guest had, and how it was recovered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Failure {
+    pub complaint_id: String,
+    pub property_id: String,
+    pub category: String,
+    pub occurred_at: Option<String>,
+    /// Remedies given, e.g. `voucher 20.00 EUR`.
+    pub remedies: Vec<String>,
+    /// Follow-up rating 1–5; 0 when not rated.
+    pub csat: i32,
+    pub recovered: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomStatus {
+    /// out_of_order or out_of_service.
+    pub status: String,
+    pub reason: String,
+    pub since: Option<String>,
+    pub expected_return: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkOrder {
+    pub work_order_id: String,
+    pub title: String,
+    /// open, assigned, in_progress or on_hold.
+    pub status: String,
+    /// life_safety, guest_impacting, normal or low.
+    pub priority: String,
+    pub fix_due_at: Option<String>,
+    pub fix_breached: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CareTask {
+    pub care_task_id: String,
+    /// birthday, anniversary, vip_arrival or recovery.
+    pub kind: String,
+    pub due_date: String,
+    pub reason: String,
+    /// open or done.
+    pub state: String,
+    pub assignee: String,
+    pub outcome: String,
+}
+
+/// One guest of an arrival brief.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BriefEntry {
+    pub guest_id: String,
+    pub name: String,
+    /// new, regular, vip or strategic.
+    pub tier: String,
+    pub room: String,
+    pub reservation: String,
+    pub arrival_date: String,
+    pub departure_date: String,
+    /// True when the stay starts on the brief's date; false when the guest is in house.
+    pub arriving: bool,
+    /// What to look at first, most serious first: ROOM_UNAVAILABLE, ALLERGY, OPEN_COMPLAINT,
+    /// UNRECOVERED_FAILURE, ROOM_WORK_ORDER, VIP, STRATEGIC, DISLIKE, BIRTHDAY, ANNIVERSARY.
+    pub alerts: Vec<String>,
+    pub likes: Vec<Preference>,
+    pub avoid: Vec<Preference>,
+    pub failures: Vec<Failure>,
+    pub open_complaints: Vec<ComplaintSummary>,
+    pub room_status: Option<RoomStatus>,
+    pub room_work_orders: Vec<WorkOrder>,
+    pub care_tasks: Vec<CareTask>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArrivalBrief {
+    pub property_id: String,
+    pub date: String,
+    pub arriving: i32,
+    pub in_house: i32,
+    /// Arriving guests first, then in house; each by room.
+    pub entries: Vec<BriefEntry>,
+    /// Parts a backend could not deliver; everything else is complete.
+    pub missing: Vec<String>,
+}
+
+fn brief_entry(e: &pb::BriefEntry) -> BriefEntry {
+    let arrival = e.arrival.clone().unwrap_or_default();
+    let stay = arrival.stay.unwrap_or_default();
+    let guest = arrival.guest.unwrap_or_default();
+    BriefEntry {
+        name: format!("{} {}", guest.given_name, guest.family_name)
+            .trim()
+            .to_string(),
+        guest_id: guest.guest_id,
+        tier: guest.tier,
+        room: stay.room,
+        reservation: stay.pms_reservation_id,
+        arrival_date: stay.arrival_date,
+        departure_date: stay.departure_date,
+        arriving: arrival.arriving,
+        alerts: e.alerts.clone(),
+        likes: guest.preferences.iter().map(Preference::from).collect(),
+        avoid: guest.avoid.iter().map(Preference::from).collect(),
+        failures: guest
+            .failures
+            .iter()
+            .map(|f| Failure {
+                complaint_id: f.complaint_id.clone(),
+                property_id: f.property_id.clone(),
+                category: f.category.clone(),
+                occurred_at: instant(f.occur_time.as_ref()),
+                remedies: f.remedies.clone(),
+                csat: f.csat,
+                recovered: f.recovered,
+            })
+            .collect(),
+        open_complaints: e
+            .open_complaints
+            .iter()
+            .map(ComplaintSummary::from)
+            .collect(),
+        room_status: e
+            .room_status
+            .as_ref()
+            .map(|s: &facilities::RoomStatus| RoomStatus {
+                status: s.status.clone(),
+                reason: s.reason.clone(),
+                since: instant(s.since.as_ref()),
+                expected_return: instant(s.expected_return.as_ref()),
+            }),
+        room_work_orders: e
+            .room_work_orders
+            .iter()
+            .map(|w| WorkOrder {
+                work_order_id: w.work_order_id.clone(),
+                title: w.title.clone(),
+                status: w.status.clone(),
+                priority: facilities::Priority::try_from(w.priority)
+                    .map(|p| enum_word(p.as_str_name(), "PRIORITY_"))
+                    .unwrap_or_default(),
+                fix_due_at: instant(w.fix_due_time.as_ref()),
+                fix_breached: w.fix_breached,
+            })
+            .collect(),
+        care_tasks: e
+            .care_tasks
+            .iter()
+            .map(|t| CareTask {
+                care_task_id: t.care_task_id.clone(),
+                kind: crm::CareTaskKind::try_from(t.kind)
+                    .map(|k| enum_word(k.as_str_name(), "CARE_TASK_KIND_"))
+                    .unwrap_or_default(),
+                due_date: t.due_date.clone(),
+                reason: t.reason.clone(),
+                state: crm::CareTaskState::try_from(t.state)
+                    .map(|s| enum_word(s.as_str_name(), "CARE_TASK_STATE_"))
+                    .unwrap_or_default(),
+                assignee: t.assignee.clone(),
+                outcome: t.outcome.clone(),
+            })
+            .collect(),
+    }
+}
+
+impl From<&pb::ArrivalBrief> for ArrivalBrief {
+    fn from(b: &pb::ArrivalBrief) -> Self {
+        Self {
+            property_id: b.property_id.clone(),
+            date: b.date.clone(),
+            arriving: b.arriving,
+            in_house: b.in_house,
+            entries: b.entries.iter().map(brief_entry).collect(),
+            missing: b.missing.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_become_lower_case_words() {
+        assert_eq!(
+            enum_word("STATUS_REMEDY_PLANNED", "STATUS_"),
+            "remedy_planned"
+        );
+        assert_eq!(enum_word("POLARITY_ALLERGY", "POLARITY_"), "allergy");
+    }
+
+    #[test]
+    fn instants_are_rfc3339_utc() {
+        let t = prost_types::Timestamp {
+            seconds: 1_800_000_000,
+            nanos: 0,
+        };
+        assert_eq!(instant(Some(&t)).as_deref(), Some("2027-01-15T08:00:00Z"));
+        assert_eq!(instant(None), None);
+    }
+}
