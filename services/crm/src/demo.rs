@@ -93,6 +93,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     departure,
                     property.currency_code,
                     15_000 * nights,
+                    String::new(),
+                    "checked_out",
                 ));
                 balance += 100 * nights;
                 ledger.push((
@@ -100,6 +102,29 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     100 * nights,
                     balance,
                     format!("stay:{}/{reservation}", property.property_id),
+                ));
+            }
+            // Every tenth guest is arriving or in house around the load date, for arrival briefs
+            // and care tasks (derived from the number alone, so the random sequence is unchanged).
+            let n = *n;
+            if n % 10 == 0 {
+                let property = &DEMO_PROPERTIES[(n as usize / 10) % DEMO_PROPERTIES.len()];
+                let arrival = today + Duration::days((n as i64 / 60) % 3 - 1);
+                let nights = 2 + (n as i64 % 3);
+                stays.push((
+                    property.property_id,
+                    format!("DEMO-{n}-NEXT"),
+                    guest_id.clone(),
+                    arrival,
+                    arrival + Duration::days(nights),
+                    property.currency_code,
+                    0,
+                    format!("{}{:02}", 2 + n % 8, 1 + n % 29),
+                    if arrival <= today {
+                        "in_house"
+                    } else {
+                        "booked"
+                    },
                 ));
             }
             let tier = qualified(
@@ -149,11 +174,22 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         guests.build().execute(&mut *tx).await?;
         if !stays.is_empty() {
             let mut query = QueryBuilder::new(
-                "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, spend_currency, spend_minor, status) ",
+                "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, spend_currency, spend_minor, room, status) ",
             );
             query.push_values(
                 stays,
-                |mut b, (property, reservation, guest, arrival, departure, currency, spend)| {
+                |mut b,
+                 (
+                    property,
+                    reservation,
+                    guest,
+                    arrival,
+                    departure,
+                    currency,
+                    spend,
+                    room,
+                    status,
+                )| {
                     b.push_bind(property)
                         .push_bind(reservation)
                         .push_bind(guest)
@@ -161,7 +197,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                         .push_bind(departure)
                         .push_bind(currency)
                         .push_bind(spend)
-                        .push_bind("checked_out");
+                        .push_bind(room)
+                        .push_bind(status);
                 },
             );
             query.build().execute(&mut *tx).await?;

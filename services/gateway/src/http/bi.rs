@@ -28,8 +28,10 @@ pub async fn healthz() -> Json<Health> {
 #[into_params(parameter_in = Query)]
 pub struct ScorecardQuery {
     /// Start of the period, an RFC 3339 instant, e.g. 2026-11-01T00:00:00Z.
+    #[param(format = DateTime)]
     start: String,
     /// End of the period (exclusive), an RFC 3339 instant.
+    #[param(format = DateTime)]
     end: String,
     /// Only properties of this region.
     #[serde(default)]
@@ -39,6 +41,7 @@ pub struct ScorecardQuery {
     properties: Option<String>,
     /// `json` (default) or `csv` (long form: one row per property and KPI).
     #[serde(default)]
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 

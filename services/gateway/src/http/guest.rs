@@ -42,8 +42,9 @@ pub async fn my_complaints(
         (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a guest token, or the property is not the guest's chain", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The request id was used for a different complaint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won; retry", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The request id was already used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Complaints cannot be filed now", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn file_complaint(

@@ -167,8 +167,10 @@ pub struct NewComplaint {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Rating {
     /// 1–5.
+    #[schema(minimum = 1, maximum = 5)]
     pub csat: i32,
     /// 0–10, optional.
+    #[schema(minimum = 0, maximum = 10)]
     pub nps: Option<i32>,
     #[serde(default)]
     pub comment: String,

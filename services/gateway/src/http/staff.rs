@@ -16,6 +16,7 @@ use super::{Caller, HttpState};
 #[into_params(parameter_in = Query)]
 pub struct BriefQuery {
     /// The property-local business date, YYYY-MM-DD.
+    #[param(format = Date)]
     date: String,
 }
 
