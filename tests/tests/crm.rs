@@ -1053,3 +1053,271 @@ async fn arrivals_and_care_tasks_are_generated_once_and_worked_to_done() -> anyh
         .is_some_and(|g| g.email.is_empty() && g.contact_details_hidden)));
     service.shutdown().await
 }
+
+#[tokio::test]
+async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Result<()> {
+    use chrono::{Duration, Utc};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let today = Utc::now().date_naive();
+    let day = |offset: i64| (today + Duration::days(offset)).to_string();
+    let frequent = create(&mut admin, guest("Fay", "Frequent", "fay@example.com", "")).await?;
+    let tokyo = create(&mut admin, guest("Taro", "Tokyo", "", "+81 90 1234 5678")).await?;
+    let idle = create(&mut admin, guest("Ida", "Idle", "", "")).await?;
+    let stay = |reservation: &str,
+                guest_id: &str,
+                property: &str,
+                arrival: i64,
+                currency: &str,
+                spend: i64| pb::Stay {
+        property_id: property.into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: day(arrival),
+        departure_date: day(arrival + 2),
+        spend: Some(guestloop_proto::common::v1::Money {
+            currency_code: currency.into(),
+            minor_units: spend,
+        }),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay("F1", &frequent.guest_id, "paris", -100, "EUR", 60_000),
+                stay("F2", &frequent.guest_id, "paris", -20, "EUR", 90_000),
+                stay("T1", &tokyo.guest_id, "tokyo", -200, "JPY", 1_200),
+            ],
+        })
+        .await?;
+    // Fay's failure at -60 was recovered (rated 5) and she came back at -20; Taro's was not
+    // (rated 1) and he has not returned.
+    let settings = test_settings();
+    let options =
+        guestloop_kit::db::connect_options(&service.database.url, "crm", &settings.database)?;
+    let pool = guestloop_kit::db::pool(options, &settings.database);
+    for (complaint, guest_id, property, days_ago, csat, recovered) in [
+        ("v-1", &frequent.guest_id, "paris", 60, 5i16, true),
+        ("v-2", &tokyo.guest_id, "tokyo", 150, 1, true),
+    ] {
+        sqlx::query(
+            "INSERT INTO service_failures (complaint_id, guest_id, property_id, category, occurred_at, csat, recovered) \
+             VALUES ($1, $2, $3, 'noise', now() - make_interval(days => $4), $5, $6)",
+        )
+        .bind(complaint)
+        .bind(guest_id)
+        .bind(property)
+        .bind(days_ago)
+        .bind(csat)
+        .bind(recovered)
+        .execute(&pool)
+        .await?;
+    }
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "redeem-fay".into(),
+            guest_id: frequent.guest_id.clone(),
+            kind: pb::EntryKind::Redeem as i32,
+            points: 100,
+            debit: true,
+            reason: "drink voucher".into(),
+        })
+        .await?;
+
+    // A bad policy is refused field by field and changes nothing.
+    let bad = admin
+        .update_value_policy(pb::UpdateValuePolicyRequest {
+            policy: Some(pb::ValuePolicy {
+                window_months: 0,
+                spend_weight: 1.0,
+                satisfaction_weight: 50.0,
+                min_relationship_years: 1.0,
+                segments: vec![
+                    pb::ValueSegment {
+                        name: "low".into(),
+                        min_value: 0.0,
+                    },
+                    pb::ValueSegment {
+                        name: "high".into(),
+                        min_value: 100.0,
+                    },
+                ],
+                stamps: None,
+            }),
+        })
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_string()));
+    assert!(
+        matches!(&bad, Some((Code::InvalidArgument, m)) if m.contains("window_months") && m.contains("segments[1].min_value")),
+        "{bad:?}"
+    );
+    assert_eq!(
+        admin
+            .get_value_policy(pb::GetValuePolicyRequest {})
+            .await?
+            .into_inner()
+            .segments
+            .len(),
+        4,
+        "the defaults still apply"
+    );
+    let policy = admin
+        .update_value_policy(pb::UpdateValuePolicyRequest {
+            policy: Some(pb::ValuePolicy {
+                window_months: 12,
+                spend_weight: 1.0,
+                satisfaction_weight: 50.0,
+                min_relationship_years: 1.0,
+                segments: vec![
+                    pb::ValueSegment {
+                        name: "gold".into(),
+                        min_value: 2_000.0,
+                    },
+                    pb::ValueSegment {
+                        name: "silver".into(),
+                        min_value: 1.0,
+                    },
+                    pb::ValueSegment {
+                        name: "none".into(),
+                        min_value: 0.0,
+                    },
+                ],
+                stamps: None,
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        policy.stamps.map(|s| s.updated_by),
+        Some("test-chain_admin".to_string())
+    );
+
+    let first = admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!((first.evaluated, first.changed), (3, 3));
+    let again = admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(again.changed, 0, "a second run changes nothing");
+
+    // Fay: (1,500 EUR × 2 stays + 50 × 5) / 1 year = 3,250 → gold. Taro: (1,200 JPY × 1) / 1 → silver.
+    let fay = admin
+        .get_customer_value(pb::GetCustomerValueRequest {
+            guest_id: frequent.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!((fay.recent_stays, fay.satisfaction_sum), (2, 5));
+    assert!((fay.recent_spend - 1_500.0).abs() < 1e-9, "{fay:?}");
+    assert!((fay.value - 3_250.0).abs() < 1e-6, "{fay:?}");
+    assert_eq!(fay.segment, "gold");
+    let taro = admin
+        .get_customer_value(pb::GetCustomerValueRequest {
+            guest_id: tokyo.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!((taro.value - (1_200.0 + 50.0)).abs() < 1e-6, "{taro:?}");
+    let profile = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: idle.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (profile.customer_value, profile.value_segment.as_str()),
+        (0.0, "none")
+    );
+
+    let period = guestloop_proto::common::v1::TimeRange {
+        start_time: Some(prost_types::Timestamp {
+            seconds: (Utc::now() - Duration::days(365)).timestamp(),
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: (Utc::now() + Duration::days(1)).timestamp(),
+            nanos: 0,
+        }),
+    };
+    let kpis = admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: Vec::new(),
+            period: Some(period.clone()),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(kpis.members, 3);
+    assert_eq!((kpis.repeat_guests, kpis.staying_guests), (1, 2));
+    assert_eq!(
+        kpis.points_earned, 600,
+        "100 points per night, 3 stays of 2 nights"
+    );
+    assert_eq!(kpis.points_redeemed, 100);
+    assert_eq!(kpis.points_outstanding, 500);
+    assert_eq!(
+        (
+            kpis.recovered_guests,
+            kpis.recovered_returned,
+            kpis.unrecovered_guests,
+            kpis.unrecovered_returned
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(kpis.recovered_return_rate, Some(1.0));
+    assert_eq!(kpis.unrecovered_return_rate, Some(0.0));
+    assert_eq!((kpis.contacts_given, kpis.contacts_valid), (2, 2));
+    let segments: Vec<(&str, i64)> = kpis
+        .segments
+        .iter()
+        .map(|s| (s.segment.as_str(), s.guests))
+        .collect();
+    assert_eq!(segments, vec![("gold", 1), ("none", 1), ("silver", 1)]);
+    // Scoped to one property: Paris guests only.
+    let paris = admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: vec!["paris".into()],
+            period: Some(period.clone()),
+        })
+        .await?
+        .into_inner();
+    assert_eq!((paris.members, paris.unrecovered_guests), (1, 0));
+    // Out of scope and bad periods are refused.
+    let refused = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).properties(&["tokyo"]),
+    )
+    .await?
+    .get_crm_kpis(pb::GetCrmKpisRequest {
+        property_ids: vec!["paris".into()],
+        period: Some(period),
+    })
+    .await
+    .err()
+    .map(|s| s.code());
+    assert_eq!(refused, Some(Code::PermissionDenied));
+    let inverted = admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: Vec::new(),
+            period: Some(guestloop_proto::common::v1::TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 2_000_000_000,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: 1_000_000_000,
+                    nanos: 0,
+                }),
+            }),
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(inverted, Some(Code::InvalidArgument));
+    service.shutdown().await
+}

@@ -50,6 +50,15 @@ const MANAGERS: &[Role] = &[
     Role::ChainQualityManager,
     Role::ChainAdmin,
 ];
+const MANAGERS_AND_SERVICES: &[Role] = &[
+    Role::Supervisor,
+    Role::DutyManager,
+    Role::DepartmentHead,
+    Role::GeneralManager,
+    Role::ChainQualityManager,
+    Role::ChainAdmin,
+    Role::Service,
+];
 const LOYALTY_STAFF: &[Role] = &[
     Role::Supervisor,
     Role::DutyManager,
@@ -176,6 +185,31 @@ pub const POLICIES: &[RpcPolicy] = &[
     row(
         "/guestloop.crm.v1.CrmService/CompleteCareTask",
         STAFF,
+        ScopeCheck::Property,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetValuePolicy",
+        MANAGERS,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/UpdateValuePolicy",
+        &[Role::ChainQualityManager, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/EvaluateCustomerValues",
+        &[Role::Service, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetCustomerValue",
+        STAFF_SERVICES,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetCrmKpis",
+        MANAGERS_AND_SERVICES,
         ScopeCheck::Property,
     ),
 ];

@@ -331,7 +331,7 @@ pub async fn list_ledger(
     })
 }
 
-fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<DateTime<Utc>> {
+pub(super) fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<DateTime<Utc>> {
     timestamp.map_or(Ok(Utc::now()), |t| from_timestamp("as_of", t))
 }
 

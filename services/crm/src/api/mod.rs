@@ -2,9 +2,11 @@
 
 mod care;
 mod guests;
+mod kpis;
 mod loyalty;
 mod privacy;
 mod store;
+mod value;
 
 use guestloop_kit::server::ServiceContext;
 use guestloop_proto::crm::v1 as pb;
@@ -143,5 +145,32 @@ impl CrmService for Api {
         request: Request<pb::CompleteCareTaskRequest>,
     ) -> Reply<pb::CareTask> {
         Ok(Response::new(care::complete(self, request).await?))
+    }
+    async fn get_value_policy(
+        &self,
+        request: Request<pb::GetValuePolicyRequest>,
+    ) -> Reply<pb::ValuePolicy> {
+        Ok(Response::new(value::get_policy(self, request).await?))
+    }
+    async fn update_value_policy(
+        &self,
+        request: Request<pb::UpdateValuePolicyRequest>,
+    ) -> Reply<pb::ValuePolicy> {
+        Ok(Response::new(value::update_policy(self, request).await?))
+    }
+    async fn evaluate_customer_values(
+        &self,
+        request: Request<pb::EvaluateCustomerValuesRequest>,
+    ) -> Reply<pb::EvaluateCustomerValuesResponse> {
+        Ok(Response::new(value::evaluate(self, request).await?))
+    }
+    async fn get_customer_value(
+        &self,
+        request: Request<pb::GetCustomerValueRequest>,
+    ) -> Reply<pb::CustomerValue> {
+        Ok(Response::new(value::get(self, request).await?))
+    }
+    async fn get_crm_kpis(&self, request: Request<pb::GetCrmKpisRequest>) -> Reply<pb::CrmKpis> {
+        Ok(Response::new(kpis::get(self, request).await?))
     }
 }

@@ -36,11 +36,14 @@ pub struct GuestRow {
     pub updated_at: DateTime<Utc>,
     pub updated_by: String,
     pub etag: Uuid,
+    pub customer_value: f64,
+    pub value_segment: String,
 }
 
 pub const GUEST_COLUMNS: &str = "guest_id, chain_id, given_name, family_name, email, phone, language, birthday, \
     anniversary, company, consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source, notes, \
-    tier, strategic_manual, merged_into, erased, created_at, created_by, updated_at, updated_by, etag";
+    tier, strategic_manual, merged_into, erased, created_at, created_by, updated_at, updated_by, etag, customer_value, \
+    value_segment";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PreferenceRow {
@@ -206,6 +209,8 @@ pub async fn to_proto(
         }),
         etag: row.etag.to_string(),
         contact_details_hidden: !contacts,
+        customer_value: row.customer_value,
+        value_segment: row.value_segment.clone(),
     })
 }
 

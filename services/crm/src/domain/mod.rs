@@ -1,7 +1,8 @@
 //! Pure CRM rules: identity normalisation and card-number refusal, tiers, the points ledger and
-//! which care tasks a stay calls for.
+//! which care tasks a stay calls for, customer value and segments.
 
 pub mod care;
 pub mod identity;
 pub mod ledger;
 pub mod tiers;
+pub mod value;

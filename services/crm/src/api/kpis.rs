@@ -1,0 +1,182 @@
+//! Loyalty and guest-memory KPIs: members, tiers and segments, points liability and redemption,
+//! repeat stays, data quality, personalisation of high-value guests, and the recovery paradox
+//! (do guests whose failure was recovered come back more often than those whose was not?).
+//! Every rate comes with its numerator and denominator.
+
+use chrono::{DateTime, Duration, Utc};
+use guestloop_kit::auth::principal;
+use guestloop_kit::time::required_timestamp;
+use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::crm::v1 as pb;
+use tonic::Request;
+
+use super::Api;
+
+/// Guests of the chain in scope: `$1` chain, `$2` property ids (empty: all).
+const GUESTS_IN_SCOPE: &str =
+    "SELECT g.* FROM guests g WHERE g.chain_id = $1 AND g.merged_into IS NULL \
+    AND NOT g.erased AND (cardinality($2::text[]) = 0 OR EXISTS (SELECT 1 FROM stays s \
+    WHERE s.guest_id = g.guest_id AND s.property_id = ANY($2)))";
+
+fn rate(numerator: i64, denominator: i64) -> Option<f64> {
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}
+
+#[derive(sqlx::FromRow, Default)]
+struct Stocks {
+    members: i64,
+    points_outstanding: i64,
+    profiles_complete: i64,
+    contacts_given: i64,
+    contacts_valid: i64,
+    profiles_fresh: i64,
+    high_value_guests: i64,
+    high_value_personalised: i64,
+}
+
+#[derive(sqlx::FromRow, Default)]
+struct Flows {
+    points_earned: i64,
+    points_redeemed: i64,
+    repeat_guests: i64,
+    staying_guests: i64,
+}
+
+#[derive(sqlx::FromRow, Default)]
+struct Recovery {
+    recovered_guests: i64,
+    recovered_returned: i64,
+    unrecovered_guests: i64,
+    unrecovered_returned: i64,
+}
+
+pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResult<pb::CrmKpis> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    for property in &request.property_ids {
+        principal.require_property(property)?;
+    }
+    let period = request
+        .period
+        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
+    let start: DateTime<Utc> = required_timestamp("period.start_time", period.start_time.as_ref())?;
+    let end: DateTime<Utc> = required_timestamp("period.end_time", period.end_time.as_ref())?;
+    if end <= start {
+        return Err(ApiError::invalid(
+            "period.end_time",
+            "must be after period.start_time",
+        ));
+    }
+    let chain = principal.chain_id();
+    let properties = &request.property_ids;
+    let pool = &api.context.pool;
+
+    let stocks: Stocks = sqlx::query_as(&format!(
+        "WITH g AS ({GUESTS_IN_SCOPE}) SELECT \
+           count(*) AS members, \
+           coalesce((SELECT sum(a.balance) FROM loyalty_accounts a JOIN g USING (guest_id)), 0)::bigint AS points_outstanding, \
+           count(*) FILTER (WHERE (g.email <> '' OR g.phone <> '') AND g.language <> '' AND g.birthday IS NOT NULL) AS profiles_complete, \
+           count(*) FILTER (WHERE g.email <> '' OR g.phone <> '') AS contacts_given, \
+           count(*) FILTER (WHERE (g.email <> '' OR g.phone <> '') AND (g.email = '' OR g.email_key IS NOT NULL) \
+                              AND (g.phone = '' OR g.phone_key IS NOT NULL)) AS contacts_valid, \
+           count(*) FILTER (WHERE g.updated_at >= $3 OR EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = g.guest_id \
+                              AND s.departure_date >= $3::date)) AS profiles_fresh, \
+           count(*) FILTER (WHERE g.tier IN ('vip', 'strategic') OR g.strategic_manual) AS high_value_guests, \
+           count(*) FILTER (WHERE (g.tier IN ('vip', 'strategic') OR g.strategic_manual) \
+                              AND EXISTS (SELECT 1 FROM preferences p WHERE p.guest_id = g.guest_id)) AS high_value_personalised \
+         FROM g"
+    ))
+    .bind(chain)
+    .bind(properties)
+    .bind(end - Duration::days(365))
+    .fetch_one(pool)
+    .await?;
+
+    let tiers: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "WITH g AS ({GUESTS_IN_SCOPE}) SELECT tier, count(*) FROM g GROUP BY 1 ORDER BY 1"
+    ))
+    .bind(chain)
+    .bind(properties)
+    .fetch_all(pool)
+    .await?;
+    let segments: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "WITH g AS ({GUESTS_IN_SCOPE}) SELECT value_segment, count(*) FROM g GROUP BY 1 ORDER BY 1"
+    ))
+    .bind(chain)
+    .bind(properties)
+    .fetch_all(pool)
+    .await?;
+
+    let flows: Flows = sqlx::query_as(&format!(
+        "WITH g AS ({GUESTS_IN_SCOPE}), \
+              l AS (SELECT l.kind, l.points FROM ledger l JOIN g USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
+              s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
+                    WHERE s.status = 'checked_out' AND s.departure_date >= $3::date AND s.departure_date < $4::date \
+                    AND (cardinality($2::text[]) = 0 OR s.property_id = ANY($2)) GROUP BY 1) \
+         SELECT coalesce((SELECT sum(points) FROM l WHERE kind IN ('earn', 'bonus', 'goodwill')), 0)::bigint AS points_earned, \
+                coalesce((SELECT -sum(points) FROM l WHERE kind = 'redeem'), 0)::bigint AS points_redeemed, \
+                (SELECT count(*) FROM s WHERE n >= 2) AS repeat_guests, \
+                (SELECT count(*) FROM s) AS staying_guests"
+    ))
+    .bind(chain)
+    .bind(properties)
+    .bind(start)
+    .bind(end)
+    .fetch_one(pool)
+    .await?;
+
+    // Each guest's first failure in the period decides their group; "returned" means a later stay
+    // (checked out or in house) that began after the failure's day.
+    let recovery: Recovery = sqlx::query_as(
+        "WITH f AS (SELECT DISTINCT ON (f.guest_id) f.guest_id, f.occurred_at, \
+                       (f.recovered AND NOT f.csat BETWEEN 1 AND 2) AS recovered \
+                    FROM service_failures f JOIN guests g ON g.guest_id = f.guest_id \
+                    WHERE g.chain_id = $1 AND g.merged_into IS NULL AND NOT g.erased \
+                    AND f.occurred_at >= $3 AND f.occurred_at < $4 \
+                    AND (cardinality($2::text[]) = 0 OR f.property_id = ANY($2)) \
+                    ORDER BY f.guest_id, f.occurred_at), \
+              r AS (SELECT f.recovered, EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = f.guest_id \
+                    AND s.status IN ('checked_out', 'in_house') AND s.arrival_date > f.occurred_at::date) AS returned FROM f) \
+         SELECT count(*) FILTER (WHERE recovered) AS recovered_guests, \
+                count(*) FILTER (WHERE recovered AND returned) AS recovered_returned, \
+                count(*) FILTER (WHERE NOT recovered) AS unrecovered_guests, \
+                count(*) FILTER (WHERE NOT recovered AND returned) AS unrecovered_returned FROM r",
+    )
+    .bind(chain)
+    .bind(properties)
+    .bind(start)
+    .bind(end)
+    .fetch_one(pool)
+    .await?;
+
+    Ok(pb::CrmKpis {
+        members: stocks.members,
+        tiers: tiers
+            .into_iter()
+            .map(|(tier, guests)| pb::TierCount { tier, guests })
+            .collect(),
+        segments: segments
+            .into_iter()
+            .map(|(segment, guests)| pb::SegmentCount { segment, guests })
+            .collect(),
+        points_outstanding: stocks.points_outstanding,
+        points_earned: flows.points_earned,
+        points_redeemed: flows.points_redeemed,
+        redemption_rate: rate(flows.points_redeemed, flows.points_earned),
+        repeat_guests: flows.repeat_guests,
+        staying_guests: flows.staying_guests,
+        repeat_stay_rate: rate(flows.repeat_guests, flows.staying_guests),
+        profiles_complete: stocks.profiles_complete,
+        contacts_given: stocks.contacts_given,
+        contacts_valid: stocks.contacts_valid,
+        profiles_fresh: stocks.profiles_fresh,
+        high_value_guests: stocks.high_value_guests,
+        high_value_personalised: stocks.high_value_personalised,
+        recovered_guests: recovery.recovered_guests,
+        recovered_returned: recovery.recovered_returned,
+        unrecovered_guests: recovery.unrecovered_guests,
+        unrecovered_returned: recovery.unrecovered_returned,
+        recovered_return_rate: rate(recovery.recovered_returned, recovery.recovered_guests),
+        unrecovered_return_rate: rate(recovery.unrecovered_returned, recovery.unrecovered_guests),
+    })
+}
