@@ -1248,7 +1248,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
     let kpis = admin
         .get_crm_kpis(pb::GetCrmKpisRequest {
             property_ids: Vec::new(),
-            period: Some(period.clone()),
+            period: Some(period),
         })
         .await?
         .into_inner();
@@ -1282,7 +1282,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
     let paris = admin
         .get_crm_kpis(pb::GetCrmKpisRequest {
             property_ids: vec!["paris".into()],
-            period: Some(period.clone()),
+            period: Some(period),
         })
         .await?
         .into_inner();

@@ -143,6 +143,15 @@ pub async fn update_policy(
     Ok(policy_to_proto(&policy, stamp))
 }
 
+#[derive(sqlx::FromRow)]
+struct GuestValueRow {
+    guest_id: String,
+    customer_value: f64,
+    value_segment: String,
+    created_at: DateTime<Utc>,
+    first_stay: Option<NaiveDate>,
+}
+
 /// The formula's inputs for some guests (all of the chain when `only` is None), as of `as_of`.
 async fn inputs(
     pool: &sqlx::PgPool,
@@ -155,9 +164,10 @@ async fn inputs(
     let since = end
         .checked_sub_months(Months::new(policy.window_months))
         .unwrap_or(NaiveDate::MIN);
-    let guests: Vec<(String, f64, String, DateTime<Utc>, Option<NaiveDate>)> = sqlx::query_as(
+    let guests: Vec<GuestValueRow> = sqlx::query_as(
         "SELECT g.guest_id, g.customer_value, g.value_segment, g.created_at, \
                 (SELECT min(s.arrival_date) FROM stays s WHERE s.guest_id = g.guest_id AND s.status = 'checked_out') \
+                AS first_stay \
          FROM guests g WHERE g.chain_id = $1 AND g.merged_into IS NULL AND NOT g.erased \
          AND ($2::text IS NULL OR g.guest_id = $2)",
     )
@@ -196,7 +206,14 @@ async fn inputs(
     let ratings: HashMap<&str, i64> = ratings.iter().map(|(g, s)| (g.as_str(), *s)).collect();
     Ok(guests
         .iter()
-        .map(|(guest_id, value, segment, created_at, first_stay)| {
+        .map(|row| {
+            let GuestValueRow {
+                guest_id,
+                customer_value: value,
+                value_segment: segment,
+                created_at,
+                first_stay,
+            } = row;
             let start = first_stay
                 .map(|d| d.min(created_at.date_naive()))
                 .unwrap_or_else(|| created_at.date_naive());
