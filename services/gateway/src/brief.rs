@@ -37,7 +37,7 @@ fn why(service: &str, status: &tonic::Status) -> String {
 }
 
 /// Statuses in which a complaint is still open.
-const OPEN_STATUSES: [complaints::Status; 7] = [
+pub const OPEN_STATUSES: [complaints::Status; 7] = [
     complaints::Status::Received,
     complaints::Status::Acknowledged,
     complaints::Status::Investigating,

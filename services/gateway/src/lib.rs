@@ -2,11 +2,12 @@
 //! BI consumers, over gRPC (`guestloop.gateway.v1`) and HTTP/JSON.
 
 mod backends;
-mod brief;
+pub mod brief;
 pub mod http;
 mod scorecard;
 pub mod sqs;
 mod status;
+mod trend;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
 use guestloop_kit::auth::Role;
@@ -47,6 +48,18 @@ pub const POLICIES: &[RpcPolicy] = &[
         method: "/guestloop.gateway.v1.GatewayService/GetArrivalBrief",
         roles: &[
             Role::Agent,
+            Role::Supervisor,
+            Role::DutyManager,
+            Role::DepartmentHead,
+            Role::GeneralManager,
+            Role::ChainQualityManager,
+            Role::ChainAdmin,
+        ],
+        scope: ScopeCheck::Property,
+    },
+    RpcPolicy {
+        method: "/guestloop.gateway.v1.GatewayService/GetScoreTrend",
+        roles: &[
             Role::Supervisor,
             Role::DutyManager,
             Role::DepartmentHead,

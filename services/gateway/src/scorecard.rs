@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use guestloop_kit::auth::{principal, BearerToken};
+use guestloop_kit::auth::{principal, BearerToken, Principal};
 use guestloop_kit::time::required_timestamp;
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::common::v1::TimeRange;
@@ -146,7 +146,18 @@ pub async fn get(
         .get::<BearerToken>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    let request = request.into_inner();
+    compute(backends, pool, &principal, &token, request.into_inner()).await
+}
+
+/// The scorecard for a request, fetched on `token` (the caller's own).
+pub async fn compute(
+    backends: &Backends,
+    pool: &PgPool,
+    principal: &Principal,
+    token: &str,
+    request: pb::GetScorecardRequest,
+) -> ApiResult<pb::Scorecard> {
+    let token = token.to_string();
     let period = request
         .period
         .ok_or_else(|| ApiError::invalid("period", "is required"))?;

@@ -92,6 +92,15 @@ impl GatewayService for Api {
         ))
     }
 
+    async fn get_score_trend(
+        &self,
+        request: Request<pb::GetScoreTrendRequest>,
+    ) -> Result<Response<pb::ScoreTrend>, Status> {
+        Ok(Response::new(
+            crate::trend::get(&self.backends, &self.pool, request).await?,
+        ))
+    }
+
     async fn get_score_weights(
         &self,
         request: Request<pb::GetScoreWeightsRequest>,

@@ -3,6 +3,7 @@
 //! port 0 with authenticated clients, and token minting.
 
 mod database;
+pub mod http;
 mod tokens;
 
 use std::net::SocketAddr;

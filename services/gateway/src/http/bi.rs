@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::problem::{HttpResult, Problem, Refusal};
-use super::schemas::{Health, Scorecard};
+use super::schemas::{Health, ScoreTrend, Scorecard};
 use super::{Caller, HttpState};
 
 /// Liveness of the HTTP side.
@@ -139,4 +139,71 @@ pub async fn scorecard(
             .into_response());
     }
     Ok(Json(Scorecard::from(&card)).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// Start of the first bucket, an RFC 3339 instant.
+    #[param(format = DateTime)]
+    start: String,
+    /// End of the last bucket (exclusive), an RFC 3339 instant.
+    #[param(format = DateTime)]
+    end: String,
+    /// `day`, `week` (default) or `month`; at most 120 buckets.
+    #[serde(default)]
+    #[param(pattern = "^(day|week|month)$")]
+    granularity: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    /// Comma-separated property ids; absent: every property in the caller's scope.
+    #[serde(default)]
+    properties: Option<String>,
+}
+
+/// The composite score of the scope per day, week or month, each bucket scored like a scorecard.
+#[utoipa::path(get, path = "/v1/scorecard/trend", tag = "bi", params(TrendQuery),
+    responses(
+        (status = 200, description = "The trend", body = ScoreTrend),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn trend(
+    State(state): State<HttpState>,
+    caller: Caller,
+    query: Result<Query<TrendQuery>, QueryRejection>,
+) -> HttpResult<Json<ScoreTrend>> {
+    let Query(query) = query?;
+    let granularity = match query.granularity.as_deref() {
+        None | Some("" | "week") => pb::Granularity::Week,
+        Some("day") => pb::Granularity::Day,
+        Some("month") => pb::Granularity::Month,
+        Some(_) => {
+            return Err(Refusal::bad_request(
+                "granularity: must be day, week or month",
+            ))
+        }
+    };
+    let request = pb::GetScoreTrendRequest {
+        property_ids: query
+            .properties
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        region: query.region.unwrap_or_default(),
+        period: Some(TimeRange {
+            start_time: Some(instant(&query.start, "start")?),
+            end_time: Some(instant(&query.end, "end")?),
+        }),
+        granularity: granularity as i32,
+    };
+    let trend = GatewayServiceClient::new(caller.channel(&state.gateway)?)
+        .get_score_trend(request)
+        .await?
+        .into_inner();
+    Ok(Json(ScoreTrend::from(&trend)))
 }

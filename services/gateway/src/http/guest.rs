@@ -32,6 +32,7 @@ pub async fn my_complaints(
         .into_inner();
     Ok(Json(ComplaintList {
         complaints: list.complaints.iter().map(ComplaintSummary::from).collect(),
+        next_page_token: list.next_page_token,
     }))
 }
 

@@ -98,6 +98,17 @@ impl Caller {
         Ok(InterceptedService::new(raw.clone(), context))
     }
 
+    /// Refuses guest tokens (staff endpoints).
+    fn staff(&self) -> HttpResult<()> {
+        if self.claims.role == Role::Guest {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "this endpoint is for staff tokens",
+            ));
+        }
+        Ok(())
+    }
+
     /// The guest id of a guest token; other tokens are refused.
     fn guest_id(&self) -> HttpResult<String> {
         match (self.claims.role, &self.claims.guest_id) {
@@ -151,6 +162,8 @@ fn routes() -> (Router<HttpState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(bi::healthz))
         .routes(routes!(bi::scorecard))
+        .routes(routes!(bi::trend))
+        .routes(routes!(staff::complaints))
         .routes(routes!(guest::my_complaints, guest::file_complaint))
         .routes(routes!(guest::rate))
         .routes(routes!(guest::my_loyalty))
@@ -168,6 +181,7 @@ pub fn router(state: HttpState) -> Router {
     let (router, api) = routes();
     let document = std::sync::Arc::new(api);
     router
+        .route("/dashboard", get(dashboard))
         .route(
             "/openapi.json",
             get(move || {
@@ -178,6 +192,18 @@ pub fn router(state: HttpState) -> Router {
         .method_not_allowed_fallback(problem::method_not_allowed)
         .fallback(problem::not_found)
         .with_state(state)
+}
+
+/// The quality managers' dashboard: one self-contained page (no CDN), which reads the token from
+/// the URL fragment (`#token=...`, never sent to the server) or asks for one, and calls the API.
+async fn dashboard() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../assets/dashboard.html"),
+    )
 }
 
 /// Serves HTTP on `addr` until `stop` becomes true; returns the bound address and the task.

@@ -119,6 +119,14 @@ pub struct ComplaintSummary {
     /// low, medium, high or critical.
     pub urgency: String,
     pub description: String,
+    pub department: String,
+    pub assignee: String,
+    /// A running SLA clock has used most of its time.
+    pub at_risk: bool,
+    /// An SLA clock ran out.
+    pub breached: bool,
+    /// The earliest deadline among the running clocks.
+    pub next_due_at: Option<String>,
     pub created_at: Option<String>,
     pub resolved_at: Option<String>,
 }
@@ -138,6 +146,17 @@ impl From<&complaints::Complaint> for ComplaintSummary {
             category: c.category.clone(),
             urgency,
             description: c.description.clone(),
+            department: c.department.clone(),
+            assignee: c.assignee.clone(),
+            at_risk: c.clocks.iter().any(|k| k.at_risk && k.stop_time.is_none()),
+            breached: c.clocks.iter().any(|k| k.breached),
+            next_due_at: instant(
+                c.clocks
+                    .iter()
+                    .filter(|k| k.stop_time.is_none())
+                    .filter_map(|k| k.due_time.as_ref())
+                    .min_by_key(|t| (t.seconds, t.nanos)),
+            ),
             created_at: instant(c.create_time.as_ref()),
             resolved_at: instant(c.resolve_time.as_ref()),
         }
@@ -147,6 +166,41 @@ impl From<&complaints::Complaint> for ComplaintSummary {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ComplaintList {
     pub complaints: Vec<ComplaintSummary>,
+    /// Pass as `page_token` for the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// One bucket of a score trend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendPoint {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub sqs: Option<f64>,
+    pub complaints: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreTrend {
+    pub points: Vec<TrendPoint>,
+    pub missing: Vec<String>,
+}
+
+impl From<&pb::ScoreTrend> for ScoreTrend {
+    fn from(t: &pb::ScoreTrend) -> Self {
+        Self {
+            points: t
+                .points
+                .iter()
+                .map(|p| TrendPoint {
+                    start: instant(p.bucket.as_ref().and_then(|b| b.start_time.as_ref())),
+                    end: instant(p.bucket.as_ref().and_then(|b| b.end_time.as_ref())),
+                    sqs: p.sqs,
+                    complaints: p.complaints,
+                })
+                .collect(),
+            missing: t.missing.clone(),
+        }
+    }
 }
 
 /// A complaint filed from a guest app.

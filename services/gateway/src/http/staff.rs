@@ -3,13 +3,15 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use guestloop_proto::complaints::v1 as complaints;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
 use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::problem::{HttpResult, Problem};
-use super::schemas::ArrivalBrief;
+use super::problem::{HttpResult, Problem, Refusal};
+use super::schemas::{ArrivalBrief, ComplaintList, ComplaintSummary};
 use super::{Caller, HttpState};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,4 +49,77 @@ pub async fn arrival_brief(
         .await?
         .into_inner();
     Ok(Json(ArrivalBrief::from(&brief)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ComplaintQuery {
+    /// Only this property (absent: every property in the caller's scope).
+    #[serde(default)]
+    property_id: Option<String>,
+    /// `breached` or `at_risk`: only complaints with such an SLA clock.
+    #[serde(default)]
+    #[param(pattern = "^(breached|at_risk)$")]
+    clock: Option<String>,
+    /// `open` (default): not resolved, closed or cancelled; `all`: every status.
+    #[serde(default)]
+    #[param(pattern = "^(open|all)$")]
+    state: Option<String>,
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// Complaints for staff and quality managers, newest first: SLA breaches and complaints at risk.
+#[utoipa::path(get, path = "/v1/complaints", tag = "staff", params(ComplaintQuery),
+    responses(
+        (status = 200, description = "Complaints", body = ComplaintList),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn complaints(
+    State(state): State<HttpState>,
+    caller: Caller,
+    query: Result<Query<ComplaintQuery>, QueryRejection>,
+) -> HttpResult<Json<ComplaintList>> {
+    let Query(query) = query?;
+    caller.staff()?;
+    let clock_filter = match query.clock.as_deref() {
+        None | Some("") => complaints::ClockFilter::Unspecified,
+        Some("breached") => complaints::ClockFilter::Breached,
+        Some("at_risk") => complaints::ClockFilter::AtRisk,
+        Some(_) => return Err(Refusal::bad_request("clock: must be breached or at_risk")),
+    };
+    let statuses = match query.state.as_deref() {
+        None | Some("" | "open") => crate::brief::OPEN_STATUSES
+            .iter()
+            .map(|s| *s as i32)
+            .collect(),
+        Some("all") => Vec::new(),
+        Some(_) => return Err(Refusal::bad_request("state: must be open or all")),
+    };
+    let list = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
+        .list_complaints(complaints::ListComplaintsRequest {
+            property_ids: query
+                .property_id
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect(),
+            statuses,
+            clock_filter: clock_filter as i32,
+            page_size: query.page_size.unwrap_or(0),
+            page_token: query.page_token.unwrap_or_default(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(Json(ComplaintList {
+        complaints: list.complaints.iter().map(ComplaintSummary::from).collect(),
+        next_page_token: list.next_page_token,
+    }))
 }
