@@ -443,3 +443,156 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
     assert_eq!(gaps.dimensions.iter().map(|d| d.answers).sum::<i64>(), 44);
     service.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<()> {
+    let mut settings = guestloop_testkit::test_settings();
+    settings.demo = true;
+    let service =
+        guestloop_testkit::spawn_service_with(&guestloop_audit::DEFINITION, settings, None).await?;
+    let token = TokenBuilder::new(Role::ChainQualityManager)
+        .chain(guestloop_kit::demo::DEMO_CHAIN)
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    let properties: Vec<String> = guestloop_kit::demo::DEMO_PROPERTIES
+        .iter()
+        .map(|p| p.property_id.to_string())
+        .collect();
+    let now = chrono::Utc::now();
+    let start = now - chrono::Duration::days(365);
+    let period = TimeRange {
+        start_time: Some(prost_types::Timestamp {
+            seconds: start.timestamp(),
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: 0,
+        }),
+    };
+    let kpis = client
+        .get_audit_kpis(pb::GetAuditKpisRequest {
+            property_ids: properties.clone(),
+            period: Some(period),
+            series: pb::SeriesGranularity::Month as i32,
+        })
+        .await?
+        .into_inner();
+    let total = kpis.total.unwrap_or_default();
+
+    // The same figures straight from the tables.
+    let pool = service.database.admin_pool().await?;
+    let start_s = chrono::DateTime::from_timestamp(start.timestamp(), 0).unwrap_or_default();
+    let now_s = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or_default();
+    let (audits, score_sum, passed): (i64, f64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(overall), 0)::float8, count(*) FILTER (WHERE passed) FROM audit.audits \
+         WHERE property_id = ANY($1) AND submitted_at >= $2 AND submitted_at < $3",
+    )
+    .bind(&properties)
+    .bind(start_s)
+    .bind(now_s)
+    .fetch_one(&pool)
+    .await?;
+    let (findings, due, on_time, overdue): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE created_at >= $2 AND created_at < $3), \
+                count(*) FILTER (WHERE due_date >= $2::date AND due_date < $3::date), \
+                count(*) FILTER (WHERE due_date >= $2::date AND due_date < $3::date AND done_at::date <= due_date), \
+                count(*) FILTER (WHERE due_date >= $2::date AND due_date < $3::date AND done_at IS NULL AND due_date < $3::date) \
+         FROM audit.findings WHERE property_id = ANY($1)",
+    )
+    .bind(&properties)
+    .bind(start_s)
+    .bind(now_s)
+    .fetch_one(&pool)
+    .await?;
+    assert!(audits > 20, "a year of demo audits: {audits}");
+    assert_eq!((total.audits, total.passed), (audits, passed));
+    assert!((total.score_sum - score_sum).abs() < 1e-6);
+    assert_eq!(total.findings, findings);
+    assert_eq!(
+        (
+            total.actions_due,
+            total.actions_on_time,
+            total.actions_overdue
+        ),
+        (due, on_time, overdue)
+    );
+    assert!(
+        on_time > 0 && on_time < due,
+        "some actions late, some on time"
+    );
+    // Every breakdown adds up to the total.
+    let series_audits: i64 = kpis
+        .series
+        .iter()
+        .map(|b| b.counts.as_ref().map_or(0, |c| c.audits))
+        .sum();
+    assert_eq!(series_audits, audits);
+    assert!(
+        kpis.series.len() >= 12,
+        "a monthly series: {}",
+        kpis.series.len()
+    );
+    let property_audits: i64 = kpis
+        .by_property
+        .iter()
+        .map(|b| b.counts.as_ref().map_or(0, |c| c.audits))
+        .sum();
+    assert_eq!(property_audits, audits);
+    assert_eq!(kpis.by_dimension.len(), 5, "all five dimensions scored");
+    assert!(!kpis.by_section.is_empty());
+
+    // Bad requests change nothing and name the field.
+    for (request, field) in [
+        (
+            pb::GetAuditKpisRequest {
+                property_ids: Vec::new(),
+                period: Some(period),
+                series: 0,
+            },
+            "property_ids",
+        ),
+        (
+            pb::GetAuditKpisRequest {
+                property_ids: properties.clone(),
+                period: None,
+                series: 0,
+            },
+            "period",
+        ),
+        (
+            pb::GetAuditKpisRequest {
+                property_ids: properties.clone(),
+                period: Some(TimeRange {
+                    start_time: period.end_time,
+                    end_time: period.start_time,
+                }),
+                series: 0,
+            },
+            "period.end_time",
+        ),
+    ] {
+        let status = client.get_audit_kpis(request).await.err();
+        assert!(
+            status
+                .as_ref()
+                .is_some_and(|s| s.code() == Code::InvalidArgument && s.message().contains(field)),
+            "{field}: {status:?}"
+        );
+    }
+    let scoped = TokenBuilder::new(Role::GeneralManager)
+        .chain(guestloop_kit::demo::DEMO_CHAIN)
+        .properties(&["paris-opera"])
+        .mint()?;
+    let refused = AuditServiceClient::new(service.channel_with_token(&scoped).await?)
+        .get_audit_kpis(pb::GetAuditKpisRequest {
+            property_ids: properties.clone(),
+            period: Some(period),
+            series: 0,
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(refused, Some(Code::PermissionDenied));
+    service.shutdown().await
+}

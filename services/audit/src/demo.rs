@@ -263,6 +263,14 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                             score: *v,
                         })
                         .collect(),
+                    dimensions: crate::domain::scoring::DIMENSIONS
+                        .iter()
+                        .zip(&scores.dimensions)
+                        .map(|(k, v)| pb::ScoreLine {
+                            key: k.to_string(),
+                            score: *v,
+                        })
+                        .collect(),
                     passed: scores.passed,
                     critical_failed: scores.critical_failed,
                     previous_overall: previous,
@@ -288,14 +296,20 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 .execute(&mut *tx)
                 .await?;
                 for code in failed {
-                    sqlx::query("INSERT INTO findings (finding_id, audit_id, program_id, property_id, standard_code, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    // Actions are due two weeks after the audit; older ones were done, some late.
+                    let closed = submitted < now - Duration::days(30);
+                    let done_at = closed
+                        .then(|| submitted + Duration::days(5 + (code.len() as i64 * 3) % 15));
+                    sqlx::query("INSERT INTO findings (finding_id, audit_id, program_id, property_id, standard_code, status, created_at, due_date, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                         .bind(Uuid::now_v7())
                         .bind(audit)
                         .bind(program)
                         .bind(property.property_id)
                         .bind(code)
-                        .bind(if submitted < now - Duration::days(30) { "verified" } else { "open" })
+                        .bind(if closed { "verified" } else { "open" })
                         .bind(submitted)
+                        .bind((submitted + Duration::days(14)).date_naive())
+                        .bind(done_at)
                         .execute(&mut *tx)
                         .await?;
                 }

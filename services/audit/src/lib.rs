@@ -67,6 +67,7 @@ pub const POLICIES: &[RpcPolicy] = &[
     ),
     row("/guestloop.audit.v1.AuditService/GetServqualGaps", STAFF),
     row("/guestloop.audit.v1.AuditService/GetStaffScores", QUALITY),
+    row("/guestloop.audit.v1.AuditService/GetAuditKpis", QUALITY),
 ];
 
 /// The audit service as the kit runs it.

@@ -383,20 +383,14 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
                 score: *v,
             })
             .collect(),
-        dimensions: [
-            "tangibles",
-            "reliability",
-            "responsiveness",
-            "assurance",
-            "empathy",
-        ]
-        .iter()
-        .zip(scores.dimensions.iter())
-        .map(|(k, v)| pb::ScoreLine {
-            key: k.to_string(),
-            score: *v,
-        })
-        .collect(),
+        dimensions: crate::domain::scoring::DIMENSIONS
+            .iter()
+            .zip(scores.dimensions.iter())
+            .map(|(k, v)| pb::ScoreLine {
+                key: k.to_string(),
+                score: *v,
+            })
+            .collect(),
         passed: scores.passed,
         critical_failed: scores.critical_failed,
         previous_overall: previous.and_then(|(_, o)| o),
@@ -564,7 +558,8 @@ pub async fn update_action(
     };
     let updated: FindingRow = sqlx::query_as(&format!(
         "UPDATE findings SET action = CASE WHEN $2 = '' THEN action ELSE $2 END, owner = CASE WHEN $3 = '' THEN owner ELSE $3 END, \
-         due_date = coalesce($4, due_date), status = $5, verified_by = CASE WHEN $5 = 'verified' THEN $6 ELSE verified_by END \
+         due_date = coalesce($4, due_date), status = $5, verified_by = CASE WHEN $5 = 'verified' THEN $6 ELSE verified_by END, \
+         done_at = CASE WHEN $5 IN ('done', 'verified') THEN coalesce(done_at, now()) ELSE NULL END \
          WHERE finding_id = $1 RETURNING {FINDING_COLUMNS}"
     ))
     .bind(id)

@@ -1,6 +1,7 @@
 //! The gRPC handlers of the audit service.
 
 mod audits;
+mod kpis;
 mod library;
 mod surveys;
 
@@ -95,5 +96,11 @@ impl AuditService for Api {
         request: Request<pb::GetStaffScoresRequest>,
     ) -> Reply<pb::StaffScores> {
         Ok(Response::new(surveys::staff_scores(self, request).await?))
+    }
+    async fn get_audit_kpis(
+        &self,
+        request: Request<pb::GetAuditKpisRequest>,
+    ) -> Reply<pb::AuditKpis> {
+        Ok(Response::new(kpis::get(self, request).await?))
     }
 }

@@ -5,6 +5,15 @@
 //! ("100 − 1 = 0"). An audit passes when it has no audit-failing critical miss and reaches the
 //! template's threshold.
 
+/// The five service-quality dimensions, in the order scores are reported.
+pub const DIMENSIONS: [&str; 5] = [
+    "tangibles",
+    "reliability",
+    "responsiveness",
+    "assurance",
+    "empathy",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CriticalRule {
     FailSection,
