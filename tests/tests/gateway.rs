@@ -29,7 +29,7 @@ type PropertySums = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
-    let ports: Vec<u16> = (0..3)
+    let ports: Vec<u16> = (0..4)
         .map(|_| guestloop_kit::embedded_pg::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
@@ -47,7 +47,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .insert("crm".into(), "http://127.0.0.1:9".into());
     settings
         .endpoints
-        .insert("audit".into(), "http://127.0.0.1:9".into());
+        .insert("audit".into(), format!("http://127.0.0.1:{}", ports[3]));
     let complaints = spawn_service_on(
         &guestloop_complaints::DEFINITION,
         settings.clone(),
@@ -60,6 +60,13 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         settings.clone(),
         None,
         ports[1],
+    )
+    .await?;
+    let audit = spawn_service_on(
+        &guestloop_audit::DEFINITION,
+        settings.clone(),
+        None,
+        ports[3],
     )
     .await?;
     let gateway =
@@ -155,6 +162,17 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     .bind(now)
     .fetch_all(&facilities_pool)
     .await?;
+    // And the audits behind the audit component, from the audit data.
+    let audit_pool = audit.database.admin_pool().await?;
+    let audits: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT property_id, count(*), coalesce(sum(overall), 0)::float8 FROM audit.audits \
+         WHERE submitted_at >= to_timestamp($1) AND submitted_at < to_timestamp($2) GROUP BY property_id",
+    )
+    .bind(now - 60 * 86_400)
+    .bind(now)
+    .fetch_all(&audit_pool)
+    .await?;
+    assert!(!audits.is_empty(), "the demo chain has recent audits");
     let mut expected: BTreeMap<String, Counts> = BTreeMap::new();
     let mut chain = Counts::default();
     for (
@@ -191,6 +209,10 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
             counts.work_orders_done = *done;
             counts.work_orders_on_time = *on_time;
         }
+        if let Some((_, count, sum)) = audits.iter().find(|(p, _, _)| *p == property) {
+            counts.audits = *count;
+            counts.audit_score_sum = *sum;
+        }
         chain.add(&counts);
         expected.insert(property, counts);
     }
@@ -223,8 +245,9 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .into_inner();
     assert_eq!(emea.properties.len(), 2);
 
-    // With facilities down the scorecard still answers, and says what is missing.
+    // With facilities and audit down the scorecard still answers, and says what is missing.
     facilities.shutdown().await?;
+    audit.shutdown().await?;
     let partial = client
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],
@@ -248,6 +271,11 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     assert_eq!(
         component.contribution, None,
         "no silent zero for the missing part"
+    );
+    assert!(
+        partial.missing.iter().any(|m| m.starts_with("audit")),
+        "{:?}",
+        partial.missing
     );
     gateway.shutdown().await?;
     complaints.shutdown().await

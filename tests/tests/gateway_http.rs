@@ -142,7 +142,7 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
         csv.lines().next(),
         Some("property_id,region,kpi,value,normalized,weight,contribution,sqs")
     );
-    assert_eq!(csv.lines().count(), 1 + 6, "one row per property and KPI");
+    assert_eq!(csv.lines().count(), 1 + 7, "one row per property and KPI");
     let (status, _, _) = call(
         http,
         "GET",

@@ -10,6 +10,8 @@ use futures::future::join_all;
 use guestloop_kit::auth::{principal, BearerToken, Principal};
 use guestloop_kit::time::required_timestamp;
 use guestloop_kit::{ApiError, ApiResult};
+use guestloop_proto::audit::v1 as audit;
+use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::complaints::v1 as complaints;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
@@ -102,6 +104,40 @@ async fn complaint_counts(
             status.message()
         )),
     }
+}
+
+/// Submitted audits and their score sum per property for a period, or why not.
+async fn audit_counts(
+    backends: &Backends,
+    token: &str,
+    properties: &[String],
+    period: TimeRange,
+) -> Result<BTreeMap<String, (i64, f64)>, String> {
+    if properties.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let channel = backends
+        .as_caller("audit", token)
+        .map_err(|e| format!("audit: {e}"))?;
+    let mut client = AuditServiceClient::new(channel);
+    let mut out = BTreeMap::new();
+    for chunk in properties.chunks(500) {
+        let request = audit::GetAuditKpisRequest {
+            property_ids: chunk.to_vec(),
+            period: Some(period),
+            series: 0,
+        };
+        let kpis = client
+            .get_audit_kpis(deadline(request))
+            .await
+            .map_err(|status| format!("audit: {:?} {}", status.code(), status.message()))?
+            .into_inner();
+        for bucket in kpis.by_property {
+            let counts = bucket.counts.unwrap_or_default();
+            out.insert(bucket.key, (counts.audits, counts.score_sum));
+        }
+    }
+    Ok(out)
 }
 
 fn unit(
@@ -228,8 +264,11 @@ pub async fn compute(
                 .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
         }
     });
-    let (regions, facility_results) =
-        futures::join!(join_all(settings_calls), join_all(facilities_calls));
+    let (regions, facility_results, audits) = futures::join!(
+        join_all(settings_calls),
+        join_all(facilities_calls),
+        audit_counts(backends, &token, &properties, period)
+    );
     let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
     let mut per_property: BTreeMap<String, Counts> = current.clone();
     let mut facilities_ok = true;
@@ -249,13 +288,27 @@ pub async fn compute(
             }
         }
     }
-    let unavailable: Vec<&str> = if facilities_ok {
+    let mut unavailable: Vec<&str> = if facilities_ok {
         vec![]
     } else {
         vec!["work_order_attainment"]
     };
-    // Previous-period work orders are not fetched: compare like with like.
-    let previous_unavailable: Vec<&str> = vec!["work_order_attainment"];
+    match audits {
+        Ok(audits) => {
+            for (property, (count, sum)) in audits {
+                if let Some(counts) = per_property.get_mut(&property) {
+                    counts.audits = count;
+                    counts.audit_score_sum = sum;
+                }
+            }
+        }
+        Err(why) => {
+            missing.push(why);
+            unavailable.push("audit_score");
+        }
+    }
+    // Previous-period work orders and audits are not fetched: compare like with like.
+    let previous_unavailable: Vec<&str> = vec!["work_order_attainment", "audit_score"];
 
     let in_region = |p: &String| {
         request.region.is_empty() || regions.get(p).is_some_and(|r| *r == request.region)

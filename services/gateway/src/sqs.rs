@@ -22,6 +22,9 @@ pub struct Counts {
     pub repeat_issues: i64,
     pub work_orders_done: i64,
     pub work_orders_on_time: i64,
+    /// Submitted audits and the sum of their overall scores (0–100).
+    pub audits: i64,
+    pub audit_score_sum: f64,
 }
 
 impl Counts {
@@ -39,6 +42,8 @@ impl Counts {
         self.repeat_issues += other.repeat_issues;
         self.work_orders_done += other.work_orders_done;
         self.work_orders_on_time += other.work_orders_on_time;
+        self.audits += other.audits;
+        self.audit_score_sum += other.audit_score_sum;
     }
 
     fn ratio(n: i64, d: i64) -> Option<f64> {
@@ -57,6 +62,7 @@ impl Counts {
             ),
             "repeat_rate" => Self::ratio(self.repeat_issues, self.complaints),
             "work_order_attainment" => Self::ratio(self.work_orders_on_time, self.work_orders_done),
+            "audit_score" => (self.audits > 0).then(|| self.audit_score_sum / self.audits as f64),
             _ => None,
         }
     }
@@ -80,13 +86,14 @@ pub fn default_weights() -> Vec<Weight> {
         floor,
     };
     vec![
-        w("csat_mean", 0.25, 4.5, 3.0),
-        w("sla_attainment", 0.25, 0.95, 0.6),
+        w("csat_mean", 0.20, 4.5, 3.0),
+        w("sla_attainment", 0.20, 0.95, 0.6),
         w("fcr_rate", 0.15, 0.8, 0.4),
         w("nps", 0.15, 50.0, -20.0),
         // Lower is better: the target sits below the floor.
         w("repeat_rate", 0.10, 0.02, 0.15),
         w("work_order_attainment", 0.10, 0.95, 0.5),
+        w("audit_score", 0.10, 90.0, 60.0),
     ]
 }
 

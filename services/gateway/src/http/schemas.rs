@@ -31,7 +31,7 @@ pub struct Health {
 /// One KPI as it enters the composite score.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScoreComponent {
-    /// csat_mean, sla_attainment, fcr_rate, nps, repeat_rate or work_order_attainment.
+    /// csat_mean, sla_attainment, fcr_rate, nps, repeat_rate, work_order_attainment or audit_score.
     pub kpi: String,
     /// The KPI's value; null when there was nothing to measure or its source is missing.
     pub value: Option<f64>,
