@@ -1,6 +1,8 @@
 //! Connections from the gateway to the four backend services.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use guestloop_kit::client::{channel, AuthedChannel, CallContext};
 use guestloop_kit::server::ServiceContext;
@@ -16,7 +18,11 @@ pub const BACKENDS: [&str; 4] = ["complaints", "crm", "facilities", "audit"];
 #[derive(Clone)]
 pub struct Backends {
     channels: Vec<(&'static str, String, AuthedChannel, Channel)>,
+    regions: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
+
+/// How long a property's region (from its complaints settings) is reused before it is read again.
+const REGION_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,7 +43,10 @@ impl Backends {
                 Ok((*name, url, context.peer(name)?, raw))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { channels })
+        Ok(Self {
+            channels,
+            regions: Arc::default(),
+        })
     }
 
     /// `(name, endpoint, channel)` for every backend, with the gateway's own token.
@@ -56,5 +65,20 @@ impl Backends {
             .ok_or_else(|| anyhow::anyhow!("unknown backend {service}"))?;
         let context = CallContext::with_token(&SecretString::from(token.to_string()))?;
         Ok(InterceptedService::new(raw.clone(), context))
+    }
+
+    /// A property's region if read within the last minute.
+    pub fn cached_region(&self, property: &str) -> Option<String> {
+        let regions = self.regions.lock().ok()?;
+        regions
+            .get(property)
+            .filter(|(_, at)| at.elapsed() < REGION_TTL)
+            .map(|(region, _)| region.clone())
+    }
+
+    pub fn remember_region(&self, property: &str, region: &str) {
+        if let Ok(mut regions) = self.regions.lock() {
+            regions.insert(property.to_string(), (region.to_string(), Instant::now()));
+        }
     }
 }

@@ -237,6 +237,9 @@ pub async fn compute(
         let channel = backends.as_caller("complaints", &token);
         let property = property.clone();
         async move {
+            if let Some(region) = backends.cached_region(&property) {
+                return Some((property, region));
+            }
             let channel = channel.ok()?;
             let request = deadline(complaints::GetPropertySettingsRequest {
                 property_id: property.clone(),
@@ -245,49 +248,50 @@ pub async fn compute(
                 .get_property_settings(request)
                 .await
                 .ok()?;
-            Some((property, settings.into_inner().region))
+            let region = settings.into_inner().region;
+            backends.remember_region(&property, &region);
+            Some((property, region))
         }
     });
-    let facilities_calls = properties.iter().map(|property| {
-        let channel = backends.as_caller("facilities", &token);
-        let property = property.clone();
-        async move {
-            let channel = channel.map_err(|e| e.to_string())?;
-            let request = deadline(facilities::GetFacilitiesKpisRequest {
-                property_ids: vec![property.clone()],
-                period: Some(period),
-            });
-            FacilitiesServiceClient::new(channel)
-                .get_facilities_kpis(request)
-                .await
-                .map(|k| (property, k.into_inner()))
-                .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
+    let facilities_call = async {
+        if properties.is_empty() {
+            return Ok(Vec::new());
         }
-    });
+        let channel = backends
+            .as_caller("facilities", &token)
+            .map_err(|e| format!("facilities: {e}"))?;
+        let request = deadline(facilities::GetFacilitiesKpisRequest {
+            property_ids: properties.clone(),
+            period: Some(period),
+        });
+        FacilitiesServiceClient::new(channel)
+            .get_facilities_kpis(request)
+            .await
+            .map(|k| k.into_inner().by_property)
+            .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
+    };
     let (regions, facility_results, audits) = futures::join!(
         join_all(settings_calls),
-        join_all(facilities_calls),
+        facilities_call,
         audit_counts(backends, &token, &properties, period)
     );
     let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
     let mut per_property: BTreeMap<String, Counts> = current.clone();
-    let mut facilities_ok = true;
-    for result in facility_results {
-        match result {
-            Ok((property, kpis)) => {
-                if let Some(counts) = per_property.get_mut(&property) {
-                    counts.work_orders_done = kpis.work_orders_done;
-                    counts.work_orders_on_time = kpis.fix_met;
+    let facilities_ok = match facility_results {
+        Ok(rows) => {
+            for row in rows {
+                if let Some(counts) = per_property.get_mut(&row.property_id) {
+                    counts.work_orders_done = row.work_orders_done;
+                    counts.work_orders_on_time = row.fix_met;
                 }
             }
-            Err(why) => {
-                if facilities_ok {
-                    missing.push(why);
-                }
-                facilities_ok = false;
-            }
+            true
         }
-    }
+        Err(why) => {
+            missing.push(why);
+            false
+        }
+    };
     let mut unavailable: Vec<&str> = if facilities_ok {
         vec![]
     } else {

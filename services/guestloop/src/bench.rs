@@ -58,6 +58,11 @@ pub enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
         sizes: Vec<i64>,
     },
+    /// The gateway scorecard (demo chain, then 200 properties at each size) against raw queries.
+    Scorecard {
+        #[arg(long, value_delimiter = ',', default_value = "1000000")]
+        sizes: Vec<i64>,
+    },
     /// Load `Diagnostics/WhoAmI` on a running service.
     WhoAmI {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -88,6 +93,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         } => kit_overhead(settings, concurrency, Duration::from_secs(seconds), rounds).await,
         Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
+        Scenario::Scorecard { sizes } => crate::bench_scorecard::run(settings, &sizes).await,
         Scenario::IntakeGateway { clients, seconds } => {
             intake_gateway(settings, clients, seconds).await
         }
@@ -120,7 +126,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The database a benchmark runs against: `DATABASE_URL`, or a throw-away private server.
-async fn bench_database(
+pub(crate) async fn bench_database(
     settings: &Settings,
 ) -> anyhow::Result<(SecretString, Option<EmbeddedPostgres>)> {
     if let Some(url) = settings.database_url.clone() {

@@ -8,11 +8,11 @@ use guestloop_complaints::store::kpis::{query, rebuild, Source};
 use sqlx::PgPool;
 
 /// Properties the synthetic complaints are spread over.
-const PROPERTIES: i64 = 200;
+pub(crate) const PROPERTIES: i64 = 200;
 
 /// Adds complaints (and their clocks) until the table holds `target` rows, spread over
 /// `PROPERTIES` properties and the 365 days before `end`.
-async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<()> {
+pub(crate) async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<()> {
     let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints")
         .fetch_one(pool)
         .await?;

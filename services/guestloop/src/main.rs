@@ -5,6 +5,7 @@
 mod bench;
 mod bench_intake;
 mod bench_kpi;
+mod bench_scorecard;
 mod cli;
 mod dev_secret;
 mod load;

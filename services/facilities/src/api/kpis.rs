@@ -54,6 +54,16 @@ pub async fn get(
     .bind(to)
     .fetch_one(&api.context.pool)
     .await?;
+    let per_property: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT p.property_id, count(w.*), count(w.done_at), count(*) FILTER (WHERE w.done_at <= w.fix_due_at) \
+         FROM unnest($1::text[]) AS p(property_id) LEFT JOIN work_orders w ON w.property_id = p.property_id \
+         AND w.created_at >= $2 AND w.created_at < $3 GROUP BY p.property_id ORDER BY p.property_id",
+    )
+    .bind(&request.property_ids)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&api.context.pool)
+    .await?;
     let nights_lost: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(greatest(0, (least(ended_at, $3)::date - greatest(started_at, $2)::date))), 0)::bigint \
          FROM room_outages WHERE property_id = ANY($1) AND ended_at > $2 AND started_at < $3",
@@ -80,5 +90,16 @@ pub async fn get(
         work_order_attainment: ratio(fix_met, orders_done),
         mttr_hours: ratio(repair_seconds, orders_done).map(|s| s / 3600.0),
         preventive_ratio: ratio(preventive, preventive + reactive),
+        by_property: per_property
+            .into_iter()
+            .map(
+                |(property_id, work_orders, work_orders_done, fix_met)| pb::PropertyWorkOrders {
+                    property_id,
+                    work_orders,
+                    work_orders_done,
+                    fix_met,
+                },
+            )
+            .collect(),
     })
 }
