@@ -10,6 +10,16 @@ use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// How long the gateway waits for one backend call of a fan-out.
+pub const DEADLINE: Duration = Duration::from_secs(3);
+
+/// A backend request that gives up after [`DEADLINE`].
+pub fn deadline<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(DEADLINE);
+    request
+}
+
 /// The backend services the gateway fans out to, by short name.
 pub const BACKENDS: [&str; 4] = ["complaints", "crm", "facilities", "audit"];
 

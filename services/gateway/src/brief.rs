@@ -4,7 +4,6 @@
 //! A backend that fails is named in `missing` and its part is left empty, never guessed.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, BearerToken};
@@ -18,19 +17,13 @@ use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServic
 use guestloop_proto::gateway::v1 as pb;
 use tonic::Request;
 
+use crate::backends::deadline;
 use crate::Backends;
 
-const DEADLINE: Duration = Duration::from_secs(3);
 /// At most this many pages of 500 of any list are read (5,000 rows).
 const MAX_PAGES: usize = 10;
 /// Failures older than this before the date no longer raise an alert.
 const FAILURE_ALERT_DAYS: i64 = 90;
-
-fn deadline<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(DEADLINE);
-    request
-}
 
 fn why(service: &str, status: &tonic::Status) -> String {
     format!("{service}: {:?} {}", status.code(), status.message())

@@ -4,12 +4,11 @@
 //! that fails is named in `missing`, and its KPIs leave the score visibly rather than silently.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures::future::join_all;
 use guestloop_kit::auth::{principal, BearerToken, Principal};
-use guestloop_kit::time::required_timestamp;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::time::required_period;
+use guestloop_kit::ApiResult;
 use guestloop_proto::audit::v1 as audit;
 use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guestloop_proto::common::v1::TimeRange;
@@ -21,16 +20,9 @@ use guestloop_proto::gateway::v1 as pb;
 use sqlx::PgPool;
 use tonic::Request;
 
+use crate::backends::deadline;
 use crate::sqs::{default_weights, score, Counts, Weight};
 use crate::Backends;
-
-const DEADLINE: Duration = Duration::from_secs(3);
-
-fn deadline<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(DEADLINE);
-    request
-}
 
 fn counts_of(k: &complaints::KpiCounts) -> Counts {
     let met: i64 = k.clocks.iter().map(|c| c.met).sum();
@@ -194,17 +186,8 @@ pub async fn compute(
     request: pb::GetScorecardRequest,
 ) -> ApiResult<pb::Scorecard> {
     let token = token.to_string();
-    let period = request
-        .period
-        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
-    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
-    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
-    if end <= start {
-        return Err(ApiError::invalid(
-            "period.end_time",
-            "must be after period.start_time",
-        ));
-    }
+    let (start, end) = required_period(request.period.as_ref())?;
+    let period = request.period.unwrap_or_default();
     for property in &request.property_ids {
         principal.require_property(property)?;
     }

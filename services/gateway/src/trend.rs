@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Months, Utc};
 use futures::stream::{self, StreamExt};
 use guestloop_kit::auth::{principal, BearerToken};
-use guestloop_kit::time::{required_timestamp, to_timestamp};
+use guestloop_kit::time::{required_period, to_timestamp};
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::gateway::v1 as pb;
@@ -64,17 +64,7 @@ pub async fn get(
         .ok()
         .filter(|g| *g != pb::Granularity::Unspecified)
         .ok_or_else(|| ApiError::invalid("granularity", "must be DAY, WEEK or MONTH"))?;
-    let period = request
-        .period
-        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
-    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
-    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
-    if end <= start {
-        return Err(ApiError::invalid(
-            "period.end_time",
-            "must be after period.start_time",
-        ));
-    }
+    let (start, end) = required_period(request.period.as_ref())?;
     for property in &request.property_ids {
         principal.require_property(property)?;
     }

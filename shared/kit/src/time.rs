@@ -31,6 +31,22 @@ pub fn required_timestamp(
     }
 }
 
+/// A required half-open period `[start, end)` with `end` after `start`, naming the faulty field.
+pub fn required_period(
+    period: Option<&guestloop_proto::common::v1::TimeRange>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let period = period.ok_or_else(|| ApiError::invalid("period", "is required"))?;
+    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
+    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
+    if end <= start {
+        return Err(ApiError::invalid(
+            "period.end_time",
+            "must be after period.start_time",
+        ));
+    }
+    Ok((start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
-use guestloop_kit::time::required_timestamp;
+use guestloop_kit::time::required_period;
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
@@ -74,17 +74,7 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
     for property in &request.property_ids {
         principal.require_property(property)?;
     }
-    let period = request
-        .period
-        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
-    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
-    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
-    if end <= start {
-        return Err(ApiError::invalid(
-            "period.end_time",
-            "must be after period.start_time",
-        ));
-    }
+    let (start, end) = required_period(request.period.as_ref())?;
     let granularity = pb::SeriesGranularity::try_from(request.series)
         .map_err(|_| ApiError::invalid("series", "is not a series granularity"))?;
     if granularity == pb::SeriesGranularity::Day && (end - start).num_days() > 400 {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate, Timelike};
 use guestloop_kit::auth::{principal, PropertyScope, Role};
-use guestloop_kit::time::required_timestamp;
+use guestloop_kit::time::required_period;
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::complaints::v1 as pb;
@@ -108,15 +108,7 @@ pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
 pub fn period_days(
     period: Option<&guestloop_proto::common::v1::TimeRange>,
 ) -> ApiResult<(NaiveDate, NaiveDate)> {
-    let period = period.ok_or_else(|| ApiError::invalid("period", "is required"))?;
-    let start = required_timestamp("period.start_time", period.start_time.as_ref())?;
-    let end = required_timestamp("period.end_time", period.end_time.as_ref())?;
-    if end <= start {
-        return Err(ApiError::invalid(
-            "period.end_time",
-            "must be after period.start_time",
-        ));
-    }
+    let (start, end) = required_period(period)?;
     let from = start.date_naive();
     let mut to = end.date_naive();
     if end.time().num_seconds_from_midnight() > 0 || end.timestamp_subsec_nanos() > 0 {

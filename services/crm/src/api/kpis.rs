@@ -3,10 +3,10 @@
 //! (do guests whose failure was recovered come back more often than those whose was not?).
 //! Every rate comes with its numerator and denominator.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use guestloop_kit::auth::principal;
-use guestloop_kit::time::required_timestamp;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::time::required_period;
+use guestloop_kit::ApiResult;
 use guestloop_proto::crm::v1 as pb;
 use tonic::Request;
 
@@ -56,17 +56,7 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     for property in &request.property_ids {
         principal.require_property(property)?;
     }
-    let period = request
-        .period
-        .ok_or_else(|| ApiError::invalid("period", "is required"))?;
-    let start: DateTime<Utc> = required_timestamp("period.start_time", period.start_time.as_ref())?;
-    let end: DateTime<Utc> = required_timestamp("period.end_time", period.end_time.as_ref())?;
-    if end <= start {
-        return Err(ApiError::invalid(
-            "period.end_time",
-            "must be after period.start_time",
-        ));
-    }
+    let (start, end) = required_period(request.period.as_ref())?;
     let chain = principal.chain_id();
     let properties = &request.property_ids;
     let pool = &api.context.pool;
