@@ -38,37 +38,14 @@ pub fn demo_guest_id(n: u64) -> String {
 }
 
 fn engineering_calendar() -> pb::WorkingCalendar {
-    let weekday = |day: &str| pb::WorkingDay {
-        weekday: day.into(),
-        intervals: vec![
-            pb::WorkingInterval {
-                start: "07:00".into(),
-                end: "12:00".into(),
-            },
-            pb::WorkingInterval {
-                start: "13:00".into(),
-                end: "19:00".into(),
-            },
-        ],
-    };
     pb::WorkingCalendar {
         department: "engineering".into(),
         always_open: false,
-        days: vec![
-            weekday("mon"),
-            weekday("tue"),
-            weekday("wed"),
-            weekday("thu"),
-            weekday("fri"),
-            pb::WorkingDay {
-                weekday: "sat".into(),
-                intervals: vec![pb::WorkingInterval {
-                    start: "09:00".into(),
-                    end: "13:00".into(),
-                }],
-            },
-        ],
-        holidays: vec!["2026-12-25".into(), "2027-01-01".into()],
+        days: guestloop_kit::demo::engineering_week(),
+        holidays: guestloop_kit::demo::ENGINEERING_HOLIDAYS
+            .iter()
+            .map(|d| d.to_string())
+            .collect(),
         working_day_hours: 10,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use guestloop_kit::auth::Role;
-use guestloop_kit::worktime::{CalendarSpec, DaySpec, IntervalSpec, SlaTarget, WorkingCalendar};
+use guestloop_kit::worktime::{CalendarSpec, SlaTarget, WorkingCalendar};
 use guestloop_kit::{ApiError, FieldViolation};
 use guestloop_proto::complaints::v1 as pb;
 
@@ -74,31 +74,13 @@ fn target(minutes: i32, working_days: i32, field: &str) -> Result<SlaTarget, Fie
 }
 
 fn calendar_spec(time_zone: &str, calendar: &pb::WorkingCalendar) -> CalendarSpec {
-    CalendarSpec {
-        time_zone: time_zone.to_string(),
-        always_open: calendar.always_open,
-        weekly: calendar
-            .days
-            .iter()
-            .map(|day| DaySpec {
-                weekday: day.weekday.clone(),
-                intervals: day
-                    .intervals
-                    .iter()
-                    .map(|i| IntervalSpec {
-                        start: i.start.clone(),
-                        end: i.end.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        holidays: calendar.holidays.clone(),
-        working_day_hours: if calendar.working_day_hours > 0 {
-            Some(calendar.working_day_hours as u32)
-        } else {
-            None
-        },
-    }
+    CalendarSpec::from_wire(
+        time_zone,
+        calendar.always_open,
+        &calendar.days,
+        &calendar.holidays,
+        calendar.working_day_hours,
+    )
 }
 
 fn always_open(time_zone: &str) -> Result<WorkingCalendar, String> {

@@ -212,6 +212,11 @@ pub const POLICIES: &[RpcPolicy] = &[
         MANAGERS_AND_SERVICES,
         ScopeCheck::Property,
     ),
+    row(
+        "/guestloop.crm.v1.CrmService/GetOccupancy",
+        MANAGERS_AND_SERVICES,
+        ScopeCheck::Property,
+    ),
 ];
 
 /// The CRM service as the kit runs it.

@@ -1,6 +1,7 @@
 //! Demo data for `guestloop up --demo`: assets in every demo property's rooms and plant rooms, a
 //! room-inspection checklist and plans, and 90 days of inspections and work orders (some on hold,
-//! some repeated on the same asset). Deterministic.
+//! some repeated on the same asset), and engineering settings on each property's engineering
+//! week. Deterministic.
 
 use chrono::{Duration, Utc};
 use guestloop_kit::demo::{DemoRandom, DEMO_PROPERTIES};
@@ -8,6 +9,9 @@ use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::domain::settings::Engineering;
+use crate::domain::work_orders::Priority;
 
 const CATEGORIES: [(pb::AssetCategory, &str); 5] = [
     (pb::AssetCategory::Hvac, "Fan coil unit"),
@@ -70,6 +74,28 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     let now = Utc::now();
     for (index, property) in DEMO_PROPERTIES.iter().enumerate() {
         let mut random = DemoRandom::new(0xfac1_0000 + index as u64);
+        let settings = pb::EngineeringSettings {
+            property_id: property.property_id.into(),
+            time_zone: property.time_zone.into(),
+            always_open: false,
+            days: guestloop_kit::demo::engineering_week(),
+            holidays: guestloop_kit::demo::ENGINEERING_HOLIDAYS
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            ..Default::default()
+        };
+        let engineering = Engineering::from_wire(&settings).map_err(|violations| {
+            anyhow::anyhow!("demo engineering settings do not validate: {violations:?}")
+        })?;
+        sqlx::query(
+            "INSERT INTO engineering_settings (property_id, settings, etag, updated_by) VALUES ($1, $2, $3, 'demo')",
+        )
+        .bind(property.property_id)
+        .bind(settings.encode_to_vec())
+        .bind(Uuid::now_v7())
+        .execute(&mut *tx)
+        .await?;
         let mut assets = Vec::new();
         for floor in 1..=4u32 {
             for room in 1..=5u32 {
@@ -140,13 +166,15 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 - Duration::days(1 + random.below(89) as i64)
                 - Duration::minutes(random.below(600) as i64);
             let priority = 1 + random.below(4) as i16;
-            let (respond, fix) = crate::domain::work_orders::targets(match priority {
-                1 => crate::domain::work_orders::Priority::LifeSafety,
-                2 => crate::domain::work_orders::Priority::GuestImpacting,
-                3 => crate::domain::work_orders::Priority::Normal,
-                _ => crate::domain::work_orders::Priority::Low,
-            });
-            let done_after = fix.num_minutes() * (30 + random.below(110) as i64) / 100;
+            let level = match priority {
+                1 => Priority::LifeSafety,
+                2 => Priority::GuestImpacting,
+                3 => Priority::Normal,
+                _ => Priority::Low,
+            };
+            let target = engineering.target(level);
+            let calendar = engineering.calendar(level);
+            let done_after = target.fix.num_minutes() * (30 + random.below(110) as i64) / 100;
             let done_at = created + Duration::minutes(done_after.max(10));
             let finished = done_at < now;
             sqlx::query(
@@ -163,8 +191,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
             .bind(*random.pick(&[1i16, 3, 3, 4]))
             .bind(if finished { "done" } else { "in_progress" })
             .bind(created)
-            .bind(created + respond)
-            .bind(created + fix)
+            .bind(calendar.add_working_time(created, target.respond))
+            .bind(calendar.add_working_time(created, target.fix))
             .bind(created + Duration::minutes(5 + random.below(60) as i64))
             .bind(finished.then_some(done_at))
             .bind(property.currency_code)

@@ -110,6 +110,18 @@ pub const POLICIES: &[RpcPolicy] = &[
         "/guestloop.facilities.v1.FacilitiesService/GetFacilitiesKpis",
         STAFF,
     ),
+    row(
+        "/guestloop.facilities.v1.FacilitiesService/GetReplacementForecast",
+        PLANNERS,
+    ),
+    row(
+        "/guestloop.facilities.v1.FacilitiesService/GetEngineeringSettings",
+        STAFF,
+    ),
+    row(
+        "/guestloop.facilities.v1.FacilitiesService/UpdateEngineeringSettings",
+        PLANNERS,
+    ),
 ];
 
 /// The facilities service as the kit runs it.

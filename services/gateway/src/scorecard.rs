@@ -246,6 +246,9 @@ pub async fn compute(
         let request = deadline(facilities::GetFacilitiesKpisRequest {
             property_ids: properties.clone(),
             period: Some(period),
+            // The scorecard needs work-order counts only.
+            skip_occupancy: true,
+            ..Default::default()
         });
         FacilitiesServiceClient::new(channel)
             .get_facilities_kpis(request)

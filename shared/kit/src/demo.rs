@@ -97,3 +97,29 @@ impl DemoRandom {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// The demo properties' engineering hours (local time): weekdays 07:00–12:00 and 13:00–19:00,
+/// Saturday 09:00–13:00; complaint clocks of the engineering department and facilities' repair
+/// clocks use the same week.
+pub fn engineering_week() -> Vec<guestloop_proto::common::v1::WorkingDay> {
+    use guestloop_proto::common::v1::{WorkingDay, WorkingInterval};
+    let interval = |start: &str, end: &str| WorkingInterval {
+        start: start.into(),
+        end: end.into(),
+    };
+    let mut week: Vec<WorkingDay> = ["mon", "tue", "wed", "thu", "fri"]
+        .into_iter()
+        .map(|day| WorkingDay {
+            weekday: day.into(),
+            intervals: vec![interval("07:00", "12:00"), interval("13:00", "19:00")],
+        })
+        .collect();
+    week.push(WorkingDay {
+        weekday: "sat".into(),
+        intervals: vec![interval("09:00", "13:00")],
+    });
+    week
+}
+
+/// Holidays of the demo engineering calendar (local dates).
+pub const ENGINEERING_HOLIDAYS: [&str; 2] = ["2026-12-25", "2027-01-01"];

@@ -170,3 +170,48 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
         unrecovered_return_rate: rate(recovery.unrecovered_returned, recovery.unrecovered_guests),
     })
 }
+
+/// Occupied room-nights per property: each night (arrival ≤ date < departure) of an in-house
+/// or checked-out stay whose date lies in the period's UTC dates.
+pub async fn occupancy(
+    api: &Api,
+    request: Request<pb::GetOccupancyRequest>,
+) -> ApiResult<pb::Occupancy> {
+    let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    if request.property_ids.is_empty() {
+        return Err(guestloop_kit::ApiError::invalid(
+            "property_ids",
+            "name at least one property",
+        ));
+    }
+    for property in &request.property_ids {
+        principal.require_property(property)?;
+    }
+    let (start, end) = required_period(request.period.as_ref())?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT p.property_id, coalesce(sum(greatest(0, least(s.departure_date, $3::date) \
+                - greatest(s.arrival_date, $2::date))), 0)::bigint \
+         FROM unnest($1::text[]) AS p(property_id) \
+         LEFT JOIN stays s ON s.property_id = p.property_id AND s.status IN ('in_house', 'checked_out') \
+              AND s.arrival_date < $3::date AND s.departure_date > $2::date \
+         GROUP BY p.property_id ORDER BY p.property_id",
+    )
+    .bind(&request.property_ids)
+    .bind(start.date_naive())
+    .bind(end.date_naive())
+    .fetch_all(&api.context.pool)
+    .await?;
+    Ok(pb::Occupancy {
+        occupied_room_nights: rows.iter().map(|(_, n)| n).sum(),
+        by_property: rows
+            .into_iter()
+            .map(
+                |(property_id, occupied_room_nights)| pb::PropertyOccupancy {
+                    property_id,
+                    occupied_room_nights,
+                },
+            )
+            .collect(),
+    })
+}

@@ -173,4 +173,10 @@ impl CrmService for Api {
     async fn get_crm_kpis(&self, request: Request<pb::GetCrmKpisRequest>) -> Reply<pb::CrmKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
     }
+    async fn get_occupancy(
+        &self,
+        request: Request<pb::GetOccupancyRequest>,
+    ) -> Reply<pb::Occupancy> {
+        Ok(Response::new(kpis::occupancy(self, request).await?))
+    }
 }

@@ -1,8 +1,10 @@
 //! The gRPC handlers of the facilities service.
 
 mod assets;
+mod forecast;
 mod inspections;
 mod kpis;
+mod settings;
 pub mod work_orders;
 
 use guestloop_kit::server::ServiceContext;
@@ -118,5 +120,23 @@ impl FacilitiesService for Api {
         request: Request<pb::GetFacilitiesKpisRequest>,
     ) -> Reply<pb::FacilitiesKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
+    }
+    async fn get_replacement_forecast(
+        &self,
+        request: Request<pb::GetReplacementForecastRequest>,
+    ) -> Reply<pb::ReplacementForecast> {
+        Ok(Response::new(forecast::get(self, request).await?))
+    }
+    async fn get_engineering_settings(
+        &self,
+        request: Request<pb::GetEngineeringSettingsRequest>,
+    ) -> Reply<pb::EngineeringSettings> {
+        Ok(Response::new(settings::get(self, request).await?))
+    }
+    async fn update_engineering_settings(
+        &self,
+        request: Request<pb::UpdateEngineeringSettingsRequest>,
+    ) -> Reply<pb::EngineeringSettings> {
+        Ok(Response::new(settings::update(self, request).await?))
     }
 }

@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
-use guestloop_kit::worktime::{
-    evaluate, pauses_from_history, ClockHistory, SlaTarget, WorkingCalendar,
-};
+use guestloop_kit::worktime::{evaluate, pauses_from_history, ClockHistory, SlaTarget};
 use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
@@ -18,9 +16,7 @@ use uuid::Uuid;
 
 use super::assets::parse_id;
 use super::Api;
-use crate::domain::work_orders::{
-    repeat_fix, targets, transition as next_status, Action, Priority, Status,
-};
+use crate::domain::work_orders::{repeat_fix, transition as next_status, Action, Priority, Status};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkOrderRow {
@@ -60,11 +56,6 @@ fn priority(value: i16) -> Priority {
         4 => Priority::Low,
         _ => Priority::Normal,
     }
-}
-
-/// Repair work runs around the clock for urgent priorities (a 24/7 calendar in UTC).
-fn calendar() -> WorkingCalendar {
-    WorkingCalendar::always_open(chrono_tz::UTC)
 }
 
 pub fn to_proto(row: &WorkOrderRow, now: DateTime<Utc>) -> pb::WorkOrder {
@@ -142,8 +133,10 @@ async fn emit(
 /// Opens a work order in the caller's transaction.
 pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkOrderRow> {
     let now = Utc::now();
-    let (respond, fix) = targets(priority(new.priority));
-    let calendar = calendar();
+    let settings = super::settings::load(conn, &new.property_id).await?;
+    let priority = priority(new.priority);
+    let target = settings.target(priority);
+    let calendar = settings.calendar(priority);
     let row: WorkOrderRow = sqlx::query_as(&format!(
         "INSERT INTO work_orders (work_order_id, property_id, asset_id, room, title, description, priority, source, source_id, \
          status, created_at, respond_due_at, fix_due_at, etag) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'open',$10,$11,$12,$13) RETURNING {COLUMNS}"
@@ -158,8 +151,8 @@ pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkO
     .bind(new.source as i16)
     .bind(&new.source_id)
     .bind(now)
-    .bind(calendar.add_working_time(now, respond))
-    .bind(calendar.add_working_time(now, fix))
+    .bind(calendar.add_working_time(now, target.respond))
+    .bind(calendar.add_working_time(now, target.fix))
     .bind(Uuid::now_v7())
     .fetch_one(&mut *conn)
     .await?;
@@ -429,10 +422,11 @@ pub async fn transition(
             .map(|(at, s)| (*at, s == "on_hold"))
             .collect::<Vec<_>>(),
     );
-    let (_, fix) = targets(priority(row.priority));
+    let settings = super::settings::load(&mut tx, &row.property_id).await?;
+    let priority = priority(row.priority);
     let clock = evaluate(
-        &calendar(),
-        &SlaTarget::WorkingTime(fix),
+        settings.calendar(priority),
+        &SlaTarget::WorkingTime(settings.target(priority).fix),
         &ClockHistory {
             start: row.created_at,
             pauses,

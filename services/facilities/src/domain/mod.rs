@@ -1,5 +1,6 @@
 //! Pure facilities rules: inspection schedules, the work-order lifecycle and repair targets,
-//! repeat-fix rules.
+//! repeat-fix rules, engineering settings.
 
 pub mod schedule;
+pub mod settings;
 pub mod work_orders;

@@ -54,6 +54,39 @@ pub struct CalendarSpec {
     pub working_day_hours: Option<u32>,
 }
 
+impl CalendarSpec {
+    /// A calendar described on the wire (`guestloop.common.v1.WorkingDay` weeks), in `time_zone`.
+    /// `working_day_hours` ≤ 0 means the default.
+    pub fn from_wire(
+        time_zone: &str,
+        always_open: bool,
+        days: &[guestloop_proto::common::v1::WorkingDay],
+        holidays: &[String],
+        working_day_hours: i32,
+    ) -> Self {
+        CalendarSpec {
+            time_zone: time_zone.to_string(),
+            always_open,
+            weekly: days
+                .iter()
+                .map(|day| DaySpec {
+                    weekday: day.weekday.clone(),
+                    intervals: day
+                        .intervals
+                        .iter()
+                        .map(|i| IntervalSpec {
+                            start: i.start.clone(),
+                            end: i.end.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            holidays: holidays.to_vec(),
+            working_day_hours: u32::try_from(working_day_hours).ok().filter(|h| *h > 0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaySpec {
     /// `mon` … `sun`.
