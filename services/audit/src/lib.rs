@@ -1,19 +1,23 @@
 //! Quality audits: the chain's service standards (hard and soft, five service-quality
 //! dimensions), versioned weighted templates, audit programs with an idempotent scheduler,
 //! scoring with the "100 − 1 = 0" rule, findings with corrective actions, SERVQUAL gap surveys
-//! and staff-behaviour scores.
+//! and staff-behaviour scores (audit observations and, from the complaints feed, complaint
+//! outcomes); complaints' root causes linked to standards.
 //!
 //! A library crate: [`DEFINITION`] is what the `guestloop` binary (or a test) hands to the
 //! service kit to run it.
 
 mod api;
+mod consumer;
 pub mod demo;
 pub mod domain;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
 use guestloop_kit::auth::Role;
+use guestloop_kit::events::Consumer;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
 use guestloop_proto::audit::v1::audit_service_server::AuditServiceServer;
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use sqlx::migrate::Migrator;
 use tonic::service::RoutesBuilder;
 
@@ -68,6 +72,10 @@ pub const POLICIES: &[RpcPolicy] = &[
     row("/guestloop.audit.v1.AuditService/GetServqualGaps", STAFF),
     row("/guestloop.audit.v1.AuditService/GetStaffScores", QUALITY),
     row("/guestloop.audit.v1.AuditService/GetAuditKpis", QUALITY),
+    row(
+        "/guestloop.audit.v1.AuditService/GetStandardFailures",
+        QUALITY,
+    ),
 ];
 
 /// The audit service as the kit runs it.
@@ -88,5 +96,15 @@ fn mount(
     routes.add_service(
         AuditServiceServer::new(api).max_decoding_message_size(context.max_message_bytes()),
     );
-    Ok(Vec::new())
+    let consumer = Consumer::new(
+        consumer::CONSUMER,
+        context.pool.clone(),
+        consumer::EVENT_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        consumer::ComplaintEvents,
+    );
+    let feed = EventFeedClient::new(context.peer("complaints")?);
+    Ok(vec![Box::pin(consumer.run(feed, context.stop.clone()))])
 }

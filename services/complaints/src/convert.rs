@@ -179,6 +179,8 @@ pub fn complaint_to_proto(
         assignee: row.assignee.clone(),
         status: status_from_name(&row.status) as i32,
         work_order_ids: row.work_order_ids.clone(),
+        standard_codes: row.standard_codes.clone(),
+        staff_involved: row.staff_involved.clone(),
         remedies: remedies.iter().map(remedy_to_proto).collect(),
         compensation,
         compensation_points: points,

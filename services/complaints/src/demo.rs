@@ -204,6 +204,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     rated_by: String::new(),
                     rated_at: rated.then_some(resolved_at + Duration::hours(20)),
                     work_order_ids: Vec::new(),
+                    standard_codes: Vec::new(),
+                    staff_involved: Vec::new(),
                     created_at,
                     created_by: "demo".into(),
                     updated_at: if finished { resolved_at } else { response },

@@ -95,6 +95,38 @@ pub fn next_status(
     Ok(to)
 }
 
+/// Most codes one list may hold (standards broken, staff named).
+pub const MAX_CODES: usize = 20;
+
+/// A list of identifiers (standard codes, staff ids): each 1–64 characters of letters, digits,
+/// `.`, `_`, `-` or `:`; at most [`MAX_CODES`]; duplicates folded. Violations name the entry.
+pub fn codes(values: &[String], field: &str, violations: &mut Vec<FieldViolation>) -> Vec<String> {
+    if values.len() > MAX_CODES {
+        violations.push(FieldViolation::new(
+            field,
+            format!("at most {MAX_CODES} entries, not {}", values.len()),
+        ));
+        return Vec::new();
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let value = value.trim();
+        let valid = (1..=64).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+        if !valid {
+            violations.push(FieldViolation::new(
+                format!("{field}[{i}]"),
+                "must be 1–64 letters, digits, '.', '_', '-' or ':'",
+            ));
+        } else if !kept.iter().any(|k| k == value) {
+            kept.push(value.to_string());
+        }
+    }
+    kept
+}
+
 /// What each kind of remedy must carry.
 pub fn check_remedy_shape(kind: RemedyKind, amount: i64, points: i64) -> Vec<FieldViolation> {
     let mut v = Vec::new();
@@ -347,5 +379,31 @@ mod tests {
             let result = next_status(from, action, Some(Status::Acknowledged), &READY);
             prop_assert_eq!(result.is_ok(), listed);
         }
+    }
+
+    #[test]
+    fn code_lists_fold_duplicates_and_name_bad_entries() {
+        let mut v = Vec::new();
+        let kept = codes(
+            &["FO-GREET".into(), " FO-GREET ".into(), "HK.CLEAN_1".into()],
+            "complaint.standard_codes",
+            &mut v,
+        );
+        assert!(v.is_empty());
+        assert_eq!(kept, ["FO-GREET", "HK.CLEAN_1"]);
+        let kept = codes(
+            &["ok".into(), "".into(), "bad code".into()],
+            "complaint.staff_involved",
+            &mut v,
+        );
+        assert_eq!(kept, ["ok"]);
+        let fields: Vec<&str> = v.iter().map(|x| x.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["complaint.staff_involved[1]", "complaint.staff_involved[2]"]
+        );
+        let mut v = Vec::new();
+        codes(&vec!["a".to_string(); MAX_CODES + 1], "f", &mut v);
+        assert_eq!(v.len(), 1);
     }
 }

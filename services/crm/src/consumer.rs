@@ -6,7 +6,6 @@ use guestloop_kit::events::EventHandler;
 use guestloop_kit::ApiError;
 use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as complaints;
-use prost::Message;
 use sqlx::PgConnection;
 
 pub const CONSUMER: &str = "crm<-complaints";
@@ -24,13 +23,7 @@ pub const EVENT_TYPES: [&str; 8] = [
 
 pub struct ComplaintEvents;
 
-fn decode<M: Message + Default>(event: &Event) -> Result<M, ApiError> {
-    let payload = event
-        .payload
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("payload", "missing"))?;
-    M::decode(payload.value.as_slice()).map_err(|e| ApiError::invalid("payload", e.to_string()))
-}
+use guestloop_kit::events::decode_payload as decode;
 
 /// A short description of a remedy, e.g. `voucher 20.00 EUR` or `points 500 points`, tagged
 /// with its id so two equal remedies stay two entries.

@@ -2,12 +2,11 @@
 //! one linked work order (once per complaint, however often the feed is replayed), on the asset
 //! in the complaint's room when one matches its category.
 
-use guestloop_kit::events::EventHandler;
+use guestloop_kit::events::{decode_payload, EventHandler};
 use guestloop_kit::ApiError;
 use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as complaints;
 use guestloop_proto::facilities::v1 as pb;
-use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -34,12 +33,7 @@ pub struct ComplaintEvents;
 
 impl EventHandler for ComplaintEvents {
     async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
-        let payload = event
-            .payload
-            .as_ref()
-            .ok_or_else(|| ApiError::invalid("payload", "missing"))?;
-        let changed = complaints::ComplaintChanged::decode(payload.value.as_slice())
-            .map_err(|e| ApiError::invalid("payload", e.to_string()))?;
+        let changed: complaints::ComplaintChanged = decode_payload(event)?;
         let Some(complaint) = changed.complaint else {
             return Ok(());
         };

@@ -1,6 +1,7 @@
 //! The gRPC handlers of the audit service.
 
 mod audits;
+mod failures;
 mod kpis;
 mod library;
 mod surveys;
@@ -102,5 +103,11 @@ impl AuditService for Api {
         request: Request<pb::GetAuditKpisRequest>,
     ) -> Reply<pb::AuditKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
+    }
+    async fn get_standard_failures(
+        &self,
+        request: Request<pb::GetStandardFailuresRequest>,
+    ) -> Reply<pb::StandardFailures> {
+        Ok(Response::new(failures::get(self, request).await?))
     }
 }

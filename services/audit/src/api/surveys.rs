@@ -1,4 +1,7 @@
-//! SERVQUAL gap surveys and quarterly staff-behaviour scores from audit observations.
+//! SERVQUAL gap surveys and quarterly staff-behaviour scores from audit observations and the
+//! outcomes of complaints that name staff (see `domain::staff` for the fairness rule).
+
+use std::collections::BTreeMap;
 
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_timestamp;
@@ -9,6 +12,7 @@ use uuid::Uuid;
 
 use super::Api;
 use crate::domain::servqual::{dimension_of, valid_rating};
+use crate::domain::staff::{combined, complaint_score, NamedComplaint};
 
 pub async fn record(
     api: &Api,
@@ -139,22 +143,57 @@ pub async fn staff_scores(
     let end = start
         .checked_add_months(chrono::Months::new(3))
         .ok_or_else(|| ApiError::invalid("quarter", "out of range"))?;
-    let rows: Vec<(String, f64, i64)> = sqlx::query_as(
+    let observed: Vec<(String, f64, i64)> = sqlx::query_as(
         "SELECT staff_id, 100 * avg(score)::float8, count(*) FROM staff_observations \
-         WHERE property_id = $1 AND observed_at >= $2 AND observed_at < $3 GROUP BY staff_id ORDER BY staff_id",
+         WHERE property_id = $1 AND observed_at >= $2 AND observed_at < $3 GROUP BY staff_id",
     )
     .bind(&request.property_id)
     .bind(start)
     .bind(end)
     .fetch_all(&api.context.pool)
     .await?;
+    let named: Vec<(String, i16, bool, Option<i16>)> = sqlx::query_as(
+        "SELECT s.staff_id, l.cause, l.resolved, l.csat FROM complaint_links l, unnest(l.staff_involved) AS s(staff_id) \
+         WHERE l.property_id = $1 AND l.filed_at >= $2 AND l.filed_at < $3",
+    )
+    .bind(&request.property_id)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&api.context.pool)
+    .await?;
+    /// Audit score and observation count, and the complaints naming the staff member.
+    type StaffRecord = (Option<(f64, i64)>, Vec<NamedComplaint>);
+    let mut by_staff: BTreeMap<String, StaffRecord> = BTreeMap::new();
+    for (staff_id, score, observations) in observed {
+        by_staff.entry(staff_id).or_default().0 = Some((score, observations));
+    }
+    for (staff_id, cause, resolved, csat) in named {
+        by_staff
+            .entry(staff_id)
+            .or_default()
+            .1
+            .push(NamedComplaint {
+                cause: i32::from(cause),
+                resolved,
+                csat,
+            });
+    }
     Ok(pb::StaffScores {
-        scores: rows
+        scores: by_staff
             .into_iter()
-            .map(|(staff_id, score, observations)| pb::StaffScore {
-                staff_id,
-                score,
-                observations,
+            .filter_map(|(staff_id, (audit, complaints))| {
+                let audit_score = audit.map(|(score, _)| score);
+                let complaint_score = complaint_score(&complaints);
+                Some(pb::StaffScore {
+                    staff_id,
+                    score: combined(audit_score, complaint_score)?,
+                    observations: audit.map_or(0, |(_, n)| n),
+                    audit_score,
+                    complaints: complaints.len() as i64,
+                    attributable_complaints: complaints.iter().filter(|c| c.attributable()).count()
+                        as i64,
+                    complaint_score,
+                })
             })
             .collect(),
     })

@@ -1,5 +1,6 @@
 //! Pure audit rules: weighted scoring with N/A and the critical rule, SERVQUAL gaps, and fair
-//! staff-behaviour scores.
+//! staff-behaviour scores (audit observations and complaint outcomes).
 
 pub mod scoring;
 pub mod servqual;
+pub mod staff;

@@ -299,6 +299,8 @@ pub async fn create(
         rated_by: String::new(),
         rated_at: None,
         work_order_ids: Vec::new(),
+        standard_codes: Vec::new(),
+        staff_involved: Vec::new(),
         created_at: now,
         created_by: principal.subject().to_string(),
         updated_at: now,

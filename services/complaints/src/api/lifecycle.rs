@@ -31,7 +31,7 @@ async fn load_for_change(
     Ok(loaded)
 }
 
-const UPDATABLE: [&str; 10] = [
+const UPDATABLE: [&str; 12] = [
     "category",
     "subcategory",
     "cause",
@@ -42,6 +42,8 @@ const UPDATABLE: [&str; 10] = [
     "description",
     "root_cause_summary",
     "stay",
+    "standard_codes",
+    "staff_involved",
 ];
 
 pub async fn update(
@@ -164,6 +166,14 @@ pub async fn update(
                 row.stay_phase =
                     optional_enum::<pb::StayPhase>(stay.phase, "complaint.stay.phase", &mut v)
                         .unwrap_or_default() as i16;
+            }
+            "standard_codes" => {
+                row.standard_codes =
+                    crate::rules::codes(&patch.standard_codes, "complaint.standard_codes", &mut v)
+            }
+            "staff_involved" => {
+                row.staff_involved =
+                    crate::rules::codes(&patch.staff_involved, "complaint.staff_involved", &mut v)
             }
             _ => {}
         }

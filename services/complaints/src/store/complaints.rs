@@ -47,6 +47,8 @@ pub struct ComplaintRow {
     pub rated_by: String,
     pub rated_at: Option<DateTime<Utc>>,
     pub work_order_ids: Vec<String>,
+    pub standard_codes: Vec<String>,
+    pub staff_involved: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub updated_at: DateTime<Utc>,
@@ -75,7 +77,7 @@ const COLUMNS: &str = "complaint_id, chain_id, property_id, guest_id, guest_name
     reservation_ref, room, stay_phase, channel, category, subcategory, cause, impact, urgency, description, \
     department, assignee, status, resume_status, guest_tier, tier_checked, repeat_issue, repeat_of, hotspot, \
     reopen_count, waited_on_guest, escalation_level, escalation_count, first_escalated_at, root_cause_summary, \
-    last_reason, csat, nps, rating_comment, rated_by, rated_at, work_order_ids, created_at, created_by, \
+    last_reason, csat, nps, rating_comment, rated_by, rated_at, work_order_ids, standard_codes, staff_involved, created_at, created_by, \
     updated_at, first_response_at, first_resolved_at, resolved_at, closed_at, follow_up_due_at, \
     next_escalation_at, etag";
 
@@ -87,7 +89,7 @@ pub async fn insert(conn: &mut PgConnection, row: &ComplaintRow) -> ApiResult<()
     sqlx::query(&format!(
         "INSERT INTO complaints ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,\
          $19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,$34,$35,$36,$37,$38,$39,$40,$41,$42,$43,$44,\
-         $45,$46,$47,$48,$49)"
+         $45,$46,$47,$48,$49,$50,$51)"
     ))
     .bind(row.complaint_id)
     .bind(&row.chain_id)
@@ -128,6 +130,8 @@ pub async fn insert(conn: &mut PgConnection, row: &ComplaintRow) -> ApiResult<()
     .bind(&row.rated_by)
     .bind(row.rated_at)
     .bind(&row.work_order_ids)
+    .bind(&row.standard_codes)
+    .bind(&row.staff_involved)
     .bind(row.created_at)
     .bind(&row.created_by)
     .bind(row.updated_at)
@@ -153,7 +157,7 @@ pub async fn update(conn: &mut PgConnection, row: &mut ComplaintRow) -> ApiResul
          escalation_count=$20, first_escalated_at=$21, root_cause_summary=$22, last_reason=$23, csat=$24, nps=$25, \
          rating_comment=$26, rated_by=$27, rated_at=$28, work_order_ids=$29, updated_at=$30, first_response_at=$31, \
          first_resolved_at=$32, resolved_at=$33, closed_at=$34, follow_up_due_at=$35, next_escalation_at=$36, \
-         etag=$37 WHERE complaint_id=$1",
+         etag=$37, standard_codes=$38, staff_involved=$39 WHERE complaint_id=$1",
     )
     .bind(row.complaint_id)
     .bind(&row.reservation_ref)
@@ -192,6 +196,8 @@ pub async fn update(conn: &mut PgConnection, row: &mut ComplaintRow) -> ApiResul
     .bind(row.follow_up_due_at)
     .bind(row.next_escalation_at)
     .bind(row.etag)
+    .bind(&row.standard_codes)
+    .bind(&row.staff_involved)
     .execute(conn)
     .await?;
     Ok(())

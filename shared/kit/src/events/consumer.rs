@@ -27,6 +27,16 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ApiError>> + Send + 'a;
 }
 
+/// The event's payload as message `M`; a missing or undecodable payload is a permanent error
+/// (the consumer records the event as a dead letter).
+pub fn decode_payload<M: prost::Message + Default>(event: &Event) -> Result<M, ApiError> {
+    let payload = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("payload", "missing"))?;
+    M::decode(payload.value.as_slice()).map_err(|e| ApiError::invalid("payload", e.to_string()))
+}
+
 /// What happened to one delivered event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -13,6 +13,6 @@ mod consumer;
 mod feed;
 mod outbox;
 
-pub use consumer::{Consumer, EventHandler, Outcome};
+pub use consumer::{decode_payload, Consumer, EventHandler, Outcome};
 pub use feed::EventFeedService;
 pub use outbox::{append, EventLog, NewEvent};
