@@ -142,6 +142,7 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
                 template_id: v1.template_id.clone(),
                 cadence: pb::Cadence::Monthly as i32,
                 audits_per_period: 2,
+                ..Default::default()
             }),
         })
         .await?
@@ -355,6 +356,7 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
                 template_id: template.template_id.clone(),
                 cadence: pb::Cadence::Quarterly as i32,
                 audits_per_period: 1,
+                ..Default::default()
             }),
         })
         .await?;
@@ -594,5 +596,144 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
         .err()
         .map(|s| s.code());
     assert_eq!(refused, Some(Code::PermissionDenied));
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<()> {
+    use chrono::Datelike;
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    client
+        .create_standard(standard(
+            "bathroom_clean",
+            pb::StandardKind::HardBinary,
+            pb::Dimension::Tangibles,
+        ))
+        .await?;
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Room".into(),
+            sections: vec![pb::TemplateSection {
+                name: "bathroom".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "bathroom_clean".into(),
+                    weight: 1.0,
+                    critical: false,
+                }],
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 80.0,
+        })
+        .await?
+        .into_inner();
+    let rooms: Vec<String> = (101..=110).map(|r| r.to_string()).collect();
+    let program = |rooms: Vec<String>, percent: i32, per_period: i32, kind: pb::ProgramKind| {
+        pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                property_id: "vienna".into(),
+                kind: kind as i32,
+                template_id: template.template_id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: per_period,
+                rooms,
+                rooms_percent: percent,
+                ..Default::default()
+            }),
+        }
+    };
+
+    // Bad programs name the field and create nothing.
+    let mut twice = rooms.clone();
+    twice.push("105".into());
+    for (request, field) in [
+        (
+            program(Vec::new(), 25, 0, pb::ProgramKind::RoomInspection),
+            "program.rooms",
+        ),
+        (
+            program(rooms.clone(), 0, 0, pb::ProgramKind::RoomInspection),
+            "program.rooms_percent",
+        ),
+        (
+            program(twice, 25, 0, pb::ProgramKind::RoomInspection),
+            "program.rooms[10]",
+        ),
+        (
+            program(rooms.clone(), 25, 5, pb::ProgramKind::RoomInspection),
+            "program.audits_per_period",
+        ),
+        (
+            program(rooms.clone(), 25, 2, pb::ProgramKind::Internal),
+            "program.rooms",
+        ),
+    ] {
+        let refused = client.create_program(request).await.expect_err(field);
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().contains(field),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+    let pool = service.database.admin_pool().await?;
+    let programs: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.programs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(programs, 0);
+
+    // 25 % of 10 rooms is 3 a month; three months walk through nine different rooms.
+    let created = client
+        .create_program(program(
+            rooms.clone(),
+            25,
+            0,
+            pb::ProgramKind::RoomInspection,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(created.audits_per_period, 3);
+    let today = chrono::Utc::now().date_naive();
+    let first = chrono::NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
+        .ok_or_else(|| anyhow::anyhow!("date"))?;
+    let third_month = first + chrono::Months::new(2);
+    let until = chrono::TimeZone::from_utc_datetime(
+        &chrono::Utc,
+        &third_month.and_hms_opt(12, 0, 0).unwrap_or_default(),
+    );
+    let request = pb::ScheduleAuditsRequest {
+        property_id: "vienna".into(),
+        until: Some(guestloop_kit::time::to_timestamp(until)),
+    };
+    let scheduled = client.schedule_audits(request.clone()).await?.into_inner();
+    assert_eq!(scheduled.created, 9);
+    let again = client.schedule_audits(request).await?.into_inner();
+    assert_eq!((again.created, again.already_scheduled), (0, 9));
+    let assigned: Vec<(String, String)> = sqlx::query_as(
+        "SELECT period, room FROM audit.audits WHERE program_id = $1::uuid ORDER BY period, slot",
+    )
+    .bind(&created.program_id)
+    .fetch_all(&pool)
+    .await?;
+    let rooms_in_order: Vec<&str> = assigned.iter().map(|(_, room)| room.as_str()).collect();
+    assert_eq!(
+        rooms_in_order,
+        ["101", "102", "103", "104", "105", "106", "107", "108", "109"]
+    );
+    let audit_id: String = sqlx::query_scalar(
+        "SELECT audit_id::text FROM audit.audits WHERE program_id = $1::uuid AND room = '104'",
+    )
+    .bind(&created.program_id)
+    .fetch_one(&pool)
+    .await?;
+    let audit = client
+        .get_audit(pb::GetAuditRequest { audit_id })
+        .await?
+        .into_inner();
+    assert_eq!(audit.room, "104");
     service.shutdown().await
 }

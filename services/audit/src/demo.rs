@@ -173,6 +173,26 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
             .bind(chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1).unwrap_or(start))
             .execute(&mut *tx)
             .await?;
+        // A room-inspection program from this month: a quarter of the rooms each month.
+        let rooms: Vec<String> = (0..property.rooms)
+            .map(|i| format!("{}{:02}", i / 30 + 1, i % 30 + 1))
+            .collect();
+        let this_month = now.date_naive();
+        sqlx::query(
+            "INSERT INTO programs (program_id, property_id, kind, template_id, cadence, audits_per_period, starts_on, rooms, rooms_percent) \
+             VALUES ($1, $2, 4, $3, 1, $4, $5, $6, 25)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(property.property_id)
+        .bind(template)
+        .bind(i32::try_from(crate::domain::rooms::audits_per_period(rooms.len(), 25)).unwrap_or(1))
+        .bind(
+            chrono::NaiveDate::from_ymd_opt(this_month.year(), this_month.month(), 1)
+                .unwrap_or(this_month),
+        )
+        .bind(&rooms)
+        .execute(&mut *tx)
+        .await?;
         let mut previous: Option<f64> = None;
         for month in 0..12 {
             let first = chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1)

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::library::{standards_for, template};
 use super::Api;
+use crate::domain::rooms;
 use crate::domain::scoring::{score, CriticalRule, Item, Outcome};
 
 fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
@@ -35,11 +36,22 @@ pub async fn create_program(
     if !matches!(pb::Cadence::try_from(program.cadence), Ok(c) if c != pb::Cadence::Unspecified) {
         v.push(FieldViolation::new("program.cadence", "is required"));
     }
-    if !(1..=500).contains(&program.audits_per_period) {
-        v.push(FieldViolation::new(
-            "program.audits_per_period",
-            "must be between 1 and 500",
-        ));
+    let mut program = program;
+    if program.kind == pb::ProgramKind::RoomInspection as i32 {
+        room_program(&mut program, &mut v);
+    } else {
+        if !program.rooms.is_empty() || program.rooms_percent != 0 {
+            v.push(FieldViolation::new(
+                "program.rooms",
+                "rooms and rooms_percent are for room-inspection programs only",
+            ));
+        }
+        if !(1..=500).contains(&program.audits_per_period) {
+            v.push(FieldViolation::new(
+                "program.audits_per_period",
+                "must be between 1 and 500",
+            ));
+        }
     }
     let template_id = parse_id(&program.template_id, "program.template_id")?;
     if !v.is_empty() {
@@ -51,7 +63,8 @@ pub async fn create_program(
     let id = Uuid::now_v7();
     let today = Utc::now().date_naive();
     sqlx::query(
-        "INSERT INTO programs (program_id, property_id, kind, template_id, cadence, audits_per_period, starts_on) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        "INSERT INTO programs (program_id, property_id, kind, template_id, cadence, audits_per_period, starts_on, rooms, rooms_percent) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
     )
     .bind(id)
     .bind(&program.property_id)
@@ -60,12 +73,61 @@ pub async fn create_program(
     .bind(program.cadence as i16)
     .bind(program.audits_per_period)
     .bind(NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap_or(today))
+    .bind(&program.rooms)
+    .bind(program.rooms_percent)
     .execute(&mut *conn)
     .await?;
     Ok(pb::Program {
         program_id: id.to_string(),
         ..program
     })
+}
+
+/// Checks a room-inspection program's rooms and share, and fills in its audits per period.
+fn room_program(program: &mut pb::Program, v: &mut Vec<FieldViolation>) {
+    let mut seen = std::collections::BTreeSet::new();
+    if program.rooms.is_empty() || program.rooms.len() > rooms::MAX_ROOMS {
+        v.push(FieldViolation::new(
+            "program.rooms",
+            format!("list the rooms to cover (1 to {})", rooms::MAX_ROOMS),
+        ));
+    }
+    for (i, room) in program.rooms.iter().enumerate() {
+        if room.trim().is_empty() || room.len() > 32 {
+            v.push(FieldViolation::new(
+                format!("program.rooms[{i}]"),
+                "must be a room number of 1–32 characters",
+            ));
+        } else if !seen.insert(room.as_str()) {
+            v.push(FieldViolation::new(
+                format!("program.rooms[{i}]"),
+                format!("room {room} is listed twice"),
+            ));
+        }
+    }
+    if !(1..=100).contains(&program.rooms_percent) {
+        v.push(FieldViolation::new(
+            "program.rooms_percent",
+            "must be between 1 and 100",
+        ));
+        return;
+    }
+    let per_period = rooms::audits_per_period(
+        program.rooms.len(),
+        u32::try_from(program.rooms_percent).unwrap_or(0),
+    );
+    let per_period = i32::try_from(per_period).unwrap_or(i32::MAX);
+    if program.audits_per_period != 0 && program.audits_per_period != per_period {
+        v.push(FieldViolation::new(
+            "program.audits_per_period",
+            format!(
+                "{} % of {} rooms is {per_period} inspections a period; leave it 0 or give {per_period}",
+                program.rooms_percent,
+                program.rooms.len()
+            ),
+        ));
+    }
+    program.audits_per_period = per_period;
 }
 
 /// Periods from `start` through `until`: ("2026-11", last instant) or ("2026-Q4", last instant).
@@ -122,20 +184,28 @@ pub async fn schedule(
     principal.require_property(&request.property_id)?;
     let until = required_timestamp("until", request.until.as_ref())?;
     let mut tx = api.context.pool.begin().await?;
-    let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate)> = sqlx::query_as(
-        "SELECT program_id, template_id, cadence, audits_per_period, starts_on FROM programs WHERE property_id = $1",
+    let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate, Vec<String>)> = sqlx::query_as(
+        "SELECT program_id, template_id, cadence, audits_per_period, starts_on, rooms FROM programs WHERE property_id = $1",
     )
     .bind(&request.property_id)
     .fetch_all(&mut *tx)
     .await?;
     let mut response = pb::ScheduleAuditsResponse::default();
-    for (program_id, template_id, cadence, per_period, starts_on) in programs {
+    for (program_id, template_id, cadence, per_period, starts_on, program_rooms) in programs {
         let version = template(&mut tx, template_id, None).await?.version;
-        for (period, due) in periods(starts_on, until, cadence == pb::Cadence::Quarterly as i16) {
+        let all_periods = periods(starts_on, until, cadence == pb::Cadence::Quarterly as i16);
+        for (index, (period, due)) in all_periods.into_iter().enumerate() {
             for slot in 1..=per_period {
+                let room = rooms::room_for(
+                    &program_rooms,
+                    index,
+                    usize::try_from(slot).unwrap_or(0),
+                    usize::try_from(per_period).unwrap_or(0),
+                )
+                .unwrap_or_default();
                 let inserted = sqlx::query(
-                    "INSERT INTO audits (audit_id, program_id, property_id, template_id, template_version, period, slot, due_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (program_id, period, slot) DO NOTHING",
+                    "INSERT INTO audits (audit_id, program_id, property_id, template_id, template_version, period, slot, due_at, room) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (program_id, period, slot) DO NOTHING",
                 )
                 .bind(Uuid::now_v7())
                 .bind(program_id)
@@ -145,6 +215,7 @@ pub async fn schedule(
                 .bind(&period)
                 .bind(slot)
                 .bind(due)
+                .bind(room)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -174,9 +245,10 @@ struct AuditRow {
     auditor_id: String,
     result: Option<Vec<u8>>,
     submitted_at: Option<DateTime<Utc>>,
+    room: String,
 }
 
-const AUDIT_COLUMNS: &str = "audit_id, program_id, property_id, template_id, template_version, period, slot, due_at, status, auditor_id, result, submitted_at";
+const AUDIT_COLUMNS: &str = "audit_id, program_id, property_id, template_id, template_version, period, slot, due_at, status, auditor_id, result, submitted_at, room";
 
 fn audit_to_proto(row: &AuditRow) -> pb::Audit {
     let stored = row
@@ -195,6 +267,7 @@ fn audit_to_proto(row: &AuditRow) -> pb::Audit {
         status: row.status.clone(),
         auditor_id: row.auditor_id.clone(),
         submit_time: row.submitted_at.map(to_timestamp),
+        room: row.room.clone(),
         ..stored
     }
 }
