@@ -130,6 +130,7 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
             sections: sections(1.0),
             critical_rule: pb::CriticalRule::FailAudit as i32,
             pass_threshold: 80.0,
+            touchpoint_weighted: false,
         })
         .await?
         .into_inner();
@@ -164,6 +165,7 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
             sections: sections(3.0),
             critical_rule: pb::CriticalRule::FailAudit as i32,
             pass_threshold: 80.0,
+            touchpoint_weighted: false,
         })
         .await?
         .into_inner();
@@ -344,6 +346,7 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
             }],
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 70.0,
+            touchpoint_weighted: false,
         })
         .await?
         .into_inner();
@@ -628,6 +631,7 @@ async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<
             }],
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
+            touchpoint_weighted: false,
         })
         .await?
         .into_inner();
@@ -735,5 +739,179 @@ async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<
         .await?
         .into_inner();
     assert_eq!(audit.room, "104");
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    let rating = |touchpoint: &str, importance: i32| pb::TouchpointRating {
+        touchpoint: touchpoint.into(),
+        importance,
+    };
+    // Twelve guests: arrival matters most (5), the minibar least (1); two mention the spa.
+    for n in 0..12 {
+        let mut ratings = vec![rating("Arrival", 5), rating("minibar", 1)];
+        if n < 2 {
+            ratings.push(rating("spa", 4));
+        }
+        let recorded = client
+            .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
+                request_id: format!("survey-{n}"),
+                property_id: "vienna".into(),
+                ratings,
+            })
+            .await?
+            .into_inner();
+        assert!(!recorded.duplicate);
+    }
+    let again = client
+        .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
+            request_id: "survey-0".into(),
+            property_id: "vienna".into(),
+            ratings: vec![rating("minibar", 5)],
+        })
+        .await?
+        .into_inner();
+    assert!(again.duplicate, "a resent survey is recorded once");
+    let refused = client
+        .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
+            request_id: "survey-bad".into(),
+            property_id: "vienna".into(),
+            ratings: vec![rating("arrival", 6), rating("ARRIVAL", 3), rating("", 2)],
+        })
+        .await
+        .expect_err("bad ratings");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    for field in [
+        "ratings[0].importance",
+        "ratings[1].touchpoint",
+        "ratings[2].touchpoint",
+    ] {
+        assert!(
+            refused.message().contains(field),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+
+    let now = chrono::Utc::now();
+    let importance = client
+        .get_touchpoint_importance(pb::GetTouchpointImportanceRequest {
+            property_ids: vec!["vienna".into()],
+            period: Some(TimeRange {
+                start_time: Some(guestloop_kit::time::to_timestamp(
+                    now - chrono::Duration::days(1),
+                )),
+                end_time: Some(guestloop_kit::time::to_timestamp(
+                    now + chrono::Duration::days(1),
+                )),
+            }),
+        })
+        .await?
+        .into_inner();
+    let ranked: Vec<(&str, i64, i32)> = importance
+        .touchpoints
+        .iter()
+        .map(|t| (t.touchpoint.as_str(), t.ratings, t.rank))
+        .collect();
+    assert_eq!(
+        ranked,
+        [("arrival", 12, 1), ("minibar", 12, 2), ("spa", 2, 0)]
+    );
+    let factor = |name: &str| {
+        importance
+            .touchpoints
+            .iter()
+            .find(|t| t.touchpoint == name)
+            .map(|t| t.weight_factor)
+    };
+    assert_eq!(factor("arrival"), Some(5.0 / 3.0));
+    assert_eq!(factor("minibar"), Some(1.0 / 3.0));
+    assert_eq!(factor("spa"), Some(1.0), "too few ratings to move a weight");
+
+    // A touchpoint-weighted template: the greeting (arrival) passes, the minibar fails. Equal
+    // item weights would score 50; weighted by importance the audit scores 5/6.
+    for (code, touchpoint) in [("greet", "arrival"), ("minibar_stocked", "minibar")] {
+        client
+            .create_standard(pb::CreateStandardRequest {
+                standard: Some(pb::Standard {
+                    code: code.into(),
+                    title: code.into(),
+                    touchpoint: touchpoint.into(),
+                    kind: pb::StandardKind::HardBinary as i32,
+                    dimension: pb::Dimension::Reliability as i32,
+                    weight: 1.0,
+                    ..Default::default()
+                }),
+            })
+            .await?;
+    }
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Stay".into(),
+            sections: vec![pb::TemplateSection {
+                name: "stay".into(),
+                items: ["greet", "minibar_stocked"]
+                    .into_iter()
+                    .map(|code| pb::TemplateItem {
+                        standard_code: code.into(),
+                        weight: 1.0,
+                        critical: false,
+                    })
+                    .collect(),
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 80.0,
+            touchpoint_weighted: true,
+        })
+        .await?
+        .into_inner();
+    assert!(template.touchpoint_weighted);
+    client
+        .create_program(pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                property_id: "vienna".into(),
+                kind: pb::ProgramKind::Internal as i32,
+                template_id: template.template_id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: 1,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    scheduled(&mut client).await?;
+    let pool = service.database.admin_pool().await?;
+    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
+        .fetch_one(&pool)
+        .await?;
+    let submitted = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id,
+            answers: vec![
+                answer("greet", pb::AnswerKind::Pass, 0.0, 0, &[]),
+                answer("minibar_stocked", pb::AnswerKind::Fail, 0.0, 0, &[]),
+            ],
+        })
+        .await?
+        .into_inner();
+    let overall = submitted
+        .overall
+        .ok_or_else(|| anyhow::anyhow!("no score"))?;
+    assert!((overall - 100.0 * 5.0 / 6.0).abs() < 1e-9, "{overall}");
+    assert!(submitted.passed);
+    assert_eq!(
+        submitted.touchpoint_factors.get("arrival"),
+        Some(&(5.0 / 3.0))
+    );
+    assert_eq!(
+        submitted.touchpoint_factors.get("minibar"),
+        Some(&(1.0 / 3.0))
+    );
     service.shutdown().await
 }

@@ -193,6 +193,39 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         .bind(&rooms)
         .execute(&mut *tx)
         .await?;
+        // Guests' touchpoint importance: 60 survey responses over the last 90 days.
+        let mut surveys = DemoRandom::new(0x70c4_0000 + index as u64);
+        for response in 0..60u64 {
+            let response_id = Uuid::now_v7();
+            let recorded_at = now - Duration::days(surveys.below(90) as i64);
+            sqlx::query(
+                "INSERT INTO touchpoint_responses (response_id, request_id, property_id, recorded_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(response_id)
+            .bind(format!("demo-{}-{response}", property.property_id))
+            .bind(property.property_id)
+            .bind(recorded_at)
+            .execute(&mut *tx)
+            .await?;
+            for (touchpoint, low, spread) in [
+                ("arrival", 4, 2),
+                ("room", 4, 2),
+                ("phone", 2, 3),
+                ("email", 2, 2),
+                ("lobby", 2, 3),
+            ] {
+                sqlx::query(
+                    "INSERT INTO touchpoint_ratings (response_id, property_id, touchpoint, importance, recorded_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(response_id)
+                .bind(property.property_id)
+                .bind(touchpoint)
+                .bind((low + surveys.below(spread) as i16).min(5))
+                .bind(recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let mut previous: Option<f64> = None;
         for month in 0..12 {
             let first = chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1)

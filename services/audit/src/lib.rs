@@ -76,6 +76,14 @@ pub const POLICIES: &[RpcPolicy] = &[
         "/guestloop.audit.v1.AuditService/GetStandardFailures",
         QUALITY,
     ),
+    row(
+        "/guestloop.audit.v1.AuditService/RecordTouchpointRatings",
+        GUESTS_AND_STAFF,
+    ),
+    row(
+        "/guestloop.audit.v1.AuditService/GetTouchpointImportance",
+        STAFF,
+    ),
 ];
 
 /// The audit service as the kit runs it.

@@ -1,6 +1,8 @@
 //! Programs, the idempotent audit scheduler, auditor assignment (the mystery-guest conflict
 //! rule), submission with scores, findings and comparison, and corrective actions.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::time::{required_timestamp, to_timestamp};
@@ -348,6 +350,12 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
     }
     let template = template(&mut tx, row.template_id, Some(row.template_version)).await?;
     let standards = standards_for(&mut tx, &row.property_id).await?;
+    let factors = if template.touchpoint_weighted {
+        super::touchpoints::factors_for(&mut tx, &row.property_id, Utc::now()).await?
+    } else {
+        BTreeMap::new()
+    };
+    let mut applied: HashMap<String, f64> = HashMap::new();
     let mut v = Vec::new();
     let mut items = Vec::new();
     let mut failed_codes = Vec::new();
@@ -405,10 +413,18 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
             if matches!(outcome, Outcome::Score(x) if x < 0.5) {
                 failed_codes.push(entry.standard_code.clone());
             }
+            let factor = if template.touchpoint_weighted {
+                let touchpoint = standard.touchpoint.trim().to_lowercase();
+                let factor = factors.get(&touchpoint).copied().unwrap_or(1.0);
+                applied.insert(touchpoint, factor);
+                factor
+            } else {
+                1.0
+            };
             items.push(Item {
                 section: s,
                 dimension: (standard.dimension - 1).clamp(0, 4) as usize,
-                weight: entry.weight,
+                weight: entry.weight * factor,
                 critical: entry.critical,
                 outcome,
             });
@@ -467,6 +483,7 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
         passed: scores.passed,
         critical_failed: scores.critical_failed,
         previous_overall: previous.and_then(|(_, o)| o),
+        touchpoint_factors: applied,
         ..Default::default()
     };
     sqlx::query("UPDATE audits SET status = 'submitted', answers = $2, result = $3, overall = $4, passed = $5, submitted_at = $6, auditor_id = CASE WHEN auditor_id = '' THEN $7 ELSE auditor_id END WHERE audit_id = $1")

@@ -153,9 +153,9 @@ pub async fn template(
     .await?;
     let (version, name, sections, critical_rule, pass_threshold) =
         row.ok_or_else(|| ApiError::not_found("template", id.to_string()))?;
-    let sections = pb::PublishTemplateRequest::decode(sections.as_slice())
-        .map_err(|e| ApiError::internal(format!("stored template cannot be decoded: {e}")))?
-        .sections;
+    let stored = pb::PublishTemplateRequest::decode(sections.as_slice())
+        .map_err(|e| ApiError::internal(format!("stored template cannot be decoded: {e}")))?;
+    let (sections, touchpoint_weighted) = (stored.sections, stored.touchpoint_weighted);
     Ok(pb::Template {
         template_id: id.to_string(),
         version,
@@ -163,6 +163,7 @@ pub async fn template(
         sections,
         critical_rule: i32::from(critical_rule),
         pass_threshold,
+        touchpoint_weighted,
     })
 }
 
@@ -220,6 +221,7 @@ pub async fn publish_template(
         sections: request.sections.clone(),
         critical_rule: 0,
         pass_threshold: 0.0,
+        touchpoint_weighted: request.touchpoint_weighted,
     };
     let version: i32 = sqlx::query_scalar(
         "INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold) \
@@ -239,5 +241,6 @@ pub async fn publish_template(
         sections: request.sections,
         critical_rule: rule as i32,
         pass_threshold: request.pass_threshold,
+        touchpoint_weighted: request.touchpoint_weighted,
     })
 }

@@ -5,6 +5,7 @@ mod failures;
 mod kpis;
 mod library;
 mod surveys;
+mod touchpoints;
 
 use guestloop_kit::server::ServiceContext;
 use guestloop_proto::audit::v1 as pb;
@@ -109,5 +110,17 @@ impl AuditService for Api {
         request: Request<pb::GetStandardFailuresRequest>,
     ) -> Reply<pb::StandardFailures> {
         Ok(Response::new(failures::get(self, request).await?))
+    }
+    async fn record_touchpoint_ratings(
+        &self,
+        request: Request<pb::RecordTouchpointRatingsRequest>,
+    ) -> Reply<pb::RecordTouchpointRatingsResponse> {
+        Ok(Response::new(touchpoints::record(self, request).await?))
+    }
+    async fn get_touchpoint_importance(
+        &self,
+        request: Request<pb::GetTouchpointImportanceRequest>,
+    ) -> Reply<pb::TouchpointImportance> {
+        Ok(Response::new(touchpoints::importance(self, request).await?))
     }
 }
