@@ -510,6 +510,52 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
     .bind(now_s)
     .fetch_one(&pool)
     .await?;
+    // Staff bands count every observed staff member of every property once; SERVQUAL sums
+    // equal the answers' sums.
+    let (staff, staff_score_sum): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(s), 0)::float8 FROM (SELECT 100 * avg(score) AS s FROM audit.staff_observations \
+         WHERE property_id = ANY($1) AND observed_at >= $2 AND observed_at < $3 GROUP BY property_id, staff_id) x",
+    )
+    .bind(&properties)
+    .bind(start_s)
+    .bind(now_s)
+    .fetch_one(&pool)
+    .await?;
+    assert!(staff > 0, "demo audits observe staff");
+    assert_eq!(kpis.staff_bands.len(), 5);
+    assert_eq!(kpis.staff_bands.iter().map(|b| b.staff).sum::<i64>(), staff);
+    assert!(
+        (kpis.staff_bands.iter().map(|b| b.score_sum).sum::<f64>() - staff_score_sum).abs() < 1e-6
+    );
+    for band in &kpis.staff_bands {
+        if band.staff > 0 {
+            let mean = band.score_sum / band.staff as f64;
+            assert!(mean >= band.from && mean <= band.to, "{band:?}");
+        }
+    }
+    let (answers, expectations, perceptions): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(a.expectation), 0)::bigint, coalesce(sum(a.perception), 0)::bigint \
+         FROM audit.servqual_answers a JOIN audit.servqual_surveys s USING (survey_id) \
+         WHERE s.property_id = ANY($1) AND s.submitted_at >= $2 AND s.submitted_at < $3",
+    )
+    .bind(&properties)
+    .bind(start_s)
+    .bind(now_s)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(kpis.servqual.len(), 5);
+    assert_eq!(
+        kpis.servqual.iter().map(|d| d.answers).sum::<i64>(),
+        answers
+    );
+    assert_eq!(
+        kpis.servqual.iter().map(|d| d.expectation_sum).sum::<i64>(),
+        expectations
+    );
+    assert_eq!(
+        kpis.servqual.iter().map(|d| d.perception_sum).sum::<i64>(),
+        perceptions
+    );
     assert!(audits > 20, "a year of demo audits: {audits}");
     assert_eq!((total.audits, total.passed), (audits, passed));
     assert!((total.score_sum - score_sum).abs() < 1e-6);

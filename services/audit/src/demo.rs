@@ -1,7 +1,8 @@
 //! Demo data for `guestloop up --demo`: the chain's service standards (grooming, greeting within
 //! three metres, phone answered within three rings, reply within 24 h, warmth, empathy), an
-//! arrival-experience template, a monthly internal program per property and a year of submitted
-//! audits with their scores and findings. Deterministic.
+//! arrival-experience template, a monthly internal program and a room-inspection program per
+//! property, a year of submitted audits with their scores, findings and staff observations,
+//! SERVQUAL surveys and touchpoint-importance ratings. Deterministic.
 
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use guestloop_kit::demo::{DemoRandom, DEMO_PROPERTIES};
@@ -226,6 +227,35 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 .await?;
             }
         }
+        // SERVQUAL: 30 surveys over the last 90 days, all 22 items each.
+        for survey in 0..30u64 {
+            let survey_id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO servqual_surveys (survey_id, property_id, request_id, submitted_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(survey_id)
+            .bind(property.property_id)
+            .bind(format!("demo-servqual-{}-{survey}", property.property_id))
+            .bind(now - Duration::days(surveys.below(90) as i64))
+            .execute(&mut *tx)
+            .await?;
+            let items: Vec<i16> = (1..=22).collect();
+            let expectations: Vec<i16> =
+                items.iter().map(|_| 5 + surveys.below(3) as i16).collect();
+            let perceptions: Vec<i16> = items.iter().map(|_| 4 + surveys.below(4) as i16).collect();
+            sqlx::query(
+                "INSERT INTO servqual_answers (survey_id, item, expectation, perception) \
+                 SELECT $1, * FROM unnest($2::smallint[], $3::smallint[], $4::smallint[])",
+            )
+            .bind(survey_id)
+            .bind(&items)
+            .bind(&expectations)
+            .bind(&perceptions)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Eight staff members per property, observed by the audits.
+        let mut staffing = DemoRandom::new(0x57af_0000 + index as u64);
         let mut previous: Option<f64> = None;
         for month in 0..12 {
             let first = chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1)
@@ -243,6 +273,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 let mut items = Vec::new();
                 let mut answers = Vec::new();
                 let mut failed = Vec::new();
+                let mut observations: Vec<(String, String, f64)> = Vec::new();
                 for (s, section) in sections.iter().enumerate() {
                     for entry in &section.items {
                         let standard = STANDARDS.iter().find(|st| st.0 == entry.standard_code);
@@ -293,6 +324,16 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                         };
                         if matches!(outcome, Outcome::Score(x) if x < 0.5) {
                             failed.push(entry.standard_code.clone());
+                        }
+                        let mut answer = answer;
+                        if let Outcome::Score(x) = outcome {
+                            let staff = format!(
+                                "{}-staff-{:02}",
+                                property.property_id,
+                                staffing.below(8) + 1
+                            );
+                            answer.staff_ids.push(staff.clone());
+                            observations.push((staff, entry.standard_code.clone(), x));
                         }
                         items.push(Item {
                             section: s,
@@ -348,6 +389,20 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 .bind(submitted)
                 .execute(&mut *tx)
                 .await?;
+                for (staff, code, score) in &observations {
+                    sqlx::query(
+                        "INSERT INTO staff_observations (audit_id, staff_id, property_id, standard_code, score, observed_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(audit)
+                    .bind(staff)
+                    .bind(property.property_id)
+                    .bind(code)
+                    .bind(score)
+                    .bind(submitted)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 for code in failed {
                     // Actions are due two weeks after the audit; older ones were done, some late.
                     let closed = submitted < now - Duration::days(30);

@@ -1,6 +1,7 @@
 //! Audit KPIs as counts and sums per property, section, dimension and series bucket: audit score
 //! (sum and count), pass rate, findings and repeats, corrective actions due, done on time and
-//! overdue. Section and dimension scores come from each submitted audit's stored result.
+//! overdue; staff-score bands and SERVQUAL sums per dimension. Section and dimension scores come
+//! from each submitted audit's stored result.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use prost::Message;
 use tonic::Request;
 
 use super::Api;
+use crate::domain::servqual::dimension_of;
+use crate::domain::staff::{band, NamedComplaint, StaffRecord, BANDS};
 
 fn add(into: &mut pb::AuditKpiCounts, from: &pb::AuditKpiCounts) {
     into.audits += from.audits;
@@ -181,13 +184,110 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
     for counts in by_property.values() {
         add(&mut total, counts);
     }
+    let staff_bands = staff_bands(api, &request.property_ids, start, end).await?;
+    let servqual = servqual(api, &request.property_ids, start, end).await?;
     Ok(pb::AuditKpis {
         total: Some(total),
         by_property: buckets(by_property),
         by_section: buckets(by_section),
         by_dimension: buckets(by_dimension),
         series: buckets(series),
+        staff_bands,
+        servqual,
     })
+}
+
+/// Staff scores (per property and staff member, audit observations and complaints) in bands.
+async fn staff_bands(
+    api: &Api,
+    properties: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> ApiResult<Vec<pb::StaffScoreBand>> {
+    let observed: Vec<(String, String, f64, i64)> = sqlx::query_as(
+        "SELECT property_id, staff_id, 100 * avg(score)::float8, count(*) FROM staff_observations \
+         WHERE property_id = ANY($1) AND observed_at >= $2 AND observed_at < $3 GROUP BY 1, 2",
+    )
+    .bind(properties)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let named: Vec<(String, String, i16, bool, Option<i16>)> = sqlx::query_as(
+        "SELECT l.property_id, s.staff_id, l.cause, l.resolved, l.csat \
+         FROM complaint_links l, unnest(l.staff_involved) AS s(staff_id) \
+         WHERE l.property_id = ANY($1) AND l.filed_at >= $2 AND l.filed_at < $3",
+    )
+    .bind(properties)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let mut records: BTreeMap<(String, String), StaffRecord> = BTreeMap::new();
+    for (property, staff, score, observations) in observed {
+        records.entry((property, staff)).or_default().audit = Some((score, observations));
+    }
+    for (property, staff, cause, resolved, csat) in named {
+        records
+            .entry((property, staff))
+            .or_default()
+            .complaints
+            .push(NamedComplaint {
+                cause: i32::from(cause),
+                resolved,
+                csat,
+            });
+    }
+    let mut bands: Vec<pb::StaffScoreBand> = BANDS
+        .iter()
+        .enumerate()
+        .map(|(i, upper)| pb::StaffScoreBand {
+            from: if i == 0 { 0.0 } else { BANDS[i - 1] },
+            to: *upper,
+            staff: 0,
+            score_sum: 0.0,
+        })
+        .collect();
+    for score in records.values().filter_map(StaffRecord::score) {
+        if let Some(entry) = bands.get_mut(band(score)) {
+            entry.staff += 1;
+            entry.score_sum += score;
+        }
+    }
+    Ok(bands)
+}
+
+/// SERVQUAL answer sums per dimension for surveys submitted in the period.
+async fn servqual(
+    api: &Api,
+    properties: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> ApiResult<Vec<pb::ServqualSums>> {
+    let rows: Vec<(i16, i64, i64, i64)> = sqlx::query_as(
+        "SELECT a.item, count(*), sum(a.expectation)::bigint, sum(a.perception)::bigint \
+         FROM servqual_answers a JOIN servqual_surveys s USING (survey_id) \
+         WHERE s.property_id = ANY($1) AND s.submitted_at >= $2 AND s.submitted_at < $3 GROUP BY a.item",
+    )
+    .bind(properties)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&api.context.pool)
+    .await?;
+    let mut sums: Vec<pb::ServqualSums> = (1..=5)
+        .map(|dimension| pb::ServqualSums {
+            dimension,
+            ..Default::default()
+        })
+        .collect();
+    for (item, answers, expectation, perception) in rows {
+        if let Some(entry) = dimension_of(i32::from(item)).and_then(|d| sums.get_mut(d)) {
+            entry.answers += answers;
+            entry.expectation_sum += expectation;
+            entry.perception_sum += perception;
+        }
+    }
+    Ok(sums)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::Api;
 use crate::domain::servqual::{dimension_of, valid_rating};
-use crate::domain::staff::{combined, complaint_score, NamedComplaint};
+use crate::domain::staff::{NamedComplaint, StaffRecord};
 
 pub async fn record(
     api: &Api,
@@ -161,17 +161,15 @@ pub async fn staff_scores(
     .bind(end)
     .fetch_all(&api.context.pool)
     .await?;
-    /// Audit score and observation count, and the complaints naming the staff member.
-    type StaffRecord = (Option<(f64, i64)>, Vec<NamedComplaint>);
     let mut by_staff: BTreeMap<String, StaffRecord> = BTreeMap::new();
     for (staff_id, score, observations) in observed {
-        by_staff.entry(staff_id).or_default().0 = Some((score, observations));
+        by_staff.entry(staff_id).or_default().audit = Some((score, observations));
     }
     for (staff_id, cause, resolved, csat) in named {
         by_staff
             .entry(staff_id)
             .or_default()
-            .1
+            .complaints
             .push(NamedComplaint {
                 cause: i32::from(cause),
                 resolved,
@@ -181,18 +179,15 @@ pub async fn staff_scores(
     Ok(pb::StaffScores {
         scores: by_staff
             .into_iter()
-            .filter_map(|(staff_id, (audit, complaints))| {
-                let audit_score = audit.map(|(score, _)| score);
-                let complaint_score = complaint_score(&complaints);
+            .filter_map(|(staff_id, record)| {
                 Some(pb::StaffScore {
                     staff_id,
-                    score: combined(audit_score, complaint_score)?,
-                    observations: audit.map_or(0, |(_, n)| n),
-                    audit_score,
-                    complaints: complaints.len() as i64,
-                    attributable_complaints: complaints.iter().filter(|c| c.attributable()).count()
-                        as i64,
-                    complaint_score,
+                    score: record.score()?,
+                    observations: record.observations(),
+                    audit_score: record.audit_score(),
+                    complaints: record.complaints.len() as i64,
+                    attributable_complaints: record.attributable(),
+                    complaint_score: record.complaint_score(),
                 })
             })
             .collect(),

@@ -59,6 +59,49 @@ pub fn combined(audit: Option<f64>, complaints: Option<f64>) -> Option<f64> {
     }
 }
 
+/// What is known about one staff member in a period: their audit score and observation count,
+/// and the complaints naming them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaffRecord {
+    pub audit: Option<(f64, i64)>,
+    pub complaints: Vec<NamedComplaint>,
+}
+
+impl StaffRecord {
+    pub fn audit_score(&self) -> Option<f64> {
+        self.audit.map(|(score, _)| score)
+    }
+
+    pub fn observations(&self) -> i64 {
+        self.audit.map_or(0, |(_, n)| n)
+    }
+
+    pub fn complaint_score(&self) -> Option<f64> {
+        complaint_score(&self.complaints)
+    }
+
+    pub fn attributable(&self) -> i64 {
+        self.complaints.iter().filter(|c| c.attributable()).count() as i64
+    }
+
+    /// The combined score, or `None` when nothing counts.
+    pub fn score(&self) -> Option<f64> {
+        combined(self.audit_score(), self.complaint_score())
+    }
+}
+
+/// Upper bounds of the staff-score bands of KPI distributions: [0, 20), [20, 40), [40, 60),
+/// [60, 80), [80, 100].
+pub const BANDS: [f64; 5] = [20.0, 40.0, 60.0, 80.0, 100.0];
+
+/// The band (0–4) a score falls in.
+pub fn band(score: f64) -> usize {
+    BANDS
+        .iter()
+        .position(|upper| score < *upper)
+        .unwrap_or(BANDS.len() - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +134,15 @@ mod tests {
         // Resolved without a rating counts as recovered.
         assert!(complaint(Cause::StaffBehaviour, true, None).recovered());
         assert!(!complaint(Cause::StaffBehaviour, false, Some(5)).recovered());
+    }
+
+    #[test]
+    fn bands_split_scores_in_fifths() {
+        assert_eq!(band(0.0), 0);
+        assert_eq!(band(19.99), 0);
+        assert_eq!(band(20.0), 1);
+        assert_eq!(band(79.9), 3);
+        assert_eq!(band(100.0), 4);
     }
 
     #[test]
