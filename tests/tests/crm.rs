@@ -1321,3 +1321,239 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
     assert_eq!(inverted, Some(Code::InvalidArgument));
     service.shutdown().await
 }
+
+#[tokio::test]
+async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut other_chain = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("chain-other"),
+    )
+    .await?;
+
+    let defaults = admin
+        .get_tier_policy(pb::GetTierPolicyRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        (defaults.new_name.as_str(), defaults.vip_name.as_str()),
+        ("New", "VIP")
+    );
+    assert_eq!(defaults.window, pb::TierWindow::Rolling12Months as i32);
+    assert_eq!(defaults.grace_days, Some(90));
+
+    // A bad programme names every fault and changes nothing.
+    let refused = admin
+        .update_tier_policy(pb::UpdateTierPolicyRequest {
+            policy: Some(pb::TierPolicy {
+                regular_name: "Gold".into(),
+                vip_name: "gold".into(),
+                regular: Some(pb::TierThreshold {
+                    nights: 10,
+                    ..Default::default()
+                }),
+                vip: Some(pb::TierThreshold {
+                    nights: 5,
+                    ..Default::default()
+                }),
+                max_downgrade_steps: 7,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("invalid programme");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    for field in [
+        "policy.vip_name",
+        "policy.vip.nights",
+        "policy.max_downgrade_steps",
+    ] {
+        assert!(
+            refused.message().contains(field),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+    let mut manager = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).properties(&["berlin"]),
+    )
+    .await?;
+    assert_eq!(
+        manager
+            .update_tier_policy(pb::UpdateTierPolicyRequest {
+                policy: Some(defaults.clone()),
+            })
+            .await
+            .expect_err("managers read, chain roles write")
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        admin
+            .get_tier_policy(pb::GetTierPolicyRequest {})
+            .await?
+            .into_inner()
+            .vip_name,
+        "VIP"
+    );
+
+    // The test chain: named tiers, silver on 1,000.00 EUR of spend, gold on 10 nights, judged
+    // by calendar year.
+    let stored = admin
+        .update_tier_policy(pb::UpdateTierPolicyRequest {
+            policy: Some(pb::TierPolicy {
+                new_name: "Member".into(),
+                regular_name: "Silver".into(),
+                vip_name: "Gold".into(),
+                strategic_name: "Ambassador".into(),
+                regular: Some(pb::TierThreshold {
+                    spend_minor_units: 100_000,
+                    ..Default::default()
+                }),
+                vip: Some(pb::TierThreshold {
+                    nights: 10,
+                    ..Default::default()
+                }),
+                spend_currency: "EUR".into(),
+                window: pb::TierWindow::CalendarYear as i32,
+                grace_days: Some(0),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(stored.regular_name, "Silver");
+    assert_eq!(stored.max_downgrade_steps, 1, "unset takes the default");
+    assert!(stored.stamps.is_some());
+
+    let stay =
+        |id: &str, guest: &str, arrival: &str, departure: &str, spend: Option<(&str, i64)>| {
+            pb::Stay {
+                property_id: "berlin".into(),
+                pms_reservation_id: id.into(),
+                guest_id: guest.into(),
+                arrival_date: arrival.into(),
+                departure_date: departure.into(),
+                spend: spend.map(|(currency, minor)| guestloop_proto::common::v1::Money {
+                    currency_code: currency.into(),
+                    minor_units: minor,
+                }),
+                status: pb::StayStatus::CheckedOut as i32,
+                ..Default::default()
+            }
+        };
+    let last_year = create(&mut admin, guest("Ada", "Last", "ada@example.de", "")).await?;
+    let spender = create(&mut admin, guest("Ben", "Spend", "ben@example.de", "")).await?;
+    let pounds = create(&mut admin, guest("Cy", "Pound", "cy@example.de", "")).await?;
+    let elsewhere = create(&mut other_chain, guest("Di", "Else", "di@example.de", "")).await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                // Twelve nights in February 2030: gold for 2030 and, by calendar year, 2031.
+                stay("T1", &last_year.guest_id, "2030-02-01", "2030-02-13", None),
+                // 1,500.00 EUR in January 2031.
+                stay(
+                    "T2",
+                    &spender.guest_id,
+                    "2031-01-10",
+                    "2031-01-11",
+                    Some(("EUR", 150_000)),
+                ),
+                // The same in pounds does not count towards a EUR threshold.
+                stay(
+                    "T3",
+                    &pounds.guest_id,
+                    "2031-01-10",
+                    "2031-01-11",
+                    Some(("GBP", 150_000)),
+                ),
+            ],
+        })
+        .await?;
+    other_chain
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(
+                "O1",
+                &elsewhere.guest_id,
+                "2030-02-01",
+                "2030-02-13",
+                None,
+            )],
+        })
+        .await?;
+
+    let as_of = chrono::NaiveDate::from_ymd_opt(2031, 3, 1)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .map(|t| prost_types::Timestamp {
+            seconds: t.and_utc().timestamp(),
+            nanos: 0,
+        });
+    let evaluated = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of })
+        .await?
+        .into_inner();
+    assert_eq!(
+        evaluated.evaluated, 3,
+        "a chain admin evaluates their own chain"
+    );
+    let tier = |client: &mut Crm, guest_id: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_guest_tier(pb::GetGuestTierRequest { guest_id })
+                .await
+                .map(|t| t.into_inner())
+        }
+    };
+    let ada = tier(&mut admin, last_year.guest_id.clone()).await?;
+    assert_eq!((ada.tier.as_str(), ada.tier_name.as_str()), ("vip", "Gold"));
+    let ben = tier(&mut admin, spender.guest_id.clone()).await?;
+    assert_eq!(
+        (ben.tier.as_str(), ben.tier_name.as_str()),
+        ("regular", "Silver")
+    );
+    let cy = tier(&mut admin, pounds.guest_id.clone()).await?;
+    assert_eq!((cy.tier.as_str(), cy.tier_name.as_str()), ("new", "Member"));
+    let profile = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: spender.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(profile.tier_name, "Silver");
+
+    // The other chain keeps the defaults: the same twelve nights are more than 12 months old.
+    let untouched = tier(&mut other_chain, elsewhere.guest_id.clone()).await?;
+    assert_eq!(
+        (untouched.tier.as_str(), untouched.tier_name.as_str()),
+        ("new", "New")
+    );
+    other_chain
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of })
+        .await?;
+    let still = tier(&mut other_chain, elsewhere.guest_id.clone()).await?;
+    assert_eq!(
+        still.tier, "new",
+        "rolling 12 months ignore stays of early 2030"
+    );
+
+    // A year later Ada's 2030 nights no longer count: down one step to Silver (no grace).
+    let next_year = chrono::NaiveDate::from_ymd_opt(2032, 1, 15)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .map(|t| prost_types::Timestamp {
+            seconds: t.and_utc().timestamp(),
+            nanos: 0,
+        });
+    admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of: next_year })
+        .await?;
+    let ada = tier(&mut admin, last_year.guest_id.clone()).await?;
+    assert_eq!(
+        (ada.tier.as_str(), ada.tier_name.as_str()),
+        ("regular", "Silver")
+    );
+    service.shutdown().await
+}

@@ -132,6 +132,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 Qualifying {
                     nights: nights_total,
                     stays: stay_count as i64,
+                    spend: 0,
                 },
             );
             for _ in 0..random.below(3) {

@@ -148,6 +148,16 @@ pub const POLICIES: &[RpcPolicy] = &[
         ScopeCheck::Chain,
     ),
     row(
+        "/guestloop.crm.v1.CrmService/GetTierPolicy",
+        MANAGERS,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/UpdateTierPolicy",
+        &[Role::ChainQualityManager, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
         "/guestloop.crm.v1.CrmService/SetStrategicTier",
         MANAGERS,
         ScopeCheck::Chain,

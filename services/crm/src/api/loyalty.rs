@@ -12,7 +12,7 @@ use tonic::Request;
 use super::store::load;
 use super::Api;
 use crate::domain::ledger::{apply, inactivity_expired, EntryKind, LedgerError};
-use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, TierPolicy};
+use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
 
 /// Points per night of a checked-out stay, by tier (the earn rule).
 fn earn_per_night(tier: &str) -> i64 {
@@ -271,10 +271,12 @@ pub async fn account(
             .fetch_optional(&mut *conn)
             .await?;
     let (balance, lifetime_earned, last) = row.unwrap_or((0, 0, guest.created_at));
+    let tier_name = super::tier_policy::tier_name(&mut *conn, &guest.chain_id, &guest.tier).await?;
     Ok(pb::LoyaltyAccount {
         guest_id: guest.guest_id,
         balance,
         lifetime_earned,
+        tier_name,
         tier: guest.tier,
         last_activity_time: Some(to_timestamp(last)),
     })
@@ -384,81 +386,136 @@ pub async fn run_expiry(
 #[derive(sqlx::FromRow)]
 struct TierCandidate {
     guest_id: String,
-    chain_id: String,
     tier: String,
     strategic_manual: bool,
     since: DateTime<Utc>,
-    nights: i64,
-    stays: i64,
+    nights_a: i64,
+    stays_a: i64,
+    spend_a: i64,
+    nights_b: i64,
+    stays_b: i64,
+    spend_b: i64,
 }
 
-/// Re-evaluates every guest's tier over the rolling 12 months of checked-out stays.
+/// Re-evaluates tiers under each chain's policy: the caller's chain, or every chain for the
+/// service role (the nightly batch).
 pub async fn evaluate_tiers(
     api: &Api,
     request: Request<pb::EvaluateTiersRequest>,
 ) -> ApiResult<pb::EvaluateTiersResponse> {
+    let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
-    let policy = TierPolicy::default();
-    let since: NaiveDate = (as_of - policy.window).date_naive();
+    let chains: Vec<String> = if principal.role() == Role::Service {
+        sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
+            .fetch_all(&api.context.pool)
+            .await?
+    } else {
+        vec![principal.chain_id().to_string()]
+    };
+    let mut response = pb::EvaluateTiersResponse::default();
+    for chain in chains {
+        evaluate_chain(api, &chain, as_of, &mut response).await?;
+    }
+    api.context.events.wake();
+    Ok(response)
+}
+
+async fn evaluate_chain(
+    api: &Api,
+    chain: &str,
+    as_of: DateTime<Utc>,
+    response: &mut pb::EvaluateTiersResponse,
+) -> ApiResult<()> {
+    let (policy, _) = super::tier_policy::load(&api.context.pool, chain).await?;
+    let periods = policy.window.periods(as_of.date_naive());
+    // Period b is empty for rolling windows.
+    let (a, b) = (
+        periods[0],
+        periods
+            .get(1)
+            .copied()
+            .unwrap_or((periods[0].1, periods[0].1)),
+    );
     let rows: Vec<TierCandidate> = sqlx::query_as(
-        "SELECT g.guest_id, g.chain_id, g.tier, g.strategic_manual, \
+        "SELECT g.guest_id, g.tier, g.strategic_manual, \
                 coalesce((SELECT max(changed_at) FROM tier_history h WHERE h.guest_id = g.guest_id), g.created_at) AS since, \
-                coalesce(sum(s.nights), 0)::bigint AS nights, count(s.*) AS stays \
+                coalesce(sum(s.nights) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3), 0)::bigint AS nights_a, \
+                count(s.*) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3) AS stays_a, \
+                coalesce(sum(s.spend_minor) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3 \
+                    AND s.spend_currency = $6), 0)::bigint AS spend_a, \
+                coalesce(sum(s.nights) FILTER (WHERE s.departure_date > $4 AND s.departure_date <= $5), 0)::bigint AS nights_b, \
+                count(s.*) FILTER (WHERE s.departure_date > $4 AND s.departure_date <= $5) AS stays_b, \
+                coalesce(sum(s.spend_minor) FILTER (WHERE s.departure_date > $4 AND s.departure_date <= $5 \
+                    AND s.spend_currency = $6), 0)::bigint AS spend_b \
          FROM guests g LEFT JOIN stays s ON s.guest_id = g.guest_id AND s.status = 'checked_out' \
-              AND s.departure_date > $1 AND s.departure_date <= $2 \
-         WHERE g.merged_into IS NULL AND NOT g.erased GROUP BY g.guest_id",
+              AND s.departure_date > least($2, $4) AND s.departure_date <= greatest($3, $5) \
+         WHERE g.chain_id = $1 AND g.merged_into IS NULL AND NOT g.erased GROUP BY g.guest_id",
     )
-    .bind(since)
-    .bind(as_of.date_naive())
+    .bind(chain)
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .bind(&policy.spend_currency)
     .fetch_all(&api.context.pool)
     .await?;
-    let mut response = pb::EvaluateTiersResponse::default();
-    for TierCandidate {
-        guest_id,
-        chain_id,
-        tier,
-        strategic_manual: manual,
-        since,
-        nights,
-        stays,
-    } in rows
-    {
+    for row in rows {
         response.evaluated += 1;
-        let current = Tier::parse(&tier).unwrap_or(Tier::New);
+        let current = Tier::parse(&row.tier).unwrap_or(Tier::New);
+        let activity = [
+            Qualifying {
+                nights: row.nights_a,
+                stays: row.stays_a,
+                spend: row.spend_a,
+            },
+            Qualifying {
+                nights: row.nights_b,
+                stays: row.stays_b,
+                spend: row.spend_b,
+            },
+        ];
         let next = evaluate(
             &policy,
             Standing {
                 tier: current,
-                since,
-                strategic_manual: manual,
+                since: row.since,
+                strategic_manual: row.strategic_manual,
             },
-            Qualifying { nights, stays },
+            &activity,
             as_of,
         );
         if next == current {
             continue;
         }
         let mut tx = api.context.pool.begin().await?;
-        let reason = format!("{nights} nights, {stays} stays in 12 months");
+        let reason = match policy.window {
+            Window::Rolling12Months => format!(
+                "{} nights, {} stays, spend {} in 12 months",
+                row.nights_a, row.stays_a, row.spend_a
+            ),
+            Window::CalendarYear => format!(
+                "{} nights, {} stays, spend {} this year; {} nights, {} stays, spend {} last year",
+                row.nights_a, row.stays_a, row.spend_a, row.nights_b, row.stays_b, row.spend_b
+            ),
+        };
         crate::tiers::record_change(
             &mut tx,
-            &guest_id,
-            &chain_id,
+            &row.guest_id,
+            chain,
             current.as_str(),
             next.as_str(),
             &reason,
         )
         .await?;
         sqlx::query("UPDATE guests SET tier = $2, updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1")
-            .bind(&guest_id)
+            .bind(&row.guest_id)
             .bind(next.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         response.changed += 1;
     }
-    api.context.events.wake();
-    Ok(response)
+    Ok(())
 }
 
 fn stay_status(status: i32) -> Option<&'static str> {

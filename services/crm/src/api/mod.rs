@@ -6,6 +6,7 @@ mod kpis;
 mod loyalty;
 mod privacy;
 mod store;
+mod tier_policy;
 mod value;
 
 use guestloop_kit::server::ServiceContext;
@@ -172,6 +173,18 @@ impl CrmService for Api {
     }
     async fn get_crm_kpis(&self, request: Request<pb::GetCrmKpisRequest>) -> Reply<pb::CrmKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
+    }
+    async fn get_tier_policy(
+        &self,
+        request: Request<pb::GetTierPolicyRequest>,
+    ) -> Reply<pb::TierPolicy> {
+        Ok(Response::new(tier_policy::get(self, request).await?))
+    }
+    async fn update_tier_policy(
+        &self,
+        request: Request<pb::UpdateTierPolicyRequest>,
+    ) -> Reply<pb::TierPolicy> {
+        Ok(Response::new(tier_policy::update(self, request).await?))
     }
     async fn get_occupancy(
         &self,

@@ -138,6 +138,7 @@ pub async fn to_proto(
             .bind(&row.guest_id)
             .fetch_optional(&mut *conn)
             .await?;
+    let tier_name = super::tier_policy::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
     let to_pref = |p: &PreferenceRow| pb::Preference {
         preference_id: p.preference_id.to_string(),
         group: p.grp.clone(),
@@ -148,6 +149,7 @@ pub async fn to_proto(
         record_time: Some(to_timestamp(p.recorded_at)),
     };
     Ok(pb::Guest {
+        tier_name,
         guest_id: row.guest_id.clone(),
         chain_id: row.chain_id.clone(),
         given_name: row.given_name.clone(),

@@ -1,9 +1,10 @@
-//! Loyalty tiers: `new` → `regular` → `vip` on qualifying nights or stays over the evaluation
-//! window; `strategic` only by hand. A guest keeps a tier through a grace period after reaching
-//! it, and then falls at most `max_downgrade_steps` per evaluation (as Bonvoy and Honors soften
-//! downgrades).
+//! Loyalty tiers: `new` → `regular` → `vip` on qualifying nights, stays or spend over the
+//! evaluation window (rolling 12 months, or the calendar year so far or the whole previous one);
+//! `strategic` only by hand. A guest keeps a tier through a grace period after reaching it, and
+//! then falls at most `max_downgrade_steps` per evaluation (as Bonvoy and Honors soften
+//! downgrades). Each chain configures names, thresholds, window, grace and the step limit.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
@@ -43,19 +44,58 @@ impl Tier {
     }
 }
 
-/// Nights or stays that qualify for a tier (either suffices).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Nights, stays or spend that qualify for a tier (any one suffices; 0 leaves a measure out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Threshold {
     pub nights: i64,
     pub stays: i64,
+    /// Minor units of the policy's spend currency.
+    pub spend: i64,
 }
 
+impl Threshold {
+    pub fn is_empty(&self) -> bool {
+        self.nights <= 0 && self.stays <= 0 && self.spend <= 0
+    }
+}
+
+/// Which activity counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The 365 days up to the evaluation.
+    Rolling12Months,
+    /// The calendar year so far, or the whole previous year, whichever earns more.
+    CalendarYear,
+}
+
+impl Window {
+    /// Half-open date ranges `(after, through]` of departure dates whose stays count, one per
+    /// period that can earn a tier on its own.
+    pub fn periods(self, as_of: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+        match self {
+            Window::Rolling12Months => vec![(as_of - Duration::days(365), as_of)],
+            Window::CalendarYear => {
+                let end_of_last_year =
+                    NaiveDate::from_ymd_opt(as_of.year() - 1, 12, 31).unwrap_or(as_of);
+                let end_of_year_before =
+                    NaiveDate::from_ymd_opt(as_of.year() - 2, 12, 31).unwrap_or(as_of);
+                vec![
+                    (end_of_last_year, as_of),
+                    (end_of_year_before, end_of_last_year),
+                ]
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierPolicy {
+    /// Display names of new, regular, vip and strategic.
+    pub names: [String; 4],
     pub regular: Threshold,
     pub vip: Threshold,
-    /// Length of the qualifying window (rolling).
-    pub window: Duration,
+    pub spend_currency: String,
+    pub window: Window,
     pub grace: Duration,
     pub max_downgrade_steps: u8,
 }
@@ -63,30 +103,114 @@ pub struct TierPolicy {
 impl Default for TierPolicy {
     fn default() -> Self {
         Self {
+            names: ["New", "Regular", "VIP", "Strategic"].map(String::from),
             regular: Threshold {
                 nights: 5,
                 stays: 3,
+                spend: 0,
             },
             vip: Threshold {
                 nights: 25,
                 stays: 10,
+                spend: 0,
             },
-            window: Duration::days(365),
+            spend_currency: String::new(),
+            window: Window::Rolling12Months,
             grace: Duration::days(90),
             max_downgrade_steps: 1,
         }
     }
 }
 
-/// Activity within the qualifying window.
+impl TierPolicy {
+    pub fn name(&self, tier: Tier) -> &str {
+        &self.names[tier.step() as usize]
+    }
+
+    /// Field-by-field faults: (field, why).
+    pub fn faults(&self) -> Vec<(String, String)> {
+        let mut faults = Vec::new();
+        let fields = ["new_name", "regular_name", "vip_name", "strategic_name"];
+        for (field, name) in fields.iter().zip(&self.names) {
+            if name.trim().is_empty() || name.chars().count() > 40 {
+                faults.push((format!("policy.{field}"), "must be 1–40 characters".into()));
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (field, name) in fields.iter().zip(&self.names) {
+            let key = name.trim().to_lowercase();
+            if !key.is_empty() && seen.contains(&key) {
+                faults.push((
+                    format!("policy.{field}"),
+                    format!("`{}` names two tiers", name.trim()),
+                ));
+            }
+            seen.push(key);
+        }
+        for (field, t) in [("regular", self.regular), ("vip", self.vip)] {
+            if t.nights < 0 || t.stays < 0 || t.spend < 0 {
+                faults.push((
+                    format!("policy.{field}"),
+                    "measures cannot be negative".into(),
+                ));
+            } else if t.is_empty() {
+                faults.push((
+                    format!("policy.{field}"),
+                    "set at least one of nights, stays or spend_minor_units".into(),
+                ));
+            }
+        }
+        // VIP must not be easier than regular on any measure both use.
+        for (measure, r, v) in [
+            ("nights", self.regular.nights, self.vip.nights),
+            ("stays", self.regular.stays, self.vip.stays),
+            ("spend_minor_units", self.regular.spend, self.vip.spend),
+        ] {
+            if r > 0 && v > 0 && v < r {
+                faults.push((
+                    format!("policy.vip.{measure}"),
+                    format!("must be at least the regular threshold ({r})"),
+                ));
+            }
+        }
+        let uses_spend = self.regular.spend > 0 || self.vip.spend > 0;
+        let currency_ok = self.spend_currency.len() == 3
+            && self.spend_currency.chars().all(|c| c.is_ascii_uppercase());
+        if uses_spend && !currency_ok {
+            faults.push((
+                "policy.spend_currency".into(),
+                "a three-letter ISO 4217 code is needed for spend thresholds".into(),
+            ));
+        }
+        if !(0..=730).contains(&self.grace.num_days()) {
+            faults.push((
+                "policy.grace_days".into(),
+                "must be between 0 and 730".into(),
+            ));
+        }
+        if !(1..=3).contains(&self.max_downgrade_steps) {
+            faults.push((
+                "policy.max_downgrade_steps".into(),
+                "must be between 1 and 3".into(),
+            ));
+        }
+        faults
+    }
+}
+
+/// Activity within one qualifying period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Qualifying {
     pub nights: i64,
     pub stays: i64,
+    /// Minor units of the policy's spend currency.
+    pub spend: i64,
 }
 
 fn meets(q: Qualifying, t: Threshold) -> bool {
-    q.nights >= t.nights || q.stays >= t.stays
+    (t.nights > 0 && q.nights >= t.nights)
+        || (t.stays > 0 && q.stays >= t.stays)
+        || (t.spend > 0 && q.spend >= t.spend)
 }
 
 /// The tier the activity alone earns.
@@ -108,11 +232,12 @@ pub struct Standing {
     pub strategic_manual: bool,
 }
 
-/// The tier after an evaluation at `as_of`.
+/// The tier after an evaluation at `as_of`, given the activity of each of the window's periods
+/// (the best period counts).
 pub fn evaluate(
     policy: &TierPolicy,
     standing: Standing,
-    q: Qualifying,
+    periods: &[Qualifying],
     as_of: DateTime<Utc>,
 ) -> Tier {
     if standing.strategic_manual {
@@ -120,7 +245,11 @@ pub fn evaluate(
     }
     // Strategic is never automatic: without the manual flag it counts as VIP.
     let current = standing.tier.min(Tier::Vip);
-    let earned = qualified(policy, q);
+    let earned = periods
+        .iter()
+        .map(|q| qualified(policy, *q))
+        .max()
+        .unwrap_or(Tier::New);
     if earned >= current {
         return earned;
     }
@@ -150,7 +279,7 @@ mod tests {
             strategic_manual: false,
         };
         assert_eq!(
-            evaluate(&policy, fresh, Qualifying::default(), now),
+            evaluate(&policy, fresh, &[Qualifying::default()], now),
             Tier::Vip,
             "in grace"
         );
@@ -159,7 +288,7 @@ mod tests {
             ..fresh
         };
         assert_eq!(
-            evaluate(&policy, old, Qualifying::default(), now),
+            evaluate(&policy, old, &[Qualifying::default()], now),
             Tier::Regular,
             "one step down"
         );
@@ -171,10 +300,10 @@ mod tests {
             evaluate(
                 &policy,
                 new,
-                Qualifying {
+                &[Qualifying {
                     nights: 30,
-                    stays: 0
-                },
+                    ..Default::default()
+                }],
                 now
             ),
             Tier::Vip
@@ -183,10 +312,10 @@ mod tests {
             evaluate(
                 &policy,
                 new,
-                Qualifying {
-                    nights: 0,
-                    stays: 3
-                },
+                &[Qualifying {
+                    stays: 3,
+                    ..Default::default()
+                }],
                 now
             ),
             Tier::Regular
@@ -200,8 +329,8 @@ mod tests {
             let policy = TierPolicy { max_downgrade_steps: steps, ..TierPolicy::default() };
             let now = Utc::now();
             let standing = Standing { tier: tier(current), since: now - Duration::days(age), strategic_manual: manual };
-            let q = Qualifying { nights, stays };
-            let got = evaluate(&policy, standing, q, now);
+            let q = Qualifying { nights, stays, spend: 0 };
+            let got = evaluate(&policy, standing, &[q], now);
 
             let reference = if manual {
                 Tier::Strategic
@@ -219,5 +348,166 @@ mod tests {
                 prop_assert!(tier(current).min(Tier::Vip).step() - got.step().min(tier(current).min(Tier::Vip).step()) <= steps);
             }
         }
+    }
+
+    proptest! {
+        /// Any chain's thresholds, over one or two periods, against a reference: a measure set
+        /// to 0 never qualifies, any other reached measure does, and the better period counts.
+        #[test]
+        fn chain_thresholds_match_the_reference(
+            regular in (0i64..10, 0i64..5, 0i64..1000),
+            vip_extra in (0i64..20, 0i64..10, 0i64..2000),
+            a in (0i64..40, 0i64..15, 0i64..4000),
+            b in (0i64..40, 0i64..15, 0i64..4000),
+        ) {
+            let regular_t = Threshold { nights: regular.0, stays: regular.1, spend: regular.2 };
+            let vip_t = Threshold {
+                nights: if regular.0 > 0 { regular.0 + vip_extra.0 } else { vip_extra.0 },
+                stays: if regular.1 > 0 { regular.1 + vip_extra.1 } else { vip_extra.1 },
+                spend: if regular.2 > 0 { regular.2 + vip_extra.2 } else { vip_extra.2 },
+            };
+            prop_assume!(!regular_t.is_empty() && !vip_t.is_empty());
+            let policy = TierPolicy { regular: regular_t, vip: vip_t, spend_currency: "EUR".into(), ..TierPolicy::default() };
+            prop_assert!(policy.faults().is_empty(), "{:?}", policy.faults());
+            let reference = |q: (i64, i64, i64)| {
+                let reach = |t: (i64, i64, i64)| (t.0 > 0 && q.0 >= t.0) || (t.1 > 0 && q.1 >= t.1) || (t.2 > 0 && q.2 >= t.2);
+                if reach((vip_t.nights, vip_t.stays, vip_t.spend)) { 2 }
+                else if reach((regular_t.nights, regular_t.stays, regular_t.spend)) { 1 }
+                else { 0 }
+            };
+            let new_guest = Standing { tier: Tier::New, since: Utc::now(), strategic_manual: false };
+            let qa = Qualifying { nights: a.0, stays: a.1, spend: a.2 };
+            let qb = Qualifying { nights: b.0, stays: b.1, spend: b.2 };
+            let got = evaluate(&policy, new_guest, &[qa, qb], Utc::now());
+            prop_assert_eq!(got, tier(reference(a).max(reference(b))));
+        }
+    }
+
+    #[test]
+    fn spend_qualifies_when_the_chain_counts_it() {
+        let policy = TierPolicy {
+            vip: Threshold {
+                nights: 25,
+                stays: 0,
+                spend: 500_000,
+            },
+            spend_currency: "EUR".into(),
+            ..TierPolicy::default()
+        };
+        let big_spender = Qualifying {
+            nights: 2,
+            stays: 1,
+            spend: 600_000,
+        };
+        assert_eq!(qualified(&policy, big_spender), Tier::Vip);
+        assert_eq!(
+            qualified(&TierPolicy::default(), big_spender),
+            Tier::New,
+            "the default programme does not count spend"
+        );
+        let no_stays = TierPolicy {
+            regular: Threshold {
+                nights: 5,
+                stays: 0,
+                spend: 0,
+            },
+            ..TierPolicy::default()
+        };
+        assert_eq!(
+            qualified(
+                &no_stays,
+                Qualifying {
+                    stays: 0,
+                    ..Default::default()
+                }
+            ),
+            Tier::New,
+            "a measure set to 0 is left out, not met by zero activity"
+        );
+    }
+
+    #[test]
+    fn calendar_years_keep_last_years_tier_through_this_year() {
+        let as_of = NaiveDate::from_ymd_opt(2026, 3, 15).expect("date");
+        let periods = Window::CalendarYear.periods(as_of);
+        assert_eq!(
+            periods,
+            vec![
+                (NaiveDate::from_ymd_opt(2025, 12, 31).expect("d"), as_of),
+                (
+                    NaiveDate::from_ymd_opt(2024, 12, 31).expect("d"),
+                    NaiveDate::from_ymd_opt(2025, 12, 31).expect("d")
+                ),
+            ]
+        );
+        let policy = TierPolicy {
+            window: Window::CalendarYear,
+            ..TierPolicy::default()
+        };
+        let vip_last_year = Qualifying {
+            nights: 30,
+            ..Default::default()
+        };
+        let standing = Standing {
+            tier: Tier::Vip,
+            since: Utc::now() - Duration::days(400),
+            strategic_manual: false,
+        };
+        assert_eq!(
+            evaluate(
+                &policy,
+                standing,
+                &[Qualifying::default(), vip_last_year],
+                Utc::now()
+            ),
+            Tier::Vip
+        );
+        assert_eq!(
+            evaluate(
+                &policy,
+                standing,
+                &[Qualifying::default(), Qualifying::default()],
+                Utc::now()
+            ),
+            Tier::Regular
+        );
+        assert_eq!(
+            Window::Rolling12Months.periods(as_of),
+            vec![(as_of - Duration::days(365), as_of)]
+        );
+    }
+
+    #[test]
+    fn policy_faults_name_the_field() {
+        let policy = TierPolicy {
+            names: ["Member", "Silver", "silver", ""].map(String::from),
+            regular: Threshold {
+                nights: 10,
+                stays: 0,
+                spend: 100,
+            },
+            vip: Threshold {
+                nights: 5,
+                stays: 0,
+                spend: 0,
+            },
+            spend_currency: "euro".into(),
+            grace: Duration::days(1000),
+            max_downgrade_steps: 0,
+            ..TierPolicy::default()
+        };
+        let fields: Vec<String> = policy.faults().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "policy.strategic_name",
+                "policy.vip_name",
+                "policy.vip.nights",
+                "policy.spend_currency",
+                "policy.grace_days",
+                "policy.max_downgrade_steps"
+            ]
+        );
+        assert!(TierPolicy::default().faults().is_empty());
     }
 }
