@@ -1323,7 +1323,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
 }
 
 #[tokio::test]
-async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
+async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;
     let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
     let mut other_chain = crm_as(
@@ -1333,7 +1333,7 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
     .await?;
 
     let defaults = admin
-        .get_tier_policy(pb::GetTierPolicyRequest {})
+        .get_loyalty_program(pb::GetLoyaltyProgramRequest {})
         .await?
         .into_inner();
     assert_eq!(
@@ -1345,8 +1345,8 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
 
     // A bad programme names every fault and changes nothing.
     let refused = admin
-        .update_tier_policy(pb::UpdateTierPolicyRequest {
-            policy: Some(pb::TierPolicy {
+        .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+            program: Some(pb::LoyaltyProgram {
                 regular_name: "Gold".into(),
                 vip_name: "gold".into(),
                 regular: Some(pb::TierThreshold {
@@ -1358,6 +1358,7 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
                     ..Default::default()
                 }),
                 max_downgrade_steps: 7,
+                expiry_months: 200,
                 ..Default::default()
             }),
         })
@@ -1365,9 +1366,10 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
         .expect_err("invalid programme");
     assert_eq!(refused.code(), Code::InvalidArgument);
     for field in [
-        "policy.vip_name",
-        "policy.vip.nights",
-        "policy.max_downgrade_steps",
+        "program.vip_name",
+        "program.vip.nights",
+        "program.max_downgrade_steps",
+        "program.expiry_months",
     ] {
         assert!(
             refused.message().contains(field),
@@ -1382,8 +1384,8 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
     .await?;
     assert_eq!(
         manager
-            .update_tier_policy(pb::UpdateTierPolicyRequest {
-                policy: Some(defaults.clone()),
+            .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+                program: Some(defaults.clone()),
             })
             .await
             .expect_err("managers read, chain roles write")
@@ -1392,7 +1394,7 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
     );
     assert_eq!(
         admin
-            .get_tier_policy(pb::GetTierPolicyRequest {})
+            .get_loyalty_program(pb::GetLoyaltyProgramRequest {})
             .await?
             .into_inner()
             .vip_name,
@@ -1400,10 +1402,10 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
     );
 
     // The test chain: named tiers, silver on 1,000.00 EUR of spend, gold on 10 nights, judged
-    // by calendar year.
+    // by calendar year; the rest (points expiry) keeps its defaults.
     let stored = admin
-        .update_tier_policy(pb::UpdateTierPolicyRequest {
-            policy: Some(pb::TierPolicy {
+        .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+            program: Some(pb::LoyaltyProgram {
                 new_name: "Member".into(),
                 regular_name: "Silver".into(),
                 vip_name: "Gold".into(),
@@ -1555,5 +1557,91 @@ async fn each_chain_runs_its_own_tier_programme() -> anyhow::Result<()> {
         (ada.tier.as_str(), ada.tier_name.as_str()),
         ("regular", "Silver")
     );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn per_credit_expiry_only_expires_what_is_left_of_old_credits() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let program = admin
+        .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+            program: Some(pb::LoyaltyProgram {
+                expiry_mode: pb::ExpiryMode::PerCredit as i32,
+                expiry_months: 24,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(program.expiry_mode, pb::ExpiryMode::PerCredit as i32);
+    let g = create(&mut admin, guest("Flo", "Fifo", "flo@example.de", "")).await?;
+    let post = |request_id: &str, kind: pb::EntryKind, points: i64| pb::PostPointsRequest {
+        request_id: request_id.into(),
+        guest_id: g.guest_id.clone(),
+        kind: kind as i32,
+        points,
+        debit: false,
+        reason: "test".into(),
+    };
+    admin
+        .post_points(post("old-bonus", pb::EntryKind::Bonus, 1_000))
+        .await?;
+    // The first credit is 30 months old.
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE crm.ledger SET posted_at = now() - interval '30 months' WHERE source LIKE '%old-bonus%'",
+    )
+    .execute(&pool)
+    .await?;
+    admin
+        .post_points(post("new-bonus", pb::EntryKind::Bonus, 500))
+        .await?;
+    // Redeeming 800 uses 800 of the old credit first.
+    admin
+        .post_points(post("redeem", pb::EntryKind::Redeem, 800))
+        .await?;
+    let expired = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (expired.accounts_expired, expired.points_expired),
+        (1, 200),
+        "only the 200 left of the old credit expire, not all 1,000"
+    );
+    let again = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!((again.accounts_expired, again.points_expired), (0, 0));
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        account.balance, 500,
+        "what the redemption left of the new credit"
+    );
+    let sum: i64 =
+        sqlx::query_scalar("SELECT sum(points)::bigint FROM crm.ledger WHERE guest_id = $1")
+            .bind(&g.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(sum, account.balance, "the ledger adds up to the balance");
+    // 25 months on, the new credit's remaining 500 expire too, and the balance reaches 0.
+    let later = chrono::Utc::now() + chrono::Duration::days(25 * 31);
+    let later = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: Some(prost_types::Timestamp {
+                seconds: later.timestamp(),
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(later.points_expired, 500);
     service.shutdown().await
 }

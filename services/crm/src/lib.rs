@@ -148,12 +148,12 @@ pub const POLICIES: &[RpcPolicy] = &[
         ScopeCheck::Chain,
     ),
     row(
-        "/guestloop.crm.v1.CrmService/GetTierPolicy",
+        "/guestloop.crm.v1.CrmService/GetLoyaltyProgram",
         MANAGERS,
         ScopeCheck::Chain,
     ),
     row(
-        "/guestloop.crm.v1.CrmService/UpdateTierPolicy",
+        "/guestloop.crm.v1.CrmService/UpdateLoyaltyProgram",
         &[Role::ChainQualityManager, Role::ChainAdmin],
         ScopeCheck::Chain,
     ),

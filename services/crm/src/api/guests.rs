@@ -86,7 +86,7 @@ pub async fn tier(
     }
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, &principal, &guest_id, false, true).await?;
-    let tier_name = super::tier_policy::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
+    let tier_name = super::program::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
     Ok(pb::GuestTier {
         guest_id: row.guest_id,
         tier: row.tier,

@@ -11,7 +11,9 @@ use tonic::Request;
 
 use super::store::load;
 use super::Api;
-use crate::domain::ledger::{apply, inactivity_expired, EntryKind, LedgerError};
+use crate::domain::ledger::{
+    apply, fifo_expiring, inactivity_expired, EntryKind, ExpiryMode, LedgerError, Posting,
+};
 use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
 
 /// Points per night of a checked-out stay, by tier (the earn rule).
@@ -271,7 +273,7 @@ pub async fn account(
             .fetch_optional(&mut *conn)
             .await?;
     let (balance, lifetime_earned, last) = row.unwrap_or((0, 0, guest.created_at));
-    let tier_name = super::tier_policy::tier_name(&mut *conn, &guest.chain_id, &guest.tier).await?;
+    let tier_name = super::program::tier_name(&mut *conn, &guest.chain_id, &guest.tier).await?;
     Ok(pb::LoyaltyAccount {
         guest_id: guest.guest_id,
         balance,
@@ -337,22 +339,63 @@ pub(super) fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<Dat
     timestamp.map_or(Ok(Utc::now()), |t| from_timestamp("as_of", t))
 }
 
-/// Expires every balance whose account was inactive for 24 months; idempotent (the source names
-/// the inactivity period, so a rerun finds the entry already there).
+/// The chains a batch runs for: every chain for the service role (the nightly batch), else the
+/// caller's own.
+async fn batch_chains(api: &Api, principal: &Principal) -> ApiResult<Vec<String>> {
+    if principal.role() == Role::Service {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
+                .fetch_all(&api.context.pool)
+                .await?,
+        )
+    } else {
+        Ok(vec![principal.chain_id().to_string()])
+    }
+}
+
+/// Expires points under each chain's program: whole balances after the inactivity period, or
+/// what is left of each credit once it is old enough (FIFO). Idempotent: the entry's source
+/// names the inactivity period or the ledger position it was computed from, and a rerun
+/// computes nothing left to expire.
 pub async fn run_expiry(
     api: &Api,
     request: Request<pb::RunPointsExpiryRequest>,
 ) -> ApiResult<pb::RunPointsExpiryResponse> {
+    let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
-    let candidates: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT guest_id, balance, last_activity_at FROM loyalty_accounts WHERE balance > 0 AND last_activity_at <= $1 - interval '24 months'",
+    let mut response = pb::RunPointsExpiryResponse::default();
+    for chain in batch_chains(api, &principal).await? {
+        let (program, _) = super::program::load(&api.context.pool, &chain).await?;
+        match program.expiry.mode {
+            ExpiryMode::Inactivity => {
+                expire_inactive(api, &chain, as_of, program.expiry.months, &mut response).await?
+            }
+            ExpiryMode::PerCredit => {
+                expire_old_credits(api, &chain, as_of, program.expiry.months, &mut response).await?
+            }
+        }
+    }
+    Ok(response)
+}
+
+async fn expire_inactive(
+    api: &Api,
+    chain: &str,
+    as_of: DateTime<Utc>,
+    months: u32,
+    response: &mut pb::RunPointsExpiryResponse,
+) -> ApiResult<()> {
+    let candidates: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT a.guest_id, a.last_activity_at FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
+         WHERE g.chain_id = $1 AND a.balance > 0 AND a.last_activity_at <= $2 - make_interval(months => $3)",
     )
+    .bind(chain)
     .bind(as_of)
+    .bind(i32::try_from(months).unwrap_or(i32::MAX))
     .fetch_all(&api.context.pool)
     .await?;
-    let mut response = pb::RunPointsExpiryResponse::default();
-    for (guest_id, _, last_activity) in candidates {
-        if !inactivity_expired(last_activity, as_of, 24) {
+    for (guest_id, last_activity) in candidates {
+        if !inactivity_expired(last_activity, as_of, months) {
             continue;
         }
         let mut tx = api.context.pool.begin().await?;
@@ -371,7 +414,7 @@ pub async fn run_expiry(
             &guest_id,
             EntryKind::Expire,
             -balance,
-            "24 months without activity",
+            &format!("{months} months without activity"),
             "system",
             &source,
         )
@@ -380,7 +423,68 @@ pub async fn run_expiry(
         response.accounts_expired += 1;
         response.points_expired += balance;
     }
-    Ok(response)
+    Ok(())
+}
+
+async fn expire_old_credits(
+    api: &Api,
+    chain: &str,
+    as_of: DateTime<Utc>,
+    months: u32,
+    response: &mut pb::RunPointsExpiryResponse,
+) -> ApiResult<()> {
+    let candidates: Vec<String> = sqlx::query_scalar(
+        "SELECT a.guest_id FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
+         WHERE g.chain_id = $1 AND a.balance > 0 AND EXISTS (SELECT 1 FROM ledger l WHERE l.guest_id = a.guest_id \
+               AND l.points > 0 AND l.posted_at <= $2 - make_interval(months => $3))",
+    )
+    .bind(chain)
+    .bind(as_of)
+    .bind(i32::try_from(months).unwrap_or(i32::MAX))
+    .fetch_all(&api.context.pool)
+    .await?;
+    for guest_id in candidates {
+        let mut tx = api.context.pool.begin().await?;
+        sqlx::query("SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
+            .bind(&guest_id)
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT entry_id, posted_at, points FROM ledger WHERE guest_id = $1 AND posted_at <= $2 ORDER BY entry_id",
+        )
+        .bind(&guest_id)
+        .bind(as_of)
+        .fetch_all(&mut *tx)
+        .await?;
+        let postings: Vec<Posting> = rows
+            .iter()
+            .map(|(_, at, points)| Posting {
+                at: *at,
+                points: *points,
+            })
+            .collect();
+        let expiring = fifo_expiring(&postings, as_of, months);
+        let Some((last_entry, _, _)) = rows.last() else {
+            continue;
+        };
+        if expiring <= 0 {
+            continue;
+        }
+        post_entry(
+            &mut tx,
+            &guest_id,
+            EntryKind::Expire,
+            -expiring,
+            &format!("credits older than {months} months, less what was used"),
+            "system",
+            &format!("expiry-credits:{guest_id}:{last_entry}"),
+        )
+        .await?;
+        tx.commit().await?;
+        response.accounts_expired += 1;
+        response.points_expired += expiring;
+    }
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -405,15 +509,8 @@ pub async fn evaluate_tiers(
 ) -> ApiResult<pb::EvaluateTiersResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
-    let chains: Vec<String> = if principal.role() == Role::Service {
-        sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
-            .fetch_all(&api.context.pool)
-            .await?
-    } else {
-        vec![principal.chain_id().to_string()]
-    };
     let mut response = pb::EvaluateTiersResponse::default();
-    for chain in chains {
+    for chain in batch_chains(api, &principal).await? {
         evaluate_chain(api, &chain, as_of, &mut response).await?;
     }
     api.context.events.wake();
@@ -426,7 +523,8 @@ async fn evaluate_chain(
     as_of: DateTime<Utc>,
     response: &mut pb::EvaluateTiersResponse,
 ) -> ApiResult<()> {
-    let (policy, _) = super::tier_policy::load(&api.context.pool, chain).await?;
+    let (program, _) = super::program::load(&api.context.pool, chain).await?;
+    let policy = program.tiers;
     let periods = policy.window.periods(as_of.date_naive());
     // Period b is empty for rolling windows.
     let (a, b) = (

@@ -5,8 +5,8 @@ mod guests;
 mod kpis;
 mod loyalty;
 mod privacy;
+mod program;
 mod store;
-mod tier_policy;
 mod value;
 
 use guestloop_kit::server::ServiceContext;
@@ -174,17 +174,17 @@ impl CrmService for Api {
     async fn get_crm_kpis(&self, request: Request<pb::GetCrmKpisRequest>) -> Reply<pb::CrmKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
     }
-    async fn get_tier_policy(
+    async fn get_loyalty_program(
         &self,
-        request: Request<pb::GetTierPolicyRequest>,
-    ) -> Reply<pb::TierPolicy> {
-        Ok(Response::new(tier_policy::get(self, request).await?))
+        request: Request<pb::GetLoyaltyProgramRequest>,
+    ) -> Reply<pb::LoyaltyProgram> {
+        Ok(Response::new(program::get(self, request).await?))
     }
-    async fn update_tier_policy(
+    async fn update_loyalty_program(
         &self,
-        request: Request<pb::UpdateTierPolicyRequest>,
-    ) -> Reply<pb::TierPolicy> {
-        Ok(Response::new(tier_policy::update(self, request).await?))
+        request: Request<pb::UpdateLoyaltyProgramRequest>,
+    ) -> Reply<pb::LoyaltyProgram> {
+        Ok(Response::new(program::update(self, request).await?))
     }
     async fn get_occupancy(
         &self,

@@ -138,7 +138,7 @@ pub async fn to_proto(
             .bind(&row.guest_id)
             .fetch_optional(&mut *conn)
             .await?;
-    let tier_name = super::tier_policy::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
+    let tier_name = super::program::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
     let to_pref = |p: &PreferenceRow| pb::Preference {
         preference_id: p.preference_id.to_string(),
         group: p.grp.clone(),

@@ -1,6 +1,10 @@
 //! The points ledger's rules: credits and debits, a balance that never goes negative, and
-//! inactivity expiry (all points expire after a configurable inactivity period, 24 months by
-//! default as at Bonvoy and Honors).
+//! expiry — either after inactivity (all points expire after a configurable period, 24 months by
+//! default as at Bonvoy and Honors) or per credit (each credit expires a set time after it was
+//! posted, debits having used the oldest credits first, so only what is left of a credit expires
+//! and the balance never falls below what later debits left).
+
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Months, Utc};
 
@@ -62,6 +66,70 @@ pub fn inactivity_expired(last_activity: DateTime<Utc>, as_of: DateTime<Utc>, mo
     last_activity
         .checked_add_months(Months::new(months))
         .is_some_and(|limit| limit <= as_of)
+}
+
+/// How a chain's points expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryMode {
+    /// The whole balance, after `months` without activity.
+    Inactivity,
+    /// Each credit, `months` after it was posted (FIFO).
+    PerCredit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    pub mode: ExpiryMode,
+    pub months: u32,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        Self {
+            mode: ExpiryMode::Inactivity,
+            months: 24,
+        }
+    }
+}
+
+/// One ledger posting: when, and how many points (positive credit, negative debit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posting {
+    pub at: DateTime<Utc>,
+    pub points: i64,
+}
+
+/// Per-credit (FIFO) expiry: the points to expire at `as_of`, given the account's postings in
+/// order. Credits are lots; every debit (redemptions, earlier expiries, negative adjustments)
+/// uses the oldest lots first; what remains of lots posted `months` or more before `as_of`
+/// expires. Never more than the balance, and 0 when rerun after the expiry is posted.
+pub fn fifo_expiring(postings: &[Posting], as_of: DateTime<Utc>, months: u32) -> i64 {
+    let mut lots: VecDeque<(DateTime<Utc>, i64)> = VecDeque::new();
+    for posting in postings {
+        if posting.points > 0 {
+            lots.push_back((posting.at, posting.points));
+            continue;
+        }
+        let mut debit = -posting.points;
+        while debit > 0 {
+            let Some(front) = lots.front_mut() else {
+                break;
+            };
+            let used = front.1.min(debit);
+            front.1 -= used;
+            debit -= used;
+            if front.1 == 0 {
+                lots.pop_front();
+            }
+        }
+    }
+    lots.iter()
+        .filter(|(at, _)| {
+            at.checked_add_months(Months::new(months))
+                .is_some_and(|limit| limit <= as_of)
+        })
+        .map(|(_, remaining)| remaining)
+        .sum()
 }
 
 #[cfg(test)]
@@ -129,5 +197,96 @@ mod tests {
             .expect("time");
         assert!(!inactivity_expired(last, before, 24));
         assert!(inactivity_expired(last, after, 24));
+    }
+
+    #[test]
+    fn only_what_is_left_of_an_old_credit_expires() {
+        let t = |month: u32| {
+            DateTime::parse_from_rfc3339(&format!("2024-{month:02}-01T00:00:00Z"))
+                .map(|t| t.with_timezone(&Utc))
+                .expect("time")
+        };
+        let postings = [
+            Posting {
+                at: t(1),
+                points: 1000,
+            },
+            Posting {
+                at: t(6),
+                points: 500,
+            },
+            // Redeeming 800 uses 800 of January's 1000.
+            Posting {
+                at: t(9),
+                points: -800,
+            },
+        ];
+        let january_expires = t(1) + chrono::Duration::days(2 * 366);
+        // The naive rule would expire all 1000 and leave -300; FIFO expires the 200 left.
+        assert_eq!(fifo_expiring(&postings, january_expires, 24), 200);
+        let mut after = postings.to_vec();
+        after.push(Posting {
+            at: january_expires,
+            points: -200,
+        });
+        assert_eq!(
+            fifo_expiring(&after, january_expires, 24),
+            0,
+            "a rerun expires nothing"
+        );
+        assert_eq!(
+            fifo_expiring(&postings, t(12), 24),
+            0,
+            "nothing is 24 months old yet"
+        );
+    }
+
+    proptest! {
+        /// Against a reference of individual points (oldest used first): the same amount
+        /// expires, never more than the balance, and a rerun after posting it expires nothing.
+        #[test]
+        fn fifo_expiry_matches_individual_points(
+            ops in proptest::collection::vec((0i64..40, -300i64..500), 1..40),
+            as_of_months in 0i64..60,
+            months in 1u32..30,
+        ) {
+            let start = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .map(|t| t.with_timezone(&Utc))
+                .expect("time");
+            let mut postings = Vec::new();
+            let mut points: VecDeque<DateTime<Utc>> = VecDeque::new();
+            let mut at = start;
+            for (gap_days, delta) in ops {
+                at += chrono::Duration::days(gap_days);
+                if delta == 0 {
+                    continue;
+                }
+                if delta > 0 {
+                    points.extend(std::iter::repeat_n(at, delta as usize));
+                } else {
+                    let debit = (-delta).min(points.len() as i64);
+                    if debit == 0 {
+                        continue;
+                    }
+                    points.drain(..debit as usize);
+                    postings.push(Posting { at, points: -debit });
+                    continue;
+                }
+                postings.push(Posting { at, points: delta });
+            }
+            let as_of = start + chrono::Duration::days(30 * as_of_months);
+            let reference = points
+                .iter()
+                .filter(|p| p.checked_add_months(Months::new(months)).is_some_and(|l| l <= as_of))
+                .count() as i64;
+            let balance: i64 = postings.iter().map(|p| p.points).sum();
+            let expiring = fifo_expiring(&postings, as_of, months);
+            prop_assert_eq!(expiring, reference);
+            prop_assert!(expiring <= balance && expiring >= 0);
+            if expiring > 0 {
+                postings.push(Posting { at: as_of, points: -expiring });
+                prop_assert_eq!(fifo_expiring(&postings, as_of, months), 0);
+            }
+        }
     }
 }

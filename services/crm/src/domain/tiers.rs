@@ -133,7 +133,7 @@ impl TierPolicy {
         let fields = ["new_name", "regular_name", "vip_name", "strategic_name"];
         for (field, name) in fields.iter().zip(&self.names) {
             if name.trim().is_empty() || name.chars().count() > 40 {
-                faults.push((format!("policy.{field}"), "must be 1–40 characters".into()));
+                faults.push((format!("program.{field}"), "must be 1–40 characters".into()));
             }
         }
         let mut seen: Vec<String> = Vec::new();
@@ -141,7 +141,7 @@ impl TierPolicy {
             let key = name.trim().to_lowercase();
             if !key.is_empty() && seen.contains(&key) {
                 faults.push((
-                    format!("policy.{field}"),
+                    format!("program.{field}"),
                     format!("`{}` names two tiers", name.trim()),
                 ));
             }
@@ -150,12 +150,12 @@ impl TierPolicy {
         for (field, t) in [("regular", self.regular), ("vip", self.vip)] {
             if t.nights < 0 || t.stays < 0 || t.spend < 0 {
                 faults.push((
-                    format!("policy.{field}"),
+                    format!("program.{field}"),
                     "measures cannot be negative".into(),
                 ));
             } else if t.is_empty() {
                 faults.push((
-                    format!("policy.{field}"),
+                    format!("program.{field}"),
                     "set at least one of nights, stays or spend_minor_units".into(),
                 ));
             }
@@ -168,7 +168,7 @@ impl TierPolicy {
         ] {
             if r > 0 && v > 0 && v < r {
                 faults.push((
-                    format!("policy.vip.{measure}"),
+                    format!("program.vip.{measure}"),
                     format!("must be at least the regular threshold ({r})"),
                 ));
             }
@@ -178,19 +178,19 @@ impl TierPolicy {
             && self.spend_currency.chars().all(|c| c.is_ascii_uppercase());
         if uses_spend && !currency_ok {
             faults.push((
-                "policy.spend_currency".into(),
+                "program.spend_currency".into(),
                 "a three-letter ISO 4217 code is needed for spend thresholds".into(),
             ));
         }
         if !(0..=730).contains(&self.grace.num_days()) {
             faults.push((
-                "policy.grace_days".into(),
+                "program.grace_days".into(),
                 "must be between 0 and 730".into(),
             ));
         }
         if !(1..=3).contains(&self.max_downgrade_steps) {
             faults.push((
-                "policy.max_downgrade_steps".into(),
+                "program.max_downgrade_steps".into(),
                 "must be between 1 and 3".into(),
             ));
         }
@@ -500,12 +500,12 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "policy.strategic_name",
-                "policy.vip_name",
-                "policy.vip.nights",
-                "policy.spend_currency",
-                "policy.grace_days",
-                "policy.max_downgrade_steps"
+                "program.strategic_name",
+                "program.vip_name",
+                "program.vip.nights",
+                "program.spend_currency",
+                "program.grace_days",
+                "program.max_downgrade_steps"
             ]
         );
         assert!(TierPolicy::default().faults().is_empty());

@@ -1,0 +1,217 @@
+//! Each chain's loyalty program: tier names, thresholds (nights, stays, spend), window, grace and
+//! the downgrade limit, and how points expire. Stored as the wire message and read through
+//! [`load`] wherever tiers are evaluated or named and points expire.
+
+use chrono::{DateTime, Duration, Utc};
+use guestloop_kit::auth::principal;
+use guestloop_kit::time::to_timestamp;
+use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_proto::common::v1::AuditStamps;
+use guestloop_proto::crm::v1 as pb;
+use prost::Message;
+use sqlx::PgExecutor;
+use tonic::Request;
+
+use super::Api;
+use crate::domain::ledger::{ExpiryMode, ExpiryPolicy};
+use crate::domain::tiers::{Threshold, Tier, TierPolicy, Window};
+
+/// A chain's whole loyalty program.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Program {
+    pub tiers: TierPolicy,
+    pub expiry: ExpiryPolicy,
+}
+
+fn threshold(wire: Option<&pb::TierThreshold>, default: Threshold) -> Threshold {
+    wire.map_or(default, |t| Threshold {
+        nights: t.nights,
+        stays: t.stays,
+        spend: t.spend_minor_units,
+    })
+}
+
+fn threshold_to_wire(t: Threshold) -> pb::TierThreshold {
+    pb::TierThreshold {
+        nights: t.nights,
+        stays: t.stays,
+        spend_minor_units: t.spend,
+    }
+}
+
+/// The program a wire message describes, defaults for what it leaves unset.
+pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolation>> {
+    let defaults = Program::default();
+    let mut violations = Vec::new();
+    let name = |given: &str, default: &String| {
+        if given.is_empty() {
+            default.clone()
+        } else {
+            given.trim().to_string()
+        }
+    };
+    let window = match pb::TierWindow::try_from(wire.window) {
+        Ok(pb::TierWindow::CalendarYear) => Window::CalendarYear,
+        Ok(_) => Window::Rolling12Months,
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "program.window",
+                format!("unknown value {}", wire.window),
+            ));
+            Window::Rolling12Months
+        }
+    };
+    let mode = match pb::ExpiryMode::try_from(wire.expiry_mode) {
+        Ok(pb::ExpiryMode::PerCredit) => ExpiryMode::PerCredit,
+        Ok(_) => ExpiryMode::Inactivity,
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "program.expiry_mode",
+                format!("unknown value {}", wire.expiry_mode),
+            ));
+            ExpiryMode::Inactivity
+        }
+    };
+    let months = match wire.expiry_months {
+        0 => defaults.expiry.months,
+        n if (1..=120).contains(&n) => n.unsigned_abs(),
+        n => {
+            violations.push(FieldViolation::new(
+                "program.expiry_months",
+                format!("must be between 1 and 120, not {n}"),
+            ));
+            defaults.expiry.months
+        }
+    };
+    let tiers = TierPolicy {
+        names: [
+            name(&wire.new_name, &defaults.tiers.names[0]),
+            name(&wire.regular_name, &defaults.tiers.names[1]),
+            name(&wire.vip_name, &defaults.tiers.names[2]),
+            name(&wire.strategic_name, &defaults.tiers.names[3]),
+        ],
+        regular: threshold(wire.regular.as_ref(), defaults.tiers.regular),
+        vip: threshold(wire.vip.as_ref(), defaults.tiers.vip),
+        spend_currency: wire.spend_currency.trim().to_string(),
+        window,
+        grace: wire
+            .grace_days
+            .map_or(defaults.tiers.grace, |d| Duration::days(i64::from(d))),
+        max_downgrade_steps: match wire.max_downgrade_steps {
+            0 => defaults.tiers.max_downgrade_steps,
+            n => u8::try_from(n).unwrap_or(u8::MAX),
+        },
+    };
+    violations.extend(
+        tiers
+            .faults()
+            .into_iter()
+            .map(|(field, why)| FieldViolation::new(field, why)),
+    );
+    if violations.is_empty() {
+        Ok(Program {
+            tiers,
+            expiry: ExpiryPolicy { mode, months },
+        })
+    } else {
+        Err(violations)
+    }
+}
+
+pub fn to_wire(program: &Program, stamp: Option<(DateTime<Utc>, String)>) -> pb::LoyaltyProgram {
+    let tiers = &program.tiers;
+    pb::LoyaltyProgram {
+        new_name: tiers.names[0].clone(),
+        regular_name: tiers.names[1].clone(),
+        vip_name: tiers.names[2].clone(),
+        strategic_name: tiers.names[3].clone(),
+        regular: Some(threshold_to_wire(tiers.regular)),
+        vip: Some(threshold_to_wire(tiers.vip)),
+        spend_currency: tiers.spend_currency.clone(),
+        window: match tiers.window {
+            Window::Rolling12Months => pb::TierWindow::Rolling12Months,
+            Window::CalendarYear => pb::TierWindow::CalendarYear,
+        } as i32,
+        grace_days: Some(i32::try_from(tiers.grace.num_days()).unwrap_or(i32::MAX)),
+        max_downgrade_steps: i32::from(tiers.max_downgrade_steps),
+        stamps: stamp.map(|(at, by)| AuditStamps {
+            update_time: Some(to_timestamp(at)),
+            updated_by: by,
+            ..Default::default()
+        }),
+        expiry_mode: match program.expiry.mode {
+            ExpiryMode::Inactivity => pb::ExpiryMode::Inactivity,
+            ExpiryMode::PerCredit => pb::ExpiryMode::PerCredit,
+        } as i32,
+        expiry_months: i32::try_from(program.expiry.months).unwrap_or(i32::MAX),
+    }
+}
+
+/// The chain's program (defaults when none is stored) and who last changed it.
+pub async fn load<'e>(
+    db: impl PgExecutor<'e>,
+    chain_id: &str,
+) -> ApiResult<(Program, Option<(DateTime<Utc>, String)>)> {
+    let row: Option<(Vec<u8>, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT program, updated_at, updated_by FROM loyalty_programs WHERE chain_id = $1",
+    )
+    .bind(chain_id)
+    .fetch_optional(db)
+    .await?;
+    let Some((bytes, at, by)) = row else {
+        return Ok((Program::default(), None));
+    };
+    let wire = pb::LoyaltyProgram::decode(bytes.as_slice()).map_err(ApiError::internal)?;
+    let program = from_wire(&wire).map_err(|faults| {
+        ApiError::internal(format!(
+            "stored loyalty program of {chain_id} no longer validates: {faults:?}"
+        ))
+    })?;
+    Ok((program, Some((at, by))))
+}
+
+/// The chain's display name of a tier key ("vip" → "Gold"); unknown keys are returned as given.
+pub async fn tier_name<'e>(
+    db: impl PgExecutor<'e>,
+    chain_id: &str,
+    tier: &str,
+) -> ApiResult<String> {
+    let (program, _) = load(db, chain_id).await?;
+    Ok(Tier::parse(tier).map_or_else(|| tier.to_string(), |t| program.tiers.name(t).to_string()))
+}
+
+pub async fn get(
+    api: &Api,
+    request: Request<pb::GetLoyaltyProgramRequest>,
+) -> ApiResult<pb::LoyaltyProgram> {
+    let principal = principal(&request)?.clone();
+    let (program, stamp) = load(&api.context.pool, principal.chain_id()).await?;
+    Ok(to_wire(&program, stamp))
+}
+
+pub async fn update(
+    api: &Api,
+    request: Request<pb::UpdateLoyaltyProgramRequest>,
+) -> ApiResult<pb::LoyaltyProgram> {
+    let principal = principal(&request)?.clone();
+    let wire = request
+        .into_inner()
+        .program
+        .ok_or_else(|| ApiError::invalid("program", "is required"))?;
+    let program = from_wire(&wire).map_err(ApiError::InvalidArgument)?;
+    let stored = to_wire(&program, None);
+    let at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO loyalty_programs (chain_id, program, updated_at, updated_by) VALUES ($1, $2, now(), $3) \
+         ON CONFLICT (chain_id) DO UPDATE SET program = EXCLUDED.program, updated_at = now(), updated_by = EXCLUDED.updated_by \
+         RETURNING updated_at",
+    )
+    .bind(principal.chain_id())
+    .bind(stored.encode_to_vec())
+    .bind(principal.subject())
+    .fetch_one(&api.context.pool)
+    .await?;
+    Ok(to_wire(
+        &program,
+        Some((at, principal.subject().to_string())),
+    ))
+}
