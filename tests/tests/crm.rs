@@ -1645,3 +1645,114 @@ async fn per_credit_expiry_only_expires_what_is_left_of_old_credits() -> anyhow:
     assert_eq!(later.points_expired, 500);
     service.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pms_batches_upsert_in_bulk_and_earn_once_under_concurrency() -> anyhow::Result<()> {
+    let service = spawn_service_with(
+        &guestloop_crm::DEFINITION,
+        {
+            let mut s = test_settings();
+            s.database.max_connections = 16;
+            s
+        },
+        None,
+    )
+    .await?;
+    let admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let stay = |n: usize, status: pb::StayStatus| pb::Stay {
+        property_id: "berlin".into(),
+        pms_reservation_id: format!("B{n:05}"),
+        guest_id: format!("bulk-guest-{}", n % 200),
+        arrival_date: "2026-03-01".into(),
+        departure_date: format!("2026-03-0{}", 2 + n % 3),
+        room: format!("{}", 100 + n % 50),
+        status: status as i32,
+        ..Default::default()
+    };
+    let all: Vec<pb::Stay> = (0..2_000)
+        .map(|n| stay(n, pb::StayStatus::CheckedOut))
+        .collect();
+
+    // A reservation twice in one call is refused, naming the entry, and nothing is written.
+    let mut twice = admin.clone();
+    let refused = twice
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![all[0].clone(), all[1].clone(), all[0].clone()],
+        })
+        .await
+        .expect_err("duplicate reservation");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("stays[2].pms_reservation_id"),
+        "{}",
+        refused.message()
+    );
+
+    // Eight feeds send the same 2,000 stays at once, in different orders and batch sizes.
+    let mut tasks = Vec::new();
+    for feed in 0..8usize {
+        let mut client = admin.clone();
+        let mut stays = all.clone();
+        stays.rotate_left(feed * 250);
+        if feed % 2 == 1 {
+            stays.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut inserted = 0;
+            for batch in stays.chunks(300 + feed * 100) {
+                let answer = client
+                    .upsert_stays(pb::UpsertStaysRequest {
+                        stays: batch.to_vec(),
+                    })
+                    .await?
+                    .into_inner();
+                inserted += answer.inserted;
+            }
+            anyhow::Ok(inserted)
+        }));
+    }
+    let mut inserted = 0;
+    for task in tasks {
+        inserted += task.await??;
+    }
+    assert_eq!(inserted, 2_000, "each stay inserted by exactly one feed");
+    let pool = service.database.admin_pool().await?;
+    let (stays, earns, points): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE pms_reservation_id LIKE 'B%'), \
+                count(*), coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE kind = 'earn' AND source LIKE 'stay:berlin/B%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let nights: i64 = (0..2_000).map(|n| 1 + (n % 3) as i64).sum();
+    assert_eq!((stays, earns, points), (2_000, 2_000, 100 * nights));
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.loyalty_accounts a WHERE a.guest_id LIKE 'bulk-guest-%' AND a.balance <> \
+         (SELECT coalesce(sum(points), 0) FROM crm.ledger l WHERE l.guest_id = a.guest_id)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(mismatched, 0, "every balance equals its ledger");
+    let last_after: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.loyalty_accounts a WHERE a.guest_id LIKE 'bulk-guest-%' AND a.balance <> \
+         (SELECT balance_after FROM crm.ledger l WHERE l.guest_id = a.guest_id ORDER BY entry_id DESC LIMIT 1)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(last_after, 0, "running balances end at the account balance");
+
+    // A correction: 10 stays change room, the rest of the batch is unchanged.
+    let mut corrected: Vec<pb::Stay> = all[..100].to_vec();
+    for s in corrected.iter_mut().take(10) {
+        s.room = "999".into();
+    }
+    let answer = admin
+        .clone()
+        .upsert_stays(pb::UpsertStaysRequest { stays: corrected })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (answer.inserted, answer.updated, answer.unchanged),
+        (0, 10, 90)
+    );
+    service.shutdown().await
+}

@@ -1,7 +1,7 @@
 //! Stays from PMS feeds, the points ledger (never negative, every effect exactly once by its
 //! source), inactivity expiry and tier evaluation.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
@@ -17,7 +17,7 @@ use crate::domain::ledger::{
 use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
 
 /// Points per night of a checked-out stay, by tier (the earn rule).
-fn earn_per_night(tier: &str) -> i64 {
+pub(super) fn earn_per_night(tier: &str) -> i64 {
     match tier {
         "regular" => 120,
         "vip" | "strategic" => 150,
@@ -614,136 +614,4 @@ async fn evaluate_chain(
         response.changed += 1;
     }
     Ok(())
-}
-
-fn stay_status(status: i32) -> Option<&'static str> {
-    match pb::StayStatus::try_from(status).ok()? {
-        pb::StayStatus::Booked => Some("booked"),
-        pb::StayStatus::InHouse => Some("in_house"),
-        pb::StayStatus::CheckedOut => Some("checked_out"),
-        pb::StayStatus::Cancelled => Some("cancelled"),
-        pb::StayStatus::NoShow => Some("no_show"),
-        pb::StayStatus::Unspecified => None,
-    }
-}
-
-pub async fn upsert_stays(
-    api: &Api,
-    request: Request<pb::UpsertStaysRequest>,
-) -> ApiResult<pb::UpsertStaysResponse> {
-    let principal = principal(&request)?.clone();
-    let stays = request.into_inner().stays;
-    if stays.is_empty() || stays.len() > 5_000 {
-        return Err(ApiError::invalid(
-            "stays",
-            "send between 1 and 5000 stays per call",
-        ));
-    }
-    let mut v = Vec::new();
-    let mut parsed = Vec::with_capacity(stays.len());
-    for (i, stay) in stays.iter().enumerate() {
-        let field = |name: &str| format!("stays[{i}].{name}");
-        if let Err(e) = principal.require_property(&stay.property_id) {
-            return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
-        }
-        if stay.pms_reservation_id.is_empty() {
-            v.push(FieldViolation::new(
-                field("pms_reservation_id"),
-                "is required",
-            ));
-        }
-        if stay.guest_id.is_empty() {
-            v.push(FieldViolation::new(field("guest_id"), "is required"));
-        }
-        let arrival = NaiveDate::parse_from_str(&stay.arrival_date, "%Y-%m-%d");
-        let departure = NaiveDate::parse_from_str(&stay.departure_date, "%Y-%m-%d");
-        let status = stay_status(stay.status);
-        let rate = stay.rate.clone().unwrap_or_default();
-        let spend = stay.spend.clone().unwrap_or_default();
-        if rate.minor_units < 0 || spend.minor_units < 0 {
-            v.push(FieldViolation::new(
-                field("spend"),
-                "amounts must not be negative",
-            ));
-        }
-        match (arrival, departure, status) {
-            (Ok(a), Ok(d), Some(s)) if d >= a => parsed.push((stay, a, d, s, rate, spend)),
-            (Ok(_), Ok(_), Some(_)) => v.push(FieldViolation::new(
-                field("departure_date"),
-                "must not be before arrival_date",
-            )),
-            (_, _, None) => v.push(FieldViolation::new(field("status"), "is required")),
-            _ => v.push(FieldViolation::new(
-                field("arrival_date"),
-                "dates must be YYYY-MM-DD",
-            )),
-        }
-    }
-    if !v.is_empty() {
-        return Err(ApiError::InvalidArgument(v));
-    }
-    let mut tx = api.context.pool.begin().await?;
-    let mut response = pb::UpsertStaysResponse::default();
-    for (stay, arrival, departure, status, rate, spend) in parsed {
-        let outcome: Option<bool> = sqlx::query_scalar(
-            "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, rate_currency, \
-             rate_minor, spend_currency, spend_minor, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) \
-             ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = EXCLUDED.guest_id, \
-             arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
-             rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
-             spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, updated_at = now() \
-             WHERE (stays.guest_id, stays.arrival_date, stays.departure_date, stays.room, stays.rate_minor, stays.spend_minor, stays.status) \
-             IS DISTINCT FROM (EXCLUDED.guest_id, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
-             EXCLUDED.rate_minor, EXCLUDED.spend_minor, EXCLUDED.status) \
-             RETURNING (xmax = 0)",
-        )
-        .bind(&stay.property_id)
-        .bind(&stay.pms_reservation_id)
-        .bind(&stay.guest_id)
-        .bind(arrival)
-        .bind(departure)
-        .bind(&stay.room)
-        .bind(&rate.currency_code)
-        .bind(rate.minor_units)
-        .bind(&spend.currency_code)
-        .bind(spend.minor_units)
-        .bind(status)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match outcome {
-            Some(true) => response.inserted += 1,
-            Some(false) => response.updated += 1,
-            None => response.unchanged += 1,
-        }
-        if status == "checked_out" && departure > arrival {
-            // Earning is tied to the stay, so a replayed feed earns once.
-            let tier: Option<String> =
-                sqlx::query_scalar("SELECT tier FROM guests WHERE guest_id = $1")
-                    .bind(&stay.guest_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let points =
-                earn_per_night(tier.as_deref().unwrap_or("new")) * (departure - arrival).num_days();
-            let source = format!("stay:{}/{}", stay.property_id, stay.pms_reservation_id);
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ledger WHERE source = $1)")
-                    .bind(&source)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if !exists {
-                post_entry(
-                    &mut tx,
-                    &stay.guest_id,
-                    EntryKind::Earn,
-                    points,
-                    "stay",
-                    "system",
-                    &source,
-                )
-                .await?;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(response)
 }

@@ -6,6 +6,7 @@ mod kpis;
 mod loyalty;
 mod privacy;
 mod program;
+mod stays;
 mod store;
 mod value;
 
@@ -70,7 +71,7 @@ impl CrmService for Api {
         &self,
         request: Request<pb::UpsertStaysRequest>,
     ) -> Reply<pb::UpsertStaysResponse> {
-        Ok(Response::new(loyalty::upsert_stays(self, request).await?))
+        Ok(Response::new(stays::upsert(self, request).await?))
     }
     async fn get_loyalty_account(
         &self,
