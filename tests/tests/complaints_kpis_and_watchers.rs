@@ -72,6 +72,7 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         property_ids: vec!["kpi-p".into()],
         period: Some(period()),
         daily_series: true,
+        totals_only: false,
     };
     // The rollup worker folds the marked complaints in within a second or so.
     let mut kpis = pb::ComplaintKpis::default();
@@ -171,6 +172,22 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         .into_inner();
     assert!(without_series.daily.is_empty());
     assert_eq!(without_series.counts, kpis.counts);
+    let totals_only = client
+        .get_complaint_kpis(pb::GetComplaintKpisRequest {
+            daily_series: false,
+            totals_only: true,
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(totals_only.counts, kpis.counts);
+    assert_eq!(totals_only.by_property, kpis.by_property);
+    assert!(
+        totals_only.by_category.is_empty()
+            && totals_only.by_channel.is_empty()
+            && totals_only.by_department.is_empty(),
+        "no breakdowns beyond properties"
+    );
 
     // The maintained rollup equals the raw GROUP BY over the same facts, group by group.
     let mut conn = pool.acquire().await?;
@@ -178,8 +195,8 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let to = chrono::NaiveDate::from_ymd_opt(2026, 11, 4).expect("date");
     let properties = vec!["kpi-p".to_string()];
     use guestloop_complaints::store::kpis::{query, Source};
-    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
-    let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
+    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true, true).await?;
+    let raw = query(&mut conn, Source::Raw, &properties, from, to, true, true).await?;
     assert_eq!(rollup, raw);
     // Whole months come from the monthly rollup, edges from the daily one: still equal.
     for (a, b) in [
@@ -189,10 +206,27 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     ] {
         let a = chrono::NaiveDate::from_ymd_opt(a.0, a.1, a.2).expect("date");
         let b = chrono::NaiveDate::from_ymd_opt(b.0, b.1, b.2).expect("date");
-        for daily in [true, false] {
-            let rollup = query(&mut conn, Source::Rollup, &properties, a, b, daily).await?;
-            let raw = query(&mut conn, Source::Raw, &properties, a, b, daily).await?;
-            assert_eq!(rollup, raw, "{a}..{b} daily={daily}");
+        for (daily, dimensions) in [(true, true), (false, true), (false, false)] {
+            let rollup = query(
+                &mut conn,
+                Source::Rollup,
+                &properties,
+                a,
+                b,
+                daily,
+                dimensions,
+            )
+            .await?;
+            let raw = query(&mut conn, Source::Raw, &properties, a, b, daily, dimensions).await?;
+            assert_eq!(
+                rollup, raw,
+                "{a}..{b} daily={daily} dimensions={dimensions}"
+            );
+            if !dimensions {
+                assert!(rollup
+                    .iter()
+                    .all(|g| g.dimension == "total" || g.dimension == "property"));
+            }
         }
     }
 
@@ -213,8 +247,8 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true).await?;
-    let raw = query(&mut conn, Source::Raw, &properties, from, to, true).await?;
+    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true, true).await?;
+    let raw = query(&mut conn, Source::Raw, &properties, from, to, true, true).await?;
     assert_eq!(rollup, raw);
     let month_start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
     let month_end = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
@@ -225,6 +259,7 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
             &properties,
             month_start,
             month_end,
+            true,
             true
         )
         .await?,
@@ -234,6 +269,7 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
             &properties,
             month_start,
             month_end,
+            true,
             true
         )
         .await?,

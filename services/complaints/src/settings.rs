@@ -94,6 +94,15 @@ fn always_open(time_zone: &str) -> Result<WorkingCalendar, String> {
     .map_err(|e| e.to_string())
 }
 
+/// The currency of a property's authority limits and compensation (EUR when unset).
+pub fn currency_of(settings: &pb::PropertySettings) -> String {
+    if settings.currency_code.is_empty() {
+        "EUR".to_string()
+    } else {
+        settings.currency_code.clone()
+    }
+}
+
 /// Validates stored or submitted settings and fills the defaults; errors name the field.
 pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, ApiError> {
     let mut violations = Vec::new();
@@ -108,11 +117,7 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
             format!("unknown IANA time zone `{zone_text}`"),
         ));
     }
-    let currency_code = if settings.currency_code.is_empty() {
-        "EUR".to_string()
-    } else {
-        settings.currency_code.clone()
-    };
+    let currency_code = currency_of(settings);
     if currency_code.len() != 3 || !currency_code.chars().all(|c| c.is_ascii_uppercase()) {
         violations.push(FieldViolation::new(
             "settings.currency_code",

@@ -6,6 +6,9 @@
 //! service kit to run it.
 
 mod api;
+
+/// Most stays one `UpsertStays` call may carry.
+pub const MAX_STAYS_PER_CALL: usize = 5_000;
 pub mod consumer;
 pub mod demo;
 pub mod domain;

@@ -79,6 +79,8 @@ async fn complaint_counts(
         property_ids: properties.to_vec(),
         period: Some(period),
         daily_series: false,
+        // Scorecards need per-property counts only.
+        totals_only: true,
     };
     match ComplaintsServiceClient::new(channel)
         .get_complaint_kpis(deadline(request))

@@ -63,6 +63,16 @@ pub enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "1000000")]
         sizes: Vec<i64>,
     },
+    /// Importing stays through CRM (`guestloop import stays`) against PostgreSQL's COPY and
+    /// multi-row INSERT of the same rows, in one run.
+    Import {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
     /// Load `Diagnostics/WhoAmI` on a running service.
     WhoAmI {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -94,6 +104,11 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
         Scenario::Scorecard { sizes } => crate::bench_scorecard::run(settings, &sizes).await,
+        Scenario::Import {
+            rows,
+            batch,
+            workers,
+        } => crate::bench_import::run(settings, rows, batch, workers).await,
         Scenario::IntakeGateway { clients, seconds } => {
             intake_gateway(settings, clients, seconds).await
         }
@@ -137,7 +152,7 @@ pub(crate) async fn bench_database(
     Ok((embedded.url(), Some(embedded)))
 }
 
-fn bench_token(settings: &Settings, role: Role) -> anyhow::Result<String> {
+pub(crate) fn bench_token(settings: &Settings, role: Role) -> anyhow::Result<String> {
     let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
         .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
     issuer.mint(guestloop_kit::auth::Claims {

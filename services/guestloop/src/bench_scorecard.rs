@@ -55,6 +55,7 @@ async fn raw(pools: &Pools, properties: &[String], days: i64) -> anyhow::Result<
             start.date_naive(),
             end.date_naive(),
             false,
+            false,
         ),
         sqlx::query_as::<_, (String, i64, i64)>(
             "SELECT property_id, count(*) FILTER (WHERE done_at IS NOT NULL), count(*) FILTER (WHERE done_at <= fix_due_at) \

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use guestloop_kit::auth::{Claims, PropertyScope, Role, TokenIssuer};
 use guestloop_kit::config::Settings;
 
-use crate::{bench, dev_secret, suite};
+use crate::{bench, dev_secret, import, suite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +62,31 @@ pub enum Command {
     },
     /// Generate gRPC load and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Import data into a running suite.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Stays from a PMS export (CSV with a header row; see the README) into CRM, idempotent by
+    /// (property_id, pms_reservation_id), with a progress bar.
+    Stays {
+        /// The CSV file.
+        file: PathBuf,
+        /// CRM's gRPC endpoint (default: the configured one).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Bearer token with the properties in scope (see `guestloop token`).
+        #[arg(long)]
+        token: String,
+        /// Stays per call (1–5000).
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -114,5 +139,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(settings, args).await,
+        Command::Import(ImportCommand::Stays {
+            file,
+            endpoint,
+            token,
+            batch,
+            workers,
+        }) => {
+            let endpoint = endpoint.unwrap_or_else(|| settings.endpoint_for("crm"));
+            let opened = std::fs::File::open(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let size = opened.metadata().ok().map(|m| m.len());
+            let stats = import::import_stays(
+                import::client(&endpoint, &token)?,
+                std::io::BufReader::new(opened),
+                size,
+                batch,
+                workers,
+                true,
+            )
+            .await?;
+            println!(
+                "{} stays in {:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged",
+                stats.rows,
+                stats.elapsed.as_secs_f64(),
+                stats.rows_per_second(),
+                stats.inserted,
+                stats.updated,
+                stats.unchanged
+            );
+            Ok(())
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! `guestloop`: runs the whole suite (`up`), one service (`serve`), migrations (`migrate`),
-//! mints development tokens (`token`) and generates load (`bench`). Everything it runs lives in
+//! mints development tokens (`token`), imports PMS stays (`import`) and generates load (`bench`). Everything it runs lives in
 //! the service and kit libraries; this binary only wires them together.
 
 mod bench;
+mod bench_import;
 mod bench_intake;
 mod bench_kpi;
 mod bench_scorecard;
 mod cli;
 mod dev_secret;
+mod import;
 mod load;
 mod suite;
 

@@ -159,14 +159,18 @@ pub async fn get(
         from,
         to,
         request.daily_series,
+        !request.totals_only,
     )
     .await?;
-    let mut currencies: BTreeMap<String, String> = BTreeMap::new();
-    for property in &properties {
-        let settings =
-            crate::engine::settings_for(&mut conn, principal.chain_id(), property).await?;
-        currencies.insert(property.clone(), settings.currency_code);
-    }
+    let currencies: BTreeMap<String, String> =
+        crate::store::settings::get_many(&mut conn, principal.chain_id(), &properties)
+            .await?
+            .into_iter()
+            .map(|(property, settings)| {
+                let currency = crate::settings::currency_of(&settings);
+                (property, currency)
+            })
+            .collect();
     let distinct: std::collections::BTreeSet<&String> = currencies.values().collect();
     let single_currency = (distinct.len() == 1)
         .then(|| distinct.iter().next().map(|s| s.as_str()))

@@ -333,6 +333,14 @@ pub struct Group {
 /// KPI sums over `[from, to)` (UTC creation days) for `properties`, grouped every useful way.
 /// The rollup answers whole months from `kpi_monthly` and the days around them from
 /// `kpi_daily`; the raw source groups the per-complaint facts directly.
+/// Which breakdowns a KPI query adds to the total and the per-property sums.
+#[derive(Debug, Clone, Copy)]
+struct Detail {
+    daily: bool,
+    /// Category, channel and department.
+    dimensions: bool,
+}
+
 pub async fn query(
     conn: &mut PgConnection,
     source: Source,
@@ -340,9 +348,11 @@ pub async fn query(
     from: NaiveDate,
     to: NaiveDate,
     daily: bool,
+    dimensions: bool,
 ) -> ApiResult<Vec<Group>> {
+    let detail = Detail { daily, dimensions };
     if source == Source::Raw {
-        return query_days(conn, "complaint_kpi_facts", properties, from, to, daily).await;
+        return query_days(conn, "complaint_kpi_facts", properties, from, to, detail).await;
     }
     let first_full = if from.day() == 1 {
         from
@@ -353,14 +363,14 @@ pub async fn query(
     };
     let end_full = month_of(to);
     if first_full >= end_full {
-        return query_days(conn, "kpi_daily", properties, from, to, daily).await;
+        return query_days(conn, "kpi_daily", properties, from, to, detail).await;
     }
-    let mut parts = query_months(conn, properties, first_full, end_full, daily).await?;
+    let mut parts = query_months(conn, properties, first_full, end_full, detail).await?;
     if from < first_full {
-        parts.extend(query_days(conn, "kpi_daily", properties, from, first_full, daily).await?);
+        parts.extend(query_days(conn, "kpi_daily", properties, from, first_full, detail).await?);
     }
     if end_full < to {
-        parts.extend(query_days(conn, "kpi_daily", properties, end_full, to, daily).await?);
+        parts.extend(query_days(conn, "kpi_daily", properties, end_full, to, detail).await?);
     }
     let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
         std::collections::BTreeMap::new();
@@ -391,22 +401,35 @@ async fn query_months(
     properties: &[String],
     from: NaiveDate,
     to: NaiveDate,
-    daily: bool,
+    detail: Detail,
 ) -> ApiResult<Vec<Group>> {
     let sums = COUNTERS
         .iter()
         .map(|c| format!("sum({c})::bigint AS {c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let mut wanted: Vec<&str> = Vec::new();
+    if detail.dimensions {
+        wanted.extend(["'category'", "'channel'", "'department'"]);
+    }
+    if detail.daily {
+        wanted.push("'day'");
+    }
+    let breakdowns = if wanted.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " UNION ALL SELECT dimension, key, {sums} FROM kpi_monthly \
+               WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension IN ({}) \
+               GROUP BY dimension, key",
+            wanted.join(", ")
+        )
+    };
     let sql = format!(
         "SELECT 'property' AS dimension, property_id AS key, {sums} FROM kpi_monthly \
            WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension = 'total' GROUP BY property_id \
          UNION ALL SELECT 'total', '', {sums} FROM kpi_monthly \
-           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension = 'total' \
-         UNION ALL SELECT dimension, key, {sums} FROM kpi_monthly \
-           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension IN ('category', 'channel', 'department'{day}) \
-           GROUP BY dimension, key",
-        day = if daily { ", 'day'" } else { "" }
+           WHERE property_id = ANY($1) AND month >= $2 AND month < $3 AND dimension = 'total'{breakdowns}"
     );
     let rows = sqlx::query(&sql)
         .bind(properties)
@@ -444,23 +467,39 @@ async fn query_days(
     properties: &[String],
     from: NaiveDate,
     to: NaiveDate,
-    daily: bool,
+    detail: Detail,
 ) -> ApiResult<Vec<Group>> {
     let sums = COUNTERS
         .iter()
         .map(|c| format!("sum({c})::bigint AS {c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let day_set = if daily { ", (day)" } else { "" };
-    // grouping() accepts only grouped columns; without the daily set, day is never grouped.
-    let gday = if daily { "grouping(day)" } else { "1" };
-    let day_column = if daily { "day" } else { "NULL::date AS day" };
+    let day_set = if detail.daily { ", (day)" } else { "" };
+    // grouping() accepts only grouped columns: a column outside every set is never grouped.
+    let gday = if detail.daily { "grouping(day)" } else { "1" };
+    let day_column = if detail.daily {
+        "day"
+    } else {
+        "NULL::date AS day"
+    };
+    let (dimension_sets, dimension_columns) = if detail.dimensions {
+        (
+            ", (category), (channel), (department)",
+            "grouping(category) AS gc, grouping(channel) AS gch, grouping(department) AS gd, \
+             category, channel, department",
+        )
+    } else {
+        (
+            "",
+            "1 AS gc, 1 AS gch, 1 AS gd, NULL::text AS category, NULL::smallint AS channel, \
+             NULL::text AS department",
+        )
+    };
     let sql = format!(
-        "SELECT grouping(property_id) AS gp, grouping(category) AS gc, grouping(channel) AS gch, \
-                grouping(department) AS gd, {gday} AS gday, \
-                property_id, category, channel, department, {day_column}, {sums} \
+        "SELECT grouping(property_id) AS gp, {dimension_columns}, {gday} AS gday, \
+                property_id, {day_column}, {sums} \
          FROM {table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3 \
-         GROUP BY GROUPING SETS ((), (property_id), (category), (channel), (department){day_set})"
+         GROUP BY GROUPING SETS ((), (property_id){dimension_sets}{day_set})"
     );
     let rows = sqlx::query(&sql)
         .bind(properties)

@@ -1,5 +1,7 @@
 //! Property settings, stored as the encoded `PropertySettings` message with an etag.
 
+use std::collections::BTreeMap;
+
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::complaints::v1::PropertySettings;
 use prost::Message;
@@ -45,10 +47,19 @@ pub async fn get(
     } else {
         stored(conn, &chain_key(chain_id)).await?
     };
-    Ok(match (own, chain) {
+    Ok(merge(property_id, own, chain.as_ref()))
+}
+
+/// A property's own settings over its chain's (see [`get`]).
+fn merge(
+    property_id: &str,
+    own: Option<PropertySettings>,
+    chain: Option<&PropertySettings>,
+) -> PropertySettings {
+    match (own, chain) {
         (Some(mut own), Some(chain)) => {
             if own.categories.is_empty() {
-                own.categories = chain.categories;
+                own.categories = chain.categories.clone();
             }
             own
         }
@@ -56,10 +67,43 @@ pub async fn get(
         (None, Some(chain)) => PropertySettings {
             property_id: property_id.to_string(),
             etag: String::new(),
-            ..chain
+            ..chain.clone()
         },
         (None, None) => default_settings(property_id),
-    })
+    }
+}
+
+/// The settings of many properties of one chain in one query, as [`get`] gives them one by one.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    property_ids: &[String],
+) -> ApiResult<BTreeMap<String, PropertySettings>> {
+    let chain = chain_key(chain_id);
+    let mut keys: Vec<&str> = property_ids.iter().map(String::as_str).collect();
+    keys.push(&chain);
+    let rows: Vec<(String, Vec<u8>, Uuid)> = sqlx::query_as(
+        "SELECT property_id, settings, etag FROM property_settings WHERE property_id = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found: BTreeMap<String, PropertySettings> = BTreeMap::new();
+    for (key, bytes, etag) in rows {
+        let mut settings = PropertySettings::decode(bytes.as_slice())
+            .map_err(|e| ApiError::internal(format!("stored settings cannot be decoded: {e}")))?;
+        settings.etag = etag.to_string();
+        settings.property_id = key.clone();
+        found.insert(key, settings);
+    }
+    let chain_settings = found.remove(&chain);
+    Ok(property_ids
+        .iter()
+        .map(|id| {
+            let own = found.remove(id);
+            (id.clone(), merge(id, own, chain_settings.as_ref()))
+        })
+        .collect())
 }
 
 /// Replaces the settings when `expected_etag` (if given) still matches; returns the new etag.

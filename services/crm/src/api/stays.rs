@@ -15,8 +15,7 @@ use tonic::Request;
 use super::loyalty::earn_per_night;
 use super::Api;
 
-/// Most stays in one call.
-pub const MAX_BATCH: usize = 5_000;
+use crate::MAX_STAYS_PER_CALL as MAX_BATCH;
 
 fn stay_status(status: i32) -> Option<&'static str> {
     match pb::StayStatus::try_from(status).ok()? {

@@ -1,0 +1,213 @@
+//! `guestloop bench import`: N generated stays (default 1M) imported three ways in one run —
+//! PostgreSQL's own `COPY` into a copy of the stays table, multi-row `INSERT`s (1,000 rows per
+//! statement, over as many connections as the importer has workers) into another copy, and
+//! `guestloop import stays` through CRM's gRPC `UpsertStays` into the real table (which also
+//! validates every row and posts the points each checked-out stay earns). Prints rows/s and the
+//! importer's ratio to each baseline.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guestloop_kit::auth::Role;
+use guestloop_kit::config::Settings;
+use guestloop_kit::server;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+const COLUMNS: &str =
+    "property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, \
+    rate_currency, rate_minor, spend_currency, spend_minor, status";
+
+/// Writes `rows` deterministic stays: 200 properties, 100,000 guests, stays of 1–7 nights over
+/// three years, 80 % checked out, 10 % cancelled, 10 % booked.
+fn generate(path: &Path, rows: u64) -> anyhow::Result<u64> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "{}", COLUMNS.replace(' ', ""))?;
+    let start =
+        chrono::NaiveDate::from_ymd_opt(2023, 1, 1).ok_or_else(|| anyhow::anyhow!("date"))?;
+    for n in 0..rows {
+        let arrival = start + chrono::Duration::days((n * 7919 % 1095) as i64);
+        let departure = arrival + chrono::Duration::days(1 + (n % 7) as i64);
+        let status = match n % 10 {
+            0 => "cancelled",
+            1 => "booked",
+            _ => "checked_out",
+        };
+        writeln!(
+            out,
+            "p{},R{n:08},bench-guest-{},{arrival},{departure},{},EUR,{},EUR,{},{status}",
+            n % 200,
+            n % 100_000,
+            100 + n % 400,
+            9_000 + (n % 50) * 100,
+            (n % 13) * 2_500,
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+async fn scratch_table(pool: &PgPool, name: &str) -> anyhow::Result<()> {
+    sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE UNLOGGED TABLE {name} (LIKE stays INCLUDING ALL)"
+    ))
+    .execute(pool)
+    .await?;
+    // Same durability as the real table.
+    sqlx::query(&format!("ALTER TABLE {name} SET LOGGED"))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn copy(pool: &PgPool, path: &Path) -> anyhow::Result<Duration> {
+    scratch_table(pool, "bench_copy").await?;
+    let bytes = tokio::fs::read(path).await?;
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY bench_copy ({COLUMNS}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+        ))
+        .await?;
+    for chunk in bytes.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    copy.finish().await?;
+    Ok(started.elapsed())
+}
+
+/// Multi-row INSERTs of 1,000 rows, `workers` statements in flight.
+async fn insert(pool: &PgPool, path: &Path, workers: usize) -> anyhow::Result<Duration> {
+    scratch_table(pool, "bench_insert").await?;
+    let text = tokio::fs::read_to_string(path).await?;
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').map(str::to_string).collect())
+        .collect();
+    let chunks: Vec<&[Vec<String>]> = rows.chunks(1_000).collect();
+    let started = Instant::now();
+    let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let pool = pool.clone();
+        async move {
+            let mut query: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("INSERT INTO bench_insert ({COLUMNS}) "));
+            query.push_values(chunk, |mut b, r| {
+                b.push_bind(&r[0])
+                    .push_bind(&r[1])
+                    .push_bind(&r[2])
+                    .push_bind(r[3].parse::<chrono::NaiveDate>().unwrap_or_default())
+                    .push_bind(r[4].parse::<chrono::NaiveDate>().unwrap_or_default())
+                    .push_bind(&r[5])
+                    .push_bind(&r[6])
+                    .push_bind(r[7].parse::<i64>().unwrap_or_default())
+                    .push_bind(&r[8])
+                    .push_bind(r[9].parse::<i64>().unwrap_or_default())
+                    .push_bind(&r[10]);
+            });
+            query.build().execute(&pool).await.map(|_| ())
+        }
+    }))
+    .buffer_unordered(workers);
+    use futures::StreamExt;
+    while let Some(result) = stream.next().await {
+        result?;
+    }
+    Ok(started.elapsed())
+}
+
+fn rate(rows: u64, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+pub async fn run(
+    mut settings: Settings,
+    rows: u64,
+    batch: usize,
+    workers: usize,
+) -> anyhow::Result<()> {
+    crate::dev_secret::ensure(&mut settings)?;
+    settings.database.max_connections = (workers as u32 + 4).max(16);
+    settings.database.statement_timeout_ms = 1_800_000;
+    settings.server.request_timeout_ms = 120_000;
+    settings.server.max_message_bytes = 64 * 1024 * 1024;
+    let (url, _embedded) = crate::bench::bench_database(&settings).await?;
+    let crm = server::start(
+        &guestloop_crm::DEFINITION,
+        Arc::new(settings.clone()),
+        &url,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await?;
+    let options = guestloop_kit::db::connect_options(&url, "crm", &settings.database)?;
+    let pool = guestloop_kit::db::pool(options, &settings.database);
+    let dir = std::env::temp_dir().join(format!("guestloop-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("stays.csv");
+    let bytes = generate(&file, rows)?;
+    // The importer writes into the real table: start it empty.
+    sqlx::query("DELETE FROM stays WHERE pms_reservation_id LIKE 'R%' AND property_id LIKE 'p%'")
+        .execute(&pool)
+        .await?;
+    let copied = copy(&pool, &file).await?;
+    let inserted = insert(&pool, &file, workers).await?;
+    let token = crate::bench::bench_token(&settings, Role::ChainAdmin)?;
+    let endpoint = format!("http://{}", crm.local_addr);
+    let stats = crate::import::import_stays(
+        crate::import::client(&endpoint, &token)?,
+        std::io::BufReader::new(std::fs::File::open(&file)?),
+        Some(bytes),
+        batch,
+        workers,
+        false,
+    )
+    .await?;
+    let earned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE source LIKE 'stay:p%/R%'")
+            .fetch_one(&pool)
+            .await?;
+    println!(
+        "{rows} stays ({:.0} MB CSV), importer: batches of {batch}, {workers} in flight",
+        bytes as f64 / 1e6
+    );
+    println!("{:<44} {:>9} {:>12}", "path", "seconds", "rows/s");
+    println!(
+        "{:<44} {:>9.1} {:>12.0}",
+        "COPY FROM STDIN (scratch copy of stays)",
+        copied.as_secs_f64(),
+        rate(rows, copied)
+    );
+    println!(
+        "{:<44} {:>9.1} {:>12.0}",
+        format!("multi-row INSERT, 1000 rows, {workers} connections"),
+        inserted.as_secs_f64(),
+        rate(rows, inserted)
+    );
+    println!(
+        "{:<44} {:>9.1} {:>12.0}",
+        "guestloop import stays (gRPC UpsertStays)",
+        stats.elapsed.as_secs_f64(),
+        stats.rows_per_second()
+    );
+    println!(
+        "importer / COPY = {:.0} % (goal >= 50 %), importer / INSERT = {:.2}x (goal >= 2x); \
+         {} inserted, {} earnings posted",
+        100.0 * stats.rows_per_second() / rate(rows, copied),
+        stats.rows_per_second() / rate(rows, inserted),
+        stats.inserted,
+        earned
+    );
+    for table in ["bench_copy", "bench_insert"] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(&pool)
+            .await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    crm.shutdown().await
+}

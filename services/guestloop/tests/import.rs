@@ -1,0 +1,136 @@
+//! `guestloop import stays` as an integrator runs it: a CSV export into a running CRM, in
+//! concurrent batches; a second run changes nothing; a malformed file or a refused row stops the
+//! import with the line named and a failing exit status.
+
+use std::io::Write;
+use std::process::Command;
+
+use guestloop_kit::auth::Role;
+use guestloop_testkit::{spawn_service, TokenBuilder};
+
+const HEADER: &str = "property_id,pms_reservation_id,guest_id,arrival_date,departure_date,room,rate_currency,rate_minor,spend_currency,spend_minor,status";
+
+fn write_csv(path: &std::path::Path, lines: &[String]) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    writeln!(file, "{HEADER}")?;
+    for line in lines {
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+fn import(
+    file: &std::path::Path,
+    endpoint: &str,
+    token: &str,
+) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_guestloop"))
+        .args(["import", "stays"])
+        .arg(file)
+        .args([
+            "--endpoint",
+            endpoint,
+            "--token",
+            token,
+            "--batch",
+            "700",
+            "--workers",
+            "3",
+        ])
+        .env("RUST_LOG", "error")
+        .output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let endpoint = service.url();
+    let dir = std::env::temp_dir().join(format!("guestloop-import-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let rows: Vec<String> = (0..5_000)
+        .map(|n| {
+            let status = if n % 5 == 0 { "cancelled" } else { "checked_out" };
+            format!(
+                "lisbon,L{n:05},import-guest-{},2026-02-01,2026-02-0{},{},EUR,12000,EUR,{},{status}",
+                n % 300,
+                2 + n % 3,
+                100 + n % 80,
+                n % 7 * 1000
+            )
+        })
+        .collect();
+    let file = dir.join("stays.csv");
+    write_csv(&file, &rows)?;
+    let first = import(&file, &endpoint, &token)?;
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("5000 stays") && stdout.contains("5000 inserted"),
+        "{stdout}"
+    );
+    let pool = service.database.admin_pool().await?;
+    let (stays, earned): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE property_id = 'lisbon'), \
+                (SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:lisbon/%')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (stays, earned),
+        (5_000, 4_000),
+        "checked-out stays earn, cancelled ones do not"
+    );
+
+    let second = import(&file, &endpoint, &token)?;
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success());
+    assert!(
+        stdout.contains("0 inserted, 0 updated, 5000 unchanged"),
+        "{stdout}"
+    );
+    let earned_again: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:lisbon/%'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(earned_again, 4_000, "a second import earns nothing twice");
+
+    // A value that is not a number: the line is named before anything is sent for it.
+    let bad_number = dir.join("bad-number.csv");
+    write_csv(
+        &bad_number,
+        &["lisbon,Z1,g,2026-01-01,2026-01-03,1,EUR,abc,EUR,0,checked_out".to_string()],
+    )?;
+    let refused = import(&bad_number, &endpoint, &token)?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("line 2"), "{stderr}");
+    // A row CRM refuses: the batch's first line and the field are named; nothing is written.
+    let bad_dates = dir.join("bad-dates.csv");
+    write_csv(
+        &bad_dates,
+        &[
+            "lisbon,Z2,g,2026-01-01,2026-01-03,1,EUR,1,EUR,0,checked_out".to_string(),
+            "lisbon,Z3,g,2026-01-05,2026-01-04,1,EUR,1,EUR,0,checked_out".to_string(),
+        ],
+    )?;
+    let refused = import(&bad_dates, &endpoint, &token)?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("line 2") && stderr.contains("stays[1].departure_date"),
+        "{stderr}"
+    );
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.stays WHERE pms_reservation_id LIKE 'Z%'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(written, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    service.shutdown().await
+}
