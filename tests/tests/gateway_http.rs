@@ -266,12 +266,19 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
         vec![
             "/healthz",
             "/v1/complaints",
+            "/v1/complaints/{complaint_id}/actions",
+            "/v1/events/{service}",
             "/v1/me/complaints",
             "/v1/me/complaints/{complaint_id}/rating",
             "/v1/me/loyalty",
+            "/v1/me/loyalty/history",
             "/v1/properties/{property_id}/arrival-brief",
+            "/v1/properties/{property_id}/inspections",
+            "/v1/properties/{property_id}/work-orders",
             "/v1/scorecard",
-            "/v1/scorecard/trend"
+            "/v1/scorecard/trend",
+            "/v1/work-orders/{work_order_id}/actions",
+            "/v1/work-queue"
         ]
     );
 

@@ -1,18 +1,21 @@
-//! BI and operations: the scorecard as JSON or CSV, and liveness.
+//! BI and operations: the scorecard as JSON or CSV, score trends, event-log exports, and
+//! liveness.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use guestloop_proto::common::v1::TimeRange;
+use base64::Engine as _;
+use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
+use guestloop_proto::common::v1::{ListEventsRequest, TimeRange};
 use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::problem::{HttpResult, Problem, Refusal};
-use super::schemas::{Health, ScoreTrend, Scorecard};
+use super::schemas::{EventPage, ExportedEvent, Health, ScoreTrend, Scorecard};
 use super::{Caller, HttpState};
 
 /// Liveness of the HTTP side.
@@ -206,4 +209,100 @@ pub async fn trend(
         .await?
         .into_inner();
     Ok(Json(ScoreTrend::from(&trend)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Events after this position (0: from the start).
+    #[serde(default)]
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// Comma-separated event types (exact), e.g. complaints.complaint.filed; absent: all.
+    #[serde(default)]
+    types: Option<String>,
+    /// Events read per page, 1–1000 (default 100); a scoped page may hold fewer.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i32>,
+}
+
+/// A service's event log for BI exports, paged by position: the caller's chain and property
+/// scope only. Chain roles (quality managers, chain admins) may read it.
+#[utoipa::path(get, path = "/v1/events/{service}", tag = "bi",
+    params(("service" = String, Path, description = "complaints, crm, facilities or audit"), EventQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role refused", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log cannot be read now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(state): State<HttpState>,
+    caller: Caller,
+    service: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> HttpResult<Json<EventPage>> {
+    let axum::extract::Path(service) = service?;
+    let Query(query) = query?;
+    let raw = state.feed(&service).ok_or_else(|| {
+        Refusal::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "service: must be complaints, crm, facilities or audit",
+        )
+    })?;
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(Refusal::bad_request("after: must be 0 or greater"));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Refusal::bad_request("limit: must be between 1 and 1000"));
+    }
+    let page = EventFeedClient::new(caller.channel(raw)?)
+        .list_events(ListEventsRequest {
+            after_position: after,
+            event_types: query
+                .types
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect(),
+            page_size: limit,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(EventPage {
+        events: page
+            .events
+            .iter()
+            .map(|e| ExportedEvent {
+                position: e.position,
+                event_id: e.event_id.clone(),
+                event_type: e.event_type.clone(),
+                subject: e.subject.clone(),
+                chain_id: e.chain_id.clone(),
+                property_id: e.property_id.clone(),
+                occurred_at: e.occur_time.as_ref().and_then(|t| {
+                    chrono::DateTime::from_timestamp(t.seconds, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                }),
+                payload_type: e
+                    .payload
+                    .as_ref()
+                    .map(|p| p.type_url.clone())
+                    .unwrap_or_default(),
+                payload_base64: e
+                    .payload
+                    .as_ref()
+                    .map(|p| base64::engine::general_purpose::STANDARD.encode(&p.value))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        next_after: page.next_after_position,
+    }))
 }

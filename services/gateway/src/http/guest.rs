@@ -1,4 +1,5 @@
-//! For guest apps: file, list and rate my complaints; my loyalty account and preferences.
+//! For guest apps: file, list and rate my complaints; my loyalty account, points history and
+//! preferences.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -10,7 +11,10 @@ use guestloop_proto::crm::v1 as crm;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 
 use super::problem::{HttpResult, Problem};
-use super::schemas::{ComplaintList, ComplaintSummary, Loyalty, NewComplaint, Preference, Rating};
+use super::schemas::{
+    ComplaintList, ComplaintSummary, LedgerEntry, LedgerPage, Loyalty, NewComplaint, Preference,
+    Rating,
+};
 use super::{Caller, HttpState};
 
 /// The caller's own complaints, newest first.
@@ -148,5 +152,47 @@ pub async fn my_loyalty(
         lifetime_earned: account.lifetime_earned,
         likes: profile.preferences.iter().map(Preference::from).collect(),
         avoid: profile.avoid.iter().map(Preference::from).collect(),
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// The caller's points history in posting order, page by page.
+#[utoipa::path(get, path = "/v1/me/loyalty/history", tag = "guest", params(LedgerQuery),
+    responses(
+        (status = 200, description = "My ledger", body = LedgerPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a guest token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No profile for this guest", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Loyalty cannot be read now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn my_ledger(
+    State(state): State<HttpState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> HttpResult<Json<LedgerPage>> {
+    let guest_id = caller.guest_id()?;
+    let axum::extract::Query(query) = query?;
+    let page = CrmServiceClient::new(caller.channel(&state.crm)?)
+        .list_ledger(crm::ListLedgerRequest {
+            guest_id,
+            page_size: query.page_size.unwrap_or(0),
+            page_token: query.page_token.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(LedgerPage {
+        entries: page.entries.iter().map(LedgerEntry::from).collect(),
+        next_page_token: page.next_page_token,
     }))
 }

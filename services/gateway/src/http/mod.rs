@@ -7,6 +7,7 @@
 //! built from those declarations, so `/openapi.json` lists exactly what is served.
 
 mod bi;
+mod engineering;
 mod guest;
 mod problem;
 pub mod schemas;
@@ -42,6 +43,8 @@ pub struct HttpState {
     gateway: Channel,
     complaints: Channel,
     crm: Channel,
+    facilities: Channel,
+    audit: Channel,
 }
 
 impl HttpState {
@@ -52,7 +55,20 @@ impl HttpState {
             gateway: channel(&settings.endpoint_for("gateway"), timeout)?,
             complaints: channel(&settings.endpoint_for("complaints"), timeout)?,
             crm: channel(&settings.endpoint_for("crm"), timeout)?,
+            facilities: channel(&settings.endpoint_for("facilities"), timeout)?,
+            audit: channel(&settings.endpoint_for("audit"), timeout)?,
         })
+    }
+
+    /// The channel to a service whose event log can be exported.
+    fn feed(&self, service: &str) -> Option<&Channel> {
+        match service {
+            "complaints" => Some(&self.complaints),
+            "crm" => Some(&self.crm),
+            "facilities" => Some(&self.facilities),
+            "audit" => Some(&self.audit),
+            _ => None,
+        }
     }
 }
 
@@ -151,7 +167,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "guest", description = "For guest apps: the caller's own complaints and loyalty account"),
         (name = "staff", description = "For staff apps at a property"),
-        (name = "bi", description = "Scorecards for BI consumers"),
+        (name = "bi", description = "Scorecards, trends and event-log exports for BI consumers"),
         (name = "ops", description = "Liveness and the API description")
     )
 )]
@@ -168,6 +184,13 @@ fn routes() -> (Router<HttpState>, utoipa::openapi::OpenApi) {
         .routes(routes!(guest::rate))
         .routes(routes!(guest::my_loyalty))
         .routes(routes!(staff::arrival_brief))
+        .routes(routes!(staff::act_on_complaint))
+        .routes(routes!(staff::work_queue))
+        .routes(routes!(engineering::work_orders))
+        .routes(routes!(engineering::act_on_work_order))
+        .routes(routes!(engineering::inspections))
+        .routes(routes!(guest::my_ledger))
+        .routes(routes!(bi::events))
         .split_for_parts()
 }
 

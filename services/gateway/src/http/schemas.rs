@@ -288,6 +288,8 @@ pub struct RoomStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkOrder {
     pub work_order_id: String,
+    pub property_id: String,
+    pub room: String,
     pub title: String,
     /// open, assigned, in_progress or on_hold.
     pub status: String,
@@ -392,20 +394,7 @@ fn brief_entry(e: &pb::BriefEntry) -> BriefEntry {
                 since: instant(s.since.as_ref()),
                 expected_return: instant(s.expected_return.as_ref()),
             }),
-        room_work_orders: e
-            .room_work_orders
-            .iter()
-            .map(|w| WorkOrder {
-                work_order_id: w.work_order_id.clone(),
-                title: w.title.clone(),
-                status: w.status.clone(),
-                priority: facilities::Priority::try_from(w.priority)
-                    .map(|p| enum_word(p.as_str_name(), "PRIORITY_"))
-                    .unwrap_or_default(),
-                fix_due_at: instant(w.fix_due_time.as_ref()),
-                fix_breached: w.fix_breached,
-            })
-            .collect(),
+        room_work_orders: e.room_work_orders.iter().map(WorkOrder::from).collect(),
         care_tasks: e
             .care_tasks
             .iter()
@@ -461,4 +450,169 @@ mod tests {
         assert_eq!(instant(Some(&t)).as_deref(), Some("2027-01-15T08:00:00Z"));
         assert_eq!(instant(None), None);
     }
+}
+
+impl From<&facilities::WorkOrder> for WorkOrder {
+    fn from(w: &facilities::WorkOrder) -> Self {
+        Self {
+            work_order_id: w.work_order_id.clone(),
+            property_id: w.property_id.clone(),
+            room: w.room.clone(),
+            title: w.title.clone(),
+            status: w.status.clone(),
+            priority: facilities::Priority::try_from(w.priority)
+                .map(|p| enum_word(p.as_str_name(), "PRIORITY_"))
+                .unwrap_or_default(),
+            fix_due_at: instant(w.fix_due_time.as_ref()),
+            fix_breached: w.fix_breached,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkOrderList {
+    /// Most urgent repair deadline first.
+    pub work_orders: Vec<WorkOrder>,
+}
+
+/// A step in a complaint's recovery.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ComplaintAction {
+    /// acknowledge, start_investigation, plan_remedy, start_remedy, wait_for_guest,
+    /// guest_responded, resolve, reopen, close or cancel.
+    #[schema(
+        pattern = "^(acknowledge|start_investigation|plan_remedy|start_remedy|wait_for_guest|guest_responded|resolve|reopen|close|cancel)$"
+    )]
+    pub action: String,
+    /// Required to reopen or cancel.
+    #[serde(default)]
+    pub reason: String,
+    /// The etag last read: the action applies only if nobody changed the complaint since.
+    #[serde(default)]
+    pub etag: String,
+}
+
+/// A step in a work order's life.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WorkOrderAction {
+    /// assign, start, hold, resume, complete, verify or cancel.
+    #[schema(pattern = "^(assign|start|hold|resume|complete|verify|cancel)$")]
+    pub action: String,
+    /// With assign: `team:<name>` or `contractor:<name>`.
+    #[serde(default)]
+    pub assignee: String,
+    /// With hold and cancel.
+    #[serde(default)]
+    pub reason: String,
+    /// With complete: labour and parts in minor units of `currency`.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub labour_minor: i64,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub parts_minor: i64,
+    /// ISO 4217, required with a cost.
+    #[serde(default)]
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inspection {
+    pub inspection_id: String,
+    pub plan_id: String,
+    pub property_id: String,
+    pub asset_id: String,
+    pub due_at: Option<String>,
+    /// due or done.
+    pub status: String,
+    pub overdue: bool,
+    pub done_at: Option<String>,
+    /// Codes of the checklist items that failed.
+    pub failed_items: Vec<String>,
+    pub work_order_ids: Vec<String>,
+}
+
+impl From<&facilities::Inspection> for Inspection {
+    fn from(i: &facilities::Inspection) -> Self {
+        Self {
+            inspection_id: i.inspection_id.clone(),
+            plan_id: i.plan_id.clone(),
+            property_id: i.property_id.clone(),
+            asset_id: i.asset_id.clone(),
+            due_at: instant(i.due_time.as_ref()),
+            status: i.status.clone(),
+            overdue: i.overdue,
+            done_at: instant(i.done_time.as_ref()),
+            failed_items: i.failed_items.clone(),
+            work_order_ids: i.work_order_ids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InspectionList {
+    pub inspections: Vec<Inspection>,
+}
+
+/// One posting of the guest's points ledger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    pub entry_id: i64,
+    /// earn, bonus, goodwill, redeem, expire or adjust.
+    pub kind: String,
+    /// Positive for credits, negative for debits.
+    pub points: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    pub posted_at: Option<String>,
+}
+
+impl From<&crm::LedgerEntry> for LedgerEntry {
+    fn from(e: &crm::LedgerEntry) -> Self {
+        Self {
+            entry_id: e.entry_id,
+            kind: crm::EntryKind::try_from(e.kind)
+                .map(|k| enum_word(k.as_str_name(), "ENTRY_KIND_"))
+                .unwrap_or_default(),
+            points: e.points,
+            balance_after: e.balance_after,
+            reason: e.reason.clone(),
+            posted_at: instant(e.post_time.as_ref()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerPage {
+    /// In posting order, oldest first.
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `page_token` for the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+/// One event of a service's log, for BI exports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedEvent {
+    /// Position in the producing service's log (gap-free there; a scoped export skips events
+    /// outside the caller's scope).
+    pub position: i64,
+    pub event_id: String,
+    /// e.g. complaints.complaint.filed.
+    pub event_type: String,
+    /// The resource, e.g. complaints/0191c2….
+    pub subject: String,
+    pub chain_id: String,
+    pub property_id: String,
+    pub occurred_at: Option<String>,
+    /// Protobuf type of the payload, e.g. type.googleapis.com/guestloop.complaints.v1.ComplaintChanged.
+    pub payload_type: String,
+    /// The protobuf-encoded payload, base64 (standard alphabet); decode it with the .proto files.
+    pub payload_base64: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<ExportedEvent>,
+    /// Pass as `after` for the next page; when it equals the `after` you sent, you are at the end.
+    pub next_after: i64,
 }

@@ -1,6 +1,7 @@
-//! For staff apps at a property: the arrival brief.
+//! For staff apps at a property: the arrival brief, complaint lists, the work queue and
+//! complaint actions.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use guestloop_proto::complaints::v1 as complaints;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::problem::{HttpResult, Problem, Refusal};
-use super::schemas::{ArrivalBrief, ComplaintList, ComplaintSummary};
+use super::schemas::{ArrivalBrief, ComplaintAction, ComplaintList, ComplaintSummary};
 use super::{Caller, HttpState};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -121,5 +122,121 @@ pub async fn complaints(
     Ok(Json(ComplaintList {
         complaints: list.complaints.iter().map(ComplaintSummary::from).collect(),
         next_page_token: list.next_page_token,
+    }))
+}
+
+fn complaint_action(word: &str) -> Option<complaints::Action> {
+    use complaints::Action as A;
+    Some(match word {
+        "acknowledge" => A::Acknowledge,
+        "start_investigation" => A::StartInvestigation,
+        "plan_remedy" => A::PlanRemedy,
+        "start_remedy" => A::StartRemedy,
+        "wait_for_guest" => A::WaitForGuest,
+        "guest_responded" => A::GuestResponded,
+        "resolve" => A::Resolve,
+        "reopen" => A::Reopen,
+        "close" => A::Close,
+        "cancel" => A::Cancel,
+        _ => return None,
+    })
+}
+
+/// Moves a complaint on (acknowledge, investigate, resolve, …). A move its state does not allow
+/// is refused with 422 and changes nothing; with `etag`, a concurrent change is refused with 409.
+#[utoipa::path(post, path = "/v1/complaints/{complaint_id}/actions", tag = "staff",
+    params(("complaint_id" = String, Path, description = "The complaint")),
+    request_body = ComplaintAction,
+    responses(
+        (status = 200, description = "The complaint after the action", body = ComplaintSummary),
+        (status = 400, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such complaint in the caller's scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed since the etag was read", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The complaint's state does not allow the action", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be changed now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn act_on_complaint(
+    State(state): State<HttpState>,
+    caller: Caller,
+    complaint_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<ComplaintAction>, JsonRejection>,
+) -> HttpResult<Json<ComplaintSummary>> {
+    let Path(complaint_id) = complaint_id?;
+    let Json(body) = body?;
+    caller.staff()?;
+    let action = complaint_action(&body.action).ok_or_else(|| {
+        Refusal::bad_request(
+            "action: must be acknowledge, start_investigation, plan_remedy, start_remedy, \
+             wait_for_guest, guest_responded, resolve, reopen, close or cancel",
+        )
+    })?;
+    let complaint = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
+        .transition_complaint(complaints::TransitionComplaintRequest {
+            complaint_id,
+            action: action as i32,
+            reason: body.reason,
+            etag: body.etag,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(ComplaintSummary::from(&complaint)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkQueueQuery {
+    /// Only this property (absent: every property in the caller's scope).
+    #[serde(default)]
+    property_id: Option<String>,
+    /// Only complaints assigned to this person.
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+}
+
+/// The staff work queue: open complaints, most urgent SLA deadline first.
+#[utoipa::path(get, path = "/v1/work-queue", tag = "staff", params(WorkQueueQuery),
+    responses(
+        (status = 200, description = "Open complaints by urgency", body = ComplaintList),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn work_queue(
+    State(state): State<HttpState>,
+    caller: Caller,
+    query: Result<Query<WorkQueueQuery>, QueryRejection>,
+) -> HttpResult<Json<ComplaintList>> {
+    let Query(query) = query?;
+    caller.staff()?;
+    let queue = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
+        .list_work_queue(complaints::ListWorkQueueRequest {
+            property_ids: query
+                .property_id
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect(),
+            assignee: query.assignee.unwrap_or_default(),
+            department: query.department.unwrap_or_default(),
+            page_size: query.page_size.unwrap_or(0),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(ComplaintList {
+        complaints: queue
+            .complaints
+            .iter()
+            .map(ComplaintSummary::from)
+            .collect(),
+        next_page_token: String::new(),
     }))
 }

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::EventLog;
+use crate::auth::{principal, Principal, PropertyScope, Role};
 use crate::error::ApiError;
 
 const STREAM_BATCH: i64 = 500;
@@ -42,6 +43,41 @@ fn check_after(after: i64) -> Result<(), ApiError> {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 
+/// Which events a caller may read. The service role reads the whole log (consumers); chain roles
+/// read their chain's events within their property scope, and events that carry no chain only
+/// for a property their token lists.
+#[derive(Clone)]
+enum Reader {
+    Everything,
+    Scoped(Principal),
+}
+
+impl Reader {
+    fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        let principal = principal(request)?;
+        Ok(if principal.role() == Role::Service {
+            Reader::Everything
+        } else {
+            Reader::Scoped(principal.clone())
+        })
+    }
+
+    fn may_read(&self, event: &Event) -> bool {
+        let Reader::Scoped(principal) = self else {
+            return true;
+        };
+        if !event.chain_id.is_empty() {
+            event.chain_id == principal.chain_id()
+                && (event.property_id.is_empty()
+                    || principal.can_access_property(&event.property_id))
+        } else {
+            !event.property_id.is_empty()
+                && matches!(principal.claims.props, PropertyScope::Listed(_))
+                && principal.can_access_property(&event.property_id)
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl EventFeed for EventFeedService {
     type SubscribeEventsStream = EventStream;
@@ -50,6 +86,7 @@ impl EventFeed for EventFeedService {
         &self,
         request: Request<SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
+        let reader = Reader::of(&request)?;
         let request = request.into_inner();
         check_after(request.after_position)?;
         let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
@@ -64,6 +101,9 @@ impl EventFeed for EventFeedService {
                         let full = events.len() as i64 == STREAM_BATCH;
                         for event in events {
                             after = event.position;
+                            if !reader.may_read(&event) {
+                                continue;
+                            }
                             if sender.send(Ok(event)).await.is_err() {
                                 return; // the subscriber went away
                             }
@@ -93,6 +133,7 @@ impl EventFeed for EventFeedService {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
+        let reader = Reader::of(&request)?;
         let request = request.into_inner();
         check_after(request.after_position)?;
         let page_size = match request.page_size {
@@ -117,7 +158,7 @@ impl EventFeed for EventFeedService {
             .map_err(ApiError::from)?;
         let next = events.last().map_or(request.after_position, |e| e.position);
         Ok(Response::new(ListEventsResponse {
-            events,
+            events: events.into_iter().filter(|e| reader.may_read(e)).collect(),
             next_after_position: next,
         }))
     }
