@@ -127,6 +127,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
                 property_ids: vec![],
                 region: String::new(),
                 period: Some(period),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -240,10 +241,51 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
             property_ids: vec![],
             region: "emea".into(),
             period: Some(period),
+            ..Default::default()
         })
         .await?
         .into_inner();
     assert_eq!(emea.properties.len(), 2);
+
+    // With a granularity the scorecard carries the scope's trend: buckets tile the period and
+    // their complaints add up to the scope's.
+    let with_trend = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(period),
+            granularity: pb::Granularity::Week as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!with_trend.trend.is_empty());
+    assert_eq!(
+        with_trend
+            .trend
+            .first()
+            .and_then(|p| p.bucket.and_then(|b| b.start_time)),
+        period.start_time
+    );
+    assert_eq!(
+        with_trend
+            .trend
+            .last()
+            .and_then(|p| p.bucket.and_then(|b| b.end_time)),
+        period.end_time
+    );
+    let scope_complaints = with_trend.scope.as_ref().map_or(0, |s| s.complaints);
+    assert_eq!(
+        with_trend.trend.iter().map(|p| p.complaints).sum::<i64>(),
+        scope_complaints
+    );
+    let refused = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(period),
+            granularity: 42,
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown granularity");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // With facilities and audit down the scorecard still answers, and says what is missing.
     facilities.shutdown().await?;
@@ -253,6 +295,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
             property_ids: vec![],
             region: String::new(),
             period: Some(period),
+            ..Default::default()
         })
         .await?
         .into_inner();

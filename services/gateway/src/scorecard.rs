@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use guestloop_kit::auth::{principal, BearerToken, Principal};
 use guestloop_kit::time::required_period;
-use guestloop_kit::ApiResult;
+use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::audit::v1 as audit;
 use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guestloop_proto::common::v1::TimeRange;
@@ -176,7 +176,32 @@ pub async fn get(
         .get::<BearerToken>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    compute(backends, pool, &principal, &token, request.into_inner()).await
+    let request = request.into_inner();
+    let granularity = pb::Granularity::try_from(request.granularity)
+        .map_err(|_| ApiError::invalid("granularity", "must be DAY, WEEK or MONTH"))?;
+    if granularity == pb::Granularity::Unspecified {
+        return compute(backends, pool, &principal, &token, request).await;
+    }
+    // Validate the buckets before any fan-out.
+    let (start, end) = required_period(request.period.as_ref())?;
+    let buckets = crate::trend::buckets(start, end, granularity)?;
+    let scope = crate::trend::Scope {
+        property_ids: &request.property_ids,
+        region: &request.region,
+    };
+    let (card, trend) = futures::join!(
+        compute(backends, pool, &principal, &token, request.clone()),
+        crate::trend::points(backends, pool, &principal, &token, scope, buckets)
+    );
+    let mut card = card?;
+    let (points, missing) = trend?;
+    card.trend = points;
+    for part in missing {
+        if !card.missing.contains(&part) {
+            card.missing.push(part);
+        }
+    }
+    Ok(card)
 }
 
 /// The scorecard for a request, fetched on `token` (the caller's own).
@@ -367,5 +392,6 @@ pub async fn compute(
         regions: region_units,
         scope: Some(scope_unit),
         missing,
+        trend: Vec::new(),
     })
 }

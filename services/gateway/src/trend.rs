@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use futures::stream::{self, StreamExt};
-use guestloop_kit::auth::{principal, BearerToken};
+use guestloop_kit::auth::{principal, BearerToken, Principal};
 use guestloop_kit::time::{required_period, to_timestamp};
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::common::v1::TimeRange;
@@ -17,22 +17,30 @@ use crate::Backends;
 /// At most this many buckets per trend.
 pub const MAX_BUCKETS: usize = 120;
 
-/// The buckets of `[start, end)` for a granularity: each starts where the last ended.
+/// The buckets of `[start, end)` for a granularity: the first starts at `start`, the others at
+/// UTC midnight, `k` steps after the start's date (months counted from it, so the 31st stays
+/// the 31st where the month has one), and each ends where the next starts. Complaint KPIs count
+/// whole UTC days, so boundaries at midnight put every day in exactly one bucket.
 pub fn buckets(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     granularity: pb::Granularity,
 ) -> ApiResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
-    let step = |t: DateTime<Utc>| -> Option<DateTime<Utc>> {
+    let base = start
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let boundary = |k: u32| -> Option<DateTime<Utc>> {
         match granularity {
-            pb::Granularity::Day => Some(t + Duration::days(1)),
-            pb::Granularity::Week => Some(t + Duration::days(7)),
-            pb::Granularity::Month => t.checked_add_months(Months::new(1)),
+            pb::Granularity::Day => Some(base + Duration::days(i64::from(k))),
+            pb::Granularity::Week => Some(base + Duration::days(7 * i64::from(k))),
+            pb::Granularity::Month => base.checked_add_months(Months::new(k)),
             pb::Granularity::Unspecified => None,
         }
     };
     let mut out = Vec::new();
     let mut at = start;
+    let mut k = 1u32;
     while at < end {
         if out.len() == MAX_BUCKETS {
             return Err(ApiError::invalid(
@@ -40,10 +48,11 @@ pub fn buckets(
                 format!("spans more than {MAX_BUCKETS} buckets at this granularity"),
             ));
         }
-        let next = step(at)
+        let next = boundary(k)
             .ok_or_else(|| ApiError::invalid("granularity", "must be DAY, WEEK or MONTH"))?;
         out.push((at, next.min(end)));
         at = next;
+        k += 1;
     }
     Ok(out)
 }
@@ -68,7 +77,39 @@ pub async fn get(
     for property in &request.property_ids {
         principal.require_property(property)?;
     }
-    let buckets = buckets(start, end, granularity)?;
+    let scope = Scope {
+        property_ids: &request.property_ids,
+        region: &request.region,
+    };
+    let (points, missing) = points(
+        backends,
+        pool,
+        &principal,
+        &token,
+        scope,
+        buckets(start, end, granularity)?,
+    )
+    .await?;
+    Ok(pb::ScoreTrend { points, missing })
+}
+
+/// Which properties a trend scores.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub property_ids: &'a [String],
+    pub region: &'a str,
+}
+
+/// Each bucket scored as a scorecard (8 at a time), and the parts missing from any bucket, one
+/// line per backend.
+pub async fn points(
+    backends: &Backends,
+    pool: &PgPool,
+    principal: &Principal,
+    token: &str,
+    scope: Scope<'_>,
+    buckets: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+) -> ApiResult<(Vec<pb::TrendPoint>, Vec<String>)> {
     let results: Vec<ApiResult<(pb::TrendPoint, Vec<String>)>> = stream::iter(buckets)
         .map(|(from, to)| {
             let bucket = TimeRange {
@@ -76,11 +117,11 @@ pub async fn get(
                 end_time: Some(to_timestamp(to)),
             };
             let card_request = pb::GetScorecardRequest {
-                property_ids: request.property_ids.clone(),
-                region: request.region.clone(),
+                property_ids: scope.property_ids.to_vec(),
+                region: scope.region.to_string(),
                 period: Some(bucket),
+                granularity: pb::Granularity::Unspecified as i32,
             };
-            let (principal, token) = (&principal, &token);
             async move {
                 let card = compute(backends, pool, principal, token, card_request).await?;
                 let scope = card.scope.unwrap_or_default();
@@ -96,23 +137,23 @@ pub async fn get(
         .buffered(8)
         .collect()
         .await;
-    let mut trend = pb::ScoreTrend::default();
+    let mut points = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     for result in results {
-        let (point, missing) = result?;
-        trend.points.push(point);
-        for part in missing {
+        let (point, parts) = result?;
+        points.push(point);
+        for part in parts {
             // One line per backend, however many buckets it failed in.
             let backend = part.split(':').next().unwrap_or_default().to_string();
-            if !trend
-                .missing
+            if !missing
                 .iter()
                 .any(|m| m.starts_with(&format!("{backend}:")))
             {
-                trend.missing.push(part);
+                missing.push(part);
             }
         }
     }
-    Ok(trend)
+    Ok((points, missing))
 }
 
 #[cfg(test)]
@@ -140,8 +181,31 @@ mod tests {
         );
         let months =
             buckets(at(2026, 1, 31), at(2026, 4, 1), pb::Granularity::Month).unwrap_or_default();
-        assert_eq!(months[0], (at(2026, 1, 31), at(2026, 2, 28)));
-        assert_eq!(months.last().map(|b| b.1), Some(at(2026, 4, 1)));
+        assert_eq!(
+            months,
+            vec![
+                (at(2026, 1, 31), at(2026, 2, 28)),
+                (at(2026, 2, 28), at(2026, 3, 31)),
+                (at(2026, 3, 31), at(2026, 4, 1))
+            ],
+            "months count from the start's date, without drifting"
+        );
+    }
+
+    #[test]
+    fn a_mid_day_start_puts_later_boundaries_at_midnight() {
+        let start = at(2026, 11, 1) + Duration::hours(15);
+        let end = at(2026, 11, 4) + Duration::hours(9);
+        let b = buckets(start, end, pb::Granularity::Day).unwrap_or_default();
+        assert_eq!(
+            b,
+            vec![
+                (start, at(2026, 11, 2)),
+                (at(2026, 11, 2), at(2026, 11, 3)),
+                (at(2026, 11, 3), at(2026, 11, 4)),
+                (at(2026, 11, 4), end)
+            ]
+        );
     }
 
     #[test]

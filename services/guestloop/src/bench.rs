@@ -63,6 +63,15 @@ pub enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "1000000")]
         sizes: Vec<i64>,
     },
+    /// The gateway's scorecard at its saturating load, then at twice that rate: goodput and how
+    /// fast the excess is refused.
+    Overload {
+        /// The gateway's concurrency limit (calls in flight before it sheds load).
+        #[arg(long, default_value_t = 16)]
+        limit: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Importing stays through CRM (`guestloop import stays`) against PostgreSQL's COPY and
     /// multi-row INSERT of the same rows, in one run.
     Import {
@@ -104,6 +113,9 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
         Scenario::Scorecard { sizes } => crate::bench_scorecard::run(settings, &sizes).await,
+        Scenario::Overload { limit, seconds } => {
+            crate::bench_overload::run(settings, limit, seconds).await
+        }
         Scenario::Import {
             rows,
             batch,

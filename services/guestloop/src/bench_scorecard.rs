@@ -80,9 +80,12 @@ async fn raw(pools: &Pools, properties: &[String], days: i64) -> anyhow::Result<
     Ok(started.elapsed())
 }
 
-type Gateway = GatewayServiceClient<guestloop_kit::client::AuthedChannel>;
+pub type Gateway = GatewayServiceClient<guestloop_kit::client::AuthedChannel>;
 
-async fn scorecard(client: &mut Gateway, days: i64) -> anyhow::Result<(Duration, pb::Scorecard)> {
+pub async fn scorecard(
+    client: &mut Gateway,
+    days: i64,
+) -> anyhow::Result<(Duration, pb::Scorecard)> {
     let end = chrono::Utc::now();
     let start = end - chrono::Duration::days(days);
     let period = TimeRange {
@@ -95,36 +98,16 @@ async fn scorecard(client: &mut Gateway, days: i64) -> anyhow::Result<(Duration,
             property_ids: Vec::new(),
             region: String::new(),
             period: Some(period),
+            ..Default::default()
         })
         .await?
         .into_inner();
     Ok((started.elapsed(), card))
 }
 
-async fn measure(
-    label: &str,
-    gateway: &str,
-    issuer: &TokenIssuer,
-    chain: &str,
-    pools: &Pools,
-) -> anyhow::Result<()> {
-    let token = issuer.mint(Claims {
-        sub: "bench-quality".into(),
-        role: Role::ChainQualityManager,
-        chain: chain.into(),
-        props: PropertyScope::all(),
-        guest_id: None,
-        department: None,
-        iss: String::new(),
-        aud: String::new(),
-        iat: 0,
-        exp: 0,
-    })?;
-    let context = CallContext::with_token(&SecretString::from(token))?;
-    let mut client = GatewayServiceClient::new(InterceptedService::new(
-        channel(gateway, Duration::from_secs(60))?,
-        context,
-    ));
+async fn measure(label: &str, suite: &Suite, chain: &str) -> anyhow::Result<()> {
+    let pools = &suite.pools;
+    let mut client = quality_client(suite, chain)?;
     let (cold, card) = scorecard(&mut client, 90).await?;
     let properties: Vec<String> = card.properties.iter().map(|p| p.key.clone()).collect();
     let complaints = card.scope.as_ref().map_or(0, |s| s.complaints);
@@ -153,12 +136,25 @@ async fn measure(
     Ok(())
 }
 
-pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
+/// The services a scorecard needs, on the bench database with the demo chain loaded and its
+/// rollup settled. `gateway_limit` overrides the gateway's concurrency limit (load shedding).
+pub struct Suite {
+    pub running: Vec<server::RunningService>,
+    pub gateway: String,
+    pub issuer: TokenIssuer,
+    pools: Pools,
+    _embedded: Option<guestloop_kit::embedded_pg::EmbeddedPostgres>,
+}
+
+pub async fn start_suite(
+    mut settings: Settings,
+    gateway_limit: Option<usize>,
+) -> anyhow::Result<(Suite, Settings)> {
     crate::dev_secret::ensure(&mut settings)?;
     settings.demo = true;
     settings.database.statement_timeout_ms = 1_800_000;
     settings.server.request_timeout_ms = 60_000;
-    let (url, _embedded) = crate::bench::bench_database(&settings).await?;
+    let (url, embedded) = crate::bench::bench_database(&settings).await?;
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
     let names = ["complaints", "facilities", "audit", "gateway"];
     for (name, port) in names.iter().zip(&ports) {
@@ -170,6 +166,11 @@ pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
         .endpoints
         .insert("crm".into(), "http://127.0.0.1:9".into());
     let shared = Arc::new(settings.clone());
+    let mut gateway_settings = settings.clone();
+    if let Some(limit) = gateway_limit {
+        gateway_settings.server.max_concurrent_requests = limit;
+    }
+    let gateway_settings = Arc::new(gateway_settings);
     let on = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut running = Vec::new();
     for (definition, port) in [
@@ -181,7 +182,12 @@ pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
     .into_iter()
     .zip(&ports)
     {
-        running.push(server::start(definition, shared.clone(), &url, on(*port)).await?);
+        let settings = if definition.name == "gateway" {
+            gateway_settings.clone()
+        } else {
+            shared.clone()
+        };
+        running.push(server::start(definition, settings, &url, on(*port)).await?);
     }
     let pools = Pools {
         complaints: pool_for(&url, "complaints", &settings)?,
@@ -200,7 +206,42 @@ pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
     }
     let issuer = TokenIssuer::from_settings(&settings.auth)
         .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
-    let gateway = format!("http://127.0.0.1:{}", ports[3]);
+    Ok((
+        Suite {
+            running,
+            gateway: format!("http://127.0.0.1:{}", ports[3]),
+            issuer,
+            pools,
+            _embedded: embedded,
+        },
+        settings,
+    ))
+}
+
+/// A client of the suite's gateway as a chain quality manager of `chain`.
+pub fn quality_client(suite: &Suite, chain: &str) -> anyhow::Result<Gateway> {
+    let token = suite.issuer.mint(Claims {
+        sub: "bench-quality".into(),
+        role: Role::ChainQualityManager,
+        chain: chain.into(),
+        props: PropertyScope::all(),
+        guest_id: None,
+        department: None,
+        iss: String::new(),
+        aud: String::new(),
+        iat: 0,
+        exp: 0,
+    })?;
+    let context = CallContext::with_token(&SecretString::from(token))?;
+    Ok(GatewayServiceClient::new(InterceptedService::new(
+        channel(&suite.gateway, Duration::from_secs(60))?,
+        context,
+    )))
+}
+
+pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
+    let (suite, _settings) = start_suite(settings, None).await?;
+    let pools = &suite.pools;
     println!("Scorecard over 90 days through the gateway (gRPC fan-out to complaints, facilities, audit)");
     println!(
         "vs the raw queries over the same tables; warm and raw are medians of 15 alternating runs."
@@ -209,14 +250,7 @@ pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
         "{:<34} {:>5} {:>9} {:>12} {:>12} {:>12} {:>8}",
         "scope", "props", "complaints", "cold", "warm", "raw", "raw/warm"
     );
-    measure(
-        "demo chain",
-        &gateway,
-        &issuer,
-        guestloop_kit::demo::DEMO_CHAIN,
-        &pools,
-    )
-    .await?;
+    measure("demo chain", &suite, guestloop_kit::demo::DEMO_CHAIN).await?;
     let end = chrono::Utc::now().date_naive();
     for &size in sizes {
         let seeding = Instant::now();
@@ -238,14 +272,12 @@ pub async fn run(mut settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
                 "{} properties, {size} complaints",
                 crate::bench_kpi::PROPERTIES
             ),
-            &gateway,
-            &issuer,
+            &suite,
             "bench",
-            &pools,
         )
         .await?;
     }
-    for service in running {
+    for service in suite.running {
         service.shutdown().await?;
     }
     Ok(())

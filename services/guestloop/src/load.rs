@@ -27,6 +27,8 @@ pub struct Report {
     pub label: String,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
+    /// Latency of the calls refused with RESOURCE_EXHAUSTED (load shedding) alone.
+    pub refused_us: Histogram<u64>,
     pub codes: BTreeMap<String, u64>,
     /// Calls the open-loop generator could not start because `max_in_flight` were outstanding.
     pub dropped: u64,
@@ -164,15 +166,20 @@ where
     drop(sender);
     let elapsed = started.elapsed();
     let mut latency_us = new_histogram()?;
+    let mut refused_us = new_histogram()?;
     let mut codes = BTreeMap::new();
     while let Some((micros, code)) = receiver.recv().await {
         latency_us.saturating_record(micros.max(1));
+        if code == Code::ResourceExhausted {
+            refused_us.saturating_record(micros.max(1));
+        }
         *codes.entry(code_name(code)).or_insert(0) += 1;
     }
     Ok(Report {
         label: label.to_string(),
         elapsed,
         latency_us,
+        refused_us,
         codes,
         dropped,
     })

@@ -6,6 +6,7 @@ mod bench;
 mod bench_import;
 mod bench_intake;
 mod bench_kpi;
+mod bench_overload;
 mod bench_scorecard;
 mod cli;
 mod dev_secret;

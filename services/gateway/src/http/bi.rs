@@ -46,6 +46,22 @@ pub struct ScorecardQuery {
     #[serde(default)]
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
+    /// `day`, `week` or `month`: the JSON answer also carries the scope's trend over the period.
+    #[serde(default)]
+    #[param(pattern = "^(day|week|month)$")]
+    granularity: Option<String>,
+}
+
+fn granularity(text: Option<&str>, default: pb::Granularity) -> HttpResult<pb::Granularity> {
+    match text {
+        None | Some("") => Ok(default),
+        Some("day") => Ok(pb::Granularity::Day),
+        Some("week") => Ok(pb::Granularity::Week),
+        Some("month") => Ok(pb::Granularity::Month),
+        Some(_) => Err(Refusal::bad_request(
+            "granularity: must be day, week or month",
+        )),
+    }
 }
 
 fn instant(text: &str, field: &str) -> HttpResult<prost_types::Timestamp> {
@@ -129,6 +145,8 @@ pub async fn scorecard(
             .collect(),
         region: query.region.unwrap_or_default(),
         period: Some(period),
+        granularity: granularity(query.granularity.as_deref(), pb::Granularity::Unspecified)?
+            as i32,
     };
     let card = GatewayServiceClient::new(caller.channel(&state.gateway)?)
         .get_scorecard(request)
@@ -179,16 +197,7 @@ pub async fn trend(
     query: Result<Query<TrendQuery>, QueryRejection>,
 ) -> HttpResult<Json<ScoreTrend>> {
     let Query(query) = query?;
-    let granularity = match query.granularity.as_deref() {
-        None | Some("" | "week") => pb::Granularity::Week,
-        Some("day") => pb::Granularity::Day,
-        Some("month") => pb::Granularity::Month,
-        Some(_) => {
-            return Err(Refusal::bad_request(
-                "granularity: must be day, week or month",
-            ))
-        }
-    };
+    let granularity = granularity(query.granularity.as_deref(), pb::Granularity::Week)?;
     let request = pb::GetScoreTrendRequest {
         property_ids: query
             .properties

@@ -94,6 +94,8 @@ pub struct Scorecard {
     pub scope: Option<ScoredUnit>,
     /// Parts a backend could not deliver, e.g. `facilities: Unavailable ...`.
     pub missing: Vec<String>,
+    /// With `granularity`: the scope's score per bucket, oldest first; empty otherwise.
+    pub trend: Vec<TrendPoint>,
 }
 
 impl From<&pb::Scorecard> for Scorecard {
@@ -103,6 +105,7 @@ impl From<&pb::Scorecard> for Scorecard {
             regions: card.regions.iter().map(ScoredUnit::from).collect(),
             scope: card.scope.as_ref().map(ScoredUnit::from),
             missing: card.missing.clone(),
+            trend: card.trend.iter().map(TrendPoint::from).collect(),
         }
     }
 }
@@ -179,6 +182,17 @@ pub struct TrendPoint {
     pub complaints: i64,
 }
 
+impl From<&pb::TrendPoint> for TrendPoint {
+    fn from(p: &pb::TrendPoint) -> Self {
+        Self {
+            start: instant(p.bucket.as_ref().and_then(|b| b.start_time.as_ref())),
+            end: instant(p.bucket.as_ref().and_then(|b| b.end_time.as_ref())),
+            sqs: p.sqs,
+            complaints: p.complaints,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScoreTrend {
     pub points: Vec<TrendPoint>,
@@ -188,16 +202,7 @@ pub struct ScoreTrend {
 impl From<&pb::ScoreTrend> for ScoreTrend {
     fn from(t: &pb::ScoreTrend) -> Self {
         Self {
-            points: t
-                .points
-                .iter()
-                .map(|p| TrendPoint {
-                    start: instant(p.bucket.as_ref().and_then(|b| b.start_time.as_ref())),
-                    end: instant(p.bucket.as_ref().and_then(|b| b.end_time.as_ref())),
-                    sqs: p.sqs,
-                    complaints: p.complaints,
-                })
-                .collect(),
+            points: t.points.iter().map(TrendPoint::from).collect(),
             missing: t.missing.clone(),
         }
     }
