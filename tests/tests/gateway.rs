@@ -29,7 +29,7 @@ type PropertySums = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
-    let ports: Vec<u16> = (0..4)
+    let ports: Vec<u16> = (0..5)
         .map(|_| guestloop_kit::embedded_pg::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
@@ -44,10 +44,12 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     );
     settings
         .endpoints
-        .insert("crm".into(), "http://127.0.0.1:9".into());
+        .insert("crm".into(), format!("http://127.0.0.1:{}", ports[4]));
     settings
         .endpoints
         .insert("audit".into(), format!("http://127.0.0.1:{}", ports[3]));
+    let crm =
+        spawn_service_on(&guestloop_crm::DEFINITION, settings.clone(), None, ports[4]).await?;
     let complaints = spawn_service_on(
         &guestloop_complaints::DEFINITION,
         settings.clone(),
@@ -142,6 +144,30 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert!(card.missing.is_empty(), "{:?}", card.missing);
+    // CRM's loyalty figures for the same properties and period, asked directly.
+    let direct = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
+        crm.channel_with_token(&token).await?,
+    )
+    .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
+        property_ids: card.properties.iter().map(|p| p.key.clone()).collect(),
+        period: Some(period),
+    })
+    .await?
+    .into_inner();
+    let loyalty = card.loyalty.clone().unwrap_or_default();
+    assert!(
+        direct.members > 0,
+        "the demo guests stayed at the demo properties"
+    );
+    // (Recovery groups move while CRM consumes the complaints feed; stays do not.)
+    assert_eq!(
+        (
+            loyalty.members,
+            loyalty.staying_guests,
+            loyalty.repeat_guests
+        ),
+        (direct.members, direct.staying_guests, direct.repeat_guests)
+    );
     assert_eq!(card.properties.len(), 6);
     assert_eq!(card.regions.len(), 3);
     assert_eq!(
@@ -287,9 +313,10 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .expect_err("unknown granularity");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
-    // With facilities and audit down the scorecard still answers, and says what is missing.
+    // With facilities, audit and CRM down the scorecard still answers, and says what is missing.
     facilities.shutdown().await?;
     audit.shutdown().await?;
+    crm.shutdown().await?;
     let partial = client
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],
@@ -317,6 +344,11 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     );
     assert!(
         partial.missing.iter().any(|m| m.starts_with("audit")),
+        "{:?}",
+        partial.missing
+    );
+    assert!(
+        partial.missing.iter().any(|m| m.starts_with("crm")) && partial.loyalty.is_none(),
         "{:?}",
         partial.missing
     );

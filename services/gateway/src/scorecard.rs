@@ -14,6 +14,8 @@ use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::complaints::v1 as complaints;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_proto::crm::v1 as crm;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 use guestloop_proto::facilities::v1 as facilities;
 use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
 use guestloop_proto::gateway::v1 as pb;
@@ -283,11 +285,19 @@ pub async fn compute(
             .map(|k| k.into_inner().by_property)
             .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
     };
-    let (regions, facility_results, audits) = futures::join!(
+    let (regions, facility_results, audits, loyalty) = futures::join!(
         join_all(settings_calls),
         facilities_call,
-        audit_counts(backends, &token, &properties, period)
+        audit_counts(backends, &token, &properties, period),
+        loyalty(backends, &token, &properties, period)
     );
+    let loyalty = match loyalty {
+        Ok(summary) => summary,
+        Err(why) => {
+            missing.push(why);
+            None
+        }
+    };
     let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
     let mut per_property: BTreeMap<String, Counts> = current.clone();
     let facilities_ok = match facility_results {
@@ -393,5 +403,43 @@ pub async fn compute(
         scope: Some(scope_unit),
         missing,
         trend: Vec::new(),
+        loyalty,
     })
+}
+
+/// CRM's loyalty and recovery figures for the scope's properties, or why not.
+async fn loyalty(
+    backends: &Backends,
+    token: &str,
+    properties: &[String],
+    period: TimeRange,
+) -> Result<Option<pb::LoyaltySummary>, String> {
+    if properties.is_empty() {
+        return Ok(None);
+    }
+    let channel = backends
+        .as_caller("crm", token)
+        .map_err(|e| format!("crm: {e}"))?;
+    let kpis = CrmServiceClient::new(channel)
+        .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
+            property_ids: properties.to_vec(),
+            period: Some(period),
+        }))
+        .await
+        .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?
+        .into_inner();
+    Ok(Some(pb::LoyaltySummary {
+        members: kpis.members,
+        repeat_guests: kpis.repeat_guests,
+        staying_guests: kpis.staying_guests,
+        repeat_stay_rate: kpis.repeat_stay_rate,
+        recovered_guests: kpis.recovered_guests,
+        recovered_returned: kpis.recovered_returned,
+        unrecovered_guests: kpis.unrecovered_guests,
+        unrecovered_returned: kpis.unrecovered_returned,
+        recovered_return_rate: kpis.recovered_return_rate,
+        unrecovered_return_rate: kpis.unrecovered_return_rate,
+        points_earned: kpis.points_earned,
+        points_redeemed: kpis.points_redeemed,
+    }))
 }

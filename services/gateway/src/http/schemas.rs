@@ -96,6 +96,44 @@ pub struct Scorecard {
     pub missing: Vec<String>,
     /// With `granularity`: the scope's score per bucket, oldest first; empty otherwise.
     pub trend: Vec<TrendPoint>,
+    /// Guest loyalty and recovery for the scope's properties; null when CRM did not answer.
+    pub loyalty: Option<LoyaltySummary>,
+}
+
+/// CRM figures for guests who stayed at the scope's properties (counts with their rates).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoyaltySummary {
+    pub members: i64,
+    pub repeat_guests: i64,
+    pub staying_guests: i64,
+    pub repeat_stay_rate: Option<f64>,
+    pub recovered_guests: i64,
+    pub recovered_returned: i64,
+    pub unrecovered_guests: i64,
+    pub unrecovered_returned: i64,
+    pub recovered_return_rate: Option<f64>,
+    pub unrecovered_return_rate: Option<f64>,
+    pub points_earned: i64,
+    pub points_redeemed: i64,
+}
+
+impl From<&pb::LoyaltySummary> for LoyaltySummary {
+    fn from(l: &pb::LoyaltySummary) -> Self {
+        Self {
+            members: l.members,
+            repeat_guests: l.repeat_guests,
+            staying_guests: l.staying_guests,
+            repeat_stay_rate: l.repeat_stay_rate,
+            recovered_guests: l.recovered_guests,
+            recovered_returned: l.recovered_returned,
+            unrecovered_guests: l.unrecovered_guests,
+            unrecovered_returned: l.unrecovered_returned,
+            recovered_return_rate: l.recovered_return_rate,
+            unrecovered_return_rate: l.unrecovered_return_rate,
+            points_earned: l.points_earned,
+            points_redeemed: l.points_redeemed,
+        }
+    }
 }
 
 impl From<&pb::Scorecard> for Scorecard {
@@ -106,6 +144,7 @@ impl From<&pb::Scorecard> for Scorecard {
             scope: card.scope.as_ref().map(ScoredUnit::from),
             missing: card.missing.clone(),
             trend: card.trend.iter().map(TrendPoint::from).collect(),
+            loyalty: card.loyalty.as_ref().map(LoyaltySummary::from),
         }
     }
 }
