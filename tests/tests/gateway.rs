@@ -154,7 +154,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     })
     .await?
     .into_inner();
-    let loyalty = card.loyalty.clone().unwrap_or_default();
+    let loyalty = card.loyalty.unwrap_or_default();
     assert!(
         direct.members > 0,
         "the demo guests stayed at the demo properties"
