@@ -1,5 +1,5 @@
 //! `guestloop bench overload`: the gateway's scorecard RPC (demo chain, 90 days, fanned out to
-//! complaints, facilities and audit) first at its saturating load — a closed loop with as many
+//! complaints, facilities, audit and CRM) first at its saturating load — a closed loop with as many
 //! calls in flight as the gateway's concurrency limit — then offered twice that rate in an open
 //! loop. Prints goodput against the peak and how fast the excess is refused
 //! (RESOURCE_EXHAUSTED from the kit's load shedding).
