@@ -47,7 +47,9 @@ pub(crate) async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyho
     sqlx::query("ANALYZE complaints")
         .execute(&mut *conn)
         .await?;
-    rebuild(&mut conn).await?;
+    let mut tx = pool.begin().await?;
+    rebuild(&mut tx).await?;
+    tx.commit().await?;
     sqlx::query("ANALYZE kpi_daily").execute(&mut *conn).await?;
     sqlx::query("ANALYZE kpi_monthly")
         .execute(&mut *conn)

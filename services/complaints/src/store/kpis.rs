@@ -253,8 +253,15 @@ async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>)
     Ok(())
 }
 
-/// Rebuilds every rollup from the facts in one statement (after bulk loads).
+/// Rebuilds every rollup from the facts (after bulk loads). Call it inside a transaction: it
+/// locks the rollup tables against the rollup worker until that transaction ends, so the worker
+/// cannot add a row between the delete and the insert.
 pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
+    sqlx::query(
+        "LOCK TABLE kpi_dirty, kpi_daily, kpi_monthly, kpi_applied_facts IN SHARE ROW EXCLUSIVE MODE",
+    )
+    .execute(&mut *conn)
+    .await?;
     let cols = COUNTERS.join(", ");
     let sums = COUNTERS
         .iter()

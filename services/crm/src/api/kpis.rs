@@ -63,7 +63,7 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     let properties = &request.property_ids;
     let pool = &api.context.pool;
 
-    let stocks: Stocks = sqlx::query_as(&format!(
+    let stocks_sql = format!(
         "WITH g AS ({GUESTS_IN_SCOPE}) SELECT \
            count(*) AS members, \
            coalesce((SELECT sum(a.balance) FROM loyalty_accounts a JOIN g USING (guest_id)), 0)::bigint AS points_outstanding, \
@@ -77,29 +77,28 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
            count(*) FILTER (WHERE (g.tier IN ('vip', 'strategic') OR g.strategic_manual) \
                               AND EXISTS (SELECT 1 FROM preferences p WHERE p.guest_id = g.guest_id)) AS high_value_personalised \
          FROM g"
-    ))
-    .bind(chain)
-    .bind(properties)
-    .bind(end - Duration::days(365))
-    .fetch_one(pool)
-    .await?;
+    );
+    let stocks = sqlx::query_as::<_, Stocks>(&stocks_sql)
+        .bind(chain)
+        .bind(properties)
+        .bind(end - Duration::days(365))
+        .fetch_one(pool);
 
-    let tiers: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "WITH g AS ({GUESTS_IN_SCOPE}) SELECT tier, count(*) FROM g GROUP BY 1 ORDER BY 1"
-    ))
-    .bind(chain)
-    .bind(properties)
-    .fetch_all(pool)
-    .await?;
-    let segments: Vec<(String, i64)> = sqlx::query_as(&format!(
+    let tiers_sql =
+        format!("WITH g AS ({GUESTS_IN_SCOPE}) SELECT tier, count(*) FROM g GROUP BY 1 ORDER BY 1");
+    let tiers = sqlx::query_as::<_, (String, i64)>(&tiers_sql)
+        .bind(chain)
+        .bind(properties)
+        .fetch_all(pool);
+    let segments_sql = format!(
         "WITH g AS ({GUESTS_IN_SCOPE}) SELECT value_segment, count(*) FROM g GROUP BY 1 ORDER BY 1"
-    ))
-    .bind(chain)
-    .bind(properties)
-    .fetch_all(pool)
-    .await?;
+    );
+    let segments = sqlx::query_as::<_, (String, i64)>(&segments_sql)
+        .bind(chain)
+        .bind(properties)
+        .fetch_all(pool);
 
-    let flows: Flows = sqlx::query_as(&format!(
+    let flows_sql = format!(
         "WITH g AS ({GUESTS_IN_SCOPE}), \
               l AS (SELECT l.kind, l.points FROM ledger l JOIN g USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
               s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
@@ -109,17 +108,17 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
                 coalesce((SELECT -sum(points) FROM l WHERE kind = 'redeem'), 0)::bigint AS points_redeemed, \
                 (SELECT count(*) FROM s WHERE n >= 2) AS repeat_guests, \
                 (SELECT count(*) FROM s) AS staying_guests"
-    ))
-    .bind(chain)
-    .bind(properties)
-    .bind(start)
-    .bind(end)
-    .fetch_one(pool)
-    .await?;
+    );
+    let flows = sqlx::query_as::<_, Flows>(&flows_sql)
+        .bind(chain)
+        .bind(properties)
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool);
 
     // Each guest's first failure in the period decides their group; "returned" means a later stay
     // (checked out or in house) that began after the failure's day.
-    let recovery: Recovery = sqlx::query_as(
+    let recovery = sqlx::query_as::<_, Recovery>(
         "WITH f AS (SELECT DISTINCT ON (f.guest_id) f.guest_id, f.occurred_at, \
                        (f.recovered AND NOT f.csat BETWEEN 1 AND 2) AS recovered \
                     FROM service_failures f JOIN guests g ON g.guest_id = f.guest_id \
@@ -138,8 +137,10 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     .bind(properties)
     .bind(start)
     .bind(end)
-    .fetch_one(pool)
-    .await?;
+    .fetch_one(pool);
+    // Independent reads: run them side by side on the pool.
+    let (stocks, tiers, segments, flows, recovery) =
+        tokio::try_join!(stocks, tiers, segments, flows, recovery)?;
 
     Ok(pb::CrmKpis {
         members: stocks.members,
