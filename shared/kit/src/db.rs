@@ -151,3 +151,18 @@ pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
         Ok(Ok(_))
     )
 }
+
+/// Refreshes planner statistics for every table of the pool's schema (after bulk loads).
+pub async fn analyze_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    for table in tables {
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}

@@ -159,6 +159,9 @@ pub async fn start(
             load_demo(pool.clone())
                 .await
                 .map_err(|e| e.context(format!("loading demo data for {}", definition.name)))?;
+            // Fresh bulk loads have no planner statistics until autovacuum comes by (up to a
+            // minute later); without them semi-joins are planned as per-row loops.
+            crate::db::analyze_schema(&pool).await?;
             tracing::info!(service = definition.name, "demo data loaded");
         }
     }
