@@ -1249,6 +1249,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
         .get_crm_kpis(pb::GetCrmKpisRequest {
             property_ids: Vec::new(),
             period: Some(period),
+            loyalty_only: false,
         })
         .await?
         .into_inner();
@@ -1278,11 +1279,43 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
         .map(|s| (s.segment.as_str(), s.guests))
         .collect();
     assert_eq!(segments, vec![("gold", 1), ("none", 1), ("silver", 1)]);
+    // The loyalty-only answer (what scorecards ask for) has the same loyalty figures and nothing
+    // else.
+    let loyalty = admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: Vec::new(),
+            period: Some(period),
+            loyalty_only: true,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            loyalty.members,
+            loyalty.repeat_guests,
+            loyalty.staying_guests,
+            loyalty.points_earned,
+            loyalty.points_redeemed,
+            loyalty.recovered_guests,
+            loyalty.unrecovered_returned
+        ),
+        (
+            kpis.members,
+            kpis.repeat_guests,
+            kpis.staying_guests,
+            kpis.points_earned,
+            kpis.points_redeemed,
+            kpis.recovered_guests,
+            kpis.unrecovered_returned
+        )
+    );
+    assert!(loyalty.segments.is_empty() && loyalty.points_outstanding == 0);
     // Scoped to one property: Paris guests only.
     let paris = admin
         .get_crm_kpis(pb::GetCrmKpisRequest {
             property_ids: vec!["paris".into()],
             period: Some(period),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -1296,6 +1329,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
     .get_crm_kpis(pb::GetCrmKpisRequest {
         property_ids: vec!["paris".into()],
         period: Some(period),
+        ..Default::default()
     })
     .await
     .err()
@@ -1314,6 +1348,7 @@ async fn customer_value_segments_and_crm_kpis_follow_the_data() -> anyhow::Resul
                     nanos: 0,
                 }),
             }),
+            ..Default::default()
         })
         .await
         .err()

@@ -151,6 +151,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
         property_ids: card.properties.iter().map(|p| p.key.clone()).collect(),
         period: Some(period),
+        loyalty_only: false,
     })
     .await?
     .into_inner();

@@ -424,6 +424,7 @@ async fn loyalty(
         .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
             property_ids: properties.to_vec(),
             period: Some(period),
+            loyalty_only: true,
         }))
         .await
         .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?

@@ -139,8 +139,26 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     .bind(end)
     .fetch_one(pool);
     // Independent reads: run them side by side on the pool.
-    let (stocks, tiers, segments, flows, recovery) =
-        tokio::try_join!(stocks, tiers, segments, flows, recovery)?;
+    let (stocks, tiers, segments, flows, recovery) = if request.loyalty_only {
+        let members_sql = format!("WITH g AS ({GUESTS_IN_SCOPE}) SELECT count(*) FROM g");
+        let members = sqlx::query_scalar::<_, i64>(&members_sql)
+            .bind(chain)
+            .bind(properties)
+            .fetch_one(pool);
+        let (members, flows, recovery) = tokio::try_join!(members, flows, recovery)?;
+        (
+            Stocks {
+                members,
+                ..Stocks::default()
+            },
+            Vec::new(),
+            Vec::new(),
+            flows,
+            recovery,
+        )
+    } else {
+        tokio::try_join!(stocks, tiers, segments, flows, recovery)?
+    };
 
     Ok(pb::CrmKpis {
         members: stocks.members,
