@@ -265,6 +265,21 @@ async fn engineering_settings_drive_repair_clocks() -> anyhow::Result<()> {
         time(urgent.respond_due_time.as_ref())? - created,
         Duration::minutes(15)
     );
+    // Text the database cannot store (a NUL) is bad input, not a server error, and writes nothing.
+    let refused = manager
+        .create_work_order(pb::CreateWorkOrderRequest {
+            request_id: "wo-nul".into(),
+            work_order: Some(pb::WorkOrder {
+                property_id: PROPERTY.into(),
+                title: "Broken\0lamp".into(),
+                priority: pb::Priority::Low as i32,
+                source: pb::WorkOrderSource::StaffReport as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("a NUL in the title");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{}", refused.message());
     suite.facilities.shutdown().await?;
     suite.crm.shutdown().await?;
     Ok(())

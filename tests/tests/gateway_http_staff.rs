@@ -110,6 +110,8 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
             409,
         ),
         (r#"{"reason":"no action"}"#, 400),
+        // A NUL cannot be stored: refused as bad input, not a server error.
+        (r#"{"action":"cancel","reason":"a\u0000b"}"#, 400),
     ] {
         let (status, content_type, body) =
             call(http, "POST", &path, Some(&agent), Some(action)).await?;

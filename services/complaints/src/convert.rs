@@ -81,6 +81,12 @@ pub fn text(
     if required && trimmed.is_empty() {
         violations.push(FieldViolation::new(field, "must not be empty"));
     }
+    if trimmed.contains('\0') {
+        violations.push(FieldViolation::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     if trimmed.chars().count() > max {
         violations.push(FieldViolation::new(
             field,

@@ -173,6 +173,8 @@ pub mod sqlstate {
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
     pub const QUERY_CANCELED: &str = "57014";
+    /// A character the database encoding cannot hold (a NUL in text).
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
 }
@@ -214,6 +216,12 @@ impl From<sqlx::Error> for ApiError {
                 Some(sqlstate::QUERY_CANCELED) => {
                     ApiError::Unavailable("database statement timed out".into())
                 }
+                // Input that passed validation but cannot be stored (e.g. a NUL character):
+                // the request is at fault, and nothing was written.
+                Some(sqlstate::CHARACTER_NOT_IN_REPERTOIRE) => ApiError::invalid(
+                    "request",
+                    "text must not contain NUL characters",
+                ),
                 Some(code) if code.starts_with("08") || code.starts_with("57P") => {
                     ApiError::Unavailable(format!("database unavailable: {}", db.message()))
                 }
