@@ -279,7 +279,12 @@ async fn engineering_settings_drive_repair_clocks() -> anyhow::Result<()> {
         })
         .await
         .expect_err("a NUL in the title");
-    assert_eq!(refused.code(), Code::InvalidArgument, "{}", refused.message());
+    assert_eq!(
+        refused.code(),
+        Code::InvalidArgument,
+        "{}",
+        refused.message()
+    );
     suite.facilities.shutdown().await?;
     suite.crm.shutdown().await?;
     Ok(())

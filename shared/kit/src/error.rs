@@ -218,10 +218,9 @@ impl From<sqlx::Error> for ApiError {
                 }
                 // Input that passed validation but cannot be stored (e.g. a NUL character):
                 // the request is at fault, and nothing was written.
-                Some(sqlstate::CHARACTER_NOT_IN_REPERTOIRE) => ApiError::invalid(
-                    "request",
-                    "text must not contain NUL characters",
-                ),
+                Some(sqlstate::CHARACTER_NOT_IN_REPERTOIRE) => {
+                    ApiError::invalid("request", "text must not contain NUL characters")
+                }
                 Some(code) if code.starts_with("08") || code.starts_with("57P") => {
                     ApiError::Unavailable(format!("database unavailable: {}", db.message()))
                 }
