@@ -53,13 +53,7 @@ async fn scratch_table(pool: &PgPool, name: &str) -> anyhow::Result<()> {
     sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
         .execute(pool)
         .await?;
-    sqlx::query(&format!(
-        "CREATE UNLOGGED TABLE {name} (LIKE stays INCLUDING ALL)"
-    ))
-    .execute(pool)
-    .await?;
-    // Same durability as the real table.
-    sqlx::query(&format!("ALTER TABLE {name} SET LOGGED"))
+    sqlx::query(&format!("CREATE TABLE {name} (LIKE stays INCLUDING ALL)"))
         .execute(pool)
         .await?;
     Ok(())

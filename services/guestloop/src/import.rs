@@ -121,9 +121,9 @@ pub async fn import_stays<R: Read + Send + 'static>(
     show: bool,
 ) -> anyhow::Result<ImportStats> {
     anyhow::ensure!(
-        (1..=guestloop_crm_max_batch()).contains(&batch),
+        (1..=guestloop_crm::MAX_STAYS_PER_CALL).contains(&batch),
         "--batch must be between 1 and {}",
-        guestloop_crm_max_batch()
+        guestloop_crm::MAX_STAYS_PER_CALL
     );
     anyhow::ensure!(
         (1..=64).contains(&workers),
@@ -229,8 +229,4 @@ pub async fn import_stays<R: Read + Send + 'static>(
     );
     total.elapsed = started.elapsed();
     Ok(total)
-}
-
-fn guestloop_crm_max_batch() -> usize {
-    guestloop_crm::MAX_STAYS_PER_CALL
 }

@@ -33,17 +33,22 @@ async fn stored(
 pub async fn load(conn: &mut PgConnection, property_id: &str) -> ApiResult<Engineering> {
     match stored(conn, property_id).await? {
         None => Ok(Engineering::around_the_clock_utc()),
-        Some((settings, _)) => Engineering::from_wire(&settings).map_err(|violations| {
-            ApiError::internal(format!(
-                "stored engineering settings of {property_id} no longer validate: {}",
-                violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        }),
+        Some((settings, _)) => effective(property_id, &settings),
     }
+}
+
+/// Stored settings, validated again (they were when written).
+fn effective(property_id: &str, settings: &pb::EngineeringSettings) -> ApiResult<Engineering> {
+    Engineering::from_wire(settings).map_err(|violations| {
+        ApiError::internal(format!(
+            "stored engineering settings of {property_id} no longer validate: {}",
+            violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })
 }
 
 fn answer(
@@ -81,7 +86,7 @@ pub async fn get(
             String::new(),
         )),
         Some((settings, etag)) => {
-            let effective = load(&mut conn, &property_id).await?;
+            let effective = effective(&property_id, &settings)?;
             Ok(answer(settings, &effective, etag.to_string()))
         }
     }
