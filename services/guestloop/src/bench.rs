@@ -66,9 +66,10 @@ pub enum Scenario {
     /// The gateway's scorecard at its saturating load, then at twice that rate: goodput and how
     /// fast the excess is refused.
     Overload {
-        /// The gateway's concurrency limit (calls in flight before it sheds load).
-        #[arg(long, default_value_t = 16)]
-        limit: usize,
+        /// The gateway's concurrency limit (calls in flight before it sheds load); by default
+        /// twice this machine's cores, which the closed-loop sweep shows is where goodput levels off.
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -114,7 +115,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
         Scenario::Scorecard { sizes } => crate::bench_scorecard::run(settings, &sizes).await,
         Scenario::Overload { limit, seconds } => {
-            crate::bench_overload::run(settings, limit, seconds).await
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            crate::bench_overload::run(settings, limit.unwrap_or(2 * cores), seconds).await
         }
         Scenario::Import {
             rows,
@@ -186,21 +188,23 @@ async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow:
     settings.database.max_connections = (clients as u32 + 4).max(16);
     let (url, _embedded) = bench_database(&settings).await?;
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let crm = server::start(
+    let crm = server::start_on_own_runtime(
         &guestloop_crm::DEFINITION,
         Arc::new(settings.clone()),
         &url,
         any_port,
+        2,
     )
     .await?;
     settings
         .endpoints
         .insert("crm".into(), format!("http://{}", crm.local_addr));
-    let complaints = server::start(
+    let complaints = server::start_on_own_runtime(
         &guestloop_complaints::DEFINITION,
         Arc::new(settings.clone()),
         &url,
         any_port,
+        2,
     )
     .await?;
     let token = bench_token(&settings, Role::Agent)?;
@@ -232,25 +236,28 @@ async fn intake_gateway(
     }
     let on = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let shared = Arc::new(settings.clone());
-    let crm = server::start(
+    let crm = server::start_on_own_runtime(
         &guestloop_crm::DEFINITION,
         shared.clone(),
         &url,
         on(ports[1]),
+        2,
     )
     .await?;
-    let complaints = server::start(
+    let complaints = server::start_on_own_runtime(
         &guestloop_complaints::DEFINITION,
         shared.clone(),
         &url,
         on(ports[0]),
+        2,
     )
     .await?;
-    let gateway = server::start(
+    let gateway = server::start_on_own_runtime(
         &guestloop_gateway::DEFINITION,
         shared.clone(),
         &url,
         on(ports[2]),
+        2,
     )
     .await?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -186,7 +186,8 @@ pub async fn start_suite(
         } else {
             shared.clone()
         };
-        running.push(server::start(definition, settings, &url, on(*port)).await?);
+        // Each on a runtime of its own, as each runs in its own process when deployed.
+        running.push(server::start_on_own_runtime(definition, settings, &url, on(*port), 2).await?);
     }
     let pools = Pools {
         complaints: pool_for(&url, "complaints", &settings)?,

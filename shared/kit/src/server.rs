@@ -94,6 +94,20 @@ pub struct RunningService {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The runtime the service runs on when it has one of its own (shut down after the service).
+    runtime: Option<OwnRuntime>,
+}
+
+/// A runtime owned by one service; dropping it never blocks, so it may happen inside another
+/// runtime.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for RunningService {
@@ -119,8 +133,38 @@ impl RunningService {
 
     /// Waits for the service to end on its own (after `begin_shutdown` or a fatal error).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
+        let outcome = self.task.await?;
+        drop(self.runtime);
+        outcome
     }
+}
+
+/// Starts a service on a runtime of its own with `worker_threads` threads, as if it ran in its own
+/// process (the deployed shape): when several services share one process, a saturated neighbour
+/// cannot delay this one's scheduling, in particular its load shedding.
+pub async fn start_on_own_runtime(
+    definition: &'static ServiceDefinition,
+    settings: Arc<Settings>,
+    database_url: &SecretString,
+    addr: SocketAddr,
+    worker_threads: usize,
+) -> anyhow::Result<RunningService> {
+    let runtime = OwnRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name(format!("{}-worker", definition.name))
+            .enable_all()
+            .build()?,
+    ));
+    let url = database_url.clone();
+    let starting = runtime
+        .0
+        .as_ref()
+        .map(|r| r.spawn(async move { start(definition, settings, &url, addr).await }))
+        .ok_or_else(|| anyhow::anyhow!("runtime for {} is gone", definition.name))?;
+    let mut running = starting.await??;
+    running.runtime = Some(runtime);
+    Ok(running)
 }
 
 /// The token this process uses when calling other services.
@@ -276,6 +320,7 @@ pub async fn start(
         local_addr,
         stop: stop_sender,
         task,
+        runtime: None,
     })
 }
 
