@@ -203,10 +203,12 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         ((2026, 11, 1), (2026, 12, 1)),
         ((2026, 10, 15), (2027, 1, 1)),
         ((2026, 10, 1), (2026, 11, 2)),
+        ((2026, 11, 2), (2026, 11, 4)),
+        ((2026, 10, 31), (2026, 12, 2)),
     ] {
         let a = chrono::NaiveDate::from_ymd_opt(a.0, a.1, a.2).expect("date");
         let b = chrono::NaiveDate::from_ymd_opt(b.0, b.1, b.2).expect("date");
-        for (daily, dimensions) in [(true, true), (false, true), (false, false)] {
+        for (daily, dimensions) in [(true, true), (false, true), (true, false), (false, false)] {
             let rollup = query(
                 &mut conn,
                 Source::Rollup,
@@ -225,7 +227,8 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
             if !dimensions {
                 assert!(rollup
                     .iter()
-                    .all(|g| g.dimension == "total" || g.dimension == "property"));
+                    .all(|g| matches!(g.dimension, "total" | "property")
+                        || (daily && g.dimension == "day")));
             }
         }
     }

@@ -359,8 +359,18 @@ pub async fn query(
 ) -> ApiResult<Vec<Group>> {
     let detail = Detail { daily, dimensions };
     if source == Source::Raw {
-        return query_days(conn, "complaint_kpi_facts", properties, from, to, detail).await;
+        let facts = table_days("complaint_kpi_facts");
+        return query_days(conn, &facts, properties, from, to, detail).await;
     }
+    // Without category/channel/department breakdowns, the days at the edges come from the
+    // monthly rollup's per-property day rows (one row per property and day) instead of
+    // `kpi_daily` (one per property, day, category, channel and department).
+    let day_rows = if dimensions {
+        table_days("kpi_daily")
+    } else {
+        monthly_day_rows()
+    };
+    let day_rows = day_rows.as_str();
     let first_full = if from.day() == 1 {
         from
     } else {
@@ -370,14 +380,14 @@ pub async fn query(
     };
     let end_full = month_of(to);
     if first_full >= end_full {
-        return query_days(conn, "kpi_daily", properties, from, to, detail).await;
+        return query_days(conn, day_rows, properties, from, to, detail).await;
     }
     let mut parts = query_months(conn, properties, first_full, end_full, detail).await?;
     if from < first_full {
-        parts.extend(query_days(conn, "kpi_daily", properties, from, first_full, detail).await?);
+        parts.extend(query_days(conn, day_rows, properties, from, first_full, detail).await?);
     }
     if end_full < to {
-        parts.extend(query_days(conn, "kpi_daily", properties, end_full, to, detail).await?);
+        parts.extend(query_days(conn, day_rows, properties, end_full, to, detail).await?);
     }
     let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
         std::collections::BTreeMap::new();
@@ -400,6 +410,26 @@ pub async fn query(
             values,
         })
         .collect())
+}
+
+/// The rows of a day-keyed table (the daily rollup or the raw facts) for [`query_days`]: its
+/// `$1` properties and days in `[$2, $3)`.
+fn table_days(table: &str) -> String {
+    format!("{table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3")
+}
+
+/// The monthly rollup's `day` rows for [`query_days`] (property, day and the counters; no
+/// category, channel or department), selected on the primary key: `$1` properties, the months
+/// holding days in `[$2, $3)`, and the day keys (ISO dates, which sort as text) in that range.
+/// The day is cast in the select list only, so only `day` keys are ever cast.
+fn monthly_day_rows() -> String {
+    format!(
+        "(SELECT property_id, key::date AS day, {counters} FROM kpi_monthly \
+           WHERE property_id = ANY($1) AND dimension = 'day' \
+             AND month >= date_trunc('month', $2::date)::date AND month < $3 \
+             AND key >= to_char($2::date, 'YYYY-MM-DD') AND key < to_char($3::date, 'YYYY-MM-DD')) AS day_rows",
+        counters = COUNTERS.join(", ")
+    )
 }
 
 /// Whole months `[from, to)` from the monthly rollup.
@@ -467,10 +497,10 @@ async fn query_months(
     Ok(groups)
 }
 
-/// Days `[from, to)` from a day-keyed table (the daily rollup or the raw facts).
+/// Days `[from, to)` from day-keyed `rows` ([`table_days`] or [`monthly_day_rows`]).
 async fn query_days(
     conn: &mut PgConnection,
-    table: &str,
+    rows: &str,
     properties: &[String],
     from: NaiveDate,
     to: NaiveDate,
@@ -505,7 +535,7 @@ async fn query_days(
     let sql = format!(
         "SELECT grouping(property_id) AS gp, {dimension_columns}, {gday} AS gday, \
                 property_id, {day_column}, {sums} \
-         FROM {table} WHERE property_id = ANY($1) AND day >= $2 AND day < $3 \
+         FROM {rows} \
          GROUP BY GROUPING SETS ((), (property_id){dimension_sets}{day_set})"
     );
     let rows = sqlx::query(&sql)
