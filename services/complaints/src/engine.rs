@@ -221,13 +221,6 @@ impl Loaded {
         self.row.next_escalation_at = refreshed.next_escalation_at;
         self.row.updated_at = now;
         store::complaints::update(conn, &mut self.row).await?;
-        sqlx::query(
-            "DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2))",
-        )
-        .bind(self.row.complaint_id)
-        .bind(self.clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
-        .execute(&mut *conn)
-        .await?;
         store::complaints::save_clocks(conn, self.row.complaint_id, &self.clocks).await?;
         store::complaints::mark_for_rollup(conn, self.row.complaint_id).await?;
         Ok(complaint_to_proto(

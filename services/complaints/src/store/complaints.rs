@@ -237,30 +237,33 @@ pub async fn clocks(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Ve
     .await?)
 }
 
-/// Inserts or replaces the clocks of a complaint.
+/// Makes the complaint's clocks exactly `clocks`: other stages are deleted, these inserted or
+/// updated, in one statement (one round trip on every save).
 pub async fn save_clocks(
     conn: &mut PgConnection,
     complaint_id: Uuid,
     clocks: &[ClockRow],
 ) -> ApiResult<()> {
-    for clock in clocks {
-        sqlx::query(
-            "INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (complaint_id, stage) DO UPDATE SET \
-             target_minutes=EXCLUDED.target_minutes, target_days=EXCLUDED.target_days, started_at=EXCLUDED.started_at, \
-             stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at",
-        )
-        .bind(complaint_id)
-        .bind(clock.stage)
-        .bind(clock.target_minutes)
-        .bind(clock.target_days)
-        .bind(clock.started_at)
-        .bind(clock.stopped_at)
-        .bind(clock.due_at)
-        .bind(clock.breached_at)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let column =
+        |f: fn(&ClockRow) -> Option<DateTime<Utc>>| clocks.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "WITH stale AS (DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2))) \
+         INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \
+         SELECT $1, * FROM unnest($2::int2[], $3::int4[], $4::int4[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) \
+         ON CONFLICT (complaint_id, stage) DO UPDATE SET \
+         target_minutes=EXCLUDED.target_minutes, target_days=EXCLUDED.target_days, started_at=EXCLUDED.started_at, \
+         stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at",
+    )
+    .bind(complaint_id)
+    .bind(clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
+    .bind(clocks.iter().map(|c| c.target_minutes).collect::<Vec<i32>>())
+    .bind(clocks.iter().map(|c| c.target_days).collect::<Vec<i32>>())
+    .bind(column(|c| Some(c.started_at)))
+    .bind(column(|c| c.stopped_at))
+    .bind(column(|c| Some(c.due_at)))
+    .bind(column(|c| c.breached_at))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
