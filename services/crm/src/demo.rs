@@ -241,5 +241,9 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // Customer values and segments from the start (the scheduled evaluation comes later).
+    crate::api::evaluate_customer_values(pool, DEMO_CHAIN, Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("evaluating demo customer values: {e}"))?;
     Ok(())
 }

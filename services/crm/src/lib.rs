@@ -25,6 +25,9 @@ use tonic::service::RoutesBuilder;
 
 /// How often the day's care tasks are (re)generated; generation is idempotent.
 const CARE_TASK_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often every chain's customer values are re-evaluated (the first run one period after
+/// start-up; the demo load evaluates its chain itself).
+const CUSTOMER_VALUE_PERIOD: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -270,8 +273,28 @@ fn mount(
             async move { api::generate_due_care_tasks(&pool).await }
         },
     );
+    let pool = context.pool.clone();
+    let mut stop = context.stop.clone();
+    let values_stop = context.stop.clone();
+    let customer_values = async move {
+        tokio::select! {
+            _ = tokio::time::sleep(CUSTOMER_VALUE_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+        guestloop_kit::background::every(
+            "customer-values",
+            CUSTOMER_VALUE_PERIOD,
+            values_stop,
+            move || {
+                let pool = pool.clone();
+                async move { api::evaluate_all_customer_values(&pool).await }
+            },
+        )
+        .await
+    };
     Ok(vec![
         Box::pin(consumer.run(feed, context.stop.clone())),
         Box::pin(care_tasks),
+        Box::pin(customer_values),
     ])
 }

@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 
 pub use care::generate_due as generate_due_care_tasks;
 pub use loyalty::post_goodwill;
+pub use value::evaluate_all_chains as evaluate_all_customer_values;
+pub use value::evaluate_chain as evaluate_customer_values;
 
 pub struct Api {
     context: ServiceContext,

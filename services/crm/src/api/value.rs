@@ -9,7 +9,7 @@ use guestloop_kit::time::to_timestamp;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::AuditStamps;
 use guestloop_proto::crm::v1 as pb;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use tonic::Request;
 
 use super::loyalty::as_of;
@@ -236,19 +236,38 @@ pub async fn evaluate(
 ) -> ApiResult<pb::EvaluateCustomerValuesResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
-    let (policy, _) = load_policy(&api.context.pool, principal.chain_id()).await?;
-    let rows = inputs(
-        &api.context.pool,
-        principal.chain_id(),
-        None,
-        &policy,
-        as_of,
+    let pool = &api.context.pool;
+    let (evaluated, changed) = evaluate_chain(pool, principal.chain_id(), as_of).await?;
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT value_segment, count(*) FROM guests WHERE chain_id = $1 AND merged_into IS NULL AND NOT erased \
+         GROUP BY 1 ORDER BY 2 DESC",
     )
+    .bind(principal.chain_id())
+    .fetch_all(pool)
     .await?;
-    let mut response = pb::EvaluateCustomerValuesResponse::default();
+    Ok(pb::EvaluateCustomerValuesResponse {
+        evaluated: i32::try_from(evaluated).unwrap_or(i32::MAX),
+        changed: i32::try_from(changed).unwrap_or(i32::MAX),
+        segments: counts
+            .into_iter()
+            .map(|(segment, guests)| pb::SegmentCount { segment, guests })
+            .collect(),
+    })
+}
+
+/// Re-evaluates the customer value and segment of every guest of `chain` as of `as_of`, under
+/// the chain's policy; writes only the guests whose value or segment moved. Returns
+/// (evaluated, changed); a second run at the same instant changes nothing.
+pub async fn evaluate_chain(
+    pool: &PgPool,
+    chain: &str,
+    as_of: DateTime<Utc>,
+) -> ApiResult<(usize, usize)> {
+    let (policy, _) = load_policy(pool, chain).await?;
+    let rows = inputs(pool, chain, None, &policy, as_of).await?;
+    let evaluated = rows.len();
     let (mut ids, mut values, mut segments) = (Vec::new(), Vec::new(), Vec::new());
     for (guest_id, old_value, old_segment, inputs) in rows {
-        response.evaluated += 1;
         let value = customer_value(&policy, &inputs);
         let name = segment(&policy, value).to_string();
         if (value - old_value).abs() > 1e-9 || name != old_segment {
@@ -257,8 +276,7 @@ pub async fn evaluate(
             segments.push(name);
         }
     }
-    response.changed = i32::try_from(ids.len()).unwrap_or(i32::MAX);
-    let mut tx = api.context.pool.begin().await?;
+    let mut tx = pool.begin().await?;
     for ((ids, values), segments) in ids
         .chunks(5_000)
         .zip(values.chunks(5_000))
@@ -276,18 +294,22 @@ pub async fn evaluate(
         .await?;
     }
     tx.commit().await?;
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT value_segment, count(*) FROM guests WHERE chain_id = $1 AND merged_into IS NULL AND NOT erased \
-         GROUP BY 1 ORDER BY 2 DESC",
+    Ok((evaluated, ids.len()))
+}
+
+/// The scheduled run: every chain's customer values as of now. Returns 0 so the background loop
+/// waits its period (values drift with the clock, so "changed" is never a backlog).
+pub async fn evaluate_all_chains(pool: &PgPool) -> ApiResult<usize> {
+    let chains: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT chain_id FROM guests WHERE merged_into IS NULL AND NOT erased",
     )
-    .bind(principal.chain_id())
-    .fetch_all(&api.context.pool)
+    .fetch_all(pool)
     .await?;
-    response.segments = counts
-        .into_iter()
-        .map(|(segment, guests)| pb::SegmentCount { segment, guests })
-        .collect();
-    Ok(response)
+    for chain in chains {
+        let (evaluated, changed) = evaluate_chain(pool, &chain, Utc::now()).await?;
+        tracing::info!(%chain, evaluated, changed, "customer values evaluated");
+    }
+    Ok(0)
 }
 
 pub async fn get(
