@@ -218,7 +218,13 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     etag: Uuid::now_v7(),
                 };
                 store::complaints::insert(&mut tx, &row).await?;
-                store::complaints::save_clocks(&mut tx, id, &clock_rows).await?;
+                store::complaints::save_clocks(
+                    &mut tx,
+                    id,
+                    &clock_rows,
+                    store::complaints::Rollup::Leave,
+                )
+                .await?;
                 let filed = store::timeline::Entry {
                     at: created_at,
                     actor: "demo",

@@ -221,8 +221,13 @@ impl Loaded {
         self.row.next_escalation_at = refreshed.next_escalation_at;
         self.row.updated_at = now;
         store::complaints::update(conn, &mut self.row).await?;
-        store::complaints::save_clocks(conn, self.row.complaint_id, &self.clocks).await?;
-        store::complaints::mark_for_rollup(conn, self.row.complaint_id).await?;
+        store::complaints::save_clocks(
+            conn,
+            self.row.complaint_id,
+            &self.clocks,
+            store::complaints::Rollup::Mark,
+        )
+        .await?;
         Ok(complaint_to_proto(
             &self.row,
             refreshed.clocks,

@@ -28,21 +28,18 @@ INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, room, cha
 INSERT INTO known_properties (property_id, chain_id) VALUES ('bench-p', 'bench') ON CONFLICT DO NOTHING;
 INSERT INTO complaint_timeline (complaint_id, at, actor, kind, from_status, to_status, note) VALUES (:c_complaint_id::uuid, now(), 'bench', 'filed', NULL, 'received', '');
 UPDATE complaints SET status = 'received', updated_at = now(), next_escalation_at = now() + interval '12 hours', etag = gen_random_uuid() WHERE complaint_id = :c_complaint_id::uuid;
-WITH stale AS (DELETE FROM complaint_clocks WHERE complaint_id = :c_complaint_id::uuid AND NOT (stage = ANY('{1,2,3,4,5}'))) INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) SELECT :c_complaint_id::uuid, * FROM unnest('{1,2,3,4,5}'::int2[], '{30,120,240,1440,1440}'::int4[], '{0,0,0,0,0}'::int4[], ARRAY[now(), now(), now(), now(), now()], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[], ARRAY[now() + interval '30 minutes', now() + interval '2 hours', now() + interval '4 hours', now() + interval '24 hours', now() + interval '24 hours'], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[]) ON CONFLICT (complaint_id, stage) DO UPDATE SET target_minutes = EXCLUDED.target_minutes, target_days = EXCLUDED.target_days, started_at = EXCLUDED.started_at, stopped_at = EXCLUDED.stopped_at, due_at = EXCLUDED.due_at, breached_at = EXCLUDED.breached_at;
-INSERT INTO kpi_dirty (complaint_id) VALUES (:c_complaint_id::uuid) ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now();
+WITH stale AS (DELETE FROM complaint_clocks WHERE complaint_id = :c_complaint_id::uuid AND NOT (stage = ANY('{1,2,3,4,5}'))), marked AS (INSERT INTO kpi_dirty (complaint_id) VALUES (:c_complaint_id::uuid) ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now()) INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) SELECT :c_complaint_id::uuid, * FROM unnest('{1,2,3,4,5}'::int2[], '{30,120,240,1440,1440}'::int4[], '{0,0,0,0,0}'::int4[], ARRAY[now(), now(), now(), now(), now()], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[], ARRAY[now() + interval '30 minutes', now() + interval '2 hours', now() + interval '4 hours', now() + interval '24 hours', now() + interval '24 hours'], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[]) ON CONFLICT (complaint_id, stage) DO UPDATE SET target_minutes = EXCLUDED.target_minutes, target_days = EXCLUDED.target_days, started_at = EXCLUDED.started_at, stopped_at = EXCLUDED.stopped_at, due_at = EXCLUDED.due_at, breached_at = EXCLUDED.breached_at;
 INSERT INTO outbox_events (event_id, event_type, subject, chain_id, property_id, occur_time, payload_type, payload, traceparent) VALUES (gen_random_uuid(), 'complaints.complaint.filed', 'complaints/x', 'bench', 'bench-p', now(), 'type.googleapis.com/guestloop.complaints.v1.ComplaintChanged', repeat('x', 600)::bytea, '');
 UPDATE idempotency_keys SET response = repeat('x', 600)::bytea WHERE method = 'CreateComplaint' AND request_id = 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current();
 COMMIT;
 "#;
 
+/// The KPI mark inside the intake transaction's clocks statement (as the service writes it).
+const ROLLUP_MARK: &str = ", marked AS (INSERT INTO kpi_dirty (complaint_id) VALUES (:c_complaint_id::uuid) ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now())";
+
 /// The intake transaction without the KPI mark (the cost baseline for fresh rollups).
 fn without_rollup_mark() -> String {
-    INTAKE_SQL
-        .lines()
-        .filter(|l| !l.starts_with("INSERT INTO kpi_dirty"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    INTAKE_SQL.replace(ROLLUP_MARK, "")
 }
 
 /// What pgbench reported.
@@ -372,4 +369,18 @@ pub async fn file_load_http(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_baseline_differs_by_the_mark_alone() {
+        let without = super::without_rollup_mark();
+        assert!(super::INTAKE_SQL.contains(super::ROLLUP_MARK));
+        assert!(!without.contains("kpi_dirty"));
+        assert_eq!(
+            without.len() + super::ROLLUP_MARK.len(),
+            super::INTAKE_SQL.len()
+        );
+    }
 }

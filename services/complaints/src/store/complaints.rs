@@ -237,44 +237,52 @@ pub async fn clocks(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Ve
     .await?)
 }
 
-/// Makes the complaint's clocks exactly `clocks`: other stages are deleted, these inserted or
-/// updated, in one statement (one round trip on every save).
+/// Whether a save also marks the complaint for the KPI rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollup {
+    /// Mark it (every change through the engine): the rollup worker folds it in.
+    Mark,
+    /// Leave the rollup alone (bulk loads that rebuild the rollup afterwards).
+    Leave,
+}
+
+/// Makes the complaint's clocks exactly `clocks` (other stages deleted, these inserted or
+/// updated) and, with [`Rollup::Mark`], marks it for the KPI rollup (DO UPDATE, not DO NOTHING:
+/// see migration 0102) — in one statement, so one round trip on every save.
 pub async fn save_clocks(
     conn: &mut PgConnection,
     complaint_id: Uuid,
     clocks: &[ClockRow],
+    rollup: Rollup,
 ) -> ApiResult<()> {
-    let column =
-        |f: fn(&ClockRow) -> Option<DateTime<Utc>>| clocks.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "WITH stale AS (DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2))) \
-         INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \
+    const STALE: &str =
+        "stale AS (DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2)))";
+    const MARK: &str = ", marked AS (INSERT INTO kpi_dirty (complaint_id) VALUES ($1) \
+         ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now())";
+    const UPSERT: &str = "INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \
          SELECT $1, * FROM unnest($2::int2[], $3::int4[], $4::int4[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) \
          ON CONFLICT (complaint_id, stage) DO UPDATE SET \
          target_minutes=EXCLUDED.target_minutes, target_days=EXCLUDED.target_days, started_at=EXCLUDED.started_at, \
-         stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at",
-    )
-    .bind(complaint_id)
-    .bind(clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
-    .bind(clocks.iter().map(|c| c.target_minutes).collect::<Vec<i32>>())
-    .bind(clocks.iter().map(|c| c.target_days).collect::<Vec<i32>>())
-    .bind(column(|c| Some(c.started_at)))
-    .bind(column(|c| c.stopped_at))
-    .bind(column(|c| Some(c.due_at)))
-    .bind(column(|c| c.breached_at))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Marks a complaint for the KPI rollup (see migration 0102 on why DO UPDATE, not DO NOTHING).
-pub async fn mark_for_rollup(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO kpi_dirty (complaint_id) VALUES ($1) ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now()",
-    )
-    .bind(complaint_id)
-    .execute(conn)
-    .await?;
+         stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at";
+    let mark = if rollup == Rollup::Mark { MARK } else { "" };
+    let column =
+        |f: fn(&ClockRow) -> Option<DateTime<Utc>>| clocks.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(&format!("WITH {STALE}{mark} {UPSERT}"))
+        .bind(complaint_id)
+        .bind(clocks.iter().map(|c| c.stage).collect::<Vec<i16>>())
+        .bind(
+            clocks
+                .iter()
+                .map(|c| c.target_minutes)
+                .collect::<Vec<i32>>(),
+        )
+        .bind(clocks.iter().map(|c| c.target_days).collect::<Vec<i32>>())
+        .bind(column(|c| Some(c.started_at)))
+        .bind(column(|c| c.stopped_at))
+        .bind(column(|c| Some(c.due_at)))
+        .bind(column(|c| c.breached_at))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
