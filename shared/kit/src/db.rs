@@ -50,6 +50,10 @@ pub fn connect_options(
                 settings.statement_timeout_ms.to_string(),
             ),
             ("idle_in_transaction_session_timeout", "60000".to_string()),
+            // JIT compiles a wide statement for about half a second before running it; the
+            // services' statements read indexed rows or small rollups and finish in
+            // milliseconds, so compiling would cost far more than it could save.
+            ("jit", "off".to_string()),
         ]);
     Ok(options)
 }

@@ -80,7 +80,8 @@ fn fact_from_row(row: &sqlx::postgres::PgRow) -> Result<(Uuid, Fact), sqlx::Erro
     Ok((row.try_get("complaint_id")?, Fact { key, values }))
 }
 
-const BATCH: i64 = 500;
+/// The most marked complaints one rollup step folds in.
+pub const BATCH: usize = 2_000;
 
 /// Applies the changes of up to one batch of marked complaints; returns how many it applied.
 pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
@@ -90,7 +91,7 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
          (SELECT complaint_id FROM kpi_dirty ORDER BY marked_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING complaint_id",
     )
-    .bind(BATCH)
+    .bind(BATCH as i64)
     .fetch_all(&mut *tx)
     .await?;
     if ids.is_empty() {
@@ -133,19 +134,12 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
             *d += v;
         }
     }
-    let upsert = format!(
-        "INSERT INTO kpi_daily (property_id, day, category, channel, department, {cols}) VALUES ($1, $2, $3, $4, $5, {params}) \
-         ON CONFLICT (property_id, day, category, channel, department) DO UPDATE SET {sets}",
-        cols = COUNTERS.join(", "),
-        params = (6..6 + COUNTERS.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
-        sets = COUNTERS.iter().map(|c| format!("{c} = kpi_daily.{c} + EXCLUDED.{c}")).collect::<Vec<_>>().join(", "),
-    );
     // A fixed order keeps concurrent workers from deadlocking on rollup rows.
-    let mut keys: Vec<(&Key, &Vec<i64>)> = deltas
+    let mut daily: Vec<(&Key, &Vec<i64>)> = deltas
         .iter()
         .filter(|(_, d)| d.iter().any(|v| *v != 0))
         .collect();
-    keys.sort_by(|a, b| {
+    daily.sort_by(|a, b| {
         (
             &a.0.property_id,
             a.0.day,
@@ -161,38 +155,68 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
                 &b.0.department,
             ))
     });
-    for (key, delta) in keys {
-        let mut query = sqlx::query(&upsert)
-            .bind(&key.property_id)
-            .bind(key.day)
-            .bind(&key.category)
-            .bind(key.channel)
-            .bind(&key.department);
-        for value in delta {
-            query = query.bind(*value);
-        }
-        query.execute(&mut *tx).await?;
+    if !daily.is_empty() {
+        let sql = additive_upsert(
+            "kpi_daily",
+            &[
+                ("property_id", "text"),
+                ("day", "date"),
+                ("category", "text"),
+                ("channel", "smallint"),
+                ("department", "text"),
+            ],
+        );
+        let query = sqlx::query(&sql)
+            .bind(
+                daily
+                    .iter()
+                    .map(|(k, _)| k.property_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(daily.iter().map(|(k, _)| k.day).collect::<Vec<_>>())
+            .bind(
+                daily
+                    .iter()
+                    .map(|(k, _)| k.category.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(daily.iter().map(|(k, _)| k.channel).collect::<Vec<_>>())
+            .bind(
+                daily
+                    .iter()
+                    .map(|(k, _)| k.department.as_str())
+                    .collect::<Vec<_>>(),
+            );
+        bind_counters(query, daily.iter().map(|(_, d)| d.as_slice()))
+            .execute(&mut *tx)
+            .await?;
     }
     apply_monthly(&mut tx, &deltas).await?;
-    for id in &ids {
-        match new_facts.get(id) {
-            Some(fact) => {
-                sqlx::query(
-                    "INSERT INTO kpi_applied_facts (complaint_id, fact) VALUES ($1, $2) \
-                     ON CONFLICT (complaint_id) DO UPDATE SET fact = EXCLUDED.fact",
-                )
-                .bind(id)
-                .bind(sqlx::types::Json(fact))
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM kpi_applied_facts WHERE complaint_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+    let (kept, facts): (Vec<Uuid>, Vec<sqlx::types::Json<&Fact>>) = ids
+        .iter()
+        .filter_map(|id| new_facts.get(id).map(|f| (*id, sqlx::types::Json(f))))
+        .unzip();
+    let gone: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !new_facts.contains_key(id))
+        .copied()
+        .collect();
+    if !kept.is_empty() {
+        sqlx::query(
+            "INSERT INTO kpi_applied_facts (complaint_id, fact) \
+             SELECT * FROM unnest($1::uuid[], $2::jsonb[]) \
+             ON CONFLICT (complaint_id) DO UPDATE SET fact = EXCLUDED.fact",
+        )
+        .bind(&kept)
+        .bind(&facts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !gone.is_empty() {
+        sqlx::query("DELETE FROM kpi_applied_facts WHERE complaint_id = ANY($1)")
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(ids.len())
@@ -232,25 +256,72 @@ async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>)
             }
         }
     }
-    let upsert = format!(
-        "INSERT INTO kpi_monthly (property_id, month, dimension, key, {cols}) VALUES ($1, $2, $3, $4, {params}) \
-         ON CONFLICT (property_id, month, dimension, key) DO UPDATE SET {sets}",
-        cols = COUNTERS.join(", "),
-        params = (5..5 + COUNTERS.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
-        sets = COUNTERS.iter().map(|c| format!("{c} = kpi_monthly.{c} + EXCLUDED.{c}")).collect::<Vec<_>>().join(", "),
-    );
-    for ((property, month, dimension, value), delta) in monthly {
-        let mut query = sqlx::query(&upsert)
-            .bind(property)
-            .bind(month)
-            .bind(dimension)
-            .bind(value);
-        for v in delta {
-            query = query.bind(v);
-        }
-        query.execute(&mut *conn).await?;
+    if monthly.is_empty() {
+        return Ok(());
     }
+    let sql = additive_upsert(
+        "kpi_monthly",
+        &[
+            ("property_id", "text"),
+            ("month", "date"),
+            ("dimension", "text"),
+            ("key", "text"),
+        ],
+    );
+    let query = sqlx::query(&sql)
+        .bind(monthly.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(monthly.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(monthly.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(monthly.keys().map(|k| k.3.as_str()).collect::<Vec<_>>());
+    bind_counters(query, monthly.values().map(Vec::as_slice))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+/// One statement that adds per-key counter deltas into a rollup `table`: the key columns
+/// (name, SQL type) and then [`COUNTERS`] arrive as parallel arrays, one element per key; the
+/// keys must be distinct.
+fn additive_upsert(table: &str, keys: &[(&str, &str)]) -> String {
+    let key_columns = keys
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = keys
+        .iter()
+        .map(|(_, ty)| *ty)
+        .chain(COUNTERS.iter().map(|_| "bigint"))
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sets = COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} ({key_columns}, {counters}) SELECT * FROM unnest({arrays}) \
+         ON CONFLICT ({key_columns}) DO UPDATE SET {sets}",
+        counters = COUNTERS.join(", ")
+    )
+}
+
+/// Binds the counters of `rows` as one array per counter, in [`COUNTERS`] order.
+fn bind_counters<'q, 'r>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: impl Iterator<Item = &'r [i64]>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let rows: Vec<&[i64]> = rows.collect();
+    for i in 0..COUNTERS.len() {
+        query = query.bind(
+            rows.iter()
+                .map(|r| r.get(i).copied().unwrap_or(0))
+                .collect::<Vec<i64>>(),
+        );
+    }
+    query
 }
 
 /// Rebuilds every rollup from the facts (after bulk loads). Call it inside a transaction: it

@@ -107,7 +107,7 @@ impl EventLog {
             .execute(&mut *tx)
             .await?;
         let updated = sqlx::query(
-            "WITH head AS (SELECT coalesce(max(position), 0) AS p FROM outbox_events), \
+            "WITH head AS (SELECT coalesce(max(position), 0) AS p FROM outbox_events WHERE position IS NOT NULL), \
                   pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n \
                               FROM outbox_events WHERE position IS NULL ORDER BY id LIMIT $1) \
              UPDATE outbox_events o SET position = head.p + pending.n, positioned_at = now() \
@@ -130,6 +130,15 @@ impl EventLog {
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("head")?, row.try_get("pending")?))
+    }
+
+    /// Highest assigned position (0 before the first).
+    pub async fn head(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT coalesce(max(position), 0) FROM outbox_events WHERE position IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Reads up to `limit` events after `after`, in position order.
@@ -161,11 +170,11 @@ impl EventLog {
         loop {
             let outcome = async {
                 while self.position_batch().await? == RELAY_BATCH as u64 {}
-                self.status().await
+                self.head().await
             }
             .await;
             match outcome {
-                Ok((head, _)) => {
+                Ok(head) => {
                     backoff = poll;
                     self.head_sender.send_if_modified(|current| {
                         let changed = *current != head;
