@@ -194,9 +194,9 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
     let to = chrono::NaiveDate::from_ymd_opt(2026, 11, 4).expect("date");
     let properties = vec!["kpi-p".to_string()];
-    use guestloop_complaints::store::kpis::{query, Source};
-    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true, true).await?;
-    let raw = query(&mut conn, Source::Raw, &properties, from, to, true, true).await?;
+    use guestloop_complaints::store::kpis::{query, Scope, Source};
+    let rollup = query(&mut conn, Source::Rollup, Scope::properties(&properties), from, to, true, true).await?;
+    let raw = query(&mut conn, Source::Raw, Scope::properties(&properties), from, to, true, true).await?;
     assert_eq!(rollup, raw);
     // Whole months come from the monthly rollup, edges from the daily one: still equal.
     for (a, b) in [
@@ -209,32 +209,40 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         let a = chrono::NaiveDate::from_ymd_opt(a.0, a.1, a.2).expect("date");
         let b = chrono::NaiveDate::from_ymd_opt(b.0, b.1, b.2).expect("date");
         for (daily, dimensions) in [(true, true), (false, true), (true, false), (false, false)] {
-            let rollup = query(
+            let raw = query(
                 &mut conn,
-                Source::Rollup,
-                &properties,
+                Source::Raw,
+                Scope::properties(&properties),
                 a,
                 b,
                 daily,
                 dimensions,
             )
             .await?;
-            let raw = query(&mut conn, Source::Raw, &properties, a, b, daily, dimensions).await?;
-            assert_eq!(
-                rollup, raw,
-                "{a}..{b} daily={daily} dimensions={dimensions}"
-            );
-            if !dimensions {
-                assert!(rollup
-                    .iter()
-                    .all(|g| matches!(g.dimension, "total" | "property")
-                        || (daily && g.dimension == "day")));
+            // Named properties, and the whole chain (whose sums come from the chain rollup).
+            for scope in [
+                Scope::properties(&properties),
+                Scope::chain("chain-test", &properties),
+            ] {
+                let rollup = query(&mut conn, Source::Rollup, scope, a, b, daily, dimensions).await?;
+                assert_eq!(
+                    rollup, raw,
+                    "{a}..{b} daily={daily} dimensions={dimensions} chain={:?}",
+                    scope.chain
+                );
+                if !dimensions {
+                    assert!(rollup
+                        .iter()
+                        .all(|g| matches!(g.dimension, "total" | "property")
+                            || (daily && g.dimension == "day")));
+                }
             }
         }
     }
 
     // A change after the fact moves the rollup with it.
-    sqlx::query("UPDATE complaints SET csat = 4 WHERE complaint_id = '00000000-0000-7000-8000-000000000002'").execute(&mut *conn).await?;
+    // Rated, and moved to another department: the old department's group empties and goes.
+    sqlx::query("UPDATE complaints SET csat = 4, department = 'engineering' WHERE complaint_id = '00000000-0000-7000-8000-000000000002'").execute(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO kpi_dirty (complaint_id) VALUES ('00000000-0000-7000-8000-000000000002')",
     )
@@ -250,34 +258,40 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rollup = query(&mut conn, Source::Rollup, &properties, from, to, true, true).await?;
-    let raw = query(&mut conn, Source::Raw, &properties, from, to, true, true).await?;
-    assert_eq!(rollup, raw);
     let month_start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
     let month_end = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
-    assert_eq!(
-        query(
-            &mut conn,
-            Source::Rollup,
-            &properties,
-            month_start,
-            month_end,
-            true,
-            true
-        )
-        .await?,
-        query(
+    let mut rollup = Vec::new();
+    for (a, b) in [(from, to), (month_start, month_end)] {
+        let raw = query(
             &mut conn,
             Source::Raw,
-            &properties,
-            month_start,
-            month_end,
+            Scope::properties(&properties),
+            a,
+            b,
             true,
-            true
+            true,
         )
-        .await?,
-        "the monthly rollup follows changes too"
-    );
+        .await?;
+        assert!(
+            raw.iter()
+                .any(|g| g.dimension == "department" && g.key == "engineering")
+                && !raw
+                    .iter()
+                    .any(|g| g.dimension == "department" && g.key == "housekeeping"),
+            "the raw facts moved department"
+        );
+        for scope in [
+            Scope::properties(&properties),
+            Scope::chain("chain-test", &properties),
+        ] {
+            rollup = query(&mut conn, Source::Rollup, scope, a, b, true, true).await?;
+            assert_eq!(
+                rollup, raw,
+                "{a}..{b} chain={:?}: the daily, monthly and chain rollups follow changes",
+                scope.chain
+            );
+        }
+    }
     let csat_sum = guestloop_complaints::store::kpis::counter("csat_sum");
     assert_eq!(
         rollup

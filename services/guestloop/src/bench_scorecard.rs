@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guestloop_complaints::store::kpis::{query, Source};
+use guestloop_complaints::store::kpis::{query, Scope, Source};
 use guestloop_kit::auth::{Claims, PropertyScope, Role, TokenIssuer};
 use guestloop_kit::client::{channel, CallContext};
 use guestloop_kit::config::Settings;
@@ -52,7 +52,7 @@ async fn raw(pools: &Pools, properties: &[String], days: i64) -> anyhow::Result<
         query(
             &mut conn,
             Source::Raw,
-            properties,
+            Scope::properties(properties),
             start.date_naive(),
             end.date_naive(),
             false,

@@ -13,7 +13,7 @@ use guestloop_proto::complaints::v1 as pb;
 use tonic::Request;
 
 use super::Api;
-use crate::store::kpis::{counter, query, Group, Source};
+use crate::store::kpis::{counter, query, Group, Scope, Source};
 
 const MAX_DAYS: i64 = 1_100;
 
@@ -134,28 +134,41 @@ pub async fn get(
     let request = request.into_inner();
     let (from, to) = period_days(request.period.as_ref())?;
     let mut conn = api.context.pool.acquire().await?;
-    let properties: Vec<String> = if request.property_ids.is_empty() {
+    let chain_properties = || {
+        sqlx::query_scalar::<_, String>(
+            "SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1",
+        )
+        .bind(principal.chain_id())
+    };
+    // The whole chain is summed from the chain rollup: asked for by naming no property (with a
+    // chain-wide scope), or by naming every property the chain has complaints for.
+    let (properties, whole_chain): (Vec<String>, bool) = if request.property_ids.is_empty() {
         match &principal.claims.props {
-            PropertyScope::Listed(ids) => ids.clone(),
-            PropertyScope::All(_) => {
-                sqlx::query_scalar(
-                    "SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1",
-                )
-                .bind(principal.chain_id())
-                .fetch_all(&mut *conn)
-                .await?
-            }
+            PropertyScope::Listed(ids) => (ids.clone(), false),
+            PropertyScope::All(_) => (chain_properties().fetch_all(&mut *conn).await?, true),
         }
     } else {
         for property in &request.property_ids {
             principal.require_property(property)?;
         }
-        request.property_ids.clone()
+        let mut named = request.property_ids.clone();
+        named.sort();
+        named.dedup();
+        let breakdowns = request.daily_series || !request.totals_only;
+        let whole_chain = breakdowns
+            && matches!(principal.claims.props, PropertyScope::All(_))
+            && chain_properties().fetch_all(&mut *conn).await? == named;
+        (named, whole_chain)
+    };
+    let scope = if whole_chain {
+        Scope::chain(principal.chain_id(), &properties)
+    } else {
+        Scope::properties(&properties)
     };
     let groups = query(
         &mut conn,
         Source::Rollup,
-        &properties,
+        scope,
         from,
         to,
         request.daily_series,

@@ -51,6 +51,9 @@ pub fn counter(name: &str) -> usize {
 /// The rollup key of a complaint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Key {
+    /// Absent in facts applied before chain-wide rollups existed (the migration adds it).
+    #[serde(default)]
+    chain_id: String,
     property_id: String,
     day: NaiveDate,
     category: String,
@@ -67,6 +70,7 @@ struct Fact {
 
 fn fact_from_row(row: &sqlx::postgres::PgRow) -> Result<(Uuid, Fact), sqlx::Error> {
     let key = Key {
+        chain_id: row.try_get("chain_id")?,
         property_id: row.try_get("property_id")?,
         day: row.try_get("day")?,
         category: row.try_get("category")?,
@@ -98,7 +102,7 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
         return Ok(0);
     }
     let new_rows = sqlx::query(&format!(
-        "SELECT complaint_id, property_id, day, category, channel, department, {} \
+        "SELECT complaint_id, chain_id, property_id, day, category, channel, department, {} \
          FROM complaint_kpi_facts WHERE complaint_id = ANY($1)",
         COUNTERS.join(", ")
     ))
@@ -134,27 +138,25 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
             *d += v;
         }
     }
-    // A fixed order keeps concurrent workers from deadlocking on rollup rows.
-    let mut daily: Vec<(&Key, &Vec<i64>)> = deltas
-        .iter()
-        .filter(|(_, d)| d.iter().any(|v| *v != 0))
-        .collect();
-    daily.sort_by(|a, b| {
-        (
-            &a.0.property_id,
-            a.0.day,
-            &a.0.category,
-            a.0.channel,
-            &a.0.department,
-        )
-            .cmp(&(
-                &b.0.property_id,
-                b.0.day,
-                &b.0.category,
-                b.0.channel,
-                &b.0.department,
+    // Summed per daily key (facts differing only in chain share a row), in a fixed order that
+    // keeps concurrent workers from deadlocking on rollup rows.
+    type DailyKey<'k> = (&'k str, NaiveDate, &'k str, i16, &'k str);
+    let mut daily: std::collections::BTreeMap<DailyKey<'_>, Vec<i64>> =
+        std::collections::BTreeMap::new();
+    for (key, delta) in deltas.iter().filter(|(_, d)| d.iter().any(|v| *v != 0)) {
+        let entry = daily
+            .entry((
+                key.property_id.as_str(),
+                key.day,
+                key.category.as_str(),
+                key.channel,
+                key.department.as_str(),
             ))
-    });
+            .or_insert_with(|| vec![0; COUNTERS.len()]);
+        for (e, d) in entry.iter_mut().zip(delta) {
+            *e += d;
+        }
+    }
     if !daily.is_empty() {
         let sql = additive_upsert(
             "kpi_daily",
@@ -165,33 +167,20 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
                 ("channel", "smallint"),
                 ("department", "text"),
             ],
+            &[],
         );
         let query = sqlx::query(&sql)
-            .bind(
-                daily
-                    .iter()
-                    .map(|(k, _)| k.property_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(daily.iter().map(|(k, _)| k.day).collect::<Vec<_>>())
-            .bind(
-                daily
-                    .iter()
-                    .map(|(k, _)| k.category.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(daily.iter().map(|(k, _)| k.channel).collect::<Vec<_>>())
-            .bind(
-                daily
-                    .iter()
-                    .map(|(k, _)| k.department.as_str())
-                    .collect::<Vec<_>>(),
-            );
-        bind_counters(query, daily.iter().map(|(_, d)| d.as_slice()))
+            .bind(daily.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.2).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.3).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.4).collect::<Vec<_>>());
+        bind_counters(query, daily.values().map(Vec::as_slice))
             .execute(&mut *tx)
             .await?;
     }
     apply_monthly(&mut tx, &deltas).await?;
+    apply_chain(&mut tx, &deltas).await?;
     let (kept, facts): (Vec<Uuid>, Vec<sqlx::types::Json<&Fact>>) = ids
         .iter()
         .filter_map(|id| new_facts.get(id).map(|f| (*id, sqlx::types::Json(f))))
@@ -226,32 +215,117 @@ fn month_of(day: NaiveDate) -> NaiveDate {
     NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day)
 }
 
+/// The first day of the seven-day block holding `day`: months split into the days 1-7, 8-14,
+/// 15-21, 22-28 and 29 to the end.
+pub fn block_of(day: NaiveDate) -> NaiveDate {
+    let first = (day.day0() / 7).min(4) * 7 + 1;
+    NaiveDate::from_ymd_opt(day.year(), day.month(), first).unwrap_or(day)
+}
+
+/// The day after the block starting at `start` (see [`block_of`]).
+fn block_end(start: NaiveDate) -> NaiveDate {
+    if start.day() >= 29 {
+        next_month(start)
+    } else {
+        start + chrono::Duration::days(7)
+    }
+}
+
+fn next_month(day: NaiveDate) -> NaiveDate {
+    month_of(day)
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(NaiveDate::MAX)
+}
+
 /// The (dimension, key) rows of `kpi_monthly` a full rollup key contributes to.
-fn monthly_keys(key: &Key) -> [(&'static str, String); 5] {
+fn monthly_keys(key: &Key) -> [(&'static str, String); 6] {
     [
         ("total", String::new()),
         ("category", key.category.clone()),
         ("channel", key.channel.to_string()),
         ("department", key.department.clone()),
         ("day", key.day.to_string()),
+        ("block", block_of(key.day).to_string()),
     ]
+}
+
+/// The (dimension, key) rows of `kpi_chain_daily` a full rollup key contributes to.
+fn chain_keys(key: &Key) -> [(&'static str, String); 4] {
+    [
+        ("total", String::new()),
+        ("category", key.category.clone()),
+        ("channel", key.channel.to_string()),
+        ("department", key.department.clone()),
+    ]
+}
+
+/// Folds daily deltas into the chain-wide rollups (per day and per month), in a fixed order (no
+/// deadlocks between workers).
+async fn apply_chain(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>) -> ApiResult<()> {
+    type ChainKey<'k> = (&'k str, &'static str, NaiveDate, String);
+    let mut daily: std::collections::BTreeMap<ChainKey<'_>, Vec<i64>> =
+        std::collections::BTreeMap::new();
+    let mut monthly: std::collections::BTreeMap<ChainKey<'_>, Vec<i64>> =
+        std::collections::BTreeMap::new();
+    for (key, delta) in deltas {
+        if delta.iter().all(|v| *v == 0) {
+            continue;
+        }
+        for (dimension, value) in chain_keys(key) {
+            for (rows, period) in [(&mut daily, key.day), (&mut monthly, month_of(key.day))] {
+                let entry = rows
+                    .entry((key.chain_id.as_str(), dimension, period, value.clone()))
+                    .or_insert_with(|| vec![0; COUNTERS.len()]);
+                for (e, d) in entry.iter_mut().zip(delta) {
+                    *e += d;
+                }
+            }
+        }
+    }
+    for (table, period, rows) in [
+        ("kpi_chain_daily", "day", &daily),
+        ("kpi_chain_monthly", "month", &monthly),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let sql = additive_upsert(
+            table,
+            &[
+                ("chain_id", "text"),
+                ("dimension", "text"),
+                (period, "date"),
+                ("key", "text"),
+            ],
+            &[],
+        );
+        let query = sqlx::query(&sql)
+            .bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(rows.keys().map(|k| k.2).collect::<Vec<_>>())
+            .bind(rows.keys().map(|k| k.3.as_str()).collect::<Vec<_>>());
+        bind_counters(query, rows.values().map(Vec::as_slice))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Folds daily deltas into the monthly rollup, in a fixed order (no deadlocks between workers).
 async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>) -> ApiResult<()> {
-    let mut monthly: std::collections::BTreeMap<
-        (String, NaiveDate, &'static str, String),
-        Vec<i64>,
-    > = std::collections::BTreeMap::new();
+    type MonthlyKey<'k> = (&'k str, NaiveDate, &'static str, String);
+    // Per row: the chain it is filed under when created, and the summed delta.
+    let mut monthly: std::collections::BTreeMap<MonthlyKey<'_>, (&str, Vec<i64>)> =
+        std::collections::BTreeMap::new();
     for (key, delta) in deltas {
         if delta.iter().all(|v| *v == 0) {
             continue;
         }
         for (dimension, value) in monthly_keys(key) {
             let entry = monthly
-                .entry((key.property_id.clone(), month_of(key.day), dimension, value))
-                .or_insert_with(|| vec![0; COUNTERS.len()]);
-            for (e, d) in entry.iter_mut().zip(delta) {
+                .entry((key.property_id.as_str(), month_of(key.day), dimension, value))
+                .or_insert_with(|| (key.chain_id.as_str(), vec![0; COUNTERS.len()]));
+            for (e, d) in entry.1.iter_mut().zip(delta) {
                 *e += d;
             }
         }
@@ -267,29 +341,39 @@ async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>)
             ("dimension", "text"),
             ("key", "text"),
         ],
+        &[("chain_id", "text")],
     );
     let query = sqlx::query(&sql)
-        .bind(monthly.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(monthly.keys().map(|k| k.0).collect::<Vec<_>>())
         .bind(monthly.keys().map(|k| k.1).collect::<Vec<_>>())
         .bind(monthly.keys().map(|k| k.2).collect::<Vec<_>>())
-        .bind(monthly.keys().map(|k| k.3.as_str()).collect::<Vec<_>>());
-    bind_counters(query, monthly.values().map(Vec::as_slice))
+        .bind(monthly.keys().map(|k| k.3.as_str()).collect::<Vec<_>>())
+        .bind(monthly.values().map(|v| v.0).collect::<Vec<_>>());
+    bind_counters(query, monthly.values().map(|v| v.1.as_slice()))
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// One statement that adds per-key counter deltas into a rollup `table`: the key columns
-/// (name, SQL type) and then [`COUNTERS`] arrive as parallel arrays, one element per key; the
-/// keys must be distinct.
-fn additive_upsert(table: &str, keys: &[(&str, &str)]) -> String {
+/// (name, SQL type), then the `attributes` (set when a row is created, never changed), then
+/// [`COUNTERS`] arrive as parallel arrays, one element per key; the keys must be distinct.
+fn additive_upsert(table: &str, keys: &[(&str, &str)], attributes: &[(&str, &str)]) -> String {
     let key_columns = keys
         .iter()
         .map(|(name, _)| *name)
         .collect::<Vec<_>>()
         .join(", ");
+    let columns = keys
+        .iter()
+        .chain(attributes)
+        .map(|(name, _)| *name)
+        .chain(COUNTERS.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ");
     let arrays = keys
         .iter()
+        .chain(attributes)
         .map(|(_, ty)| *ty)
         .chain(COUNTERS.iter().map(|_| "bigint"))
         .enumerate()
@@ -302,9 +386,8 @@ fn additive_upsert(table: &str, keys: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "INSERT INTO {table} ({key_columns}, {counters}) SELECT * FROM unnest({arrays}) \
-         ON CONFLICT ({key_columns}) DO UPDATE SET {sets}",
-        counters = COUNTERS.join(", ")
+        "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) \
+         ON CONFLICT ({key_columns}) DO UPDATE SET {sets}"
     )
 }
 
@@ -329,7 +412,8 @@ fn bind_counters<'q, 'r>(
 /// cannot add a row between the delete and the insert.
 pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
     sqlx::query(
-        "LOCK TABLE kpi_dirty, kpi_daily, kpi_monthly, kpi_applied_facts IN SHARE ROW EXCLUSIVE MODE",
+        "LOCK TABLE kpi_dirty, kpi_daily, kpi_monthly, kpi_chain_daily, kpi_chain_monthly, \
+         kpi_applied_facts IN SHARE ROW EXCLUSIVE MODE",
     )
     .execute(&mut *conn)
     .await?;
@@ -339,54 +423,91 @@ pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
         .map(|c| format!("sum({c})"))
         .collect::<Vec<_>>()
         .join(", ");
-    sqlx::query("DELETE FROM kpi_dirty")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM kpi_daily")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM kpi_applied_facts")
+    for table in [
+        "kpi_dirty",
+        "kpi_daily",
+        "kpi_monthly",
+        "kpi_chain_daily",
+        "kpi_chain_monthly",
+        "kpi_applied_facts",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    // The facts are grouped once, with their chain; every rollup is summed from that.
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.kpi_rebuild")
         .execute(&mut *conn)
         .await?;
     sqlx::query(&format!(
+        "CREATE TEMP TABLE kpi_rebuild AS \
+         SELECT chain_id, property_id, day, category, channel, department, {sums_as} \
+         FROM complaint_kpi_facts GROUP BY chain_id, property_id, day, category, channel, department",
+        sums_as = COUNTERS
+            .iter()
+            .map(|c| format!("sum({c}) AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
         "INSERT INTO kpi_daily (property_id, day, category, channel, department, {cols}) \
-         SELECT property_id, day, category, channel, department, {sums} FROM complaint_kpi_facts \
+         SELECT property_id, day, category, channel, department, {sums} FROM kpi_rebuild \
          GROUP BY property_id, day, category, channel, department"
     ))
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM kpi_monthly")
-        .execute(&mut *conn)
-        .await?;
     for (dimension, key) in [
         ("total", "''"),
         ("category", "category"),
         ("channel", "channel::text"),
         ("department", "department"),
         ("day", "day::text"),
+        (
+            "block",
+            "(date_trunc('month', day)::date + ((extract(day FROM day)::int - 1) / 7) * 7)::text",
+        ),
     ] {
-        let group_key = if dimension == "total" {
-            String::new()
-        } else {
-            format!(", {key}")
-        };
+        let group_key = if dimension == "total" { "" } else { ", 4" };
+        // A property's rows are filed under one chain (its complaints name one).
         sqlx::query(&format!(
-            "INSERT INTO kpi_monthly (property_id, month, dimension, key, {cols}) \
-             SELECT property_id, date_trunc('month', day)::date, '{dimension}', {key}, {sums} FROM kpi_daily \
-             GROUP BY property_id, date_trunc('month', day)::date{group_key}"
+            "INSERT INTO kpi_monthly (property_id, month, dimension, key, chain_id, {cols}) \
+             SELECT property_id, date_trunc('month', day)::date, '{dimension}', {key}, min(chain_id), {sums} \
+             FROM kpi_rebuild GROUP BY 1, 2{group_key}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        if dimension == "day" || dimension == "block" {
+            continue;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO kpi_chain_daily (chain_id, day, dimension, key, {cols}) \
+             SELECT chain_id, day, '{dimension}', {key}, {sums} FROM kpi_rebuild \
+             GROUP BY 1, 2{group_key}"
         ))
         .execute(&mut *conn)
         .await?;
     }
+    sqlx::query(&format!(
+        "INSERT INTO kpi_chain_monthly (chain_id, dimension, month, key, {cols}) \
+         SELECT chain_id, dimension, date_trunc('month', day)::date, key, {sums} FROM kpi_chain_daily \
+         GROUP BY 1, 2, 3, 4"
+    ))
+    .execute(&mut *conn)
+    .await?;
     let fact_json = format!(
-        "jsonb_build_object('key', jsonb_build_object('property_id', property_id, 'day', day, 'category', category, \
-         'channel', channel, 'department', department), 'values', jsonb_build_array({cols}))"
+        "jsonb_build_object('key', jsonb_build_object('chain_id', chain_id, 'property_id', property_id, 'day', day, \
+         'category', category, 'channel', channel, 'department', department), 'values', jsonb_build_array({cols}))"
     );
     sqlx::query(&format!(
         "INSERT INTO kpi_applied_facts (complaint_id, fact) SELECT complaint_id, {fact_json} FROM complaint_kpi_facts"
     ))
     .execute(&mut *conn)
     .await?;
+    sqlx::query("DROP TABLE kpi_rebuild")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -408,9 +529,6 @@ pub struct Group {
     pub values: Vec<i64>,
 }
 
-/// KPI sums over `[from, to)` (UTC creation days) for `properties`, grouped every useful way.
-/// The rollup answers whole months from `kpi_monthly` and the days around them from
-/// `kpi_daily`; the raw source groups the per-complaint facts directly.
 /// Which breakdowns a KPI query adds to the total and the per-property sums.
 #[derive(Debug, Clone, Copy)]
 struct Detail {
@@ -419,47 +537,84 @@ struct Detail {
     dimensions: bool,
 }
 
+/// What a KPI query sums.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The properties summed and broken down.
+    pub properties: &'a [String],
+    /// Set when `properties` are all the properties of this chain: the chain-wide sums, breakdowns
+    /// and daily series then come from the chain rollup.
+    pub chain: Option<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    /// Some properties.
+    pub fn properties(properties: &'a [String]) -> Self {
+        Self {
+            properties,
+            chain: None,
+        }
+    }
+
+    /// A whole chain, whose properties are `properties`.
+    pub fn chain(chain_id: &'a str, properties: &'a [String]) -> Self {
+        Self {
+            properties,
+            chain: Some(chain_id),
+        }
+    }
+}
+
+/// KPI sums over `[from, to)` (UTC creation days) for `scope`: the total, per property, and
+/// optionally per category, channel and department (`dimensions`) and per day (`daily`).
+///
+/// The raw source groups the per-complaint facts directly. The rollup reads whole months from
+/// `kpi_monthly`, the partial months as seven-day blocks and single days (or, with breakdowns
+/// for some properties, from `kpi_daily`), and chain-wide sums from `kpi_chain_daily`. Both
+/// give the same groups with the same sums.
 pub async fn query(
     conn: &mut PgConnection,
     source: Source,
-    properties: &[String],
+    scope: Scope<'_>,
     from: NaiveDate,
     to: NaiveDate,
     daily: bool,
     dimensions: bool,
 ) -> ApiResult<Vec<Group>> {
     let detail = Detail { daily, dimensions };
+    let properties = scope.properties;
     if source == Source::Raw {
         let facts = table_days("complaint_kpi_facts");
         return query_days(conn, &facts, properties, from, to, detail).await;
     }
-    // Without category/channel/department breakdowns, the days at the edges come from the
-    // monthly rollup's per-property day rows (one row per property and day) instead of
-    // `kpi_daily` (one per property, day, category, channel and department).
-    let day_rows = if dimensions {
-        table_days("kpi_daily")
+    // The statements read one snapshot, so their parts add up even while the rollup worker
+    // commits. Each reads a few thousand rows at most along an index: parallel workers would
+    // cost more to start than they save, and a plan made once per connection serves every
+    // period (planning the unions anew took longer than running them).
+    let mut tx = sqlx::Connection::begin_with(
+        &mut *conn,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+         SET LOCAL max_parallel_workers_per_gather = 0; \
+         SET LOCAL plan_cache_mode = force_generic_plan",
+    )
+    .await?;
+    let parts = if let Some(chain) = scope.chain {
+        let mut parts = query_pieces(&mut tx, scope, from, to, false).await?;
+        parts.extend(query_chain(&mut tx, chain, from, to, detail).await?);
+        parts
+    } else if !daily && !dimensions {
+        query_pieces(&mut tx, scope, from, to, true).await?
     } else {
-        monthly_day_rows()
+        query_months_and_days(&mut tx, properties, from, to, detail).await?
     };
-    let day_rows = day_rows.as_str();
-    let first_full = if from.day() == 1 {
-        from
-    } else {
-        month_of(from)
-            .checked_add_months(chrono::Months::new(1))
-            .unwrap_or(to)
-    };
-    let end_full = month_of(to);
-    if first_full >= end_full {
-        return query_days(conn, day_rows, properties, from, to, detail).await;
-    }
-    let mut parts = query_months(conn, properties, first_full, end_full, detail).await?;
-    if from < first_full {
-        parts.extend(query_days(conn, day_rows, properties, from, first_full, detail).await?);
-    }
-    if end_full < to {
-        parts.extend(query_days(conn, day_rows, properties, end_full, to, detail).await?);
-    }
+    tx.commit().await?;
+    Ok(merge(parts))
+}
+
+/// Sums groups with the same dimension and key, in (dimension, key) order. Groups no complaint
+/// counts in any more (rollup rows whose complaints moved to another key) are dropped, as the
+/// raw facts have none; the total is always there.
+fn merge(parts: Vec<Group>) -> Vec<Group> {
     let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
         std::collections::BTreeMap::new();
     for group in parts {
@@ -473,14 +628,272 @@ pub async fn query(
     merged
         .entry(("total", String::new()))
         .or_insert_with(|| vec![0; COUNTERS.len()]);
-    Ok(merged
+    let complaints = counter("complaints");
+    merged
         .into_iter()
+        .filter(|((dimension, _), values)| *dimension == "total" || values[complaints] != 0)
         .map(|((dimension, key), values)| Group {
             dimension,
             key,
             values,
         })
-        .collect())
+        .collect()
+}
+
+/// The dimension names groups carry.
+fn dimension_name(name: &str) -> &'static str {
+    match name {
+        "property" => "property",
+        "total" => "total",
+        "category" => "category",
+        "channel" => "channel",
+        "department" => "department",
+        _ => "day",
+    }
+}
+
+/// Some properties with breakdowns: whole months from the monthly rollup, the days around them
+/// from the daily rollup (or, without category/channel/department, from the monthly rollup's
+/// per-property day rows: one row per property and day instead of one per property, day,
+/// category, channel and department).
+async fn query_months_and_days(
+    conn: &mut PgConnection,
+    properties: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    detail: Detail,
+) -> ApiResult<Vec<Group>> {
+    let day_rows = if detail.dimensions {
+        table_days("kpi_daily")
+    } else {
+        monthly_day_rows()
+    };
+    let day_rows = day_rows.as_str();
+    let first_full = if from.day() == 1 {
+        from
+    } else {
+        next_month(from).min(to)
+    };
+    let end_full = month_of(to);
+    if first_full >= end_full {
+        return query_days(conn, day_rows, properties, from, to, detail).await;
+    }
+    let mut parts = query_months(conn, properties, first_full, end_full, detail).await?;
+    if from < first_full {
+        parts.extend(query_days(conn, day_rows, properties, from, first_full, detail).await?);
+    }
+    if end_full < to {
+        parts.extend(query_days(conn, day_rows, properties, end_full, to, detail).await?);
+    }
+    Ok(parts)
+}
+
+/// A run of `kpi_monthly` rows covering part of a period: whole months (dimension `total`), or
+/// consecutive seven-day blocks or days of one month (keys `first..=last`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub month: NaiveDate,
+    pub dimension: &'static str,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+/// Splits `[from, to)` into the fewest `kpi_monthly` rows per property: whole months, then whole
+/// seven-day blocks, then single days; consecutive rows of one kind and month form one piece.
+pub fn pieces(from: NaiveDate, to: NaiveDate) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::new();
+    let mut day = from;
+    while day < to {
+        let (dimension, end) = if day.day() == 1 && next_month(day) <= to {
+            ("total", next_month(day))
+        } else if block_of(day) == day && block_end(day) <= to {
+            ("block", block_end(day))
+        } else {
+            ("day", day + chrono::Duration::days(1))
+        };
+        let month = month_of(day);
+        match out.last_mut() {
+            Some(last)
+                if dimension != "total" && last.dimension == dimension && last.month == month =>
+            {
+                last.last = day;
+            }
+            _ => out.push(Piece {
+                month,
+                dimension,
+                first: day,
+                last: day,
+            }),
+        }
+        day = end;
+    }
+    out
+}
+
+/// Per-property sums (and the total over them when `with_total`) over `[from, to)`, read from
+/// the monthly rollup as [`pieces`]: a few rows per property whatever the period. A chain's
+/// rows are read through the chain index, a range per piece rather than a lookup per property.
+async fn query_pieces(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+    with_total: bool,
+) -> ApiResult<Vec<Group>> {
+    let pieces = pieces(from, to);
+    let months: Vec<NaiveDate> = pieces
+        .iter()
+        .filter(|p| p.dimension == "total")
+        .map(|p| p.month)
+        .collect();
+    let counters = COUNTERS.join(", ");
+    let rows_of = if scope.chain.is_some() {
+        "chain_id = $1"
+    } else {
+        "property_id = ANY($1)"
+    };
+    let mut branches = Vec::new();
+    if !months.is_empty() {
+        branches.push(format!(
+            "SELECT property_id, {counters} FROM kpi_monthly \
+             WHERE {rows_of} AND month = ANY($2) AND dimension = 'total' AND key = ''"
+        ));
+    }
+    let runs: Vec<&Piece> = pieces.iter().filter(|p| p.dimension != "total").collect();
+    for (i, _) in runs.iter().enumerate() {
+        let n = 3 + 4 * i;
+        branches.push(format!(
+            "SELECT property_id, {counters} FROM kpi_monthly \
+             WHERE {rows_of} AND month = ${n} AND dimension = ${} \
+               AND key >= ${} AND key <= ${}",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
+    }
+    if branches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sums = COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})::bigint AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sets = if with_total {
+        "(property_id), ()"
+    } else {
+        "(property_id)"
+    };
+    let sql = format!(
+        "SELECT grouping(property_id) AS gp, property_id, {sums} FROM ({}) AS pieces \
+         GROUP BY GROUPING SETS ({sets})",
+        branches.join(" UNION ALL ")
+    );
+    let query = sqlx::query(&sql);
+    let mut query = match scope.chain {
+        Some(chain) => query.bind(chain),
+        None => query.bind(scope.properties),
+    }
+    .bind(&months);
+    for run in runs {
+        query = query
+            .bind(run.month)
+            .bind(run.dimension)
+            .bind(run.first.to_string())
+            .bind(run.last.to_string());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (dimension, key) = if row.try_get::<i32, _>("gp")? == 0 {
+            ("property", row.try_get::<String, _>("property_id")?)
+        } else {
+            ("total", String::new())
+        };
+        groups.push(Group {
+            dimension,
+            key,
+            values: counter_values(&row)?,
+        });
+    }
+    Ok(groups)
+}
+
+/// Chain-wide total, and per category, channel and department and per day as `detail` asks,
+/// from the chain rollups: whole months from `kpi_chain_monthly`, the days around them and the
+/// daily series from `kpi_chain_daily`; a few rows per month and day whatever the number of
+/// properties.
+async fn query_chain(
+    conn: &mut PgConnection,
+    chain: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    detail: Detail,
+) -> ApiResult<Vec<Group>> {
+    let sums = COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})::bigint AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counters = COUNTERS.join(", ");
+    let dimensions = if detail.dimensions {
+        "'total', 'category', 'channel', 'department'"
+    } else {
+        "'total'"
+    };
+    // Whole months [$4, $5); the days [$2, $4) and [$5, $3) around them.
+    let first_full = if from.day() == 1 {
+        from
+    } else {
+        next_month(from)
+    };
+    let end_full = month_of(to);
+    let (months_from, months_to) = if first_full < end_full {
+        (first_full, end_full)
+    } else {
+        (to, to)
+    };
+    let mut sql = format!(
+        "SELECT dimension, key, {sums} FROM ( \
+           SELECT dimension, key, {counters} FROM kpi_chain_monthly \
+             WHERE chain_id = $1 AND dimension IN ({dimensions}) AND month >= $4 AND month < $5 \
+           UNION ALL SELECT dimension, key, {counters} FROM kpi_chain_daily \
+             WHERE chain_id = $1 AND dimension IN ({dimensions}) AND day >= $2 AND day < $4 \
+           UNION ALL SELECT dimension, key, {counters} FROM kpi_chain_daily \
+             WHERE chain_id = $1 AND dimension IN ({dimensions}) AND day >= $5 AND day < $3 \
+         ) AS chain_rows GROUP BY dimension, key"
+    );
+    if detail.daily {
+        sql.push_str(&format!(
+            " UNION ALL SELECT 'day', day::text, {sums} FROM kpi_chain_daily \
+               WHERE chain_id = $1 AND dimension = 'total' AND day >= $2 AND day < $3 GROUP BY day"
+        ));
+    }
+    let rows = sqlx::query(&sql)
+        .bind(chain)
+        .bind(from)
+        .bind(to)
+        .bind(months_from)
+        .bind(months_to)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        groups.push(Group {
+            dimension: dimension_name(row.try_get::<String, _>("dimension")?.as_str()),
+            key: row.try_get("key")?,
+            values: counter_values(&row)?,
+        });
+    }
+    Ok(groups)
+}
+
+/// The summed counters of a result row, in [`COUNTERS`] order (a sum over no rows is zero).
+fn counter_values(row: &sqlx::postgres::PgRow) -> Result<Vec<i64>, sqlx::Error> {
+    COUNTERS
+        .iter()
+        .map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0)))
+        .collect()
 }
 
 /// The rows of a day-keyed table (the daily rollup or the raw facts) for [`query_days`]: its
@@ -547,22 +960,10 @@ async fn query_months(
         .await?;
     let mut groups = Vec::with_capacity(rows.len());
     for row in rows {
-        let dimension = match row.try_get::<String, _>("dimension")?.as_str() {
-            "property" => "property",
-            "total" => "total",
-            "category" => "category",
-            "channel" => "channel",
-            "department" => "department",
-            _ => "day",
-        };
-        let values = COUNTERS
-            .iter()
-            .map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0)))
-            .collect::<Result<Vec<_>, _>>()?;
         groups.push(Group {
-            dimension,
+            dimension: dimension_name(row.try_get::<String, _>("dimension")?.as_str()),
             key: row.try_get("key")?,
-            values,
+            values: counter_values(&row)?,
         });
     }
     Ok(groups)
@@ -617,10 +1018,7 @@ async fn query_days(
         .await?;
     let mut groups = Vec::with_capacity(rows.len());
     for row in rows {
-        let values = COUNTERS
-            .iter()
-            .map(|c| row.try_get::<Option<i64>, _>(*c).map(|v| v.unwrap_or(0)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = counter_values(&row)?;
         let grouped = |name: &str| row.try_get::<i32, _>(name).map(|g| g == 0);
         let (dimension, key) = if grouped("gp")? {
             ("property", row.try_get::<String, _>("property_id")?)
@@ -643,4 +1041,99 @@ async fn query_days(
     }
     groups.sort_by(|a, b| (a.dimension, &a.key).cmp(&(b.dimension, &b.key)));
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+    }
+
+    /// The days a piece covers.
+    fn days_of(piece: &Piece) -> Vec<NaiveDate> {
+        let end = match piece.dimension {
+            "total" => next_month(piece.month),
+            "block" => block_end(piece.last),
+            _ => piece.last + chrono::Duration::days(1),
+        };
+        piece.first.iter_days().take_while(|d| *d < end).collect()
+    }
+
+    #[test]
+    fn blocks_split_months_into_weeks_and_the_rest() {
+        assert_eq!(block_of(date(2026, 11, 1)), date(2026, 11, 1));
+        assert_eq!(block_of(date(2026, 11, 7)), date(2026, 11, 1));
+        assert_eq!(block_of(date(2026, 11, 8)), date(2026, 11, 8));
+        assert_eq!(block_of(date(2026, 11, 28)), date(2026, 11, 22));
+        assert_eq!(block_of(date(2026, 12, 31)), date(2026, 12, 29));
+        assert_eq!(block_end(date(2026, 12, 29)), date(2027, 1, 1));
+        assert_eq!(block_of(date(2028, 2, 29)), date(2028, 2, 29));
+        assert_eq!(block_end(date(2027, 2, 22)), date(2027, 3, 1));
+    }
+
+    #[test]
+    fn a_ninety_day_period_reads_a_handful_of_rows() {
+        let pieces = pieces(date(2026, 9, 3), date(2026, 12, 2));
+        assert_eq!(
+            pieces,
+            vec![
+                Piece {
+                    month: date(2026, 9, 1),
+                    dimension: "day",
+                    first: date(2026, 9, 3),
+                    last: date(2026, 9, 7),
+                },
+                Piece {
+                    month: date(2026, 9, 1),
+                    dimension: "block",
+                    first: date(2026, 9, 8),
+                    last: date(2026, 9, 29),
+                },
+                Piece {
+                    month: date(2026, 10, 1),
+                    dimension: "total",
+                    first: date(2026, 10, 1),
+                    last: date(2026, 10, 1),
+                },
+                Piece {
+                    month: date(2026, 11, 1),
+                    dimension: "total",
+                    first: date(2026, 11, 1),
+                    last: date(2026, 11, 1),
+                },
+                Piece {
+                    month: date(2026, 12, 1),
+                    dimension: "day",
+                    first: date(2026, 12, 1),
+                    last: date(2026, 12, 1),
+                },
+            ]
+        );
+        assert!(pieces(date(2026, 9, 3), date(2026, 9, 3)).is_empty());
+    }
+
+    proptest! {
+        /// The pieces cover every day of the period exactly once, in order, and never more than
+        /// six single days sit on either side of the whole blocks and months.
+        #[test]
+        fn pieces_cover_the_period_exactly_once(start in 0i64..1_500, len in 0i64..800) {
+            let from = date(2025, 1, 1) + chrono::Duration::days(start);
+            let to = from + chrono::Duration::days(len);
+            let pieces = pieces(from, to);
+            let covered: Vec<NaiveDate> = pieces.iter().flat_map(days_of).collect();
+            let expected: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < to).collect();
+            prop_assert_eq!(covered, expected);
+            for piece in &pieces {
+                prop_assert_eq!(month_of(piece.first), piece.month);
+                prop_assert_eq!(month_of(piece.last), piece.month);
+                if piece.dimension == "day" {
+                    prop_assert!((piece.last - piece.first).num_days() < 7);
+                }
+            }
+            prop_assert!(pieces.iter().filter(|p| p.dimension == "day").count() <= 4);
+        }
+    }
 }
