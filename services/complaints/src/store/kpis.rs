@@ -1076,9 +1076,9 @@ mod tests {
 
     #[test]
     fn a_ninety_day_period_reads_a_handful_of_rows() {
-        let pieces = pieces(date(2026, 9, 3), date(2026, 12, 2));
+        let ninety_days = pieces(date(2026, 9, 3), date(2026, 12, 2));
         assert_eq!(
-            pieces,
+            ninety_days,
             vec![
                 Piece {
                     month: date(2026, 9, 1),
@@ -1122,18 +1122,18 @@ mod tests {
         fn pieces_cover_the_period_exactly_once(start in 0i64..1_500, len in 0i64..800) {
             let from = date(2025, 1, 1) + chrono::Duration::days(start);
             let to = from + chrono::Duration::days(len);
-            let pieces = pieces(from, to);
-            let covered: Vec<NaiveDate> = pieces.iter().flat_map(days_of).collect();
+            let split = pieces(from, to);
+            let covered: Vec<NaiveDate> = split.iter().flat_map(days_of).collect();
             let expected: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < to).collect();
             prop_assert_eq!(covered, expected);
-            for piece in &pieces {
+            for piece in &split {
                 prop_assert_eq!(month_of(piece.first), piece.month);
                 prop_assert_eq!(month_of(piece.last), piece.month);
                 if piece.dimension == "day" {
                     prop_assert!((piece.last - piece.first).num_days() < 7);
                 }
             }
-            prop_assert!(pieces.iter().filter(|p| p.dimension == "day").count() <= 4);
+            prop_assert!(split.iter().filter(|p| p.dimension == "day").count() <= 4);
         }
     }
 }
