@@ -195,8 +195,26 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     let to = chrono::NaiveDate::from_ymd_opt(2026, 11, 4).expect("date");
     let properties = vec!["kpi-p".to_string()];
     use guestloop_complaints::store::kpis::{query, Scope, Source};
-    let rollup = query(&mut conn, Source::Rollup, Scope::properties(&properties), from, to, true, true).await?;
-    let raw = query(&mut conn, Source::Raw, Scope::properties(&properties), from, to, true, true).await?;
+    let rollup = query(
+        &mut conn,
+        Source::Rollup,
+        Scope::properties(&properties),
+        from,
+        to,
+        true,
+        true,
+    )
+    .await?;
+    let raw = query(
+        &mut conn,
+        Source::Raw,
+        Scope::properties(&properties),
+        from,
+        to,
+        true,
+        true,
+    )
+    .await?;
     assert_eq!(rollup, raw);
     // Whole months come from the monthly rollup, edges from the daily one: still equal.
     for (a, b) in [
@@ -224,7 +242,8 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
                 Scope::properties(&properties),
                 Scope::chain("chain-test", &properties),
             ] {
-                let rollup = query(&mut conn, Source::Rollup, scope, a, b, daily, dimensions).await?;
+                let rollup =
+                    query(&mut conn, Source::Rollup, scope, a, b, daily, dimensions).await?;
                 assert_eq!(
                     rollup, raw,
                     "{a}..{b} daily={daily} dimensions={dimensions} chain={:?}",

@@ -22,8 +22,8 @@ pub const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
 BEGIN;
 INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ('CreateComplaint', 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current(), '\x00') ON CONFLICT DO NOTHING;
 SELECT settings, etag FROM property_settings WHERE property_id = 'bench-p';
-SELECT complaint_id FROM complaints WHERE guest_id = 'g' || :guest::text AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1;
-SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = 'bench-p' AND room = :room::text AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' LIMIT 3) recent;
+SELECT complaint_id FROM complaints WHERE guest_id = 'g' || :guest::text AND guest_id <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1;
+SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = 'bench-p' AND room = :room::text AND room <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' LIMIT 3) recent;
 INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, room, channel, category, urgency, description, status, escalation_level, created_at, created_by, updated_at, etag) VALUES (gen_random_uuid(), 'bench', 'bench-p', 'g' || :guest::text, :room::text, 1, 'noise', 3, 'noisy neighbours', 'received', 'agent', now(), 'bench', now(), gen_random_uuid()) RETURNING complaint_id \gset c_
 INSERT INTO known_properties (property_id, chain_id) VALUES ('bench-p', 'bench') ON CONFLICT DO NOTHING;
 INSERT INTO complaint_timeline (complaint_id, at, actor, kind, from_status, to_status, note) VALUES (:c_complaint_id::uuid, now(), 'bench', 'filed', NULL, 'received', '');
@@ -135,6 +135,14 @@ fn percentile(sorted: &[u64], quantile: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+/// Numbers the filed complaints across every load run of this process: each call carries a
+/// request id never used before, so no round is answered from the idempotency store.
+static FILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn next_request_number() -> u64 {
+    FILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Files complaints over gRPC under `mode`.
 pub async fn file_load(
     label: &str,
@@ -155,10 +163,11 @@ pub async fn file_load(
     let run = std::process::id();
     load::run(label, mode, duration, move |i| {
         let mut client = clients[(i % clients.len() as u64) as usize].clone();
+        let number = next_request_number();
         async move {
             client
                 .create_complaint(pb::CreateComplaintRequest {
-                    request_id: format!("bench-{run}-{i}"),
+                    request_id: format!("bench-{run}-{number}"),
                     complaint: Some(pb::Complaint {
                         property_id: "bench-p".into(),
                         guest: Some(pb::GuestRef {
@@ -392,9 +401,10 @@ pub async fn file_load_http(
     load::run(label, mode, duration, move |i| {
         let client = client.clone();
         let token = tokens[(i % tokens.len() as u64) as usize].clone();
+        let number = next_request_number();
         async move {
             let body = format!(
-                r#"{{"request_id":"http-{run}-{i}","property_id":"bench-p","category":"noise","description":"noisy neighbours","room":"{}"}}"#,
+                r#"{{"request_id":"http-{run}-{number}","property_id":"bench-p","category":"noise","description":"noisy neighbours","room":"{}"}}"#,
                 100 + i % 500
             );
             let request = http::Request::post(format!("http://{http}/v1/me/complaints"))

@@ -111,8 +111,15 @@ pub async fn run(pool: &PgPool, sizes: &[i64]) -> anyhow::Result<()> {
         for (label, from, to) in windows {
             let (raw_time, raw) =
                 timed(pool, Source::Raw, Scope::properties(&all), from, to, 2).await?;
-            let (rollup_time, rollup) =
-                timed(pool, Source::Rollup, Scope::chain("bench", &all), from, to, 5).await?;
+            let (rollup_time, rollup) = timed(
+                pool,
+                Source::Rollup,
+                Scope::chain("bench", &all),
+                from,
+                to,
+                5,
+            )
+            .await?;
             let equal = raw == rollup;
             println!(
                 "{:>12} {:<20} {:>11.1} ms {:>11.2} ms {:>9.0}×  {} (seeded in {:.0} s)",

@@ -297,8 +297,10 @@ pub async fn previous_for_guest(
         return Ok(None);
     }
     Ok(sqlx::query_scalar(
-        "SELECT complaint_id FROM complaints WHERE guest_id = $1 AND category = $2 AND created_at >= $3 \
-         AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1",
+        // `guest_id <> ''` names the partial index's predicate, so a generic plan (prepared
+        // statements switch to one after a few calls) can still use it.
+        "SELECT complaint_id FROM complaints WHERE guest_id = $1 AND guest_id <> '' AND category = $2 \
+         AND created_at >= $3 AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1",
     )
     .bind(guest_id)
     .bind(category)
@@ -321,8 +323,9 @@ pub async fn count_for_room(
         return Ok(0);
     }
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = $1 AND room = $2 AND category = $3 \
-         AND created_at >= $4 AND status <> 'cancelled' LIMIT $5) recent",
+        // `room <> ''` names the partial index's predicate (see `previous_for_guest`).
+        "SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = $1 AND room = $2 AND room <> '' \
+         AND category = $3 AND created_at >= $4 AND status <> 'cancelled' LIMIT $5) recent",
     )
     .bind(property_id)
     .bind(room)

@@ -323,7 +323,12 @@ async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>)
         }
         for (dimension, value) in monthly_keys(key) {
             let entry = monthly
-                .entry((key.property_id.as_str(), month_of(key.day), dimension, value))
+                .entry((
+                    key.property_id.as_str(),
+                    month_of(key.day),
+                    dimension,
+                    value,
+                ))
                 .or_insert_with(|| (key.chain_id.as_str(), vec![0; COUNTERS.len()]));
             for (e, d) in entry.1.iter_mut().zip(delta) {
                 *e += d;
