@@ -48,6 +48,27 @@ pub fn counter(name: &str) -> usize {
     COUNTERS.iter().position(|c| *c == name).unwrap_or(0)
 }
 
+/// Counters that are all zero, one per [`COUNTERS`].
+fn zeros() -> Vec<i64> {
+    vec![0; COUNTERS.len()]
+}
+
+/// Adds `values` into `total`, counter by counter.
+fn add_into(total: &mut [i64], values: &[i64]) {
+    for (t, v) in total.iter_mut().zip(values) {
+        *t += v;
+    }
+}
+
+/// `sum(c)::bigint AS c` for every counter: the select list of a grouped rollup query.
+fn summed_counters() -> String {
+    COUNTERS
+        .iter()
+        .map(|c| format!("sum({c})::bigint AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The rollup key of a complaint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Key {
@@ -123,20 +144,17 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
 
     let mut deltas: HashMap<Key, Vec<i64>> = HashMap::new();
     for (_, old) in &old_rows {
-        let entry = deltas
-            .entry(old.key.clone())
-            .or_insert_with(|| vec![0; COUNTERS.len()]);
-        for (d, v) in entry.iter_mut().zip(&old.values) {
-            *d -= v;
-        }
+        let removed: Vec<i64> = old.values.iter().map(|v| -v).collect();
+        add_into(
+            deltas.entry(old.key.clone()).or_insert_with(zeros),
+            &removed,
+        );
     }
     for fact in new_facts.values() {
-        let entry = deltas
-            .entry(fact.key.clone())
-            .or_insert_with(|| vec![0; COUNTERS.len()]);
-        for (d, v) in entry.iter_mut().zip(&fact.values) {
-            *d += v;
-        }
+        add_into(
+            deltas.entry(fact.key.clone()).or_insert_with(zeros),
+            &fact.values,
+        );
     }
     // Summed per daily key (facts differing only in chain share a row), in a fixed order that
     // keeps concurrent workers from deadlocking on rollup rows.
@@ -152,10 +170,8 @@ pub async fn roll_up_batch(pool: &PgPool) -> ApiResult<usize> {
                 key.channel,
                 key.department.as_str(),
             ))
-            .or_insert_with(|| vec![0; COUNTERS.len()]);
-        for (e, d) in entry.iter_mut().zip(delta) {
-            *e += d;
-        }
+            .or_insert_with(zeros);
+        add_into(entry, delta);
     }
     if !daily.is_empty() {
         let sql = additive_upsert(
@@ -231,25 +247,25 @@ fn block_end(start: NaiveDate) -> NaiveDate {
     }
 }
 
+/// The whole months inside `[from, to)`, as `[first, end)`, if there are any.
+fn whole_months(from: NaiveDate, to: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+    let first = if from.day() == 1 {
+        from
+    } else {
+        next_month(from)
+    };
+    let end = month_of(to);
+    (first < end).then_some((first, end))
+}
+
 fn next_month(day: NaiveDate) -> NaiveDate {
     month_of(day)
         .checked_add_months(chrono::Months::new(1))
         .unwrap_or(NaiveDate::MAX)
 }
 
-/// The (dimension, key) rows of `kpi_monthly` a full rollup key contributes to.
-fn monthly_keys(key: &Key) -> [(&'static str, String); 6] {
-    [
-        ("total", String::new()),
-        ("category", key.category.clone()),
-        ("channel", key.channel.to_string()),
-        ("department", key.department.clone()),
-        ("day", key.day.to_string()),
-        ("block", block_of(key.day).to_string()),
-    ]
-}
-
-/// The (dimension, key) rows of `kpi_chain_daily` a full rollup key contributes to.
+/// The (dimension, key) rows of the chain rollups a full rollup key contributes to: the total
+/// and the category, channel and department breakdowns.
 fn chain_keys(key: &Key) -> [(&'static str, String); 4] {
     [
         ("total", String::new()),
@@ -257,6 +273,15 @@ fn chain_keys(key: &Key) -> [(&'static str, String); 4] {
         ("channel", key.channel.to_string()),
         ("department", key.department.clone()),
     ]
+}
+
+/// The (dimension, key) rows of `kpi_monthly` a full rollup key contributes to: those of
+/// [`chain_keys`], its day and its seven-day block.
+fn monthly_keys(key: &Key) -> impl Iterator<Item = (&'static str, String)> {
+    chain_keys(key).into_iter().chain([
+        ("day", key.day.to_string()),
+        ("block", block_of(key.day).to_string()),
+    ])
 }
 
 /// Folds daily deltas into the chain-wide rollups (per day and per month), in a fixed order (no
@@ -275,10 +300,8 @@ async fn apply_chain(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>) -
             for (rows, period) in [(&mut daily, key.day), (&mut monthly, month_of(key.day))] {
                 let entry = rows
                     .entry((key.chain_id.as_str(), dimension, period, value.clone()))
-                    .or_insert_with(|| vec![0; COUNTERS.len()]);
-                for (e, d) in entry.iter_mut().zip(delta) {
-                    *e += d;
-                }
+                    .or_insert_with(zeros);
+                add_into(entry, delta);
             }
         }
     }
@@ -329,10 +352,8 @@ async fn apply_monthly(conn: &mut PgConnection, deltas: &HashMap<Key, Vec<i64>>)
                     dimension,
                     value,
                 ))
-                .or_insert_with(|| (key.chain_id.as_str(), vec![0; COUNTERS.len()]));
-            for (e, d) in entry.1.iter_mut().zip(delta) {
-                *e += d;
-            }
+                .or_insert_with(|| (key.chain_id.as_str(), zeros()));
+            add_into(&mut entry.1, delta);
         }
     }
     if monthly.is_empty() {
@@ -448,11 +469,7 @@ pub async fn rebuild(conn: &mut PgConnection) -> ApiResult<()> {
         "CREATE TEMP TABLE kpi_rebuild AS \
          SELECT chain_id, property_id, day, category, channel, department, {sums_as} \
          FROM complaint_kpi_facts GROUP BY chain_id, property_id, day, category, channel, department",
-        sums_as = COUNTERS
-            .iter()
-            .map(|c| format!("sum({c}) AS {c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        sums_as = summed_counters()
     ))
     .execute(&mut *conn)
     .await?;
@@ -623,16 +640,14 @@ fn merge(parts: Vec<Group>) -> Vec<Group> {
     let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
         std::collections::BTreeMap::new();
     for group in parts {
-        let entry = merged
-            .entry((group.dimension, group.key))
-            .or_insert_with(|| vec![0; COUNTERS.len()]);
-        for (e, v) in entry.iter_mut().zip(&group.values) {
-            *e += v;
-        }
+        add_into(
+            merged
+                .entry((group.dimension, group.key))
+                .or_insert_with(zeros),
+            &group.values,
+        );
     }
-    merged
-        .entry(("total", String::new()))
-        .or_insert_with(|| vec![0; COUNTERS.len()]);
+    merged.entry(("total", String::new())).or_insert_with(zeros);
     let complaints = counter("complaints");
     merged
         .into_iter()
@@ -674,15 +689,9 @@ async fn query_months_and_days(
         monthly_day_rows()
     };
     let day_rows = day_rows.as_str();
-    let first_full = if from.day() == 1 {
-        from
-    } else {
-        next_month(from).min(to)
-    };
-    let end_full = month_of(to);
-    if first_full >= end_full {
+    let Some((first_full, end_full)) = whole_months(from, to) else {
         return query_days(conn, day_rows, properties, from, to, detail).await;
-    }
+    };
     let mut parts = query_months(conn, properties, first_full, end_full, detail).await?;
     if from < first_full {
         parts.extend(query_days(conn, day_rows, properties, from, first_full, detail).await?);
@@ -779,11 +788,7 @@ async fn query_pieces(
     if branches.is_empty() {
         return Ok(Vec::new());
     }
-    let sums = COUNTERS
-        .iter()
-        .map(|c| format!("sum({c})::bigint AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = summed_counters();
     let sets = if with_total {
         "(property_id), ()"
     } else {
@@ -835,11 +840,7 @@ async fn query_chain(
     to: NaiveDate,
     detail: Detail,
 ) -> ApiResult<Vec<Group>> {
-    let sums = COUNTERS
-        .iter()
-        .map(|c| format!("sum({c})::bigint AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = summed_counters();
     let counters = COUNTERS.join(", ");
     let dimensions = if detail.dimensions {
         "'total', 'category', 'channel', 'department'"
@@ -847,17 +848,7 @@ async fn query_chain(
         "'total'"
     };
     // Whole months [$4, $5); the days [$2, $4) and [$5, $3) around them.
-    let first_full = if from.day() == 1 {
-        from
-    } else {
-        next_month(from)
-    };
-    let end_full = month_of(to);
-    let (months_from, months_to) = if first_full < end_full {
-        (first_full, end_full)
-    } else {
-        (to, to)
-    };
+    let (months_from, months_to) = whole_months(from, to).unwrap_or((to, to));
     let mut sql = format!(
         "SELECT dimension, key, {sums} FROM ( \
            SELECT dimension, key, {counters} FROM kpi_chain_monthly \
@@ -882,15 +873,20 @@ async fn query_chain(
         .bind(months_to)
         .fetch_all(&mut *conn)
         .await?;
-    let mut groups = Vec::with_capacity(rows.len());
-    for row in rows {
-        groups.push(Group {
-            dimension: dimension_name(row.try_get::<String, _>("dimension")?.as_str()),
-            key: row.try_get("key")?,
-            values: counter_values(&row)?,
-        });
-    }
-    Ok(groups)
+    Ok(keyed_groups(&rows)?)
+}
+
+/// Groups from rows with `dimension`, `key` and the summed counters.
+fn keyed_groups(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Group>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(Group {
+                dimension: dimension_name(row.try_get::<String, _>("dimension")?.as_str()),
+                key: row.try_get("key")?,
+                values: counter_values(row)?,
+            })
+        })
+        .collect()
 }
 
 /// The summed counters of a result row, in [`COUNTERS`] order (a sum over no rows is zero).
@@ -929,11 +925,7 @@ async fn query_months(
     to: NaiveDate,
     detail: Detail,
 ) -> ApiResult<Vec<Group>> {
-    let sums = COUNTERS
-        .iter()
-        .map(|c| format!("sum({c})::bigint AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = summed_counters();
     let mut wanted: Vec<&str> = Vec::new();
     if detail.dimensions {
         wanted.extend(["'category'", "'channel'", "'department'"]);
@@ -963,15 +955,7 @@ async fn query_months(
         .bind(to)
         .fetch_all(conn)
         .await?;
-    let mut groups = Vec::with_capacity(rows.len());
-    for row in rows {
-        groups.push(Group {
-            dimension: dimension_name(row.try_get::<String, _>("dimension")?.as_str()),
-            key: row.try_get("key")?,
-            values: counter_values(&row)?,
-        });
-    }
-    Ok(groups)
+    Ok(keyed_groups(&rows)?)
 }
 
 /// Days `[from, to)` from day-keyed `rows` ([`table_days`] or [`monthly_day_rows`]).
@@ -983,11 +967,7 @@ async fn query_days(
     to: NaiveDate,
     detail: Detail,
 ) -> ApiResult<Vec<Group>> {
-    let sums = COUNTERS
-        .iter()
-        .map(|c| format!("sum({c})::bigint AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = summed_counters();
     let day_set = if detail.daily { ", (day)" } else { "" };
     // grouping() accepts only grouped columns: a column outside every set is never grouped.
     let gday = if detail.daily { "grouping(day)" } else { "1" };
