@@ -215,3 +215,104 @@ async fn concurrent_writers_are_delivered_exactly_once_in_order() -> anyhow::Res
     );
     producer.shutdown().await
 }
+
+/// Refuses position 3 for good and fails position 5 once, as a briefly unavailable peer would.
+struct Picky {
+    failed_once: std::sync::atomic::AtomicBool,
+}
+
+impl EventHandler for Picky {
+    async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        sqlx::query("INSERT INTO test_seen (position, event_id) VALUES ($1, $2)")
+            .bind(event.position)
+            .bind(&event.event_id)
+            .execute(&mut *conn)
+            .await?;
+        match event.position {
+            3 => Err(ApiError::invalid("payload", "not for this consumer")),
+            5 if !self.failed_once.swap(true, Ordering::SeqCst) => {
+                Err(ApiError::Unavailable("peer is restarting".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn synthetic(position: i64) -> Event {
+    Event {
+        position,
+        event_id: format!("e{position}"),
+        event_type: "test.written".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_dead_letters_alone_and_keeps_what_came_before_a_transient_failure(
+) -> anyhow::Result<()> {
+    use guestloop_kit::events::Outcome::{Applied, Skipped};
+    let database = guestloop_testkit::fresh_database().await?;
+    let settings = test_settings();
+    let pool = db::pool(
+        db::connect_options(&database.url, "facilities", &settings.database)?,
+        &settings.database,
+    );
+    db::prepare(
+        &pool,
+        "facilities",
+        guestloop_facilities::DEFINITION.migrator,
+        &settings.database,
+    )
+    .await?;
+    sqlx::query("CREATE TABLE test_seen (position bigint NOT NULL, event_id text NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let consumer = Consumer::new(
+        "batch:test",
+        pool.clone(),
+        Vec::new(),
+        Picky {
+            failed_once: false.into(),
+        },
+    );
+    let events: Vec<Event> = (1..=6).map(synthetic).collect();
+
+    // 1, 2 and 4 apply; 3 is dead-lettered with its effects undone; 5 fails transiently, so
+    // the batch stops there with the cursor on 4 and the error reaches the caller.
+    let error = consumer
+        .apply_batch(&events)
+        .await
+        .expect_err("the transient failure is reported");
+    assert!(matches!(error, ApiError::Unavailable(_)), "{error:?}");
+    assert_eq!(consumer.cursor().await?, 4);
+    let seen: Vec<i64> = sqlx::query_scalar("SELECT position FROM test_seen ORDER BY position")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(seen, vec![1, 2, 4]);
+    let dead: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT position, event_id FROM consumer_dead_letters WHERE consumer = 'batch:test'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(dead, vec![(3, "e3".to_string())]);
+
+    // Redelivered from the start, the batch skips what is done and applies the rest once.
+    let outcomes = consumer.apply_batch(&events).await?;
+    assert_eq!(
+        outcomes,
+        vec![Skipped, Skipped, Skipped, Skipped, Applied, Applied]
+    );
+    assert_eq!(consumer.cursor().await?, 6);
+    let seen: Vec<i64> = sqlx::query_scalar("SELECT position FROM test_seen ORDER BY position")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(seen, vec![1, 2, 4, 5, 6]);
+
+    // A batch of old events changes nothing.
+    assert_eq!(
+        consumer.apply_batch(&events[..2]).await?,
+        vec![Skipped, Skipped]
+    );
+    assert_eq!(consumer.cursor().await?, 6);
+    Ok(())
+}

@@ -15,7 +15,7 @@ use guestloop_kit::server;
 use guestloop_proto::common::v1::diagnostics_client::DiagnosticsClient;
 use guestloop_proto::common::v1::diagnostics_server::{Diagnostics, DiagnosticsServer};
 use guestloop_proto::common::v1::{WhoAmIRequest, WhoAmIResponse};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -284,73 +284,22 @@ async fn intake_gateway(
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
     let bin_dir = guestloop_kit::embedded_pg::find_server_binaries()?;
-    let duration = Duration::from_secs(seconds);
-    crate::bench_intake::file_load_http(
-        "warm-up",
-        http,
-        tokens.clone(),
-        Mode::Closed {
-            concurrency: clients,
-        },
-        Duration::from_secs(2),
-    )
-    .await?;
-    let base = crate::bench_intake::pgbench(
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url.expose_secret())
+        .await?;
+    println!("guest intake over HTTP/JSON: gateway -> gRPC complaints (with CRM's tier lookup)");
+    crate::bench_intake::compare_intake(
         &bin_dir,
         &url,
-        crate::bench_intake::INTAKE_SQL,
+        &pool,
         clients,
         seconds,
-        None,
-    )?;
-    let ours = crate::bench_intake::file_load_http(
-        "HTTP intake via gateway",
-        http,
-        tokens.clone(),
-        Mode::Closed {
-            concurrency: clients,
+        |label, mode, duration| {
+            crate::bench_intake::file_load_http(label, http, tokens.clone(), mode, duration)
         },
-        duration,
     )
     .await?;
-    println!("closed loop, {clients} in flight, {seconds} s each:");
-    println!("  pgbench (same SQL transaction)   {:>8.0} tps", base.tps);
-    ours.print();
-    println!(
-        "  throughput ratio: {:.1} % of pgbench (goal ≥ 60 %)",
-        100.0 * ours.goodput() / base.tps.max(1e-9)
-    );
-    let half = base.tps / 2.0;
-    let mut base_half = crate::bench_intake::pgbench(
-        &bin_dir,
-        &url,
-        crate::bench_intake::INTAKE_SQL,
-        clients,
-        seconds,
-        Some(half),
-    )?;
-    base_half.latencies_us.sort_unstable();
-    let ours_half = crate::bench_intake::file_load_http(
-        "HTTP intake @ half",
-        http,
-        tokens,
-        Mode::Open {
-            rate: half,
-            max_in_flight: 256,
-        },
-        duration,
-    )
-    .await?;
-    let index = ((base_half.latencies_us.len() as f64 - 1.0) * 0.99)
-        .round()
-        .max(0.0) as usize;
-    let base_p99 = base_half.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0;
-    println!("open loop at {half:.0}/s: pgbench p99 {base_p99:.2} ms");
-    ours_half.print();
-    println!(
-        "  p99 ratio: {:.2}× pgbench's (goal ≤ 3×)",
-        ours_half.percentile_ms(0.99) / base_p99.max(1e-9)
-    );
     let _ = stop.send(true);
     gateway.shutdown().await?;
     complaints.shutdown().await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{Migration, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::config::DatabaseSettings;
 
@@ -58,6 +58,9 @@ pub fn connect_options(
     Ok(options)
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// A lazily connecting pool: the service starts, and reports NOT_SERVING, while the database is
 /// down; calls fail fast with UNAVAILABLE after `acquire_timeout_ms`.
 pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
@@ -66,7 +69,18 @@ pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
         .min_connections(0)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .idle_timeout(Some(Duration::from_secs(300)))
-        .test_before_acquire(true)
+        // A connection that was in use a moment ago is known to work; only one that sat idle
+        // (where a restarted server or a dropped link would show) is pinged before it is handed
+        // out. Pinging every time would add a round trip to every transaction.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }
 

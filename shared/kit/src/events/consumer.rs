@@ -1,12 +1,16 @@
 //! Applying another service's events exactly once.
 //!
-//! For each event the consumer opens a transaction, locks its cursor row, skips the event if the
-//! cursor is already past it, runs the handler, and moves the cursor, then commits: the effect and
-//! the cursor advance together or not at all. A restart (of either side) resumes from the cursor.
+//! For each batch of events that have arrived, the consumer opens a transaction, locks its cursor
+//! row, skips the events the cursor is already past, runs the handler for each of the others, and
+//! moves the cursor, then commits: the effects and the cursor advance together or not at all. If
+//! an event fails, the batch is rolled back and applied again with a savepoint per event, so only
+//! the failing event is set aside. A restart (of either side) resumes from the cursor. Under load one commit covers
+//! many events; a lone event waits at most [`LINGER`] for company.
 
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::{Event, SubscribeEventsRequest};
 use sqlx::{Acquire, PgConnection, PgPool};
@@ -46,6 +50,11 @@ pub enum Outcome {
     /// The handler refused it permanently; recorded in `consumer_dead_letters`.
     DeadLettered,
 }
+
+/// The most events applied in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// How long a batch waits for more events after its first one arrived.
+pub const LINGER: Duration = Duration::from_millis(10);
 
 fn is_transient(error: &ApiError) -> bool {
     matches!(
@@ -90,54 +99,127 @@ impl<H: EventHandler> Consumer<H> {
 
     /// Applies one event exactly once.
     pub async fn apply(&self, event: &Event) -> Result<Outcome, ApiError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO consumer_cursors (consumer) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(&self.name)
-            .execute(&mut *tx)
-            .await?;
-        let cursor: i64 = sqlx::query_scalar(
-            "SELECT position FROM consumer_cursors WHERE consumer = $1 FOR UPDATE",
+        let mut outcomes = self.apply_batch(std::slice::from_ref(event)).await?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Skipped))
+    }
+
+    /// Applies events (in feed order) exactly once, in one transaction with the cursor move,
+    /// and returns one outcome per event. The batch is first applied as a whole; if any event
+    /// fails, that transaction is rolled back and the batch runs again with a savepoint per
+    /// event, so a refused event is dead-lettered alone and a transient failure keeps the
+    /// events before it (see [`Self::apply_guarded`]).
+    pub async fn apply_batch(&self, events: &[Event]) -> Result<Vec<Outcome>, ApiError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.apply_whole(events).await {
+            Ok(outcomes) => Ok(outcomes),
+            Err(error) => {
+                tracing::debug!(consumer = %self.name, %error, events = events.len(),
+                    "batch failed as a whole; applying its events one savepoint at a time");
+                self.apply_guarded(events).await
+            }
+        }
+    }
+
+    /// Locks the cursor row (creating it at 0) and returns its position.
+    async fn lock_cursor(&self, conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO consumer_cursors (consumer) VALUES ($1) \
+             ON CONFLICT (consumer) DO UPDATE SET consumer = EXCLUDED.consumer RETURNING position",
         )
         .bind(&self.name)
-        .fetch_one(&mut *tx)
-        .await?;
-        if event.position <= cursor {
-            return Ok(Outcome::Skipped);
-        }
-        let mut savepoint = tx.begin().await?;
-        let outcome = match self.handler.handle(savepoint.acquire().await?, event).await {
-            Ok(()) => {
-                savepoint.commit().await?;
-                Outcome::Applied
-            }
-            Err(error) if is_transient(&error) => return Err(error),
-            Err(error) => {
-                savepoint.rollback().await?;
-                tracing::error!(consumer = %self.name, position = event.position,
-                    event_type = %event.event_type, %error, "event refused, dead-lettered");
-                sqlx::query(
-                    "INSERT INTO consumer_dead_letters (consumer, position, event_id, event_type, error) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(&self.name)
-                .bind(event.position)
-                .bind(&event.event_id)
-                .bind(&event.event_type)
-                .bind(error.to_string())
-                .execute(&mut *tx)
-                .await?;
-                Outcome::DeadLettered
-            }
-        };
+        .fetch_one(conn)
+        .await
+    }
+
+    async fn move_cursor(&self, conn: &mut PgConnection, position: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE consumer_cursors SET position = $2, updated_at = now() WHERE consumer = $1",
         )
         .bind(&self.name)
-        .bind(event.position)
-        .execute(&mut *tx)
+        .bind(position)
+        .execute(conn)
         .await?;
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// All of the batch or none of it: the common case, with no savepoints.
+    async fn apply_whole(&self, events: &[Event]) -> Result<Vec<Outcome>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let cursor = self.lock_cursor(&mut tx).await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut moved_to = cursor;
+        for event in events {
+            if event.position <= moved_to {
+                outcomes.push(Outcome::Skipped);
+                continue;
+            }
+            self.handler.handle(&mut tx, event).await?;
+            outcomes.push(Outcome::Applied);
+            moved_to = event.position;
+        }
+        if moved_to > cursor {
+            self.move_cursor(&mut tx, moved_to).await?;
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Each event in a savepoint of its own: a refused event is rolled back and recorded as a
+    /// dead letter; a transient failure stops the batch, commits the events before it (the
+    /// cursor just behind the failing one) and returns the error, so the failing event and
+    /// the rest come again on the next subscription.
+    async fn apply_guarded(&self, events: &[Event]) -> Result<Vec<Outcome>, ApiError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut tx = self.pool.begin().await?;
+        let cursor = self.lock_cursor(&mut tx).await?;
+        let mut moved_to = cursor;
+        let mut transient = None;
+        for event in events {
+            if event.position <= moved_to {
+                outcomes.push(Outcome::Skipped);
+                continue;
+            }
+            let mut savepoint = tx.begin().await?;
+            match self.handler.handle(savepoint.acquire().await?, event).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    outcomes.push(Outcome::Applied);
+                }
+                Err(error) if is_transient(&error) => {
+                    savepoint.rollback().await?;
+                    transient = Some(error);
+                    break;
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    tracing::error!(consumer = %self.name, position = event.position,
+                        event_type = %event.event_type, %error, "event refused, dead-lettered");
+                    sqlx::query(
+                        "INSERT INTO consumer_dead_letters (consumer, position, event_id, event_type, error) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&self.name)
+                    .bind(event.position)
+                    .bind(&event.event_id)
+                    .bind(&event.event_type)
+                    .bind(error.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    outcomes.push(Outcome::DeadLettered);
+                }
+            }
+            moved_to = event.position;
+        }
+        if moved_to > cursor {
+            self.move_cursor(&mut tx, moved_to).await?;
+            tx.commit().await?;
+        }
+        match transient {
+            Some(error) => Err(error),
+            None => Ok(outcomes),
+        }
     }
 
     /// Subscribes from the cursor and applies events until `stop` fires, reconnecting with
@@ -184,9 +266,38 @@ impl<H: EventHandler> Consumer<H> {
             })
             .await?
             .into_inner();
-        while let Some(event) = stream.message().await? {
-            self.apply(&event).await?;
+        // After the first event of a batch, wait up to LINGER for more (at most MAX_BATCH):
+        // under load one transaction and one commit cover many events.
+        loop {
+            let first = match stream.next().await {
+                None => return Ok(()),
+                Some(item) => item?,
+            };
+            let mut events = vec![first];
+            let mut failure = None;
+            let mut ended = false;
+            let linger_until = tokio::time::Instant::now() + LINGER;
+            while events.len() < MAX_BATCH {
+                match tokio::time::timeout_at(linger_until, stream.next()).await {
+                    Err(_) => break,
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(Some(Ok(event))) => events.push(event),
+                    Ok(Some(Err(status))) => {
+                        failure = Some(status);
+                        break;
+                    }
+                }
+            }
+            self.apply_batch(&events).await?;
+            if let Some(status) = failure {
+                return Err(status.into());
+            }
+            if ended {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }

@@ -99,26 +99,27 @@ impl EventLog {
         self.head.clone()
     }
 
-    /// Positions one batch of committed events; returns how many it positioned.
-    pub async fn position_batch(&self) -> Result<u64, sqlx::Error> {
+    /// Positions one batch of committed events; returns how many it positioned and the highest
+    /// position it assigned (the head, since positions are assigned under the relay lock).
+    pub async fn position_batch(&self) -> Result<(u64, Option<i64>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(relay_lock_key(self.service))
             .execute(&mut *tx)
             .await?;
-        let updated = sqlx::query(
+        let (count, highest): (i64, Option<i64>) = sqlx::query_as(
             "WITH head AS (SELECT coalesce(max(position), 0) AS p FROM outbox_events WHERE position IS NOT NULL), \
                   pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n \
-                              FROM outbox_events WHERE position IS NULL ORDER BY id LIMIT $1) \
-             UPDATE outbox_events o SET position = head.p + pending.n, positioned_at = now() \
-             FROM pending, head WHERE o.id = pending.id",
+                              FROM outbox_events WHERE position IS NULL ORDER BY id LIMIT $1), \
+                  positioned AS (UPDATE outbox_events o SET position = head.p + pending.n, positioned_at = now() \
+                                 FROM pending, head WHERE o.id = pending.id RETURNING o.position) \
+             SELECT count(*), max(position) FROM positioned",
         )
         .bind(RELAY_BATCH)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(updated)
+        Ok((u64::try_from(count).unwrap_or(0), highest))
     }
 
     /// Highest assigned position and the count of committed events still waiting for one.
@@ -168,9 +169,22 @@ impl EventLog {
     pub async fn run_relay(self, poll: Duration, mut stop: watch::Receiver<bool>) {
         let mut backoff = poll;
         loop {
+            // Under load every pass positions something, and its highest position is the
+            // head; only a pass that found nothing asks for the head (another replica may
+            // have moved it).
             let outcome = async {
-                while self.position_batch().await? == RELAY_BATCH as u64 {}
-                self.head().await
+                let mut head = None;
+                loop {
+                    let (count, highest) = self.position_batch().await?;
+                    head = highest.or(head);
+                    if count < RELAY_BATCH as u64 {
+                        break;
+                    }
+                }
+                match head {
+                    Some(head) => Ok(head),
+                    None => self.head().await,
+                }
             }
             .await;
             match outcome {
