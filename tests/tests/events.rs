@@ -14,6 +14,7 @@ use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::{Event, Money, SubscribeEventsRequest};
 use guestloop_testkit::{spawn_service, test_settings, TokenBuilder};
 use rand::Rng;
+use secrecy::SecretString;
 use sqlx::{PgConnection, PgPool};
 
 const WRITERS: usize = 8;
@@ -49,6 +50,27 @@ impl EventHandler for Recorder {
     }
 }
 
+/// A pool in another service's schema (with that service's migrations), where a test consumer
+/// lives, and its `test_seen` table of applied events.
+async fn consumer_pool(url: &SecretString) -> anyhow::Result<PgPool> {
+    let settings = test_settings();
+    let pool = db::pool(
+        db::connect_options(url, "facilities", &settings.database)?,
+        &settings.database,
+    );
+    db::prepare(
+        &pool,
+        "facilities",
+        guestloop_facilities::DEFINITION.migrator,
+        &settings.database,
+    )
+    .await?;
+    sqlx::query("CREATE TABLE test_seen (position bigint NOT NULL, event_id text NOT NULL)")
+        .execute(&pool)
+        .await?;
+    Ok(pool)
+}
+
 async fn seen(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM test_seen")
         .fetch_one(pool)
@@ -68,21 +90,7 @@ async fn concurrent_writers_are_delivered_exactly_once_in_order() -> anyhow::Res
         &writer_db,
     );
 
-    // The consumer lives in another service's schema, with that service's migrations.
-    let consumer_pool = db::pool(
-        db::connect_options(&producer.database.url, "facilities", &settings.database)?,
-        &settings.database,
-    );
-    db::prepare(
-        &consumer_pool,
-        "facilities",
-        guestloop_facilities::DEFINITION.migrator,
-        &settings.database,
-    )
-    .await?;
-    sqlx::query("CREATE TABLE test_seen (position bigint NOT NULL, event_id text NOT NULL)")
-        .execute(&consumer_pool)
-        .await?;
+    let consumer_pool = consumer_pool(&producer.database.url).await?;
 
     let token = TokenBuilder::new(Role::Service).mint()?;
     let feed = EventFeedClient::new(producer.channel_with_token(&token).await?);
@@ -252,21 +260,7 @@ async fn a_batch_dead_letters_alone_and_keeps_what_came_before_a_transient_failu
 ) -> anyhow::Result<()> {
     use guestloop_kit::events::Outcome::{Applied, Skipped};
     let database = guestloop_testkit::fresh_database().await?;
-    let settings = test_settings();
-    let pool = db::pool(
-        db::connect_options(&database.url, "facilities", &settings.database)?,
-        &settings.database,
-    );
-    db::prepare(
-        &pool,
-        "facilities",
-        guestloop_facilities::DEFINITION.migrator,
-        &settings.database,
-    )
-    .await?;
-    sqlx::query("CREATE TABLE test_seen (position bigint NOT NULL, event_id text NOT NULL)")
-        .execute(&pool)
-        .await?;
+    let pool = consumer_pool(&database.url).await?;
     let consumer = Consumer::new(
         "batch:test",
         pool.clone(),

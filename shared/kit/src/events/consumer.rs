@@ -4,8 +4,8 @@
 //! row, skips the events the cursor is already past, runs the handler for each of the others, and
 //! moves the cursor, then commits: the effects and the cursor advance together or not at all. If
 //! an event fails, the batch is rolled back and applied again with a savepoint per event, so only
-//! the failing event is set aside. A restart (of either side) resumes from the cursor. Under load one commit covers
-//! many events; a lone event waits at most [`LINGER`] for company.
+//! the failing event is set aside. A restart (of either side) resumes from the cursor. Under load
+//! one commit covers many events; a lone event waits at most [`LINGER`] for company.
 
 use std::future::Future;
 use std::time::Duration;
