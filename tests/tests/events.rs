@@ -9,7 +9,7 @@ use std::time::Duration;
 use guestloop_kit::auth::Role;
 use guestloop_kit::db;
 use guestloop_kit::error::ApiError;
-use guestloop_kit::events::{append, Consumer, EventHandler, NewEvent};
+use guestloop_kit::events::{append, Consumer, EventHandler, EventLog, NewEvent};
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::{Event, Money, SubscribeEventsRequest};
 use guestloop_testkit::{spawn_service, test_settings, TokenBuilder};
@@ -308,5 +308,73 @@ async fn a_batch_dead_letters_alone_and_keeps_what_came_before_a_transient_failu
         vec![Skipped, Skipped]
     );
     assert_eq!(consumer.cursor().await?, 6);
+    Ok(())
+}
+
+static PAYLOAD: Money = Money {
+    currency_code: String::new(),
+    minor_units: 1,
+};
+
+fn written(subject: &str) -> NewEvent<'static, Money> {
+    NewEvent {
+        event_type: "test.written",
+        subject: subject.to_string(),
+        chain_id: "chain-test",
+        property_id: "",
+        payload: &PAYLOAD,
+    }
+}
+
+/// The relay scans unpositioned events from the oldest transaction still running at its last
+/// complete pass. A transaction that took its id before younger ones wrote and committed
+/// events, and writes its own event only afterwards, must still see that event positioned
+/// (a horizon taken from the positioned events' own transactions would skip it for good).
+#[tokio::test]
+async fn an_event_of_a_transaction_older_than_positioned_ones_still_gets_a_position(
+) -> anyhow::Result<()> {
+    let database = guestloop_testkit::fresh_database().await?;
+    let settings = test_settings();
+    let pool = db::pool(
+        db::connect_options(&database.url, "crm", &settings.database)?,
+        &settings.database,
+    );
+    db::prepare(
+        &pool,
+        "crm",
+        guestloop_crm::DEFINITION.migrator,
+        &settings.database,
+    )
+    .await?;
+    let log = EventLog::new(pool.clone(), "crm");
+
+    let mut old = pool.begin().await?;
+    let old_txid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *old)
+        .await?;
+    for i in 0..3 {
+        let mut young = pool.begin().await?;
+        append(&mut young, written(&format!("young/{i}"))).await?;
+        young.commit().await?;
+        assert_eq!(log.position_batch().await?, (1, Some(i + 1)));
+    }
+    assert_eq!(log.position_batch().await?, (0, None));
+
+    append(&mut old, written("old")).await?;
+    old.commit().await?;
+    assert_eq!(log.position_batch().await?, (1, Some(4)));
+    let (subject, younger_before): (String, i64) = sqlx::query_as(
+        "SELECT subject, (SELECT count(*) FROM outbox_events y WHERE y.position < 4 AND y.txid > o.txid) \
+         FROM outbox_events o WHERE position = 4 AND txid = $1::text::xid8",
+    )
+    .bind(&old_txid)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(subject, "old");
+    assert_eq!(
+        younger_before, 3,
+        "the three younger events were positioned first"
+    );
+    assert_eq!(log.position_batch().await?, (0, None));
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Writing events in the caller's transaction, and positioning them after commit.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct EventLog {
     wake_relay: Arc<Notify>,
     head_sender: Arc<watch::Sender<i64>>,
     head: watch::Receiver<i64>,
+    /// A transaction id below which every event is known to be positioned (see
+    /// [`EventLog::position_batch`]); 0 until this process's first complete pass.
+    settled_below: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -75,6 +79,9 @@ fn relay_lock_key(service: &str) -> i64 {
 }
 
 const RELAY_BATCH: i64 = 5_000;
+/// How long the relay lets events gather after a pass that positioned some: the most an event
+/// waits beyond its commit for a position while events keep arriving.
+const RELAY_LINGER: Duration = Duration::from_millis(5);
 
 impl EventLog {
     pub fn new(pool: PgPool, service: &'static str) -> Self {
@@ -85,6 +92,7 @@ impl EventLog {
             wake_relay: Arc::new(Notify::new()),
             head_sender: Arc::new(sender),
             head: receiver,
+            settled_below: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -101,24 +109,34 @@ impl EventLog {
 
     /// Positions one batch of committed events; returns how many it positioned and the highest
     /// position it assigned (the head, since positions are assigned under the relay lock).
+    ///
+    /// The scan starts at the writing-transaction horizon of the last complete pass: every
+    /// transaction older than the oldest one running at that pass had ended, and the pass
+    /// positioned all it could see, so nothing older can still appear. A pass cut short by the
+    /// batch limit leaves the horizon where it was.
     pub async fn position_batch(&self) -> Result<(u64, Option<i64>), sqlx::Error> {
+        let settled_below = self.settled_below.load(Ordering::Acquire);
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(relay_lock_key(self.service))
             .execute(&mut *tx)
             .await?;
-        let (count, highest): (i64, Option<i64>) = sqlx::query_as(
+        let (count, highest, horizon): (i64, Option<i64>, i64) = sqlx::query_as(
             "WITH head AS (SELECT coalesce(max(position), 0) AS p FROM outbox_events WHERE position IS NOT NULL), \
-                  pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n \
-                              FROM outbox_events WHERE position IS NULL ORDER BY id LIMIT $1), \
+                  pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox_events \
+                              WHERE position IS NULL AND txid >= $2::text::xid8 ORDER BY id LIMIT $1), \
                   positioned AS (UPDATE outbox_events o SET position = head.p + pending.n, positioned_at = now() \
                                  FROM pending, head WHERE o.id = pending.id RETURNING o.position) \
-             SELECT count(*), max(position) FROM positioned",
+             SELECT count(*), max(position), pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM positioned",
         )
         .bind(RELAY_BATCH)
+        .bind(settled_below.to_string())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        if count < RELAY_BATCH {
+            self.settled_below.fetch_max(horizon, Ordering::AcqRel);
+        }
         Ok((u64::try_from(count).unwrap_or(0), highest))
     }
 
@@ -182,14 +200,16 @@ impl EventLog {
                     }
                 }
                 match head {
-                    Some(head) => Ok(head),
-                    None => self.head().await,
+                    Some(head) => Ok::<_, sqlx::Error>((head, true)),
+                    None => Ok((self.head().await?, false)),
                 }
             }
             .await;
+            let mut positioned = false;
             match outcome {
-                Ok(head) => {
+                Ok((head, any)) => {
                     backoff = poll;
+                    positioned = any;
                     self.head_sender.send_if_modified(|current| {
                         let changed = *current != head;
                         *current = head;
@@ -199,6 +219,14 @@ impl EventLog {
                 Err(error) => {
                     tracing::warn!(service = self.service, %error, "event relay cannot reach the database");
                     backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+            if positioned {
+                // Events keep coming while a pass runs: let them gather for a moment, so one
+                // pass (and one commit) positions many of them rather than each its own.
+                tokio::select! {
+                    _ = tokio::time::sleep(RELAY_LINGER) => {}
+                    _ = stop.changed() => return,
                 }
             }
             tokio::select! {
