@@ -21,7 +21,7 @@ pub const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
 \set room random(100, 599)
 BEGIN;
 INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ('CreateComplaint', 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current(), '\x00') ON CONFLICT DO NOTHING;
-SELECT settings, etag FROM property_settings WHERE property_id = 'bench-p';
+SELECT property_id, settings, etag FROM property_settings WHERE property_id = ANY(ARRAY['bench-p', 'chain:' || 'bench']);
 SELECT complaint_id FROM complaints WHERE guest_id = 'g' || :guest::text AND guest_id <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1;
 SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = 'bench-p' AND room = :room::text AND room <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' LIMIT 3) recent;
 INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, room, channel, category, urgency, description, status, escalation_level, created_at, created_by, updated_at, etag) VALUES (gen_random_uuid(), 'bench', 'bench-p', 'g' || :guest::text, :room::text, 1, 'noise', 3, 'noisy neighbours', 'received', 'agent', now(), 'bench', now(), gen_random_uuid()) RETURNING complaint_id \gset c_

@@ -84,13 +84,15 @@ pub async fn tier(
     if guest_id.is_empty() {
         return Err(ApiError::invalid("guest_id", "is required"));
     }
-    let mut conn = api.context.pool.acquire().await?;
-    let row = load(&mut conn, &principal, &guest_id, false, true).await?;
-    let tier_name = super::program::tier_name(&mut *conn, &row.chain_id, &row.tier).await?;
+    let row = super::store::load_tier(&api.context.pool, &principal, &guest_id).await?;
+    let program = match &row.program {
+        Some(stored) => super::program::decode(&row.chain_id, stored)?,
+        None => super::program::Program::default(),
+    };
     Ok(pb::GuestTier {
+        tier_name: super::program::name_of(&program, &row.tier),
         guest_id: row.guest_id,
         tier: row.tier,
-        tier_name,
     })
 }
 

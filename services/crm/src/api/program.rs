@@ -161,13 +161,22 @@ pub async fn load<'e>(
     let Some((bytes, at, by)) = row else {
         return Ok((Program::default(), None));
     };
-    let wire = pb::LoyaltyProgram::decode(bytes.as_slice()).map_err(ApiError::internal)?;
-    let program = from_wire(&wire).map_err(|faults| {
+    Ok((decode(chain_id, &bytes)?, Some((at, by))))
+}
+
+/// A stored program (the defaults when the chain has none).
+pub fn decode(chain_id: &str, stored: &[u8]) -> ApiResult<Program> {
+    let wire = pb::LoyaltyProgram::decode(stored).map_err(ApiError::internal)?;
+    from_wire(&wire).map_err(|faults| {
         ApiError::internal(format!(
             "stored loyalty program of {chain_id} no longer validates: {faults:?}"
         ))
-    })?;
-    Ok((program, Some((at, by))))
+    })
+}
+
+/// The display name of a tier key under `program` ("vip" → "Gold"); unknown keys as given.
+pub fn name_of(program: &Program, tier: &str) -> String {
+    Tier::parse(tier).map_or_else(|| tier.to_string(), |t| program.tiers.name(t).to_string())
 }
 
 /// The chain's display name of a tier key ("vip" → "Gold"); unknown keys are returned as given.
@@ -177,7 +186,7 @@ pub async fn tier_name<'e>(
     tier: &str,
 ) -> ApiResult<String> {
     let (program, _) = load(db, chain_id).await?;
-    Ok(Tier::parse(tier).map_or_else(|| tier.to_string(), |t| program.tiers.name(t).to_string()))
+    Ok(name_of(&program, tier))
 }
 
 pub async fn get(

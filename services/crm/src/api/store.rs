@@ -97,6 +97,45 @@ pub async fn load(
     Err(ApiError::not_found("guest", guest_id.to_string()))
 }
 
+/// What a tier lookup needs of a guest: the tier and the chain's stored loyalty program.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TierRow {
+    pub guest_id: String,
+    pub chain_id: String,
+    pub tier: String,
+    pub merged_into: Option<String>,
+    pub program: Option<Vec<u8>>,
+}
+
+/// A guest's tier and their chain's program in one statement (other services ask on every
+/// intake), following merge redirects and refusing other chains as [`load`] does.
+pub async fn load_tier(
+    pool: &sqlx::PgPool,
+    principal: &Principal,
+    guest_id: &str,
+) -> ApiResult<TierRow> {
+    let mut id = guest_id.to_string();
+    for _ in 0..8 {
+        let row: Option<TierRow> = sqlx::query_as(
+            "SELECT g.guest_id, g.chain_id, g.tier, g.merged_into, p.program \
+             FROM guests g LEFT JOIN loyalty_programs p ON p.chain_id = g.chain_id \
+             WHERE g.guest_id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(pool)
+        .await?;
+        let Some(row) = row else { break };
+        if row.chain_id != principal.chain_id() && principal.role() != Role::Service {
+            break;
+        }
+        match &row.merged_into {
+            Some(next) => id = next.clone(),
+            None => return Ok(row),
+        }
+    }
+    Err(ApiError::not_found("guest", guest_id.to_string()))
+}
+
 /// Front-office and management roles read contact details; housekeeping, engineering and other
 /// departments see preferences and dislikes only.
 pub fn may_read_contacts(principal: &Principal) -> bool {
