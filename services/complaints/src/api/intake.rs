@@ -1,13 +1,11 @@
 //! Filing a complaint: validate, detect repeats and hotspots, start the clocks, escalate on
 //! intake triggers, record the event — all in one transaction, idempotent by request_id. The
-//! guest's tier comes from CRM with a short deadline; intake never waits longer than that.
-
-use std::time::Duration;
+//! guest's tier comes from CRM while the transaction reads, within a short deadline (see
+//! [`super::tier`]); intake never waits longer than that.
 
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::complaints::v1 as pb;
-use guestloop_proto::crm::v1::GetGuestTierRequest;
 use tonic::Request;
 use uuid::Uuid;
 
@@ -19,8 +17,6 @@ use crate::store::timeline::{self, Entry};
 use crate::store::{self, ComplaintRow};
 
 const METHOD: &str = "CreateComplaint";
-/// How long intake waits for CRM before accepting the complaint without the tier.
-pub const TIER_DEADLINE: Duration = Duration::from_millis(300);
 
 /// The validated parts of a new complaint.
 struct NewComplaint {
@@ -174,30 +170,6 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
     })
 }
 
-/// Asks CRM for the guest's tier, giving up after [`TIER_DEADLINE`].
-pub async fn lookup_tier(api: &Api, guest_id: &str) -> Option<String> {
-    if guest_id.is_empty() {
-        return None;
-    }
-    let mut request = Request::new(GetGuestTierRequest {
-        guest_id: guest_id.to_string(),
-    });
-    request.set_timeout(TIER_DEADLINE);
-    let mut crm = api.crm.clone();
-    match tokio::time::timeout(TIER_DEADLINE, crm.get_guest_tier(request)).await {
-        Ok(Ok(response)) => Some(response.into_inner().tier),
-        Ok(Err(status)) if status.code() == tonic::Code::NotFound => Some(String::new()),
-        Ok(Err(status)) => {
-            tracing::warn!(%guest_id, code = ?status.code(), "crm tier lookup failed; complaint accepted without tier");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(%guest_id, "crm tier lookup timed out; complaint accepted without tier");
-            None
-        }
-    }
-}
-
 pub fn is_priority_tier(tier: &str) -> bool {
     matches!(tier, "vip" | "strategic")
 }
@@ -214,7 +186,8 @@ pub async fn create(
         .clone()
         .ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
     let new = validate(&principal, complaint)?;
-    let tier = lookup_tier(api, &new.guest.guest_id).await;
+    // CRM answers while the transaction reads; the tier is needed only for the new row.
+    let tier = api.tiers.start(&new.guest.guest_id);
 
     let mut tx = api.context.pool.begin().await?;
     if let Some(previous) =
@@ -253,6 +226,7 @@ pub async fn create(
         settings.hotspot_threshold,
     )
     .await?;
+    let tier = tier.answer().await;
     let row = ComplaintRow {
         complaint_id: Uuid::now_v7(),
         chain_id: principal.chain_id().to_string(),

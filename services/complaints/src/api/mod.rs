@@ -7,8 +7,8 @@ mod lifecycle;
 mod queries;
 mod remedies;
 mod settings;
+mod tier;
 
-use guestloop_kit::client::AuthedChannel;
 use guestloop_kit::server::ServiceContext;
 use guestloop_proto::complaints::v1 as pb;
 use guestloop_proto::complaints::v1::complaints_service_server::ComplaintsService;
@@ -20,13 +20,13 @@ pub(crate) use lifecycle::apply_action;
 
 pub struct Api {
     context: ServiceContext,
-    crm: CrmServiceClient<AuthedChannel>,
+    tiers: tier::TierSource,
 }
 
 impl Api {
     pub fn new(context: ServiceContext) -> anyhow::Result<Self> {
-        let crm = CrmServiceClient::new(context.peer("crm")?);
-        Ok(Self { context, crm })
+        let tiers = tier::TierSource::new(CrmServiceClient::new(context.peer("crm")?));
+        Ok(Self { context, tiers })
     }
 }
 
