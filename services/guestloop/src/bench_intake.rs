@@ -240,7 +240,7 @@ async fn with_rollup_lag<T>(
 }
 
 /// Rounds each side of a throughput comparison runs, alternating with the other side.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
