@@ -660,6 +660,120 @@ async fn stays_earn_once_tiers_rise_and_inactive_points_expire_once() -> anyhow:
     service.shutdown().await
 }
 
+/// PMS feeds at once over the same guests, in rounds: in each round eight feeds send one batch
+/// each with stays of four guests who have no account yet and of twelve who have one, so some
+/// batches lock existing accounts while others create the new ones. No call fails or deadlocks,
+/// every checked-out stay earns exactly once, and each balance equals its ledger, entry by entry.
+#[tokio::test]
+async fn concurrent_stay_feeds_earn_each_stay_once_without_deadlocks() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let checked_out = |reservation: &str, g: &str| {
+        stay_at(
+            "berlin",
+            reservation,
+            g,
+            "",
+            "2026-02-01",
+            "2026-02-03",
+            pb::StayStatus::CheckedOut,
+        )
+    };
+    let mut members = Vec::new();
+    for n in 0..24 {
+        let g = create(
+            &mut admin,
+            guest(
+                "Feed",
+                &format!("Member{n}"),
+                &format!("member{n}@example.com"),
+                "",
+            ),
+        )
+        .await?;
+        members.push(g.guest_id);
+    }
+    let opening = members
+        .iter()
+        .map(|g| checked_out(&format!("OPEN-{g}"), g))
+        .collect();
+    admin
+        .upsert_stays(pb::UpsertStaysRequest { stays: opening })
+        .await?;
+    let mut everyone = members.clone();
+    let mut sent = 0;
+    for round in 0..6 {
+        let mut fresh = Vec::new();
+        for n in 0..4 {
+            let email = format!("new{round}-{n}@example.com");
+            let g = create(
+                &mut admin,
+                guest("Feed", &format!("New{round}{n}"), &email, ""),
+            )
+            .await?;
+            fresh.push(g.guest_id);
+        }
+        let mut tasks = Vec::new();
+        for feed in 0..8usize {
+            let mut client = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+            let guests: Vec<&String> = fresh
+                .iter()
+                .chain(members.iter().cycle().skip(feed * 3).take(12))
+                .collect();
+            let stays: Vec<pb::Stay> = guests
+                .iter()
+                .enumerate()
+                .map(|(i, g)| checked_out(&format!("FEED-{round}-{feed}-{i}"), g))
+                .collect();
+            sent += stays.len();
+            tasks.push(tokio::spawn(async move {
+                client
+                    .upsert_stays(pb::UpsertStaysRequest { stays })
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        everyone.extend(fresh);
+    }
+    let pool = service.database.admin_pool().await?;
+    let posted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT source, count(*) FROM crm.ledger WHERE source LIKE 'stay:berlin/FEED-%' GROUP BY source",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(posted.len(), sent, "every checked-out stay earned");
+    assert!(posted.iter().all(|(_, n)| *n == 1), "a stay earned twice");
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = ANY($1)")
+            .bind(&everyone)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(accounts, 24 + 6 * 4, "one account per guest");
+    let broken: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT a.guest_id, a.balance, coalesce(sum(l.points), 0)::bigint FROM crm.loyalty_accounts a \
+         LEFT JOIN crm.ledger l ON l.guest_id = a.guest_id WHERE a.guest_id = ANY($1) \
+         GROUP BY a.guest_id, a.balance HAVING a.balance <> coalesce(sum(l.points), 0)",
+    )
+    .bind(&everyone)
+    .fetch_all(&pool)
+    .await?;
+    assert!(broken.is_empty(), "ledger and balance disagree: {broken:?}");
+    // Each entry's balance_after is the one before it plus its points.
+    let gaps: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT balance_after, points, \
+                lag(balance_after, 1, 0::bigint) OVER (PARTITION BY guest_id ORDER BY entry_id) AS before \
+         FROM crm.ledger WHERE guest_id = ANY($1)) e WHERE balance_after <> before + points",
+    )
+    .bind(&everyone)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(gaps, 0, "running balances follow the ledger order");
+    service.shutdown().await
+}
+
 fn stay_at(
     property: &str,
     reservation: &str,

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use tonic::Request;
 
 use super::loyalty::earn_per_night;
@@ -183,6 +183,42 @@ struct Earning {
     nights: i64,
 }
 
+/// Locks the loyalty accounts of `guests` (sorted, distinct), creating the missing ones, and
+/// returns their balances. Every transaction takes the locks in guest order, so concurrent
+/// batches cannot deadlock. Most batches earn for members who already have an account: for them
+/// one ordered `SELECT … FOR UPDATE` does it all. When some account is missing, the locks just
+/// taken are given back (rolled back to a savepoint) before the accounts are created, because
+/// creating one while holding locks on guests ordered after it would break the order; then the
+/// accounts are created and all are locked again, in order.
+async fn lock_accounts(
+    conn: &mut PgConnection,
+    guests: &[&str],
+) -> ApiResult<HashMap<String, i64>> {
+    const LOCK: &str = "SELECT guest_id, balance FROM loyalty_accounts WHERE guest_id = ANY($1) \
+                        ORDER BY guest_id FOR UPDATE";
+    let mut savepoint = conn.begin().await?;
+    let found: Vec<(String, i64)> = sqlx::query_as(LOCK)
+        .bind(guests)
+        .fetch_all(&mut *savepoint)
+        .await?;
+    if found.len() == guests.len() {
+        savepoint.commit().await?;
+        return Ok(found.into_iter().collect());
+    }
+    savepoint.rollback().await?;
+    sqlx::query(
+        "INSERT INTO loyalty_accounts (guest_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
+    )
+    .bind(guests)
+    .execute(&mut *conn)
+    .await?;
+    let locked: Vec<(String, i64)> = sqlx::query_as(LOCK)
+        .bind(guests)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(locked.into_iter().collect())
+}
+
 /// Posts the earnings not posted before (by ledger source), with running balances, under the
 /// accounts' row locks (taken in guest order).
 async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
@@ -192,19 +228,7 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
     let mut guests: Vec<&str> = earnings.iter().map(|e| e.guest_id.as_str()).collect();
     guests.sort_unstable();
     guests.dedup();
-    sqlx::query(
-        "INSERT INTO loyalty_accounts (guest_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
-    )
-    .bind(&guests)
-    .execute(&mut *conn)
-    .await?;
-    let balances: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT guest_id, balance FROM loyalty_accounts WHERE guest_id = ANY($1) ORDER BY guest_id FOR UPDATE",
-    )
-    .bind(&guests)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut balances: HashMap<String, i64> = balances.into_iter().collect();
+    let mut balances = lock_accounts(conn, &guests).await?;
     let sources: Vec<&str> = earnings.iter().map(|e| e.source.as_str()).collect();
     let posted: HashSet<String> =
         sqlx::query_scalar("SELECT source FROM ledger WHERE source = ANY($1)")
