@@ -145,10 +145,17 @@ pub async fn run(
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("stays.csv");
     let bytes = generate(&file, rows)?;
-    // The importer writes into the real table: start it empty.
-    sqlx::query("DELETE FROM stays WHERE pms_reservation_id LIKE 'R%' AND property_id LIKE 'p%'")
-        .execute(&pool)
-        .await?;
+    // The importer writes into the real tables: start without any row an earlier run left
+    // (stays, the points they earned, the accounts they opened), or a rerun would find every
+    // earning already posted and skip that work.
+    for statement in [
+        "DELETE FROM stays WHERE pms_reservation_id LIKE 'R%' AND property_id LIKE 'p%'",
+        "DELETE FROM ledger WHERE source LIKE 'stay:p%/R%'",
+        "DELETE FROM loyalty_accounts WHERE guest_id LIKE 'bench-guest-%'",
+        "VACUUM (ANALYZE) stays, ledger, loyalty_accounts",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
     let copied = copy(&pool, &file).await?;
     let inserted_one = insert(&pool, &file, 1).await?;
     let inserted = insert(&pool, &file, workers).await?;
