@@ -153,16 +153,27 @@ pub async fn run_watcher(context: ServiceContext) {
     .await;
 }
 
+/// Marks a rollup worker folds (and deletes) between two vacuums of `kpi_dirty`.
+const VACUUM_AFTER_FOLDED: usize = 20_000;
+
 pub async fn run_rollup(context: ServiceContext) {
     let stop = context.stop.clone();
     let pool = context.pool.clone();
+    let folded_since_vacuum = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     every("kpi-rollup", Duration::from_millis(500), stop, || {
         let pool = pool.clone();
+        let folded_since_vacuum = folded_since_vacuum.clone();
         async move {
             // Go again at once only after a full batch: folding what a busy intake marks in
             // half a second at a time costs a handful of statements per batch, where chasing
             // every few new marks would spend them on a few complaints each.
             let folded = store::kpis::roll_up_batch(&pool).await?;
+            let since = folded_since_vacuum.fetch_add(folded, std::sync::atomic::Ordering::Relaxed)
+                + folded;
+            if since >= VACUUM_AFTER_FOLDED {
+                folded_since_vacuum.store(0, std::sync::atomic::Ordering::Relaxed);
+                vacuum_marks(&pool).await;
+            }
             Ok(if folded >= store::kpis::BATCH {
                 folded
             } else {
@@ -171,6 +182,20 @@ pub async fn run_rollup(context: ServiceContext) {
         }
     })
     .await;
+}
+
+/// `kpi_dirty` is a queue: every intake inserts a mark and the worker deletes it. Each pass
+/// scans the table for the oldest marks, so its dead rows must not pile up, and the worker does
+/// not rely on autovacuum for that (it may be off, or slow to reach a small table). A plain
+/// VACUUM does not block intake; `SKIP_LOCKED` leaves it to another replica already at it.
+/// A failure (say, a role that may not vacuum) is logged and folding goes on.
+async fn vacuum_marks(pool: &PgPool) {
+    if let Err(error) = sqlx::query("VACUUM (SKIP_LOCKED) kpi_dirty")
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(%error, "vacuuming kpi_dirty failed");
+    }
 }
 
 pub async fn run_tier_enrichment(context: ServiceContext) -> () {
