@@ -10,10 +10,26 @@ use sqlx::PgPool;
 /// Properties the synthetic complaints are spread over.
 pub(crate) const PROPERTIES: i64 = 200;
 
-/// Adds complaints (and their clocks) until the table holds `target` rows, spread over
+/// The chain of the synthetic complaints: theirs alone, so that complaints other benchmarks
+/// leave in a reused database neither count towards a size nor enter the chain's rollups.
+pub(crate) const CHAIN: &str = "bench-kpi";
+
+/// What the synthetic properties' ids start with (followed by 0..`PROPERTIES`): like the chain,
+/// no other complaint in the database uses them.
+pub(crate) const PROPERTY_PREFIX: &str = "bench-kpi-p";
+
+/// The synthetic properties' ids.
+pub(crate) fn property_ids() -> Vec<String> {
+    (0..PROPERTIES)
+        .map(|n| format!("{PROPERTY_PREFIX}{n}"))
+        .collect()
+}
+
+/// Adds synthetic complaints until the database holds `target` of them, spread over
 /// `PROPERTIES` properties and the 365 days before `end`.
 pub(crate) async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyhow::Result<()> {
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints")
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints WHERE chain_id = $1")
+        .bind(CHAIN)
         .fetch_one(pool)
         .await?;
     let mut start = have;
@@ -23,7 +39,7 @@ pub(crate) async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyho
             "INSERT INTO complaints (complaint_id, chain_id, property_id, guest_id, channel, category, department, urgency, \
                description, status, reopen_count, escalation_count, first_escalated_at, repeat_issue, csat, nps, \
                created_at, created_by, updated_at, first_response_at, first_resolved_at, resolved_at, etag) \
-             SELECT gen_random_uuid(), 'bench', 'p' || (n % $3), 'g' || (n % 50000), 1 + n % 7, \
+             SELECT gen_random_uuid(), $5, $6 || (n % $3), 'g' || (n % 50000), 1 + n % 7, \
                (ARRAY['noise','wifi','cleanliness','plumbing','billing'])[1 + n % 5], \
                (ARRAY['front_office','housekeeping','engineering'])[1 + n % 3], 1 + n % 4, 'bench', \
                CASE WHEN n % 10 = 0 THEN 'received' ELSE 'closed' END, (n % 23 = 0)::int, (n % 17 = 0)::int, \
@@ -39,6 +55,8 @@ pub(crate) async fn grow_to(pool: &PgPool, target: i64, end: NaiveDate) -> anyho
         .bind(start + batch - 1)
         .bind(PROPERTIES)
         .bind(end)
+        .bind(CHAIN)
+        .bind(PROPERTY_PREFIX)
         .execute(pool)
         .await?;
         start += batch;
@@ -96,7 +114,7 @@ pub async fn run(pool: &PgPool, sizes: &[i64]) -> anyhow::Result<()> {
         ),
         ("last 90 days", end - chrono::Duration::days(90), end),
     ];
-    let all: Vec<String> = (0..PROPERTIES).map(|p| format!("p{p}")).collect();
+    let all = property_ids();
     println!(
         "KPI query: the whole chain (all {PROPERTIES} properties), breakdowns by property/category/channel/department/day"
     );
@@ -111,15 +129,8 @@ pub async fn run(pool: &PgPool, sizes: &[i64]) -> anyhow::Result<()> {
         for (label, from, to) in windows {
             let (raw_time, raw) =
                 timed(pool, Source::Raw, Scope::properties(&all), from, to, 2).await?;
-            let (rollup_time, rollup) = timed(
-                pool,
-                Source::Rollup,
-                Scope::chain("bench", &all),
-                from,
-                to,
-                5,
-            )
-            .await?;
+            let (rollup_time, rollup) =
+                timed(pool, Source::Rollup, Scope::chain(CHAIN, &all), from, to, 5).await?;
             let equal = raw == rollup;
             println!(
                 "{:>12} {:<20} {:>11.1} ms {:>11.2} ms {:>9.0}×  {} (seeded in {:.0} s)",

@@ -257,10 +257,11 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
         crate::bench_kpi::grow_to(&pools.complaints, size, end).await?;
         // The synthetic chain's properties, as intake would have recorded them.
         sqlx::query(
-            "INSERT INTO known_properties (property_id, chain_id) SELECT 'p' || n, 'bench' \
-             FROM generate_series(0, $1 - 1) AS n ON CONFLICT DO NOTHING",
+            "INSERT INTO known_properties (property_id, chain_id) SELECT id, $2 \
+             FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING",
         )
-        .bind(crate::bench_kpi::PROPERTIES)
+        .bind(crate::bench_kpi::property_ids())
+        .bind(crate::bench_kpi::CHAIN)
         .execute(&pools.complaints)
         .await?;
         eprintln!(
@@ -273,7 +274,7 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
                 crate::bench_kpi::PROPERTIES
             ),
             &suite,
-            "bench",
+            crate::bench_kpi::CHAIN,
         )
         .await?;
     }
