@@ -75,6 +75,9 @@ pub enum Scenario {
         limit: Option<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// HTTP/2 connections the callers spread their calls over.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
     },
     /// Importing stays through CRM (`guestloop import stays`) against PostgreSQL's COPY and
     /// multi-row INSERT of the same rows, in one run.
@@ -117,9 +120,14 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Intake { clients, seconds } => intake(settings, clients, seconds).await,
         Scenario::Kpi { sizes } => kpi(settings, &sizes).await,
         Scenario::Scorecard { sizes } => crate::bench_scorecard::run(settings, &sizes).await,
-        Scenario::Overload { limit, seconds } => {
+        Scenario::Overload {
+            limit,
+            seconds,
+            connections,
+        } => {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            crate::bench_overload::run(settings, limit.unwrap_or(2 * cores), seconds).await
+            crate::bench_overload::run(settings, limit.unwrap_or(2 * cores), seconds, connections)
+                .await
         }
         Scenario::Import {
             rows,

@@ -27,8 +27,16 @@ pub struct Report {
     pub label: String,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
-    /// Latency of the calls refused with RESOURCE_EXHAUSTED (load shedding) alone.
+    /// Latency of the calls refused with RESOURCE_EXHAUSTED (load shedding) alone, counted like
+    /// `latency_us` (in an open loop: from the scheduled start).
     pub refused_us: Histogram<u64>,
+    /// The same refusals' round trip alone: from the moment the call was actually sent to its
+    /// answer. In an open loop this leaves out how late the generator itself started the call
+    /// (it shares the machine with the servers); in a closed loop it equals `refused_us`.
+    pub refused_round_trip_us: Histogram<u64>,
+    /// How late the open-loop generator sent its calls after their scheduled start (zero in a
+    /// closed loop).
+    pub start_lag_us: Histogram<u64>,
     pub codes: BTreeMap<String, u64>,
     /// Calls the open-loop generator could not start because `max_in_flight` were outstanding.
     pub dropped: u64,
@@ -77,6 +85,10 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
+fn micros_since(instant: Instant) -> u64 {
+    u64::try_from(instant.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 fn code_name(code: Code) -> String {
     format!("{code:?}")
 }
@@ -96,7 +108,8 @@ where
     let call = Arc::new(call);
     let started = Instant::now();
     let deadline = started + duration;
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(u64, Code)>();
+    // (latency as counted by the mode, round trip from the actual send, start lag, outcome)
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(u64, u64, u64, Code)>();
     let mut dropped = 0;
     match mode {
         Mode::Closed { concurrency } => {
@@ -114,8 +127,8 @@ where
                             Ok(()) => Code::Ok,
                             Err(code) => code,
                         };
-                        let micros = u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        if sender.send((micros, code)).is_err() {
+                        let micros = micros_since(begun);
+                        if sender.send((micros, micros, 0, code)).is_err() {
                             return;
                         }
                     }
@@ -148,13 +161,15 @@ where
                 let sender = sender.clone();
                 let index = i;
                 tasks.push(tokio::spawn(async move {
+                    let sent = Instant::now();
+                    let lag = u64::try_from(sent.saturating_duration_since(scheduled).as_micros())
+                        .unwrap_or(u64::MAX);
                     let code = match call(index).await {
                         Ok(()) => Code::Ok,
                         Err(code) => code,
                     };
                     drop(permit);
-                    let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    let _ = sender.send((micros, code));
+                    let _ = sender.send((micros_since(scheduled), micros_since(sent), lag, code));
                 }));
                 i += 1;
             }
@@ -167,11 +182,15 @@ where
     let elapsed = started.elapsed();
     let mut latency_us = new_histogram()?;
     let mut refused_us = new_histogram()?;
+    let mut refused_round_trip_us = new_histogram()?;
+    let mut start_lag_us = new_histogram()?;
     let mut codes = BTreeMap::new();
-    while let Some((micros, code)) = receiver.recv().await {
+    while let Some((micros, round_trip, lag, code)) = receiver.recv().await {
         latency_us.saturating_record(micros.max(1));
+        start_lag_us.saturating_record(lag.max(1));
         if code == Code::ResourceExhausted {
             refused_us.saturating_record(micros.max(1));
+            refused_round_trip_us.saturating_record(round_trip.max(1));
         }
         *codes.entry(code_name(code)).or_insert(0) += 1;
     }
@@ -180,6 +199,8 @@ where
         elapsed,
         latency_us,
         refused_us,
+        refused_round_trip_us,
+        start_lag_us,
         codes,
         dropped,
     })
