@@ -116,6 +116,41 @@ async fn insert(pool: &PgPool, path: &Path, workers: usize) -> anyhow::Result<Du
     Ok(started.elapsed())
 }
 
+/// The machine's CPU time so far (busy, all), from `/proc/stat` (Linux); `None` elsewhere.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let all: u64 = fields.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((all - idle, all))
+}
+
+/// Runs `phase`, returning its result and the share of the machine's CPU that was busy meanwhile.
+async fn with_cpu<T>(
+    phase: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Option<f64>)> {
+    let before = cpu_ticks();
+    let result = phase.await?;
+    let busy = match (before, cpu_ticks()) {
+        (Some((b0, a0)), Some((b1, a1))) if a1 > a0 => {
+            Some(100.0 * (b1 - b0) as f64 / (a1 - a0) as f64)
+        }
+        _ => None,
+    };
+    Ok((result, busy))
+}
+
+fn busy_text(busy: Option<f64>) -> String {
+    busy.map_or_else(|| "-".to_string(), |b| format!("{b:.0} %"))
+}
+
 fn rate(rows: u64, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -156,19 +191,19 @@ pub async fn run(
     ] {
         sqlx::query(statement).execute(&pool).await?;
     }
-    let copied = copy(&pool, &file).await?;
-    let inserted_one = insert(&pool, &file, 1).await?;
-    let inserted = insert(&pool, &file, workers).await?;
+    let (copied, copy_busy) = with_cpu(copy(&pool, &file)).await?;
+    let (inserted_one, insert_one_busy) = with_cpu(insert(&pool, &file, 1)).await?;
+    let (inserted, insert_busy) = with_cpu(insert(&pool, &file, workers)).await?;
     let token = crate::bench::bench_token(&settings, Role::ChainAdmin)?;
     let endpoint = format!("http://{}", crm.local_addr);
-    let stats = crate::import::import_stays(
+    let (stats, import_busy) = with_cpu(crate::import::import_stays(
         crate::import::client(&endpoint, &token)?,
         std::io::BufReader::new(std::fs::File::open(&file)?),
         Some(bytes),
         batch,
         workers,
         false,
-    )
+    ))
     .await?;
     let earned: i64 =
         sqlx::query_scalar("SELECT count(*) FROM ledger WHERE source LIKE 'stay:p%/R%'")
@@ -178,31 +213,39 @@ pub async fn run(
         "{rows} stays ({:.0} MB CSV), importer: batches of {batch}, {workers} in flight",
         bytes as f64 / 1e6
     );
-    println!("{:<44} {:>9} {:>12}", "path", "seconds", "rows/s");
     println!(
-        "{:<44} {:>9.1} {:>12.0}",
-        "COPY FROM STDIN (scratch copy of stays)",
-        copied.as_secs_f64(),
-        rate(rows, copied)
+        "{:<44} {:>9} {:>12} {:>9}",
+        "path", "seconds", "rows/s", "CPU busy"
     );
-    println!(
-        "{:<44} {:>9.1} {:>12.0}",
-        "multi-row INSERT, 1000 rows, 1 connection",
-        inserted_one.as_secs_f64(),
-        rate(rows, inserted_one)
-    );
-    println!(
-        "{:<44} {:>9.1} {:>12.0}",
-        format!("multi-row INSERT, 1000 rows, {workers} connections"),
-        inserted.as_secs_f64(),
-        rate(rows, inserted)
-    );
-    println!(
-        "{:<44} {:>9.1} {:>12.0}",
-        "guestloop import stays (gRPC UpsertStays)",
-        stats.elapsed.as_secs_f64(),
-        stats.rows_per_second()
-    );
+    for (path, elapsed, busy) in [
+        (
+            "COPY FROM STDIN (scratch copy of stays)".to_string(),
+            copied,
+            copy_busy,
+        ),
+        (
+            "multi-row INSERT, 1000 rows, 1 connection".to_string(),
+            inserted_one,
+            insert_one_busy,
+        ),
+        (
+            format!("multi-row INSERT, 1000 rows, {workers} connections"),
+            inserted,
+            insert_busy,
+        ),
+        (
+            "guestloop import stays (gRPC UpsertStays)".to_string(),
+            stats.elapsed,
+            import_busy,
+        ),
+    ] {
+        println!(
+            "{path:<44} {:>9.1} {:>12.0} {:>9}",
+            elapsed.as_secs_f64(),
+            rate(rows, elapsed),
+            busy_text(busy)
+        );
+    }
     println!(
         "importer / COPY = {:.0} % (goal >= 50 %); importer / INSERT = {:.2}x on 1 connection, \
          {:.2}x on {workers} (goal >= 2x); {} inserted, {} earnings posted (the baselines write \
