@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use guestloop_kit::auth::TokenIssuer;
 use guestloop_kit::config::Settings;
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::gateway::v1 as pb;
 use tonic::Code;
 
-use crate::bench_scorecard::{quality_client, start_suite};
+use crate::bench_scorecard::{quality_client_of, start_suite};
 use crate::load::{self, Mode};
 
 pub async fn run(
@@ -21,10 +22,37 @@ pub async fn run(
     connections: usize,
 ) -> anyhow::Result<()> {
     let (suite, _settings) = start_suite(settings, Some(limit)).await?;
+    let (gateway, issuer) = (suite.gateway.clone(), suite.issuer.clone());
+    // The callers run on a thread and runtime of their own, as if on another machine: the
+    // generator's timing then does not wait behind the work of the process's main runtime.
+    let callers = std::thread::Builder::new()
+        .name("load-generator".into())
+        .spawn(move || -> anyhow::Result<()> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(drive(&gateway, &issuer, limit, seconds, connections))
+        })?;
+    tokio::task::spawn_blocking(move || callers.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    for service in suite.running {
+        service.shutdown().await?;
+    }
+    Ok(())
+}
+
+async fn drive(
+    gateway: &str,
+    issuer: &TokenIssuer,
+    limit: usize,
+    seconds: u64,
+    connections: usize,
+) -> anyhow::Result<()> {
     // The callers' HTTP/2 connections, used in turn (a gateway's callers are many apps and
     // dashboards, each with a connection of its own, not one multiplexed pipe).
     let clients: Vec<_> = (0..connections.max(1))
-        .map(|_| quality_client(&suite, guestloop_kit::demo::DEMO_CHAIN))
+        .map(|_| quality_client_of(gateway, issuer, guestloop_kit::demo::DEMO_CHAIN))
         .collect::<anyhow::Result<_>>()?;
     let clients = std::sync::Arc::new(clients);
     let end = chrono::Utc::now();
@@ -118,8 +146,5 @@ pub async fn run(
         quantiles(&overload.refused_round_trip_us),
         quantiles(&overload.start_lag_us),
     );
-    for service in suite.running {
-        service.shutdown().await?;
-    }
     Ok(())
 }

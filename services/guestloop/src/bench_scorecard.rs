@@ -220,7 +220,16 @@ pub async fn start_suite(
 
 /// A client of the suite's gateway as a chain quality manager of `chain`.
 pub fn quality_client(suite: &Suite, chain: &str) -> anyhow::Result<Gateway> {
-    let token = suite.issuer.mint(Claims {
+    quality_client_of(&suite.gateway, &suite.issuer, chain)
+}
+
+/// A client of the gateway at `gateway` as a chain quality manager of `chain`.
+pub fn quality_client_of(
+    gateway: &str,
+    issuer: &TokenIssuer,
+    chain: &str,
+) -> anyhow::Result<Gateway> {
+    let token = issuer.mint(Claims {
         sub: "bench-quality".into(),
         role: Role::ChainQualityManager,
         chain: chain.into(),
@@ -234,7 +243,7 @@ pub fn quality_client(suite: &Suite, chain: &str) -> anyhow::Result<Gateway> {
     })?;
     let context = CallContext::with_token(&SecretString::from(token))?;
     Ok(GatewayServiceClient::new(InterceptedService::new(
-        channel(&suite.gateway, Duration::from_secs(60))?,
+        channel(gateway, Duration::from_secs(60))?,
         context,
     )))
 }
