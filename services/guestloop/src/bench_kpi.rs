@@ -16,7 +16,7 @@ pub(crate) const CHAIN: &str = "bench-kpi";
 
 /// What the synthetic properties' ids start with (followed by 0..`PROPERTIES`): like the chain,
 /// no other complaint in the database uses them.
-pub(crate) const PROPERTY_PREFIX: &str = "bench-kpi-p";
+const PROPERTY_PREFIX: &str = "bench-kpi-p";
 
 /// The synthetic properties' ids.
 pub(crate) fn property_ids() -> Vec<String> {

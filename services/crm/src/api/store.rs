@@ -67,6 +67,41 @@ struct ServiceFailureRow {
     pub recovered: bool,
 }
 
+/// What one hop of a merge-redirect lookup found.
+enum Hop<R> {
+    /// The guest itself (not merged, or redirects not followed).
+    Found(R),
+    /// The guest was merged into this one; look it up next.
+    MergedInto(String),
+    /// No such guest, or one of another chain (which the caller may not learn exists).
+    Missing,
+}
+
+/// The one rule for merged guests and chain scope, shared by every guest lookup: a row of
+/// another chain is as good as missing (except for services), and a merged row redirects to
+/// the guest it was merged into when `follow` is set.
+fn hop<R>(
+    row: Option<R>,
+    principal: &Principal,
+    follow: bool,
+    chain_and_redirect: impl Fn(&R) -> (&str, Option<&str>),
+) -> Hop<R> {
+    let Some(row) = row else {
+        return Hop::Missing;
+    };
+    let (chain, merged_into) = chain_and_redirect(&row);
+    if chain != principal.chain_id() && principal.role() != Role::Service {
+        return Hop::Missing;
+    }
+    match merged_into {
+        Some(next) if follow => Hop::MergedInto(next.to_string()),
+        _ => Hop::Found(row),
+    }
+}
+
+/// Most merge redirects a lookup follows (merges chain A into B into C …).
+const MAX_REDIRECTS: usize = 8;
+
 /// Loads a guest (following merge redirects when `follow` is set), refusing other chains.
 pub async fn load(
     conn: &mut PgConnection,
@@ -75,23 +110,22 @@ pub async fn load(
     lock: bool,
     follow: bool,
 ) -> ApiResult<GuestRow> {
+    let sql = format!(
+        "SELECT {GUEST_COLUMNS} FROM guests WHERE guest_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
     let mut id = guest_id.to_string();
-    for _ in 0..8 {
-        let sql = format!(
-            "SELECT {GUEST_COLUMNS} FROM guests WHERE guest_id = $1{}",
-            if lock { " FOR UPDATE" } else { "" }
-        );
+    for _ in 0..MAX_REDIRECTS {
         let row: Option<GuestRow> = sqlx::query_as(&sql)
             .bind(&id)
             .fetch_optional(&mut *conn)
             .await?;
-        let Some(row) = row else { break };
-        if row.chain_id != principal.chain_id() && principal.role() != Role::Service {
-            break;
-        }
-        match (&row.merged_into, follow) {
-            (Some(next), true) => id = next.clone(),
-            _ => return Ok(row),
+        match hop(row, principal, follow, |r| {
+            (r.chain_id.as_str(), r.merged_into.as_deref())
+        }) {
+            Hop::Found(row) => return Ok(row),
+            Hop::MergedInto(next) => id = next,
+            Hop::Missing => break,
         }
     }
     Err(ApiError::not_found("guest", guest_id.to_string()))
@@ -115,7 +149,7 @@ pub async fn load_tier(
     guest_id: &str,
 ) -> ApiResult<TierRow> {
     let mut id = guest_id.to_string();
-    for _ in 0..8 {
+    for _ in 0..MAX_REDIRECTS {
         let row: Option<TierRow> = sqlx::query_as(
             "SELECT g.guest_id, g.chain_id, g.tier, g.merged_into, p.program \
              FROM guests g LEFT JOIN loyalty_programs p ON p.chain_id = g.chain_id \
@@ -124,13 +158,12 @@ pub async fn load_tier(
         .bind(&id)
         .fetch_optional(pool)
         .await?;
-        let Some(row) = row else { break };
-        if row.chain_id != principal.chain_id() && principal.role() != Role::Service {
-            break;
-        }
-        match &row.merged_into {
-            Some(next) => id = next.clone(),
-            None => return Ok(row),
+        match hop(row, principal, true, |r| {
+            (r.chain_id.as_str(), r.merged_into.as_deref())
+        }) {
+            Hop::Found(row) => return Ok(row),
+            Hop::MergedInto(next) => id = next,
+            Hop::Missing => break,
         }
     }
     Err(ApiError::not_found("guest", guest_id.to_string()))
@@ -270,4 +303,66 @@ pub async fn log_contact_read(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guestloop_kit::auth::PropertyScope;
+    use guestloop_testkit::test_claims;
+
+    fn caller(role: Role, chain: &str) -> Principal {
+        let mut claims = test_claims(role, PropertyScope::all());
+        claims.chain = chain.into();
+        Principal { claims }
+    }
+
+    /// (chain, merged into)
+    type Row = (&'static str, Option<&'static str>);
+
+    fn step(row: Option<Row>, principal: &Principal, follow: bool) -> Hop<Row> {
+        hop(row, principal, follow, |r| (r.0, r.1))
+    }
+
+    #[test]
+    fn a_guest_of_the_callers_chain_is_found() {
+        let agent = caller(Role::Agent, "c1");
+        assert!(matches!(
+            step(Some(("c1", None)), &agent, true),
+            Hop::Found(("c1", None))
+        ));
+    }
+
+    #[test]
+    fn a_guest_of_another_chain_is_missing_except_to_services() {
+        let agent = caller(Role::Agent, "c1");
+        assert!(matches!(
+            step(Some(("c2", None)), &agent, true),
+            Hop::Missing
+        ));
+        let service = caller(Role::Service, "c1");
+        assert!(matches!(
+            step(Some(("c2", None)), &service, true),
+            Hop::Found(_)
+        ));
+        assert!(matches!(step(None, &agent, true), Hop::Missing));
+    }
+
+    #[test]
+    fn a_merged_guest_redirects_only_when_following() {
+        let agent = caller(Role::Agent, "c1");
+        match step(Some(("c1", Some("g2"))), &agent, true) {
+            Hop::MergedInto(next) => assert_eq!(next, "g2"),
+            _ => panic!("a followed merge must redirect"),
+        }
+        assert!(matches!(
+            step(Some(("c1", Some("g2"))), &agent, false),
+            Hop::Found(("c1", Some("g2")))
+        ));
+        // The chain check comes before the redirect: another chain's merged row leaks nothing.
+        assert!(matches!(
+            step(Some(("c2", Some("g2"))), &agent, true),
+            Hop::Missing
+        ));
+    }
 }
