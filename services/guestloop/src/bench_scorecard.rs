@@ -1,13 +1,15 @@
 //! `guestloop bench scorecard`: the gateway's scorecard (complaints, facilities, audit and CRM
 //! fanned out over gRPC, scored per property, region and scope) for the demo chain over 90 days, cold
-//! and warm, and for 200 properties at each size, against the same numbers computed by raw
-//! queries over the complaints, facilities and audit tables in the same run (CRM's loyalty part is
-//! left out of the raw side, which favours the raw side).
+//! and warm, and for 200 properties at each size (with CRM data in proportion: a guest per ten
+//! complaints, a stay per complaint), against the same numbers computed by raw queries over the
+//! complaints, facilities and audit tables plus CRM's own KPI call (CRM keeps no rollup) in the
+//! same run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use guestloop_complaints::store::kpis::{query, Scope, Source};
 use guestloop_kit::auth::{Claims, PropertyScope, Role, TokenIssuer};
 use guestloop_kit::client::{channel, CallContext};
@@ -15,6 +17,8 @@ use guestloop_kit::config::Settings;
 use guestloop_kit::embedded_pg::free_port;
 use guestloop_kit::server;
 use guestloop_proto::common::v1::TimeRange;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_proto::crm::v1::GetCrmKpisRequest;
 use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use secrecy::SecretString;
@@ -39,16 +43,26 @@ struct Pools {
     complaints: PgPool,
     facilities: PgPool,
     audit: PgPool,
+    crm: PgPool,
 }
 
 /// The scorecard's inputs straight from the tables: complaint facts per property (raw GROUP BY),
 /// work orders done and on time, audits and their scores.
-async fn raw(pools: &Pools, properties: &[String], days: i64) -> anyhow::Result<Duration> {
+async fn raw(
+    pools: &Pools,
+    crm: &mut Crm,
+    properties: &[String],
+    days: i64,
+) -> anyhow::Result<Duration> {
     let end = chrono::Utc::now();
     let start = end - chrono::Duration::days(days);
+    let period = TimeRange {
+        start_time: Some(guestloop_kit::time::to_timestamp(start)),
+        end_time: Some(guestloop_kit::time::to_timestamp(end)),
+    };
     let started = Instant::now();
     let mut conn = pools.complaints.acquire().await?;
-    let (complaints, orders, audits) = tokio::join!(
+    let (complaints, orders, audits, loyalty) = tokio::join!(
         query(
             &mut conn,
             Source::Raw,
@@ -74,14 +88,22 @@ async fn raw(pools: &Pools, properties: &[String], days: i64) -> anyhow::Result<
         .bind(start)
         .bind(end)
         .fetch_all(&pools.audit),
+        // CRM keeps no rollup: its own KPI call is the raw computation.
+        crm.get_crm_kpis(GetCrmKpisRequest {
+            property_ids: properties.to_vec(),
+            period: Some(period),
+            loyalty_only: true,
+        }),
     );
     complaints?;
     orders?;
     audits?;
+    loyalty?;
     Ok(started.elapsed())
 }
 
 pub type Gateway = GatewayServiceClient<guestloop_kit::client::AuthedChannel>;
+type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
 
 pub async fn scorecard(
     client: &mut Gateway,
@@ -109,6 +131,7 @@ pub async fn scorecard(
 async fn measure(label: &str, suite: &Suite, chain: &str) -> anyhow::Result<()> {
     let pools = &suite.pools;
     let mut client = quality_client(suite, chain)?;
+    let mut crm = CrmServiceClient::new(quality_channel(&suite.crm, &suite.issuer, chain)?);
     let (cold, card) = scorecard(&mut client, 90).await?;
     let properties: Vec<String> = card.properties.iter().map(|p| p.key.clone()).collect();
     let complaints = card.scope.as_ref().map_or(0, |s| s.complaints);
@@ -117,7 +140,7 @@ async fn measure(label: &str, suite: &Suite, chain: &str) -> anyhow::Result<()> 
     // Alternate, so both see the same machine.
     for _ in 0..15 {
         warm.push(scorecard(&mut client, 90).await?.0);
-        base.push(raw(pools, &properties, 90).await?);
+        base.push(raw(pools, &mut crm, &properties, 90).await?);
     }
     let (warm, base) = (median(warm), median(base));
     println!(
@@ -142,6 +165,7 @@ async fn measure(label: &str, suite: &Suite, chain: &str) -> anyhow::Result<()> 
 pub struct Suite {
     pub running: Vec<server::RunningService>,
     pub gateway: String,
+    crm: String,
     pub issuer: TokenIssuer,
     pools: Pools,
     _embedded: Option<guestloop_kit::embedded_pg::EmbeddedPostgres>,
@@ -193,6 +217,7 @@ pub async fn start_suite(
         complaints: pool_for(&url, "complaints", &settings)?,
         facilities: pool_for(&url, "facilities", &settings)?,
         audit: pool_for(&url, "audit", &settings)?,
+        crm: pool_for(&url, "crm", &settings)?,
     };
     // Let the demo's rollup settle.
     for _ in 0..600 {
@@ -210,6 +235,7 @@ pub async fn start_suite(
         Suite {
             running,
             gateway: format!("http://127.0.0.1:{}", ports[3]),
+            crm: format!("http://127.0.0.1:{}", ports[4]),
             issuer,
             pools,
             _embedded: embedded,
@@ -229,6 +255,17 @@ pub fn quality_client_of(
     issuer: &TokenIssuer,
     chain: &str,
 ) -> anyhow::Result<Gateway> {
+    Ok(GatewayServiceClient::new(quality_channel(
+        gateway, issuer, chain,
+    )?))
+}
+
+/// A channel to `endpoint` carrying a chain quality manager's token for `chain`.
+fn quality_channel(
+    endpoint: &str,
+    issuer: &TokenIssuer,
+    chain: &str,
+) -> anyhow::Result<guestloop_kit::client::AuthedChannel> {
     let token = issuer.mint(Claims {
         sub: "bench-quality".into(),
         role: Role::ChainQualityManager,
@@ -242,10 +279,70 @@ pub fn quality_client_of(
         exp: 0,
     })?;
     let context = CallContext::with_token(&SecretString::from(token))?;
-    Ok(GatewayServiceClient::new(InterceptedService::new(
-        channel(gateway, Duration::from_secs(60))?,
+    Ok(InterceptedService::new(
+        channel(endpoint, Duration::from_secs(60))?,
         context,
-    )))
+    ))
+}
+
+/// Grows the synthetic chain's CRM data in proportion to `complaints`: a guest per ten
+/// complaints, a checked-out stay per complaint at the same 200 properties over the three years
+/// before `end`, and an earning per 1.25 stays, so the scorecard's loyalty part reads a chain of
+/// that size too. Ranges already seeded by an earlier size are kept.
+async fn grow_crm_to(pool: &PgPool, complaints: i64, end: NaiveDate) -> anyhow::Result<()> {
+    let guests = (complaints / 10).max(1);
+    let ledger = complaints * 4 / 5;
+    let count = |sql: &'static str| {
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(crate::bench_kpi::CHAIN)
+            .fetch_one(pool)
+    };
+    let have = count("SELECT count(*) FROM guests WHERE chain_id = $1").await?;
+    sqlx::query(
+        "INSERT INTO guests (guest_id, chain_id, given_name, email, language) \
+         SELECT $1 || '-g' || n, $1, 'Guest ' || n, 'guest' || n || '@bench.invalid', 'en' \
+         FROM generate_series($2::bigint, $3::bigint - 1) AS n",
+    )
+    .bind(crate::bench_kpi::CHAIN)
+    .bind(have)
+    .bind(guests)
+    .execute(pool)
+    .await?;
+    let have = count("SELECT count(*) FROM stays WHERE pms_reservation_id LIKE $1 || '-%'").await?;
+    sqlx::query(
+        "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, \
+           room, rate_currency, rate_minor, spend_currency, spend_minor, status) \
+         SELECT $1 || '-p' || (n % 200), $1 || '-' || n, $1 || '-g' || (n % $4), d, d + 1 + (n % 4)::int, \
+           (100 + n % 300)::text, 'EUR', 12000, 'EUR', (n % 9) * 1000, 'checked_out' \
+         FROM generate_series($2::bigint, $3::bigint - 1) AS n, \
+              LATERAL (SELECT $5::date - 5 - (n % 1095)::int AS d) AS x",
+    )
+    .bind(crate::bench_kpi::CHAIN)
+    .bind(have)
+    .bind(complaints)
+    .bind(guests)
+    .bind(end)
+    .execute(pool)
+    .await?;
+    let have = count("SELECT count(*) FROM ledger WHERE source LIKE $1 || ':%'").await?;
+    sqlx::query(
+        "INSERT INTO ledger (guest_id, kind, points, balance_after, reason, actor, source, posted_at) \
+         SELECT $1 || '-g' || (n % $4), CASE WHEN n % 5 = 0 THEN 'redeem' ELSE 'earn' END, \
+           CASE WHEN n % 5 = 0 THEN -100 ELSE 300 END, 1000, 'bench', 'system', $1 || ':' || n, \
+           $5::date - (n % 1095)::int \
+         FROM generate_series($2::bigint, $3::bigint - 1) AS n",
+    )
+    .bind(crate::bench_kpi::CHAIN)
+    .bind(have)
+    .bind(ledger)
+    .bind(guests)
+    .bind(end)
+    .execute(pool)
+    .await?;
+    sqlx::raw_sql("ANALYZE guests; ANALYZE stays; ANALYZE ledger")
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
@@ -253,7 +350,8 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
     let pools = &suite.pools;
     println!("Scorecard over 90 days through the gateway (gRPC fan-out to complaints, facilities, audit, CRM)");
     println!(
-        "vs the raw queries over the same tables; warm and raw are medians of 15 alternating runs."
+        "vs the raw queries over the same tables plus CRM's own KPI call (CRM keeps no rollup); \
+         warm and raw are medians of 15 alternating runs."
     );
     println!(
         "{:<34} {:>5} {:>9} {:>12} {:>12} {:>12} {:>8}",
@@ -264,6 +362,7 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
     for &size in sizes {
         let seeding = Instant::now();
         crate::bench_kpi::grow_to(&pools.complaints, size, end).await?;
+        grow_crm_to(&pools.crm, size, end).await?;
         // The synthetic chain's properties, as intake would have recorded them.
         sqlx::query(
             "INSERT INTO known_properties (property_id, chain_id) SELECT id, $2 \
@@ -274,7 +373,9 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
         .execute(&pools.complaints)
         .await?;
         eprintln!(
-            "seeded {size} complaints in {:.0} s",
+            "seeded {size} complaints (and CRM: {} guests, {size} stays, {} ledger entries) in {:.0} s",
+            size / 10,
+            size * 4 / 5,
             seeding.elapsed().as_secs_f64()
         );
         measure(
