@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use guestloop_kit::auth::TokenIssuer;
 use guestloop_kit::config::Settings;
-use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::gateway::v1 as pb;
 use tonic::Code;
 
-use crate::bench_scorecard::{quality_client_of, start_suite};
+use crate::bench_scorecard::{last_days, quality_client_of, start_suite};
 use crate::load::{self, Mode};
 
 pub async fn run(
@@ -55,16 +54,10 @@ async fn drive(
         .map(|_| quality_client_of(gateway, issuer, guestloop_kit::demo::DEMO_CHAIN))
         .collect::<anyhow::Result<_>>()?;
     let clients = std::sync::Arc::new(clients);
-    let end = chrono::Utc::now();
     let request = pb::GetScorecardRequest {
         property_ids: Vec::new(),
         region: String::new(),
-        period: Some(TimeRange {
-            start_time: Some(guestloop_kit::time::to_timestamp(
-                end - chrono::Duration::days(90),
-            )),
-            end_time: Some(guestloop_kit::time::to_timestamp(end)),
-        }),
+        period: Some(last_days(90).2),
         ..Default::default()
     };
     // An answer with a part missing is not goodput: count it apart (as DataLoss).

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use guestloop_complaints::store::kpis::{query, Scope, Source};
 use guestloop_kit::auth::{Claims, PropertyScope, Role, TokenIssuer};
 use guestloop_kit::client::{channel, CallContext};
@@ -46,20 +46,27 @@ struct Pools {
     crm: PgPool,
 }
 
+/// The last `days` days up to now: their bounds and the same period on the wire.
+pub(crate) fn last_days(days: i64) -> (DateTime<Utc>, DateTime<Utc>, TimeRange) {
+    let end = Utc::now();
+    let start = end - chrono::Duration::days(days);
+    let period = TimeRange {
+        start_time: Some(guestloop_kit::time::to_timestamp(start)),
+        end_time: Some(guestloop_kit::time::to_timestamp(end)),
+    };
+    (start, end, period)
+}
+
 /// The scorecard's inputs straight from the tables: complaint facts per property (raw GROUP BY),
-/// work orders done and on time, audits and their scores.
+/// work orders done and on time, audits and their scores, and CRM's own KPI call (CRM keeps no
+/// rollup, so that call is its raw computation).
 async fn raw(
     pools: &Pools,
     crm: &mut Crm,
     properties: &[String],
     days: i64,
 ) -> anyhow::Result<Duration> {
-    let end = chrono::Utc::now();
-    let start = end - chrono::Duration::days(days);
-    let period = TimeRange {
-        start_time: Some(guestloop_kit::time::to_timestamp(start)),
-        end_time: Some(guestloop_kit::time::to_timestamp(end)),
-    };
+    let (start, end, period) = last_days(days);
     let started = Instant::now();
     let mut conn = pools.complaints.acquire().await?;
     let (complaints, orders, audits, loyalty) = tokio::join!(
@@ -88,7 +95,6 @@ async fn raw(
         .bind(start)
         .bind(end)
         .fetch_all(&pools.audit),
-        // CRM keeps no rollup: its own KPI call is the raw computation.
         crm.get_crm_kpis(GetCrmKpisRequest {
             property_ids: properties.to_vec(),
             period: Some(period),
@@ -109,12 +115,7 @@ pub async fn scorecard(
     client: &mut Gateway,
     days: i64,
 ) -> anyhow::Result<(Duration, pb::Scorecard)> {
-    let end = chrono::Utc::now();
-    let start = end - chrono::Duration::days(days);
-    let period = TimeRange {
-        start_time: Some(guestloop_kit::time::to_timestamp(start)),
-        end_time: Some(guestloop_kit::time::to_timestamp(end)),
-    };
+    let (_, _, period) = last_days(days);
     let started = Instant::now();
     let card = client
         .get_scorecard(pb::GetScorecardRequest {

@@ -85,8 +85,8 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
-fn micros_since(instant: Instant) -> u64 {
-    u64::try_from(instant.elapsed().as_micros()).unwrap_or(u64::MAX)
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn code_name(code: Code) -> String {
@@ -127,8 +127,8 @@ where
                             Ok(()) => Code::Ok,
                             Err(code) => code,
                         };
-                        let micros = micros_since(begun);
-                        if sender.send((micros, micros, 0, code)).is_err() {
+                        let taken = micros(begun.elapsed());
+                        if sender.send((taken, taken, 0, code)).is_err() {
                             return;
                         }
                     }
@@ -162,14 +162,18 @@ where
                 let index = i;
                 tasks.push(tokio::spawn(async move {
                     let sent = Instant::now();
-                    let lag = u64::try_from(sent.saturating_duration_since(scheduled).as_micros())
-                        .unwrap_or(u64::MAX);
+                    let lag = micros(sent.saturating_duration_since(scheduled));
                     let code = match call(index).await {
                         Ok(()) => Code::Ok,
                         Err(code) => code,
                     };
                     drop(permit);
-                    let _ = sender.send((micros_since(scheduled), micros_since(sent), lag, code));
+                    let _ = sender.send((
+                        micros(scheduled.elapsed()),
+                        micros(sent.elapsed()),
+                        lag,
+                        code,
+                    ));
                 }));
                 i += 1;
             }
