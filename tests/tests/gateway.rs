@@ -1,6 +1,7 @@
 //! The gateway's scorecard on the demo chain: every property's composite score equals the one
 //! computed here straight from the complaints data, roll-ups come from summed counts, and with a
-//! backend stopped the scorecard still answers and names what is missing.
+//! backend stopped the scorecard still answers and names what is missing (CRM's loyalty summary,
+//! reused for the configured age, only for periods it was not asked about within that age).
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,8 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     settings.demo = true;
+    // Long enough that the loyalty summary outlives the test however slow the machine.
+    settings.scorecard.loyalty_max_age_seconds = 3_600;
     settings.endpoints.insert(
         "complaints".into(),
         format!("http://127.0.0.1:{}", ports[0]),
@@ -168,6 +171,14 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
             loyalty.repeat_guests
         ),
         (direct.members, direct.staying_guests, direct.repeat_guests)
+    );
+    // The summary says when CRM computed it and for which period (this exact one: every request
+    // here asks for the same bounds).
+    assert_eq!(loyalty.period, Some(period));
+    let as_of = loyalty.as_of.map_or(0, |t| t.seconds);
+    assert!(
+        (now..=chrono::Utc::now().timestamp()).contains(&as_of),
+        "as_of {as_of} within the test"
     );
     assert_eq!(card.properties.len(), 6);
     assert_eq!(card.regions.len(), 3);
@@ -318,11 +329,41 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     facilities.shutdown().await?;
     audit.shutdown().await?;
     crm.shutdown().await?;
+    // Within the configured age the same scope and period still carries CRM's summary, with
+    // the time it was computed ...
+    let reused = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(period),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(
+        !reused.missing.iter().any(|m| m.starts_with("crm")),
+        "{:?}",
+        reused.missing
+    );
+    let reused = reused.loyalty.unwrap_or_default();
+    assert_eq!(
+        (reused.members, reused.as_of, reused.period),
+        (loyalty.members, loyalty.as_of, loyalty.period)
+    );
+    // ... but a period CRM was never asked about cannot be answered without it.
+    let day_earlier = |t: Option<prost_types::Timestamp>| {
+        t.map(|t| prost_types::Timestamp {
+            seconds: t.seconds - 86_400,
+            nanos: 0,
+        })
+    };
+    let unseen = TimeRange {
+        start_time: day_earlier(period.start_time),
+        end_time: day_earlier(period.end_time),
+    };
     let partial = client
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],
             region: String::new(),
-            period: Some(period),
+            period: Some(unseen),
             ..Default::default()
         })
         .await?

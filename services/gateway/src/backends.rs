@@ -1,14 +1,15 @@
 //! Connections from the gateway to the four backend services.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use guestloop_kit::client::{channel, AuthedChannel, CallContext};
 use guestloop_kit::server::ServiceContext;
+use moka::sync::Cache;
 use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::loyalty_cache::LoyaltyCache;
 
 /// How long the gateway waits for one backend call of a fan-out.
 pub const DEADLINE: Duration = Duration::from_secs(3);
@@ -24,15 +25,19 @@ pub fn deadline<T>(message: T) -> tonic::Request<T> {
 pub const BACKENDS: [&str; 4] = ["complaints", "crm", "facilities", "audit"];
 
 /// One lazily connected channel per backend: with the gateway's service token (for its own
-/// calls), or with the caller's token (so each backend enforces the caller's own scope).
+/// calls), or with the caller's token (so each backend enforces the caller's own scope); and
+/// what the gateway reuses of their answers for a short time.
 #[derive(Clone)]
 pub struct Backends {
     channels: Vec<(&'static str, String, AuthedChannel, Channel)>,
-    regions: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    regions: Cache<String, String>,
+    pub loyalty: LoyaltyCache,
 }
 
 /// How long a property's region (from its complaints settings) is reused before it is read again.
 const REGION_TTL: Duration = Duration::from_secs(60);
+/// Regions kept at most.
+const REGION_CAPACITY: u64 = 100_000;
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,7 +60,13 @@ impl Backends {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             channels,
-            regions: Arc::default(),
+            regions: Cache::builder()
+                .max_capacity(REGION_CAPACITY)
+                .time_to_live(REGION_TTL)
+                .build(),
+            loyalty: LoyaltyCache::new(Duration::from_secs(
+                context.settings.scorecard.loyalty_max_age_seconds,
+            )),
         })
     }
 
@@ -79,16 +90,11 @@ impl Backends {
 
     /// A property's region if read within the last minute.
     pub fn cached_region(&self, property: &str) -> Option<String> {
-        let regions = self.regions.lock().ok()?;
-        regions
-            .get(property)
-            .filter(|(_, at)| at.elapsed() < REGION_TTL)
-            .map(|(region, _)| region.clone())
+        self.regions.get(property)
     }
 
     pub fn remember_region(&self, property: &str, region: &str) {
-        if let Ok(mut regions) = self.regions.lock() {
-            regions.insert(property.to_string(), (region.to_string(), Instant::now()));
-        }
+        self.regions
+            .insert(property.to_string(), region.to_string());
     }
 }

@@ -4,6 +4,7 @@
 mod backends;
 pub mod brief;
 pub mod http;
+mod loyalty_cache;
 mod scorecard;
 pub mod sqs;
 mod status;

@@ -289,7 +289,7 @@ pub async fn compute(
         join_all(settings_calls),
         facilities_call,
         audit_counts(backends, &token, &properties, period),
-        loyalty(backends, &token, &properties, period)
+        loyalty(backends, principal, &token, &properties, period)
     );
     let loyalty = match loyalty {
         Ok(summary) => summary,
@@ -407,9 +407,12 @@ pub async fn compute(
     })
 }
 
-/// CRM's loyalty and recovery figures for the scope's properties, or why not.
+/// CRM's loyalty and recovery figures for the scope's properties, or why not: reused for the
+/// same caller role, chain, properties and period window for the configured age (see
+/// [`crate::loyalty_cache`]).
 async fn loyalty(
     backends: &Backends,
+    principal: &Principal,
     token: &str,
     properties: &[String],
     period: TimeRange,
@@ -417,30 +420,47 @@ async fn loyalty(
     if properties.is_empty() {
         return Ok(None);
     }
-    let channel = backends
-        .as_caller("crm", token)
-        .map_err(|e| format!("crm: {e}"))?;
-    let kpis = CrmServiceClient::new(channel)
-        .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
-            property_ids: properties.to_vec(),
+    let bounds = required_period(Some(&period)).map_err(|e| format!("crm: {e}"))?;
+    let ask_crm = async {
+        let asked = chrono::Utc::now();
+        let channel = backends
+            .as_caller("crm", token)
+            .map_err(|e| format!("crm: {e}"))?;
+        let kpis = CrmServiceClient::new(channel)
+            .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
+                property_ids: properties.to_vec(),
+                period: Some(period),
+                loyalty_only: true,
+            }))
+            .await
+            .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?
+            .into_inner();
+        Ok(pb::LoyaltySummary {
+            members: kpis.members,
+            repeat_guests: kpis.repeat_guests,
+            staying_guests: kpis.staying_guests,
+            repeat_stay_rate: kpis.repeat_stay_rate,
+            recovered_guests: kpis.recovered_guests,
+            recovered_returned: kpis.recovered_returned,
+            unrecovered_guests: kpis.unrecovered_guests,
+            unrecovered_returned: kpis.unrecovered_returned,
+            recovered_return_rate: kpis.recovered_return_rate,
+            unrecovered_return_rate: kpis.unrecovered_return_rate,
+            points_earned: kpis.points_earned,
+            points_redeemed: kpis.points_redeemed,
+            as_of: Some(guestloop_kit::time::to_timestamp(asked)),
             period: Some(period),
-            loyalty_only: true,
-        }))
+        })
+    };
+    backends
+        .loyalty
+        .get_or_compute(
+            principal.chain_id(),
+            principal.role(),
+            properties,
+            bounds,
+            ask_crm,
+        )
         .await
-        .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?
-        .into_inner();
-    Ok(Some(pb::LoyaltySummary {
-        members: kpis.members,
-        repeat_guests: kpis.repeat_guests,
-        staying_guests: kpis.staying_guests,
-        repeat_stay_rate: kpis.repeat_stay_rate,
-        recovered_guests: kpis.recovered_guests,
-        recovered_returned: kpis.recovered_returned,
-        unrecovered_guests: kpis.unrecovered_guests,
-        unrecovered_returned: kpis.unrecovered_returned,
-        recovered_return_rate: kpis.recovered_return_rate,
-        unrecovered_return_rate: kpis.unrecovered_return_rate,
-        points_earned: kpis.points_earned,
-        points_redeemed: kpis.points_redeemed,
-    }))
+        .map(Some)
 }

@@ -111,11 +111,19 @@ async fn raw(
 pub type Gateway = GatewayServiceClient<guestloop_kit::client::AuthedChannel>;
 type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
 
+/// The scorecard of the last `days` days, ending `earlier` before now.
 pub async fn scorecard(
     client: &mut Gateway,
     days: i64,
+    earlier: Duration,
 ) -> anyhow::Result<(Duration, pb::Scorecard)> {
-    let (_, _, period) = last_days(days);
+    let (_, _, mut period) = last_days(days);
+    for bound in [&mut period.start_time, &mut period.end_time]
+        .into_iter()
+        .flatten()
+    {
+        bound.seconds -= i64::try_from(earlier.as_secs())?;
+    }
     let started = Instant::now();
     let card = client
         .get_scorecard(pb::GetScorecardRequest {
@@ -133,23 +141,28 @@ async fn measure(label: &str, suite: &Suite, chain: &str) -> anyhow::Result<()> 
     let pools = &suite.pools;
     let mut client = quality_client(suite, chain)?;
     let mut crm = CrmServiceClient::new(quality_channel(&suite.crm, &suite.issuer, chain)?);
-    let (cold, card) = scorecard(&mut client, 90).await?;
+    let (cold, card) = scorecard(&mut client, 90, Duration::ZERO).await?;
     let properties: Vec<String> = card.properties.iter().map(|p| p.key.clone()).collect();
     let complaints = card.scope.as_ref().map_or(0, |s| s.complaints);
     let mut warm = Vec::new();
+    let mut fresh = Vec::new();
     let mut base = Vec::new();
-    // Alternate, so both see the same machine.
-    for _ in 0..15 {
-        warm.push(scorecard(&mut client, 90).await?.0);
+    // Alternate, so all three see the same machine. "Fresh" asks for periods that end further
+    // back each time, each in a window of its own, so CRM computes its loyalty part every time.
+    let window = suite.loyalty_max_age + Duration::from_secs(1);
+    for round in 1..=15 {
+        warm.push(scorecard(&mut client, 90, Duration::ZERO).await?.0);
+        fresh.push(scorecard(&mut client, 90, window * round).await?.0);
         base.push(raw(pools, &mut crm, &properties, 90).await?);
     }
-    let (warm, base) = (median(warm), median(base));
+    let (warm, fresh, base) = (median(warm), median(fresh), median(base));
     println!(
-        "{label:<34} {:>5} {:>9} {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>7.1}×  {}",
+        "{label:<34} {:>5} {:>9} {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>7.1}×  {}",
         properties.len(),
         complaints,
         ms(cold),
         ms(warm),
+        ms(fresh),
         ms(base),
         ms(base) / ms(warm).max(1e-9),
         if card.missing.is_empty() {
@@ -167,6 +180,8 @@ pub struct Suite {
     pub running: Vec<server::RunningService>,
     pub gateway: String,
     crm: String,
+    /// How long the gateway reuses CRM's loyalty summary.
+    loyalty_max_age: Duration,
     pub issuer: TokenIssuer,
     pools: Pools,
     _embedded: Option<guestloop_kit::embedded_pg::EmbeddedPostgres>,
@@ -237,6 +252,7 @@ pub async fn start_suite(
             running,
             gateway: format!("http://127.0.0.1:{}", ports[3]),
             crm: format!("http://127.0.0.1:{}", ports[4]),
+            loyalty_max_age: Duration::from_secs(settings.scorecard.loyalty_max_age_seconds),
             issuer,
             pools,
             _embedded: embedded,
@@ -355,8 +371,12 @@ pub async fn run(settings: Settings, sizes: &[i64]) -> anyhow::Result<()> {
          warm and raw are medians of 15 alternating runs."
     );
     println!(
-        "{:<34} {:>5} {:>9} {:>12} {:>12} {:>12} {:>8}",
-        "scope", "props", "complaints", "cold", "warm", "raw", "raw/warm"
+        "Warm reuses CRM's loyalty summary (up to {} s old); fresh asks CRM for it every time.",
+        suite.loyalty_max_age.as_secs()
+    );
+    println!(
+        "{:<34} {:>5} {:>9} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        "scope", "props", "complaints", "cold", "warm", "fresh", "raw", "raw/warm"
     );
     measure("demo chain", &suite, guestloop_kit::demo::DEMO_CHAIN).await?;
     let end = chrono::Utc::now().date_naive();

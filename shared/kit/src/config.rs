@@ -53,6 +53,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
+    pub scorecard: ScorecardSettings,
     /// Load the demo chain at start-up (`guestloop up --demo`).
     pub demo: bool,
 }
@@ -71,6 +72,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
+            scorecard: ScorecardSettings::default(),
             demo: false,
         }
     }
@@ -217,6 +219,26 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// The longest a scorecard may reuse CRM's loyalty summary: beyond an hour it is no longer a
+/// current figure.
+pub const MAX_LOYALTY_AGE_SECONDS: u64 = 3_600;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScorecardSettings {
+    /// How long the gateway reuses CRM's loyalty summary for scorecards of the same caller role,
+    /// chain, properties and period window, in seconds (0: ask CRM every time; at most 3600).
+    pub loyalty_max_age_seconds: u64,
+}
+
+impl Default for ScorecardSettings {
+    fn default() -> Self {
+        Self {
+            loyalty_max_age_seconds: 60,
+        }
+    }
+}
+
 impl Settings {
     /// Loads defaults, then `file` when given, then the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -317,6 +339,12 @@ impl Settings {
                 return Err(invalid(name, "must be greater than zero"));
             }
         }
+        if self.scorecard.loyalty_max_age_seconds > MAX_LOYALTY_AGE_SECONDS {
+            return Err(invalid(
+                "scorecard.loyalty_max_age_seconds",
+                format!("must be at most {MAX_LOYALTY_AGE_SECONDS}"),
+            ));
+        }
         let ports = [
             self.ports.gateway,
             self.ports.gateway_http,
@@ -377,6 +405,21 @@ mod tests {
         settings.ports.crm = settings.ports.complaints;
         let error = settings.validate().expect_err("duplicate port rejected");
         assert!(error.to_string().contains("ports"), "{error}");
+    }
+
+    #[test]
+    fn loyalty_age_over_an_hour_is_rejected() {
+        let mut settings = Settings::default();
+        settings.scorecard.loyalty_max_age_seconds = MAX_LOYALTY_AGE_SECONDS;
+        settings.validate().expect("an hour is allowed");
+        settings.scorecard.loyalty_max_age_seconds = MAX_LOYALTY_AGE_SECONDS + 1;
+        let error = settings.validate().expect_err("over an hour rejected");
+        assert!(
+            error
+                .to_string()
+                .contains("scorecard.loyalty_max_age_seconds"),
+            "{error}"
+        );
     }
 
     #[test]

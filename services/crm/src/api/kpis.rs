@@ -49,6 +49,8 @@ struct Stocks {
 
 #[derive(sqlx::FromRow, Default)]
 struct Flows {
+    /// The guests in scope, counted where the flows need them anyway.
+    members: i64,
     points_earned: i64,
     points_redeemed: i64,
     repeat_guests: i64,
@@ -119,7 +121,8 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
               s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
                     WHERE s.status = 'checked_out' AND s.departure_date >= $3::date AND s.departure_date < $4::date \
                     AND (cardinality($2::text[]) = 0 OR s.property_id = ANY($2)) GROUP BY 1) \
-         SELECT coalesce((SELECT earned FROM l), 0)::bigint AS points_earned, \
+         SELECT (SELECT count(*) FROM g) AS members, \
+                coalesce((SELECT earned FROM l), 0)::bigint AS points_earned, \
                 coalesce((SELECT redeemed FROM l), 0)::bigint AS points_redeemed, \
                 (SELECT count(*) FROM s WHERE n >= 2) AS repeat_guests, \
                 (SELECT count(*) FROM s) AS staying_guests"
@@ -153,17 +156,13 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     .bind(start)
     .bind(end)
     .fetch_one(pool);
-    // Independent reads: run them side by side on the pool.
+    // Independent reads: run them side by side on the pool. The loyalty figures take members
+    // from the flows query, which finds the guests in scope (the costly part) once for both.
     let (stocks, tiers, segments, flows, recovery) = if request.loyalty_only {
-        let members_sql = format!("WITH g AS ({ids}) SELECT count(*) FROM g");
-        let members = sqlx::query_scalar::<_, i64>(&members_sql)
-            .bind(chain)
-            .bind(properties)
-            .fetch_one(pool);
-        let (members, flows, recovery) = tokio::try_join!(members, flows, recovery)?;
+        let (flows, recovery) = tokio::try_join!(flows, recovery)?;
         (
             Stocks {
-                members,
+                members: flows.members,
                 ..Stocks::default()
             },
             Vec::new(),

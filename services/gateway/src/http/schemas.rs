@@ -115,6 +115,12 @@ pub struct LoyaltySummary {
     pub unrecovered_return_rate: Option<f64>,
     pub points_earned: i64,
     pub points_redeemed: i64,
+    /// When CRM computed these figures (RFC 3339). A summary is reused for up to
+    /// `scorecard.loyalty_max_age_seconds` (default 60).
+    pub as_of: Option<String>,
+    /// The period the figures cover: within that age of the requested one.
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
 }
 
 impl From<&pb::LoyaltySummary> for LoyaltySummary {
@@ -132,6 +138,9 @@ impl From<&pb::LoyaltySummary> for LoyaltySummary {
             unrecovered_return_rate: l.unrecovered_return_rate,
             points_earned: l.points_earned,
             points_redeemed: l.points_redeemed,
+            as_of: instant(l.as_of.as_ref()),
+            period_start: instant(l.period.as_ref().and_then(|p| p.start_time.as_ref())),
+            period_end: instant(l.period.as_ref().and_then(|p| p.end_time.as_ref())),
         }
     }
 }
