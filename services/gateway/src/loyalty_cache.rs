@@ -8,6 +8,11 @@
 //! the same `max_age`-long windows share one computation for up to `max_age`. Concurrent
 //! requests for a key that is being computed wait for that one computation. Failures are not
 //! kept. The summary carries when it was computed and the exact period it covers.
+//!
+//! A rolling period ("the last 90 days", asked again and again by a dashboard) moves into the
+//! next windows as time passes. Then the summary of the neighbouring earlier windows, while it
+//! is still within `max_age`, is served at once and the new one is computed in the background,
+//! so a polling dashboard does not wait for CRM once per window.
 
 use std::future::Future;
 use std::time::Duration;
@@ -55,6 +60,18 @@ impl Key {
             end_window: end.timestamp_millis().div_euclid(width),
         }
     }
+
+    /// The keys of the same request one window earlier: both bounds, or either one alone (when
+    /// the period's length is not a whole number of windows, its bounds cross at different
+    /// times).
+    fn earlier(&self) -> [Key; 3] {
+        let shifted = |start: i64, end: i64| Key {
+            start_window: self.start_window - start,
+            end_window: self.end_window - end,
+            ..self.clone()
+        };
+        [shifted(1, 1), shifted(1, 0), shifted(0, 1)]
+    }
 }
 
 /// Loyalty summaries by [`Key`], each kept for at most `max_age` after it was computed.
@@ -77,8 +94,9 @@ impl LoyaltyCache {
     }
 
     /// The summary for `properties` over `[start, end)` as `role` of `chain` sees it: a kept
-    /// one if computed for the same key within `max_age`, else what `compute` returns (kept on
-    /// success only).
+    /// one if computed for the same key within `max_age`; else, for a period that moved on by a
+    /// window, the earlier one while `compute` runs in the background; else what `compute`
+    /// returns. Only successes are kept.
     pub async fn get_or_compute<F>(
         &self,
         chain: &str,
@@ -88,12 +106,27 @@ impl LoyaltyCache {
         compute: F,
     ) -> Result<pb::LoyaltySummary, String>
     where
-        F: Future<Output = Result<pb::LoyaltySummary, String>>,
+        F: Future<Output = Result<pb::LoyaltySummary, String>> + Send + 'static,
     {
         let Some(cache) = &self.cache else {
             return compute.await;
         };
         let key = Key::new(chain, role, properties, start, end, self.max_age);
+        if let Some(kept) = cache.get(&key).await {
+            return Ok(kept);
+        }
+        for earlier in key.earlier() {
+            if let Some(kept) = cache.get(&earlier).await {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    // Requests arriving meanwhile wait on this same computation.
+                    if let Err(why) = cache.try_get_with(key, compute).await {
+                        tracing::warn!(error = %why, "loyalty summary not refreshed");
+                    }
+                });
+                return Ok(kept);
+            }
+        }
         cache
             .try_get_with(key, compute)
             .await
@@ -113,6 +146,7 @@ impl std::fmt::Debug for LoyaltyCache {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use chrono::TimeZone;
 
@@ -193,20 +227,69 @@ mod tests {
             .await;
         assert_eq!(again.map(|s| s.members), Ok(7), "reused within the window");
         let other = cache
-            .get_or_compute("c", ROLE, &p, (at(700), at(6_100)), async {
+            .get_or_compute("c", ROLE, &p, (at(780), at(6_180)), async {
                 Ok(summary(9))
             })
             .await;
-        assert_eq!(other.map(|s| s.members), Ok(9), "another window");
+        assert_eq!(other.map(|s| s.members), Ok(9), "other windows");
+    }
+
+    #[tokio::test]
+    async fn a_rolling_period_gets_the_earlier_summary_while_its_own_is_computed() {
+        let cache = LoyaltyCache::new(MINUTE);
+        let p = props(&["p1"]);
+        let first = cache
+            .get_or_compute("c", ROLE, &p, (at(600), at(6_000)), async {
+                Ok(summary(7))
+            })
+            .await;
+        assert_eq!(first.map(|s| s.members), Ok(7));
+        // One window later: the earlier summary at once, the new one computed meanwhile.
+        let moved = (at(660), at(6_060));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let served = cache
+            .get_or_compute("c", ROLE, &p, moved, async move {
+                let _ = tx.send(());
+                Ok(summary(9))
+            })
+            .await;
+        assert_eq!(served.map(|s| s.members), Ok(7), "served the earlier one");
+        rx.await.ok();
+        let mut fresh = Ok(summary(0));
+        for _ in 0..100 {
+            fresh = cache
+                .get_or_compute("c", ROLE, &p, moved, async { Ok(summary(10)) })
+                .await;
+            if fresh.as_ref().map(|s| s.members) == Ok(9) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(fresh.map(|s| s.members), Ok(9), "then its own");
+        // Only the end moved on (a period that is not a whole number of windows long).
+        let end_only = cache
+            .get_or_compute("c", ROLE, &p, (at(660), at(6_120)), async {
+                Ok(summary(11))
+            })
+            .await;
+        assert_eq!(end_only.map(|s| s.members), Ok(9));
+        // Two windows on is not the same rolling period any more: asked and awaited.
+        let far = cache
+            .get_or_compute("c", ROLE, &p, (at(780), at(6_180)), async {
+                Ok(summary(12))
+            })
+            .await;
+        assert_eq!(far.map(|s| s.members), Ok(12));
     }
 
     #[tokio::test]
     async fn concurrent_requests_share_one_computation() {
         let cache = LoyaltyCache::new(MINUTE);
-        let calls = AtomicUsize::new(0);
+        let calls = Arc::new(AtomicUsize::new(0));
         let p = props(&["p1"]);
         let ask = || {
-            cache.get_or_compute("c", ROLE, &p, (at(600), at(6_000)), async {
+            let calls = calls.clone();
+            cache.get_or_compute("c", ROLE, &p, (at(600), at(6_000)), async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 Ok(summary(5))

@@ -408,7 +408,8 @@ pub async fn compute(
 }
 
 /// CRM's loyalty and recovery figures for the scope's properties, or why not: reused for the
-/// same caller role, chain, properties and period window for the configured age (see
+/// same caller role, chain, properties and period windows for the configured age, and for a
+/// rolling period the earlier windows' summary while the new one is computed (see
 /// [`crate::loyalty_cache`]).
 async fn loyalty(
     backends: &Backends,
@@ -421,14 +422,16 @@ async fn loyalty(
         return Ok(None);
     }
     let bounds = required_period(Some(&period)).map_err(|e| format!("crm: {e}"))?;
-    let ask_crm = async {
+    // Owned: the cache may finish the call in the background after this scorecard is answered.
+    let channel = backends
+        .as_caller("crm", token)
+        .map_err(|e| format!("crm: {e}"))?;
+    let property_ids = properties.to_vec();
+    let ask_crm = async move {
         let asked = chrono::Utc::now();
-        let channel = backends
-            .as_caller("crm", token)
-            .map_err(|e| format!("crm: {e}"))?;
         let kpis = CrmServiceClient::new(channel)
             .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
-                property_ids: properties.to_vec(),
+                property_ids,
                 period: Some(period),
                 loyalty_only: true,
             }))

@@ -118,7 +118,7 @@ pub struct LoyaltySummary {
     /// When CRM computed these figures (RFC 3339). A summary is reused for up to
     /// `scorecard.loyalty_max_age_seconds` (default 60).
     pub as_of: Option<String>,
-    /// The period the figures cover: within that age of the requested one.
+    /// The period the figures cover: within twice that age of the requested one.
     pub period_start: Option<String>,
     pub period_end: Option<String>,
 }
