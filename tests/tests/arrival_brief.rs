@@ -20,7 +20,7 @@ const DATE: &str = "2031-06-10";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_brief_joins_every_backend_and_names_what_is_missing() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..4)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     for (name, port) in [

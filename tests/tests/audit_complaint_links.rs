@@ -92,7 +92,7 @@ async fn recovered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standards_that_fail_guests_and_fair_staff_scores() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..2)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     settings.endpoints.insert(

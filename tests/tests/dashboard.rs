@@ -68,7 +68,7 @@ async fn the_dashboard_shows_what_the_api_says() -> anyhow::Result<()> {
         return Ok(());
     };
     let ports: Vec<u16> = (0..3)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     settings.demo = true;

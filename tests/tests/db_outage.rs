@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use guestloop_kit::auth::Role;
-use guestloop_kit::embedded_pg::{free_port, EmbeddedPostgres, Lifetime};
+use guestloop_kit::embedded_pg::{EmbeddedPostgres, Lifetime};
+use guestloop_kit::ports::free_port;
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::GetFeedStatusRequest;
 use guestloop_testkit::{test_settings, TokenBuilder};

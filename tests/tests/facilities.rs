@@ -89,8 +89,8 @@ where
 async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_once(
 ) -> anyhow::Result<()> {
     // Each service must know the other's address before either starts.
-    let complaints_port = guestloop_kit::embedded_pg::free_port()?;
-    let facilities_port = guestloop_kit::embedded_pg::free_port()?;
+    let complaints_port = guestloop_kit::ports::free_port()?;
+    let facilities_port = guestloop_kit::ports::free_port()?;
     let mut settings = test_settings();
     settings.endpoints.insert(
         "complaints".into(),

@@ -27,7 +27,7 @@ struct Suite {
 
 async fn suite() -> anyhow::Result<Suite> {
     let ports: Vec<u16> = (0..2)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     settings

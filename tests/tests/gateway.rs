@@ -31,7 +31,7 @@ type PropertySums = (
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..5)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     settings.demo = true;

@@ -9,7 +9,7 @@ use guestloop_testkit::{spawn_service_on, test_settings, TokenBuilder};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..3)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     for (name, port) in [

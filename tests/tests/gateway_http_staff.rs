@@ -23,7 +23,7 @@ fn json(body: &str) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..4)
-        .map(|_| guestloop_kit::embedded_pg::free_port())
+        .map(|_| guestloop_kit::ports::free_port())
         .collect::<Result<_, _>>()?;
     let mut settings = test_settings();
     for (name, port) in [

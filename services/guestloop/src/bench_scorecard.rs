@@ -14,7 +14,7 @@ use guestloop_complaints::store::kpis::{query, Scope, Source};
 use guestloop_kit::auth::{Claims, PropertyScope, Role, TokenIssuer};
 use guestloop_kit::client::{channel, CallContext};
 use guestloop_kit::config::Settings;
-use guestloop_kit::embedded_pg::free_port;
+use guestloop_kit::ports::free_port;
 use guestloop_kit::server;
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;

@@ -320,9 +320,3 @@ rm -rf "$2"
         run_checked(stop, "pg_ctl stop").await
     }
 }
-
-/// A free TCP port on 127.0.0.1 (best effort: another process may take it before use).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}

@@ -2,7 +2,8 @@
 //! of them — layered configuration, a schema-confined database pool and migrations, the server
 //! bootstrap with its one middleware stack, JWT authentication and policy tables, the error
 //! mapping onto gRPC statuses, idempotent creates, the transactional outbox and its feed and
-//! consumers, telemetry, the private PostgreSQL server, and the working-time calculator.
+//! consumers, telemetry, the private PostgreSQL server, free local ports, and the working-time
+//! calculator.
 
 pub mod auth;
 pub mod background;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod idempotency;
 pub mod middleware;
 pub mod paging;
+pub mod ports;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -4,7 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 use tokio::sync::OnceCell;
 
-use guestloop_kit::embedded_pg::{free_port, EmbeddedPostgres, Lifetime};
+use guestloop_kit::embedded_pg::{EmbeddedPostgres, Lifetime};
+use guestloop_kit::ports::free_port;
 
 /// Where test databases are created: `DATABASE_URL`, or a private server for this process.
 struct Server {
