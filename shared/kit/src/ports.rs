@@ -73,7 +73,7 @@ fn candidate_range(ephemeral: &RangeInclusive<u16>) -> Option<RangeInclusive<u16
     [below, above]
         .into_iter()
         .flatten()
-        .filter(|r| r.start() <= r.end() && size(r) >= 1_000)
+        .filter(|r| size(r) >= 1_000)
         .max_by_key(size)
 }
 
