@@ -60,7 +60,8 @@ pub struct ServiceContext {
     pub settings: Arc<Settings>,
     /// Becomes `true` when shutdown starts.
     pub stop: watch::Receiver<bool>,
-    service_token: SecretString,
+    /// How this service authenticates to its peers.
+    service_calls: CallContext,
 }
 
 impl std::fmt::Debug for ServiceContext {
@@ -76,10 +77,9 @@ impl ServiceContext {
     pub fn peer(&self, service: &str) -> anyhow::Result<AuthedChannel> {
         let url = self.settings.endpoint_for(service);
         let timeout = Duration::from_millis(self.settings.server.request_timeout_ms);
-        let context = CallContext::with_token(&self.service_token)?;
         Ok(tonic::service::interceptor::InterceptedService::new(
             channel(&url, timeout)?,
-            context,
+            self.service_calls.clone(),
         ))
     }
 
@@ -167,16 +167,18 @@ pub async fn start_on_own_runtime(
     Ok(running)
 }
 
-/// The token this process uses when calling other services.
-pub fn service_token(settings: &Settings, service: &str) -> anyhow::Result<SecretString> {
+/// How this process authenticates when calling other services: tokens it mints itself (renewed
+/// before they expire) when an HS256 secret is configured, else the configured `auth.service_token`.
+pub fn service_calls(settings: &Settings, service: &str) -> anyhow::Result<CallContext> {
     if let Some(issuer) = TokenIssuer::from_settings(&settings.auth) {
-        return Ok(SecretString::from(issuer.service_token(service)?));
+        return CallContext::renewing(issuer, service);
     }
-    settings.auth.service_token.clone().ok_or_else(|| {
+    let token = settings.auth.service_token.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
             "setting `auth.service_token` is required when no `auth.hs256_secret` is configured"
         )
-    })
+    })?;
+    CallContext::with_token(token)
 }
 
 /// Prepares the database, mounts the service and starts serving on `addr` (port 0 picks one).
@@ -188,7 +190,7 @@ pub async fn start(
     addr: SocketAddr,
 ) -> anyhow::Result<RunningService> {
     let verifier = TokenVerifier::from_settings(&settings.auth)?;
-    let token = service_token(&settings, definition.name)?;
+    let service_calls = service_calls(&settings, definition.name)?;
     let options = db::connect_options(database_url, definition.name, &settings.database)?;
     let pool = db::pool(options, &settings.database);
     db::prepare(
@@ -218,7 +220,7 @@ pub async fn start(
         events: events.clone(),
         settings: settings.clone(),
         stop: stop.clone(),
-        service_token: token,
+        service_calls,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();

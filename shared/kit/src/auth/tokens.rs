@@ -122,9 +122,18 @@ impl TokenIssuer {
         })
     }
 
+    /// How long a minted token is valid, in seconds.
+    pub fn ttl_seconds(&self) -> i64 {
+        self.ttl_seconds
+    }
+
     /// Fills issuer, audience and lifetime, then signs.
-    pub fn mint(&self, mut claims: Claims) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
+    pub fn mint(&self, claims: Claims) -> anyhow::Result<String> {
+        self.mint_at(claims, chrono::Utc::now().timestamp())
+    }
+
+    /// [`TokenIssuer::mint`] as if the time were `now` (Unix seconds).
+    pub fn mint_at(&self, mut claims: Claims, now: i64) -> anyhow::Result<String> {
         claims.iss = self.issuer.clone();
         claims.aud = self.audience.clone();
         claims.iat = now;
@@ -143,18 +152,26 @@ impl TokenIssuer {
 
     /// A token for service-to-service calls, scoped to every property of every chain it serves.
     pub fn service_token(&self, service: &str) -> anyhow::Result<String> {
-        self.mint(Claims {
-            sub: format!("service:{service}"),
-            role: super::Role::Service,
-            chain: "*".into(),
-            props: super::PropertyScope::all(),
-            guest_id: None,
-            department: None,
-            iss: String::new(),
-            aud: String::new(),
-            iat: 0,
-            exp: 0,
-        })
+        self.service_token_at(service, chrono::Utc::now().timestamp())
+    }
+
+    /// [`TokenIssuer::service_token`] as if the time were `now` (Unix seconds).
+    pub fn service_token_at(&self, service: &str, now: i64) -> anyhow::Result<String> {
+        self.mint_at(
+            Claims {
+                sub: format!("service:{service}"),
+                role: super::Role::Service,
+                chain: "*".into(),
+                props: super::PropertyScope::all(),
+                guest_id: None,
+                department: None,
+                iss: String::new(),
+                aud: String::new(),
+                iat: 0,
+                exp: 0,
+            },
+            now,
+        )
     }
 }
 
