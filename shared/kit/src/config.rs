@@ -239,6 +239,11 @@ impl Default for ScorecardSettings {
     }
 }
 
+/// `GUESTLOOP_` variables that are not settings: the CLI's `--config` and `--token`, and the
+/// browser the dashboard test drives. Without this list they would be refused as unknown
+/// settings.
+const NOT_SETTINGS: &[&str] = &["config", "token", "chromium"];
+
 impl Settings {
     /// Loads defaults, then `file` when given, then the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -253,7 +258,7 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("GUESTLOOP_").split("__"))
+            .merge(Env::prefixed("GUESTLOOP_").ignore(NOT_SETTINGS).split("__"))
             .merge(
                 Env::raw()
                     .only(&["DATABASE_URL"])
@@ -445,6 +450,19 @@ mod tests {
             assert_eq!(settings.server.request_timeout_ms, 1234);
             assert_eq!(settings.server.max_concurrent_requests, 9);
             assert!(settings.database_url.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cli_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GUESTLOOP_CONFIG", "/etc/guestloop.toml");
+            jail.set_env("GUESTLOOP_TOKEN", "abc");
+            jail.set_env("GUESTLOOP_CHROMIUM", "/usr/bin/chromium");
+            jail.set_env("GUESTLOOP_SERVER__REQUEST_TIMEOUT_MS", "1234");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.server.request_timeout_ms, 1234);
             Ok(())
         });
     }
