@@ -325,6 +325,48 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .expect_err("unknown granularity");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
+    // A period complaints refuses is refused, with its field named, not answered as an empty card.
+    let at = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let too_long = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(TimeRange {
+                start_time: at(now - 1_200 * 86_400),
+                end_time: at(now),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a period of 1,200 days");
+    assert_eq!(too_long.code(), tonic::Code::InvalidArgument);
+    assert!(
+        too_long.message().contains("period"),
+        "{}",
+        too_long.message()
+    );
+
+    // A property asked for by name stays on the card in a period without any complaint there.
+    let quiet_property = card.properties[0].key.clone();
+    let quiet = client
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec![quiet_property.clone()],
+            period: Some(TimeRange {
+                start_time: at(now - 4_000 * 86_400),
+                end_time: at(now - 3_990 * 86_400),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        quiet
+            .properties
+            .iter()
+            .map(|p| (p.key.clone(), p.complaints))
+            .collect::<Vec<_>>(),
+        vec![(quiet_property, 0)]
+    );
+    assert!(quiet.missing.is_empty(), "{:?}", quiet.missing);
+
     // With facilities, audit and CRM down the scorecard still answers, and says what is missing.
     facilities.shutdown().await?;
     audit.shutdown().await?;

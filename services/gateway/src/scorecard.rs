@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
-use guestloop_kit::auth::{principal, BearerToken, Principal};
+use guestloop_kit::auth::{principal, BearerToken, Principal, PropertyScope};
 use guestloop_kit::time::required_period;
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::audit::v1 as audit;
@@ -20,7 +20,7 @@ use guestloop_proto::facilities::v1 as facilities;
 use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
 use guestloop_proto::gateway::v1 as pb;
 use sqlx::PgPool;
-use tonic::Request;
+use tonic::{Request, Status};
 
 use crate::backends::deadline;
 use crate::sqs::{default_weights, score, Counts, Weight};
@@ -73,10 +73,10 @@ async fn complaint_counts(
     token: &str,
     properties: &[String],
     period: TimeRange,
-) -> Result<BTreeMap<String, Counts>, String> {
+) -> Result<BTreeMap<String, Counts>, Status> {
     let channel = backends
         .as_caller("complaints", token)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let request = complaints::GetComplaintKpisRequest {
         property_ids: properties.to_vec(),
         period: Some(period),
@@ -94,11 +94,7 @@ async fn complaint_counts(
             .into_iter()
             .map(|b| (b.key, b.counts.as_ref().map(counts_of).unwrap_or_default()))
             .collect()),
-        Err(status) => Err(format!(
-            "complaints: {:?} {}",
-            status.code(),
-            status.message()
-        )),
+        Err(status) => Err(status),
     }
 }
 
@@ -206,6 +202,18 @@ pub async fn get(
     Ok(card)
 }
 
+/// The properties a request names: its own list, else a property-scoped caller's properties
+/// (a chain-wide caller without a list gets whichever properties the services report).
+fn named_properties(principal: &Principal, requested: &[String]) -> Vec<String> {
+    if !requested.is_empty() {
+        return requested.to_vec();
+    }
+    match &principal.claims.props {
+        PropertyScope::Listed(ids) => ids.clone(),
+        PropertyScope::All(_) => Vec::new(),
+    }
+}
+
 /// The scorecard for a request, fetched on `token` (the caller's own).
 pub async fn compute(
     backends: &Backends,
@@ -231,17 +239,42 @@ pub async fn compute(
         complaint_counts(backends, &token, &request.property_ids, period),
         complaint_counts(backends, &token, &request.property_ids, previous_period)
     );
-    let current = match current {
+    let mut current = match current {
         Ok(c) => c,
-        Err(why) => {
-            missing.push(why);
+        Err(status) => {
+            // A request complaints refuses (a period too long, a property out of scope) is
+            // refused here too; only complaints' own trouble leaves an empty, partial card.
+            if let Some(refusal) = ApiError::from_peer_refusal("complaints", &status) {
+                return Err(refusal);
+            }
+            missing.push(format!(
+                "complaints: {:?} {}",
+                status.code(),
+                status.message()
+            ));
             return Ok(pb::Scorecard {
                 missing,
                 ..Default::default()
             });
         }
     };
-    let previous = previous.unwrap_or_default();
+    let previous = match previous {
+        Ok(previous) => previous,
+        Err(status) => {
+            missing.push(format!(
+                "complaints: previous period: {:?} {}",
+                status.code(),
+                status.message()
+            ));
+            BTreeMap::new()
+        }
+    };
+    // Complaints reports the properties that had complaints; a property asked for by name (or
+    // in the caller's own list) that had none is still on the card, with its facilities and
+    // audit figures.
+    for property in named_properties(principal, &request.property_ids) {
+        current.entry(property).or_default();
+    }
     let properties: Vec<String> = current.keys().cloned().collect();
 
     // Regions from the complaints service's property settings, and facilities KPIs, in parallel.

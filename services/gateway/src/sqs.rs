@@ -112,6 +112,12 @@ pub fn validate(weights: &[Weight]) -> Result<(), String> {
         if seen.insert(w.kpi.clone(), ()).is_some() {
             return Err(format!("weights: `{}` is listed twice", w.kpi));
         }
+        if !w.target.is_finite() || !w.floor.is_finite() {
+            return Err(format!(
+                "weights: `{}` needs a finite target and floor (got {} and {})",
+                w.kpi, w.target, w.floor
+            ));
+        }
         if !(0.0..=1.0).contains(&w.weight) || (w.target - w.floor).abs() < f64::EPSILON {
             return Err(format!(
                 "weights: `{}` needs a weight in [0, 1] and a target different from its floor",
@@ -220,6 +226,23 @@ mod tests {
         assert_eq!(parts[1].contribution, None);
         assert!(validate(&default_weights()).is_ok());
         assert!(validate(&weights[..1]).is_err(), "must sum to 1");
+    }
+
+    #[test]
+    fn non_finite_targets_and_floors_are_refused() {
+        for (target, floor) in [
+            (f64::NAN, 0.6),
+            (0.95, f64::NAN),
+            (f64::INFINITY, 0.6),
+            (0.95, f64::NEG_INFINITY),
+        ] {
+            let mut weights = default_weights();
+            weights[1].target = target;
+            weights[1].floor = floor;
+            let error = validate(&weights).expect_err("non-finite value accepted");
+            assert!(error.contains(&weights[1].kpi), "{error}");
+            assert!(error.contains("finite"), "{error}");
+        }
     }
 
     fn counts() -> impl Strategy<Value = Counts> {

@@ -99,6 +99,34 @@ impl ApiError {
         Self::Internal(error.to_string())
     }
 
+    /// A peer's refusal of a call made with the caller's own token, when what it refused is the
+    /// caller's request (invalid argument, out of scope, not authenticated): the caller gets the
+    /// same answer, field violations included. Anything else (the peer down, overloaded or
+    /// failing) is `None`: the peer's part is missing, and the caller is not at fault.
+    pub fn from_peer_refusal(peer: &str, status: &Status) -> Option<ApiError> {
+        let message = format!("{peer}: {}", status.message());
+        match status.code() {
+            Code::InvalidArgument => {
+                let mut violations: Vec<FieldViolation> = status
+                    .get_details_bad_request()
+                    .map(|bad| {
+                        bad.field_violations
+                            .into_iter()
+                            .map(|v| FieldViolation::new(v.field, v.description))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    violations.push(FieldViolation::new("request", message));
+                }
+                Some(ApiError::InvalidArgument(violations))
+            }
+            Code::PermissionDenied => Some(ApiError::PermissionDenied(message)),
+            Code::Unauthenticated => Some(ApiError::Unauthenticated(message)),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
@@ -249,6 +277,40 @@ mod tests {
             "complaint.description"
         );
         assert!(status.message().contains("must not be empty"));
+    }
+
+    #[test]
+    fn a_peers_refusal_of_the_callers_request_is_passed_on() {
+        let refused: Status = ApiError::invalid("period", "must span at most 1100 days").into();
+        match ApiError::from_peer_refusal("complaints", &refused) {
+            Some(ApiError::InvalidArgument(violations)) => {
+                assert_eq!(violations[0].field, "period");
+                assert!(violations[0].description.contains("1100 days"));
+            }
+            other => panic!("expected the field violation, got {other:?}"),
+        }
+        let plain = Status::invalid_argument("no details");
+        match ApiError::from_peer_refusal("complaints", &plain) {
+            Some(ApiError::InvalidArgument(violations)) => {
+                assert_eq!(violations[0].field, "request");
+                assert_eq!(violations[0].description, "complaints: no details");
+            }
+            other => panic!("expected a request violation, got {other:?}"),
+        }
+        let out_of_scope: Status = ApiError::PermissionDenied("property p9".into()).into();
+        assert!(matches!(
+            ApiError::from_peer_refusal("complaints", &out_of_scope),
+            Some(ApiError::PermissionDenied(m)) if m.contains("p9")
+        ));
+        // The peer's own trouble is not the caller's: no refusal to pass on.
+        for status in [
+            Status::unavailable("down"),
+            Status::internal("bug"),
+            Status::deadline_exceeded("slow"),
+            Status::resource_exhausted("busy"),
+        ] {
+            assert!(ApiError::from_peer_refusal("complaints", &status).is_none());
+        }
     }
 
     #[test]
