@@ -132,23 +132,51 @@ fn cpu_ticks() -> Option<(u64, u64)> {
     Some((all - idle, all))
 }
 
-/// Runs `phase`, returning its result and the share of the machine's CPU that was busy meanwhile.
-async fn with_cpu<T>(
-    phase: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, Option<f64>)> {
-    let before = cpu_ticks();
-    let result = phase.await?;
-    let busy = match (before, cpu_ticks()) {
-        (Some((b0, a0)), Some((b1, a1))) if a1 > a0 => {
-            Some(100.0 * (b1 - b0) as f64 / (a1 - a0) as f64)
-        }
-        _ => None,
-    };
-    Ok((result, busy))
+/// This process's CPU time so far (user + system), in the same ticks as `/proc/stat`.
+fn own_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis are
+    // plain. utime and stime are fields 14 and 15, i.e. the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Some(fields.first()? + fields.get(1)?)
 }
 
-fn busy_text(busy: Option<f64>) -> String {
-    busy.map_or_else(|| "-".to_string(), |b| format!("{b:.0} %"))
+/// The share of the machine's CPU that was busy during a phase, and the part of it this
+/// process (bench client, CRM server) used; the rest is PostgreSQL and the machine's other work.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    busy: Option<f64>,
+    own: Option<f64>,
+}
+
+/// Runs `phase`, returning its result and the CPU used meanwhile.
+async fn with_cpu<T>(
+    phase: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Cpu)> {
+    let (before, own_before) = (cpu_ticks(), own_ticks());
+    let result = phase.await?;
+    let (after, own_after) = (cpu_ticks(), own_ticks());
+    let mut cpu = Cpu::default();
+    if let (Some((b0, a0)), Some((b1, a1))) = (before, after) {
+        if a1 > a0 {
+            let all = (a1 - a0) as f64;
+            cpu.busy = Some(100.0 * (b1 - b0) as f64 / all);
+            if let (Some(o0), Some(o1)) = (own_before, own_after) {
+                cpu.own = Some(100.0 * o1.saturating_sub(o0) as f64 / all);
+            }
+        }
+    }
+    Ok((result, cpu))
+}
+
+fn percent_text(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".to_string(), |b| format!("{b:.0} %"))
 }
 
 fn rate(rows: u64, elapsed: Duration) -> f64 {
@@ -214,8 +242,8 @@ pub async fn run(
         bytes as f64 / 1e6
     );
     println!(
-        "{:<44} {:>9} {:>12} {:>9}",
-        "path", "seconds", "rows/s", "CPU busy"
+        "{:<44} {:>9} {:>12} {:>9} {:>10}",
+        "path", "seconds", "rows/s", "CPU busy", "guestloop"
     );
     for (path, elapsed, busy) in [
         (
@@ -240,10 +268,11 @@ pub async fn run(
         ),
     ] {
         println!(
-            "{path:<44} {:>9.1} {:>12.0} {:>9}",
+            "{path:<44} {:>9.1} {:>12.0} {:>9} {:>10}",
             elapsed.as_secs_f64(),
             rate(rows, elapsed),
-            busy_text(busy)
+            percent_text(busy.busy),
+            percent_text(busy.own)
         );
     }
     println!(
