@@ -28,6 +28,97 @@ type PropertySums = (
     i64,
 );
 
+/// Complaint sums per property from the complaints data for [from, to) (Unix seconds), by the
+/// days the complaints service counts.
+async fn complaint_sums(
+    pool: &sqlx::PgPool,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<Vec<PropertySums>> {
+    let mut rows: Vec<PropertySums> = sqlx::query_as("SELECT property_id, sum(complaints)::bigint, sum(rated)::bigint, sum(csat_sum)::bigint, \
+            sum(met_acknowledge + met_investigation + met_remedy_plan + met_answer + met_resolution)::bigint, \
+            sum(missed_acknowledge + missed_investigation + missed_remedy_plan + missed_answer + missed_resolution)::bigint, \
+            sum(resolved)::bigint, sum(resolved_first_contact)::bigint, sum(nps_answers)::bigint, sum(nps_promoters)::bigint, \
+            sum(nps_detractors)::bigint, sum(repeat_issues)::bigint \
+     FROM complaints.complaint_kpi_facts WHERE day >= (to_timestamp($1) AT TIME ZONE 'UTC')::date AND day < (to_timestamp($2) AT TIME ZONE 'UTC')::date + 1 \
+     GROUP BY property_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.sort();
+    Ok(rows)
+}
+
+/// Per-property counts for [from, to) from the three services' own data: complaint sums, work
+/// orders done (and on time) from facilities, audits and their scores from audit.
+async fn expected_counts(
+    complaints: Vec<PropertySums>,
+    facilities_pool: &sqlx::PgPool,
+    audit_pool: &sqlx::PgPool,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<BTreeMap<String, Counts>> {
+    let orders: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT property_id, count(*) FILTER (WHERE done_at IS NOT NULL), count(*) FILTER (WHERE done_at <= fix_due_at) \
+         FROM facilities.work_orders WHERE created_at >= to_timestamp($1) AND created_at < to_timestamp($2) GROUP BY property_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(facilities_pool)
+    .await?;
+    let audits: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT property_id, count(*), coalesce(sum(overall), 0)::float8 FROM audit.audits \
+         WHERE submitted_at >= to_timestamp($1) AND submitted_at < to_timestamp($2) GROUP BY property_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(audit_pool)
+    .await?;
+    let mut expected: BTreeMap<String, Counts> = BTreeMap::new();
+    for (
+        property,
+        complaints,
+        rated,
+        csat_sum,
+        met,
+        missed,
+        resolved,
+        fcr,
+        answers,
+        promoters,
+        detractors,
+        repeats,
+    ) in complaints
+    {
+        let mut counts = Counts {
+            complaints,
+            rated,
+            csat_sum,
+            clocks_met: met,
+            clocks_decided: met + missed,
+            resolved,
+            resolved_first_contact: fcr,
+            nps_answers: answers,
+            nps_promoters: promoters,
+            nps_detractors: detractors,
+            repeat_issues: repeats,
+            ..Counts::default()
+        };
+        if let Some((_, done, on_time)) = orders.iter().find(|(p, _, _)| *p == property) {
+            counts.work_orders_done = *done;
+            counts.work_orders_on_time = *on_time;
+        }
+        if let Some((_, count, sum)) = audits.iter().find(|(p, _, _)| *p == property) {
+            counts.audits = *count;
+            counts.audit_score_sum = *sum;
+        }
+        expected.insert(property, counts);
+    }
+    Ok(expected)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..5)
@@ -107,22 +198,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     };
     // Compare only when the data did not move while the scorecard was computed (the demo's
     // open complaints keep escalating in the background).
-    let raw_sums = || async {
-        let mut rows: Vec<PropertySums> = sqlx::query_as("SELECT property_id, sum(complaints)::bigint, sum(rated)::bigint, sum(csat_sum)::bigint, \
-                sum(met_acknowledge + met_investigation + met_remedy_plan + met_answer + met_resolution)::bigint, \
-                sum(missed_acknowledge + missed_investigation + missed_remedy_plan + missed_answer + missed_resolution)::bigint, \
-                sum(resolved)::bigint, sum(resolved_first_contact)::bigint, sum(nps_answers)::bigint, sum(nps_promoters)::bigint, \
-                sum(nps_detractors)::bigint, sum(repeat_issues)::bigint \
-         FROM complaints.complaint_kpi_facts WHERE day >= (to_timestamp($1) AT TIME ZONE 'UTC')::date AND day < (to_timestamp($2) AT TIME ZONE 'UTC')::date + 1 \
-         GROUP BY property_id",
-        )
-        .bind(now - 60 * 86_400)
-        .bind(now)
-        .fetch_all(&pool)
-        .await?;
-        rows.sort();
-        anyhow::Ok(rows)
-    };
+    let raw_sums = || complaint_sums(&pool, now - 60 * 86_400, now);
     let mut card = pb::Scorecard::default();
     let mut rows = Vec::new();
     for _ in 0..30 {
@@ -191,69 +267,21 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         "league table, best first"
     );
 
-    // And the work orders behind the facilities component, from the facilities data.
+    // And the work orders and audits behind the facilities and audit components.
     let facilities_pool = facilities.database.admin_pool().await?;
-    let orders: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT property_id, count(*) FILTER (WHERE done_at IS NOT NULL), count(*) FILTER (WHERE done_at <= fix_due_at) \
-         FROM facilities.work_orders WHERE created_at >= to_timestamp($1) AND created_at < to_timestamp($2) GROUP BY property_id",
-    )
-    .bind(now - 60 * 86_400)
-    .bind(now)
-    .fetch_all(&facilities_pool)
-    .await?;
-    // And the audits behind the audit component, from the audit data.
     let audit_pool = audit.database.admin_pool().await?;
-    let audits: Vec<(String, i64, f64)> = sqlx::query_as(
-        "SELECT property_id, count(*), coalesce(sum(overall), 0)::float8 FROM audit.audits \
-         WHERE submitted_at >= to_timestamp($1) AND submitted_at < to_timestamp($2) GROUP BY property_id",
+    let recent_audits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.audits WHERE submitted_at >= to_timestamp($1)",
     )
     .bind(now - 60 * 86_400)
-    .bind(now)
-    .fetch_all(&audit_pool)
+    .fetch_one(&audit_pool)
     .await?;
-    assert!(!audits.is_empty(), "the demo chain has recent audits");
-    let mut expected: BTreeMap<String, Counts> = BTreeMap::new();
+    assert!(recent_audits > 0, "the demo chain has recent audits");
+    let expected =
+        expected_counts(rows, &facilities_pool, &audit_pool, now - 60 * 86_400, now).await?;
     let mut chain = Counts::default();
-    for (
-        property,
-        complaints,
-        rated,
-        csat_sum,
-        met,
-        missed,
-        resolved,
-        fcr,
-        answers,
-        promoters,
-        detractors,
-        repeats,
-    ) in rows
-    {
-        let counts = Counts {
-            complaints,
-            rated,
-            csat_sum,
-            clocks_met: met,
-            clocks_decided: met + missed,
-            resolved,
-            resolved_first_contact: fcr,
-            nps_answers: answers,
-            nps_promoters: promoters,
-            nps_detractors: detractors,
-            repeat_issues: repeats,
-            ..Counts::default()
-        };
-        let mut counts = counts;
-        if let Some((_, done, on_time)) = orders.iter().find(|(p, _, _)| *p == property) {
-            counts.work_orders_done = *done;
-            counts.work_orders_on_time = *on_time;
-        }
-        if let Some((_, count, sum)) = audits.iter().find(|(p, _, _)| *p == property) {
-            counts.audits = *count;
-            counts.audit_score_sum = *sum;
-        }
-        chain.add(&counts);
-        expected.insert(property, counts);
+    for counts in expected.values() {
+        chain.add(counts);
     }
     for unit in &card.properties {
         let counts = expected.get(&unit.key).copied().unwrap_or_default();
@@ -274,6 +302,30 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         "the chain is scored from summed counts"
     );
     assert_eq!(scope.complaints, chain.complaints);
+    // The previous period (the 60 days before) is scored from the same three sources, so the
+    // change between the two is a change in the data.
+    let previous = expected_counts(
+        complaint_sums(&pool, now - 120 * 86_400, now - 60 * 86_400).await?,
+        &facilities_pool,
+        &audit_pool,
+        now - 120 * 86_400,
+        now - 60 * 86_400,
+    )
+    .await?;
+    let mut previous_chain = Counts::default();
+    for counts in previous.values() {
+        previous_chain.add(counts);
+    }
+    assert!(
+        previous_chain.audits > 0 || previous_chain.work_orders_done > 0,
+        "the demo chain has audits or work orders in the previous period"
+    );
+    let (previous_sqs, _) = score(&previous_chain, &default_weights(), &[]);
+    assert!(
+        (scope.previous_sqs.unwrap_or(f64::NAN) - previous_sqs.unwrap_or(f64::NAN)).abs() < 1e-9,
+        "previous period: {:?} vs {previous_sqs:?}",
+        scope.previous_sqs
+    );
     let emea = client
         .get_scorecard(pb::GetScorecardRequest {
             property_ids: vec![],

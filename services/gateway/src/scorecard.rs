@@ -178,7 +178,7 @@ pub async fn get(
     let granularity = pb::Granularity::try_from(request.granularity)
         .map_err(|_| ApiError::invalid("granularity", "must be DAY, WEEK or MONTH"))?;
     if granularity == pb::Granularity::Unspecified {
-        return compute(backends, pool, &principal, &token, request).await;
+        return compute(backends, pool, &principal, &token, request, Detail::Full).await;
     }
     // Validate the buckets before any fan-out.
     let (start, end) = required_period(request.period.as_ref())?;
@@ -188,7 +188,14 @@ pub async fn get(
         region: &request.region,
     };
     let (card, trend) = futures::join!(
-        compute(backends, pool, &principal, &token, request.clone()),
+        compute(
+            backends,
+            pool,
+            &principal,
+            &token,
+            request.clone(),
+            Detail::Full
+        ),
         crate::trend::points(backends, pool, &principal, &token, scope, buckets)
     );
     let mut card = card?;
@@ -214,6 +221,48 @@ fn named_properties(principal: &Principal, requested: &[String]) -> Vec<String> 
     }
 }
 
+/// How much of a scorecard to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything: the previous period's scores and CRM's loyalty summary included.
+    Full,
+    /// What a trend point shows: the period's own scores.
+    TrendPoint,
+}
+
+/// Work orders done and done on time per property, from facilities.
+async fn work_order_counts(
+    backends: &Backends,
+    token: &str,
+    properties: &[String],
+    period: TimeRange,
+) -> Result<BTreeMap<String, (i64, i64)>, String> {
+    if properties.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let channel = backends
+        .as_caller("facilities", token)
+        .map_err(|e| format!("facilities: {e}"))?;
+    let request = deadline(facilities::GetFacilitiesKpisRequest {
+        property_ids: properties.to_vec(),
+        period: Some(period),
+        // The scorecard needs work-order counts only.
+        skip_occupancy: true,
+        ..Default::default()
+    });
+    FacilitiesServiceClient::new(channel)
+        .get_facilities_kpis(request)
+        .await
+        .map(|k| {
+            k.into_inner()
+                .by_property
+                .into_iter()
+                .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
+                .collect()
+        })
+        .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
+}
+
 /// The scorecard for a request, fetched on `token` (the caller's own).
 pub async fn compute(
     backends: &Backends,
@@ -221,6 +270,7 @@ pub async fn compute(
     principal: &Principal,
     token: &str,
     request: pb::GetScorecardRequest,
+    detail: Detail,
 ) -> ApiResult<pb::Scorecard> {
     let token = token.to_string();
     let (start, end) = required_period(request.period.as_ref())?;
@@ -237,7 +287,13 @@ pub async fn compute(
 
     let (current, previous) = futures::join!(
         complaint_counts(backends, &token, &request.property_ids, period),
-        complaint_counts(backends, &token, &request.property_ids, previous_period)
+        async {
+            if detail == Detail::Full {
+                complaint_counts(backends, &token, &request.property_ids, previous_period).await
+            } else {
+                Ok(BTreeMap::new())
+            }
+        }
     );
     let mut current = match current {
         Ok(c) => c,
@@ -258,15 +314,15 @@ pub async fn compute(
             });
         }
     };
-    let previous = match previous {
-        Ok(previous) => previous,
+    let (previous, previous_known) = match previous {
+        Ok(previous) => (previous, detail == Detail::Full),
         Err(status) => {
             missing.push(format!(
                 "complaints: previous period: {:?} {}",
                 status.code(),
                 status.message()
             ));
-            BTreeMap::new()
+            (BTreeMap::new(), false)
         }
     };
     // Complaints reports the properties that had complaints; a property asked for by name (or
@@ -298,31 +354,35 @@ pub async fn compute(
             Some((property, region))
         }
     });
-    let facilities_call = async {
-        if properties.is_empty() {
-            return Ok(Vec::new());
-        }
-        let channel = backends
-            .as_caller("facilities", &token)
-            .map_err(|e| format!("facilities: {e}"))?;
-        let request = deadline(facilities::GetFacilitiesKpisRequest {
-            property_ids: properties.clone(),
-            period: Some(period),
-            // The scorecard needs work-order counts only.
-            skip_occupancy: true,
-            ..Default::default()
-        });
-        FacilitiesServiceClient::new(channel)
-            .get_facilities_kpis(request)
-            .await
-            .map(|k| k.into_inner().by_property)
-            .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
-    };
-    let (regions, facility_results, audits, loyalty) = futures::join!(
+    // The previous period is scored from the same sources as the current one, so the change
+    // between them is a change in the data, not in the formula. Trend points need neither the
+    // previous period nor CRM's loyalty summary.
+    let full = detail == Detail::Full;
+    let (regions, work_orders, previous_work_orders, audits, previous_audits, loyalty) = futures::join!(
         join_all(settings_calls),
-        facilities_call,
+        work_order_counts(backends, &token, &properties, period),
+        async {
+            if full {
+                work_order_counts(backends, &token, &properties, previous_period).await
+            } else {
+                Ok(BTreeMap::new())
+            }
+        },
         audit_counts(backends, &token, &properties, period),
-        loyalty(backends, principal, &token, &properties, period)
+        async {
+            if full {
+                audit_counts(backends, &token, &properties, previous_period).await
+            } else {
+                Ok(BTreeMap::new())
+            }
+        },
+        async {
+            if full {
+                loyalty(backends, principal, &token, &properties, period).await
+            } else {
+                Ok(None)
+            }
+        }
     );
     let loyalty = match loyalty {
         Ok(summary) => summary,
@@ -333,42 +393,63 @@ pub async fn compute(
     };
     let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
     let mut per_property: BTreeMap<String, Counts> = current.clone();
-    let facilities_ok = match facility_results {
-        Ok(rows) => {
-            for row in rows {
-                if let Some(counts) = per_property.get_mut(&row.property_id) {
-                    counts.work_orders_done = row.work_orders_done;
-                    counts.work_orders_on_time = row.fix_met;
-                }
-            }
-            true
-        }
-        Err(why) => {
-            missing.push(why);
-            false
-        }
-    };
-    let mut unavailable: Vec<&str> = if facilities_ok {
-        vec![]
-    } else {
-        vec!["work_order_attainment"]
-    };
-    match audits {
-        Ok(audits) => {
-            for (property, (count, sum)) in audits {
-                if let Some(counts) = per_property.get_mut(&property) {
-                    counts.audits = count;
-                    counts.audit_score_sum = sum;
-                }
-            }
-        }
-        Err(why) => {
-            missing.push(why);
-            unavailable.push("audit_score");
+    let mut previous = previous;
+    if previous_known {
+        // A property without complaints then still has its work orders and audits then.
+        for property in &properties {
+            previous.entry(property.clone()).or_default();
         }
     }
-    // Previous-period work orders and audits are not fetched: compare like with like.
-    let previous_unavailable: Vec<&str> = vec!["work_order_attainment", "audit_score"];
+    let mut unavailable: Vec<&str> = Vec::new();
+    let mut previous_unavailable: Vec<&str> = Vec::new();
+    for (results, counts, unavailable, what) in [
+        (work_orders, &mut per_property, &mut unavailable, ""),
+        (
+            previous_work_orders,
+            &mut previous,
+            &mut previous_unavailable,
+            "previous period: ",
+        ),
+    ] {
+        match results {
+            Ok(rows) => {
+                for (property, (done, on_time)) in rows {
+                    if let Some(counts) = counts.get_mut(&property) {
+                        counts.work_orders_done = done;
+                        counts.work_orders_on_time = on_time;
+                    }
+                }
+            }
+            Err(why) => {
+                missing.push(why.replacen("facilities: ", &format!("facilities: {what}"), 1));
+                unavailable.push("work_order_attainment");
+            }
+        }
+    }
+    for (results, counts, unavailable, what) in [
+        (audits, &mut per_property, &mut unavailable, ""),
+        (
+            previous_audits,
+            &mut previous,
+            &mut previous_unavailable,
+            "previous period: ",
+        ),
+    ] {
+        match results {
+            Ok(rows) => {
+                for (property, (count, sum)) in rows {
+                    if let Some(counts) = counts.get_mut(&property) {
+                        counts.audits = count;
+                        counts.audit_score_sum = sum;
+                    }
+                }
+            }
+            Err(why) => {
+                missing.push(why.replacen("audit: ", &format!("audit: {what}"), 1));
+                unavailable.push("audit_score");
+            }
+        }
+    }
 
     let in_region = |p: &String| {
         request.region.is_empty() || regions.get(p).is_some_and(|r| *r == request.region)

@@ -11,7 +11,7 @@ use guestloop_proto::gateway::v1 as pb;
 use sqlx::PgPool;
 use tonic::Request;
 
-use crate::scorecard::compute;
+use crate::scorecard::{compute, Detail};
 use crate::Backends;
 
 /// At most this many buckets per trend.
@@ -123,7 +123,15 @@ pub async fn points(
                 granularity: pb::Granularity::Unspecified as i32,
             };
             async move {
-                let card = compute(backends, pool, principal, token, card_request).await?;
+                let card = compute(
+                    backends,
+                    pool,
+                    principal,
+                    token,
+                    card_request,
+                    Detail::TrendPoint,
+                )
+                .await?;
                 let scope = card.scope.unwrap_or_default();
                 let point = pb::TrendPoint {
                     bucket: Some(bucket),
