@@ -336,6 +336,28 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .await?
         .into_inner();
     assert_eq!(emea.properties.len(), 2);
+    // The region's loyalty figures are CRM's for the region's properties, not the chain's.
+    let emea_direct = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
+        crm.channel_with_token(&token).await?,
+    )
+    .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
+        property_ids: emea.properties.iter().map(|p| p.key.clone()).collect(),
+        period: Some(period),
+        loyalty_only: false,
+    })
+    .await?
+    .into_inner();
+    let emea_loyalty = emea.loyalty.clone().unwrap_or_default();
+    assert_eq!(
+        (emea_loyalty.members, emea_loyalty.staying_guests),
+        (emea_direct.members, emea_direct.staying_guests)
+    );
+    assert!(
+        emea_loyalty.members < loyalty.members,
+        "{} members in the region, {} in the chain",
+        emea_loyalty.members,
+        loyalty.members
+    );
 
     // With a granularity the scorecard carries the scope's trend: buckets tile the period and
     // their complaints add up to the scope's.

@@ -339,27 +339,50 @@ pub async fn compute(
         let property = property.clone();
         async move {
             if let Some(region) = backends.cached_region(&property) {
-                return Some((property, region));
+                return (property, Ok(region));
             }
-            let channel = channel.ok()?;
             let request = deadline(complaints::GetPropertySettingsRequest {
                 property_id: property.clone(),
             });
-            let settings = ComplaintsServiceClient::new(channel)
-                .get_property_settings(request)
-                .await
-                .ok()?;
-            let region = settings.into_inner().region;
-            backends.remember_region(&property, &region);
-            Some((property, region))
+            let settings = match channel {
+                Ok(channel) => ComplaintsServiceClient::new(channel)
+                    .get_property_settings(request)
+                    .await
+                    .map_err(|status| format!("{:?} {}", status.code(), status.message())),
+                Err(e) => Err(e.to_string()),
+            };
+            match settings {
+                Ok(settings) => {
+                    let region = settings.into_inner().region;
+                    backends.remember_region(&property, &region);
+                    (property, Ok(region))
+                }
+                Err(why) => (property, Err(why)),
+            }
         }
     });
+    // Regions first (cached after the first card): a card for one region asks the other
+    // services, CRM's loyalty summary included, about that region's properties only.
+    let mut regions: BTreeMap<String, String> = BTreeMap::new();
+    for (property, region) in join_all(settings_calls).await {
+        match region {
+            Ok(region) => {
+                regions.insert(property, region);
+            }
+            Err(why) => missing.push(format!("complaints: region of {property}: {why}")),
+        }
+    }
+    let properties: Vec<String> = properties
+        .into_iter()
+        .filter(|p| {
+            request.region.is_empty() || regions.get(p).is_some_and(|r| *r == request.region)
+        })
+        .collect();
     // The previous period is scored from the same sources as the current one, so the change
     // between them is a change in the data, not in the formula. Trend points need neither the
     // previous period nor CRM's loyalty summary.
     let full = detail == Detail::Full;
-    let (regions, work_orders, previous_work_orders, audits, previous_audits, loyalty) = futures::join!(
-        join_all(settings_calls),
+    let (work_orders, previous_work_orders, audits, previous_audits, loyalty) = futures::join!(
         work_order_counts(backends, &token, &properties, period),
         async {
             if full {
@@ -391,8 +414,10 @@ pub async fn compute(
             None
         }
     };
-    let regions: BTreeMap<String, String> = regions.into_iter().flatten().collect();
-    let mut per_property: BTreeMap<String, Counts> = current.clone();
+    let mut per_property: BTreeMap<String, Counts> = current
+        .into_iter()
+        .filter(|(p, _)| properties.contains(p))
+        .collect();
     let mut previous = previous;
     if previous_known {
         // A property without complaints then still has its work orders and audits then.
@@ -451,12 +476,8 @@ pub async fn compute(
         }
     }
 
-    let in_region = |p: &String| {
-        request.region.is_empty() || regions.get(p).is_some_and(|r| *r == request.region)
-    };
     let mut units: Vec<pb::ScoredUnit> = per_property
         .iter()
-        .filter(|(p, _)| in_region(p))
         .map(|(p, counts)| {
             let mut u = unit(
                 p.clone(),
@@ -484,7 +505,7 @@ pub async fn compute(
 
     let mut by_region: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
     let mut scope = (Counts::default(), Counts::default());
-    for (property, counts) in per_property.iter().filter(|(p, _)| in_region(p)) {
+    for (property, counts) in &per_property {
         let region = regions.get(property).cloned().unwrap_or_default();
         let entry = by_region.entry(region).or_default();
         entry.0.add(counts);
