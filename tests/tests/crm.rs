@@ -1905,3 +1905,533 @@ async fn pms_batches_upsert_in_bulk_and_earn_once_under_concurrency() -> anyhow:
     );
     service.shutdown().await
 }
+
+/// A pool on the service's own schema, as the service's background tasks have.
+fn crm_pool(service: &TestService) -> anyhow::Result<sqlx::PgPool> {
+    let settings = test_settings();
+    let options =
+        guestloop_kit::db::connect_options(&service.database.url, "crm", &settings.database)?;
+    Ok(guestloop_kit::db::pool(options, &settings.database))
+}
+
+/// Waits until a statement of this test's database that contains `statement` waits for a lock.
+async fn wait_for_lock(pool: &sqlx::PgPool, statement: &str, waiters: i64) -> anyhow::Result<()> {
+    for _ in 0..1_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        )
+        .bind(statement)
+        .fetch_one(pool)
+        .await?;
+        if waiting >= waiters {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("no statement with {statement:?} came to wait for the lock")
+}
+
+fn kpi_period() -> guestloop_proto::common::v1::TimeRange {
+    use chrono::{Duration, Utc};
+    guestloop_proto::common::v1::TimeRange {
+        start_time: Some(prost_types::Timestamp {
+            seconds: (Utc::now() - Duration::days(365)).timestamp(),
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: (Utc::now() + Duration::days(1)).timestamp(),
+            nanos: 0,
+        }),
+    }
+}
+
+fn checked_out_days_ago(
+    property: &str,
+    reservation: &str,
+    guest_id: &str,
+    days_ago: i64,
+) -> pb::Stay {
+    let today = chrono::Utc::now().date_naive();
+    stay_at(
+        property,
+        reservation,
+        guest_id,
+        "",
+        &(today - chrono::Duration::days(days_ago)).to_string(),
+        &(today - chrono::Duration::days(days_ago - 2)).to_string(),
+        pb::StayStatus::CheckedOut,
+    )
+}
+
+#[tokio::test]
+async fn kpis_without_named_properties_cover_only_the_callers_properties() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let paris = create(&mut admin, guest("Pia", "Paris", "pia@example.fr", "")).await?;
+    let tokyo = create(&mut admin, guest("Taro", "Tokyo", "taro@example.jp", "")).await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                checked_out_days_ago("paris", "P1", &paris.guest_id, 40),
+                checked_out_days_ago("paris", "P2", &paris.guest_id, 20),
+                checked_out_days_ago("tokyo", "T1", &tokyo.guest_id, 30),
+            ],
+        })
+        .await?;
+    let ask = |property_ids: Vec<String>| pb::GetCrmKpisRequest {
+        property_ids,
+        period: Some(kpi_period()),
+        loyalty_only: false,
+    };
+    let chain = admin.get_crm_kpis(ask(Vec::new())).await?.into_inner();
+    assert_eq!((chain.members, chain.points_earned), (2, 600));
+
+    let mut manager = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).properties(&["tokyo"]),
+    )
+    .await?;
+    let own = manager.get_crm_kpis(ask(Vec::new())).await?.into_inner();
+    let named = manager
+        .get_crm_kpis(ask(vec!["tokyo".into()]))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (own.members, own.points_earned, own.points_outstanding),
+        (1, 200, 200),
+        "naming no property means the caller's own, not the chain"
+    );
+    assert_eq!(
+        (own.members, own.points_earned, own.staying_guests),
+        (named.members, named.points_earned, named.staying_guests)
+    );
+    let loyalty = manager
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            loyalty_only: true,
+            ..ask(Vec::new())
+        })
+        .await?
+        .into_inner();
+    assert_eq!((loyalty.members, loyalty.points_earned), (1, 200));
+
+    let nowhere = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).properties(&[]),
+    )
+    .await?
+    .get_crm_kpis(ask(Vec::new()))
+    .await?
+    .into_inner();
+    assert_eq!(
+        (
+            nowhere.members,
+            nowhere.points_earned,
+            nowhere.points_outstanding
+        ),
+        (0, 0, 0),
+        "a scope of no property sees no guest"
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn staff_cannot_mint_points_beyond_their_role_limit() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Mia", "Minted", "mia@example.com", "")).await?;
+    let post =
+        |request_id: &str, kind: pb::EntryKind, points: i64, reason: &str| pb::PostPointsRequest {
+            request_id: request_id.into(),
+            guest_id: g.guest_id.clone(),
+            kind: kind as i32,
+            points,
+            debit: false,
+            reason: reason.into(),
+        };
+    let mut agent = crm_as(&service, TokenBuilder::new(Role::Agent)).await?;
+    let refused = agent
+        .post_points(post("a-1", pb::EntryKind::Bonus, 1_000_000, "nice guest"))
+        .await
+        .expect_err("an agent may not grant a bonus");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = agent
+        .post_points(post("a-2", pb::EntryKind::Earn, 1_000_000, ""))
+        .await
+        .expect_err("an agent may not earn points by hand");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    let mut supervisor = crm_as(&service, TokenBuilder::new(Role::Supervisor)).await?;
+    let unexplained = supervisor
+        .post_points(post("s-1", pb::EntryKind::Bonus, 100, " "))
+        .await
+        .expect_err("a bonus needs a reason");
+    assert_eq!(unexplained.code(), Code::InvalidArgument);
+    assert!(unexplained.message().contains("reason"), "{unexplained:?}");
+    for (request_id, kind) in [("s-2", pb::EntryKind::Bonus), ("s-3", pb::EntryKind::Earn)] {
+        let refused = supervisor
+            .post_points(post(request_id, kind, 5_001, "late checkout"))
+            .await
+            .expect_err("over the supervisor's limit");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{kind:?}");
+    }
+    supervisor
+        .post_points(post("s-4", pb::EntryKind::Bonus, 5_000, "late checkout"))
+        .await?;
+    // Other services (e.g. a partner feed) are not held to staff limits.
+    crm_as(&service, TokenBuilder::new(Role::Service))
+        .await?
+        .post_points(post(
+            "svc-1",
+            pb::EntryKind::Bonus,
+            100_000,
+            "partner promotion",
+        ))
+        .await?;
+
+    let pool = service.database.admin_pool().await?;
+    let posted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT source, points FROM crm.ledger WHERE guest_id = $1 ORDER BY entry_id",
+    )
+    .bind(&g.guest_id)
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        posted,
+        vec![
+            ("request:s-4".to_string(), 5_000),
+            ("request:svc-1".to_string(), 100_000)
+        ],
+        "nothing refused was posted"
+    );
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(account.balance, 105_000);
+    service.shutdown().await
+}
+
+/// What the tier and expiry background tasks run (every 6 hours and daily) raises tiers and
+/// expires points without anyone calling EvaluateTiers or RunPointsExpiry, once per change.
+#[tokio::test]
+async fn scheduled_loyalty_batches_raise_tiers_and_expire_points() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Sam", "Scheduled", "sam@example.com", "")).await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                checked_out_days_ago("berlin", "S1", &g.guest_id, 100),
+                checked_out_days_ago("berlin", "S2", &g.guest_id, 60),
+                checked_out_days_ago("berlin", "S3", &g.guest_id, 20),
+            ],
+        })
+        .await?;
+    let pool = crm_pool(&service)?;
+    let tiers = guestloop_crm::run_tier_evaluation(&pool, chrono::Utc::now()).await?;
+    assert_eq!((tiers.evaluated, tiers.changed), (1, 1));
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(tier.tier, "regular", "three stays in 12 months");
+    let again = guestloop_crm::run_tier_evaluation(&pool, chrono::Utc::now()).await?;
+    assert_eq!(again.changed, 0, "a rerun changes nothing");
+
+    // Two years and a month without activity.
+    sqlx::query(
+        "UPDATE loyalty_accounts SET last_activity_at = now() - interval '25 months' WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&pool)
+    .await?;
+    let expired = guestloop_crm::run_points_expiry(&pool, chrono::Utc::now()).await?;
+    assert_eq!((expired.accounts_expired, expired.points_expired), (1, 600));
+    let rerun = guestloop_crm::run_points_expiry(&pool, chrono::Utc::now()).await?;
+    assert_eq!(rerun.points_expired, 0, "an expiry batch applies once");
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(account.balance, 0);
+    service.shutdown().await
+}
+
+/// Points earned after the expiry batch picked an inactive account, but before it locked it,
+/// make the account active again: nothing expires, and the new points stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inactivity_expiry_spares_points_earned_while_it_runs() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Ivo", "Idle", "ivo@example.com", "")).await?;
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "old-earn".into(),
+            guest_id: g.guest_id.clone(),
+            kind: pb::EntryKind::Earn as i32,
+            points: 600,
+            debit: false,
+            reason: "seed".into(),
+        })
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET last_activity_at = now() - interval '25 months' WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&pool)
+    .await?;
+    // An earn (as post_entry writes it) holds the account while the batch runs.
+    let mut earn = pool.begin().await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET balance = balance + 500, lifetime_earned = lifetime_earned + 500, \
+         last_activity_at = now() WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&mut *earn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO crm.ledger (guest_id, kind, points, balance_after, reason, actor, source) \
+         VALUES ($1, 'earn', 500, 1100, '', 'test', 'request:late-earn')",
+    )
+    .bind(&g.guest_id)
+    .execute(&mut *earn)
+    .await?;
+    let mut batch = admin.clone();
+    let run = tokio::spawn(async move {
+        batch
+            .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+            .await
+    });
+    wait_for_lock(&pool, "loyalty_accounts", 1).await?;
+    earn.commit().await?;
+    let expired = run.await??.into_inner();
+    assert_eq!(
+        (expired.accounts_expired, expired.points_expired),
+        (0, 0),
+        "the account was active again when the batch locked it"
+    );
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(account.balance, 1_100);
+    let expiries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.ledger WHERE guest_id = $1 AND kind = 'expire'",
+    )
+    .bind(&g.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(expiries, 0);
+    service.shutdown().await
+}
+
+async fn tier_changes(pool: &sqlx::PgPool, guest_id: &str) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.tier_history WHERE guest_id = $1), \
+                (SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.tier.changed' \
+                 AND subject = 'guests/' || $1)",
+    )
+    .bind(guest_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A manager makes a guest strategic while a tier evaluation is under way: the evaluation,
+/// decided on the tier it read before, leaves the guest strategic and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tier_evaluation_keeps_a_concurrent_strategic_tier() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(
+        &mut admin,
+        guest("Stella", "Strategic", "stella@example.com", ""),
+    )
+    .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                checked_out_days_ago("berlin", "C1", &g.guest_id, 100),
+                checked_out_days_ago("berlin", "C2", &g.guest_id, 60),
+                checked_out_days_ago("berlin", "C3", &g.guest_id, 20),
+            ],
+        })
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    // SetStrategicTier's write, not yet committed when the evaluation reads the guest.
+    let mut manager = pool.begin().await?;
+    sqlx::query(
+        "UPDATE crm.guests SET tier = 'strategic', strategic_manual = true WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&mut *manager)
+    .await?;
+    let mut batch = admin.clone();
+    let run = tokio::spawn(async move {
+        batch
+            .evaluate_tiers(pb::EvaluateTiersRequest { as_of: None })
+            .await
+    });
+    wait_for_lock(&pool, "guests", 1).await?;
+    manager.commit().await?;
+    let evaluated = run.await??.into_inner();
+    assert_eq!(evaluated.changed, 0, "{evaluated:?}");
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(tier.tier, "strategic", "the manager's decision stands");
+    assert_eq!(tier_changes(&pool, &g.guest_id).await?, (0, 0));
+    service.shutdown().await
+}
+
+/// Two tier evaluations at once move a guest once: one history row, one tier.changed event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_tier_evaluations_record_one_change() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Otto", "Overlap", "otto@example.com", "")).await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                checked_out_days_ago("berlin", "O1", &g.guest_id, 100),
+                checked_out_days_ago("berlin", "O2", &g.guest_id, 60),
+                checked_out_days_ago("berlin", "O3", &g.guest_id, 20),
+            ],
+        })
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    // Hold the guest so both runs have read it before either writes.
+    let mut hold = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM crm.guests WHERE guest_id = $1 FOR UPDATE")
+        .bind(&g.guest_id)
+        .execute(&mut *hold)
+        .await?;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut batch = admin.clone();
+        runs.push(tokio::spawn(async move {
+            batch
+                .evaluate_tiers(pb::EvaluateTiersRequest { as_of: None })
+                .await
+        }));
+    }
+    wait_for_lock(&pool, "guests", 2).await?;
+    hold.commit().await?;
+    let mut changed = 0;
+    for run in runs {
+        changed += run.await??.into_inner().changed;
+    }
+    assert_eq!(changed, 1, "the guest moved once");
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: g.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(tier.tier, "regular");
+    assert_eq!(
+        tier_changes(&pool, &g.guest_id).await?,
+        (1, 1),
+        "one history row and one event"
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn real_phone_numbers_are_not_taken_for_card_numbers() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    // 8613800138002 passes the Luhn check, as one 13-digit number in ten does.
+    let wang = create(&mut admin, guest("Wei", "Wang", "", "+86 138 0013 8002")).await?;
+    assert_eq!(wang.phone, "+86 138 0013 8002");
+    // A card number is still refused, in the phone field and in free text.
+    for (phone, notes, field) in [
+        ("4111 1111 1111 1111", "", "guest.phone"),
+        ("", "paid with 4111 1111 1111 1111", "guest.notes"),
+    ] {
+        let refused = admin
+            .create_guest(pb::CreateGuestRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                guest: Some(pb::Guest {
+                    notes: notes.into(),
+                    ..guest("Card", "Holder", "", phone)
+                }),
+            })
+            .await
+            .expect_err("a card number");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains(field), "{refused:?}");
+    }
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Ewa", "Endless", "ewa@example.com", "")).await?;
+    let endless = stay_at(
+        "berlin",
+        "E1",
+        &g.guest_id,
+        "",
+        "2026-01-01",
+        "9999-12-31",
+        pb::StayStatus::CheckedOut,
+    );
+    let nowhere = stay_at(
+        "",
+        "E2",
+        &g.guest_id,
+        "",
+        "2026-01-01",
+        "2026-01-03",
+        pb::StayStatus::CheckedOut,
+    );
+    let manager = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).properties(&["berlin"]),
+    )
+    .await?;
+    for (mut client, stay, field) in [
+        (admin.clone(), endless.clone(), "stays[0].departure_date"),
+        (admin.clone(), nowhere.clone(), "stays[0].property_id"),
+        (manager, nowhere, "stays[0].property_id"),
+    ] {
+        let refused = client
+            .upsert_stays(pb::UpsertStaysRequest { stays: vec![stay] })
+            .await
+            .expect_err("an invalid stay");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(field), "{refused:?}");
+    }
+    // A year is fine: 366 nights.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                departure_date: "2027-01-02".into(),
+                ..endless
+            }],
+        })
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    let stays: Vec<String> =
+        sqlx::query_scalar("SELECT pms_reservation_id FROM crm.stays WHERE guest_id = $1")
+            .bind(&g.guest_id)
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(stays, vec!["E1".to_string()]);
+    service.shutdown().await
+}

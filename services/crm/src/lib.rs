@@ -19,8 +19,11 @@ use guestloop_kit::auth::Role;
 use guestloop_kit::events::Consumer;
 use guestloop_kit::server::{BackgroundTask, ServiceContext, ServiceDefinition};
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
+use guestloop_proto::crm::v1 as pb;
 use guestloop_proto::crm::v1::crm_service_server::CrmServiceServer;
 use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
 /// How often the day's care tasks are (re)generated; generation is idempotent.
@@ -28,6 +31,14 @@ const CARE_TASK_PERIOD: std::time::Duration = std::time::Duration::from_secs(600
 /// How often every chain's customer values are re-evaluated (the first run one period after
 /// start-up; the demo load evaluates its chain itself).
 const CUSTOMER_VALUE_PERIOD: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// How often every chain's tiers are re-evaluated ([`run_tier_evaluation`]); idempotent.
+const TIER_PERIOD: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// How often points expire under each chain's program ([`run_points_expiry`]); idempotent.
+const POINTS_EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long after start-up the first tier evaluation and points expiry run: not at once (a
+/// fresh suite or a test sets its data up first), and well within a period so that a service
+/// restarted more often than daily still expires points.
+const LOYALTY_FIRST_RUN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -274,27 +285,101 @@ fn mount(
         },
     );
     let pool = context.pool.clone();
-    let mut stop = context.stop.clone();
-    let values_stop = context.stop.clone();
-    let customer_values = async move {
-        tokio::select! {
-            _ = tokio::time::sleep(CUSTOMER_VALUE_PERIOD) => {}
-            _ = stop.changed() => return,
-        }
+    let customer_values = after(
+        CUSTOMER_VALUE_PERIOD,
+        context.stop.clone(),
         guestloop_kit::background::every(
             "customer-values",
             CUSTOMER_VALUE_PERIOD,
-            values_stop,
+            context.stop.clone(),
             move || {
                 let pool = pool.clone();
                 async move { api::evaluate_all_customer_values(&pool).await }
             },
-        )
-        .await
-    };
+        ),
+    );
+    let pool = context.pool.clone();
+    let events = context.events.clone();
+    let tiers = after(
+        LOYALTY_FIRST_RUN,
+        context.stop.clone(),
+        guestloop_kit::background::every("tiers", TIER_PERIOD, context.stop.clone(), move || {
+            let pool = pool.clone();
+            let events = events.clone();
+            async move {
+                run_tier_evaluation(&pool, chrono::Utc::now()).await?;
+                // Position the tier.changed events now rather than at the relay's next poll.
+                events.wake();
+                Ok(0)
+            }
+        }),
+    );
+    let pool = context.pool.clone();
+    let points_expiry = after(
+        LOYALTY_FIRST_RUN,
+        context.stop.clone(),
+        guestloop_kit::background::every(
+            "points-expiry",
+            POINTS_EXPIRY_PERIOD,
+            context.stop.clone(),
+            move || {
+                let pool = pool.clone();
+                async move {
+                    run_points_expiry(&pool, chrono::Utc::now()).await?;
+                    Ok(0)
+                }
+            },
+        ),
+    );
     Ok(vec![
         Box::pin(consumer.run(feed, context.stop.clone())),
         Box::pin(care_tasks),
         Box::pin(customer_values),
+        Box::pin(tiers),
+        Box::pin(points_expiry),
     ])
+}
+
+/// Runs `task` once `delay` has passed, unless shutdown starts first.
+async fn after(
+    delay: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+    task: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = stop.changed() => return,
+    }
+    task.await
+}
+
+/// The scheduled tier evaluation (every [`TIER_PERIOD`]): every chain's tiers as of `as_of`, as
+/// `EvaluateTiers` does for the service role. Idempotent. Does not wake the event relay, which
+/// then finds the `crm.tier.changed` events on its next poll.
+pub async fn run_tier_evaluation(
+    pool: &PgPool,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> guestloop_kit::ApiResult<pb::EvaluateTiersResponse> {
+    let response = api::evaluate_all_tiers(pool, as_of).await?;
+    tracing::info!(
+        evaluated = response.evaluated,
+        changed = response.changed,
+        "tiers evaluated"
+    );
+    Ok(response)
+}
+
+/// The scheduled points expiry (every [`POINTS_EXPIRY_PERIOD`]): every chain's points as of
+/// `as_of` under its program, as `RunPointsExpiry` does for the service role. Idempotent.
+pub async fn run_points_expiry(
+    pool: &PgPool,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> guestloop_kit::ApiResult<pb::RunPointsExpiryResponse> {
+    let response = api::expire_all_points(pool, as_of).await?;
+    tracing::info!(
+        accounts = response.accounts_expired,
+        points = response.points_expired,
+        "points expired"
+    );
+    Ok(response)
 }

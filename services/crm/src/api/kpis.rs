@@ -4,7 +4,7 @@
 //! Every rate comes with its numerator and denominator.
 
 use chrono::Duration;
-use guestloop_kit::auth::principal;
+use guestloop_kit::auth::{principal, PropertyScope};
 use guestloop_kit::time::required_period;
 use guestloop_kit::ApiResult;
 use guestloop_proto::crm::v1 as pb;
@@ -73,7 +73,21 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     }
     let (start, end) = required_period(request.period.as_ref())?;
     let chain = principal.chain_id();
-    let properties = &request.property_ids;
+    // Naming no property means every property the caller may see: the whole chain only for a
+    // chain-wide scope, else the caller's own properties.
+    let properties = if request.property_ids.is_empty() {
+        match &principal.claims.props {
+            PropertyScope::Listed(ids) => ids.clone(),
+            PropertyScope::All(_) => Vec::new(),
+        }
+    } else {
+        request.property_ids.clone()
+    };
+    if properties.is_empty() && !matches!(principal.claims.props, PropertyScope::All(_)) {
+        // A scope that lists no property sees no guest (an empty list below means the chain).
+        return Ok(pb::CrmKpis::default());
+    }
+    let properties = &properties;
     let pool = &api.context.pool;
 
     let all_columns = guests_in_scope("g.*", properties);

@@ -6,7 +6,7 @@ use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tonic::Request;
 
 use super::store::load;
@@ -25,13 +25,25 @@ pub(super) fn earn_per_night(tier: &str) -> i64 {
     }
 }
 
-/// Roles allowed to adjust points, and the most one adjustment may move.
+/// Roles allowed to move points by hand (an adjustment, a bonus or a manual earn), and the most
+/// one such posting may move; `None` is no limit.
 fn adjust_limit(role: Role) -> Option<i64> {
     match role {
         Role::Supervisor | Role::DutyManager => Some(5_000),
         Role::GeneralManager => Some(50_000),
         Role::ChainAdmin | Role::ChainQualityManager => None,
         _ => Some(0),
+    }
+}
+
+/// The most one `PostPoints` of `kind` by `role` may move (`None`: no limit). Redemptions are
+/// bounded by the balance. Earn and bonus credits create points, so staff are held to the
+/// adjustment limits (earning by rule comes from stays); other services post them unlimited.
+fn posting_limit(role: Role, kind: EntryKind) -> Option<i64> {
+    match (kind, role) {
+        (EntryKind::Redeem, _) => None,
+        (EntryKind::Earn | EntryKind::Bonus, Role::Service) => None,
+        _ => adjust_limit(role),
     }
 }
 
@@ -211,6 +223,9 @@ pub async fn post(
             "an adjustment needs a reason",
         ));
     }
+    if kind == EntryKind::Bonus && request.reason.trim().is_empty() {
+        v.push(FieldViolation::new("reason", "a bonus needs a reason"));
+    }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -220,13 +235,12 @@ pub async fn post(
             "guests may only redeem their own points".into(),
         ));
     }
-    if kind == EntryKind::Adjust
-        && adjust_limit(principal.role()).is_some_and(|limit| request.points > limit)
-    {
+    if posting_limit(principal.role(), kind).is_some_and(|limit| request.points > limit) {
         return Err(ApiError::PermissionDenied(format!(
-            "role {} may not adjust {} points",
+            "role {} may not post {} {} points",
             principal.role(),
-            request.points
+            request.points,
+            kind.as_str()
         )));
     }
     let delta = match kind {
@@ -339,15 +353,20 @@ pub(super) fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<Dat
     timestamp.map_or(Ok(Utc::now()), |t| from_timestamp("as_of", t))
 }
 
+/// Every chain with guests.
+async fn all_chains(pool: &PgPool) -> ApiResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// The chains a batch runs for: every chain for the service role (the nightly batch), else the
 /// caller's own.
 async fn batch_chains(api: &Api, principal: &Principal) -> ApiResult<Vec<String>> {
     if principal.role() == Role::Service {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
-                .fetch_all(&api.context.pool)
-                .await?,
-        )
+        all_chains(&api.context.pool).await
     } else {
         Ok(vec![principal.chain_id().to_string()])
     }
@@ -365,21 +384,43 @@ pub async fn run_expiry(
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
     let mut response = pb::RunPointsExpiryResponse::default();
     for chain in batch_chains(api, &principal).await? {
-        let (program, _) = super::program::load(&api.context.pool, &chain).await?;
-        match program.expiry.mode {
-            ExpiryMode::Inactivity => {
-                expire_inactive(api, &chain, as_of, program.expiry.months, &mut response).await?
-            }
-            ExpiryMode::PerCredit => {
-                expire_old_credits(api, &chain, as_of, program.expiry.months, &mut response).await?
-            }
-        }
+        expire_chain(&api.context.pool, &chain, as_of, &mut response).await?;
     }
     Ok(response)
 }
 
+/// The scheduled expiry batch: every chain's points as of `as_of`, as `RunPointsExpiry` does for
+/// the service role.
+pub async fn expire_all_chains(
+    pool: &PgPool,
+    as_of: DateTime<Utc>,
+) -> ApiResult<pb::RunPointsExpiryResponse> {
+    let mut response = pb::RunPointsExpiryResponse::default();
+    for chain in all_chains(pool).await? {
+        expire_chain(pool, &chain, as_of, &mut response).await?;
+    }
+    Ok(response)
+}
+
+async fn expire_chain(
+    pool: &PgPool,
+    chain: &str,
+    as_of: DateTime<Utc>,
+    response: &mut pb::RunPointsExpiryResponse,
+) -> ApiResult<()> {
+    let (program, _) = super::program::load(pool, chain).await?;
+    match program.expiry.mode {
+        ExpiryMode::Inactivity => {
+            expire_inactive(pool, chain, as_of, program.expiry.months, response).await
+        }
+        ExpiryMode::PerCredit => {
+            expire_old_credits(pool, chain, as_of, program.expiry.months, response).await
+        }
+    }
+}
+
 async fn expire_inactive(
-    api: &Api,
+    pool: &PgPool,
     chain: &str,
     as_of: DateTime<Utc>,
     months: u32,
@@ -392,20 +433,22 @@ async fn expire_inactive(
     .bind(chain)
     .bind(as_of)
     .bind(i32::try_from(months).unwrap_or(i32::MAX))
-    .fetch_all(&api.context.pool)
+    .fetch_all(pool)
     .await?;
     for (guest_id, last_activity) in candidates {
         if !inactivity_expired(last_activity, as_of, months) {
             continue;
         }
-        let mut tx = api.context.pool.begin().await?;
-        let balance: i64 = sqlx::query_scalar(
-            "SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE",
+        let mut tx = pool.begin().await?;
+        // Decide again on the locked account: points earned since the candidates were read
+        // make it active again, and then nothing expires.
+        let (balance, last_activity): (i64, DateTime<Utc>) = sqlx::query_as(
+            "SELECT balance, last_activity_at FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE",
         )
         .bind(&guest_id)
         .fetch_one(&mut *tx)
         .await?;
-        if balance == 0 {
+        if balance == 0 || !inactivity_expired(last_activity, as_of, months) {
             continue;
         }
         let source = format!("expiry:{guest_id}:{}", last_activity.timestamp());
@@ -427,7 +470,7 @@ async fn expire_inactive(
 }
 
 async fn expire_old_credits(
-    api: &Api,
+    pool: &PgPool,
     chain: &str,
     as_of: DateTime<Utc>,
     months: u32,
@@ -441,10 +484,10 @@ async fn expire_old_credits(
     .bind(chain)
     .bind(as_of)
     .bind(i32::try_from(months).unwrap_or(i32::MAX))
-    .fetch_all(&api.context.pool)
+    .fetch_all(pool)
     .await?;
     for guest_id in candidates {
-        let mut tx = api.context.pool.begin().await?;
+        let mut tx = pool.begin().await?;
         sqlx::query("SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
             .bind(&guest_id)
             .execute(&mut *tx)
@@ -511,19 +554,32 @@ pub async fn evaluate_tiers(
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
     let mut response = pb::EvaluateTiersResponse::default();
     for chain in batch_chains(api, &principal).await? {
-        evaluate_chain(api, &chain, as_of, &mut response).await?;
+        evaluate_chain(&api.context.pool, &chain, as_of, &mut response).await?;
     }
     api.context.events.wake();
     Ok(response)
 }
 
+/// The scheduled tier evaluation: every chain as of `as_of`, as `EvaluateTiers` does for the
+/// service role. The caller wakes the event relay for the `crm.tier.changed` events.
+pub async fn evaluate_all_chains(
+    pool: &PgPool,
+    as_of: DateTime<Utc>,
+) -> ApiResult<pb::EvaluateTiersResponse> {
+    let mut response = pb::EvaluateTiersResponse::default();
+    for chain in all_chains(pool).await? {
+        evaluate_chain(pool, &chain, as_of, &mut response).await?;
+    }
+    Ok(response)
+}
+
 async fn evaluate_chain(
-    api: &Api,
+    pool: &PgPool,
     chain: &str,
     as_of: DateTime<Utc>,
     response: &mut pb::EvaluateTiersResponse,
 ) -> ApiResult<()> {
-    let (program, _) = super::program::load(&api.context.pool, chain).await?;
+    let (program, _) = super::program::load(pool, chain).await?;
     let policy = program.tiers;
     let periods = policy.window.periods(as_of.date_naive());
     // Period b is empty for rolling windows.
@@ -555,7 +611,7 @@ async fn evaluate_chain(
     .bind(b.0)
     .bind(b.1)
     .bind(&policy.spend_currency)
-    .fetch_all(&api.context.pool)
+    .fetch_all(pool)
     .await?;
     for row in rows {
         response.evaluated += 1;
@@ -585,7 +641,7 @@ async fn evaluate_chain(
         if next == current {
             continue;
         }
-        let mut tx = api.context.pool.begin().await?;
+        let mut tx = pool.begin().await?;
         let reason = match policy.window {
             Window::Rolling12Months => format!(
                 "{} nights, {} stays, spend {} in 12 months",
@@ -596,6 +652,24 @@ async fn evaluate_chain(
                 row.nights_a, row.stays_a, row.spend_a, row.nights_b, row.stays_b, row.spend_b
             ),
         };
+        // Only from the standing this decision was made on: a guest whose tier or manual
+        // strategic flag changed since it was read (SetStrategicTier, an overlapping run, a
+        // merge or an erasure) is left alone, with no history row and no event.
+        let updated = sqlx::query(
+            "UPDATE guests SET tier = $2, updated_at = now(), etag = gen_random_uuid() \
+             WHERE guest_id = $1 AND tier = $3 AND strategic_manual = $4 \
+             AND merged_into IS NULL AND NOT erased",
+        )
+        .bind(&row.guest_id)
+        .bind(next.as_str())
+        .bind(&row.tier)
+        .bind(row.strategic_manual)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            continue;
+        }
         crate::tiers::record_change(
             &mut tx,
             &row.guest_id,
@@ -605,13 +679,27 @@ async fn evaluate_chain(
             &reason,
         )
         .await?;
-        sqlx::query("UPDATE guests SET tier = $2, updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1")
-            .bind(&row.guest_id)
-            .bind(next.as_str())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         response.changed += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staff_credit_points_within_their_adjustment_limit() {
+        for kind in [EntryKind::Earn, EntryKind::Bonus, EntryKind::Adjust] {
+            assert_eq!(posting_limit(Role::Agent, kind), Some(0), "{kind:?}");
+            assert_eq!(posting_limit(Role::Supervisor, kind), Some(5_000));
+            assert_eq!(posting_limit(Role::GeneralManager, kind), Some(50_000));
+            assert_eq!(posting_limit(Role::ChainAdmin, kind), None);
+        }
+        assert_eq!(posting_limit(Role::Service, EntryKind::Earn), None);
+        assert_eq!(posting_limit(Role::Service, EntryKind::Bonus), None);
+        assert_eq!(posting_limit(Role::Service, EntryKind::Adjust), Some(0));
+        assert_eq!(posting_limit(Role::Agent, EntryKind::Redeem), None);
+    }
 }

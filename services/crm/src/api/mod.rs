@@ -16,6 +16,8 @@ use guestloop_proto::crm::v1::crm_service_server::CrmService;
 use tonic::{Request, Response, Status};
 
 pub use care::generate_due as generate_due_care_tasks;
+pub use loyalty::evaluate_all_chains as evaluate_all_tiers;
+pub use loyalty::expire_all_chains as expire_all_points;
 pub use loyalty::post_goodwill;
 pub use value::evaluate_all_chains as evaluate_all_customer_values;
 pub use value::evaluate_chain as evaluate_customer_values;

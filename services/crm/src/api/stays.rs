@@ -17,6 +17,9 @@ use super::Api;
 
 use crate::MAX_STAYS_PER_CALL as MAX_BATCH;
 
+/// The longest stay a PMS may report, in nights (points are earned per night).
+const MAX_NIGHTS: i64 = 366;
+
 fn stay_status(status: i32) -> Option<&'static str> {
     match pb::StayStatus::try_from(status).ok()? {
         pb::StayStatus::Booked => Some("booked"),
@@ -61,6 +64,9 @@ fn validate(stays: Vec<pb::Stay>) -> Result<Vec<Row>, Vec<FieldViolation>> {
                 "appears twice in this call; send each reservation once",
             ));
         }
+        if stay.property_id.is_empty() {
+            v.push(FieldViolation::new(field("property_id"), "is required"));
+        }
         if stay.guest_id.is_empty() {
             v.push(FieldViolation::new(field("guest_id"), "is required"));
         }
@@ -75,6 +81,14 @@ fn validate(stays: Vec<pb::Stay>) -> Result<Vec<Row>, Vec<FieldViolation>> {
         let arrival = NaiveDate::parse_from_str(&stay.arrival_date, "%Y-%m-%d");
         let departure = NaiveDate::parse_from_str(&stay.departure_date, "%Y-%m-%d");
         match (arrival, departure, stay_status(stay.status)) {
+            (Ok(arrival), Ok(departure), Some(_))
+                if (departure - arrival).num_days() > MAX_NIGHTS =>
+            {
+                v.push(FieldViolation::new(
+                    field("departure_date"),
+                    format!("a stay is at most {MAX_NIGHTS} nights"),
+                ))
+            }
             (Ok(arrival), Ok(departure), Some(status)) if departure >= arrival => rows.push(Row {
                 property_id: stay.property_id,
                 reservation: stay.pms_reservation_id,
@@ -119,6 +133,10 @@ pub async fn upsert(
         ));
     }
     for (i, stay) in stays.iter().enumerate() {
+        // A missing property is bad input, reported below with the other violations.
+        if stay.property_id.is_empty() {
+            continue;
+        }
         if let Err(e) = principal.require_property(&stay.property_id) {
             return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
         }
@@ -288,4 +306,48 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stay(property: &str, arrival: &str, departure: &str) -> pb::Stay {
+        pb::Stay {
+            property_id: property.into(),
+            pms_reservation_id: "R1".into(),
+            guest_id: "g-1".into(),
+            arrival_date: arrival.into(),
+            departure_date: departure.into(),
+            status: pb::StayStatus::CheckedOut as i32,
+            ..Default::default()
+        }
+    }
+
+    fn violations(stays: Vec<pb::Stay>) -> Vec<(String, String)> {
+        match validate(stays) {
+            Ok(_) => Vec::new(),
+            Err(v) => v.into_iter().map(|v| (v.field, v.description)).collect(),
+        }
+    }
+
+    #[test]
+    fn stays_are_at_most_a_year_long() {
+        assert!(violations(vec![stay("berlin", "2026-01-01", "2027-01-02")]).is_empty());
+        let v = violations(vec![stay("berlin", "2026-01-01", "9999-12-31")]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "stays[0].departure_date");
+        let v = violations(vec![stay("berlin", "2026-01-01", "2027-01-03")]);
+        assert_eq!(v.len(), 1, "367 nights: {v:?}");
+    }
+
+    #[test]
+    fn stays_name_their_property() {
+        let v = violations(vec![
+            stay("berlin", "2026-01-01", "2026-01-03"),
+            stay("", "2026-01-01", "2026-01-03"),
+        ]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "stays[1].property_id");
+    }
 }

@@ -25,6 +25,28 @@ pub fn phone_key(phone: &str) -> Option<String> {
     Some(format!("+{digits}"))
 }
 
+/// The most digits a phone number has (ITU-T E.164, country code included), not counting an
+/// international `00` prefix.
+pub const MAX_PHONE_DIGITS: usize = 15;
+
+/// Whether `phone` is written as a phone number: digits, the usual separators (spaces, `-`, `.`,
+/// `/`, parentheses) and an optional leading `+`, with at most [`MAX_PHONE_DIGITS`] digits after
+/// an international `00` prefix. No payment card number of 16 to 19 digits fits.
+pub fn phone_shape(phone: &str) -> Result<(), &'static str> {
+    let body = phone.trim().strip_prefix('+').unwrap_or(phone.trim());
+    if !body
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
+    {
+        return Err("may hold only digits, spaces, - . / ( ) and a leading +");
+    }
+    let digits: String = body.chars().filter(|c| c.is_ascii_digit()).collect();
+    if digits.trim_start_matches("00").len() > MAX_PHONE_DIGITS {
+        return Err("has more digits than a phone number (at most 15)");
+    }
+    Ok(())
+}
+
 fn luhn_valid(digits: &[u8]) -> bool {
     let sum: u32 = digits
         .iter()
@@ -88,6 +110,26 @@ mod tests {
         );
         assert_eq!(phone_key("0033 6 12 34 56 78"), Some("+33612345678".into()));
         assert_eq!(phone_key("12"), None);
+    }
+
+    #[test]
+    fn phone_numbers_keep_a_phone_shape() {
+        for phone in [
+            "+86 138 0013 8002",
+            "+33 (0)6 12-34-56-78",
+            "0033 6 12 34 56 78",
+            "+1 212.555.0100",
+            "030/1234567",
+        ] {
+            assert_eq!(phone_shape(phone), Ok(()), "{phone}");
+        }
+        assert!(
+            contains_card_number("+86 138 0013 8002"),
+            "a real phone number that passes the Luhn check"
+        );
+        assert!(phone_shape("4111 1111 1111 1111").is_err(), "16 digits");
+        assert!(phone_shape("call 555 0100").is_err());
+        assert!(phone_shape("+49 30 1234+567").is_err());
     }
 
     #[test]
