@@ -2435,3 +2435,138 @@ async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
     assert_eq!(stays, vec!["E1".to_string()]);
     service.shutdown().await
 }
+
+/// Erasure reaches the complaints service: the erased guest's complaints keep their facts but
+/// lose the guest's id, name, email and phone, and so do the stored answers of the calls that
+/// filed them; another guest's complaint is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
+    let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings.endpoints.insert("crm".into(), crm.url());
+    let complaints = spawn_service_with(&guestloop_complaints::DEFINITION, settings, None).await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let erased_guest = create(
+        &mut admin,
+        guest(
+            "Lena",
+            "Vogel",
+            "lena.vogel@example.com",
+            "+49 151 2345 6789",
+        ),
+    )
+    .await?;
+    let other_guest = create(
+        &mut admin,
+        guest(
+            "Omar",
+            "Haddad",
+            "omar.haddad@example.com",
+            "+971 50 123 4567",
+        ),
+    )
+    .await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["berlin"])
+        .mint()?;
+    let agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let file = |request_id: &'static str, g: &pb::Guest| {
+        let request = cpb::CreateComplaintRequest {
+            request_id: request_id.into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "berlin".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: g.guest_id.clone(),
+                    name: format!("{} {}", g.given_name, g.family_name),
+                    email: g.email.clone(),
+                    phone: g.phone.clone(),
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "noise".into(),
+                description: "construction noise from 7 am".into(),
+                ..Default::default()
+            }),
+        };
+        let mut agent = agent.clone();
+        async move { agent.create_complaint(request).await }
+    };
+    let first = file("erase-1", &erased_guest).await?.into_inner();
+    file("erase-2", &erased_guest).await?;
+    let kept = file("erase-3", &other_guest).await?.into_inner();
+
+    admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: erased_guest.guest_id.clone(),
+            reason: "data subject request".into(),
+        })
+        .await?;
+    let pool = complaints.database.admin_pool().await?;
+    let identified = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM complaints.complaints WHERE guest_id = $1 OR guest_email = $2 \
+             OR guest_name LIKE '%Vogel%' OR guest_phone <> '' AND guest_phone = $3",
+        )
+        .bind(&erased_guest.guest_id)
+        .bind(&erased_guest.email)
+        .bind(&erased_guest.phone)
+        .fetch_one(&pool)
+        .await
+    };
+    assert_eq!(
+        identified().await?,
+        2,
+        "both complaints name the guest at first"
+    );
+    for _ in 0..100 {
+        if identified().await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        identified().await?,
+        0,
+        "the erased guest's complaints are scrubbed"
+    );
+    let scrubbed: (String, String, String, String, String) = sqlx::query_as(
+        "SELECT guest_id, guest_name, guest_email, guest_phone, description FROM complaints.complaints \
+         WHERE complaint_id = $1::uuid",
+    )
+    .bind(&first.complaint_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        scrubbed,
+        (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "construction noise from 7 am".to_string()
+        ),
+        "identity gone, the complaint itself kept"
+    );
+    let stored_answers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.idempotency_keys \
+         WHERE position(convert_to($1, 'UTF8') IN coalesce(response, ''::bytea)) > 0",
+    )
+    .bind(&erased_guest.email)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        stored_answers, 0,
+        "no stored answer still carries the email"
+    );
+    let other: (String, String) = sqlx::query_as(
+        "SELECT guest_id, guest_email FROM complaints.complaints WHERE complaint_id = $1::uuid",
+    )
+    .bind(&kept.complaint_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        other,
+        (other_guest.guest_id.clone(), other_guest.email.clone())
+    );
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}

@@ -8,6 +8,7 @@
 mod api;
 mod clocks;
 pub mod consumer;
+pub mod erasure;
 mod convert;
 pub mod demo;
 mod engine;
@@ -185,8 +186,18 @@ fn mount(
     let feed = guestloop_proto::common::v1::event_feed_client::EventFeedClient::new(
         context.peer("facilities")?,
     );
+    let erasures = guestloop_kit::events::Consumer::new(
+        erasure::CONSUMER,
+        context.pool.clone(),
+        erasure::EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
+        erasure::GuestErasures,
+    );
+    let crm_feed = guestloop_proto::common::v1::event_feed_client::EventFeedClient::new(
+        context.peer("crm")?,
+    );
     Ok(vec![
         Box::pin(consumer.run(feed, context.stop.clone())),
+        Box::pin(erasures.run(crm_feed, context.stop.clone())),
         Box::pin(workers::run_watcher(context.clone())),
         Box::pin(workers::run_rollup(context.clone())),
         Box::pin(workers::run_tier_enrichment(context.clone())),
