@@ -22,7 +22,10 @@ impl EventHandler for GuestErasures {
             return Err(ApiError::invalid("payload.guest_id", "is empty"));
         }
         let scrubbed = scrub(conn, &event.chain_id, &erased.guest_id).await?;
-        tracing::info!(complaints = scrubbed, "erased guest scrubbed from complaints");
+        tracing::info!(
+            complaints = scrubbed,
+            "erased guest scrubbed from complaints"
+        );
         Ok(())
     }
 }

@@ -8,10 +8,10 @@
 mod api;
 mod clocks;
 pub mod consumer;
-pub mod erasure;
 mod convert;
 pub mod demo;
 mod engine;
+pub mod erasure;
 mod rules;
 mod settings;
 pub mod store;
@@ -192,9 +192,8 @@ fn mount(
         erasure::EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
         erasure::GuestErasures,
     );
-    let crm_feed = guestloop_proto::common::v1::event_feed_client::EventFeedClient::new(
-        context.peer("crm")?,
-    );
+    let crm_feed =
+        guestloop_proto::common::v1::event_feed_client::EventFeedClient::new(context.peer("crm")?);
     Ok(vec![
         Box::pin(consumer.run(feed, context.stop.clone())),
         Box::pin(erasures.run(crm_feed, context.stop.clone())),
