@@ -490,7 +490,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
     let start_s = chrono::DateTime::from_timestamp(start.timestamp(), 0).unwrap_or_default();
     let now_s = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or_default();
     let (audits, score_sum, passed): (i64, f64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(overall), 0)::float8, count(*) FILTER (WHERE passed) FROM audit.audits \
+        "SELECT count(overall), coalesce(sum(overall), 0)::float8, count(*) FILTER (WHERE passed) FROM audit.audits \
          WHERE property_id = ANY($1) AND submitted_at >= $2 AND submitted_at < $3",
     )
     .bind(&properties)
@@ -959,5 +959,350 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
         submitted.touchpoint_factors.get("minibar"),
         Some(&(1.0 / 3.0))
     );
+    service.shutdown().await
+}
+
+/// A "warmth" standard, a one-section template over it and a program of `kind` at vienna with
+/// `per_period` audits, scheduled; returns the program's audit ids in slot order.
+async fn one_standard_program(
+    client: &mut Client,
+    pool: &sqlx::PgPool,
+    kind: pb::ProgramKind,
+    per_period: i32,
+) -> anyhow::Result<Vec<String>> {
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: format!("{kind:?}"),
+            sections: vec![pb::TemplateSection {
+                name: "stay".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "warmth".into(),
+                    weight: 1.0,
+                    critical: false,
+                }],
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 70.0,
+            touchpoint_weighted: false,
+        })
+        .await?
+        .into_inner();
+    let program = client
+        .create_program(pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                property_id: "vienna".into(),
+                kind: kind as i32,
+                template_id: template.template_id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: per_period,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    scheduled(client).await?;
+    Ok(sqlx::query_scalar(
+        "SELECT audit_id::text FROM audit.audits WHERE program_id = $1::uuid ORDER BY period, slot",
+    )
+    .bind(&program.program_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn audits_are_submitted_in_scope_and_mystery_guest_audits_by_their_auditor(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let client_as = |token: String| {
+        let service = &service;
+        async move {
+            anyhow::Ok(AuditServiceClient::new(
+                service.channel_with_token(&token).await?,
+            ))
+        }
+    };
+    let mut quality = client_as(
+        TokenBuilder::new(Role::ChainQualityManager)
+            .properties(&["vienna"])
+            .subject("qm-vienna")
+            .mint()?,
+    )
+    .await?;
+    quality
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    let internal = one_standard_program(&mut quality, &pool, pb::ProgramKind::Internal, 1).await?;
+    let mystery =
+        one_standard_program(&mut quality, &pool, pb::ProgramKind::MysteryGuest, 1).await?;
+    let (internal, mystery) = (internal[0].clone(), mystery[0].clone());
+    let submit = |audit_id: &str| pb::SubmitAuditRequest {
+        audit_id: audit_id.into(),
+        answers: vec![answer("warmth", pb::AnswerKind::Rating, 0.0, 5, &[])],
+    };
+    let stored = |audit_id: &str| {
+        let pool = pool.clone();
+        let audit_id = audit_id.to_string();
+        async move {
+            anyhow::Ok(
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT status, auditor_id FROM audit.audits WHERE audit_id = $1::uuid",
+                )
+                .bind(audit_id)
+                .fetch_one(&pool)
+                .await?,
+            )
+        }
+    };
+
+    // A chain quality manager whose scope lists other properties cannot submit vienna's audits.
+    let mut elsewhere = client_as(
+        TokenBuilder::new(Role::ChainQualityManager)
+            .properties(&["lisbon"])
+            .subject("qm-lisbon")
+            .mint()?,
+    )
+    .await?;
+    for audit_id in [&internal, &mystery] {
+        let refused = elsewhere
+            .submit_audit(submit(audit_id))
+            .await
+            .expect_err("outside the caller's properties");
+        assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());
+        assert_eq!(stored(audit_id).await?, ("scheduled".into(), String::new()));
+    }
+
+    // Staff of the audited property cannot submit (and so become the auditor of) its mystery
+    // guest audit: none assigned yet is a precondition, another auditor assigned a refusal.
+    let mut insider = client_as(
+        TokenBuilder::new(Role::Agent)
+            .properties(&["vienna"])
+            .subject("vienna-front-desk")
+            .mint()?,
+    )
+    .await?;
+    let unassigned = insider
+        .submit_audit(submit(&mystery))
+        .await
+        .expect_err("no auditor assigned");
+    assert_eq!(unassigned.code(), Code::FailedPrecondition);
+    assert_eq!(stored(&mystery).await?, ("scheduled".into(), String::new()));
+    quality
+        .assign_auditor(pb::AssignAuditorRequest {
+            audit_id: mystery.clone(),
+            auditor_id: "shopper-7".into(),
+            auditor_property_id: "external".into(),
+        })
+        .await?;
+    let mut chain_wide = client_as(
+        TokenBuilder::new(Role::ChainQualityManager)
+            .subject("qm-chain")
+            .mint()?,
+    )
+    .await?;
+    for client in [&mut insider, &mut quality, &mut chain_wide] {
+        let refused = client
+            .submit_audit(submit(&mystery))
+            .await
+            .expect_err("not the assigned auditor");
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{}",
+            refused.message()
+        );
+    }
+    assert_eq!(
+        stored(&mystery).await?,
+        ("scheduled".into(), "shopper-7".into())
+    );
+    let mut shopper = client_as(
+        TokenBuilder::new(Role::Agent)
+            .properties(&["vienna"])
+            .subject("shopper-7")
+            .mint()?,
+    )
+    .await?;
+    let submitted = shopper.submit_audit(submit(&mystery)).await?.into_inner();
+    assert_eq!(
+        (submitted.status.as_str(), submitted.auditor_id.as_str()),
+        ("submitted", "shopper-7")
+    );
+
+    // An internal audit: a chain-wide quality manager may submit it and becomes its auditor.
+    let internal_done = chain_wide
+        .submit_audit(submit(&internal))
+        .await?
+        .into_inner();
+    assert_eq!(internal_done.status, "submitted");
+    assert_eq!(
+        stored(&internal).await?,
+        ("submitted".into(), "qm-chain".into())
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    for (code, kind) in [
+        ("warmth", pb::StandardKind::Soft),
+        ("greet", pb::StandardKind::HardBinary),
+    ] {
+        client
+            .create_standard(standard(code, kind, pb::Dimension::Empathy))
+            .await?;
+    }
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Welcome".into(),
+            sections: vec![pb::TemplateSection {
+                name: "arrival".into(),
+                items: vec![
+                    pb::TemplateItem {
+                        standard_code: "warmth".into(),
+                        weight: 1.0,
+                        critical: true,
+                    },
+                    pb::TemplateItem {
+                        standard_code: "greet".into(),
+                        weight: 1.0,
+                        critical: false,
+                    },
+                ],
+            }],
+            critical_rule: pb::CriticalRule::FailAudit as i32,
+            pass_threshold: 50.0,
+            touchpoint_weighted: false,
+        })
+        .await?
+        .into_inner();
+    client
+        .create_program(pb::CreateProgramRequest {
+            program: Some(pb::Program {
+                property_id: "vienna".into(),
+                kind: pb::ProgramKind::Internal as i32,
+                template_id: template.template_id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: 1,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    scheduled(&mut client).await?;
+    let pool = service.database.admin_pool().await?;
+    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
+        .fetch_one(&pool)
+        .await?;
+    // Warmth rated 4 of 5 (0.75): short of the critical standard, so the whole audit fails.
+    let submitted = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audit_id.clone(),
+            answers: vec![
+                answer("warmth", pb::AnswerKind::Rating, 0.0, 4, &[]),
+                answer("greet", pb::AnswerKind::Pass, 0.0, 0, &[]),
+            ],
+        })
+        .await?
+        .into_inner();
+    assert!(submitted.critical_failed && !submitted.passed);
+    assert_eq!(submitted.overall, Some(0.0));
+    // ... and a finding says why, ready for a corrective action.
+    let findings = client
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "vienna".into(),
+            open_only: true,
+        })
+        .await?
+        .into_inner();
+    let raised: Vec<(&str, &str)> = findings
+        .findings
+        .iter()
+        .map(|f| (f.audit_id.as_str(), f.standard_code.as_str()))
+        .collect();
+    assert_eq!(raised, vec![(audit_id.as_str(), "warmth")]);
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn audit_kpis_average_only_audits_with_a_score() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    client
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    let audits = one_standard_program(&mut client, &pool, pb::ProgramKind::Internal, 2).await?;
+    assert_eq!(audits.len(), 2);
+    // One audit scores 75; on the other every item was not applicable: no score at all.
+    let scored = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[0].clone(),
+            answers: vec![answer("warmth", pb::AnswerKind::Rating, 0.0, 4, &[])],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(scored.overall, Some(75.0));
+    let unscored = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[1].clone(),
+            answers: vec![answer("warmth", pb::AnswerKind::NotApplicable, 0.0, 0, &[])],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((unscored.overall, unscored.passed), (None, false));
+
+    let now = chrono::Utc::now();
+    let kpis = client
+        .get_audit_kpis(pb::GetAuditKpisRequest {
+            property_ids: vec!["vienna".into()],
+            period: Some(TimeRange {
+                start_time: Some(guestloop_kit::time::to_timestamp(
+                    now - chrono::Duration::days(1),
+                )),
+                end_time: Some(guestloop_kit::time::to_timestamp(
+                    now + chrono::Duration::days(1),
+                )),
+            }),
+            series: pb::SeriesGranularity::Day as i32,
+        })
+        .await?
+        .into_inner();
+    // The average (score_sum / audits) is 75, not 37.5, everywhere it can be read.
+    let total = kpis.total.unwrap_or_default();
+    let by_property = kpis
+        .by_property
+        .iter()
+        .find(|b| b.key == "vienna")
+        .and_then(|b| b.counts.clone())
+        .unwrap_or_default();
+    let series_audits: i64 = kpis
+        .series
+        .iter()
+        .map(|b| b.counts.as_ref().map_or(0, |c| c.audits))
+        .sum();
+    for counts in [&total, &by_property] {
+        assert_eq!((counts.audits, counts.passed), (1, 1), "{counts:?}");
+        assert!((counts.score_sum - 75.0).abs() < 1e-9, "{counts:?}");
+    }
+    assert_eq!(series_audits, 1);
     service.shutdown().await
 }

@@ -576,3 +576,190 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
     assert_eq!(schedule(&mut fac).await?.created, 1);
     service.shutdown().await
 }
+
+#[tokio::test]
+async fn work_orders_and_plans_name_only_assets_of_their_own_property() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut fac = client(&service).await?;
+    let lisbon_token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["lisbon"])
+        .mint()?;
+    let mut lisbon = FacilitiesServiceClient::new(service.channel_with_token(&lisbon_token).await?);
+    let foreign = lisbon
+        .create_asset(pb::CreateAssetRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            asset: Some(pb::Asset {
+                property_id: "lisbon".into(),
+                name: "Boiler".into(),
+                category: pb::AssetCategory::Plumbing as i32,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let checklist = fac
+        .publish_checklist(pb::PublishChecklistRequest {
+            checklist_id: String::new(),
+            name: "Boiler check".into(),
+            items: vec![pb::ChecklistItem {
+                code: "pressure".into(),
+                text: "Pressure in range".into(),
+                kind: pb::ItemKind::PassFail as i32,
+                tag: "safety".into(),
+                ..Default::default()
+            }],
+        })
+        .await?
+        .into_inner();
+
+    // Madrid's manager can neither open a work order nor plan inspections on Lisbon's boiler,
+    // nor on an asset that does not exist; each refusal names the field.
+    for asset_id in [&foreign.asset_id, &unknown] {
+        let order = fac
+            .create_work_order(pb::CreateWorkOrderRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                work_order: Some(pb::WorkOrder {
+                    property_id: "madrid".into(),
+                    asset_id: asset_id.clone(),
+                    title: "Boiler leaks".into(),
+                    priority: pb::Priority::Normal as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect_err("not an asset of madrid");
+        assert_eq!(order.code(), Code::InvalidArgument, "{}", order.message());
+        assert!(
+            order.message().contains("work_order.asset_id"),
+            "{}",
+            order.message()
+        );
+        let plan = fac
+            .create_plan(pb::CreatePlanRequest {
+                plan: Some(pb::Plan {
+                    plan_id: String::new(),
+                    property_id: "madrid".into(),
+                    checklist_id: checklist.checklist_id.clone(),
+                    asset_id: asset_id.clone(),
+                    frequency: pb::Frequency::Weekly as i32,
+                    interval: 0,
+                    start_date: "2026-01-01".into(),
+                    due_time: "08:00".into(),
+                    time_zone: "Europe/Madrid".into(),
+                    responsible_role: "department_head".into(),
+                }),
+            })
+            .await
+            .expect_err("not an asset of madrid");
+        assert_eq!(plan.code(), Code::InvalidArgument, "{}", plan.message());
+        assert!(
+            plan.message().contains("plan.asset_id"),
+            "{}",
+            plan.message()
+        );
+    }
+    let pool = service.database.admin_pool().await?;
+    let (orders, plans): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM facilities.work_orders), (SELECT count(*) FROM facilities.plans)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((orders, plans), (0, 0), "nothing written");
+
+    // The schema holds the same line for any other writer.
+    let direct = sqlx::query(
+        "INSERT INTO facilities.work_orders (work_order_id, property_id, asset_id, title, priority, source, status, \
+         created_at, respond_due_at, fix_due_at, etag) \
+         VALUES (gen_random_uuid(), 'madrid', $1::uuid, 'x', 3, 1, 'open', now(), now(), now(), gen_random_uuid())",
+    )
+    .bind(&foreign.asset_id)
+    .execute(&pool)
+    .await;
+    assert!(direct.is_err(), "a madrid work order on a lisbon asset");
+
+    // Madrid's own asset is still fine.
+    let own = asset(&mut fac, "401", pb::AssetCategory::Plumbing).await?;
+    let order = fac
+        .create_work_order(pb::CreateWorkOrderRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            work_order: Some(pb::WorkOrder {
+                property_id: "madrid".into(),
+                asset_id: own.asset_id.clone(),
+                title: "Tap drips".into(),
+                priority: pb::Priority::Normal as i32,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(order.asset_id, own.asset_id);
+    service.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_reading_racing_a_higher_one_is_refused() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut fac = client(&service).await?;
+    let lift = asset(&mut fac, "lobby", pb::AssetCategory::Elevator).await?;
+    let reading = |value: i64| pb::RecordMeterReadingRequest {
+        asset_id: lift.asset_id.clone(),
+        meter: "hours".into(),
+        value,
+    };
+    fac.record_meter_reading(reading(100)).await?;
+
+    // Another reading of 1000 is being stored (its row lock held) when a reading of 500 arrives.
+    let pool = service.database.admin_pool().await?;
+    let mut other = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM facilities.assets WHERE asset_id = $1::uuid FOR UPDATE")
+        .bind(&lift.asset_id)
+        .execute(&mut *other)
+        .await?;
+    let racing = tokio::spawn({
+        let mut fac = fac.clone();
+        let request = reading(500);
+        async move { fac.record_meter_reading(request).await }
+    });
+    let mut waiting = 0i64;
+    for _ in 0..100 {
+        waiting = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND query LIKE '%assets%'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 1, "the reading of 500 waits for the row");
+    sqlx::query("UPDATE facilities.assets SET meter_hours = 1000 WHERE asset_id = $1::uuid")
+        .bind(&lift.asset_id)
+        .execute(&mut *other)
+        .await?;
+    other.commit().await?;
+
+    let refused = racing.await?.expect_err("500 after 1000 goes backwards");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("value") && refused.message().contains("1000"),
+        "{}",
+        refused.message()
+    );
+    let stored = fac
+        .get_asset(pb::GetAssetRequest {
+            asset_id: lift.asset_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(stored.meter_hours, 1000);
+    // One after the other, the same reading is refused as well.
+    let backwards = fac
+        .record_meter_reading(reading(500))
+        .await
+        .expect_err("meters only grow");
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+    service.shutdown().await
+}

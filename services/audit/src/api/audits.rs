@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::library::{standards_for, template};
 use super::Api;
 use crate::domain::rooms;
-use crate::domain::scoring::{score, CriticalRule, Item, Outcome};
+use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
 
 fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
@@ -330,15 +330,34 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditRequest>) -> ApiResult<
     Ok(audit_to_proto(&row))
 }
 
+/// A mystery-guest audit is submitted by its assigned auditor only, so nobody of the audited
+/// property (whom AssignAuditor refuses as its auditor) reports on their own hotel: none assigned
+/// yet is a state to fix first, another submitter is refused.
+fn check_mystery_guest_submitter(auditor_id: &str, submitter: &str, id: Uuid) -> ApiResult<()> {
+    if auditor_id.is_empty() {
+        return Err(ApiError::failed_precondition(
+            "AUDITOR_NOT_ASSIGNED",
+            format!("audits/{id}"),
+            "a mystery-guest audit is submitted by its assigned auditor; assign one first (AssignAuditor)",
+        ));
+    }
+    if auditor_id != submitter {
+        return Err(ApiError::PermissionDenied(format!(
+            "audit {id} is a mystery-guest audit; only its assigned auditor may submit it"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiResult<pb::Audit> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let id = parse_id(&request.audit_id, "audit_id")?;
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, id, true).await?;
-    if !principal.can_access_property(&row.property_id)
-        && principal.role() != Role::ChainQualityManager
-    {
+    // Everyone, chain quality managers included, submits only within their property scope: an
+    // audit row carries no chain, so a chain-wide manager needs a whole-chain ("*") scope.
+    if !principal.can_access_property(&row.property_id) {
         return Err(ApiError::not_found("audit", id.to_string()));
     }
     if row.status == "submitted" {
@@ -347,6 +366,14 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
             format!("audits/{id}"),
             "the audit was already submitted",
         ));
+    }
+    let kind: i16 = sqlx::query_scalar("SELECT kind FROM programs WHERE program_id = $1")
+        .bind(row.program_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let mystery_guest = kind == pb::ProgramKind::MysteryGuest as i16;
+    if mystery_guest {
+        check_mystery_guest_submitter(&row.auditor_id, principal.subject(), id)?;
     }
     let template = template(&mut tx, row.template_id, Some(row.template_version)).await?;
     let standards = standards_for(&mut tx, &row.property_id).await?;
@@ -410,9 +437,6 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
                     Outcome::NotApplicable
                 }
             };
-            if matches!(outcome, Outcome::Score(x) if x < 0.5) {
-                failed_codes.push(entry.standard_code.clone());
-            }
             let factor = if template.touchpoint_weighted {
                 let touchpoint = standard.touchpoint.trim().to_lowercase();
                 let factor = factors.get(&touchpoint).copied().unwrap_or(1.0);
@@ -421,13 +445,17 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
             } else {
                 1.0
             };
-            items.push(Item {
+            let item = Item {
                 section: s,
                 dimension: (standard.dimension - 1).clamp(0, 4) as usize,
                 weight: entry.weight * factor,
                 critical: entry.critical,
                 outcome,
-            });
+            };
+            if raises_finding(&item) {
+                failed_codes.push(entry.standard_code.clone());
+            }
+            items.push(item);
         }
     }
     if !v.is_empty() {
@@ -486,7 +514,9 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
         touchpoint_factors: applied,
         ..Default::default()
     };
-    sqlx::query("UPDATE audits SET status = 'submitted', answers = $2, result = $3, overall = $4, passed = $5, submitted_at = $6, auditor_id = CASE WHEN auditor_id = '' THEN $7 ELSE auditor_id END WHERE audit_id = $1")
+    // The submitter becomes the auditor of an unassigned audit, never of a mystery-guest one
+    // (checked above: it has its assigned auditor, from outside the property).
+    sqlx::query("UPDATE audits SET status = 'submitted', answers = $2, result = $3, overall = $4, passed = $5, submitted_at = $6, auditor_id = CASE WHEN auditor_id = '' AND NOT $8 THEN $7 ELSE auditor_id END WHERE audit_id = $1")
         .bind(id)
         .bind(pb::SubmitAuditRequest { audit_id: String::new(), answers: request.answers.clone() }.encode_to_vec())
         .bind(result.encode_to_vec())
@@ -494,6 +524,7 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
         .bind(scores.passed)
         .bind(now)
         .bind(principal.subject())
+        .bind(mystery_guest)
         .execute(&mut *tx)
         .await?;
     for code in &failed_codes {

@@ -28,6 +28,18 @@ fn add(into: &mut pb::AuditKpiCounts, from: &pb::AuditKpiCounts) {
     into.actions_overdue += from.actions_overdue;
 }
 
+/// One submitted audit's share of the counts. `audits` and `score_sum` are the pair an average
+/// score is read from (score_sum / audits), so an audit without an overall score (every item
+/// not applicable) counts in neither: it is not an audit that scored 0. (It cannot have passed.)
+fn audit_counts(overall: Option<f64>, passed: bool) -> pb::AuditKpiCounts {
+    pb::AuditKpiCounts {
+        audits: i64::from(overall.is_some()),
+        score_sum: overall.unwrap_or(0.0),
+        passed: i64::from(passed),
+        ..Default::default()
+    }
+}
+
 /// The series bucket a day falls in.
 pub fn bucket_of(day: NaiveDate, granularity: pb::SeriesGranularity) -> Option<String> {
     match granularity {
@@ -119,12 +131,7 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
     let mut series: BTreeMap<String, pb::AuditKpiCounts> = BTreeMap::new();
 
     for audit in &audits {
-        let counts = pb::AuditKpiCounts {
-            audits: 1,
-            score_sum: audit.overall.unwrap_or(0.0),
-            passed: i64::from(audit.passed),
-            ..Default::default()
-        };
+        let counts = audit_counts(audit.overall, audit.passed);
         if let Some(p) = by_property.get_mut(&audit.property_id) {
             add(p, &counts);
         }
@@ -306,6 +313,16 @@ mod tests {
             Some("2026-11-17")
         );
         assert_eq!(bucket_of(day, pb::SeriesGranularity::Unspecified), None);
+    }
+
+    #[test]
+    fn unscored_audits_leave_the_average_alone() {
+        let mut total = pb::AuditKpiCounts::default();
+        for (overall, passed) in [(Some(90.0), true), (None, false), (Some(60.0), false)] {
+            add(&mut total, &audit_counts(overall, passed));
+        }
+        assert_eq!((total.audits, total.passed), (2, 1));
+        assert!((total.score_sum / total.audits as f64 - 75.0).abs() < 1e-9);
     }
 
     #[test]

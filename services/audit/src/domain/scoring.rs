@@ -49,6 +49,12 @@ fn is_critical_miss(item: &Item) -> bool {
     item.critical && matches!(item.outcome, Outcome::Score(s) if s < 1.0)
 }
 
+/// Whether an item raises a finding (and so gets a corrective action): any score under half, and
+/// every critical miss — a miss that zeroes a section or fails the audit is always explained.
+pub fn raises_finding(item: &Item) -> bool {
+    is_critical_miss(item) || matches!(item.outcome, Outcome::Score(s) if s < 0.5)
+}
+
 fn weighted(items: impl Iterator<Item = (f64, f64)>) -> Option<f64> {
     let (num, den) = items.fold((0.0, 0.0), |(n, d), (w, s)| (n + w * s, d + w));
     (den > 0.0).then(|| 100.0 * num / den)
@@ -165,6 +171,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_critical_miss_raises_a_finding() {
+        let rated = |critical: bool, score: f64| {
+            raises_finding(&item(0, 1.0, critical, Outcome::Score(score)))
+        };
+        assert!(
+            rated(true, 0.75),
+            "a critical 4 of 5 fails the audit: a finding explains it"
+        );
+        assert!(rated(true, 0.0));
+        assert!(!rated(true, 1.0));
+        assert!(!rated(false, 0.75));
+        assert!(!rated(false, 0.5));
+        assert!(rated(false, 0.25));
+        assert!(!raises_finding(&item(0, 1.0, true, Outcome::NotApplicable)));
+    }
+
     fn arbitrary_item() -> impl Strategy<Value = Item> {
         (
             0usize..3,
@@ -214,6 +237,10 @@ mod tests {
                 (a, b) => prop_assert_eq!(a, b),
             }
             prop_assert_eq!(got.critical_failed, any_failed);
+            // Every critically failed section has a finding to explain it.
+            for s in (0..3).filter(|s| failed(*s)) {
+                prop_assert!(items.iter().any(|i| i.section == s && raises_finding(i)));
+            }
             let passes = !(audit_rule && any_failed) && expected.is_some_and(|e| e + 1e-9 >= f64::from(threshold));
             prop_assert_eq!(got.passed, passes);
             for score in got.sections.iter().flatten().chain(got.dimensions.iter().flatten()) {

@@ -72,6 +72,30 @@ pub async fn load(conn: &mut sqlx::PgConnection, id: Uuid) -> ApiResult<AssetRow
         .ok_or_else(|| ApiError::not_found("asset", id.to_string()))
 }
 
+/// Checks that a request's asset reference names an asset of `property_id`: INVALID_ARGUMENT on
+/// `field` otherwise. An unknown asset and another property's asset get the same answer, so the
+/// refusal does not tell whether an asset exists outside the caller's property.
+pub async fn require_of_property(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    property_id: &str,
+    field: &str,
+) -> ApiResult<()> {
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT property_id FROM assets WHERE asset_id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    if owner.as_deref() == Some(property_id) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{id} is not an asset of property {property_id}"),
+        ))
+    }
+}
+
 fn optional_date(text: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {
     if text.is_empty() {
         return None;
@@ -228,7 +252,15 @@ pub async fn meter(
         _ => return Err(ApiError::invalid("meter", "must be `hours` or `cycles`")),
     };
     let mut tx = api.context.pool.begin().await?;
-    let row = load(&mut tx, id).await?;
+    // Locked until commit: two readings at once are checked one after the other, so the later
+    // check sees the earlier reading and a meter never goes backwards.
+    let row: AssetRow = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM assets WHERE asset_id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("asset", id.to_string()))?;
     if !principal.can_access_property(&row.property_id) {
         return Err(ApiError::not_found("asset", id.to_string()));
     }

@@ -10,7 +10,7 @@ use prost::Message;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::assets::parse_id;
+use super::assets::{parse_id, require_of_property};
 use super::work_orders::{open, NewWorkOrder};
 use super::Api;
 use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
@@ -200,6 +200,9 @@ pub async fn create_plan(
     principal.require_property(&plan.property_id)?;
     let mut conn = api.context.pool.acquire().await?;
     checklist(&mut conn, checklist_id, None).await?;
+    if let Some(asset) = asset {
+        require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;
+    }
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO plans (plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, responsible_role) \

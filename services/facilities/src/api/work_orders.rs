@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::assets::parse_id;
+use super::assets::{parse_id, require_of_property};
 use super::Api;
 use crate::domain::work_orders::{repeat_fix, transition as next_status, Action, Priority, Status};
 
@@ -215,6 +215,9 @@ pub async fn create(
     }
     principal.require_property(&order.property_id)?;
     let mut tx = api.context.pool.begin().await?;
+    if let Some(asset) = asset_id {
+        require_of_property(&mut tx, asset, &order.property_id, "work_order.asset_id").await?;
+    }
     if let Some(previous) = idempotency::claim::<_, pb::WorkOrder>(
         &mut tx,
         "CreateWorkOrder",
@@ -389,20 +392,26 @@ pub async fn transition(
                 row.parts_minor = parts.minor_units;
             }
             if let Some(asset) = row.asset_id {
+                // Only the order's own property: an order never touches another's assets.
                 let previous: Vec<DateTime<Utc>> = sqlx::query_scalar(
-                    "SELECT done_at FROM work_orders WHERE asset_id = $1 AND done_at IS NOT NULL AND work_order_id <> $2",
+                    "SELECT done_at FROM work_orders WHERE asset_id = $1 AND property_id = $3 AND done_at IS NOT NULL \
+                     AND work_order_id <> $2",
                 )
                 .bind(asset)
                 .bind(id)
+                .bind(&row.property_id)
                 .fetch_all(&mut *tx)
                 .await?;
                 let rule = repeat_fix(&previous, now);
                 row.repeat_escalated = rule.escalate;
                 if rule.flag_replacement {
-                    sqlx::query("UPDATE assets SET replacement_flagged = true WHERE asset_id = $1")
-                        .bind(asset)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE assets SET replacement_flagged = true WHERE asset_id = $1 AND property_id = $2",
+                    )
+                    .bind(asset)
+                    .bind(&row.property_id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
