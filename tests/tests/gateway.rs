@@ -336,6 +336,48 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .await?
         .into_inner();
     assert_eq!(emea.properties.len(), 2);
+    // A supervisor of one property gets the same audit part of its score as the chain's quality
+    // manager: the gateway reads the audit aggregates itself once the scope is checked.
+    let audited = card
+        .properties
+        .iter()
+        .find(|p| {
+            p.components
+                .iter()
+                .any(|c| c.kpi == "audit_score" && c.value.is_some())
+        })
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no property with an audit score"))?;
+    let supervisor = TokenBuilder::new(Role::Supervisor)
+        .chain("demo-chain")
+        .properties(&[audited.key.as_str()])
+        .mint()?;
+    let own = GatewayServiceClient::new(gateway.channel_with_token(&supervisor).await?)
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(period),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(
+        !own.missing.iter().any(|m| m.starts_with("audit")),
+        "{:?}",
+        own.missing
+    );
+    let audit_part = |unit: &pb::ScoredUnit| {
+        unit.components
+            .iter()
+            .find(|c| c.kpi == "audit_score")
+            .and_then(|c| c.value)
+    };
+    assert_eq!(
+        own.properties
+            .iter()
+            .map(|p| p.key.clone())
+            .collect::<Vec<_>>(),
+        vec![audited.key.clone()]
+    );
+    assert_eq!(audit_part(&own.properties[0]), audit_part(&audited));
     // The region's loyalty figures are CRM's for the region's properties, not the chain's.
     let emea_direct = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
         crm.channel_with_token(&token).await?,

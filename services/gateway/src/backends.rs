@@ -88,6 +88,16 @@ impl Backends {
         Ok(InterceptedService::new(raw.clone(), context))
     }
 
+    /// A channel to `service` that carries the gateway's own (service) token, for aggregate
+    /// figures the gateway has already checked the caller may see.
+    pub fn as_gateway(&self, service: &str) -> anyhow::Result<AuthedChannel> {
+        self.channels
+            .iter()
+            .find(|(name, ..)| *name == service)
+            .map(|(_, _, channel, _)| channel.clone())
+            .ok_or_else(|| anyhow::anyhow!("unknown backend {service}"))
+    }
+
     /// A property's region if read within the last minute.
     pub fn cached_region(&self, property: &str) -> Option<String> {
         self.regions.get(property)

@@ -99,9 +99,13 @@ async fn complaint_counts(
 }
 
 /// Submitted audits and their score sum per property for a period, or why not.
+/// Audits and their score sums per property. Asked with the gateway's own token: every role
+/// that may read a scorecard gets the same score for the same property (the audit service keeps
+/// its KPI call to quality roles, so a supervisor's own token would leave the audit part out and
+/// re-weight the rest). The caller's scope is already checked: `properties` are the ones
+/// complaints reported on the caller's token or that the caller named and may access.
 async fn audit_counts(
     backends: &Backends,
-    token: &str,
     properties: &[String],
     period: TimeRange,
 ) -> Result<BTreeMap<String, (i64, f64)>, String> {
@@ -109,7 +113,7 @@ async fn audit_counts(
         return Ok(BTreeMap::new());
     }
     let channel = backends
-        .as_caller("audit", token)
+        .as_gateway("audit")
         .map_err(|e| format!("audit: {e}"))?;
     let mut client = AuditServiceClient::new(channel);
     let mut out = BTreeMap::new();
@@ -391,10 +395,10 @@ pub async fn compute(
                 Ok(BTreeMap::new())
             }
         },
-        audit_counts(backends, &token, &properties, period),
+        audit_counts(backends, &properties, period),
         async {
             if full {
-                audit_counts(backends, &token, &properties, previous_period).await
+                audit_counts(backends, &properties, previous_period).await
             } else {
                 Ok(BTreeMap::new())
             }
