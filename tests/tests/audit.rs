@@ -134,20 +134,38 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    let create_program = pb::CreateProgramRequest {
+        request_id: "vienna-monthly".into(),
+        program: Some(pb::Program {
+            program_id: String::new(),
+            property_id: "vienna".into(),
+            kind: pb::ProgramKind::Internal as i32,
+            template_id: v1.template_id.clone(),
+            cadence: pb::Cadence::Monthly as i32,
+            audits_per_period: 2,
+            ..Default::default()
+        }),
+    };
     let program = client
-        .create_program(pb::CreateProgramRequest {
-            program: Some(pb::Program {
-                program_id: String::new(),
-                property_id: "vienna".into(),
-                kind: pb::ProgramKind::Internal as i32,
-                template_id: v1.template_id.clone(),
-                cadence: pb::Cadence::Monthly as i32,
-                audits_per_period: 2,
-                ..Default::default()
-            }),
-        })
+        .create_program(create_program.clone())
         .await?
         .into_inner();
+    // A retry (the answer was lost) gets the same program, not a second one that would schedule
+    // every audit twice; the same id for another program is refused.
+    let retried = client
+        .create_program(create_program.clone())
+        .await?
+        .into_inner();
+    assert_eq!(retried.program_id, program.program_id);
+    let mut other = create_program.clone();
+    if let Some(p) = other.program.as_mut() {
+        p.audits_per_period = 3;
+    }
+    let reused = client
+        .create_program(other)
+        .await
+        .expect_err("request id reused for another program");
+    assert_eq!(reused.code(), tonic::Code::FailedPrecondition);
     let first = scheduled(&mut client).await?;
     assert_eq!(first.created, 2, "two audits this month");
     let again = scheduled(&mut client).await?;
@@ -352,6 +370,7 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
         .into_inner();
     client
         .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 program_id: String::new(),
                 property_id: "vienna".into(),
@@ -684,6 +703,7 @@ async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<
     let rooms: Vec<String> = (101..=110).map(|r| r.to_string()).collect();
     let program = |rooms: Vec<String>, percent: i32, per_period: i32, kind: pb::ProgramKind| {
         pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 property_id: "vienna".into(),
                 kind: kind as i32,
@@ -921,6 +941,7 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
     assert!(template.touchpoint_weighted);
     client
         .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 property_id: "vienna".into(),
                 kind: pb::ProgramKind::Internal as i32,
@@ -990,6 +1011,7 @@ async fn one_standard_program(
         .into_inner();
     let program = client
         .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 property_id: "vienna".into(),
                 kind: kind as i32,
@@ -1190,6 +1212,7 @@ async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
         .into_inner();
     client
         .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 property_id: "vienna".into(),
                 kind: pb::ProgramKind::Internal as i32,
@@ -1292,7 +1315,7 @@ async fn audit_kpis_average_only_audits_with_a_score() -> anyhow::Result<()> {
         .by_property
         .iter()
         .find(|b| b.key == "vienna")
-        .and_then(|b| b.counts.clone())
+        .and_then(|b| b.counts)
         .unwrap_or_default();
     let series_audits: i64 = kpis
         .series

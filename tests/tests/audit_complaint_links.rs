@@ -225,6 +225,7 @@ async fn standards_that_fail_guests_and_fair_staff_scores() -> anyhow::Result<()
         .into_inner();
     let program = audit
         .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
             program: Some(pb::Program {
                 property_id: PROPERTY.into(),
                 kind: pb::ProgramKind::Internal as i32,

@@ -450,7 +450,8 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
         (1, 2),
         "editing publishes a new version"
     );
-    fac.create_plan(pb::CreatePlanRequest {
+    let create_plan = pb::CreatePlanRequest {
+        request_id: "madrid-lift-500h".into(),
         plan: Some(pb::Plan {
             plan_id: String::new(),
             property_id: "madrid".into(),
@@ -463,8 +464,21 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
             time_zone: "Europe/Madrid".into(),
             responsible_role: "department_head".into(),
         }),
-    })
-    .await?;
+    };
+    let plan = fac.create_plan(create_plan.clone()).await?.into_inner();
+    // A retry gets the same plan (a second one would schedule every inspection twice); the same
+    // id for another plan is refused.
+    let retried = fac.create_plan(create_plan.clone()).await?.into_inner();
+    assert_eq!(retried.plan_id, plan.plan_id);
+    let mut other = create_plan.clone();
+    if let Some(p) = other.plan.as_mut() {
+        p.interval = 250;
+    }
+    let reused = fac
+        .create_plan(other)
+        .await
+        .expect_err("request id reused for another plan");
+    assert_eq!(reused.code(), tonic::Code::FailedPrecondition);
     let schedule = |fac: &mut Facilities| {
         let mut fac = fac.clone();
         async move {
@@ -637,6 +651,7 @@ async fn work_orders_and_plans_name_only_assets_of_their_own_property() -> anyho
         );
         let plan = fac
             .create_plan(pb::CreatePlanRequest {
+                request_id: String::new(),
                 plan: Some(pb::Plan {
                     plan_id: String::new(),
                     property_id: "madrid".into(),

@@ -389,7 +389,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     })
     .await?
     .into_inner();
-    let emea_loyalty = emea.loyalty.clone().unwrap_or_default();
+    let emea_loyalty = emea.loyalty.unwrap_or_default();
     assert_eq!(
         (emea_loyalty.members, emea_loyalty.staying_guests),
         (emea_direct.members, emea_direct.staying_guests)

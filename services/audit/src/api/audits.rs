@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::time::{required_timestamp, to_timestamp};
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -26,9 +26,11 @@ pub async fn create_program(
     request: Request<pb::CreateProgramRequest>,
 ) -> ApiResult<pb::Program> {
     let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
     let program = request
-        .into_inner()
         .program
+        .clone()
         .ok_or_else(|| ApiError::invalid("program", "is required"))?;
     let mut v = Vec::new();
     if !matches!(pb::ProgramKind::try_from(program.kind), Ok(k) if k != pb::ProgramKind::Unspecified)
@@ -60,8 +62,18 @@ pub async fn create_program(
         return Err(ApiError::InvalidArgument(v));
     }
     principal.require_property(&program.property_id)?;
-    let mut conn = api.context.pool.acquire().await?;
+    let mut conn = api.context.pool.begin().await?;
     template(&mut conn, template_id, None).await?;
+    if let Some(previous) = idempotency::claim::<_, pb::Program>(
+        &mut conn,
+        "CreateProgram",
+        &request.request_id,
+        &request,
+    )
+    .await?
+    {
+        return Ok(previous);
+    }
     let id = Uuid::now_v7();
     let today = Utc::now().date_naive();
     sqlx::query(
@@ -79,10 +91,13 @@ pub async fn create_program(
     .bind(program.rooms_percent)
     .execute(&mut *conn)
     .await?;
-    Ok(pb::Program {
+    let reply = pb::Program {
         program_id: id.to_string(),
         ..program
-    })
+    };
+    idempotency::record(&mut conn, "CreateProgram", &request.request_id, &reply).await?;
+    conn.commit().await?;
+    Ok(reply)
 }
 
 /// Checks a room-inspection program's rooms and share, and fills in its audits per period.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::{required_timestamp, to_timestamp};
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -154,9 +154,11 @@ pub async fn create_plan(
     request: Request<pb::CreatePlanRequest>,
 ) -> ApiResult<pb::Plan> {
     let principal = principal(&request)?.clone();
+    let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
     let plan = request
-        .into_inner()
         .plan
+        .clone()
         .ok_or_else(|| ApiError::invalid("plan", "is required"))?;
     let mut v = Vec::new();
     let zone = plan
@@ -198,10 +200,16 @@ pub async fn create_plan(
         return Err(ApiError::InvalidArgument(v));
     }
     principal.require_property(&plan.property_id)?;
-    let mut conn = api.context.pool.acquire().await?;
+    let mut conn = api.context.pool.begin().await?;
     checklist(&mut conn, checklist_id, None).await?;
     if let Some(asset) = asset {
         require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;
+    }
+    if let Some(previous) =
+        idempotency::claim::<_, pb::Plan>(&mut conn, "CreatePlan", &request.request_id, &request)
+            .await?
+    {
+        return Ok(previous);
     }
     let id = Uuid::now_v7();
     sqlx::query(
@@ -220,10 +228,13 @@ pub async fn create_plan(
     .bind(&plan.responsible_role)
     .execute(&mut *conn)
     .await?;
-    Ok(pb::Plan {
+    let reply = pb::Plan {
         plan_id: id.to_string(),
         ..plan
-    })
+    };
+    idempotency::record(&mut conn, "CreatePlan", &request.request_id, &reply).await?;
+    conn.commit().await?;
+    Ok(reply)
 }
 
 #[derive(sqlx::FromRow)]
