@@ -2570,3 +2570,77 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
     complaints.shutdown().await?;
     crm.shutdown().await
 }
+
+/// A merge waits for a posting in flight on the duplicate's account and takes its points along:
+/// the survivor's balance equals its ledger, and nothing is left under the duplicate's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_keeps_the_points_posted_while_it_runs() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, guest("Mara", "Kent", "mara@example.com", "")).await?;
+    let duplicate = create(&mut admin, guest("Mara", "Kent", "m.kent@example.com", "")).await?;
+    for (g, points) in [(&survivor, 300), (&duplicate, 200)] {
+        admin
+            .post_points(pb::PostPointsRequest {
+                request_id: format!("seed-{}", g.guest_id),
+                guest_id: g.guest_id.clone(),
+                kind: pb::EntryKind::Earn as i32,
+                points,
+                debit: false,
+                reason: "seed".into(),
+            })
+            .await?;
+    }
+    let pool = service.database.admin_pool().await?;
+    // An earn on the duplicate (as post_entry writes it) holds its account while the merge runs.
+    let mut earn = pool.begin().await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET balance = balance + 500, lifetime_earned = lifetime_earned + 500, \
+         last_activity_at = now() WHERE guest_id = $1",
+    )
+    .bind(&duplicate.guest_id)
+    .execute(&mut *earn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO crm.ledger (guest_id, kind, points, balance_after, reason, actor, source) \
+         VALUES ($1, 'earn', 500, 700, '', 'test', 'request:in-flight')",
+    )
+    .bind(&duplicate.guest_id)
+    .execute(&mut *earn)
+    .await?;
+    let mut merging = admin.clone();
+    let request = pb::MergeGuestsRequest {
+        surviving_guest_id: survivor.guest_id.clone(),
+        duplicate_guest_id: duplicate.guest_id.clone(),
+    };
+    let run = tokio::spawn(async move { merging.merge_guests(request).await });
+    wait_for_lock(&pool, "loyalty_accounts", 1).await?;
+    earn.commit().await?;
+    run.await??;
+    let account = admin
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: survivor.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        account.balance, 1_000,
+        "300 + 200 + the 500 posted meanwhile"
+    );
+    let (ledger_sum, left_behind): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(points) FILTER (WHERE guest_id = $1), 0)::bigint, \
+                count(*) FILTER (WHERE guest_id = $2) FROM crm.ledger",
+    )
+    .bind(&survivor.guest_id)
+    .bind(&duplicate.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((ledger_sum, left_behind), (1_000, 0));
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = $1")
+            .bind(&duplicate.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(accounts, 0, "no account left under the merged id");
+    service.shutdown().await
+}

@@ -409,6 +409,15 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         ));
     }
     let (from, to) = (&duplicate.guest_id, &survivor.guest_id);
+    // Postings in flight on either account finish first (they hold the account's lock), so their
+    // ledger entries are moved and their balances added below; later ones wait for the guest
+    // rows locked above and then follow the redirect.
+    sqlx::query(
+        "SELECT guest_id FROM loyalty_accounts WHERE guest_id = ANY($1) ORDER BY guest_id FOR UPDATE",
+    )
+    .bind(&ids[..])
+    .fetch_all(&mut *tx)
+    .await?;
     for table in [
         "preferences",
         "service_failures",

@@ -249,7 +249,10 @@ pub async fn post(
         _ => request.points,
     };
     let mut tx = api.context.pool.begin().await?;
-    let guest = load(&mut tx, &principal, &request.guest_id, false, true).await?;
+    // The guest row is locked (as a merge or an erasure locks it) so that neither can move the
+    // account away between this check and the posting; a merged guest's posting follows the
+    // redirect to the survivor.
+    let guest = load(&mut tx, &principal, &request.guest_id, true, true).await?;
     if guest.erased {
         return Err(ApiError::failed_precondition(
             "GUEST_ERASED",
