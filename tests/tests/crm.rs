@@ -440,6 +440,17 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
             }],
         })
         .await?;
+    // A care task worked for the duplicate (its reason and outcome are personal too).
+    let care_pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "INSERT INTO crm.care_tasks (care_task_id, chain_id, property_id, pms_reservation_id, kind, due_date, guest_id, \
+         reason, done, completed_by, completed_at, outcome, created_by, updated_by) \
+         SELECT gen_random_uuid(), chain_id, 'rome', 'PMS-1', 1, '2026-10-02', guest_id, 'birthday 1984-05-17 during the stay', \
+         true, 'staff-1', now(), 'Maria Rossi loved the cake', 'test', 'test' FROM crm.guests WHERE guest_id = $1",
+    )
+    .bind(&second.guest_id)
+    .execute(&care_pool)
+    .await?;
     let merged = admin
         .merge_guests(pb::MergeGuestsRequest {
             surviving_guest_id: first.guest_id.clone(),
@@ -447,6 +458,15 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    let care_owner: String = sqlx::query_scalar(
+        "SELECT guest_id FROM crm.care_tasks WHERE pms_reservation_id = 'PMS-1'",
+    )
+    .fetch_one(&care_pool)
+    .await?;
+    assert_eq!(
+        care_owner, first.guest_id,
+        "care tasks move to the survivor"
+    );
     assert_eq!(
         merged.phone, "+39 333 123 4567",
         "the survivor gains what it lacked"
@@ -478,6 +498,10 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     assert_eq!(document["stays"].as_array().map(Vec::len), Some(1));
     assert_eq!(document["ledger"].as_array().map(Vec::len), Some(2));
     assert_eq!(document["guest"][0]["family_name"], "Rossi");
+    assert_eq!(
+        document["care_tasks"][0]["outcome"], "Maria Rossi loved the cake",
+        "the export holds the guest's care tasks"
+    );
 
     let erased = admin
         .erase_guest(pb::EraseGuestRequest {

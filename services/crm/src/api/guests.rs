@@ -425,6 +425,7 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         "ledger",
         "contact_access_log",
         "tier_history",
+        "care_tasks",
     ] {
         sqlx::query(&format!(
             "UPDATE {table} SET guest_id = $2 WHERE guest_id = $1"

@@ -59,6 +59,7 @@ pub async fn export(
         "ledger": rows_as_json(&mut tx, "SELECT * FROM ledger WHERE guest_id = $1 ORDER BY entry_id", id).await?,
         "tier_history": rows_as_json(&mut tx, "SELECT * FROM tier_history WHERE guest_id = $1", id).await?,
         "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = $1", id).await?,
+        "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = $1 ORDER BY due_date", id).await?,
     });
     tracing::info!(guest_id = %id, actor = principal.subject(), "guest data exported");
     sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, 'export')")
@@ -126,6 +127,17 @@ pub async fn erase(
         .bind(&pseudonym)
         .execute(&mut *tx)
         .await?;
+    // Care tasks stay (the property's work was done) under the pseudonym, without their reason
+    // (a birthday, an anniversary) and outcome (free text about the guest).
+    scrubbed += sqlx::query(
+        "UPDATE care_tasks SET guest_id = $2, reason = '', outcome = '', updated_at = now(), \
+         updated_by = 'erasure' WHERE guest_id = $1",
+    )
+    .bind(&original)
+    .bind(&pseudonym)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i32;
     scrubbed += sqlx::query("DELETE FROM preferences WHERE guest_id = $1")
         .bind(&original)
         .execute(&mut *tx)
