@@ -302,6 +302,43 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         "the chain is scored from summed counts"
     );
     assert_eq!(scope.complaints, chain.complaints);
+    // The scope's complaint KPIs are the complaints service's own for the chain, computed from the
+    // properties' summed counts (retried while the demo's open complaints still move).
+    let mut complaints_client =
+        guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient::new(
+            complaints.channel_with_token(&token).await?,
+        );
+    let mut matched = None;
+    for _ in 0..20 {
+        let direct = complaints_client
+            .get_complaint_kpis(guestloop_proto::complaints::v1::GetComplaintKpisRequest {
+                property_ids: vec![],
+                period: Some(period),
+                daily_series: false,
+                totals_only: true,
+            })
+            .await?
+            .into_inner()
+            .values
+            .unwrap_or_default();
+        let scope_now = client
+            .get_scorecard(pb::GetScorecardRequest {
+                period: Some(period),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .scope
+            .and_then(|s| s.kpis)
+            .unwrap_or_default();
+        if direct == scope_now {
+            matched = Some(scope_now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let kpis = matched.ok_or_else(|| anyhow::anyhow!("scope KPIs never matched complaints'"))?;
+    assert!(kpis.first_response_mean_seconds.is_some() && kpis.escalation_rate.is_some());
     // The previous period (the 60 days before) is scored from the same three sources, so the
     // change between the two is a change in the data.
     let previous = expected_counts(

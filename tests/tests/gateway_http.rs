@@ -123,6 +123,13 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     }
     assert_eq!(card["properties"][0]["key"], "dubai");
     assert_eq!(card["properties"][0]["complaints"], 1);
+    // The complaint KPIs ride along: one complaint, so an escalation rate of 0 or 1.
+    let escalation = card["properties"][0]["kpis"]["escalation_rate"].as_f64();
+    assert!(
+        matches!(escalation, Some(r) if r == 0.0 || r == 1.0),
+        "{}",
+        card["properties"][0]["kpis"]
+    );
     assert!(card["missing"].as_array().is_some_and(|m| m
         .iter()
         .any(|x| x.as_str().is_some_and(|s| s.starts_with("facilities")))));
@@ -256,6 +263,12 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     assert!(document["openapi"]
         .as_str()
         .is_some_and(|v| v.starts_with("3.1")));
+    assert!(
+        document["components"]["schemas"]["ComplaintKpis"]["properties"]
+            ["first_response_mean_seconds"]
+            .is_object(),
+        "the scorecard's KPI block is described"
+    );
     let mut paths: Vec<&str> = document["paths"]
         .as_object()
         .map(|p| p.keys().map(String::as_str).collect())

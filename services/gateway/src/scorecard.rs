@@ -67,13 +67,13 @@ pub async fn weights(pool: &PgPool, chain: &str) -> ApiResult<Vec<Weight>> {
         .collect())
 }
 
-/// Complaint counts per property for a period, or why not.
+/// Complaint KPI counts per property for a period, or why not.
 async fn complaint_counts(
     backends: &Backends,
     token: &str,
     properties: &[String],
     period: TimeRange,
-) -> Result<BTreeMap<String, Counts>, Status> {
+) -> Result<BTreeMap<String, complaints::KpiCounts>, Status> {
     let channel = backends
         .as_caller("complaints", token)
         .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -92,7 +92,7 @@ async fn complaint_counts(
             .into_inner()
             .by_property
             .into_iter()
-            .map(|b| (b.key, b.counts.as_ref().map(counts_of).unwrap_or_default()))
+            .map(|b| (b.key, b.counts.unwrap_or_default()))
             .collect()),
         Err(status) => Err(status),
     }
@@ -140,12 +140,14 @@ fn unit(
     key: String,
     region: String,
     counts: &Counts,
-    previous: Option<&Counts>,
+    kpi_counts: &complaints::KpiCounts,
     weights: &[Weight],
     unavailable: &[&str],
 ) -> pb::ScoredUnit {
     let (sqs, components) = score(counts, weights, unavailable);
     pb::ScoredUnit {
+        kpis: Some(kpi_counts.values()),
+        kpi_counts: Some(kpi_counts.clone()),
         key,
         region,
         sqs,
@@ -162,7 +164,7 @@ fn unit(
             })
             .collect(),
         complaints: counts.complaints,
-        previous_sqs: previous.and_then(|p| score(p, weights, unavailable).0),
+        previous_sqs: None,
         rank: 0,
     }
 }
@@ -418,11 +420,18 @@ pub async fn compute(
             None
         }
     };
-    let mut per_property: BTreeMap<String, Counts> = current
+    let current: BTreeMap<String, complaints::KpiCounts> = current
         .into_iter()
         .filter(|(p, _)| properties.contains(p))
         .collect();
-    let mut previous = previous;
+    let mut per_property: BTreeMap<String, Counts> = current
+        .iter()
+        .map(|(p, k)| (p.clone(), counts_of(k)))
+        .collect();
+    let mut previous: BTreeMap<String, Counts> = previous
+        .iter()
+        .map(|(p, k)| (p.clone(), counts_of(k)))
+        .collect();
     if previous_known {
         // A property without complaints then still has its work orders and audits then.
         for property in &properties {
@@ -487,7 +496,7 @@ pub async fn compute(
                 p.clone(),
                 regions.get(p).cloned().unwrap_or_default(),
                 counts,
-                previous.get(p),
+                current.get(p).unwrap_or(&complaints::KpiCounts::default()),
                 &weights,
                 &unavailable,
             );
@@ -507,8 +516,9 @@ pub async fn compute(
         u.rank = i as i32 + 1;
     }
 
-    let mut by_region: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
-    let mut scope = (Counts::default(), Counts::default());
+    type Sums = (Counts, Counts, complaints::KpiCounts);
+    let mut by_region: BTreeMap<String, Sums> = BTreeMap::new();
+    let mut scope: Sums = Default::default();
     for (property, counts) in &per_property {
         let region = regions.get(property).cloned().unwrap_or_default();
         let entry = by_region.entry(region).or_default();
@@ -518,11 +528,15 @@ pub async fn compute(
             entry.1.add(before);
             scope.1.add(before);
         }
+        if let Some(kpis) = current.get(property) {
+            entry.2.add(kpis);
+            scope.2.add(kpis);
+        }
     }
     let region_units = by_region
         .into_iter()
-        .map(|(region, (now, before))| {
-            let mut u = unit(region.clone(), region, &now, None, &weights, &unavailable);
+        .map(|(region, (now, before, kpis))| {
+            let mut u = unit(region.clone(), region, &now, &kpis, &weights, &unavailable);
             u.previous_sqs = score(&before, &weights, &previous_unavailable).0;
             u
         })
@@ -531,7 +545,7 @@ pub async fn compute(
         "scope".into(),
         request.region.clone(),
         &scope.0,
-        None,
+        &scope.2,
         &weights,
         &unavailable,
     );

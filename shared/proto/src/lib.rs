@@ -34,6 +34,8 @@ pub mod audit {
         tonic::include_proto!("guestloop.audit.v1");
     }
 }
+mod complaint_kpis;
+
 pub mod gateway {
     #[allow(clippy::all)]
     pub mod v1 {

@@ -75,33 +75,10 @@ pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
     }
 }
 
-fn ratio(numerator: i64, denominator: i64) -> Option<f64> {
-    (denominator > 0).then(|| numerator as f64 / denominator as f64)
-}
-
-/// Derived values; each is absent when its denominator is zero.
+/// Derived values; each is absent when its denominator is zero (the formulas live with the
+/// contract, so the gateway computes a region's and the chain's values the same way).
 pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
-    let met: i64 = k.clocks.iter().map(|c| c.met).sum();
-    let missed: i64 = k.clocks.iter().map(|c| c.missed).sum();
-    let resolution = k
-        .clocks
-        .iter()
-        .find(|c| c.stage == pb::Stage::Resolution as i32);
-    pb::KpiValues {
-        first_response_mean_seconds: ratio(k.first_response_seconds_sum, k.responded),
-        first_resolution_mean_seconds: ratio(k.first_resolution_seconds_sum, k.resolved),
-        total_resolution_mean_seconds: ratio(k.total_resolution_seconds_sum, k.currently_resolved),
-        fcr_rate: ratio(k.resolved_first_contact, k.resolved),
-        csat_mean: ratio(k.csat_sum, k.rated),
-        csat_top_two_rate: ratio(k.csat_top_two, k.rated),
-        nps: ratio(100 * (k.nps_promoters - k.nps_detractors), k.nps_answers),
-        escalation_rate: ratio(k.escalated, k.complaints),
-        escalation_mean_seconds: ratio(k.escalation_seconds_sum, k.escalated),
-        reopen_rate: ratio(k.reopened, k.resolved),
-        repeat_rate: ratio(k.repeat_issues, k.complaints),
-        sla_attainment: ratio(met, met + missed),
-        on_time_handling: resolution.and_then(|c| ratio(c.met, c.met + c.missed)),
-    }
+    k.values()
 }
 
 /// The UTC days `[from, to)` a period covers (a partial last day counts).

@@ -58,6 +58,62 @@ pub struct ScoredUnit {
     pub rank: i32,
     pub complaints: i64,
     pub components: Vec<ScoreComponent>,
+    /// The unit's complaint KPIs, computed from its summed counts.
+    pub kpis: ComplaintKpis,
+}
+
+/// Complaint KPIs (DOMAIN §3) of a property, a region or the scope; each null when there was
+/// nothing to measure. Times in seconds, rates as fractions 0–1, NPS −100 to 100.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ComplaintKpis {
+    /// Mean time from filing to the first answer (FRT).
+    pub first_response_mean_seconds: Option<f64>,
+    /// Mean time from filing to the first resolution.
+    pub first_resolution_mean_seconds: Option<f64>,
+    /// Mean time from filing to the final resolution of complaints resolved now (TAT).
+    pub total_resolution_mean_seconds: Option<f64>,
+    /// Resolved in the first interaction / resolved.
+    pub fcr_rate: Option<f64>,
+    /// Mean follow-up rating, 1–5.
+    pub csat_mean: Option<f64>,
+    /// Ratings of 4 or 5 / ratings.
+    pub csat_top_two_rate: Option<f64>,
+    pub nps: Option<f64>,
+    /// Escalated / complaints.
+    pub escalation_rate: Option<f64>,
+    /// Mean time from filing to escalation.
+    pub escalation_mean_seconds: Option<f64>,
+    /// Reopened / resolved.
+    pub reopen_rate: Option<f64>,
+    /// Repeat issues / complaints.
+    pub repeat_rate: Option<f64>,
+    /// Clocks met / clocks decided, every stage.
+    pub sla_attainment: Option<f64>,
+    /// Resolution clocks met / decided.
+    pub on_time_handling: Option<f64>,
+}
+
+impl From<Option<&complaints::KpiValues>> for ComplaintKpis {
+    fn from(values: Option<&complaints::KpiValues>) -> Self {
+        let Some(v) = values else {
+            return Self::default();
+        };
+        Self {
+            first_response_mean_seconds: v.first_response_mean_seconds,
+            first_resolution_mean_seconds: v.first_resolution_mean_seconds,
+            total_resolution_mean_seconds: v.total_resolution_mean_seconds,
+            fcr_rate: v.fcr_rate,
+            csat_mean: v.csat_mean,
+            csat_top_two_rate: v.csat_top_two_rate,
+            nps: v.nps,
+            escalation_rate: v.escalation_rate,
+            escalation_mean_seconds: v.escalation_mean_seconds,
+            reopen_rate: v.reopen_rate,
+            repeat_rate: v.repeat_rate,
+            sla_attainment: v.sla_attainment,
+            on_time_handling: v.on_time_handling,
+        }
+    }
 }
 
 impl From<&pb::ScoredUnit> for ScoredUnit {
@@ -82,6 +138,7 @@ impl From<&pb::ScoredUnit> for ScoredUnit {
                     floor: c.floor,
                 })
                 .collect(),
+            kpis: ComplaintKpis::from(unit.kpis.as_ref()),
         }
     }
 }
