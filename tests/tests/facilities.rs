@@ -402,6 +402,48 @@ async fn rooms_stay_out_while_guest_impacting_work_is_open_and_repeat_fixes_esca
     .await
     .expect_err("done");
     assert_eq!(illegal.code(), Code::FailedPrecondition);
+
+    // The work orders' events carry their chain: a whole-chain reader of that chain sees them
+    // (outbox positions come from the relay, so wait for it), one of another chain does not.
+    let created_events = |token: String| {
+        let service = &service;
+        async move {
+            let mut feed = EventFeedClient::new(service.channel_with_token(&token).await?);
+            let page = feed
+                .list_events(guestloop_proto::common::v1::ListEventsRequest {
+                    after_position: 0,
+                    event_types: vec!["facilities.work_order.created".into()],
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(
+                page.events
+                    .into_iter()
+                    .map(|e| (e.chain_id, e.property_id))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let chain_reader = TokenBuilder::new(Role::ChainQualityManager).mint()?;
+    let seen = eventually(|| {
+        let token = chain_reader.clone();
+        let created_events = &created_events;
+        async move {
+            let events = created_events(token).await?;
+            anyhow::Ok((events.len() == 2).then_some(events))
+        }
+    })
+    .await?;
+    assert!(
+        seen.iter()
+            .all(|(chain, property)| chain == guestloop_testkit::TEST_CHAIN && property == "madrid"),
+        "{seen:?}"
+    );
+    let other_chain = TokenBuilder::new(Role::ChainQualityManager)
+        .chain("another-chain")
+        .mint()?;
+    assert!(created_events(other_chain).await?.is_empty());
     service.shutdown().await
 }
 

@@ -81,6 +81,7 @@ impl EventHandler for ComplaintEvents {
         open(
             conn,
             NewWorkOrder {
+                chain_id: event.chain_id.clone(),
                 property_id: complaint.property_id.clone(),
                 asset_id: asset,
                 room: room.clone(),

@@ -11,7 +11,7 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::assets::{parse_id, require_of_property};
-use super::work_orders::{open, NewWorkOrder};
+use super::work_orders::{chain_of, open, NewWorkOrder};
 use super::Api;
 use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
 
@@ -491,6 +491,7 @@ pub async fn record(
         let order = open(
             &mut tx,
             NewWorkOrder {
+                chain_id: chain_of(&principal),
                 property_id: row.property_id.clone(),
                 asset_id: row.asset_id,
                 room: room.clone(),

@@ -21,6 +21,7 @@ use crate::domain::work_orders::{repeat_fix, transition as next_status, Action, 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkOrderRow {
     pub work_order_id: Uuid,
+    pub chain_id: String,
     pub property_id: String,
     pub asset_id: Option<Uuid>,
     pub room: String,
@@ -45,7 +46,7 @@ pub struct WorkOrderRow {
     pub etag: Uuid,
 }
 
-const COLUMNS: &str = "work_order_id, property_id, asset_id, room, title, description, priority, source, source_id, status, \
+const COLUMNS: &str = "work_order_id, chain_id, property_id, asset_id, room, title, description, priority, source, source_id, status, \
     assignee, hold_reason, created_at, respond_due_at, fix_due_at, responded_at, done_at, labour_currency, labour_minor, \
     parts_currency, parts_minor, repeat_escalated, etag";
 
@@ -93,9 +94,20 @@ pub fn to_proto(row: &WorkOrderRow, now: DateTime<Utc>) -> pb::WorkOrder {
     }
 }
 
+/// The chain a caller's work orders belong to: the token's, none for a service (whose token is
+/// for every chain).
+pub fn chain_of(principal: &guestloop_kit::auth::Principal) -> String {
+    match principal.chain_id() {
+        "*" => String::new(),
+        chain => chain.to_string(),
+    }
+}
+
 /// What opens a work order.
 #[derive(Debug)]
 pub struct NewWorkOrder {
+    /// The chain of the caller (or of the complaint) opening it.
+    pub chain_id: String,
     pub property_id: String,
     pub asset_id: Option<Uuid>,
     pub room: String,
@@ -118,7 +130,7 @@ async fn emit(
         NewEvent {
             event_type,
             subject: format!("work_orders/{}", row.work_order_id),
-            chain_id: "",
+            chain_id: &row.chain_id,
             property_id: &row.property_id,
             payload: &pb::WorkOrderChanged {
                 work_order: Some(to_proto(row, Utc::now())),
@@ -139,7 +151,8 @@ pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkO
     let calendar = settings.calendar(priority);
     let row: WorkOrderRow = sqlx::query_as(&format!(
         "INSERT INTO work_orders (work_order_id, property_id, asset_id, room, title, description, priority, source, source_id, \
-         status, created_at, respond_due_at, fix_due_at, etag) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'open',$10,$11,$12,$13) RETURNING {COLUMNS}"
+         status, created_at, respond_due_at, fix_due_at, etag, chain_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'open',$10,$11,$12,$13,$14) \
+         RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(&new.property_id)
@@ -154,6 +167,7 @@ pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkO
     .bind(calendar.add_working_time(now, target.respond))
     .bind(calendar.add_working_time(now, target.fix))
     .bind(Uuid::now_v7())
+    .bind(&new.chain_id)
     .fetch_one(&mut *conn)
     .await?;
     sqlx::query("INSERT INTO work_order_history (work_order_id, at, status, actor) VALUES ($1, $2, 'open', $3)")
@@ -231,6 +245,7 @@ pub async fn create(
     let row = open(
         &mut tx,
         NewWorkOrder {
+            chain_id: chain_of(&principal),
             property_id: order.property_id.clone(),
             asset_id,
             room: order.room.trim().to_string(),
