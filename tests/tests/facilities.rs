@@ -820,3 +820,72 @@ async fn a_meter_reading_racing_a_higher_one_is_refused() -> anyhow::Result<()> 
     assert_eq!(backwards.code(), Code::InvalidArgument);
     service.shutdown().await
 }
+
+/// Room-nights lost count the nights a room was out of order, also when it then went out of
+/// service before returning; out-of-service nights do not count.
+#[tokio::test]
+async fn out_of_order_nights_survive_a_switch_to_out_of_service() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut fac = client(&service).await?;
+    let set = |status: &str, reason: &str| pb::SetRoomStatusRequest {
+        property_id: "madrid".into(),
+        room: "412".into(),
+        status: status.into(),
+        reason: reason.into(),
+        expected_return: None,
+    };
+    fac.set_room_status(set("out_of_order", "ceiling collapsed"))
+        .await?;
+    // Out of order since three days ago, at noon UTC (three midnights crossed by now).
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE facilities.room_status SET since = date_trunc('day', now()) - interval '3 days' + interval '12 hours' \
+         WHERE property_id = 'madrid' AND room = '412'",
+    )
+    .execute(&pool)
+    .await?;
+    fac.set_room_status(set("out_of_service", "waiting for paint"))
+        .await?;
+    sqlx::query(
+        "UPDATE facilities.room_status SET since = since - interval '2 days' WHERE property_id = 'madrid' AND room = '412'",
+    )
+    .execute(&pool)
+    .await?;
+    fac.set_room_status(set("in_service", "")).await?;
+    let stretches: Vec<(String,)> = sqlx::query_as(
+        "SELECT status FROM facilities.room_outages WHERE property_id = 'madrid' AND room = '412' ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        stretches,
+        vec![
+            ("out_of_order".to_string(),),
+            ("out_of_service".to_string(),)
+        ]
+    );
+    let now = chrono::Utc::now().timestamp();
+    let kpis = fac
+        .get_facilities_kpis(pb::GetFacilitiesKpisRequest {
+            property_ids: vec!["madrid".into()],
+            period: Some(guestloop_proto::common::v1::TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: now - 10 * 86_400,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: now + 60,
+                    nanos: 0,
+                }),
+            }),
+            skip_occupancy: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        kpis.room_nights_lost, 3,
+        "the three nights out of order, none of the out-of-service ones"
+    );
+    service.shutdown().await
+}

@@ -23,12 +23,13 @@ const OCCUPANCY_DEADLINE: StdDuration = StdDuration::from_millis(800);
 /// Longest daily series.
 const MAX_DAYS: i64 = 366;
 
-/// Outages that overlap the period: closed ones, and rooms still out of order or service
-/// (counted up to now). `$1` properties, `$2`/`$3` the period.
+/// Out-of-order stretches that overlap the period: closed ones, and rooms still out of order
+/// (counted up to now). Out-of-service rooms stay in the inventory and lose no room-night.
+/// `$1` properties, `$2`/`$3` the period.
 const OUTAGES: &str = "SELECT started_at, ended_at FROM room_outages WHERE property_id = ANY($1) \
-     AND ended_at > $2 AND started_at < $3 \
+     AND status = 'out_of_order' AND ended_at > $2 AND started_at < $3 \
      UNION ALL SELECT since, now() FROM room_status WHERE property_id = ANY($1) \
-     AND status <> 'in_service' AND since < $3 AND now() > $2";
+     AND status = 'out_of_order' AND since < $3 AND now() > $2";
 
 fn ratio(n: i64, d: i64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)

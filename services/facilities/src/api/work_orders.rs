@@ -550,16 +550,19 @@ pub async fn set_room_status(
                 format!("room {} cannot return to service while guest-impacting work order {order} is open", request.room),
             ));
         }
-        if let Some((status, since)) = &current {
-            if status != "in_service" {
-                sqlx::query("INSERT INTO room_outages (property_id, room, started_at, ended_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&request.property_id)
-                    .bind(&request.room)
-                    .bind(since)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+    }
+    // Every change away from an unavailable status closes its stretch (out of order, then out
+    // of service, keeps both), so no night out of order is lost.
+    if let Some((status, since)) = &current {
+        if status != "in_service" && *status != request.status {
+            sqlx::query("INSERT INTO room_outages (property_id, room, started_at, ended_at, status) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&request.property_id)
+                .bind(&request.room)
+                .bind(since)
+                .bind(now)
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     let since = match &current {
