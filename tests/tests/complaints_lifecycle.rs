@@ -635,3 +635,534 @@ async fn categories_are_defined_per_chain_and_overridden_per_property() -> anyho
     assert_eq!(denied.code(), Code::PermissionDenied);
     service.shutdown().await
 }
+
+/// The fields a refusal names.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn remedy_request(
+    complaint_id: &str,
+    kind: pb::RemedyKind,
+    minor: i64,
+    points: i64,
+) -> pb::ProposeRemedyRequest {
+    pb::ProposeRemedyRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        complaint_id: complaint_id.into(),
+        remedy: Some(pb::Remedy {
+            kind: kind as i32,
+            amount: (minor != 0).then(|| Money {
+                currency_code: "EUR".into(),
+                minor_units: minor,
+            }),
+            points,
+            ..Default::default()
+        }),
+    }
+}
+
+async fn set_settings(
+    client: &mut Client,
+    property_id: &str,
+    change: impl FnOnce(&mut pb::PropertySettings),
+) -> anyhow::Result<pb::PropertySettings> {
+    let mut settings = client
+        .get_property_settings(pb::GetPropertySettingsRequest {
+            property_id: property_id.into(),
+        })
+        .await?
+        .into_inner();
+    change(&mut settings);
+    Ok(client
+        .update_property_settings(pb::UpdatePropertySettingsRequest {
+            settings: Some(settings),
+            etag: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn update(
+    client: &mut Client,
+    patch: pb::Complaint,
+    paths: &[&str],
+) -> Result<pb::Complaint, tonic::Status> {
+    client
+        .update_complaint(pb::UpdateComplaintRequest {
+            complaint: Some(patch),
+            update_mask: Some(FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            }),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn oversized_compensation_is_refused_and_cannot_wrap_into_an_approval() -> anyhow::Result<()>
+{
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+    let id = filed.complaint_id.clone();
+
+    // Something within the agent's limit is already committed.
+    let small = agent
+        .propose_remedy(remedy_request(&id, pb::RemedyKind::Refund, 1_000, 0))
+        .await?
+        .into_inner();
+    assert_eq!(small.status, pb::RemedyStatus::Approved as i32);
+
+    let cases = [
+        // 1_000 + i64::MAX wraps to a negative total, which every limit would cover.
+        (
+            pb::RemedyKind::Refund,
+            i64::MAX,
+            0,
+            "remedy.amount.minor_units",
+        ),
+        (
+            pb::RemedyKind::Voucher,
+            100_000_001,
+            0,
+            "remedy.amount.minor_units",
+        ),
+        (pb::RemedyKind::Points, 0, i64::MAX, "remedy.points"),
+        (pb::RemedyKind::Points, 0, 10_000_001, "remedy.points"),
+    ];
+    for (kind, minor, points, field) in cases {
+        let refused = agent
+            .propose_remedy(remedy_request(&id, kind, minor, points))
+            .await
+            .expect_err("above the bound");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(
+            violated_fields(&refused).iter().any(|f| f == field),
+            "{field} named in {:?}",
+            violated_fields(&refused)
+        );
+    }
+    let complaint = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(complaint.remedies.len(), 1, "nothing written");
+    assert_eq!(complaint.compensation_points, 0);
+
+    // At the bound it is accepted, and only a role without a limit may approve it.
+    let largest = agent
+        .propose_remedy(remedy_request(&id, pb::RemedyKind::Refund, 100_000_000, 0))
+        .await?
+        .into_inner();
+    assert_eq!(largest.status, pb::RemedyStatus::PendingApproval as i32);
+    assert_eq!(largest.required_role, "general_manager");
+    let pool = service.database.admin_pool().await?;
+    let approvals: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events WHERE event_type = 'complaints.remedy.approved'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(approvals, 1, "only the small remedy was approved");
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn category_and_department_names_are_matched_whatever_their_case() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut gm = staff(&service, Role::GeneralManager, &["paris"]).await?;
+    let all_day = |weekday: &str| guestloop_proto::common::v1::WorkingDay {
+        weekday: weekday.into(),
+        intervals: vec![guestloop_proto::common::v1::WorkingInterval {
+            start: "00:00".into(),
+            end: "01:00".into(),
+        }],
+    };
+    let stored = set_settings(&mut gm, "paris", |s| {
+        s.categories = vec!["Noise".into(), " Wi-Fi ".into(), "noise".into()];
+        // Engineering works one hour a day.
+        s.calendars = vec![pb::WorkingCalendar {
+            department: "Engineering".into(),
+            days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .into_iter()
+                .map(all_day)
+                .collect(),
+            ..Default::default()
+        }];
+    })
+    .await?;
+    assert_eq!(stored.categories, ["noise", "wi-fi"]);
+    assert_eq!(stored.calendars[0].department, "engineering");
+
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let filed = file(
+        &mut agent,
+        pb::Complaint {
+            category: "Wi-Fi".into(),
+            department: "Engineering".into(),
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    assert_eq!(filed.category, "wi-fi");
+    let investigation = clock(&filed, pb::Stage::FirstInvestigation);
+    let due = investigation.due_time.expect("due").seconds
+        - investigation.start_time.expect("start").seconds;
+    assert!(
+        due > 20 * 3600,
+        "two working hours of a one-hour-a-day department take days, not {due}s"
+    );
+
+    // Reclassifying keeps to the list too.
+    let id = filed.complaint_id.clone();
+    let refused = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: id.clone(),
+            category: "spa".into(),
+            ..Default::default()
+        },
+        &["category"],
+    )
+    .await
+    .expect_err("not a category of paris");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["complaint.category"]);
+    let unchanged = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(unchanged.category, "wi-fi");
+    let changed = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: id.clone(),
+            category: "NOISE".into(),
+            ..Default::default()
+        },
+        &["category"],
+    )
+    .await?;
+    assert_eq!(changed.category, "noise");
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let mut gm = staff(&service, Role::GeneralManager, &["paris"]).await?;
+    let decide =
+        |complaint: &pb::Complaint, remedy: &pb::Remedy, approve: bool| pb::DecideRemedyRequest {
+            complaint_id: complaint.complaint_id.clone(),
+            remedy_id: remedy.remedy_id.clone(),
+            approve,
+            note: String::new(),
+        };
+    let deliver = |complaint: &pb::Complaint, remedy: &pb::Remedy| pb::MarkRemedyDeliveredRequest {
+        complaint_id: complaint.complaint_id.clone(),
+        remedy_id: remedy.remedy_id.clone(),
+    };
+
+    // Cancelled: neither approval nor delivery; rejecting still tidies up.
+    let cancelled = file(&mut agent, noisy_room("paris")).await?;
+    let pending = agent
+        .propose_remedy(remedy_request(
+            &cancelled.complaint_id,
+            pb::RemedyKind::Refund,
+            20_000,
+            0,
+        ))
+        .await?
+        .into_inner();
+    let second = agent
+        .propose_remedy(remedy_request(
+            &cancelled.complaint_id,
+            pb::RemedyKind::Refund,
+            20_000,
+            0,
+        ))
+        .await?
+        .into_inner();
+    let approved = agent
+        .propose_remedy(remedy_request(
+            &cancelled.complaint_id,
+            pb::RemedyKind::Points,
+            0,
+            500,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(pending.status, pb::RemedyStatus::PendingApproval as i32);
+    assert_eq!(
+        approved.status,
+        pb::RemedyStatus::PendingApproval as i32,
+        "the total is above the agent's limit"
+    );
+    let approved = gm
+        .decide_remedy(decide(&cancelled, &approved, true))
+        .await?
+        .into_inner();
+    assert_eq!(approved.status, pb::RemedyStatus::Approved as i32);
+    act(
+        &mut agent,
+        &cancelled.complaint_id,
+        pb::Action::Cancel,
+        "guest withdrew",
+    )
+    .await?;
+
+    let refused = gm
+        .decide_remedy(decide(&cancelled, &pending, true))
+        .await
+        .expect_err("cancelled complaint");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let refused = agent
+        .mark_remedy_delivered(deliver(&cancelled, &approved))
+        .await
+        .expect_err("cancelled complaint");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let rejected = gm
+        .decide_remedy(decide(&cancelled, &second, false))
+        .await?
+        .into_inner();
+    assert_eq!(rejected.status, pb::RemedyStatus::Rejected as i32);
+    let after = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: cancelled.complaint_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let statuses: Vec<i32> = after.remedies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            pb::RemedyStatus::PendingApproval as i32,
+            pb::RemedyStatus::Rejected as i32,
+            pb::RemedyStatus::Approved as i32,
+        ]
+    );
+
+    // Closed: a pending remedy is not approved any more; an approved one may still be handed over.
+    let closed = file(&mut agent, noisy_room("paris")).await?;
+    let apology = agent
+        .propose_remedy(remedy_request(
+            &closed.complaint_id,
+            pb::RemedyKind::Apology,
+            0,
+            0,
+        ))
+        .await?
+        .into_inner();
+    let pending = agent
+        .propose_remedy(remedy_request(
+            &closed.complaint_id,
+            pb::RemedyKind::Refund,
+            20_000,
+            0,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(apology.status, pb::RemedyStatus::Approved as i32);
+    assert_eq!(pending.status, pb::RemedyStatus::PendingApproval as i32);
+    act(&mut agent, &closed.complaint_id, pb::Action::Resolve, "").await?;
+    update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: closed.complaint_id.clone(),
+            cause: pb::Cause::External as i32,
+            root_cause_summary: "Works next door".into(),
+            ..Default::default()
+        },
+        &["cause", "root_cause_summary"],
+    )
+    .await?;
+    act(&mut agent, &closed.complaint_id, pb::Action::Close, "").await?;
+    let refused = gm
+        .decide_remedy(decide(&closed, &pending, true))
+        .await
+        .expect_err("closed complaint");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let delivered = agent
+        .mark_remedy_delivered(deliver(&closed, &apology))
+        .await?
+        .into_inner();
+    assert_eq!(delivered.status, pb::RemedyStatus::Delivered as i32);
+    let rejected = gm
+        .decide_remedy(decide(&closed, &pending, false))
+        .await?
+        .into_inner();
+    assert_eq!(rejected.status, pb::RemedyStatus::Rejected as i32);
+
+    let pool = service.database.admin_pool().await?;
+    let approvals: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events WHERE event_type = 'complaints.remedy.approved'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        approvals, 2,
+        "the points remedy and the apology, both before finishing"
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn a_guest_token_without_a_guest_id_sees_and_files_nothing() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    // Found by staff before anyone knew which guest it touched: no guest id.
+    let mut observed = noisy_room("paris");
+    observed.guest = Some(pb::GuestRef {
+        name: "Ann Smith".into(),
+        email: "ann@example.com".into(),
+        phone: "+33 1 23 45 67 89".into(),
+        ..Default::default()
+    });
+    observed.channel = pb::Channel::StaffObserved as i32;
+    let filed = file(&mut agent, observed).await?;
+    assert_eq!(filed.guest.as_ref().map(|g| g.guest_id.as_str()), Some(""));
+
+    let tokens = [
+        TokenBuilder::new(Role::Guest).subject("nobody").mint()?,
+        TokenBuilder::new(Role::Guest)
+            .guest("")
+            .subject("nobody")
+            .mint()?,
+    ];
+    for token in tokens {
+        let mut guest = client(&service, token).await?;
+        let listed = guest
+            .list_complaints(pb::ListComplaintsRequest::default())
+            .await
+            .expect_err("no guest id");
+        assert_eq!(listed.code(), Code::PermissionDenied);
+        assert!(listed.message().contains("guest id"), "{listed:?}");
+        if let Ok(queue) = guest
+            .list_work_queue(pb::ListWorkQueueRequest::default())
+            .await
+        {
+            assert!(
+                queue.into_inner().complaints.is_empty(),
+                "the work queue leaks nothing either"
+            );
+        }
+        let hidden = guest
+            .get_complaint(pb::GetComplaintRequest {
+                complaint_id: filed.complaint_id.clone(),
+            })
+            .await
+            .expect_err("not theirs");
+        assert_eq!(hidden.code(), Code::NotFound);
+
+        let mut own = noisy_room("paris");
+        own.guest = None;
+        own.channel = pb::Channel::App as i32;
+        let refused = file(&mut guest, own).await.expect_err("no guest id");
+        let status = refused
+            .downcast_ref::<tonic::Status>()
+            .expect("a gRPC status");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(status.message().contains("guest id"), "{status:?}");
+    }
+    let pool = service.database.admin_pool().await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM complaints.complaints")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(count, 1, "nothing filed for the token without a guest id");
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn raising_urgency_after_intake_retargets_resolution_and_escalates() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let resolution_due = |complaint: &pb::Complaint| {
+        let c = clock(complaint, pb::Stage::Resolution);
+        c.due_time.map(|d| d.seconds).unwrap_or_default()
+            - c.start_time.map(|s| s.seconds).unwrap_or_default()
+    };
+    let filed = file(
+        &mut agent,
+        pb::Complaint {
+            urgency: pb::Urgency::Medium as i32,
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    assert_eq!(resolution_due(&filed), 24 * 3600);
+    assert_eq!(filed.escalation_level, "agent");
+
+    let critical = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: filed.complaint_id.clone(),
+            urgency: pb::Urgency::Critical as i32,
+            ..Default::default()
+        },
+        &["urgency"],
+    )
+    .await?;
+    assert_eq!(
+        resolution_due(&critical),
+        30 * 60,
+        "critical resolves within 30 minutes"
+    );
+    assert_eq!(
+        critical.escalation_level, "supervisor",
+        "as intake would have"
+    );
+    // Once per trigger, as at intake.
+    let harmed = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: filed.complaint_id.clone(),
+            impact: pb::Impact::EmotionalHarm as i32,
+            ..Default::default()
+        },
+        &["impact"],
+    )
+    .await?;
+    assert_eq!(harmed.escalation_level, "supervisor");
+    let lowered = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: filed.complaint_id.clone(),
+            urgency: pb::Urgency::Low as i32,
+            ..Default::default()
+        },
+        &["urgency"],
+    )
+    .await?;
+    assert!(resolution_due(&lowered) >= 24 * 3600, "three working days");
+
+    // Emotional harm found later escalates too.
+    let other = file(&mut agent, noisy_room("paris")).await?;
+    let harmed = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: other.complaint_id.clone(),
+            impact: pb::Impact::EmotionalHarm as i32,
+            ..Default::default()
+        },
+        &["impact"],
+    )
+    .await?;
+    assert_eq!(harmed.escalation_level, "supervisor");
+    assert_eq!(resolution_due(&harmed), 2 * 3600, "urgency unchanged");
+    service.shutdown().await
+}

@@ -70,12 +70,7 @@ pub fn start_all(
         .iter()
         .filter_map(|stage| {
             let target = settings.target_for(*stage, urgency)?;
-            let (target_minutes, target_days) = match target {
-                SlaTarget::WorkingTime(d) => {
-                    (i32::try_from(d.num_minutes()).unwrap_or(i32::MAX), 0)
-                }
-                SlaTarget::WorkingDays(n) => (0, i32::try_from(n).unwrap_or(i32::MAX)),
-            };
+            let (target_minutes, target_days) = stored_target(&target);
             let calendar = settings.calendar_for(*stage, department);
             let history = ClockHistory {
                 start: now,
@@ -93,6 +88,34 @@ pub fn start_all(
             })
         })
         .collect()
+}
+
+/// A target as a clock row stores it: (minutes, working days).
+fn stored_target(target: &SlaTarget) -> (i32, i32) {
+    match target {
+        SlaTarget::WorkingTime(d) => (i32::try_from(d.num_minutes()).unwrap_or(i32::MAX), 0),
+        SlaTarget::WorkingDays(n) => (0, i32::try_from(*n).unwrap_or(i32::MAX)),
+    }
+}
+
+/// Gives a running resolution clock the target of `urgency` (the complaint was reclassified);
+/// a stopped clock keeps the target its cycle was measured against.
+pub fn retarget_resolution(
+    clocks: &mut [ClockRow],
+    settings: &EffectiveSettings,
+    urgency: pb::Urgency,
+) {
+    let Some(target) = settings.target_for(pb::Stage::Resolution, urgency) else {
+        return;
+    };
+    let (target_minutes, target_days) = stored_target(&target);
+    for clock in clocks
+        .iter_mut()
+        .filter(|c| c.stopped_at.is_none() && stage_of(c) == pb::Stage::Resolution)
+    {
+        clock.target_minutes = target_minutes;
+        clock.target_days = target_days;
+    }
 }
 
 /// Applies a status change to the clocks: stops completed stages, restarts the answer and
@@ -233,5 +256,37 @@ pub fn refresh(
     Refreshed {
         clocks: states,
         next_escalation_at: next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{default_settings, effective};
+
+    #[test]
+    fn retargeting_changes_only_the_running_resolution_clock() {
+        let settings = effective(&default_settings("paris")).expect("defaults are valid");
+        let now = chrono::DateTime::UNIX_EPOCH;
+        let mut clocks = start_all(&settings, pb::Urgency::Medium, "", now);
+        let resolution = |clocks: &[ClockRow]| {
+            clocks
+                .iter()
+                .find(|c| stage_of(c) == pb::Stage::Resolution)
+                .map(|c| (c.target_minutes, c.target_days))
+        };
+        assert_eq!(resolution(&clocks), Some((24 * 60, 0)));
+        let acknowledge_before = clocks[0].target_minutes;
+
+        retarget_resolution(&mut clocks, &settings, pb::Urgency::Critical);
+        assert_eq!(resolution(&clocks), Some((30, 0)));
+        assert_eq!(clocks[0].target_minutes, acknowledge_before);
+        retarget_resolution(&mut clocks, &settings, pb::Urgency::Low);
+        assert_eq!(resolution(&clocks), Some((0, 3)));
+
+        // A stopped clock keeps the target its cycle was measured against.
+        on_status_change(&mut clocks, "resolved", now + Duration::hours(1));
+        retarget_resolution(&mut clocks, &settings, pb::Urgency::Critical);
+        assert_eq!(resolution(&clocks), Some((0, 3)));
     }
 }

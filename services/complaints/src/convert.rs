@@ -146,15 +146,15 @@ pub fn complaint_to_proto(
         .iter()
         .filter(|r| r.status == "approved" || r.status == "delivered");
     let mut compensation: Vec<Money> = Vec::new();
-    let mut points = 0;
+    let mut points: i64 = 0;
     for remedy in effective {
-        points += remedy.points;
+        points = points.saturating_add(remedy.points);
         if remedy.amount_minor > 0 {
             match compensation
                 .iter_mut()
                 .find(|m| m.currency_code == remedy.currency_code)
             {
-                Some(m) => m.minor_units += remedy.amount_minor,
+                Some(m) => m.minor_units = m.minor_units.saturating_add(remedy.amount_minor),
                 None => compensation.push(money(&remedy.currency_code, remedy.amount_minor)),
             }
         }

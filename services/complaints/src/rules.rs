@@ -127,6 +127,12 @@ pub fn codes(values: &[String], field: &str, violations: &mut Vec<FieldViolation
     kept
 }
 
+/// The most money one remedy may carry, in minor units (1,000,000.00 in a two-decimal currency):
+/// far above any goodwill gesture, and far below where sums of remedies could overflow.
+pub const MAX_REMEDY_MINOR_UNITS: i64 = 100_000_000;
+/// The most points one remedy may carry.
+pub const MAX_REMEDY_POINTS: i64 = 10_000_000;
+
 /// What each kind of remedy must carry.
 pub fn check_remedy_shape(kind: RemedyKind, amount: i64, points: i64) -> Vec<FieldViolation> {
     let mut v = Vec::new();

@@ -103,7 +103,36 @@ pub fn currency_of(settings: &pb::PropertySettings) -> String {
     }
 }
 
+/// A category or department name as complaints carry it: trimmed and lowercased.
+pub fn normal_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Category names normalised like a complaint's category, blanks dropped, duplicates folded
+/// (first occurrence kept).
+pub fn normal_categories(categories: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for name in categories.iter().map(|c| normal_name(c)) {
+        if !name.is_empty() && !kept.contains(&name) {
+            kept.push(name);
+        }
+    }
+    kept
+}
+
+/// Brings submitted settings into the form complaints are matched against (category and
+/// calendar department names trimmed and lowercased, categories deduplicated), so what is
+/// stored and read back is what intake compares with.
+pub fn normalise(settings: &mut pb::PropertySettings) {
+    settings.categories = normal_categories(&settings.categories);
+    for calendar in &mut settings.calendars {
+        calendar.department = normal_name(&calendar.department);
+    }
+}
+
 /// Validates stored or submitted settings and fills the defaults; errors name the field.
+/// Category and department names are normalised (see [`normalise`]), also for settings stored
+/// before that was done on write.
 pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, ApiError> {
     let mut violations = Vec::new();
     let zone_text = if settings.time_zone.is_empty() {
@@ -128,10 +157,11 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
     let mut default_calendar = None;
     let mut department_calendars = BTreeMap::new();
     for (i, calendar) in settings.calendars.iter().enumerate() {
+        let department = normal_name(&calendar.department);
         match WorkingCalendar::try_from(calendar_spec(zone_text, calendar)) {
-            Ok(built) if calendar.department.is_empty() => default_calendar = Some(built),
+            Ok(built) if department.is_empty() => default_calendar = Some(built),
             Ok(built) => {
-                department_calendars.insert(calendar.department.clone(), built);
+                department_calendars.insert(department, built);
             }
             Err(error) => violations.push(FieldViolation::new(
                 format!("settings.calendars[{i}]"),
@@ -328,7 +358,7 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         repeat_window: Duration::days(repeat_days),
         hotspot_window: Duration::days(hotspot_days),
         hotspot_threshold,
-        categories: settings.categories.clone(),
+        categories: normal_categories(&settings.categories),
     })
 }
 
@@ -371,5 +401,47 @@ pub fn default_settings(property_id: &str) -> pb::PropertySettings {
             .map(|r| r.as_str().to_string())
             .collect(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calendar(department: &str) -> pb::WorkingCalendar {
+        pb::WorkingCalendar {
+            department: department.into(),
+            always_open: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn category_and_department_names_match_what_complaints_carry() {
+        let mut settings = pb::PropertySettings {
+            categories: vec![" Noise".into(), "Wi-Fi".into(), "noise".into(), "  ".into()],
+            calendars: vec![calendar(" Engineering "), calendar("")],
+            ..default_settings("paris")
+        };
+        // Settings stored before names were normalised on write work all the same.
+        let built = effective(&settings).expect("valid settings");
+        assert_eq!(built.categories, ["noise", "wi-fi"]);
+        assert_eq!(
+            built.department_calendars.keys().collect::<Vec<_>>(),
+            ["engineering"]
+        );
+        assert!(!std::ptr::eq(
+            built.calendar_for(pb::Stage::FirstInvestigation, "engineering"),
+            &built.default_calendar
+        ));
+
+        normalise(&mut settings);
+        assert_eq!(settings.categories, ["noise", "wi-fi"]);
+        let departments: Vec<&str> = settings
+            .calendars
+            .iter()
+            .map(|c| c.department.as_str())
+            .collect();
+        assert_eq!(departments, ["engineering", ""]);
     }
 }

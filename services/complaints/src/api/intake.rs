@@ -13,6 +13,7 @@ use super::Api;
 use crate::clocks;
 use crate::convert::{optional_enum, required_enum, text};
 use crate::engine::{self, emit_changed, Loaded};
+use crate::settings::EffectiveSettings;
 use crate::store::timeline::{self, Entry};
 use crate::store::{self, ComplaintRow};
 
@@ -111,7 +112,7 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
     let mut guest = complaint.guest.unwrap_or_default();
     if principal.role() == Role::Guest {
         // A guest files for themselves; the token says who they are.
-        let own = principal.guest_id().unwrap_or_default().to_string();
+        let own = super::own_guest_id(principal)?.to_string();
         if !guest.guest_id.is_empty() && guest.guest_id != own {
             v.push(FieldViolation::new(
                 "complaint.guest.guest_id",
@@ -170,6 +171,26 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
     })
 }
 
+/// Why a (lowercased) category is refused: it is outside the property's list, when it keeps one.
+pub(crate) fn category_violation(
+    settings: &EffectiveSettings,
+    category: &str,
+) -> Option<FieldViolation> {
+    if settings.categories.is_empty()
+        || category.is_empty()
+        || settings.categories.iter().any(|c| c == category)
+    {
+        return None;
+    }
+    Some(FieldViolation::new(
+        "complaint.category",
+        format!(
+            "not a category of this property; expected one of {}",
+            settings.categories.join(", ")
+        ),
+    ))
+}
+
 pub fn is_priority_tier(tier: &str) -> bool {
     matches!(tier, "vip" | "strategic")
 }
@@ -197,17 +218,8 @@ pub async fn create(
         return Ok(previous);
     }
     let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
-    if !settings.categories.is_empty()
-        && !new.category.is_empty()
-        && !settings.categories.contains(&new.category)
-    {
-        return Err(ApiError::invalid(
-            "complaint.category",
-            format!(
-                "not a category of this property; expected one of {}",
-                settings.categories.join(", ")
-            ),
-        ));
+    if let Some(violation) = category_violation(&settings, &new.category) {
+        return Err(ApiError::InvalidArgument(vec![violation]));
     }
     let now = crate::engine::now();
     let repeat_of = store::complaints::previous_for_guest(

@@ -90,6 +90,7 @@ pub async fn update(
             ),
         ));
     }
+    let (old_urgency, old_impact) = (loaded.row.urgency, loaded.row.impact);
     let row = &mut loaded.row;
     for path in &paths {
         match path.as_str() {
@@ -178,6 +179,12 @@ pub async fn update(
             _ => {}
         }
     }
+    if paths.iter().any(|p| p == "category") {
+        v.extend(super::intake::category_violation(
+            &loaded.settings,
+            &loaded.row.category,
+        ));
+    }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -195,6 +202,20 @@ pub async fn update(
         },
     )
     .await?;
+    // A reclassification counts as intake would have counted it: the running resolution clock
+    // takes the new urgency's target, and critical urgency or emotional harm escalates.
+    if loaded.row.status != "resolved" {
+        let urgency = pb::Urgency::try_from(i32::from(loaded.row.urgency)).unwrap_or_default();
+        if loaded.row.urgency != old_urgency {
+            crate::clocks::retarget_resolution(&mut loaded.clocks, &loaded.settings, urgency);
+        }
+        let now_critical = loaded.row.urgency != old_urgency && urgency == pb::Urgency::Critical;
+        let now_harmful = loaded.row.impact != old_impact
+            && loaded.row.impact == pb::Impact::EmotionalHarm as i16;
+        if now_critical || now_harmful {
+            loaded.escalate(&mut tx, "high_impact", now).await?;
+        }
+    }
     let from = loaded.status();
     let view = loaded.save(&mut tx, now).await?;
     emit_changed(
@@ -362,12 +383,9 @@ pub async fn rate(
     let mut tx = api.context.pool.begin().await?;
     let id = complaint_id(&request.complaint_id, "complaint_id")?;
     let mut loaded = if principal.role() == Role::Guest {
+        let own = super::own_guest_id(&principal)?;
         let loaded = engine::load(&mut tx, id, true).await?;
-        if principal
-            .guest_id()
-            .is_none_or(|g| g != loaded.row.guest_id)
-            || principal.chain_id() != loaded.row.chain_id
-        {
+        if own != loaded.row.guest_id || principal.chain_id() != loaded.row.chain_id {
             return Err(ApiError::not_found("complaint", id.to_string()));
         }
         loaded

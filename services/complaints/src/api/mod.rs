@@ -9,7 +9,9 @@ mod remedies;
 mod settings;
 mod tier;
 
+use guestloop_kit::auth::Principal;
 use guestloop_kit::server::ServiceContext;
+use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::complaints::v1 as pb;
 use guestloop_proto::complaints::v1::complaints_service_server::ComplaintsService;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
@@ -17,6 +19,15 @@ use tonic::{Request, Response, Status};
 
 pub use intake::is_priority_tier;
 pub(crate) use lifecycle::apply_action;
+
+/// The guest a guest token speaks for. A guest token without one may neither file nor list:
+/// an empty id would match every complaint filed without a guest.
+pub(crate) fn own_guest_id(principal: &Principal) -> ApiResult<&str> {
+    principal
+        .guest_id()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::PermissionDenied("the guest token carries no guest id".into()))
+}
 
 pub struct Api {
     context: ServiceContext,

@@ -43,7 +43,7 @@ fn visible(principal: &Principal, row: &ComplaintRow) -> bool {
         return false;
     }
     match principal.role() {
-        Role::Guest => principal.guest_id().is_some_and(|g| g == row.guest_id),
+        Role::Guest => super::own_guest_id(principal).is_ok_and(|g| g == row.guest_id),
         _ => principal.can_access_property(&row.property_id),
     }
 }
@@ -157,7 +157,7 @@ fn push_scope(
     if principal.role() == Role::Guest {
         query
             .push(" AND guest_id = ")
-            .push_bind(principal.guest_id().unwrap_or_default().to_string());
+            .push_bind(super::own_guest_id(principal)?.to_string());
     }
     for property in requested {
         principal.require_property(property)?;

@@ -39,6 +39,15 @@ async fn load_for_remedy(
     Ok(loaded)
 }
 
+/// `a + b` per component, saturating: a total never wraps into something small enough to pass
+/// an authority limit.
+fn plus((money, points): (i64, i64), (more_money, more_points): (i64, i64)) -> (i64, i64) {
+    (
+        money.saturating_add(more_money),
+        points.saturating_add(more_points),
+    )
+}
+
 /// Money and points already committed on the complaint (approved, delivered or awaiting approval).
 fn committed(remedies: &[RemedyRow]) -> (i64, i64) {
     remedies
@@ -49,9 +58,7 @@ fn committed(remedies: &[RemedyRow]) -> (i64, i64) {
                 "approved" | "delivered" | "pending_approval"
             )
         })
-        .fold((0, 0), |(money, points), r| {
-            (money + r.amount_minor, points + r.points)
-        })
+        .fold((0, 0), |total, r| plus(total, (r.amount_minor, r.points)))
 }
 
 fn authority(loaded: &Loaded) -> Authority<'_> {
@@ -115,9 +122,19 @@ pub async fn propose(
             "remedy.amount.minor_units",
             "must not be negative",
         ));
+    } else if amount.minor_units > rules::MAX_REMEDY_MINOR_UNITS {
+        v.push(FieldViolation::new(
+            "remedy.amount.minor_units",
+            format!("must be at most {}", rules::MAX_REMEDY_MINOR_UNITS),
+        ));
     }
     if remedy.points < 0 {
         v.push(FieldViolation::new("remedy.points", "must not be negative"));
+    } else if remedy.points > rules::MAX_REMEDY_POINTS {
+        v.push(FieldViolation::new(
+            "remedy.points",
+            format!("must be at most {}", rules::MAX_REMEDY_POINTS),
+        ));
     }
     if let Some(kind) = kind {
         v.extend(rules::check_remedy_shape(
@@ -153,8 +170,10 @@ pub async fn propose(
             format!("no remedies on a {} complaint", loaded.row.status),
         ));
     }
-    let (money, points) = committed(&loaded.remedies);
-    let total = (money + amount.minor_units, points + remedy.points);
+    let total = plus(
+        committed(&loaded.remedies),
+        (amount.minor_units, remedy.points),
+    );
     let now = crate::engine::now();
     let decision = authority(&loaded).decide(principal.role(), total);
     let mut row = RemedyRow {
@@ -243,6 +262,18 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
             format!("the remedy is already {}", row.status),
         ));
     }
+    // Rejecting stays possible on a finished complaint (it tidies up); approving would
+    // announce compensation (and CRM would grant points) for a complaint that is over.
+    if request.approve && matches!(loaded.row.status.as_str(), "closed" | "cancelled") {
+        return Err(ApiError::failed_precondition(
+            "COMPLAINT_FINISHED",
+            format!("complaints/{}", loaded.row.complaint_id),
+            format!(
+                "no remedy can be approved on a {} complaint",
+                loaded.row.status
+            ),
+        ));
+    }
     let (money, points) = committed(&loaded.remedies);
     if request.approve
         && authority(&loaded).decide(principal.role(), (money, points)) != rules::Decision::Approved
@@ -318,6 +349,14 @@ pub async fn delivered(
             ),
         ));
     }
+    // An approved remedy may still be handed over after closing; not after cancelling.
+    if loaded.row.status == "cancelled" {
+        return Err(ApiError::failed_precondition(
+            "COMPLAINT_FINISHED",
+            format!("complaints/{}", loaded.row.complaint_id),
+            "no remedy can be delivered on a cancelled complaint",
+        ));
+    }
     let now = crate::engine::now();
     row.status = "delivered".into();
     row.delivered_at = Some(now);
@@ -345,4 +384,64 @@ pub async fn delivered(
     loaded.save(&mut tx, now).await?;
     tx.commit().await?;
     Ok(remedy_to_proto(&row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remedy(status: &str, amount_minor: i64, points: i64) -> RemedyRow {
+        RemedyRow {
+            remedy_id: Uuid::nil(),
+            complaint_id: Uuid::nil(),
+            kind: pb::RemedyKind::Refund as i16,
+            currency_code: "EUR".into(),
+            amount_minor,
+            points,
+            description: String::new(),
+            status: status.into(),
+            proposed_by: String::new(),
+            proposed_role: String::new(),
+            required_role: String::new(),
+            decided_by: String::new(),
+            decision_note: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            decided_at: None,
+            delivered_at: None,
+        }
+    }
+
+    #[test]
+    fn committed_totals_saturate_instead_of_wrapping() {
+        let remedies = [
+            remedy("approved", i64::MAX, 1),
+            remedy("pending_approval", i64::MAX, i64::MAX),
+            remedy("rejected", 5, 5),
+        ];
+        assert_eq!(committed(&remedies), (i64::MAX, i64::MAX));
+        let total = plus(committed(&remedies), (i64::MAX, i64::MAX));
+        assert_eq!(total, (i64::MAX, i64::MAX));
+        // A saturated total is beyond every limited role: an agent gets no approval from it.
+        let limits = crate::settings::default_limits();
+        let ladder = crate::settings::default_ladder();
+        let authority = Authority {
+            limits: &limits,
+            ladder: &ladder,
+        };
+        assert_eq!(
+            authority.decide(Role::Agent, total),
+            rules::Decision::NeedsApproval(Role::GeneralManager)
+        );
+    }
+
+    #[test]
+    fn committed_counts_only_live_remedies() {
+        let remedies = [
+            remedy("approved", 100, 0),
+            remedy("delivered", 20, 3),
+            remedy("pending_approval", 1, 1),
+            remedy("rejected", 1_000, 1_000),
+        ];
+        assert_eq!(committed(&remedies), (121, 4));
+    }
 }

@@ -43,9 +43,10 @@ pub async fn update(
     let principal = principal(&request)?.clone();
     principal.require_role(&EDITORS)?;
     let request = request.into_inner();
-    let settings = request
+    let mut settings = request
         .settings
         .ok_or_else(|| guestloop_kit::ApiError::invalid("settings", "is required"))?;
+    crate::settings::normalise(&mut settings);
     if settings.property_id.is_empty() {
         return Err(guestloop_kit::ApiError::invalid(
             "settings.property_id",
