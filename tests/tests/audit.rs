@@ -310,6 +310,74 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         ),
         ("verified", "qm-1", false)
     );
+    // A verified action is reopened or changed by a verifier only; it never moves backwards to
+    // done; and done needs an action, an owner and a due date.
+    let agent = AuditServiceClient::new(
+        service
+            .channel_with_token(
+                &TokenBuilder::new(Role::Agent)
+                    .properties(&["vienna"])
+                    .mint()?,
+            )
+            .await?,
+    );
+    let refused = agent
+        .clone()
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "in_progress".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an agent reopens a verified action");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let backwards = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "done".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("verified back to done");
+    assert_eq!(backwards.code(), Code::FailedPrecondition);
+    let reopened = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            status: "in_progress".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (reopened.status.as_str(), reopened.verified_by.as_str()),
+        ("in_progress", ""),
+        "reopening clears the verification"
+    );
+    let bare = findings
+        .findings
+        .iter()
+        .find(|f| f.finding_id != finding.finding_id && f.action.is_empty())
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("a finding without an action"))?;
+    let incomplete = agent
+        .clone()
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: bare.finding_id.clone(),
+            status: "done".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("done without action, owner, due date");
+    assert_eq!(incomplete.code(), Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_details_bad_request(&incomplete)
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| v.field)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert_eq!(details, vec!["action", "owner", "due_date"]);
 
     // Staff scores from observations: anna missed the greeting (0) and met the phone standard (1).
     let quarter = {

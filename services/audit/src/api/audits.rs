@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::library::{standards_for, template};
 use super::Api;
-use crate::domain::rooms;
 use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
+use crate::domain::{actions, rooms};
 
 fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
@@ -673,28 +673,59 @@ pub async fn update_action(
     .await?
     .ok_or_else(|| ApiError::not_found("finding", id.to_string()))?;
     principal.require_property(&row.property_id)?;
-    if request.status == "verified" {
-        principal.require_role(&[
-            Role::ChainQualityManager,
-            Role::GeneralManager,
-            Role::ChainAdmin,
-        ])?;
-        if row.status != "done" {
-            return Err(ApiError::failed_precondition(
-                "ACTION_NOT_DONE",
-                format!("findings/{id}"),
-                "only a done action can be verified",
-            ));
-        }
-    }
     let status = if request.status.is_empty() {
         row.status.clone()
     } else {
         request.status.clone()
     };
+    let current = actions::Action {
+        status: &row.status,
+        action: &row.action,
+        owner: &row.owner,
+        has_due_date: row.due_date.is_some(),
+    };
+    let next = actions::Action {
+        status: &status,
+        action: if request.action.is_empty() {
+            &row.action
+        } else {
+            &request.action
+        },
+        owner: if request.owner.is_empty() {
+            &row.owner
+        } else {
+            &request.owner
+        },
+        has_due_date: due.is_some() || row.due_date.is_some(),
+    };
+    let verifier = matches!(
+        principal.role(),
+        Role::ChainQualityManager | Role::GeneralManager | Role::ChainAdmin
+    );
+    let changes = !request.action.is_empty()
+        || !request.owner.is_empty()
+        || due.is_some()
+        || status != row.status;
+    if changes {
+        actions::check(&current, &next, verifier).map_err(|refusal| match refusal {
+            actions::Refusal::IllegalMove { from, to } => ApiError::failed_precondition(
+                "ILLEGAL_ACTION_MOVE",
+                format!("findings/{id}"),
+                format!("a corrective action cannot go from {from} to {to}"),
+            ),
+            actions::Refusal::Incomplete(fields) => ApiError::InvalidArgument(
+                fields
+                    .into_iter()
+                    .map(|f| FieldViolation::new(f, "is required before the action is done"))
+                    .collect(),
+            ),
+            actions::Refusal::VerifierOnly(why) => ApiError::PermissionDenied(why.to_string()),
+        })?;
+    }
     let updated: FindingRow = sqlx::query_as(&format!(
         "UPDATE findings SET action = CASE WHEN $2 = '' THEN action ELSE $2 END, owner = CASE WHEN $3 = '' THEN owner ELSE $3 END, \
-         due_date = coalesce($4, due_date), status = $5, verified_by = CASE WHEN $5 = 'verified' THEN $6 ELSE verified_by END, \
+         due_date = coalesce($4, due_date), status = $5, verified_by = CASE WHEN $5 = 'verified' THEN \
+         CASE WHEN status = 'verified' THEN verified_by ELSE $6 END ELSE '' END, \
          done_at = CASE WHEN $5 IN ('done', 'verified') THEN coalesce(done_at, now()) ELSE NULL END \
          WHERE finding_id = $1 RETURNING {FINDING_COLUMNS}"
     ))

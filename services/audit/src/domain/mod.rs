@@ -1,7 +1,8 @@
-//! Pure audit rules: weighted scoring with N/A and the critical rule, room-inspection rotation,
+//! Pure audit rules: the corrective-action lifecycle, weighted scoring with N/A and the critical rule, room-inspection rotation,
 //! SERVQUAL gaps, touchpoint importance factors, and fair staff-behaviour scores (audit
 //! observations and complaint outcomes).
 
+pub mod actions;
 pub mod rooms;
 pub mod scoring;
 pub mod servqual;
