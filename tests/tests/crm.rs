@@ -301,7 +301,7 @@ async fn reads_depend_on_the_role_and_contact_reads_are_logged() -> anyhow::Resu
         guest("Kenji", "Sato", "kenji@example.jp", "+81 90 1234 5678"),
     )
     .await?;
-    front
+    let answered = front
         .add_preference(pb::AddPreferenceRequest {
             guest_id: g.guest_id.clone(),
             preference: Some(pb::Preference {
@@ -311,7 +311,12 @@ async fn reads_depend_on_the_role_and_contact_reads_are_logged() -> anyhow::Resu
                 ..Default::default()
             }),
         })
-        .await?;
+        .await?
+        .into_inner();
+    assert!(
+        answered.contact_details_hidden && answered.email.is_empty(),
+        "contact details are read with GetGuest, not in the answers of other changes"
+    );
     front
         .add_preference(pb::AddPreferenceRequest {
             guest_id: g.guest_id.clone(),
@@ -359,6 +364,46 @@ async fn reads_depend_on_the_role_and_contact_reads_are_logged() -> anyhow::Resu
         vec![("fo-1".to_string(), "tokyo".to_string())],
         "only the contact read is logged"
     );
+    // A read is logged only at a property the reader works at.
+    let mut tokyo_desk = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .department("front_office")
+            .properties(&["tokyo"])
+            .subject("fo-2"),
+    )
+    .await?;
+    let elsewhere = tokyo_desk
+        .get_guest(pb::GetGuestRequest {
+            guest_id: g.guest_id.clone(),
+            property_id: "osaka".into(),
+        })
+        .await
+        .expect_err("logged at a property outside the scope");
+    assert_eq!(elsewhere.code(), Code::PermissionDenied);
+    // An edit whose answer shows the contact details is a read too.
+    let edited = front
+        .update_guest(pb::UpdateGuestRequest {
+            guest: Some(pb::Guest {
+                guest_id: g.guest_id.clone(),
+                language: "ja".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["language".into()],
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(edited.email, "kenji@example.jp");
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.contact_access_log WHERE guest_id = $1 AND actor = 'fo-1'",
+    )
+    .bind(&g.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(reads, 2, "the GetGuest and the edit");
 
     // Card numbers are never accepted; unknown groups and empty values are refused.
     let refused = create(
@@ -467,8 +512,19 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         care_owner, first.guest_id,
         "care tasks move to the survivor"
     );
+    assert!(
+        merged.contact_details_hidden,
+        "contacts are read with GetGuest"
+    );
+    let survivor = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: first.guest_id.clone(),
+            property_id: "rome".into(),
+        })
+        .await?
+        .into_inner();
     assert_eq!(
-        merged.phone, "+39 333 123 4567",
+        survivor.phone, "+39 333 123 4567",
         "the survivor gains what it lacked"
     );
     assert_eq!(
@@ -2518,12 +2574,6 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
     file("erase-2", &erased_guest).await?;
     let kept = file("erase-3", &other_guest).await?.into_inner();
 
-    admin
-        .erase_guest(pb::EraseGuestRequest {
-            guest_id: erased_guest.guest_id.clone(),
-            reason: "data subject request".into(),
-        })
-        .await?;
     let pool = complaints.database.admin_pool().await?;
     let identified = || async {
         sqlx::query_scalar::<_, i64>(
@@ -2541,6 +2591,12 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
         2,
         "both complaints name the guest at first"
     );
+    admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: erased_guest.guest_id.clone(),
+            reason: "data subject request".into(),
+        })
+        .await?;
     for _ in 0..100 {
         if identified().await? == 0 {
             break;

@@ -187,6 +187,11 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
 }
 
 /// Guests read their own profile; staff read any guest of their chain.
+/// Staff (not the guest themselves, not another service), whose contact reads are logged.
+fn is_staff(principal: &Principal) -> bool {
+    !matches!(principal.role(), Role::Guest | Role::Service)
+}
+
 fn check_reader(principal: &Principal, guest_id: &str) -> ApiResult<()> {
     if principal.role() == Role::Guest && principal.guest_id() != Some(guest_id) {
         return Err(ApiError::not_found("guest", guest_id.to_string()));
@@ -202,7 +207,11 @@ pub async fn get(api: &Api, request: Request<pb::GetGuestRequest>) -> ApiResult<
     let row = load(&mut tx, &principal, &request.guest_id, false, true).await?;
     let own = principal.role() == Role::Guest;
     let contacts = own || may_read_contacts(&principal);
-    if contacts && !own && principal.role() != Role::Service {
+    if contacts && is_staff(&principal) {
+        // The property the read is logged at must be one the caller works at.
+        if !request.property_id.is_empty() {
+            principal.require_property(&request.property_id)?;
+        }
         store::log_contact_read(&mut tx, &principal, &row.guest_id, &request.property_id).await?;
     }
     let guest = to_proto(&mut tx, &row, contacts).await?;
@@ -330,12 +339,13 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
     .bind(principal.subject())
     .fetch_one(&mut *tx)
     .await?;
-    let reply = to_proto(
-        &mut tx,
-        &row,
-        principal.role() == Role::Guest || may_read_contacts(&principal),
-    )
-    .await?;
+    // The answer shows the profile's contact details to staff who may read them: a read, logged
+    // (no property: an edit is not made at one).
+    let contacts = principal.role() == Role::Guest || may_read_contacts(&principal);
+    if contacts && is_staff(&principal) {
+        store::log_contact_read(&mut tx, &principal, &row.guest_id, "").await?;
+    }
+    let reply = to_proto(&mut tx, &row, contacts).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -474,7 +484,8 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
     .execute(&mut *tx)
     .await?;
     let survivor = load(&mut tx, &principal, to, false, false).await?;
-    let reply = to_proto(&mut tx, &survivor, may_read_contacts(&principal)).await?;
+    // Contact details are read with GetGuest (logged), not in the answers of other changes.
+    let reply = to_proto(&mut tx, &survivor, false).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -548,12 +559,8 @@ pub async fn add_preference(
     .bind(principal.subject())
     .execute(&mut *tx)
     .await?;
-    let reply = to_proto(
-        &mut tx,
-        &row,
-        principal.role() == Role::Guest || may_read_contacts(&principal),
-    )
-    .await?;
+    // A guest sees their own contact details; staff read them with GetGuest (logged).
+    let reply = to_proto(&mut tx, &row, principal.role() == Role::Guest).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -578,12 +585,8 @@ pub async fn remove_preference(
     if removed == 0 {
         return Err(ApiError::not_found("preference", id.to_string()));
     }
-    let reply = to_proto(
-        &mut tx,
-        &row,
-        principal.role() == Role::Guest || may_read_contacts(&principal),
-    )
-    .await?;
+    // A guest sees their own contact details; staff read them with GetGuest (logged).
+    let reply = to_proto(&mut tx, &row, principal.role() == Role::Guest).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -624,7 +627,8 @@ pub async fn set_strategic(
         .execute(&mut *tx)
         .await?;
     let row = load(&mut tx, &principal, &row.guest_id, false, false).await?;
-    let reply = to_proto(&mut tx, &row, may_read_contacts(&principal)).await?;
+    // Contact details are read with GetGuest (logged), not in the answers of other changes.
+    let reply = to_proto(&mut tx, &row, false).await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(reply)
