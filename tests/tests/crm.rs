@@ -2724,3 +2724,128 @@ async fn a_merge_keeps_the_points_posted_while_it_runs() -> anyhow::Result<()> {
     assert_eq!(accounts, 0, "no account left under the merged id");
     service.shutdown().await
 }
+
+/// Goodwill and failure memory follow CRM's view of the guest: a merged guest's goodwill goes to
+/// the survivor, and an erased guest gets no account back from a later remedy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn goodwill_follows_merges_and_never_revives_an_erased_guest() -> anyhow::Result<()> {
+    let complaints = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings
+        .endpoints
+        .insert("complaints".into(), complaints.url());
+    let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let duplicate = create(&mut admin, guest("Ana", "Lima", "ana@example.com", "")).await?;
+    let survivor = create(&mut admin, guest("Ana", "Lima", "ana.lima@example.com", "")).await?;
+    let leaving = create(&mut admin, guest("Rui", "Costa", "rui@example.com", "")).await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["lisbon"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let file = |request_id: &'static str, guest_id: String| {
+        let mut agent = agent.clone();
+        async move {
+            let filed = agent
+                .create_complaint(cpb::CreateComplaintRequest {
+                    request_id: request_id.into(),
+                    complaint: Some(cpb::Complaint {
+                        property_id: "lisbon".into(),
+                        guest: Some(cpb::GuestRef {
+                            guest_id,
+                            ..Default::default()
+                        }),
+                        channel: cpb::Channel::App as i32,
+                        category: "noise".into(),
+                        description: "music from the bar until 2 am".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(filed.complaint_id)
+        }
+    };
+    let for_duplicate = file("merge-1", duplicate.guest_id.clone()).await?;
+    let for_leaving = file("erase-1", leaving.guest_id.clone()).await?;
+    admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: survivor.guest_id.clone(),
+            duplicate_guest_id: duplicate.guest_id.clone(),
+        })
+        .await?;
+    admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: leaving.guest_id.clone(),
+            reason: "data subject request".into(),
+        })
+        .await?;
+    for (request_id, complaint_id) in [("gw-m", &for_duplicate), ("gw-e", &for_leaving)] {
+        agent
+            .propose_remedy(cpb::ProposeRemedyRequest {
+                request_id: request_id.into(),
+                complaint_id: complaint_id.clone(),
+                remedy: Some(cpb::Remedy {
+                    kind: cpb::RemedyKind::Points as i32,
+                    points: 500,
+                    ..Default::default()
+                }),
+            })
+            .await?;
+    }
+    let pool = crm.database.admin_pool().await?;
+    let goodwill_on = |guest_id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE kind = 'goodwill' AND guest_id = $1",
+            )
+            .bind(guest_id)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    for _ in 0..100 {
+        if goodwill_on(survivor.guest_id.clone()).await? == 500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(goodwill_on(survivor.guest_id.clone()).await?, 500);
+    assert_eq!(goodwill_on(duplicate.guest_id.clone()).await?, 0);
+    // The consumer has passed the erased guest's remedy too (it came after the merged one's).
+    let cursor = || async {
+        sqlx::query_scalar::<_, i64>("SELECT coalesce(max(position), 0) FROM crm.consumer_cursors")
+            .fetch_one(&pool)
+            .await
+    };
+    let head: i64 = {
+        let complaints_pool = complaints.database.admin_pool().await?;
+        sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM complaints.outbox_events")
+            .fetch_one(&complaints_pool)
+            .await?
+    };
+    for _ in 0..100 {
+        if cursor().await? >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cursor().await? >= head, "the feed was consumed");
+    let revived: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = ANY($1)) \
+              + (SELECT count(*) FROM crm.service_failures WHERE guest_id = ANY($1))",
+    )
+    .bind(vec![leaving.guest_id.clone(), duplicate.guest_id.clone()])
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(revived, 0, "nothing under the erased or the merged id");
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.service_failures WHERE guest_id = $1")
+            .bind(&survivor.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(failures, 1, "the merged guest's failure is the survivor's");
+    crm.shutdown().await?;
+    complaints.shutdown().await
+}

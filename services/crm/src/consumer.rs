@@ -8,6 +8,8 @@ use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as complaints;
 use sqlx::PgConnection;
 
+use crate::api::current_guest;
+
 pub const CONSUMER: &str = "crm<-complaints";
 
 pub const EVENT_TYPES: [&str; 8] = [
@@ -49,6 +51,7 @@ fn describe_remedy(r: &complaints::Remedy) -> String {
 
 async fn remember_failure(
     conn: &mut PgConnection,
+    chain_id: &str,
     complaint: &complaints::Complaint,
 ) -> Result<(), ApiError> {
     let guest_id = complaint
@@ -59,6 +62,10 @@ async fn remember_failure(
     if guest_id.is_empty() {
         return Ok(());
     }
+    // A merged guest's failures go to the survivor; an erased or unknown guest's are not kept.
+    let Some(guest_id) = current_guest(conn, chain_id, &guest_id).await? else {
+        return Ok(());
+    };
     let remedies: Vec<String> = complaint
         .remedies
         .iter()
@@ -104,14 +111,24 @@ impl EventHandler for ComplaintEvents {
                 return Ok(());
             };
             if remedy.points > 0 && !approved.guest_id.is_empty() {
-                crate::api::post_goodwill(
-                    conn,
-                    &approved.guest_id,
-                    &remedy.remedy_id,
-                    remedy.points,
-                    &approved.complaint_id,
-                )
-                .await?;
+                // Goodwill goes to the guest as CRM knows them now: a merged guest's survivor.
+                // An erased guest (or one CRM never knew) gets no account back.
+                match current_guest(conn, &event.chain_id, &approved.guest_id).await? {
+                    Some(guest_id) => {
+                        crate::api::post_goodwill(
+                            conn,
+                            &guest_id,
+                            &remedy.remedy_id,
+                            remedy.points,
+                            &approved.complaint_id,
+                        )
+                        .await?
+                    }
+                    None => tracing::info!(
+                        complaint_id = %approved.complaint_id,
+                        "goodwill for a guest CRM does not hold (erased or unknown) not posted"
+                    ),
+                }
             }
             let label = describe_remedy(&remedy);
             sqlx::query(
@@ -126,7 +143,7 @@ impl EventHandler for ComplaintEvents {
         }
         let changed: complaints::ComplaintChanged = decode(event)?;
         if let Some(complaint) = changed.complaint {
-            remember_failure(conn, &complaint).await?;
+            remember_failure(conn, &event.chain_id, &complaint).await?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub use care::generate_due as generate_due_care_tasks;
 pub use loyalty::evaluate_all_chains as evaluate_all_tiers;
 pub use loyalty::expire_all_chains as expire_all_points;
 pub use loyalty::post_goodwill;
+pub use store::current_guest;
 pub use value::evaluate_all_chains as evaluate_all_customer_values;
 pub use value::evaluate_chain as evaluate_customer_values;
 

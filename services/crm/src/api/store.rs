@@ -102,6 +102,35 @@ fn hop<R>(
 /// Most merge redirects a lookup follows (merges chain A into B into C …).
 const MAX_REDIRECTS: usize = 8;
 
+/// The guest another service's event about `guest_id` (of chain `chain_id`, when known) is for
+/// now: the id itself, or the survivor it was merged into. `None` when CRM does not know the id
+/// (never created here, or erased) or it belongs to another chain. The row found is locked for
+/// share, so a merge or an erasure (which lock it for update) waits for the caller's effect or
+/// happens before it.
+pub async fn current_guest(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    guest_id: &str,
+) -> ApiResult<Option<String>> {
+    let mut id = guest_id.to_string();
+    for _ in 0..MAX_REDIRECTS {
+        let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT chain_id, merged_into, erased FROM guests WHERE guest_id = $1 FOR SHARE",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            None => return Ok(None),
+            Some((chain, _, _)) if !chain_id.is_empty() && chain != chain_id => return Ok(None),
+            Some((_, _, true)) => return Ok(None),
+            Some((_, Some(next), _)) => id = next,
+            Some((_, None, false)) => return Ok(Some(id)),
+        }
+    }
+    Ok(None)
+}
+
 /// Loads a guest (following merge redirects when `follow` is set), refusing other chains.
 pub async fn load(
     conn: &mut PgConnection,
