@@ -1166,3 +1166,65 @@ async fn raising_urgency_after_intake_retargets_resolution_and_escalates() -> an
     assert_eq!(resolution_due(&harmed), 2 * 3600, "urgency unchanged");
     service.shutdown().await
 }
+
+/// The breached filter lists complaints whose clocks run late, not those waiting on the guest
+/// (their clocks are paused; the stored due time is where it stood when the pause began).
+#[tokio::test]
+async fn waiting_on_the_guest_is_not_running_late() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["lisbon"]).await?;
+    let late = file(&mut agent, noisy_room("lisbon")).await?;
+    let waiting = file(&mut agent, noisy_room("lisbon")).await?;
+    for id in [&late.complaint_id, &waiting.complaint_id] {
+        act(&mut agent, id, pb::Action::Acknowledge, "").await?;
+    }
+    act(
+        &mut agent,
+        &waiting.complaint_id,
+        pb::Action::WaitForGuest,
+        "asked which nights suit a room move",
+    )
+    .await?;
+    // Both have a running clock whose stored due time has passed.
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE complaints.complaint_clocks SET started_at = now() - interval '3 days', due_at = now() - interval '1 hour' \
+         WHERE stopped_at IS NULL",
+    )
+    .execute(&pool)
+    .await?;
+    let listed = |filter: pb::ClockFilter| {
+        let mut agent = agent.clone();
+        async move {
+            let mut ids: Vec<String> = agent
+                .list_complaints(pb::ListComplaintsRequest {
+                    clock_filter: filter as i32,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .complaints
+                .into_iter()
+                .map(|c| c.complaint_id)
+                .collect();
+            ids.sort();
+            anyhow::Ok(ids)
+        }
+    };
+    assert_eq!(
+        listed(pb::ClockFilter::Breached).await?,
+        vec![late.complaint_id.clone()],
+        "the paused one is not late"
+    );
+    sqlx::query(
+        "UPDATE complaints.complaint_clocks SET due_at = now() + interval '1 hour' WHERE stopped_at IS NULL",
+    )
+    .execute(&pool)
+    .await?;
+    assert_eq!(
+        listed(pb::ClockFilter::AtRisk).await?,
+        vec![late.complaint_id.clone()],
+        "nor at risk"
+    );
+    service.shutdown().await
+}

@@ -281,17 +281,20 @@ pub async fn list(
     if let Some(to) = created_to {
         query.push(" AND created_at < ").push_bind(to);
     }
+    // A paused clock (the complaint waits on the guest) is neither running late nor at risk: its
+    // stored due time is where it stood when the pause began and moves out when it ends.
     match clock_filter {
         pb::ClockFilter::Breached => {
             query.push(
                 " AND EXISTS (SELECT 1 FROM complaint_clocks k WHERE k.complaint_id = complaints.complaint_id \
-                 AND (k.breached_at IS NOT NULL OR (k.stopped_at IS NULL AND k.due_at < now()) OR k.stopped_at > k.due_at))",
+                 AND (k.breached_at IS NOT NULL OR k.stopped_at > k.due_at \
+                      OR (k.stopped_at IS NULL AND k.due_at < now() AND complaints.status <> 'waiting_on_guest')))",
             );
         }
         pb::ClockFilter::AtRisk => {
             query.push(
                 " AND EXISTS (SELECT 1 FROM complaint_clocks k WHERE k.complaint_id = complaints.complaint_id \
-                 AND k.stopped_at IS NULL AND k.due_at >= now() \
+                 AND k.stopped_at IS NULL AND k.due_at >= now() AND complaints.status <> 'waiting_on_guest' \
                  AND now() >= k.started_at + (k.due_at - k.started_at) * 0.75)",
             );
         }
@@ -358,9 +361,11 @@ pub async fn work_queue(
             .push(" AND department = ")
             .push_bind(request.department.to_lowercase());
     }
+    // Most urgent first: the earliest due time of a running clock; complaints waiting on the
+    // guest (their clocks paused) after those that are running.
     query.push(
-        " ORDER BY (SELECT min(k.due_at) FROM complaint_clocks k WHERE k.complaint_id = complaints.complaint_id \
-         AND k.stopped_at IS NULL) ASC NULLS LAST, created_at LIMIT ",
+        " ORDER BY (complaints.status = 'waiting_on_guest'), (SELECT min(k.due_at) FROM complaint_clocks k \
+         WHERE k.complaint_id = complaints.complaint_id AND k.stopped_at IS NULL) ASC NULLS LAST, created_at LIMIT ",
     );
     query.push_bind(limit);
     let mut conn = api.context.pool.acquire().await?;
