@@ -496,6 +496,18 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     .bind(&second.guest_id)
     .execute(&care_pool)
     .await?;
+    // What only one profile holds survives the merge: notes of both, the duplicate's company,
+    // and its more recent consent.
+    sqlx::query(
+        "UPDATE crm.guests SET notes = CASE WHEN guest_id = $1 THEN 'travels with a dog' ELSE 'prefers quiet rooms' END, \
+         company = CASE WHEN guest_id = $2 THEN 'Acme Travel' ELSE '' END, \
+         consent_marketing = (guest_id = $2), consent_at = CASE WHEN guest_id = $2 THEN now() ELSE now() - interval '1 year' END \
+         WHERE guest_id IN ($1, $2)",
+    )
+    .bind(&first.guest_id)
+    .bind(&second.guest_id)
+    .execute(&care_pool)
+    .await?;
     let merged = admin
         .merge_guests(pb::MergeGuestsRequest {
             surviving_guest_id: first.guest_id.clone(),
@@ -511,6 +523,20 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     assert_eq!(
         care_owner, first.guest_id,
         "care tasks move to the survivor"
+    );
+    let kept: (String, String, bool) = sqlx::query_as(
+        "SELECT notes, company, consent_marketing FROM crm.guests WHERE guest_id = $1",
+    )
+    .bind(&first.guest_id)
+    .fetch_one(&care_pool)
+    .await?;
+    assert_eq!(
+        kept,
+        (
+            "travels with a dog\nprefers quiet rooms".to_string(),
+            "Acme Travel".to_string(),
+            true
+        )
     );
     assert!(
         merged.contact_details_hidden,

@@ -462,12 +462,23 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         .bind(from)
         .execute(&mut *tx)
         .await?;
-    // Fill what the survivor lacks, then leave a redirect behind.
+    // Fill what the survivor lacks, keep both profiles' notes, and take the duplicate's consent
+    // when it was given (or withdrawn) more recently; then leave a redirect behind.
     sqlx::query(
         "UPDATE guests s SET email = CASE WHEN s.email = '' THEN d.email ELSE s.email END, \
          email_key = coalesce(s.email_key, d.email_key), phone = CASE WHEN s.phone = '' THEN d.phone ELSE s.phone END, \
          phone_key = coalesce(s.phone_key, d.phone_key), birthday = coalesce(s.birthday, d.birthday), \
-         anniversary = coalesce(s.anniversary, d.anniversary), updated_at = now(), etag = gen_random_uuid() \
+         anniversary = coalesce(s.anniversary, d.anniversary), \
+         language = CASE WHEN s.language = '' THEN d.language ELSE s.language END, \
+         company = CASE WHEN s.company = '' THEN d.company ELSE s.company END, \
+         notes = CASE WHEN d.notes = '' OR s.notes = d.notes THEN s.notes WHEN s.notes = '' THEN d.notes \
+                      ELSE s.notes || E'\\n' || d.notes END, \
+         consent_marketing = CASE WHEN d.consent_at > coalesce(s.consent_at, '-infinity') THEN d.consent_marketing ELSE s.consent_marketing END, \
+         consent_profiling = CASE WHEN d.consent_at > coalesce(s.consent_at, '-infinity') THEN d.consent_profiling ELSE s.consent_profiling END, \
+         consent_sharing = CASE WHEN d.consent_at > coalesce(s.consent_at, '-infinity') THEN d.consent_sharing ELSE s.consent_sharing END, \
+         consent_source = CASE WHEN d.consent_at > coalesce(s.consent_at, '-infinity') THEN d.consent_source ELSE s.consent_source END, \
+         consent_at = CASE WHEN d.consent_at > coalesce(s.consent_at, '-infinity') THEN d.consent_at ELSE s.consent_at END, \
+         updated_at = now(), etag = gen_random_uuid() \
          FROM guests d WHERE s.guest_id = $2 AND d.guest_id = $1",
     )
     .bind(from)
