@@ -465,6 +465,17 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
             },
             "complaint.guest.email",
         ),
+        (
+            pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    phone: "ask reception".into(),
+                    name: "X".into(),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
+            "complaint.guest.phone",
+        ),
     ];
     for (complaint, field) in cases {
         let error = file(&mut agent, complaint).await.expect_err("invalid");
@@ -1226,5 +1237,25 @@ async fn waiting_on_the_guest_is_not_running_late() -> anyhow::Result<()> {
         vec![late.complaint_id.clone()],
         "nor at risk"
     );
+    service.shutdown().await
+}
+
+/// A hotspot is a room that keeps failing: with a threshold of one, a complaint about a room is
+/// a hotspot at once, one without a room never is.
+#[tokio::test]
+async fn only_rooms_are_hotspots() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut manager = staff(&service, Role::GeneralManager, &["porto"]).await?;
+    set_settings(&mut manager, "porto", |s| s.hotspot_threshold = 1).await?;
+    let in_room = file(&mut manager, noisy_room("porto")).await?;
+    let lobby = file(
+        &mut manager,
+        pb::Complaint {
+            stay: None,
+            ..noisy_room("porto")
+        },
+    )
+    .await?;
+    assert_eq!((in_room.hotspot, lobby.hotspot), (true, false));
     service.shutdown().await
 }

@@ -136,15 +136,16 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
             "is not an email address",
         ));
     }
-    if guest.phone.chars().filter(|c| c.is_ascii_digit()).count() > 0
-        && !guest
-            .phone
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    let phone = guest.phone.trim();
+    if !phone.is_empty()
+        && (!phone.chars().any(|c| c.is_ascii_digit())
+            || !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c)))
     {
         v.push(FieldViolation::new(
             "complaint.guest.phone",
-            "may contain only digits, spaces and + - ( ) .",
+            "must be a phone number: digits, spaces and + - ( ) . (leave it empty when unknown)",
         ));
     }
     if !v.is_empty() {
@@ -265,7 +266,10 @@ pub async fn create(
         tier_checked: tier.is_some() || new.guest.guest_id.is_empty(),
         repeat_issue: repeat_of.is_some(),
         repeat_of,
-        hotspot: room_count + 1 >= settings.hotspot_threshold,
+        // A hotspot is a room (with a category) that keeps failing; no room, no hotspot.
+        hotspot: !new.stay.room.is_empty()
+            && !new.category.is_empty()
+            && room_count + 1 >= settings.hotspot_threshold,
         reopen_count: 0,
         waited_on_guest: false,
         escalation_level: settings
