@@ -13,6 +13,38 @@ pub async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String, String)> {
+    let response = exchange(addr, method, path, token, body).await?;
+    Ok((response.status, response.content_type, response.body))
+}
+
+/// What [`exchange`] got back.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    /// Header names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection; returns status, content type, headers and body.
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> anyhow::Result<Response> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
@@ -64,5 +96,16 @@ pub async fn call(
     } else {
         rest.to_string()
     };
-    Ok((status, content_type, body))
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        content_type,
+        headers,
+        body,
+    })
 }

@@ -77,6 +77,25 @@ fn instant(text: &str, field: &str) -> HttpResult<prost_types::Timestamp> {
         })
 }
 
+/// The CSV scorecard's header naming the backends whose parts are missing, e.g. `audit,crm`.
+pub const MISSING_HEADER: &str = "guestloop-missing";
+
+/// The distinct backends named in `missing` (`facilities: Unavailable …` → `facilities`), in
+/// order, comma-separated; only names made of lower-case letters (header-safe).
+fn missing_backends(missing: &[String]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for part in missing {
+        let name = part.split(':').next().unwrap_or_default().trim();
+        if !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_lowercase())
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names.join(",")
+}
+
 /// Columns: property_id, region, kpi, value, normalized, weight, contribution, sqs.
 pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,contribution,sqs";
 
@@ -114,7 +133,9 @@ fn scorecard_csv(card: &pb::Scorecard) -> String {
 #[utoipa::path(get, path = "/v1/scorecard", tag = "bi", params(ScorecardQuery),
     responses(
         (status = 200, description = "The scorecard",
-            content((Scorecard = "application/json"), (String = "text/csv"))),
+            content((Scorecard = "application/json"), (String = "text/csv")),
+            headers(("Guestloop-Missing" = String,
+                description = "CSV only, when parts are missing: the backends left out, e.g. `audit,crm`"))),
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
@@ -153,11 +174,21 @@ pub async fn scorecard(
         .await?
         .into_inner();
     if csv {
-        return Ok((
+        // CSV has no place for what is missing: a header names the backends whose parts are
+        // left out (their rows blank, the other weights re-scaled), so a BI load can tell a
+        // partial card from a full one.
+        let missing = missing_backends(&card.missing);
+        let mut response = (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             scorecard_csv(&card),
         )
-            .into_response());
+            .into_response();
+        if !missing.is_empty() {
+            if let Ok(value) = header::HeaderValue::from_str(&missing) {
+                response.headers_mut().insert(MISSING_HEADER, value);
+            }
+        }
+        return Ok(response);
     }
     Ok(Json(Scorecard::from(&card)).into_response())
 }
@@ -314,4 +345,22 @@ pub async fn events(
             .collect(),
         next_after: page.next_after_position,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_parts_name_their_backends_once() {
+        let missing = vec![
+            "facilities: Unavailable connection refused".to_string(),
+            "audit: Unavailable down".to_string(),
+            "facilities: previous period: Unavailable connection refused".to_string(),
+            "complaints: region of p1: Unavailable x".to_string(),
+        ];
+        assert_eq!(missing_backends(&missing), "facilities,audit,complaints");
+        assert_eq!(missing_backends(&[]), "");
+        assert_eq!(missing_backends(&["Weird Name: x".to_string()]), "");
+    }
 }
