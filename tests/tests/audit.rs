@@ -166,6 +166,17 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         .await
         .expect_err("request id reused for another program");
     assert_eq!(reused.code(), tonic::Code::FailedPrecondition);
+    let too_far = client
+        .schedule_audits(pb::ScheduleAuditsRequest {
+            property_id: "vienna".into(),
+            until: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 5 * 366 * 86_400,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect_err("five years ahead");
+    assert_eq!(too_far.code(), Code::InvalidArgument);
     let first = scheduled(&mut client).await?;
     assert_eq!(first.created, 2, "two audits this month");
     let again = scheduled(&mut client).await?;

@@ -538,6 +538,17 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
             )
         }
     };
+    let too_far = fac
+        .schedule_inspections(pb::ScheduleInspectionsRequest {
+            property_id: "madrid".into(),
+            until: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 5 * 366 * 86_400,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect_err("five years ahead");
+    assert_eq!(too_far.code(), Code::InvalidArgument);
     let reading = |fac: &mut Facilities, value: i64| {
         let mut fac = fac.clone();
         let id = lift.asset_id.clone();

@@ -17,6 +17,8 @@ use super::Api;
 use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
 use crate::domain::{actions, rooms};
 
+/// How far ahead one schedule call may look.
+const MAX_LOOKAHEAD_DAYS: i64 = 366;
 fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
 }
@@ -200,6 +202,14 @@ pub async fn schedule(
     let request = request.into_inner();
     principal.require_property(&request.property_id)?;
     let until = required_timestamp("until", request.until.as_ref())?;
+    // Scheduling looks ahead at most a year: one call stays one short transaction, and a far
+    // date (a typo, or 9999) cannot create years of audits at once.
+    if until > Utc::now() + chrono::Duration::days(MAX_LOOKAHEAD_DAYS) {
+        return Err(ApiError::invalid(
+            "until",
+            format!("must be at most {MAX_LOOKAHEAD_DAYS} days ahead"),
+        ));
+    }
     let mut tx = api.context.pool.begin().await?;
     let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate, Vec<String>)> = sqlx::query_as(
         "SELECT program_id, template_id, cadence, audits_per_period, starts_on, rooms FROM programs WHERE property_id = $1",

@@ -127,6 +127,8 @@ async fn checklist(
     })
 }
 
+/// How far ahead one schedule call may look.
+const MAX_LOOKAHEAD_DAYS: i64 = 366;
 fn frequency(plan: &pb::Plan) -> Option<Frequency> {
     match pb::Frequency::try_from(plan.frequency).ok()? {
         pb::Frequency::Daily => Some(Frequency::Daily),
@@ -259,6 +261,14 @@ pub async fn schedule(
     let request = request.into_inner();
     principal.require_property(&request.property_id)?;
     let until = required_timestamp("until", request.until.as_ref())?;
+    // Scheduling looks ahead at most a year: one call stays one short transaction, and a far
+    // date (a typo, or 9999) cannot create years of inspections at once.
+    if until > Utc::now() + chrono::Duration::days(MAX_LOOKAHEAD_DAYS) {
+        return Err(ApiError::invalid(
+            "until",
+            format!("must be at most {MAX_LOOKAHEAD_DAYS} days ahead"),
+        ));
+    }
     let mut tx = api.context.pool.begin().await?;
     let plans: Vec<PlanRow> = sqlx::query_as(
         "SELECT plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, meter_at_last_done \
