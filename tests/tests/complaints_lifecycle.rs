@@ -1259,3 +1259,50 @@ async fn only_rooms_are_hotspots() -> anyhow::Result<()> {
     assert_eq!((in_room.hotspot, lobby.hotspot), (true, false));
     service.shutdown().await
 }
+
+/// A complaint classified or placed after intake is checked for repeats and hotspots then, as
+/// intake would have checked it.
+#[tokio::test]
+async fn reclassifying_finds_repeats_and_hotspots() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut manager = staff(&service, Role::GeneralManager, &["porto"]).await?;
+    set_settings(&mut manager, "porto", |s| s.hotspot_threshold = 2).await?;
+    let first = file(&mut manager, noisy_room("porto")).await?;
+    let later = file(
+        &mut manager,
+        pb::Complaint {
+            category: "wifi".into(),
+            stay: None,
+            ..noisy_room("porto")
+        },
+    )
+    .await?;
+    assert!(!later.repeat_issue && !later.hotspot);
+    let reclassified = update(
+        &mut manager,
+        pb::Complaint {
+            complaint_id: later.complaint_id.clone(),
+            category: "noise".into(),
+            stay: noisy_room("porto").stay,
+            ..Default::default()
+        },
+        &["category", "stay"],
+    )
+    .await?;
+    assert!(reclassified.repeat_issue, "the same guest's noise again");
+    assert_eq!(reclassified.repeat_of_complaint_id, first.complaint_id);
+    assert!(reclassified.hotspot, "room 1204's second noise complaint");
+    // The earlier complaint never repeats the later one.
+    let again = update(
+        &mut manager,
+        pb::Complaint {
+            complaint_id: first.complaint_id.clone(),
+            category: "noise".into(),
+            ..Default::default()
+        },
+        &["category"],
+    )
+    .await?;
+    assert!(!again.repeat_issue, "{again:?}");
+    service.shutdown().await
+}

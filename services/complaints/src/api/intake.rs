@@ -196,6 +196,53 @@ pub fn is_priority_tier(tier: &str) -> bool {
     matches!(tier, "vip" | "strategic")
 }
 
+/// Where and for whom a complaint was filed, for the repeat and hotspot checks.
+pub(super) struct Placed<'a> {
+    /// `None` before the complaint is stored.
+    pub complaint_id: Option<Uuid>,
+    pub filed_at: chrono::DateTime<chrono::Utc>,
+    pub property_id: &'a str,
+    pub guest_id: &'a str,
+    pub room: &'a str,
+    pub category: &'a str,
+}
+
+/// The guest's earlier complaint of the same category within the repeat window (a repeat
+/// issue), and whether the room is a hotspot: a room (with a category) that had the threshold's
+/// number of complaints of that category within the hotspot window, this one included. Intake
+/// and reclassification ask the same.
+pub(super) async fn repeat_and_hotspot(
+    conn: &mut sqlx::PgConnection,
+    settings: &EffectiveSettings,
+    placed: Placed<'_>,
+) -> ApiResult<(Option<Uuid>, bool)> {
+    let window = |length| store::complaints::Window {
+        since: placed.filed_at - length,
+        before: placed.filed_at,
+        other_than: placed.complaint_id,
+    };
+    let repeat_of = store::complaints::previous_for_guest(
+        &mut *conn,
+        placed.guest_id,
+        placed.category,
+        window(settings.repeat_window),
+    )
+    .await?;
+    let room_count = store::complaints::count_for_room(
+        &mut *conn,
+        placed.property_id,
+        placed.room,
+        placed.category,
+        window(settings.hotspot_window),
+        settings.hotspot_threshold,
+    )
+    .await?;
+    let hotspot = !placed.room.is_empty()
+        && !placed.category.is_empty()
+        && room_count + 1 >= settings.hotspot_threshold;
+    Ok((repeat_of, hotspot))
+}
+
 pub async fn create(
     api: &Api,
     request: Request<pb::CreateComplaintRequest>,
@@ -223,20 +270,17 @@ pub async fn create(
         return Err(ApiError::InvalidArgument(vec![violation]));
     }
     let now = crate::engine::now();
-    let repeat_of = store::complaints::previous_for_guest(
+    let (repeat_of, hotspot) = repeat_and_hotspot(
         &mut tx,
-        &new.guest.guest_id,
-        &new.category,
-        now - settings.repeat_window,
-    )
-    .await?;
-    let room_count = store::complaints::count_for_room(
-        &mut tx,
-        &new.property_id,
-        &new.stay.room,
-        &new.category,
-        now - settings.hotspot_window,
-        settings.hotspot_threshold,
+        &settings,
+        Placed {
+            complaint_id: None,
+            filed_at: now,
+            property_id: &new.property_id,
+            guest_id: &new.guest.guest_id,
+            room: &new.stay.room,
+            category: &new.category,
+        },
     )
     .await?;
     let tier = tier.answer().await;
@@ -266,10 +310,7 @@ pub async fn create(
         tier_checked: tier.is_some() || new.guest.guest_id.is_empty(),
         repeat_issue: repeat_of.is_some(),
         repeat_of,
-        // A hotspot is a room (with a category) that keeps failing; no room, no hotspot.
-        hotspot: !new.stay.room.is_empty()
-            && !new.category.is_empty()
-            && room_count + 1 >= settings.hotspot_threshold,
+        hotspot,
         reopen_count: 0,
         waited_on_guest: false,
         escalation_level: settings

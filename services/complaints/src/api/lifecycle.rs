@@ -188,6 +188,27 @@ pub async fn update(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
+    // Classified or placed after intake: the repeat and hotspot checks see what intake would
+    // have seen at the time of filing.
+    if paths.iter().any(|p| p == "category" || p == "stay") {
+        let row = &loaded.row;
+        let (repeat_of, hotspot) = super::intake::repeat_and_hotspot(
+            &mut tx,
+            &loaded.settings,
+            super::intake::Placed {
+                complaint_id: Some(row.complaint_id),
+                filed_at: row.created_at,
+                property_id: &row.property_id,
+                guest_id: &row.guest_id,
+                room: &row.room,
+                category: &row.category,
+            },
+        )
+        .await?;
+        loaded.row.repeat_issue = repeat_of.is_some();
+        loaded.row.repeat_of = repeat_of;
+        loaded.row.hotspot = hotspot;
+    }
     let now = crate::engine::now();
     crate::store::timeline::append(
         &mut tx,

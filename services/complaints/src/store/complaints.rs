@@ -157,7 +157,8 @@ pub async fn update(conn: &mut PgConnection, row: &mut ComplaintRow) -> ApiResul
          escalation_count=$20, first_escalated_at=$21, root_cause_summary=$22, last_reason=$23, csat=$24, nps=$25, \
          rating_comment=$26, rated_by=$27, rated_at=$28, work_order_ids=$29, updated_at=$30, first_response_at=$31, \
          first_resolved_at=$32, resolved_at=$33, closed_at=$34, follow_up_due_at=$35, next_escalation_at=$36, \
-         etag=$37, standard_codes=$38, staff_involved=$39 WHERE complaint_id=$1",
+         etag=$37, standard_codes=$38, staff_involved=$39, repeat_issue=$40, repeat_of=$41, hotspot=$42 \
+         WHERE complaint_id=$1",
     )
     .bind(row.complaint_id)
     .bind(&row.reservation_ref)
@@ -198,6 +199,9 @@ pub async fn update(conn: &mut PgConnection, row: &mut ComplaintRow) -> ApiResul
     .bind(row.etag)
     .bind(&row.standard_codes)
     .bind(&row.staff_involved)
+    .bind(row.repeat_issue)
+    .bind(row.repeat_of)
+    .bind(row.hotspot)
     .execute(conn)
     .await?;
     Ok(())
@@ -291,7 +295,7 @@ pub async fn previous_for_guest(
     conn: &mut PgConnection,
     guest_id: &str,
     category: &str,
-    since: DateTime<Utc>,
+    window: Window,
 ) -> ApiResult<Option<Uuid>> {
     if guest_id.is_empty() || category.is_empty() {
         return Ok(None);
@@ -300,13 +304,25 @@ pub async fn previous_for_guest(
         // `guest_id <> ''` names the partial index's predicate, so a generic plan (prepared
         // statements switch to one after a few calls) can still use it.
         "SELECT complaint_id FROM complaints WHERE guest_id = $1 AND guest_id <> '' AND category = $2 \
-         AND created_at >= $3 AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1",
+         AND created_at >= $3 AND created_at < $4 AND complaint_id IS DISTINCT FROM $5 AND status <> 'cancelled' \
+         ORDER BY created_at DESC LIMIT 1",
     )
     .bind(guest_id)
     .bind(category)
-    .bind(since)
+    .bind(window.since)
+    .bind(window.before)
+    .bind(window.other_than)
     .fetch_optional(conn)
     .await?)
+}
+
+/// The complaints a repeat or hotspot check looks at: filed in `[since, before)`, the complaint
+/// being checked (when it is already stored) left out.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    pub before: DateTime<Utc>,
+    pub other_than: Option<Uuid>,
 }
 
 /// How many complaints of the category the room had within the window (this one excluded),
@@ -316,7 +332,7 @@ pub async fn count_for_room(
     property_id: &str,
     room: &str,
     category: &str,
-    since: DateTime<Utc>,
+    window: Window,
     cap: i64,
 ) -> ApiResult<i64> {
     if room.is_empty() || category.is_empty() {
@@ -325,12 +341,15 @@ pub async fn count_for_room(
     Ok(sqlx::query_scalar(
         // `room <> ''` names the partial index's predicate (see `previous_for_guest`).
         "SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = $1 AND room = $2 AND room <> '' \
-         AND category = $3 AND created_at >= $4 AND status <> 'cancelled' LIMIT $5) recent",
+         AND category = $3 AND created_at >= $4 AND created_at < $5 AND complaint_id IS DISTINCT FROM $6 \
+         AND status <> 'cancelled' LIMIT $7) recent",
     )
     .bind(property_id)
     .bind(room)
     .bind(category)
-    .bind(since)
+    .bind(window.since)
+    .bind(window.before)
+    .bind(window.other_than)
     .bind(cap)
     .fetch_one(conn)
     .await?)
