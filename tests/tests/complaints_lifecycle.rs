@@ -1306,3 +1306,37 @@ async fn reclassifying_finds_repeats_and_hotspots() -> anyhow::Result<()> {
     assert!(!again.repeat_issue, "{again:?}");
     service.shutdown().await
 }
+
+/// A resolution time missed before a reopen stays missed in the KPIs, however quickly the
+/// reopened complaint is then resolved.
+#[tokio::test]
+async fn a_missed_resolution_stays_missed_after_a_reopen() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let filed = file(&mut agent, noisy_room("paris")).await?;
+    let id = filed.complaint_id.clone();
+    // Filed long enough ago that the first resolution comes after its due time.
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE complaints.complaint_clocks SET started_at = started_at - interval '3 days', \
+         due_at = due_at - interval '3 days' WHERE complaint_id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await?;
+    act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    act(&mut agent, &id, pb::Action::Reopen, "guest called again").await?;
+    act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    let (met, missed): (i64, i64) = sqlx::query_as(
+        "SELECT met_resolution, missed_resolution FROM complaints.complaint_kpi_facts WHERE complaint_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (met, missed),
+        (1, 1),
+        "the first cycle missed, the second met: both count"
+    );
+    service.shutdown().await
+}

@@ -118,9 +118,23 @@ pub fn retarget_resolution(
     }
 }
 
+/// An answer or resolution cycle a reopen ended: met or missed, it stays counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedCycle {
+    pub stage: i16,
+    pub started_at: DateTime<Utc>,
+    pub met: bool,
+}
+
 /// Applies a status change to the clocks: stops completed stages, restarts the answer and
-/// resolution clocks on reopen, drops running clocks on cancel.
-pub fn on_status_change(clocks: &mut Vec<ClockRow>, to_status: &str, now: DateTime<Utc>) {
+/// resolution clocks on reopen (returning the outcomes of the cycles that ended, to keep), drops
+/// running clocks on cancel.
+pub fn on_status_change(
+    clocks: &mut Vec<ClockRow>,
+    to_status: &str,
+    now: DateTime<Utc>,
+) -> Vec<FinishedCycle> {
+    let mut finished = Vec::new();
     match to_status {
         "cancelled" => clocks.retain(|c| c.stopped_at.is_some()),
         "reopened" => {
@@ -129,6 +143,15 @@ pub fn on_status_change(clocks: &mut Vec<ClockRow>, to_status: &str, now: DateTi
                     stage_of(clock),
                     pb::Stage::AnswerToGuest | pb::Stage::Resolution
                 ) {
+                    let missed = clock.breached_at.is_some()
+                        || clock.stopped_at.is_some_and(|stop| stop > clock.due_at);
+                    if missed || clock.stopped_at.is_some() {
+                        finished.push(FinishedCycle {
+                            stage: clock.stage,
+                            started_at: clock.started_at,
+                            met: !missed,
+                        });
+                    }
                     clock.started_at = now;
                     clock.stopped_at = None;
                     clock.breached_at = None;
@@ -143,6 +166,7 @@ pub fn on_status_change(clocks: &mut Vec<ClockRow>, to_status: &str, now: DateTi
             }
         }
     }
+    finished
 }
 
 /// Escalation thresholds of a stage: the resolution clock escalates at 50, 75 and 100 %;
@@ -288,5 +312,51 @@ mod tests {
         on_status_change(&mut clocks, "resolved", now + Duration::hours(1));
         retarget_resolution(&mut clocks, &settings, pb::Urgency::Critical);
         assert_eq!(resolution(&clocks), Some((0, 3)));
+    }
+
+    #[test]
+    fn a_reopen_keeps_the_outcome_of_the_cycles_it_ends() {
+        let start = Utc::now() - Duration::days(2);
+        let clock = |stage: pb::Stage, hours_to_stop: Option<i64>| ClockRow {
+            stage: stage as i16,
+            target_minutes: 120,
+            target_days: 0,
+            started_at: start,
+            stopped_at: hours_to_stop.map(|h| start + Duration::hours(h)),
+            due_at: start + Duration::hours(2),
+            breached_at: None,
+        };
+        let mut clocks = vec![
+            clock(pb::Stage::Acknowledge, Some(1)),
+            clock(pb::Stage::AnswerToGuest, Some(1)),
+            clock(pb::Stage::Resolution, Some(5)),
+        ];
+        let now = Utc::now();
+        let finished = on_status_change(&mut clocks, "reopened", now);
+        assert_eq!(
+            finished,
+            vec![
+                FinishedCycle {
+                    stage: pb::Stage::AnswerToGuest as i16,
+                    started_at: start,
+                    met: true
+                },
+                FinishedCycle {
+                    stage: pb::Stage::Resolution as i16,
+                    started_at: start,
+                    met: false
+                },
+            ],
+            "answered in 1 h of 2: met; resolved after 5 h of 2: missed"
+        );
+        assert!(clocks[1..]
+            .iter()
+            .all(|c| c.started_at == now && c.stopped_at.is_none()));
+        assert_eq!(clocks[0].stopped_at, Some(start + Duration::hours(1)));
+        // A cycle still running (undecided) leaves no outcome.
+        clocks[2].started_at = now;
+        assert!(on_status_change(&mut clocks, "reopened", now)
+            .iter()
+            .all(|c| c.stage != pb::Stage::Resolution as i16));
     }
 }

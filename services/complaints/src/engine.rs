@@ -128,7 +128,19 @@ impl Loaded {
         )
         .await?;
         self.history.push((now, to.to_string()));
-        clocks::on_status_change(&mut self.clocks, to, now);
+        let finished = clocks::on_status_change(&mut self.clocks, to, now);
+        if !finished.is_empty() {
+            sqlx::query(
+                "INSERT INTO complaint_clock_cycles (complaint_id, stage, started_at, met) \
+                 SELECT $1, * FROM unnest($2::int2[], $3::timestamptz[], $4::bool[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(self.row.complaint_id)
+            .bind(finished.iter().map(|c| c.stage).collect::<Vec<i16>>())
+            .bind(finished.iter().map(|c| c.started_at).collect::<Vec<_>>())
+            .bind(finished.iter().map(|c| c.met).collect::<Vec<bool>>())
+            .execute(&mut *conn)
+            .await?;
+        }
         self.row.status = to.to_string();
         Ok(())
     }
