@@ -447,25 +447,18 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
         })
         .await?
         .into_inner();
-    client
-        .create_program(pb::CreateProgramRequest {
-            request_id: String::new(),
-            program: Some(pb::Program {
-                program_id: String::new(),
-                property_id: "vienna".into(),
-                kind: pb::ProgramKind::MysteryGuest as i32,
-                template_id: template.template_id.clone(),
-                cadence: pb::Cadence::Quarterly as i32,
-                audits_per_period: 1,
-                ..Default::default()
-            }),
-        })
-        .await?;
-    assert_eq!(scheduled(&mut client).await?.created, 1);
     let pool = service.database.admin_pool().await?;
-    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
-        .fetch_one(&pool)
-        .await?;
+    let audits = scheduled_program(
+        &mut client,
+        &pool,
+        &template.template_id,
+        pb::ProgramKind::MysteryGuest,
+        pb::Cadence::Quarterly,
+        1,
+    )
+    .await?;
+    assert_eq!(audits.len(), 1);
+    let audit_id = audits[0].clone();
     let conflict = client
         .assign_auditor(pb::AssignAuditorRequest {
             audit_id: audit_id.clone(),
@@ -1018,24 +1011,18 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
         .await?
         .into_inner();
     assert!(template.touchpoint_weighted);
-    client
-        .create_program(pb::CreateProgramRequest {
-            request_id: String::new(),
-            program: Some(pb::Program {
-                property_id: "vienna".into(),
-                kind: pb::ProgramKind::Internal as i32,
-                template_id: template.template_id.clone(),
-                cadence: pb::Cadence::Monthly as i32,
-                audits_per_period: 1,
-                ..Default::default()
-            }),
-        })
-        .await?;
-    scheduled(&mut client).await?;
     let pool = service.database.admin_pool().await?;
-    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
-        .fetch_one(&pool)
-        .await?;
+    let audits = scheduled_program(
+        &mut client,
+        &pool,
+        &template.template_id,
+        pb::ProgramKind::Internal,
+        pb::Cadence::Monthly,
+        1,
+    )
+    .await?;
+    assert_eq!(audits.len(), 1);
+    let audit_id = audits[0].clone();
     let submitted = client
         .submit_audit(pb::SubmitAuditRequest {
             audit_id,
@@ -1088,14 +1075,34 @@ async fn one_standard_program(
         })
         .await?
         .into_inner();
+    scheduled_program(
+        client,
+        pool,
+        &template.template_id,
+        kind,
+        pb::Cadence::Monthly,
+        per_period,
+    )
+    .await
+}
+
+/// A program of `kind` for `template_id` in vienna, scheduled up to now; its audits' ids.
+async fn scheduled_program(
+    client: &mut Client,
+    pool: &sqlx::PgPool,
+    template_id: &str,
+    kind: pb::ProgramKind,
+    cadence: pb::Cadence,
+    per_period: i32,
+) -> anyhow::Result<Vec<String>> {
     let program = client
         .create_program(pb::CreateProgramRequest {
             request_id: String::new(),
             program: Some(pb::Program {
                 property_id: "vienna".into(),
                 kind: kind as i32,
-                template_id: template.template_id.clone(),
-                cadence: pb::Cadence::Monthly as i32,
+                template_id: template_id.to_string(),
+                cadence: cadence as i32,
                 audits_per_period: per_period,
                 ..Default::default()
             }),
@@ -1289,24 +1296,18 @@ async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
         })
         .await?
         .into_inner();
-    client
-        .create_program(pb::CreateProgramRequest {
-            request_id: String::new(),
-            program: Some(pb::Program {
-                property_id: "vienna".into(),
-                kind: pb::ProgramKind::Internal as i32,
-                template_id: template.template_id.clone(),
-                cadence: pb::Cadence::Monthly as i32,
-                audits_per_period: 1,
-                ..Default::default()
-            }),
-        })
-        .await?;
-    scheduled(&mut client).await?;
     let pool = service.database.admin_pool().await?;
-    let audit_id: String = sqlx::query_scalar("SELECT audit_id::text FROM audit.audits LIMIT 1")
-        .fetch_one(&pool)
-        .await?;
+    let audits = scheduled_program(
+        &mut client,
+        &pool,
+        &template.template_id,
+        pb::ProgramKind::Internal,
+        pb::Cadence::Monthly,
+        1,
+    )
+    .await?;
+    assert_eq!(audits.len(), 1);
+    let audit_id = audits[0].clone();
     // Warmth rated 4 of 5 (0.75): short of the critical standard, so the whole audit fails.
     let submitted = client
         .submit_audit(pb::SubmitAuditRequest {

@@ -2021,6 +2021,37 @@ fn crm_pool(service: &TestService) -> anyhow::Result<sqlx::PgPool> {
 }
 
 /// Waits until a statement of this test's database that contains `statement` waits for a lock.
+/// An earn of `points` as post_entry writes it (balance, then ledger entry), left uncommitted
+/// so it holds the account's row lock until the caller commits.
+async fn earning_in_flight(
+    pool: &sqlx::PgPool,
+    guest_id: &str,
+    points: i64,
+    balance_after: i64,
+    source: &str,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut earn = pool.begin().await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET balance = balance + $2, lifetime_earned = lifetime_earned + $2, \
+         last_activity_at = now() WHERE guest_id = $1",
+    )
+    .bind(guest_id)
+    .bind(points)
+    .execute(&mut *earn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO crm.ledger (guest_id, kind, points, balance_after, reason, actor, source) \
+         VALUES ($1, 'earn', $2, $3, '', 'test', $4)",
+    )
+    .bind(guest_id)
+    .bind(points)
+    .bind(balance_after)
+    .bind(source)
+    .execute(&mut *earn)
+    .await?;
+    Ok(earn)
+}
+
 async fn wait_for_lock(pool: &sqlx::PgPool, statement: &str, waiters: i64) -> anyhow::Result<()> {
     for _ in 0..1_000 {
         let waiting: i64 = sqlx::query_scalar(
@@ -2295,21 +2326,7 @@ async fn inactivity_expiry_spares_points_earned_while_it_runs() -> anyhow::Resul
     .execute(&pool)
     .await?;
     // An earn (as post_entry writes it) holds the account while the batch runs.
-    let mut earn = pool.begin().await?;
-    sqlx::query(
-        "UPDATE crm.loyalty_accounts SET balance = balance + 500, lifetime_earned = lifetime_earned + 500, \
-         last_activity_at = now() WHERE guest_id = $1",
-    )
-    .bind(&g.guest_id)
-    .execute(&mut *earn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO crm.ledger (guest_id, kind, points, balance_after, reason, actor, source) \
-         VALUES ($1, 'earn', 500, 1100, '', 'test', 'request:late-earn')",
-    )
-    .bind(&g.guest_id)
-    .execute(&mut *earn)
-    .await?;
+    let earn = earning_in_flight(&pool, &g.guest_id, 500, 1_100, "request:late-earn").await?;
     let mut batch = admin.clone();
     let run = tokio::spawn(async move {
         batch
@@ -2699,21 +2716,7 @@ async fn a_merge_keeps_the_points_posted_while_it_runs() -> anyhow::Result<()> {
     }
     let pool = service.database.admin_pool().await?;
     // An earn on the duplicate (as post_entry writes it) holds its account while the merge runs.
-    let mut earn = pool.begin().await?;
-    sqlx::query(
-        "UPDATE crm.loyalty_accounts SET balance = balance + 500, lifetime_earned = lifetime_earned + 500, \
-         last_activity_at = now() WHERE guest_id = $1",
-    )
-    .bind(&duplicate.guest_id)
-    .execute(&mut *earn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO crm.ledger (guest_id, kind, points, balance_after, reason, actor, source) \
-         VALUES ($1, 'earn', 500, 700, '', 'test', 'request:in-flight')",
-    )
-    .bind(&duplicate.guest_id)
-    .execute(&mut *earn)
-    .await?;
+    let earn = earning_in_flight(&pool, &duplicate.guest_id, 500, 700, "request:in-flight").await?;
     let mut merging = admin.clone();
     let request = pb::MergeGuestsRequest {
         surviving_guest_id: survivor.guest_id.clone(),
