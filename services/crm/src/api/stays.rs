@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tonic::Request;
 
 use super::loyalty::earn_per_night;
@@ -201,52 +201,18 @@ struct Earning {
     nights: i64,
 }
 
-/// Locks the loyalty accounts of `guests` (sorted, distinct), creating the missing ones, and
-/// returns their balances. Every transaction takes the locks in guest order, so concurrent
-/// batches cannot deadlock. Most batches earn for members who already have an account: for them
-/// one ordered `SELECT … FOR UPDATE` does it all. When some account is missing, the locks just
-/// taken are given back (rolled back to a savepoint) before the accounts are created, because
-/// creating one while holding locks on guests ordered after it would break the order; then the
-/// accounts are created and all are locked again, in order.
-async fn lock_accounts(
-    conn: &mut PgConnection,
-    guests: &[&str],
-) -> ApiResult<HashMap<String, i64>> {
-    const LOCK: &str = "SELECT guest_id, balance FROM loyalty_accounts WHERE guest_id = ANY($1) \
-                        ORDER BY guest_id FOR UPDATE";
-    let mut savepoint = conn.begin().await?;
-    let found: Vec<(String, i64)> = sqlx::query_as(LOCK)
-        .bind(guests)
-        .fetch_all(&mut *savepoint)
-        .await?;
-    if found.len() == guests.len() {
-        savepoint.commit().await?;
-        return Ok(found.into_iter().collect());
-    }
-    savepoint.rollback().await?;
-    sqlx::query(
-        "INSERT INTO loyalty_accounts (guest_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
-    )
-    .bind(guests)
-    .execute(&mut *conn)
-    .await?;
-    let locked: Vec<(String, i64)> = sqlx::query_as(LOCK)
-        .bind(guests)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(locked.into_iter().collect())
-}
-
-/// Posts the earnings not posted before (by ledger source), with running balances, under the
-/// accounts' row locks (taken in guest order).
+/// Posts the earnings not posted before (by ledger source), with running balances.
+///
+/// Which earnings are new is read without the accounts' locks: an earning's source is its stay,
+/// and the stay upsert earlier in this transaction holds that stay's row, so no other batch can
+/// be posting the same earning meanwhile (it waits, then finds it posted). The balances then move
+/// in one ordered upsert (accounts created with their first earning), which locks the accounts in
+/// guest order (concurrent batches cannot deadlock) and returns the new balances; the ledger's
+/// running balances are computed back from them.
 async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
     if earnings.is_empty() {
         return Ok(());
     }
-    let mut guests: Vec<&str> = earnings.iter().map(|e| e.guest_id.as_str()).collect();
-    guests.sort_unstable();
-    guests.dedup();
-    let mut balances = lock_accounts(conn, &guests).await?;
     let sources: Vec<&str> = earnings.iter().map(|e| e.source.as_str()).collect();
     let posted: HashSet<String> =
         sqlx::query_scalar("SELECT source FROM ledger WHERE source = ANY($1)")
@@ -255,6 +221,16 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
             .await?
             .into_iter()
             .collect();
+    let fresh: Vec<&Earning> = earnings
+        .iter()
+        .filter(|e| !posted.contains(&e.source))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let mut guests: Vec<&str> = fresh.iter().map(|e| e.guest_id.as_str()).collect();
+    guests.sort_unstable();
+    guests.dedup();
     let tiers: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
         "SELECT guest_id, tier FROM guests WHERE guest_id = ANY($1)",
     )
@@ -263,91 +239,52 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
     .await?
     .into_iter()
     .collect();
-    let (mut ids, mut points, mut after, mut entry_sources) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let amounts: Vec<i64> = fresh
+        .iter()
+        .map(|e| {
+            earn_per_night(tiers.get(&e.guest_id).map_or("new", String::as_str)) * e.nights
+        })
+        .collect();
     let mut earned: BTreeMap<&str, i64> = BTreeMap::new();
-    for earning in earnings.iter().filter(|e| !posted.contains(&e.source)) {
-        let amount = earn_per_night(tiers.get(&earning.guest_id).map_or("new", String::as_str))
-            * earning.nights;
-        let balance = balances.entry(earning.guest_id.clone()).or_insert(0);
-        *balance += amount;
-        ids.push(earning.guest_id.as_str());
-        points.push(amount);
-        after.push(*balance);
-        entry_sources.push(earning.source.as_str());
+    for (earning, amount) in fresh.iter().zip(&amounts) {
         *earned.entry(earning.guest_id.as_str()).or_default() += amount;
     }
-    if ids.is_empty() {
-        return Ok(());
+    let (account_ids, totals): (Vec<&str>, Vec<i64>) =
+        earned.iter().map(|(g, t)| (*g, *t)).unzip();
+    let after: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned) \
+         SELECT g, e, e FROM unnest($1::text[], $2::bigint[]) AS u(g, e) ORDER BY g \
+         ON CONFLICT (guest_id) DO UPDATE SET balance = loyalty_accounts.balance + EXCLUDED.balance, \
+         lifetime_earned = loyalty_accounts.lifetime_earned + EXCLUDED.lifetime_earned, last_activity_at = now() \
+         RETURNING guest_id, balance",
+    )
+    .bind(&account_ids)
+    .bind(&totals)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Each account's balance before this batch, then advanced entry by entry.
+    let mut balances: HashMap<String, i64> = after
+        .into_iter()
+        .map(|(guest, balance)| {
+            let before = balance - earned.get(guest.as_str()).copied().unwrap_or(0);
+            (guest, before)
+        })
+        .collect();
+    let mut balance_after = Vec::with_capacity(fresh.len());
+    for (earning, amount) in fresh.iter().zip(&amounts) {
+        let balance = balances.entry(earning.guest_id.clone()).or_insert(0);
+        *balance += amount;
+        balance_after.push(*balance);
     }
     sqlx::query(
         "INSERT INTO ledger (guest_id, kind, points, balance_after, reason, actor, source) \
          SELECT g, 'earn', p, b, 'stay', 'system', s FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS t(g, p, b, s)",
     )
-    .bind(&ids)
-    .bind(&points)
-    .bind(&after)
-    .bind(&entry_sources)
-    .execute(&mut *conn)
-    .await?;
-    let (account_ids, totals): (Vec<&str>, Vec<i64>) = earned.into_iter().unzip();
-    let new_balances: Vec<i64> = account_ids
-        .iter()
-        .map(|g| balances.get(*g).copied().unwrap_or(0))
-        .collect();
-    sqlx::query(
-        "UPDATE loyalty_accounts a SET balance = u.balance, lifetime_earned = a.lifetime_earned + u.earned, \
-         last_activity_at = now() FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(guest_id, balance, earned) \
-         WHERE a.guest_id = u.guest_id",
-    )
-    .bind(&account_ids)
-    .bind(&new_balances)
-    .bind(&totals)
+    .bind(fresh.iter().map(|e| e.guest_id.as_str()).collect::<Vec<_>>())
+    .bind(&amounts)
+    .bind(&balance_after)
+    .bind(fresh.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stay(property: &str, arrival: &str, departure: &str) -> pb::Stay {
-        pb::Stay {
-            property_id: property.into(),
-            pms_reservation_id: "R1".into(),
-            guest_id: "g-1".into(),
-            arrival_date: arrival.into(),
-            departure_date: departure.into(),
-            status: pb::StayStatus::CheckedOut as i32,
-            ..Default::default()
-        }
-    }
-
-    fn violations(stays: Vec<pb::Stay>) -> Vec<(String, String)> {
-        match validate(stays) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.into_iter().map(|v| (v.field, v.description)).collect(),
-        }
-    }
-
-    #[test]
-    fn stays_are_at_most_a_year_long() {
-        assert!(violations(vec![stay("berlin", "2026-01-01", "2027-01-02")]).is_empty());
-        let v = violations(vec![stay("berlin", "2026-01-01", "9999-12-31")]);
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].0, "stays[0].departure_date");
-        let v = violations(vec![stay("berlin", "2026-01-01", "2027-01-03")]);
-        assert_eq!(v.len(), 1, "367 nights: {v:?}");
-    }
-
-    #[test]
-    fn stays_name_their_property() {
-        let v = violations(vec![
-            stay("berlin", "2026-01-01", "2026-01-03"),
-            stay("", "2026-01-01", "2026-01-03"),
-        ]);
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].0, "stays[1].property_id");
-    }
 }
