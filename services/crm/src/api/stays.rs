@@ -241,16 +241,13 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
     .collect();
     let amounts: Vec<i64> = fresh
         .iter()
-        .map(|e| {
-            earn_per_night(tiers.get(&e.guest_id).map_or("new", String::as_str)) * e.nights
-        })
+        .map(|e| earn_per_night(tiers.get(&e.guest_id).map_or("new", String::as_str)) * e.nights)
         .collect();
     let mut earned: BTreeMap<&str, i64> = BTreeMap::new();
     for (earning, amount) in fresh.iter().zip(&amounts) {
         *earned.entry(earning.guest_id.as_str()).or_default() += amount;
     }
-    let (account_ids, totals): (Vec<&str>, Vec<i64>) =
-        earned.iter().map(|(g, t)| (*g, *t)).unzip();
+    let (account_ids, totals): (Vec<&str>, Vec<i64>) = earned.iter().map(|(g, t)| (*g, *t)).unzip();
     let after: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned) \
          SELECT g, e, e FROM unnest($1::text[], $2::bigint[]) AS u(g, e) ORDER BY g \
