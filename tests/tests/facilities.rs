@@ -403,6 +403,52 @@ async fn rooms_stay_out_while_guest_impacting_work_is_open_and_repeat_fixes_esca
     .expect_err("done");
     assert_eq!(illegal.code(), Code::FailedPrecondition);
 
+    // Paging: one order per page gives every order once, in the order of a single page.
+    let all = fac
+        .list_work_orders(pb::ListWorkOrdersRequest {
+            property_id: "madrid".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(all.next_page_token.is_empty());
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = fac
+            .list_work_orders(pb::ListWorkOrdersRequest {
+                property_id: "madrid".into(),
+                page_size: 1,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(page.work_orders.len() <= 1);
+        paged.extend(page.work_orders.into_iter().map(|o| o.work_order_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        paged,
+        all.work_orders
+            .iter()
+            .map(|o| o.work_order_id.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(paged.len(), 2);
+    let forged = fac
+        .list_work_orders(pb::ListWorkOrdersRequest {
+            property_id: "madrid".into(),
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a token this service did not issue");
+    assert_eq!(forged.code(), Code::InvalidArgument);
+
     // The work orders' events carry their chain: a whole-chain reader of that chain sees them
     // (outbox positions come from the relay, so wait for it), one of another chain does not.
     let created_events = |token: String| {
@@ -584,9 +630,11 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
             property_id: "madrid".into(),
             overdue_only: false,
             page_size: 10,
+            ..Default::default()
         })
         .await?
         .into_inner();
+    assert!(due.next_page_token.is_empty(), "one page holds them all");
     let inspection = due
         .inspections
         .first()

@@ -4,14 +4,14 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::{required_timestamp, to_timestamp};
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use tonic::Request;
 use uuid::Uuid;
 
 use super::assets::{parse_id, require_of_property};
-use super::work_orders::{chain_of, open, NewWorkOrder};
+use super::work_orders::{chain_of, open, DueCursor, NewWorkOrder};
 use super::Api;
 use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
 
@@ -399,20 +399,29 @@ pub async fn list(
     } else {
         i64::from(request.page_size.min(1000))
     };
+    let after: Option<DueCursor> = paging::decode_token(&request.page_token)?;
     let rows: Vec<InspectionRow> = sqlx::query_as(&format!(
         "SELECT {INSPECTION_COLUMNS} FROM inspections WHERE property_id = $1 AND (NOT $2 OR (status = 'due' AND due_at < now())) \
-         ORDER BY due_at LIMIT $3"
+         AND ($4::timestamptz IS NULL OR (due_at, inspection_id) > ($4, $5)) \
+         ORDER BY due_at, inspection_id LIMIT $3"
     ))
     .bind(&request.property_id)
     .bind(request.overdue_only)
-    .bind(limit)
+    .bind(limit + 1)
+    .bind(after.as_ref().map(|c| c.due))
+    .bind(after.as_ref().map(|c| c.id))
     .fetch_all(&api.context.pool)
     .await?;
+    let (rows, next_page_token) = paging::split_page(rows, limit, |r| DueCursor {
+        due: r.due_at,
+        id: r.inspection_id,
+    });
     Ok(pb::ListInspectionsResponse {
         inspections: rows
             .iter()
             .map(|r| inspection_to_proto(r, Vec::new(), Vec::new()))
             .collect(),
+        next_page_token,
     })
 }
 

@@ -7,7 +7,7 @@ use guestloop_kit::auth::principal;
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::worktime::{evaluate, pauses_from_history, ClockHistory, SlaTarget};
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use sqlx::PgConnection;
@@ -304,22 +304,38 @@ pub async fn list(
     } else {
         i64::from(request.page_size.min(1000))
     };
+    let after: Option<DueCursor> = paging::decode_token(&request.page_token)?;
     let rows: Vec<WorkOrderRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM work_orders WHERE property_id = $1 AND (NOT $2 OR status NOT IN ('done', 'verified', 'cancelled')) \
          AND ($3::uuid IS NULL OR asset_id = $3) AND (cardinality($5::text[]) = 0 OR room = ANY($5)) \
-         ORDER BY fix_due_at LIMIT $4"
+         AND ($6::timestamptz IS NULL OR (fix_due_at, work_order_id) > ($6, $7)) \
+         ORDER BY fix_due_at, work_order_id LIMIT $4"
     ))
     .bind(&request.property_id)
     .bind(request.open_only)
     .bind(asset)
-    .bind(limit)
+    .bind(limit + 1)
     .bind(&request.rooms)
+    .bind(after.as_ref().map(|c| c.due))
+    .bind(after.as_ref().map(|c| c.id))
     .fetch_all(&api.context.pool)
     .await?;
+    let (rows, next_page_token) = paging::split_page(rows, limit, |r| DueCursor {
+        due: r.fix_due_at,
+        id: r.work_order_id,
+    });
     let now = Utc::now();
     Ok(pb::ListWorkOrdersResponse {
         work_orders: rows.iter().map(|r| to_proto(r, now)).collect(),
+        next_page_token,
     })
+}
+
+/// Where a list sorted by due time stopped: the last row's due time and id.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct DueCursor {
+    pub due: DateTime<Utc>,
+    pub id: Uuid,
 }
 
 fn action(value: i32) -> ApiResult<Action> {

@@ -182,6 +182,7 @@ pub async fn inspections(
             property_id,
             overdue_only: query.overdue.unwrap_or(false),
             page_size: limit,
+            ..Default::default()
         })
         .await?
         .into_inner();
