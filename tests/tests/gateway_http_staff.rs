@@ -171,6 +171,50 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
         order.work_order_id.as_str()
     );
     assert_eq!(listed["work_orders"][0]["room"], "512");
+    assert_eq!(listed["next_page_token"], "", "one page holds them");
+    // With a second order and a page of one, the token leads to the next page.
+    facilities_client
+        .create_work_order(facilities::CreateWorkOrderRequest {
+            request_id: "http-wo-2".into(),
+            work_order: Some(facilities::WorkOrder {
+                property_id: PROPERTY.into(),
+                room: "512".into(),
+                title: "Reading lamp flickers".into(),
+                priority: facilities::Priority::Low as i32,
+                source: facilities::WorkOrderSource::StaffReport as i32,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let page = |token: String| {
+        let agent = agent.clone();
+        async move {
+            let (status, _, body) = call(
+                http,
+                "GET",
+                &format!(
+                    "/v1/properties/{PROPERTY}/work-orders?room=512&limit=1&page_token={token}"
+                ),
+                Some(&agent),
+                None,
+            )
+            .await?;
+            assert_eq!(status, 200, "{body}");
+            anyhow::Ok(json(&body)?)
+        }
+    };
+    let first = page(String::new()).await?;
+    let token = first["next_page_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!token.is_empty());
+    let second = page(token).await?;
+    assert_eq!(second["next_page_token"], "", "two orders, two pages");
+    assert_ne!(
+        first["work_orders"][0]["work_order_id"],
+        second["work_orders"][0]["work_order_id"]
+    );
     let wo_path = format!("/v1/work-orders/{}/actions", order.work_order_id);
     let (status, _, body) = call(
         http,

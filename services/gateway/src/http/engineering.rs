@@ -28,6 +28,9 @@ pub struct WorkOrderQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i32>,
+    /// From the previous page's `next_page_token`; absent for the first page.
+    #[serde(default)]
+    page_token: Option<String>,
 }
 
 /// A property's work orders, most urgent repair deadline first.
@@ -64,12 +67,14 @@ pub async fn work_orders(
             open_only,
             page_size: limit,
             rooms: query.room.into_iter().filter(|r| !r.is_empty()).collect(),
+            page_token: query.page_token.unwrap_or_default(),
             ..Default::default()
         })
         .await?
         .into_inner();
     Ok(Json(WorkOrderList {
         work_orders: list.work_orders.iter().map(WorkOrder::from).collect(),
+        next_page_token: list.next_page_token,
     }))
 }
 
@@ -152,6 +157,9 @@ pub struct InspectionQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i32>,
+    /// From the previous page's `next_page_token`; absent for the first page.
+    #[serde(default)]
+    page_token: Option<String>,
 }
 
 /// A property's inspections that are due, oldest due first.
@@ -182,11 +190,12 @@ pub async fn inspections(
             property_id,
             overdue_only: query.overdue.unwrap_or(false),
             page_size: limit,
-            ..Default::default()
+            page_token: query.page_token.unwrap_or_default(),
         })
         .await?
         .into_inner();
     Ok(Json(InspectionList {
         inspections: list.inspections.iter().map(Inspection::from).collect(),
+        next_page_token: list.next_page_token,
     }))
 }

@@ -583,6 +583,8 @@ impl From<&facilities::WorkOrder> for WorkOrder {
 pub struct WorkOrderList {
     /// Most urgent repair deadline first.
     pub work_orders: Vec<WorkOrder>,
+    /// Pass as `page_token` for the next page; empty on the last.
+    pub next_page_token: String,
 }
 
 /// A step in a complaint's recovery.
@@ -662,6 +664,8 @@ impl From<&facilities::Inspection> for Inspection {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InspectionList {
     pub inspections: Vec<Inspection>,
+    /// Pass as `page_token` for the next page; empty on the last.
+    pub next_page_token: String,
 }
 
 /// One posting of the guest's points ledger.
