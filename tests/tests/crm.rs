@@ -2680,6 +2680,26 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
         stored_answers, 0,
         "no stored answer still carries the email"
     );
+    let in_events = |email: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM complaints.outbox_events WHERE position(convert_to($1, 'UTF8') IN payload) > 0",
+            )
+            .bind(email)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    assert_eq!(
+        in_events(erased_guest.email.clone()).await?,
+        0,
+        "the event log no longer names the erased guest"
+    );
+    assert!(
+        in_events(other_guest.email.clone()).await? > 0,
+        "another guest's events are untouched"
+    );
     let other: (String, String) = sqlx::query_as(
         "SELECT guest_id, guest_email FROM complaints.complaints WHERE complaint_id = $1::uuid",
     )

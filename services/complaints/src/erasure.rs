@@ -1,13 +1,16 @@
 //! What complaints take from the CRM feed: when CRM erases a guest (`crm.guest.erased`), the
 //! complaints filed by or for that guest lose the guest's identity and contact details (id,
-//! name, email, phone). The complaints themselves stay, so the chain's KPIs do not change; what
-//! stays no longer points at the person. Stored responses of the guest's own calls, which carry
-//! the same details, are removed. Replays find nothing left to scrub.
+//! name, email, phone), and so do the events about them in the event log. The complaints
+//! themselves stay, so the chain's KPIs do not change; what stays no longer points at the
+//! person. Stored responses of the guest's own calls, which carry the same details, are removed.
+//! Replays find nothing left to scrub.
 
 use guestloop_kit::events::{decode_payload, EventHandler};
 use guestloop_kit::ApiError;
 use guestloop_proto::common::v1::Event;
+use guestloop_proto::complaints::v1 as pb;
 use guestloop_proto::crm::v1 as crm;
+use prost::{Message, Name};
 use sqlx::PgConnection;
 
 pub const CONSUMER: &str = "complaints<-crm";
@@ -36,6 +39,14 @@ pub async fn scrub(
     chain_id: &str,
     guest_id: &str,
 ) -> Result<u64, ApiError> {
+    let complaints: Vec<String> = sqlx::query_scalar(
+        "SELECT complaint_id::text FROM complaints WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2)",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    scrub_events(conn, &complaints).await?;
     // Stored responses of idempotent calls hold the complaint as it was answered, contact
     // details included.
     sqlx::query(
@@ -58,4 +69,112 @@ pub async fn scrub(
     .await?
     .rows_affected();
     Ok(changed)
+}
+
+/// The event log is a copy too: the events about these complaints (`complaints/<id>` and
+/// `complaints/<id>/...`) keep their facts but lose the guest's id, name, email and phone. A
+/// consumer replaying the feed later then sees the complaint as anonymous (no goodwill, no
+/// failure memory for a guest who is gone).
+async fn scrub_events(conn: &mut PgConnection, complaints: &[String]) -> Result<(), ApiError> {
+    if complaints.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, payload_type, payload FROM outbox_events \
+         WHERE subject LIKE 'complaints/%' AND split_part(subject, '/', 2) = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(complaints)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut ids, mut payloads) = (Vec::new(), Vec::new());
+    for (id, payload_type, payload) in events {
+        if let Some(scrubbed) = scrubbed_payload(&payload_type, &payload) {
+            ids.push(id);
+            payloads.push(scrubbed);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE outbox_events o SET payload = u.payload FROM unnest($1::bigint[], $2::bytea[]) AS u(id, payload) \
+         WHERE o.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&payloads)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The payload without the guest's identity, when it carries one (`None`: leave it as it is).
+fn scrubbed_payload(payload_type: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload_type == <pb::ComplaintChanged as Name>::type_url() {
+        let mut changed = pb::ComplaintChanged::decode(payload).ok()?;
+        let guest = changed.complaint.as_mut()?.guest.as_mut()?;
+        if *guest == pb::GuestRef::default() {
+            return None;
+        }
+        *guest = pb::GuestRef::default();
+        return Some(changed.encode_to_vec());
+    }
+    if payload_type == <pb::RemedyApproved as Name>::type_url() {
+        let mut approved = pb::RemedyApproved::decode(payload).ok()?;
+        if approved.guest_id.is_empty() {
+            return None;
+        }
+        approved.guest_id.clear();
+        return Some(approved.encode_to_vec());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_lose_the_guest_and_keep_the_facts() {
+        let changed = pb::ComplaintChanged {
+            complaint: Some(pb::Complaint {
+                complaint_id: "c1".into(),
+                description: "noise".into(),
+                guest: Some(pb::GuestRef {
+                    guest_id: "g1".into(),
+                    name: "Lena Vogel".into(),
+                    email: "lena@example.com".into(),
+                    phone: "+49 151 2345 6789".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let type_url = <pb::ComplaintChanged as Name>::type_url();
+        let scrubbed = scrubbed_payload(&type_url, &changed.encode_to_vec())
+            .and_then(|bytes| pb::ComplaintChanged::decode(bytes.as_slice()).ok())
+            .and_then(|c| c.complaint);
+        assert_eq!(
+            scrubbed.as_ref().and_then(|c| c.guest.clone()),
+            Some(pb::GuestRef::default())
+        );
+        assert_eq!(scrubbed.map(|c| c.description), Some("noise".to_string()));
+
+        let approved = pb::RemedyApproved {
+            complaint_id: "c1".into(),
+            guest_id: "g1".into(),
+            ..Default::default()
+        };
+        let type_url = <pb::RemedyApproved as Name>::type_url();
+        let scrubbed = scrubbed_payload(&type_url, &approved.encode_to_vec())
+            .and_then(|bytes| pb::RemedyApproved::decode(bytes.as_slice()).ok());
+        assert_eq!(
+            scrubbed.map(|a| (a.complaint_id, a.guest_id)),
+            Some(("c1".to_string(), String::new()))
+        );
+        // Nothing to scrub, or another payload: left alone.
+        assert!(
+            scrubbed_payload(&type_url, &pb::RemedyApproved::default().encode_to_vec()).is_none()
+        );
+        assert!(scrubbed_payload("guestloop.complaints.v1.ComplaintEscalated", b"").is_none());
+    }
 }
