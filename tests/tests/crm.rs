@@ -585,6 +585,14 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         "the export holds the guest's care tasks"
     );
 
+    // A tier change puts the guest's id into CRM's own event log.
+    admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: first.guest_id.clone(),
+            strategic: true,
+            reason: "key account".into(),
+        })
+        .await?;
     let erased = admin
         .erase_guest(pb::EraseGuestRequest {
             guest_id: first.guest_id.clone(),
@@ -593,6 +601,26 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(erased.guest_id.starts_with("erased-"));
+    let events_pool = service.database.admin_pool().await?;
+    let naming: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM crm.outbox_events WHERE subject = $1 OR position(convert_to($2, 'UTF8') IN payload) > 0",
+    )
+    .bind(format!("guests/{}", first.guest_id))
+    .bind(&first.guest_id)
+    .fetch_all(&events_pool)
+    .await?;
+    assert_eq!(
+        naming,
+        vec!["crm.guest.erased".to_string()],
+        "only the erasure event itself names the original id"
+    );
+    let moved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.outbox_events WHERE subject = $1 AND event_type = 'crm.tier.changed'",
+    )
+    .bind(format!("guests/{}", erased.guest_id))
+    .fetch_one(&events_pool)
+    .await?;
+    assert_eq!(moved, 1, "the tier change now names the pseudonym");
     // Nothing personal is left anywhere in the schema, text or binary.
     let pool = service.database.admin_pool().await?;
     let columns: Vec<(String, String)> = sqlx::query_as(

@@ -6,6 +6,7 @@ use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::crm::v1 as pb;
+use prost::Message;
 use serde_json::{json, Value};
 use tonic::Request;
 use uuid::Uuid;
@@ -152,6 +153,7 @@ pub async fn erase(
         .bind(&original)
         .execute(&mut *tx)
         .await?;
+    repoint_events(&mut tx, &original, &pseudonym).await?;
     sqlx::query("DELETE FROM guests WHERE guest_id = $1")
         .bind(&original)
         .execute(&mut *tx)
@@ -177,4 +179,32 @@ pub async fn erase(
         guest_id: pseudonym,
         records_scrubbed: scrubbed,
     })
+}
+
+/// CRM's own event log names the guest too (tier changes): those events move to the pseudonym,
+/// subject and payload, as the ledger does. The erasure event itself keeps the original id, which
+/// is what tells the other services whose copies to scrub.
+async fn repoint_events(
+    conn: &mut sqlx::PgConnection,
+    original: &str,
+    pseudonym: &str,
+) -> ApiResult<()> {
+    let events: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, payload FROM outbox_events WHERE subject = $1 AND event_type = 'crm.tier.changed' FOR UPDATE",
+    )
+    .bind(format!("guests/{original}"))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, payload) in events {
+        let mut changed = pb::TierChanged::decode(payload.as_slice())
+            .map_err(|e| ApiError::internal(format!("stored tier event {id}: {e}")))?;
+        changed.guest_id = pseudonym.to_string();
+        sqlx::query("UPDATE outbox_events SET subject = $2, payload = $3 WHERE id = $1")
+            .bind(id)
+            .bind(format!("guests/{pseudonym}"))
+            .bind(changed.encode_to_vec())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
