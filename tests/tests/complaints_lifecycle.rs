@@ -1340,3 +1340,72 @@ async fn a_missed_resolution_stays_missed_after_a_reopen() -> anyhow::Result<()>
     );
     service.shutdown().await
 }
+
+/// A whole-chain token reaches every property of its own chain, never another chain's: a
+/// property is known under the chain whose complaints or settings it holds.
+#[tokio::test]
+async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let chain_admin = |chain: &str| {
+        let token = TokenBuilder::new(Role::ChainAdmin)
+            .chain(chain)
+            .subject(&format!("admin-{chain}"))
+            .mint();
+        let service = &service;
+        async move { client(service, token?).await }
+    };
+    let mut nordic = chain_admin("nordic").await?;
+    let mut other = chain_admin("other").await?;
+    file(&mut nordic, noisy_room("oslo")).await?;
+    let foreign = |status: &tonic::Status| {
+        status.code() == Code::PermissionDenied && status.message().contains("another chain")
+    };
+    let filing = file(&mut other, noisy_room("oslo"))
+        .await
+        .expect_err("filing at another chain's property");
+    assert!(
+        filing
+            .downcast_ref::<tonic::Status>()
+            .is_some_and(|s| foreign(s)),
+        "{filing}"
+    );
+    let kpis = other
+        .get_complaint_kpis(pb::GetComplaintKpisRequest {
+            property_ids: vec!["oslo".into()],
+            period: Some(guestloop_proto::common::v1::TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() - 86_400,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() + 60,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("another chain's KPIs");
+    assert!(foreign(&kpis), "{kpis:?}");
+    let settings = other
+        .get_property_settings(pb::GetPropertySettingsRequest {
+            property_id: "oslo".into(),
+        })
+        .await
+        .expect_err("another chain's settings");
+    assert!(foreign(&settings), "{settings:?}");
+    let changed = set_settings(&mut other, "bergen", |s| s.hotspot_threshold = 2).await;
+    assert!(changed.is_ok(), "a property no chain used yet is open");
+    let taken = set_settings(&mut nordic, "bergen", |s| s.hotspot_threshold = 3)
+        .await
+        .expect_err("bergen's settings now belong to the other chain");
+    assert!(
+        taken
+            .downcast_ref::<tonic::Status>()
+            .is_some_and(|s| foreign(s)),
+        "{taken}"
+    );
+    // The owning chain is unaffected.
+    file(&mut nordic, noisy_room("oslo")).await?;
+    service.shutdown().await
+}

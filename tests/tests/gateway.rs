@@ -497,6 +497,20 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         too_long.message()
     );
 
+    // A whole-chain token of another chain cannot name this chain's property.
+    let stranger = TokenBuilder::new(Role::ChainQualityManager)
+        .chain("another-chain")
+        .mint()?;
+    let refused = GatewayServiceClient::new(gateway.channel_with_token(&stranger).await?)
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec![card.properties[0].key.clone()],
+            period: Some(period),
+            ..Default::default()
+        })
+        .await
+        .expect_err("another chain's property");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
     // A property asked for by name stays on the card in a period without any complaint there.
     let quiet_property = card.properties[0].key.clone();
     let quiet = client

@@ -137,6 +137,7 @@ pub async fn get(
             && chain_properties().fetch_all(&mut *conn).await? == named;
         (named, whole_chain)
     };
+    crate::store::chains::require_own_properties(&mut conn, &principal, &properties).await?;
     let scope = if whole_chain {
         Scope::chain(principal.chain_id(), &properties)
     } else {

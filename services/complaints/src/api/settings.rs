@@ -33,6 +33,10 @@ pub async fn get(
         principal.require_property(property_id)?;
     }
     let mut conn = api.context.pool.acquire().await?;
+    if !property_id.starts_with("chain:") {
+        store::chains::require_own_properties(&mut conn, principal, &[property_id.clone()])
+            .await?;
+    }
     store::settings::get(&mut conn, principal.chain_id(), property_id).await
 }
 
@@ -62,6 +66,14 @@ pub async fn update(
     }
     effective(&settings)?;
     let mut tx = api.context.pool.begin().await?;
+    if !settings.property_id.starts_with("chain:") {
+        store::chains::require_own_properties(
+            &mut tx,
+            &principal,
+            &[settings.property_id.clone()],
+        )
+        .await?;
+    }
     let etag = store::settings::put(
         &mut tx,
         principal.chain_id(),
