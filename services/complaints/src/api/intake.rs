@@ -265,8 +265,12 @@ pub async fn create(
     {
         return Ok(previous);
     }
-    store::chains::require_own_properties(&mut tx, &principal, &[new.property_id.clone()])
-        .await?;
+    store::chains::require_own_properties(
+        &mut tx,
+        &principal,
+        std::slice::from_ref(&new.property_id),
+    )
+    .await?;
     let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
     if let Some(violation) = category_violation(&settings, &new.category) {
         return Err(ApiError::InvalidArgument(vec![violation]));

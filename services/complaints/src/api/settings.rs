@@ -34,8 +34,12 @@ pub async fn get(
     }
     let mut conn = api.context.pool.acquire().await?;
     if !property_id.starts_with("chain:") {
-        store::chains::require_own_properties(&mut conn, principal, &[property_id.clone()])
-            .await?;
+        store::chains::require_own_properties(
+            &mut conn,
+            principal,
+            std::slice::from_ref(property_id),
+        )
+        .await?;
     }
     store::settings::get(&mut conn, principal.chain_id(), property_id).await
 }
@@ -70,7 +74,7 @@ pub async fn update(
         store::chains::require_own_properties(
             &mut tx,
             &principal,
-            &[settings.property_id.clone()],
+            std::slice::from_ref(&settings.property_id),
         )
         .await?;
     }
