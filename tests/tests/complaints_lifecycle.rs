@@ -1364,9 +1364,7 @@ async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
         .await
         .expect_err("filing at another chain's property");
     assert!(
-        filing
-            .downcast_ref::<tonic::Status>()
-            .is_some_and(|s| foreign(s)),
+        filing.downcast_ref::<tonic::Status>().is_some_and(&foreign),
         "{filing}"
     );
     let kpis = other
@@ -1400,9 +1398,7 @@ async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
         .await
         .expect_err("bergen's settings now belong to the other chain");
     assert!(
-        taken
-            .downcast_ref::<tonic::Status>()
-            .is_some_and(|s| foreign(s)),
+        taken.downcast_ref::<tonic::Status>().is_some_and(&foreign),
         "{taken}"
     );
     // The owning chain is unaffected.
