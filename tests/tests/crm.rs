@@ -37,6 +37,17 @@ fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
     }
 }
 
+/// The complaints service, then CRM following its feed.
+async fn complaints_and_crm() -> anyhow::Result<(TestService, TestService)> {
+    let complaints = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings
+        .endpoints
+        .insert("complaints".into(), complaints.url());
+    let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
+    Ok((complaints, crm))
+}
+
 async fn create(client: &mut Crm, g: pb::Guest) -> anyhow::Result<pb::Guest> {
     Ok(client
         .create_guest(pb::CreateGuestRequest {
@@ -161,12 +172,7 @@ async fn sixty_four_clients_never_overdraw_and_apply_each_request_once() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn goodwill_points_arrive_once_even_when_the_feed_is_replayed() -> anyhow::Result<()> {
-    let complaints = spawn_service(&guestloop_complaints::DEFINITION).await?;
-    let mut settings = test_settings();
-    settings
-        .endpoints
-        .insert("complaints".into(), complaints.url());
-    let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
+    let (complaints, crm) = complaints_and_crm().await?;
     let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
     let member = create(
         &mut admin,
@@ -2806,12 +2812,7 @@ async fn a_merge_keeps_the_points_posted_while_it_runs() -> anyhow::Result<()> {
 /// the survivor, and an erased guest gets no account back from a later remedy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn goodwill_follows_merges_and_never_revives_an_erased_guest() -> anyhow::Result<()> {
-    let complaints = spawn_service(&guestloop_complaints::DEFINITION).await?;
-    let mut settings = test_settings();
-    settings
-        .endpoints
-        .insert("complaints".into(), complaints.url());
-    let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
+    let (complaints, crm) = complaints_and_crm().await?;
     let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
     let duplicate = create(&mut admin, guest("Ana", "Lima", "ana@example.com", "")).await?;
     let survivor = create(&mut admin, guest("Ana", "Lima", "ana.lima@example.com", "")).await?;
