@@ -1228,7 +1228,8 @@ async fn waiting_on_the_guest_is_not_running_late() -> anyhow::Result<()> {
         "the paused one is not late"
     );
     sqlx::query(
-        "UPDATE complaints.complaint_clocks SET due_at = now() + interval '1 hour' WHERE stopped_at IS NULL",
+        "UPDATE complaints.complaint_clocks SET due_at = now() + interval '1 hour', at_risk_at = now() - interval '1 minute' \
+         WHERE stopped_at IS NULL",
     )
     .execute(&pool)
     .await?;
@@ -1403,5 +1404,61 @@ async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
     );
     // The owning chain is unaffected.
     file(&mut nordic, noisy_room("oslo")).await?;
+    service.shutdown().await
+}
+
+/// "At risk" means the property's at-risk share of the target has passed, in working time: the
+/// list filter agrees with the at-risk flag the clocks show.
+#[tokio::test]
+async fn at_risk_follows_the_propertys_ratio() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut manager = staff(&service, Role::GeneralManager, &["porto"]).await?;
+    set_settings(&mut manager, "porto", |s| s.at_risk_ratio = 0.5).await?;
+    let filed = file(&mut manager, noisy_room("porto")).await?;
+    let pool = service.database.admin_pool().await?;
+    let (at_risk_after, due_after): (f64, f64) = sqlx::query_as(
+        "SELECT extract(epoch FROM at_risk_at - started_at)::float8, extract(epoch FROM due_at - started_at)::float8 \
+         FROM complaints.complaint_clocks WHERE complaint_id = $1::uuid AND stage = 1",
+    )
+    .bind(&filed.complaint_id)
+    .fetch_one(&pool)
+    .await?;
+    assert!(
+        (at_risk_after / due_after - 0.5).abs() < 0.01,
+        "{at_risk_after} s of {due_after} s"
+    );
+    let at_risk = |manager: &Client| {
+        let mut manager = manager.clone();
+        async move {
+            anyhow::Ok(
+                manager
+                    .list_complaints(pb::ListComplaintsRequest {
+                        clock_filter: pb::ClockFilter::AtRisk as i32,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .complaints
+                    .len(),
+            )
+        }
+    };
+    assert_eq!(at_risk(&manager).await?, 0, "just filed");
+    // 90 % of the wall-clock span has passed, but not the working-time share: not at risk.
+    sqlx::query(
+        "UPDATE complaints.complaint_clocks SET started_at = now() - interval '9 hours', \
+         due_at = now() + interval '1 hour', at_risk_at = now() + interval '30 minutes' WHERE complaint_id = $1::uuid",
+    )
+    .bind(&filed.complaint_id)
+    .execute(&pool)
+    .await?;
+    assert_eq!(at_risk(&manager).await?, 0);
+    sqlx::query(
+        "UPDATE complaints.complaint_clocks SET at_risk_at = now() - interval '1 minute' WHERE complaint_id = $1::uuid",
+    )
+    .bind(&filed.complaint_id)
+    .execute(&pool)
+    .await?;
+    assert_eq!(at_risk(&manager).await?, 1);
     service.shutdown().await
 }

@@ -77,6 +77,8 @@ pub fn start_all(
                 pauses: Vec::new(),
             };
             let due_at = instant_at_fraction(calendar, &target, &history, 1.0).unwrap_or(now);
+            let at_risk_at =
+                instant_at_fraction(calendar, &target, &history, settings.at_risk_ratio);
             Some(ClockRow {
                 stage: *stage as i16,
                 target_minutes,
@@ -85,6 +87,7 @@ pub fn start_all(
                 stopped_at: None,
                 due_at,
                 breached_at: None,
+                at_risk_at,
             })
         })
         .collect()
@@ -236,6 +239,8 @@ pub fn refresh(
             settings.at_risk_ratio,
         );
         clock.due_at = status.due_at;
+        clock.at_risk_at =
+            instant_at_fraction(calendar, &target, &clock_history, settings.at_risk_ratio);
         if clock.stopped_at.is_none() && !status.paused {
             let cycle_for_stage =
                 if stage == pb::Stage::Resolution || stage == pb::Stage::AnswerToGuest {
@@ -325,6 +330,7 @@ mod tests {
             stopped_at: hours_to_stop.map(|h| start + Duration::hours(h)),
             due_at: start + Duration::hours(2),
             breached_at: None,
+            at_risk_at: None,
         };
         let mut clocks = vec![
             clock(pb::Stage::Acknowledge, Some(1)),

@@ -66,16 +66,27 @@ pub async fn get(api: &Api, request: Request<pb::GetComplaintRequest>) -> ApiRes
 async fn views(conn: &mut PgConnection, rows: Vec<ComplaintRow>) -> ApiResult<Vec<pb::Complaint>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.complaint_id).collect();
     let mut clocks: HashMap<Uuid, Vec<ClockRow>> = HashMap::new();
-    for (id, clock) in sqlx::query_as::<_, (Uuid, i16, i32, i32, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>)>(
-        "SELECT complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at \
+    type Row = (
+        Uuid,
+        i16,
+        i32,
+        i32,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    for (id, clock) in sqlx::query_as::<_, Row>(
+        "SELECT complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at, at_risk_at \
          FROM complaint_clocks WHERE complaint_id = ANY($1) ORDER BY stage",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|(id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at)| {
-        (id, ClockRow { stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at })
+    .map(|(id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at, at_risk_at)| {
+        (id, ClockRow { stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at, at_risk_at })
     }) {
         clocks.entry(id).or_default().push(clock);
     }
@@ -295,7 +306,7 @@ pub async fn list(
             query.push(
                 " AND EXISTS (SELECT 1 FROM complaint_clocks k WHERE k.complaint_id = complaints.complaint_id \
                  AND k.stopped_at IS NULL AND k.due_at >= now() AND complaints.status <> 'waiting_on_guest' \
-                 AND now() >= k.started_at + (k.due_at - k.started_at) * 0.75)",
+                 AND now() >= coalesce(k.at_risk_at, k.started_at + (k.due_at - k.started_at) * 0.75))",
             );
         }
         pb::ClockFilter::Unspecified => {}

@@ -71,6 +71,8 @@ pub struct ClockRow {
     pub stopped_at: Option<DateTime<Utc>>,
     pub due_at: DateTime<Utc>,
     pub breached_at: Option<DateTime<Utc>>,
+    /// When the clock reaches the property's at-risk share of its target (working time).
+    pub at_risk_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "complaint_id, chain_id, property_id, guest_id, guest_name, guest_email, guest_phone, \
@@ -233,7 +235,7 @@ pub async fn load(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Comp
 
 pub async fn clocks(conn: &mut PgConnection, complaint_id: Uuid) -> ApiResult<Vec<ClockRow>> {
     Ok(sqlx::query_as::<_, ClockRow>(
-        "SELECT stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at \
+        "SELECT stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at, at_risk_at \
          FROM complaint_clocks WHERE complaint_id = $1 ORDER BY stage",
     )
     .bind(complaint_id)
@@ -263,11 +265,11 @@ pub async fn save_clocks(
         "stale AS (DELETE FROM complaint_clocks WHERE complaint_id = $1 AND NOT (stage = ANY($2)))";
     const MARK: &str = ", marked AS (INSERT INTO kpi_dirty (complaint_id) VALUES ($1) \
          ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now())";
-    const UPSERT: &str = "INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) \
-         SELECT $1, * FROM unnest($2::int2[], $3::int4[], $4::int4[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) \
+    const UPSERT: &str = "INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at, at_risk_at) \
+         SELECT $1, * FROM unnest($2::int2[], $3::int4[], $4::int4[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) \
          ON CONFLICT (complaint_id, stage) DO UPDATE SET \
          target_minutes=EXCLUDED.target_minutes, target_days=EXCLUDED.target_days, started_at=EXCLUDED.started_at, \
-         stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at";
+         stopped_at=EXCLUDED.stopped_at, due_at=EXCLUDED.due_at, breached_at=EXCLUDED.breached_at, at_risk_at=EXCLUDED.at_risk_at";
     let mark = if rollup == Rollup::Mark { MARK } else { "" };
     let column =
         |f: fn(&ClockRow) -> Option<DateTime<Utc>>| clocks.iter().map(f).collect::<Vec<_>>();
@@ -285,6 +287,7 @@ pub async fn save_clocks(
         .bind(column(|c| c.stopped_at))
         .bind(column(|c| Some(c.due_at)))
         .bind(column(|c| c.breached_at))
+        .bind(column(|c| c.at_risk_at))
         .execute(&mut *conn)
         .await?;
     Ok(())
