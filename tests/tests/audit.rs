@@ -1409,3 +1409,95 @@ async fn audit_kpis_average_only_audits_with_a_score() -> anyhow::Result<()> {
     assert_eq!(series_audits, 1);
     service.shutdown().await
 }
+
+/// A template names standards of the library, each once; a standard the audited property's
+/// library lacks stops the submission as a precondition, not as the auditor's input error.
+#[tokio::test]
+async fn templates_name_known_standards_once() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainQualityManager)
+        .subject("qm-1")
+        .mint()?;
+    let mut client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    client
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let mut salzburg_only = standard(
+        "alpine_breakfast",
+        pb::StandardKind::HardBinary,
+        pb::Dimension::Tangibles,
+    );
+    if let Some(s) = salzburg_only.standard.as_mut() {
+        s.property_id = "salzburg".into();
+    }
+    client.create_standard(salzburg_only).await?;
+    let item = |code: &str| pb::TemplateItem {
+        standard_code: code.into(),
+        weight: 1.0,
+        critical: false,
+    };
+    let template = |items: Vec<pb::TemplateItem>| pb::PublishTemplateRequest {
+        template_id: String::new(),
+        name: "Stay".into(),
+        sections: vec![pb::TemplateSection {
+            name: "stay".into(),
+            items,
+        }],
+        critical_rule: pb::CriticalRule::FailSection as i32,
+        pass_threshold: 70.0,
+        touchpoint_weighted: false,
+    };
+    let fields = |status: &tonic::Status| -> Vec<String> {
+        use tonic_types::StatusExt;
+        status
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default()
+    };
+    let unknown = client
+        .publish_template(template(vec![item("warmth"), item("wramth")]))
+        .await
+        .expect_err("a typo");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert_eq!(fields(&unknown), vec!["sections[0].items[1].standard_code"]);
+    let twice = client
+        .publish_template(template(vec![item("warmth"), item("warmth")]))
+        .await
+        .expect_err("the same standard twice");
+    assert_eq!(fields(&twice), vec!["sections[0].items[1].standard_code"]);
+    let published = client
+        .publish_template(template(vec![item("warmth"), item("alpine_breakfast")]))
+        .await?
+        .into_inner();
+    let pool = service.database.admin_pool().await?;
+    let audits = scheduled_program(
+        &mut client,
+        &pool,
+        &published.template_id,
+        pb::ProgramKind::Internal,
+        pb::Cadence::Monthly,
+        1,
+    )
+    .await?;
+    let refused = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[0].clone(),
+            answers: vec![
+                answer("warmth", pb::AnswerKind::Rating, 0.0, 5, &[]),
+                answer("alpine_breakfast", pb::AnswerKind::Pass, 0.0, 0, &[]),
+            ],
+        })
+        .await
+        .expect_err("vienna's library lacks the Salzburg standard");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("alpine_breakfast"),
+        "{refused:?}"
+    );
+    service.shutdown().await
+}

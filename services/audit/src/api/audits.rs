@@ -410,14 +410,30 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
     let mut applied: HashMap<String, f64> = HashMap::new();
     let mut v = Vec::new();
     let mut items = Vec::new();
+    // A template item whose standard this property's library lacks is not the submitter's to
+    // fix: the library is (FAILED_PRECONDITION, naming the codes).
+    let missing: Vec<&str> = template
+        .sections
+        .iter()
+        .flat_map(|section| &section.items)
+        .map(|entry| entry.standard_code.as_str())
+        .filter(|code| !standards.iter().any(|st| st.code == *code))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::failed_precondition(
+            "STANDARD_NOT_IN_LIBRARY",
+            format!("audits/{id}"),
+            format!(
+                "the template's standards {} are not in the library of property {}; create them first",
+                missing.join(", "),
+                row.property_id
+            ),
+        ));
+    }
     let mut failed_codes = Vec::new();
     for (s, section) in template.sections.iter().enumerate() {
         for entry in &section.items {
             let Some(standard) = standards.iter().find(|st| st.code == entry.standard_code) else {
-                v.push(FieldViolation::new(
-                    "template",
-                    format!("standard `{}` is not in the library", entry.standard_code),
-                ));
                 continue;
             };
             let Some(answer) = request

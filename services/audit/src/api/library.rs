@@ -182,12 +182,45 @@ pub async fn publish_template(
             "every template needs sections, each with items",
         ));
     }
+    let mut codes: Vec<&str> = Vec::new();
     for (s, section) in request.sections.iter().enumerate() {
         for (i, item) in section.items.iter().enumerate() {
             if item.weight <= 0.0 || !item.weight.is_finite() {
                 v.push(FieldViolation::new(
                     format!("sections[{s}].items[{i}].weight"),
                     "must be greater than zero",
+                ));
+            }
+            let code = item.standard_code.as_str();
+            if code.trim().is_empty() {
+                v.push(FieldViolation::new(
+                    format!("sections[{s}].items[{i}].standard_code"),
+                    "is required",
+                ));
+            } else if codes.contains(&code) {
+                v.push(FieldViolation::new(
+                    format!("sections[{s}].items[{i}].standard_code"),
+                    format!("`{code}` is already an item of this template"),
+                ));
+            } else {
+                codes.push(code);
+            }
+        }
+    }
+    // Every item must name a standard of the library (chain-wide or of some property): a code
+    // nobody defined would make every audit of the template impossible to submit.
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT code FROM standards WHERE code = ANY($1)")
+            .bind(&codes)
+            .fetch_all(&api.context.pool)
+            .await?;
+    for (s, section) in request.sections.iter().enumerate() {
+        for (i, item) in section.items.iter().enumerate() {
+            let code = &item.standard_code;
+            if !code.trim().is_empty() && !known.contains(code) {
+                v.push(FieldViolation::new(
+                    format!("sections[{s}].items[{i}].standard_code"),
+                    format!("`{code}` is not a standard of the library; create it first"),
                 ));
             }
         }
