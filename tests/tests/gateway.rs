@@ -468,6 +468,20 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         with_trend.trend.iter().map(|p| p.complaints).sum::<i64>(),
         scope_complaints
     );
+    // Each bucket carries its complaint KPIs: a rate wherever there were complaints, none where
+    // there were none.
+    for point in &with_trend.trend {
+        let escalation = point.kpis.and_then(|k| k.escalation_rate);
+        if point.complaints > 0 {
+            assert!(
+                escalation.is_some_and(|r| (0.0..=1.0).contains(&r)),
+                "{point:?}"
+            );
+        } else {
+            assert_eq!(escalation, None, "{point:?}");
+        }
+    }
+    assert!(with_trend.trend.iter().any(|p| p.complaints > 0));
     let refused = client
         .get_scorecard(pb::GetScorecardRequest {
             period: Some(period),

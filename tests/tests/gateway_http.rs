@@ -123,6 +123,27 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     }
     assert_eq!(card["properties"][0]["key"], "dubai");
     assert_eq!(card["properties"][0]["complaints"], 1);
+    // The trend of the same period, per day, carries each bucket's complaint KPIs too.
+    let (status, _, body) = call(
+        http,
+        "GET",
+        &format!(
+            "/v1/scorecard/trend?start={}&end={}&granularity=day",
+            (now - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+            (now + chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        Some(&manager),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let trend: serde_json::Value = serde_json::from_str(&body)?;
+    let points = trend["points"].as_array().cloned().unwrap_or_default();
+    assert!(!points.is_empty(), "{trend}");
+    assert!(
+        points.iter().all(|p| p["kpis"].is_object()),
+        "every point has its KPI block: {trend}"
+    );
     // The complaint KPIs ride along: one complaint, so an escalation rate of 0 or 1.
     let escalation = card["properties"][0]["kpis"]["escalation_rate"].as_f64();
     assert!(

@@ -138,6 +138,7 @@ pub async fn points(
                     sqs: scope.sqs,
                     complaints: scope.complaints,
                     components: scope.components,
+                    kpis: scope.kpis,
                 };
                 Ok((point, card.missing))
             }

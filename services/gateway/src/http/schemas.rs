@@ -285,6 +285,8 @@ pub struct TrendPoint {
     pub end: Option<String>,
     pub sqs: Option<f64>,
     pub complaints: i64,
+    /// The bucket's complaint KPIs.
+    pub kpis: ComplaintKpis,
 }
 
 impl From<&pb::TrendPoint> for TrendPoint {
@@ -294,6 +296,7 @@ impl From<&pb::TrendPoint> for TrendPoint {
             end: instant(p.bucket.as_ref().and_then(|b| b.end_time.as_ref())),
             sqs: p.sqs,
             complaints: p.complaints,
+            kpis: ComplaintKpis::from(p.kpis.as_ref()),
         }
     }
 }
