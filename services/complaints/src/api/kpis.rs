@@ -75,12 +75,6 @@ pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
     }
 }
 
-/// Derived values; each is absent when its denominator is zero (the formulas live with the
-/// contract, so the gateway computes a region's and the chain's values the same way).
-pub fn values(k: &pb::KpiCounts) -> pb::KpiValues {
-    k.values()
-}
-
 /// The UTC days `[from, to)` a period covers (a partial last day counts).
 pub fn period_days(
     period: Option<&guestloop_proto::common::v1::TimeRange>,
@@ -180,7 +174,7 @@ pub fn assemble(
         let counts = counts(&group.values, currency);
         pb::KpiBreakdown {
             key: group.key.clone(),
-            values: Some(values(&counts)),
+            values: Some(counts.values()),
             counts: Some(counts),
         }
     };
@@ -188,7 +182,7 @@ pub fn assemble(
         match group.dimension {
             "total" => {
                 let total = counts(&group.values, single_currency);
-                out.values = Some(values(&total));
+                out.values = Some(total.values());
                 out.counts = Some(total);
             }
             "property" => out.by_property.push(breakdown(
@@ -216,7 +210,7 @@ pub fn assemble(
     }
     if out.counts.is_none() {
         let empty = counts(&[], single_currency);
-        out.values = Some(values(&empty));
+        out.values = Some(empty.values());
         out.counts = Some(empty);
     }
     out
