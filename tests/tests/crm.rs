@@ -2117,6 +2117,23 @@ fn kpi_period() -> guestloop_proto::common::v1::TimeRange {
     }
 }
 
+/// Three checked-out stays in Berlin, 100, 60 and 20 days ago (reservations `<prefix>1..3`):
+/// enough for a tier above the first.
+async fn three_stays(admin: &mut Crm, guest_id: &str, prefix: &str) -> anyhow::Result<()> {
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: [100, 60, 20]
+                .iter()
+                .enumerate()
+                .map(|(i, days)| {
+                    checked_out_days_ago("berlin", &format!("{prefix}{}", i + 1), guest_id, *days)
+                })
+                .collect(),
+        })
+        .await?;
+    Ok(())
+}
+
 fn checked_out_days_ago(
     property: &str,
     reservation: &str,
@@ -2292,15 +2309,7 @@ async fn scheduled_loyalty_batches_raise_tiers_and_expire_points() -> anyhow::Re
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;
     let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
     let g = create(&mut admin, guest("Sam", "Scheduled", "sam@example.com", "")).await?;
-    admin
-        .upsert_stays(pb::UpsertStaysRequest {
-            stays: vec![
-                checked_out_days_ago("berlin", "S1", &g.guest_id, 100),
-                checked_out_days_ago("berlin", "S2", &g.guest_id, 60),
-                checked_out_days_ago("berlin", "S3", &g.guest_id, 20),
-            ],
-        })
-        .await?;
+    three_stays(&mut admin, &g.guest_id, "S").await?;
     let pool = crm_pool(&service)?;
     let tiers = guestloop_crm::run_tier_evaluation(&pool, chrono::Utc::now()).await?;
     assert_eq!((tiers.evaluated, tiers.changed), (1, 1));
@@ -2414,15 +2423,7 @@ async fn tier_evaluation_keeps_a_concurrent_strategic_tier() -> anyhow::Result<(
         guest("Stella", "Strategic", "stella@example.com", ""),
     )
     .await?;
-    admin
-        .upsert_stays(pb::UpsertStaysRequest {
-            stays: vec![
-                checked_out_days_ago("berlin", "C1", &g.guest_id, 100),
-                checked_out_days_ago("berlin", "C2", &g.guest_id, 60),
-                checked_out_days_ago("berlin", "C3", &g.guest_id, 20),
-            ],
-        })
-        .await?;
+    three_stays(&mut admin, &g.guest_id, "C").await?;
     let pool = service.database.admin_pool().await?;
     // SetStrategicTier's write, not yet committed when the evaluation reads the guest.
     let mut manager = pool.begin().await?;
@@ -2459,15 +2460,7 @@ async fn overlapping_tier_evaluations_record_one_change() -> anyhow::Result<()> 
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;
     let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
     let g = create(&mut admin, guest("Otto", "Overlap", "otto@example.com", "")).await?;
-    admin
-        .upsert_stays(pb::UpsertStaysRequest {
-            stays: vec![
-                checked_out_days_ago("berlin", "O1", &g.guest_id, 100),
-                checked_out_days_ago("berlin", "O2", &g.guest_id, 60),
-                checked_out_days_ago("berlin", "O3", &g.guest_id, 20),
-            ],
-        })
-        .await?;
+    three_stays(&mut admin, &g.guest_id, "O").await?;
     let pool = service.database.admin_pool().await?;
     // Hold the guest so both runs have read it before either writes.
     let mut hold = pool.begin().await?;
