@@ -31,6 +31,24 @@ pub fn required_timestamp(
     }
 }
 
+/// A required instant at most `max_days` ahead of now, naming the field: how far one call may
+/// look ahead (a schedule), so a far date (a typo, or 9999) cannot create years of work in one
+/// transaction.
+pub fn required_horizon(
+    field: &str,
+    timestamp: Option<&Timestamp>,
+    max_days: i64,
+) -> Result<DateTime<Utc>, ApiError> {
+    let until = required_timestamp(field, timestamp)?;
+    if until > Utc::now() + chrono::Duration::days(max_days) {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max_days} days ahead"),
+        ));
+    }
+    Ok(until)
+}
+
 /// A required half-open period `[start, end)` with `end` after `start`, naming the faulty field.
 pub fn required_period(
     period: Option<&guestloop_proto::common::v1::TimeRange>,
@@ -50,6 +68,16 @@ pub fn required_period(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_horizon_is_required_and_bounded() {
+        let at = |days: i64| to_timestamp(Utc::now() + chrono::Duration::days(days));
+        assert!(required_horizon("until", Some(&at(30)), 366).is_ok());
+        assert!(required_horizon("until", Some(&at(-30)), 366).is_ok());
+        let far = required_horizon("until", Some(&at(400)), 366).expect_err("too far");
+        assert!(far.to_string().contains("until"), "{far}");
+        assert!(required_horizon("until", None, 366).is_err());
+    }
 
     #[test]
     fn round_trip() {

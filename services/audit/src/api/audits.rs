@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
-use guestloop_kit::time::{required_timestamp, to_timestamp};
+use guestloop_kit::time::{required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
@@ -19,6 +19,7 @@ use crate::domain::{actions, rooms};
 
 /// How far ahead one schedule call may look.
 const MAX_LOOKAHEAD_DAYS: i64 = 366;
+
 fn parse_id(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
 }
@@ -201,15 +202,7 @@ pub async fn schedule(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     principal.require_property(&request.property_id)?;
-    let until = required_timestamp("until", request.until.as_ref())?;
-    // Scheduling looks ahead at most a year: one call stays one short transaction, and a far
-    // date (a typo, or 9999) cannot create years of audits at once.
-    if until > Utc::now() + chrono::Duration::days(MAX_LOOKAHEAD_DAYS) {
-        return Err(ApiError::invalid(
-            "until",
-            format!("must be at most {MAX_LOOKAHEAD_DAYS} days ahead"),
-        ));
-    }
+    let until = required_horizon("until", request.until.as_ref(), MAX_LOOKAHEAD_DAYS)?;
     let mut tx = api.context.pool.begin().await?;
     let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate, Vec<String>)> = sqlx::query_as(
         "SELECT program_id, template_id, cadence, audits_per_period, starts_on, rooms FROM programs WHERE property_id = $1",

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::principal;
-use guestloop_kit::time::{required_timestamp, to_timestamp};
+use guestloop_kit::time::{required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, paging, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
@@ -129,6 +129,7 @@ async fn checklist(
 
 /// How far ahead one schedule call may look.
 const MAX_LOOKAHEAD_DAYS: i64 = 366;
+
 fn frequency(plan: &pb::Plan) -> Option<Frequency> {
     match pb::Frequency::try_from(plan.frequency).ok()? {
         pb::Frequency::Daily => Some(Frequency::Daily),
@@ -260,15 +261,7 @@ pub async fn schedule(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     principal.require_property(&request.property_id)?;
-    let until = required_timestamp("until", request.until.as_ref())?;
-    // Scheduling looks ahead at most a year: one call stays one short transaction, and a far
-    // date (a typo, or 9999) cannot create years of inspections at once.
-    if until > Utc::now() + chrono::Duration::days(MAX_LOOKAHEAD_DAYS) {
-        return Err(ApiError::invalid(
-            "until",
-            format!("must be at most {MAX_LOOKAHEAD_DAYS} days ahead"),
-        ));
-    }
+    let until = required_horizon("until", request.until.as_ref(), MAX_LOOKAHEAD_DAYS)?;
     let mut tx = api.context.pool.begin().await?;
     let plans: Vec<PlanRow> = sqlx::query_as(
         "SELECT plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, meter_at_last_done \
