@@ -119,6 +119,27 @@ async fn expected_counts(
     Ok(expected)
 }
 
+/// CRM's own KPIs for the properties of `units` over `period`, asked directly.
+async fn crm_figures(
+    crm: &guestloop_testkit::TestService,
+    token: &str,
+    units: &[pb::ScoredUnit],
+    period: TimeRange,
+) -> anyhow::Result<guestloop_proto::crm::v1::CrmKpis> {
+    Ok(
+        guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
+            crm.channel_with_token(token).await?,
+        )
+        .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
+            property_ids: units.iter().map(|p| p.key.clone()).collect(),
+            period: Some(period),
+            loyalty_only: false,
+        })
+        .await?
+        .into_inner(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..5)
@@ -224,16 +245,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     }
     assert!(card.missing.is_empty(), "{:?}", card.missing);
     // CRM's loyalty figures for the same properties and period, asked directly.
-    let direct = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
-        crm.channel_with_token(&token).await?,
-    )
-    .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
-        property_ids: card.properties.iter().map(|p| p.key.clone()).collect(),
-        period: Some(period),
-        loyalty_only: false,
-    })
-    .await?
-    .into_inner();
+    let direct = crm_figures(&crm, &token, &card.properties, period).await?;
     let loyalty = card.loyalty.unwrap_or_default();
     assert!(
         direct.members > 0,
@@ -416,16 +428,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     );
     assert_eq!(audit_part(&own.properties[0]), audit_part(&audited));
     // The region's loyalty figures are CRM's for the region's properties, not the chain's.
-    let emea_direct = guestloop_proto::crm::v1::crm_service_client::CrmServiceClient::new(
-        crm.channel_with_token(&token).await?,
-    )
-    .get_crm_kpis(guestloop_proto::crm::v1::GetCrmKpisRequest {
-        property_ids: emea.properties.iter().map(|p| p.key.clone()).collect(),
-        period: Some(period),
-        loyalty_only: false,
-    })
-    .await?
-    .into_inner();
+    let emea_direct = crm_figures(&crm, &token, &emea.properties, period).await?;
     let emea_loyalty = emea.loyalty.unwrap_or_default();
     assert_eq!(
         (emea_loyalty.members, emea_loyalty.staying_guests),
