@@ -20,6 +20,7 @@ pub mod paging;
 pub mod ports;
 pub mod server;
 pub mod telemetry;
+pub mod tenancy;
 pub mod time;
 pub mod worktime;
 

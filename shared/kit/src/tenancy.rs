@@ -1,0 +1,165 @@
+//! Which chain a property belongs to, and the checks that keep one chain's callers out of
+//! another chain's properties.
+//!
+//! A token names its chain and its properties, or every property of its chain (`"*"`). The
+//! scope check alone ([`Principal::require_property`]) cannot tell whose property an id is, so
+//! each service keeps a `property_chains` table (a kit migration): the first write that names a
+//! property registers it under the writer's chain ([`claim_property`]), and every later read or
+//! write by a caller of another chain is refused ([`require_property`], [`can_access`]). Lists
+//! leave out rows of properties registered to another chain ([`foreign_property_filter`]).
+//! Services act for every chain and pass every check.
+
+use sqlx::PgConnection;
+
+use crate::auth::{Principal, Role};
+use crate::{ApiError, ApiResult};
+
+/// The chain whose properties the caller may reach, or `None` for services (every chain).
+pub fn caller_chain(principal: &Principal) -> Option<&str> {
+    (principal.role() != Role::Service).then(|| principal.chain_id())
+}
+
+/// The first of `properties` registered under another chain than `chain_id`, if any.
+async fn foreign(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    properties: &[&str],
+) -> ApiResult<Option<String>> {
+    if properties.is_empty() {
+        return Ok(None);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT property_id FROM property_chains WHERE property_id = ANY($1) AND chain_id <> $2 \
+         ORDER BY property_id LIMIT 1",
+    )
+    .bind(properties)
+    .bind(chain_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+fn another_chains(property: &str) -> ApiError {
+    ApiError::PermissionDenied(format!("property {property} belongs to another chain"))
+}
+
+/// PERMISSION_DENIED unless every one of `properties` is in the caller's scope and none is
+/// registered under another chain. For reads and changes of existing records.
+pub async fn require_properties(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    properties: &[&str],
+) -> ApiResult<()> {
+    for property in properties {
+        principal.require_property(property)?;
+    }
+    match caller_chain(principal) {
+        Some(chain) => match foreign(conn, chain, properties).await? {
+            Some(property) => Err(another_chains(&property)),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// [`require_properties`] for one property.
+pub async fn require_property(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    property: &str,
+) -> ApiResult<()> {
+    require_properties(conn, principal, &[property]).await
+}
+
+/// Whether the caller may see a record of `property`: in scope and not another chain's. For
+/// records loaded by id, which answer NOT_FOUND rather than reveal that they exist.
+pub async fn can_access(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    property: &str,
+) -> ApiResult<bool> {
+    if !principal.can_access_property(property) {
+        return Ok(false);
+    }
+    match caller_chain(principal) {
+        Some(chain) => Ok(foreign(conn, chain, &[property]).await?.is_none()),
+        None => Ok(true),
+    }
+}
+
+/// Registers `properties` under `chain_id` where no chain holds them yet, then refuses
+/// (PERMISSION_DENIED) if one of them is another chain's. Run it in the transaction that writes
+/// the records, so the registration commits with them.
+pub async fn claim_for_chain(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    properties: &[&str],
+) -> ApiResult<()> {
+    if properties.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&str> = properties.to_vec();
+    // One order, so concurrent claims of overlapping sets cannot deadlock.
+    sorted.sort_unstable();
+    sorted.dedup();
+    sqlx::query(
+        "INSERT INTO property_chains (property_id, chain_id) SELECT p, $2 FROM unnest($1::text[]) AS p \
+         ORDER BY p ON CONFLICT (property_id) DO NOTHING",
+    )
+    .bind(&sorted)
+    .bind(chain_id)
+    .execute(&mut *conn)
+    .await?;
+    match foreign(conn, chain_id, &sorted).await? {
+        Some(property) => Err(another_chains(&property)),
+        None => Ok(()),
+    }
+}
+
+/// The scope check, then [`claim_for_chain`] under the caller's chain. For creates: the first
+/// record of a property registers it. Services write for the chain their input names and call
+/// [`claim_for_chain`] themselves.
+pub async fn claim_properties(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    properties: &[&str],
+) -> ApiResult<()> {
+    for property in properties {
+        principal.require_property(property)?;
+    }
+    match caller_chain(principal) {
+        Some(chain) => claim_for_chain(conn, chain, properties).await,
+        None => Ok(()),
+    }
+}
+
+/// [`claim_properties`] for one property.
+pub async fn claim_property(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    property: &str,
+) -> ApiResult<()> {
+    claim_properties(conn, principal, &[property]).await
+}
+
+/// An SQL condition that leaves out rows whose `column` names a property registered under
+/// another chain than bind parameter `$param` (a nullable text: NULL keeps every row, for
+/// services). Bind [`caller_chain`] to it.
+pub fn foreign_property_filter(column: &str, param: usize) -> String {
+    format!(
+        "(${param}::text IS NULL OR NOT EXISTS (SELECT 1 FROM property_chains pc \
+         WHERE pc.property_id = {column} AND pc.chain_id <> ${param}::text))"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_names_the_column_and_parameter() {
+        let sql = foreign_property_filter("w.property_id", 3);
+        assert!(sql.contains("pc.property_id = w.property_id"));
+        assert!(sql.contains("$3::text IS NULL"));
+        assert!(sql.contains("pc.chain_id <> $3::text"));
+    }
+}
