@@ -886,6 +886,72 @@ async fn concurrent_stay_feeds_earn_each_stay_once_without_deadlocks() -> anyhow
     .await?;
     assert_eq!(posted.len(), sent, "every checked-out stay earned");
     assert!(posted.iter().all(|(_, n)| *n == 1), "a stay earned twice");
+
+    // The PMS corrects the first round while new stays keep coming: every stay is corrected by
+    // two feeds at once (one night, or cancelled, some to another member), so give-backs and
+    // credits of overlapping accounts run side by side.
+    let mut tasks = Vec::new();
+    for feed in 0..8usize {
+        let mut client = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+        let mut stays: Vec<pb::Stay> = Vec::new();
+        for source_feed in [feed, (feed + 1) % 8] {
+            for i in 0..6usize {
+                let guest = if (i + feed) % 3 == 0 {
+                    members[(i + feed) % members.len()].clone()
+                } else {
+                    members[(source_feed * 3 + i % 4) % members.len()].clone()
+                };
+                let mut stay = checked_out(&format!("FEED-0-{source_feed}-{i}"), &guest);
+                if (i + feed) % 2 == 0 {
+                    stay.departure_date = "2026-02-02".into();
+                } else {
+                    stay.status = pb::StayStatus::Cancelled as i32;
+                }
+                stays.push(stay);
+            }
+        }
+        stays.extend(
+            members
+                .iter()
+                .skip(feed)
+                .take(6)
+                .enumerate()
+                .map(|(i, g)| checked_out(&format!("LATE-{feed}-{i}"), g)),
+        );
+        tasks.push(tokio::spawn(async move {
+            client
+                .upsert_stays(pb::UpsertStaysRequest { stays })
+                .await
+                .map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    // Each stay holds exactly what it earns now (nobody redeemed, so nothing was clamped), all
+    // of it with its own guest, in as many postings as it counts.
+    let unsettled: Vec<String> = sqlx::query_scalar(
+        "SELECT s.pms_reservation_id FROM crm.stays s \
+         LEFT JOIN crm.ledger l ON l.source = 'stay:berlin/' || s.pms_reservation_id \
+              OR l.source LIKE 'stay:berlin/' || s.pms_reservation_id || '#%' \
+         WHERE s.pms_reservation_id LIKE 'FEED-%' OR s.pms_reservation_id LIKE 'LATE-%' \
+         GROUP BY s.pms_reservation_id, s.guest_id, s.earned_nights, s.earn_postings \
+         HAVING coalesce(sum(l.points) FILTER (WHERE l.guest_id = s.guest_id), 0) <> s.earned_nights * 100 \
+             OR coalesce(sum(l.points) FILTER (WHERE l.guest_id <> s.guest_id), 0) <> 0 \
+             OR count(l.entry_id) <> s.earn_postings",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(
+        unsettled.is_empty(),
+        "stays holding the wrong points: {unsettled:?}"
+    );
+    let corrected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:berlin/FEED-0-%#%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert!(corrected >= 48, "every corrected stay posted: {corrected}");
     let accounts: i64 =
         sqlx::query_scalar("SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = ANY($1)")
             .bind(&everyone)
@@ -1282,10 +1348,9 @@ async fn arrivals_and_care_tasks_are_generated_once_and_worked_to_done() -> anyh
         property_id: "care-p".into(),
         ..Default::default()
     })
-    .await?
-    .into_inner()
-    .tasks;
-    assert!(foreign.is_empty(), "another chain sees none of these tasks");
+    .await
+    .expect_err("another chain's care tasks");
+    assert_eq!(foreign.code(), Code::PermissionDenied, "{foreign:?}");
     // Housekeeping sees arrivals without contact details.
     let housekeeping = crm_as(
         &service,
@@ -1763,15 +1828,13 @@ async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
             ],
         })
         .await?;
+    // The other chain's guest stays at one of that chain's own hotels.
     other_chain
         .upsert_stays(pb::UpsertStaysRequest {
-            stays: vec![stay(
-                "O1",
-                &elsewhere.guest_id,
-                "2030-02-01",
-                "2030-02-13",
-                None,
-            )],
+            stays: vec![pb::Stay {
+                property_id: "vienna".into(),
+                ..stay("O1", &elsewhere.guest_id, "2030-02-01", "2030-02-13", None)
+            }],
         })
         .await?;
 
@@ -2919,4 +2982,412 @@ async fn goodwill_follows_merges_and_never_revives_an_erased_guest() -> anyhow::
     assert_eq!(failures, 1, "the merged guest's failure is the survivor's");
     crm.shutdown().await?;
     complaints.shutdown().await
+}
+
+/// A whole-chain token reaches every property of its own chain, never another chain's: the
+/// first PMS feed registers a property under its chain, and another chain's chain-wide admin
+/// can then neither feed stays there nor read its occupancy, KPIs, arrivals or care tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_chains_property_is_out_of_reach() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut own = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut other = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
+    )
+    .await?;
+    let g = create(&mut own, guest("Ada", "Own", "ada@example.com", "")).await?;
+    let today = chrono::Utc::now().date_naive();
+    let stay = |reservation: &str, guest_id: &str| {
+        stay_at(
+            "lisbon",
+            reservation,
+            guest_id,
+            "101",
+            &(today - chrono::Duration::days(1)).to_string(),
+            &(today + chrono::Duration::days(2)).to_string(),
+            pb::StayStatus::InHouse,
+        )
+    };
+    own.upsert_stays(pb::UpsertStaysRequest {
+        stays: vec![stay("L1", &g.guest_id)],
+    })
+    .await?;
+    let stranger = create(&mut other, guest("Bo", "Other", "bo@example.com", "")).await?;
+
+    let another_chain = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("another chain"), "{status:?}");
+    };
+    // Feeding stays, also mixed with a property of its own.
+    for stays in [
+        vec![stay("L2", &stranger.guest_id)],
+        vec![
+            stay("L3", &stranger.guest_id),
+            stay_at(
+                "porto",
+                "P1",
+                &stranger.guest_id,
+                "",
+                "2026-01-01",
+                "2026-01-02",
+                pb::StayStatus::CheckedOut,
+            ),
+        ],
+    ] {
+        another_chain(
+            other
+                .upsert_stays(pb::UpsertStaysRequest { stays })
+                .await
+                .expect_err("stays at another chain's property"),
+        );
+    }
+    another_chain(
+        other
+            .get_occupancy(pb::GetOccupancyRequest {
+                property_ids: vec!["lisbon".into()],
+                period: Some(kpi_period()),
+            })
+            .await
+            .expect_err("another chain's occupancy"),
+    );
+    another_chain(
+        other
+            .get_crm_kpis(pb::GetCrmKpisRequest {
+                property_ids: vec!["lisbon".into()],
+                period: Some(kpi_period()),
+                ..Default::default()
+            })
+            .await
+            .expect_err("another chain's KPIs"),
+    );
+    another_chain(
+        other
+            .list_arrivals(pb::ListArrivalsRequest {
+                property_id: "lisbon".into(),
+                date: today.to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("another chain's arrivals"),
+    );
+    another_chain(
+        other
+            .generate_care_tasks(pb::GenerateCareTasksRequest {
+                property_id: "lisbon".into(),
+                date: today.to_string(),
+            })
+            .await
+            .expect_err("care tasks at another chain's property"),
+    );
+    another_chain(
+        other
+            .list_care_tasks(pb::ListCareTasksRequest {
+                property_id: "lisbon".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("another chain's care tasks"),
+    );
+
+    // Nothing of the refused feeds was written, and the property stays its own chain's.
+    let pool = service.database.admin_pool().await?;
+    let reservations: Vec<String> =
+        sqlx::query_scalar("SELECT pms_reservation_id FROM crm.stays ORDER BY pms_reservation_id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(reservations, vec!["L1".to_string()]);
+    let registered: Vec<(String, String)> = sqlx::query_as(
+        "SELECT property_id, chain_id FROM crm.property_chains ORDER BY property_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        registered,
+        vec![(
+            "lisbon".to_string(),
+            guestloop_testkit::TEST_CHAIN.to_string()
+        )]
+    );
+
+    // The owning chain still reads and feeds it; the other chain's own properties are its own.
+    let occupancy = own
+        .get_occupancy(pb::GetOccupancyRequest {
+            property_ids: vec!["lisbon".into()],
+            period: Some(kpi_period()),
+        })
+        .await?
+        .into_inner();
+    assert!(occupancy.occupied_room_nights >= 1, "{occupancy:?}");
+    let arrivals = own
+        .list_arrivals(pb::ListArrivalsRequest {
+            property_id: "lisbon".into(),
+            date: today.to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(arrivals.arrivals.len(), 1, "{arrivals:?}");
+    own.upsert_stays(pb::UpsertStaysRequest {
+        stays: vec![stay("L4", &g.guest_id)],
+    })
+    .await?;
+    other
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay_at(
+                "porto",
+                "P1",
+                &stranger.guest_id,
+                "",
+                "2026-01-01",
+                "2026-01-02",
+                pb::StayStatus::CheckedOut,
+            )],
+        })
+        .await?;
+    service.shutdown().await
+}
+
+/// The balance and the sum of the ledger of one guest.
+async fn balance_and_ledger(pool: &sqlx::PgPool, guest_id: &str) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce((SELECT balance FROM crm.loyalty_accounts WHERE guest_id = $1), 0), \
+         coalesce((SELECT sum(points) FROM crm.ledger WHERE guest_id = $1), 0)::bigint",
+    )
+    .bind(guest_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A PMS corrects stays after they earned: fewer nights give back at the rate first credited, a
+/// cancellation gives back what is left (never more than the balance), another guest takes the
+/// stay at their own rate. Replays and changes that do not touch the earning post nothing, and
+/// a stay naming a merged profile earns for the profile it was merged into.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pms_corrections_move_the_points_a_stay_earned() -> anyhow::Result<()> {
+    use pb::StayStatus::{Booked, Cancelled, CheckedOut};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let pool = service.database.admin_pool().await?;
+    let ada = create(&mut admin, guest("Ada", "First", "ada@example.com", "")).await?;
+    let ben = create(&mut admin, guest("Ben", "Second", "ben@example.com", "")).await?;
+    let stay = |reservation: &str, guest_id: &str, departure: &str, room: &str, status| {
+        stay_at(
+            "berlin",
+            reservation,
+            guest_id,
+            room,
+            "2026-03-01",
+            departure,
+            status,
+        )
+    };
+    let pms = admin.clone();
+    let feed = move |stays: Vec<pb::Stay>| {
+        let mut pms = pms.clone();
+        async move {
+            anyhow::Ok(
+                pms.upsert_stays(pb::UpsertStaysRequest { stays })
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    let sources = |reservation: &'static str| {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_as::<_, (String, String, i64)>(
+                    "SELECT source, guest_id, points FROM crm.ledger WHERE source LIKE $1 ORDER BY entry_id",
+                )
+                .bind(format!("stay:berlin/{reservation}%"))
+                .fetch_all(&pool)
+                .await?,
+            )
+        }
+    };
+
+    // Three nights at the new-tier rate, then the PMS says two.
+    feed(vec![stay(
+        "S1",
+        &ada.guest_id,
+        "2026-03-04",
+        "101",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(balance_and_ledger(&pool, &ada.guest_id).await?, (300, 300));
+    let corrected = feed(vec![stay(
+        "S1",
+        &ada.guest_id,
+        "2026-03-03",
+        "101",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(corrected.updated, 1);
+    assert_eq!(balance_and_ledger(&pool, &ada.guest_id).await?, (200, 200));
+    // The same correction again, and a room change: nothing moves.
+    feed(vec![stay(
+        "S1",
+        &ada.guest_id,
+        "2026-03-03",
+        "101",
+        CheckedOut,
+    )])
+    .await?;
+    feed(vec![stay(
+        "S1",
+        &ada.guest_id,
+        "2026-03-03",
+        "102",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(balance_and_ledger(&pool, &ada.guest_id).await?, (200, 200));
+    assert_eq!(
+        sources("S1").await?,
+        vec![
+            ("stay:berlin/S1".to_string(), ada.guest_id.clone(), 300),
+            ("stay:berlin/S1#1".to_string(), ada.guest_id.clone(), -100),
+        ]
+    );
+    // The stay was Ben's all along.
+    feed(vec![stay(
+        "S1",
+        &ben.guest_id,
+        "2026-03-03",
+        "102",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(balance_and_ledger(&pool, &ada.guest_id).await?, (0, 0));
+    assert_eq!(balance_and_ledger(&pool, &ben.guest_id).await?, (200, 200));
+
+    // A stay whose points were partly spent, then cancelled: it takes back what is left.
+    feed(vec![stay(
+        "S2",
+        &ada.guest_id,
+        "2026-03-03",
+        "",
+        CheckedOut,
+    )])
+    .await?;
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "spend-s2".into(),
+            guest_id: ada.guest_id.clone(),
+            kind: pb::EntryKind::Redeem as i32,
+            points: 150,
+            debit: false,
+            reason: "voucher".into(),
+        })
+        .await?;
+    feed(vec![stay("S2", &ada.guest_id, "2026-03-03", "", Cancelled)]).await?;
+    assert_eq!(balance_and_ledger(&pool, &ada.guest_id).await?, (0, 0));
+    let given_back: Vec<i64> = sources("S2")
+        .await?
+        .into_iter()
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(given_back, vec![200, -50]);
+
+    // Booked first, checked out later: earns once, however often the feed repeats it.
+    feed(vec![stay("S3", &ben.guest_id, "2026-03-02", "", Booked)]).await?;
+    for _ in 0..2 {
+        feed(vec![stay(
+            "S3",
+            &ben.guest_id,
+            "2026-03-02",
+            "",
+            CheckedOut,
+        )])
+        .await?;
+    }
+    assert_eq!(balance_and_ledger(&pool, &ben.guest_id).await?, (300, 300));
+
+    // A stay naming a merged profile earns for the survivor and is stored under it.
+    let dup = create(
+        &mut admin,
+        guest("Benjamin", "Second", "benjamin@example.com", ""),
+    )
+    .await?;
+    admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: ben.guest_id.clone(),
+            duplicate_guest_id: dup.guest_id.clone(),
+        })
+        .await?;
+    feed(vec![stay(
+        "S4",
+        &dup.guest_id,
+        "2026-03-02",
+        "",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(balance_and_ledger(&pool, &ben.guest_id).await?, (400, 400));
+    assert_eq!(balance_and_ledger(&pool, &dup.guest_id).await?, (0, 0));
+    let holder: String =
+        sqlx::query_scalar("SELECT guest_id FROM crm.stays WHERE pms_reservation_id = 'S4'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(holder, ben.guest_id);
+    // The PMS repeating the old profile id is no change.
+    let again = feed(vec![stay(
+        "S4",
+        &dup.guest_id,
+        "2026-03-02",
+        "",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(again.unchanged, 1);
+
+    // The stays record what they credited: S1 two nights for Ben after four postings (Ada's
+    // 300, her 100 back, her other 200 back, Ben's 200); S2 nothing after giving back.
+    let recorded: Vec<(String, i32, i32)> = sqlx::query_as(
+        "SELECT pms_reservation_id, earned_nights, earn_postings FROM crm.stays ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        recorded,
+        vec![
+            ("S1".to_string(), 2, 4),
+            ("S2".to_string(), 0, 2),
+            ("S3".to_string(), 1, 1),
+            ("S4".to_string(), 1, 1),
+        ]
+    );
+
+    // An erased guest's stay corrected by a PMS that still knows the original id: the stay
+    // stays with the pseudonym, and the original id gets no account back.
+    let cy = create(&mut admin, guest("Cy", "Gone", "cy@example.com", "")).await?;
+    feed(vec![stay("S5", &cy.guest_id, "2026-03-04", "", CheckedOut)]).await?;
+    let erased = admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: cy.guest_id.clone(),
+            reason: "data subject request".into(),
+        })
+        .await?
+        .into_inner();
+    feed(vec![stay("S5", &cy.guest_id, "2026-03-03", "", CheckedOut)]).await?;
+    let (holder, nights): (String, i32) = sqlx::query_as(
+        "SELECT guest_id, earned_nights FROM crm.stays WHERE pms_reservation_id = 'S5'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((holder.as_str(), nights), (erased.guest_id.as_str(), 2));
+    assert_eq!(
+        balance_and_ledger(&pool, &erased.guest_id).await?,
+        (200, 200)
+    );
+    let revived: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = $1")
+            .bind(&cy.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(revived, 0);
+    service.shutdown().await
 }

@@ -216,6 +216,14 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     .push_bind(source);
             });
             query.build().execute(&mut *tx).await?;
+            // Each stay that earned records its one posting (see migration 0108).
+            sqlx::query(
+                "UPDATE stays s SET earned_nights = s.nights, earn_postings = 1 FROM ledger l \
+                 WHERE l.source = 'stay:' || s.property_id || '/' || s.pms_reservation_id \
+                 AND l.guest_id = s.guest_id AND s.earn_postings = 0",
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         if !prefs.is_empty() {
             let mut query = QueryBuilder::new("INSERT INTO preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) ");

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use guestloop_kit::auth::{principal, Principal};
 use guestloop_kit::paging::{decode_token, page_size, split_page};
+use guestloop_kit::tenancy;
 use guestloop_kit::time::to_timestamp;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::{AuditStamps, Money};
@@ -34,11 +35,16 @@ fn required_date(value: &str, field: &str) -> ApiResult<NaiveDate> {
         .map_err(|_| ApiError::invalid(field, "must be a date YYYY-MM-DD"))
 }
 
-fn property(principal: &Principal, property_id: &str) -> ApiResult<()> {
+/// The property a call names: required, in the caller's scope and not another chain's.
+async fn property(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    property_id: &str,
+) -> ApiResult<()> {
     if property_id.is_empty() {
         return Err(ApiError::invalid("property_id", "is required"));
     }
-    principal.require_property(property_id)
+    tenancy::require_property(conn, principal, property_id).await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -100,12 +106,12 @@ pub async fn list_arrivals(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let date = required_date(&request.date, "date")?;
-    property(&principal, &request.property_id)?;
     let size = page_size(request.page_size, 100, 500)?;
     let cursor: Option<ArrivalCursor> = decode_token(&request.page_token)?;
     let (after_room, after_reservation) =
         cursor.map_or((None, None), |c| (Some(c.room), Some(c.reservation)));
     let mut conn = api.context.pool.acquire().await?;
+    property(&mut conn, &principal, &request.property_id).await?;
     let rows: Vec<StayRow> = sqlx::query_as(&format!(
         "SELECT s.property_id, s.pms_reservation_id, s.guest_id, s.arrival_date, s.departure_date, s.room, \
          s.rate_currency, s.rate_minor, s.spend_currency, s.spend_minor, s.status \
@@ -173,8 +179,12 @@ pub async fn generate(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let date = required_date(&request.date, "date")?;
-    property(&principal, &request.property_id)?;
+    if request.property_id.is_empty() {
+        return Err(ApiError::invalid("property_id", "is required"));
+    }
     let mut tx = api.context.pool.begin().await?;
+    // Generating is the first write some properties see: it registers the property.
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let (created, existing) = generate_for(
         &mut tx,
         principal.chain_id(),
@@ -386,7 +396,8 @@ pub async fn list_tasks(
 ) -> ApiResult<pb::ListCareTasksResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    property(&principal, &request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    property(&mut conn, &principal, &request.property_id).await?;
     let due = if request.due_date.is_empty() {
         None
     } else {
@@ -439,7 +450,7 @@ pub async fn list_tasks(
     query
         .push(" ORDER BY t.due_date, t.kind, t.guest_id, t.care_task_id LIMIT ")
         .push_bind(size + 1);
-    let rows: Vec<TaskRow> = query.build_query_as().fetch_all(&api.context.pool).await?;
+    let rows: Vec<TaskRow> = query.build_query_as().fetch_all(&mut *conn).await?;
     let (rows, next_page_token) = split_page(rows, size, |r| TaskCursor {
         due: r.due_date,
         kind: r.kind,
@@ -469,7 +480,7 @@ async fn load_task(
     let row = row
         .filter(|r| r.chain_id == principal.chain_id())
         .ok_or_else(|| ApiError::not_found("care task", care_task_id))?;
-    principal.require_property(&row.property_id)?;
+    tenancy::require_property(conn, principal, &row.property_id).await?;
     Ok(row)
 }
 

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::{principal, Principal, Role};
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use tonic::Request;
 use uuid::Uuid;
@@ -210,7 +210,7 @@ pub async fn get(api: &Api, request: Request<pb::GetGuestRequest>) -> ApiResult<
     if contacts && is_staff(&principal) {
         // The property the read is logged at must be one the caller works at.
         if !request.property_id.is_empty() {
-            principal.require_property(&request.property_id)?;
+            tenancy::require_property(&mut tx, &principal, &request.property_id).await?;
         }
         store::log_contact_read(&mut tx, &principal, &row.guest_id, &request.property_id).await?;
     }

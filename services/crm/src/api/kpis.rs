@@ -5,6 +5,7 @@
 
 use chrono::Duration;
 use guestloop_kit::auth::{principal, PropertyScope};
+use guestloop_kit::tenancy;
 use guestloop_kit::time::required_period;
 use guestloop_kit::ApiResult;
 use guestloop_proto::crm::v1 as pb;
@@ -68,10 +69,10 @@ struct Recovery {
 pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResult<pb::CrmKpis> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
     let (start, end) = required_period(request.period.as_ref())?;
+    let pool = &api.context.pool;
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut *pool.acquire().await?, &principal, &named).await?;
     let chain = principal.chain_id();
     // Naming no property means every property the caller may see: the whole chain only for a
     // chain-wide scope, else the caller's own properties.
@@ -88,7 +89,6 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
         return Ok(pb::CrmKpis::default());
     }
     let properties = &properties;
-    let pool = &api.context.pool;
 
     let all_columns = guests_in_scope("g.*", properties);
     let ids = guests_in_scope("g.guest_id", properties);
@@ -234,10 +234,10 @@ pub async fn occupancy(
             "name at least one property",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
     let (start, end) = required_period(request.period.as_ref())?;
+    let mut conn = api.context.pool.acquire().await?;
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut conn, &principal, &named).await?;
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT p.property_id, coalesce(sum(greatest(0, least(s.departure_date, $3::date) \
                 - greatest(s.arrival_date, $2::date))), 0)::bigint \
@@ -249,7 +249,7 @@ pub async fn occupancy(
     .bind(&request.property_ids)
     .bind(start.date_naive())
     .bind(end.date_naive())
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(pb::Occupancy {
         occupied_room_nights: rows.iter().map(|(_, n)| n).sum(),

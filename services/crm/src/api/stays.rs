@@ -1,19 +1,23 @@
 //! PMS stays: bulk upserts idempotent by the PMS's own reservation id, and the points each
 //! checked-out stay earns (once per stay, however often the feed is replayed). Set-based: one
 //! statement upserts the whole batch, and one statement each posts its earnings and moves the
-//! balances, so a 5,000-stay batch costs a handful of round trips.
+//! balances, so a 5,000-stay batch costs a handful of round trips. A stay the PMS corrects after
+//! it earned (other nights, cancelled, another guest) moves its points to what it earns now
+//! (`domain::stay_points`); the stay row records the nights it credited and how many postings
+//! it made, so a correction reads exactly that stay's ledger entries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::PgConnection;
 use tonic::Request;
 
 use super::loyalty::earn_per_night;
 use super::Api;
+use crate::domain::stay_points::{self, corrections, earning_nights};
 
 use crate::MAX_STAYS_PER_CALL as MAX_BATCH;
 
@@ -145,22 +149,43 @@ pub async fn upsert(
     // One order for every batch, so concurrent batches lock shared rows in the same order.
     rows.sort_by(|a, b| (&a.property_id, &a.reservation).cmp(&(&b.property_id, &b.reservation)));
     let total = rows.len();
+    let mut properties: Vec<&str> = rows.iter().map(|r| r.property_id.as_str()).collect();
+    properties.dedup();
     let mut tx = api.context.pool.begin().await?;
-    let written: Vec<bool> = sqlx::query_scalar(
+    // A PMS feed is the first write most properties see in CRM: it registers them under the
+    // caller's chain, and refuses a property another chain holds.
+    tenancy::claim_properties(&mut tx, &principal, &properties).await?;
+    let guests = resolve_guests(&mut tx, &rows).await?;
+    for row in &mut rows {
+        if let Some(guest) = guests.get(&row.guest_id) {
+            row.guest_id.clone_from(&guest.current);
+        }
+    }
+    // What each stay earns if it is new: its nights at its guest's tier rate, checked out only.
+    let first_points: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            let nights = earning_nights(r.status, (r.departure - r.arrival).num_days());
+            earn_per_night(tier_of(&guests, &r.guest_id)).saturating_mul(nights)
+        })
+        .collect();
+    let written: Vec<Written> = sqlx::query_as(&format!(
         "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, rate_currency, \
-         rate_minor, spend_currency, spend_minor, status) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], \
-                $8::bigint[], $9::text[], $10::bigint[], $11::text[]) \
-         ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = EXCLUDED.guest_id, \
+         rate_minor, spend_currency, spend_minor, status, earned_nights, earn_postings) \
+         SELECT u.p, u.r, u.g, u.a, u.d, u.rm, u.rc, u.rmi, u.sc, u.smi, u.st, \
+                CASE WHEN u.pts > 0 THEN u.d - u.a ELSE 0 END, CASE WHEN u.pts > 0 THEN 1 ELSE 0 END \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], \
+                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[]) AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts) \
+         ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = {GUEST_KEPT}, \
          arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
          rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
          spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, updated_at = now() \
          WHERE (stays.guest_id, stays.arrival_date, stays.departure_date, stays.room, stays.rate_currency, stays.rate_minor, \
                 stays.spend_currency, stays.spend_minor, stays.status) \
-         IS DISTINCT FROM (EXCLUDED.guest_id, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
+         IS DISTINCT FROM ({GUEST_KEPT}, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
                 EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status) \
-         RETURNING (xmax = 0)",
-    )
+         RETURNING (xmax = 0) AS inserted, property_id, pms_reservation_id, guest_id, earned_nights, earn_postings"
+    ))
     .bind(rows.iter().map(|r| r.property_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.reservation.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.guest_id.as_str()).collect::<Vec<_>>())
@@ -172,19 +197,52 @@ pub async fn upsert(
     .bind(rows.iter().map(|r| r.spend_currency.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.spend_minor).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind(&first_points)
     .fetch_all(&mut *tx)
     .await?;
-    let inserted = written.iter().filter(|new| **new).count();
-    let earnings: Vec<Earning> = rows
+    let inserted = written.iter().filter(|w| w.inserted).count();
+    let index: HashMap<(&str, &str), usize> = rows
         .iter()
-        .filter(|r| r.status == "checked_out" && r.departure > r.arrival)
-        .map(|r| Earning {
-            guest_id: r.guest_id.clone(),
-            source: format!("stay:{}/{}", r.property_id, r.reservation),
-            nights: (r.departure - r.arrival).num_days(),
+        .enumerate()
+        .map(|(i, r)| ((r.property_id.as_str(), r.reservation.as_str()), i))
+        .collect();
+    let at = |w: &Written| {
+        index
+            .get(&(w.property_id.as_str(), w.pms_reservation_id.as_str()))
+            .copied()
+    };
+    // New stays that earn post their first points.
+    let mut postings: Vec<Posting> = written
+        .iter()
+        .filter(|w| w.inserted)
+        .filter_map(|w| at(w).map(|i| (w, i)))
+        .filter(|(_, i)| first_points[*i] > 0)
+        .map(|(_, i)| Posting {
+            guest_id: rows[i].guest_id.clone(),
+            points: first_points[i],
+            source: stay_points::source(&rows[i].property_id, &rows[i].reservation, 0),
+            reason: "stay",
         })
         .collect();
-    earn(&mut tx, &earnings).await?;
+    skip_posted(&mut tx, &mut postings).await?;
+    // Changed stays that earned before or earn now settle what they hold.
+    let changed: Vec<(&Written, usize)> = written
+        .iter()
+        .filter(|w| !w.inserted)
+        .filter_map(|w| at(w).map(|i| (w, i)))
+        .filter(|(w, i)| {
+            let r = &rows[*i];
+            w.earn_postings > 0
+                || earning_nights(r.status, (r.departure - r.arrival).num_days()) > 0
+        })
+        .collect();
+    if changed.is_empty() {
+        credit(&mut tx, &postings).await?;
+    } else {
+        let corrections = settle_changed(&mut tx, &rows, &changed, &guests).await?;
+        postings.extend(corrections);
+        post_locked(&mut tx, &postings).await?;
+    }
     tx.commit().await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(pb::UpsertStaysResponse {
@@ -194,26 +252,104 @@ pub async fn upsert(
     })
 }
 
-/// The points one checked-out stay earns, identified by its ledger source.
-struct Earning {
+/// The guest a corrected stay keeps: the PMS's, unless the stay belongs to an erased guest's
+/// pseudonym (the PMS still knows the original id; writing it back would re-identify the stay).
+const GUEST_KEPT: &str =
+    "CASE WHEN EXISTS (SELECT 1 FROM guests e WHERE e.guest_id = stays.guest_id AND e.erased) \
+     THEN stays.guest_id ELSE EXCLUDED.guest_id END";
+
+/// A stay the upsert wrote: whether it is new, and what it had credited before (the upsert
+/// never changes those two columns; new stays return what they were inserted with).
+#[derive(sqlx::FromRow)]
+struct Written {
+    inserted: bool,
+    property_id: String,
+    pms_reservation_id: String,
+    /// The guest it belongs to now.
     guest_id: String,
-    source: String,
-    nights: i64,
+    earned_nights: i32,
+    earn_postings: i32,
 }
 
-/// Posts the earnings not posted before (by ledger source), with running balances.
-///
-/// Which earnings are new is read without the accounts' locks: an earning's source is its stay,
-/// and the stay upsert earlier in this transaction holds that stay's row, so no other batch can
-/// be posting the same earning meanwhile (it waits, then finds it posted). The balances then move
-/// in one ordered upsert (accounts created with their first earning), which locks the accounts in
-/// guest order (concurrent batches cannot deadlock) and returns the new balances; the ledger's
-/// running balances are computed back from them.
-async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
-    if earnings.is_empty() {
+/// A guest a stay names: the profile it leads to now (a merged profile's survivor, as the merge
+/// moved its stays) and that profile's tier. Guests CRM does not hold are absent (tier new).
+struct Resolved {
+    current: String,
+    tier: String,
+}
+
+async fn resolve_guests(
+    conn: &mut PgConnection,
+    rows: &[Row],
+) -> ApiResult<HashMap<String, Resolved>> {
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.guest_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found: Vec<(String, Option<String>, String)> =
+        sqlx::query_as("SELECT guest_id, merged_into, tier FROM guests WHERE guest_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let survivors: Vec<&str> = found.iter().filter_map(|(_, m, _)| m.as_deref()).collect();
+    let survivor_tiers: HashMap<String, String> = if survivors.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as("SELECT guest_id, tier FROM guests WHERE guest_id = ANY($1)")
+            .bind(&survivors)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut resolved: HashMap<String, Resolved> = HashMap::with_capacity(found.len());
+    for (id, merged_into, tier) in found {
+        let entry = match merged_into {
+            Some(survivor) => {
+                let tier = survivor_tiers
+                    .get(&survivor)
+                    .cloned()
+                    .unwrap_or_else(|| "new".into());
+                resolved.insert(
+                    survivor.clone(),
+                    Resolved {
+                        current: survivor.clone(),
+                        tier: tier.clone(),
+                    },
+                );
+                Resolved {
+                    current: survivor,
+                    tier,
+                }
+            }
+            None => Resolved {
+                current: id.clone(),
+                tier,
+            },
+        };
+        resolved.insert(id, entry);
+    }
+    Ok(resolved)
+}
+
+/// The tier a (resolved) guest earns at; guests CRM does not hold earn as new.
+fn tier_of<'a>(guests: &'a HashMap<String, Resolved>, guest_id: &str) -> &'a str {
+    guests.get(guest_id).map_or("new", |g| g.tier.as_str())
+}
+
+/// One ledger posting of a stay: positive credits, negative gives back.
+struct Posting {
+    guest_id: String,
+    points: i64,
+    source: String,
+    reason: &'static str,
+}
+
+/// Drops the postings whose source the ledger already holds.
+async fn skip_posted(conn: &mut PgConnection, postings: &mut Vec<Posting>) -> ApiResult<()> {
+    if postings.is_empty() {
         return Ok(());
     }
-    let sources: Vec<&str> = earnings.iter().map(|e| e.source.as_str()).collect();
+    let sources: Vec<&str> = postings.iter().map(|p| p.source.as_str()).collect();
     let posted: HashSet<String> =
         sqlx::query_scalar("SELECT source FROM ledger WHERE source = ANY($1)")
             .bind(&sources)
@@ -221,31 +357,105 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
             .await?
             .into_iter()
             .collect();
-    let fresh: Vec<&Earning> = earnings
-        .iter()
-        .filter(|e| !posted.contains(&e.source))
-        .collect();
-    if fresh.is_empty() {
+    if !posted.is_empty() {
+        postings.retain(|p| !posted.contains(&p.source));
+    }
+    Ok(())
+}
+
+/// What the changed stays must post to hold what they earn now, numbered after their earlier
+/// postings; records on each stay the nights it now credits and its postings.
+async fn settle_changed(
+    conn: &mut PgConnection,
+    rows: &[Row],
+    changed: &[(&Written, usize)],
+    guests: &HashMap<String, Resolved>,
+) -> ApiResult<Vec<Posting>> {
+    let mut sources: Vec<String> = Vec::new();
+    let mut stay_of: HashMap<String, (usize, i32)> = HashMap::new();
+    for (n, (w, i)) in changed.iter().enumerate() {
+        // One past the recorded postings as well: a posting the stay row does not count yet
+        // (written before the count existed) is held all the same, and numbered past.
+        for k in 0..=w.earn_postings {
+            let source = stay_points::source(&rows[*i].property_id, &rows[*i].reservation, k);
+            stay_of.insert(source.clone(), (n, k));
+            sources.push(source);
+        }
+    }
+    let entries: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT source, guest_id, points FROM ledger WHERE source = ANY($1)")
+            .bind(&sources)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut held: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); changed.len()];
+    let mut next: Vec<i32> = changed.iter().map(|(w, _)| w.earn_postings).collect();
+    for (source, guest, points) in entries {
+        if let Some((n, k)) = stay_of.get(&source) {
+            *held[*n].entry(guest).or_default() += points;
+            next[*n] = next[*n].max(k + 1);
+        }
+    }
+    let mut postings = Vec::new();
+    let (mut keys, mut reservations, mut nights, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (n, (w, i)) in changed.iter().enumerate() {
+        let row = &rows[*i];
+        let now = earning_nights(row.status, (row.departure - row.arrival).num_days());
+        let held: Vec<(String, i64)> = std::mem::take(&mut held[n]).into_iter().collect();
+        let settle = corrections(
+            &held,
+            i64::from(w.earned_nights),
+            &w.guest_id,
+            now,
+            earn_per_night(tier_of(guests, &w.guest_id)),
+        );
+        let next = next[n];
+        for (k, (guest_id, points)) in settle.iter().enumerate() {
+            postings.push(Posting {
+                guest_id: guest_id.clone(),
+                points: *points,
+                source: stay_points::source(
+                    &row.property_id,
+                    &row.reservation,
+                    next + i32::try_from(k).unwrap_or(i32::MAX),
+                ),
+                reason: "stay corrected by the PMS",
+            });
+        }
+        keys.push(row.property_id.as_str());
+        reservations.push(row.reservation.as_str());
+        nights.push(i32::try_from(now).unwrap_or(i32::MAX));
+        counts.push(next + i32::try_from(settle.len()).unwrap_or(i32::MAX));
+    }
+    sqlx::query(
+        "UPDATE stays s SET earned_nights = u.n, earn_postings = u.c \
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS u(p, r, n, c) \
+         WHERE s.property_id = u.p AND s.pms_reservation_id = u.r",
+    )
+    .bind(&keys)
+    .bind(&reservations)
+    .bind(&nights)
+    .bind(&counts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(postings)
+}
+
+/// Posts credits only (new stays): the balances move in one ordered upsert (accounts created
+/// with their first earning), which locks the accounts in guest order (concurrent batches cannot
+/// deadlock) and returns the new balances; the ledger's running balances are computed back from
+/// them.
+///
+/// Which earnings are new was read without the accounts' locks: an earning's source is its stay,
+/// and the stay upsert earlier in this transaction holds that stay's row, so no other batch can
+/// be posting the same earning meanwhile (it waits, then finds it posted).
+async fn credit(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> {
+    if postings.is_empty() {
         return Ok(());
     }
-    let mut guests: Vec<&str> = fresh.iter().map(|e| e.guest_id.as_str()).collect();
-    guests.sort_unstable();
-    guests.dedup();
-    let tiers: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "SELECT guest_id, tier FROM guests WHERE guest_id = ANY($1)",
-    )
-    .bind(&guests)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
-    let amounts: Vec<i64> = fresh
-        .iter()
-        .map(|e| earn_per_night(tiers.get(&e.guest_id).map_or("new", String::as_str)) * e.nights)
-        .collect();
     let mut earned: BTreeMap<&str, i64> = BTreeMap::new();
-    for (earning, amount) in fresh.iter().zip(&amounts) {
-        *earned.entry(earning.guest_id.as_str()).or_default() += amount;
+    for posting in postings {
+        *earned.entry(posting.guest_id.as_str()).or_default() += posting.points;
     }
     let (account_ids, totals): (Vec<&str>, Vec<i64>) = earned.iter().map(|(g, t)| (*g, *t)).unzip();
     let after: Vec<(String, i64)> = sqlx::query_as(
@@ -267,20 +477,100 @@ async fn earn(conn: &mut PgConnection, earnings: &[Earning]) -> ApiResult<()> {
             (guest, before)
         })
         .collect();
-    let mut balance_after = Vec::with_capacity(fresh.len());
-    for (earning, amount) in fresh.iter().zip(&amounts) {
-        let balance = balances.entry(earning.guest_id.clone()).or_insert(0);
-        *balance += amount;
+    let mut balance_after = Vec::with_capacity(postings.len());
+    for posting in postings {
+        let balance = balances.entry(posting.guest_id.clone()).or_insert(0);
+        *balance += posting.points;
         balance_after.push(*balance);
     }
+    let points: Vec<i64> = postings.iter().map(|p| p.points).collect();
+    let postings: Vec<&Posting> = postings.iter().collect();
+    insert_entries(conn, &postings, &points, &balance_after).await
+}
+
+/// Posts credits and give-backs (a batch with corrections): locks every account involved in
+/// guest order first (creating missing ones) and reads the balances, then applies each posting
+/// in turn. A give-back takes at most what the account holds: the balance never goes negative,
+/// and what the guest already spent stays spent.
+async fn post_locked(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> {
+    if postings.is_empty() {
+        return Ok(());
+    }
+    let mut guests: Vec<&str> = postings.iter().map(|p| p.guest_id.as_str()).collect();
+    guests.sort_unstable();
+    guests.dedup();
+    let mut balances: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "INSERT INTO loyalty_accounts (guest_id) SELECT g FROM unnest($1::text[]) AS g ORDER BY g \
+         ON CONFLICT (guest_id) DO UPDATE SET last_activity_at = loyalty_accounts.last_activity_at \
+         RETURNING guest_id, balance",
+    )
+    .bind(&guests)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let mut kept = Vec::with_capacity(postings.len());
+    let mut applied = Vec::with_capacity(postings.len());
+    let mut balance_after = Vec::with_capacity(postings.len());
+    let mut moved: BTreeMap<&str, (i64, bool)> = BTreeMap::new();
+    for posting in postings {
+        let balance = balances.entry(posting.guest_id.clone()).or_insert(0);
+        let points = if posting.points < 0 {
+            -(-posting.points).min(*balance)
+        } else {
+            posting.points
+        };
+        if points == 0 {
+            continue;
+        }
+        *balance += points;
+        let entry = moved.entry(posting.guest_id.as_str()).or_default();
+        entry.0 += points;
+        entry.1 |= points > 0;
+        kept.push(posting);
+        applied.push(points);
+        balance_after.push(*balance);
+    }
+    let (ids, deltas, credited): (Vec<&str>, Vec<i64>, Vec<bool>) =
+        moved.iter().map(|(g, (d, c))| (*g, *d, *c)).fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |mut acc, (g, d, c)| {
+                acc.0.push(g);
+                acc.1.push(d);
+                acc.2.push(c);
+                acc
+            },
+        );
+    // A give-back is no activity of the guest's: only credits refresh it.
+    sqlx::query(
+        "UPDATE loyalty_accounts a SET balance = a.balance + u.d, lifetime_earned = greatest(0, a.lifetime_earned + u.d), \
+         last_activity_at = CASE WHEN u.c THEN now() ELSE a.last_activity_at END \
+         FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS u(g, d, c) WHERE a.guest_id = u.g",
+    )
+    .bind(&ids)
+    .bind(&deltas)
+    .bind(&credited)
+    .execute(&mut *conn)
+    .await?;
+    insert_entries(conn, &kept, &applied, &balance_after).await
+}
+
+async fn insert_entries(
+    conn: &mut PgConnection,
+    postings: &[&Posting],
+    points: &[i64],
+    balance_after: &[i64],
+) -> ApiResult<()> {
     sqlx::query(
         "INSERT INTO ledger (guest_id, kind, points, balance_after, reason, actor, source) \
-         SELECT g, 'earn', p, b, 'stay', 'system', s FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS t(g, p, b, s)",
+         SELECT g, 'earn', p, b, r, 'system', s \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS t(g, p, b, s, r)",
     )
-    .bind(fresh.iter().map(|e| e.guest_id.as_str()).collect::<Vec<_>>())
-    .bind(&amounts)
-    .bind(&balance_after)
-    .bind(fresh.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.guest_id.as_str()).collect::<Vec<_>>())
+    .bind(points)
+    .bind(balance_after)
+    .bind(postings.iter().map(|p| p.source.as_str()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.reason).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())

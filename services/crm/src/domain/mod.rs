@@ -4,5 +4,6 @@
 pub mod care;
 pub mod identity;
 pub mod ledger;
+pub mod stay_points;
 pub mod tiers;
 pub mod value;
