@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use guestloop_kit::auth::Role;
-use guestloop_kit::events::Consumer;
+use guestloop_kit::auth::{PropertyScope, Role};
+use guestloop_kit::events::{Consumer, EventHandler};
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::complaints::v1 as cpb;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
@@ -14,6 +14,7 @@ use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServic
 use guestloop_testkit::{
     spawn_service, spawn_service_on, test_settings, TestService, TokenBuilder,
 };
+use prost::Message;
 use tonic::Code;
 
 type Facilities = FacilitiesServiceClient<guestloop_kit::client::AuthedChannel>;
@@ -946,5 +947,642 @@ async fn out_of_order_nights_survive_a_switch_to_out_of_service() -> anyhow::Res
         kpis.room_nights_lost, 3,
         "the three nights out of order, none of the out-of-service ones"
     );
+    service.shutdown().await
+}
+
+/// Everything a refused call must leave as it was: the rows of every table a facilities call
+/// writes, with their versions, the events and the registered properties.
+const FACILITIES_STATE: &str = "SELECT concat_ws(' | ', \
+     (SELECT string_agg(asset_id || ':' || meter_hours || ':' || meter_cycles || ':' || replacement_flagged, ',' ORDER BY asset_id) FROM facilities.assets), \
+     (SELECT string_agg(work_order_id || ':' || status || ':' || etag, ',' ORDER BY work_order_id) FROM facilities.work_orders), \
+     (SELECT count(*) FROM facilities.work_order_history), \
+     (SELECT string_agg(plan_id::text, ',' ORDER BY plan_id) FROM facilities.plans), \
+     (SELECT string_agg(inspection_id || ':' || status, ',' ORDER BY inspection_id) FROM facilities.inspections), \
+     (SELECT string_agg(property_id || ':' || room || ':' || status, ',' ORDER BY property_id, room) FROM facilities.room_status), \
+     (SELECT count(*) FROM facilities.room_outages), \
+     (SELECT string_agg(property_id || ':' || etag, ',' ORDER BY property_id) FROM facilities.engineering_settings), \
+     (SELECT count(*) FROM facilities.outbox_events), \
+     (SELECT string_agg(property_id || '=' || chain_id, ',' ORDER BY property_id) FROM facilities.property_chains))";
+
+/// The status of a call that was meant to be refused.
+fn refusal<T>(
+    answer: Result<tonic::Response<T>, tonic::Status>,
+    call: &str,
+) -> anyhow::Result<tonic::Status> {
+    match answer {
+        Ok(_) => anyhow::bail!("{call} was answered"),
+        Err(status) => Ok(status),
+    }
+}
+
+/// A whole-chain token reaches every property of its own chain, never another chain's: the
+/// first write at a property registers it under the writer's chain, and from then on callers of
+/// another chain can neither write there nor see what is there (by id, in lists, in the KPIs),
+/// and a complaint of another chain at that property opens no work order. Each refusal changes
+/// nothing, and the owning chain still sees everything.
+#[tokio::test]
+async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let admin = |chain: &str| {
+        let token = TokenBuilder::new(Role::ChainAdmin)
+            .chain(chain)
+            .scope(PropertyScope::all())
+            .subject(&format!("admin-{chain}"))
+            .mint();
+        let service = &service;
+        async move {
+            anyhow::Ok(FacilitiesServiceClient::new(
+                service.channel_with_token(&token?).await?,
+            ))
+        }
+    };
+    let mut nordic = admin("nordic").await?;
+    let mut other = admin("other").await?;
+    let foreign = |status: &tonic::Status| {
+        status.code() == Code::PermissionDenied && status.message().contains("another chain")
+    };
+    let new_asset = |property: &str| pb::CreateAssetRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        asset: Some(pb::Asset {
+            property_id: property.into(),
+            name: "Fan coil unit 101".into(),
+            category: pb::AssetCategory::Hvac as i32,
+            location: Some(pb::Location {
+                room: "101".into(),
+                ..Default::default()
+            }),
+            install_date: "2019-06-01".into(),
+            expected_life_years: 10,
+            ..Default::default()
+        }),
+    };
+    let new_order = |property: &str, asset_id: &str| pb::CreateWorkOrderRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        work_order: Some(pb::WorkOrder {
+            property_id: property.into(),
+            asset_id: asset_id.into(),
+            room: "101".into(),
+            title: "Fan coil rattles".into(),
+            priority: pb::Priority::GuestImpacting as i32,
+            ..Default::default()
+        }),
+    };
+    let checklist = |fac: &mut Facilities| {
+        let mut fac = fac.clone();
+        async move {
+            anyhow::Ok(
+                fac.publish_checklist(pb::PublishChecklistRequest {
+                    checklist_id: String::new(),
+                    name: "Room check".into(),
+                    items: vec![pb::ChecklistItem {
+                        code: "ac".into(),
+                        text: "Air conditioning cools".into(),
+                        kind: pb::ItemKind::PassFail as i32,
+                        tag: "operation".into(),
+                        ..Default::default()
+                    }],
+                })
+                .await?
+                .into_inner()
+                .checklist_id,
+            )
+        }
+    };
+    let new_plan = |property: &str, checklist_id: &str| pb::CreatePlanRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        plan: Some(pb::Plan {
+            property_id: property.into(),
+            checklist_id: checklist_id.into(),
+            frequency: pb::Frequency::Daily as i32,
+            start_date: chrono::Utc::now().date_naive().to_string(),
+            due_time: "00:00".into(),
+            time_zone: "UTC".into(),
+            ..Default::default()
+        }),
+    };
+    let schedule = |property: &str| pb::ScheduleInspectionsRequest {
+        property_id: property.into(),
+        until: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        }),
+    };
+    let room_status = |property: &str, status: &str| pb::SetRoomStatusRequest {
+        property_id: property.into(),
+        room: "101".into(),
+        status: status.into(),
+        reason: "fan coil rattles".into(),
+        expected_return: None,
+    };
+    let settings = |property: &str| pb::UpdateEngineeringSettingsRequest {
+        settings: Some(pb::EngineeringSettings {
+            property_id: property.into(),
+            time_zone: "Europe/Oslo".into(),
+            always_open: true,
+            ..Default::default()
+        }),
+        etag: String::new(),
+    };
+    let kpis = |properties: &[&str]| pb::GetFacilitiesKpisRequest {
+        property_ids: properties.iter().map(|p| p.to_string()).collect(),
+        period: Some(guestloop_proto::common::v1::TimeRange {
+            start_time: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() - 86_400,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 60,
+                nanos: 0,
+            }),
+        }),
+        skip_occupancy: true,
+        ..Default::default()
+    };
+
+    // Chain "nordic" works at oslo first: oslo is nordic's.
+    let unit = nordic.create_asset(new_asset("oslo")).await?.into_inner();
+    let order = nordic
+        .create_work_order(new_order("oslo", &unit.asset_id))
+        .await?
+        .into_inner();
+    let nordic_checklist = checklist(&mut nordic).await?;
+    nordic
+        .create_plan(new_plan("oslo", &nordic_checklist))
+        .await?;
+    let scheduled = nordic
+        .schedule_inspections(schedule("oslo"))
+        .await?
+        .into_inner();
+    assert!(scheduled.created >= 1, "{scheduled:?}");
+    nordic
+        .set_room_status(room_status("oslo", "out_of_order"))
+        .await?;
+    nordic.update_engineering_settings(settings("oslo")).await?;
+    let inspection = nordic
+        .list_inspections(pb::ListInspectionsRequest {
+            property_id: "oslo".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .inspections
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no inspection scheduled at oslo"))?;
+    let other_checklist = checklist(&mut other).await?;
+
+    let pool = service.database.admin_pool().await?;
+    let state = || {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_scalar::<_, String>(FACILITIES_STATE)
+                    .fetch_one(&pool)
+                    .await?,
+            )
+        }
+    };
+    let before = state().await?;
+    assert!(before.contains("oslo=nordic"), "{before}");
+    let unchanged = |after: String| {
+        let state = &state;
+        let before = &before;
+        async move {
+            let now = state().await?;
+            anyhow::ensure!(now == *before, "{after} changed {before} into {now}");
+            anyhow::Ok(())
+        }
+    };
+
+    // (a) Chain "other", whole-chain too, writes nothing at oslo.
+    let writes = [
+        (
+            "CreateAsset",
+            refusal(other.create_asset(new_asset("oslo")).await, "CreateAsset")?,
+        ),
+        (
+            "CreateWorkOrder",
+            refusal(
+                other.create_work_order(new_order("oslo", "")).await,
+                "CreateWorkOrder",
+            )?,
+        ),
+        (
+            "CreatePlan",
+            refusal(
+                other.create_plan(new_plan("oslo", &other_checklist)).await,
+                "CreatePlan",
+            )?,
+        ),
+        (
+            "ScheduleInspections",
+            refusal(
+                other.schedule_inspections(schedule("oslo")).await,
+                "ScheduleInspections",
+            )?,
+        ),
+        (
+            "SetRoomStatus",
+            refusal(
+                other
+                    .set_room_status(room_status("oslo", "in_service"))
+                    .await,
+                "SetRoomStatus",
+            )?,
+        ),
+        (
+            "UpdateEngineeringSettings",
+            refusal(
+                other.update_engineering_settings(settings("oslo")).await,
+                "UpdateEngineeringSettings",
+            )?,
+        ),
+    ];
+    for (call, status) in writes {
+        assert!(foreign(&status), "{call}: {status:?}");
+        unchanged(format!("refused {call}")).await?;
+    }
+
+    // (b) Records of oslo loaded by id are not found, to read or to change.
+    let by_id = [
+        (
+            "GetWorkOrder",
+            refusal(
+                other
+                    .get_work_order(pb::GetWorkOrderRequest {
+                        work_order_id: order.work_order_id.clone(),
+                    })
+                    .await,
+                "GetWorkOrder",
+            )?,
+        ),
+        (
+            "TransitionWorkOrder",
+            refusal(
+                other
+                    .transition_work_order(pb::TransitionWorkOrderRequest {
+                        work_order_id: order.work_order_id.clone(),
+                        action: pb::WorkOrderAction::Cancel as i32,
+                        reason: "not ours".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                "TransitionWorkOrder",
+            )?,
+        ),
+        (
+            "GetAsset",
+            refusal(
+                other
+                    .get_asset(pb::GetAssetRequest {
+                        asset_id: unit.asset_id.clone(),
+                    })
+                    .await,
+                "GetAsset",
+            )?,
+        ),
+        (
+            "RecordMeterReading",
+            refusal(
+                other
+                    .record_meter_reading(pb::RecordMeterReadingRequest {
+                        asset_id: unit.asset_id.clone(),
+                        meter: "hours".into(),
+                        value: 100,
+                    })
+                    .await,
+                "RecordMeterReading",
+            )?,
+        ),
+        (
+            "RecordInspection",
+            refusal(
+                other
+                    .record_inspection(pb::RecordInspectionRequest {
+                        inspection_id: inspection.inspection_id.clone(),
+                        results: vec![pb::ItemResult {
+                            code: "ac".into(),
+                            passed: false,
+                            ..Default::default()
+                        }],
+                    })
+                    .await,
+                "RecordInspection",
+            )?,
+        ),
+    ];
+    for (call, status) in by_id {
+        assert_eq!(status.code(), Code::NotFound, "{call}: {status:?}");
+        unchanged(format!("refused {call}")).await?;
+    }
+
+    // (c) Lists: without a property nothing of oslo shows; naming oslo is refused.
+    let work_orders = other
+        .list_work_orders(pb::ListWorkOrdersRequest::default())
+        .await?
+        .into_inner()
+        .work_orders;
+    assert!(work_orders.is_empty(), "{work_orders:?}");
+    let assets = other
+        .list_assets(pb::ListAssetsRequest::default())
+        .await?
+        .into_inner()
+        .assets;
+    assert!(assets.is_empty(), "{assets:?}");
+    let inspections = other
+        .list_inspections(pb::ListInspectionsRequest::default())
+        .await?
+        .into_inner()
+        .inspections;
+    assert!(inspections.is_empty(), "{inspections:?}");
+    let lists = [
+        (
+            "ListWorkOrders",
+            refusal(
+                other
+                    .list_work_orders(pb::ListWorkOrdersRequest {
+                        property_id: "oslo".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                "ListWorkOrders",
+            )?,
+        ),
+        (
+            "ListAssets",
+            refusal(
+                other
+                    .list_assets(pb::ListAssetsRequest {
+                        property_id: "oslo".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                "ListAssets",
+            )?,
+        ),
+        (
+            "ListInspections",
+            refusal(
+                other
+                    .list_inspections(pb::ListInspectionsRequest {
+                        property_id: "oslo".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                "ListInspections",
+            )?,
+        ),
+        (
+            "ListRoomStatuses",
+            refusal(
+                other
+                    .list_room_statuses(pb::ListRoomStatusesRequest {
+                        property_id: "oslo".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                "ListRoomStatuses",
+            )?,
+        ),
+        (
+            "GetEngineeringSettings",
+            refusal(
+                other
+                    .get_engineering_settings(pb::GetEngineeringSettingsRequest {
+                        property_id: "oslo".into(),
+                    })
+                    .await,
+                "GetEngineeringSettings",
+            )?,
+        ),
+    ];
+    for (call, status) in lists {
+        assert!(foreign(&status), "{call}: {status:?}");
+        unchanged(format!("refused {call}")).await?;
+    }
+
+    // (d) KPIs and the forecast for oslo are refused, alone or beside the chain's own property.
+    let bergen = other.create_asset(new_asset("bergen")).await?.into_inner();
+    other
+        .create_work_order(new_order("bergen", &bergen.asset_id))
+        .await?;
+    let own = other
+        .get_facilities_kpis(kpis(&["bergen"]))
+        .await?
+        .into_inner();
+    assert_eq!(own.work_orders, 1, "{own:?}");
+    let before = state().await?;
+    assert!(before.contains("bergen=other"), "{before}");
+    let unchanged = |after: String| {
+        let state = &state;
+        let before = &before;
+        async move {
+            let now = state().await?;
+            anyhow::ensure!(now == *before, "{after} changed {before} into {now}");
+            anyhow::Ok(())
+        }
+    };
+    let aggregates = [
+        (
+            "GetFacilitiesKpis",
+            refusal(
+                other.get_facilities_kpis(kpis(&["oslo"])).await,
+                "GetFacilitiesKpis",
+            )?,
+        ),
+        (
+            "GetFacilitiesKpis with the chain's own property",
+            refusal(
+                other.get_facilities_kpis(kpis(&["bergen", "oslo"])).await,
+                "GetFacilitiesKpis",
+            )?,
+        ),
+        (
+            "GetReplacementForecast",
+            refusal(
+                other
+                    .get_replacement_forecast(pb::GetReplacementForecastRequest {
+                        property_ids: vec!["oslo".into()],
+                        ..Default::default()
+                    })
+                    .await,
+                "GetReplacementForecast",
+            )?,
+        ),
+    ];
+    for (call, status) in aggregates {
+        assert!(foreign(&status), "{call}: {status:?}");
+        unchanged(format!("refused {call}")).await?;
+    }
+    // The same holds the other way round: bergen is the other chain's now.
+    let status = refusal(
+        nordic.create_asset(new_asset("bergen")).await,
+        "CreateAsset",
+    )?;
+    assert!(foreign(&status), "{status:?}");
+    unchanged("refused CreateAsset at bergen".into()).await?;
+
+    // A complaint event of another chain at oslo opens nothing (and is not refused, so the
+    // feed goes on); one of nordic's opens its work order; one at a property no chain holds
+    // registers it under the event's chain.
+    let s = test_settings();
+    let facilities_pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&service.database.url, "facilities", &s.database)?,
+        &s.database,
+    );
+    let complaint_event = |chain: &str, property: &str| {
+        let complaint = cpb::Complaint {
+            complaint_id: uuid::Uuid::new_v4().to_string(),
+            property_id: property.into(),
+            stay: Some(cpb::StayContext {
+                room: "101".into(),
+                ..Default::default()
+            }),
+            category: "heating_ac".into(),
+            cause: cpb::Cause::Facility as i32,
+            urgency: cpb::Urgency::High as i32,
+            ..Default::default()
+        };
+        let event = guestloop_proto::common::v1::Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_type: "complaints.complaint.filed".into(),
+            subject: format!("complaints/{}", complaint.complaint_id),
+            chain_id: chain.into(),
+            property_id: property.into(),
+            payload: Some(prost_types::Any {
+                type_url: "type.googleapis.com/guestloop.complaints.v1.ComplaintChanged".into(),
+                value: cpb::ComplaintChanged {
+                    complaint: Some(complaint.clone()),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            }),
+            ..Default::default()
+        };
+        (complaint.complaint_id, event)
+    };
+    let handle = |event: guestloop_proto::common::v1::Event| {
+        let pool = facilities_pool.clone();
+        async move {
+            let mut tx = pool.begin().await?;
+            guestloop_facilities::consumer::ComplaintEvents
+                .handle(&mut tx, &event)
+                .await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        }
+    };
+    let opened = |complaint_id: String| {
+        let pool = facilities_pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_scalar::<_, Option<String>>(
+                    "SELECT max(chain_id) FROM work_orders WHERE source = 2 AND source_id = $1",
+                )
+                .bind(complaint_id)
+                .fetch_one(&pool)
+                .await?,
+            )
+        }
+    };
+    let (complaint, event) = complaint_event("other", "oslo");
+    handle(event).await?;
+    assert_eq!(
+        opened(complaint).await?,
+        None,
+        "another chain's complaint at oslo"
+    );
+    unchanged("a complaint event of another chain at oslo".into()).await?;
+    let (complaint, event) = complaint_event("nordic", "oslo");
+    handle(event).await?;
+    assert_eq!(opened(complaint).await?.as_deref(), Some("nordic"));
+    let (complaint, event) = complaint_event("other", "tromso");
+    handle(event).await?;
+    assert_eq!(opened(complaint).await?.as_deref(), Some("other"));
+    assert!(state().await?.contains("tromso=other"));
+
+    // Nordic still sees and changes everything at oslo.
+    let seen = nordic
+        .get_work_order(pb::GetWorkOrderRequest {
+            work_order_id: order.work_order_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(seen.etag, order.etag, "no refused call changed it");
+    let listed = nordic
+        .list_work_orders(pb::ListWorkOrdersRequest {
+            property_id: "oslo".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .work_orders;
+    assert_eq!(listed.len(), 2, "its own and the one its complaint opened");
+    assert!(listed
+        .iter()
+        .any(|o| o.work_order_id == order.work_order_id));
+    let assets = nordic
+        .list_assets(pb::ListAssetsRequest {
+            property_id: "oslo".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .assets;
+    assert_eq!(
+        assets
+            .iter()
+            .map(|a| a.asset_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![unit.asset_id.as_str()]
+    );
+    let rooms = nordic
+        .list_room_statuses(pb::ListRoomStatusesRequest {
+            property_id: "oslo".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .rooms;
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(
+        rooms[0].status, "out_of_order",
+        "the refused change left it out"
+    );
+    let engineering = nordic
+        .get_engineering_settings(pb::GetEngineeringSettingsRequest {
+            property_id: "oslo".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(engineering.time_zone, "Europe/Oslo");
+    let figures = nordic
+        .get_facilities_kpis(kpis(&["oslo"]))
+        .await?
+        .into_inner();
+    assert_eq!(figures.work_orders, 2, "{figures:?}");
+    nordic
+        .get_replacement_forecast(pb::GetReplacementForecastRequest {
+            property_ids: vec!["oslo".into()],
+            ..Default::default()
+        })
+        .await?;
+    nordic
+        .record_inspection(pb::RecordInspectionRequest {
+            inspection_id: inspection.inspection_id.clone(),
+            results: vec![pb::ItemResult {
+                code: "ac".into(),
+                passed: true,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    act(
+        &mut nordic,
+        &order.work_order_id,
+        pb::WorkOrderAction::Start,
+        "",
+    )
+    .await?;
     service.shutdown().await
 }

@@ -3,7 +3,7 @@
 //! in the complaint's room when one matches its category.
 
 use guestloop_kit::events::{decode_payload, EventHandler};
-use guestloop_kit::ApiError;
+use guestloop_kit::{tenancy, ApiError};
 use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as complaints;
 use guestloop_proto::facilities::v1 as pb;
@@ -48,6 +48,30 @@ impl EventHandler for ComplaintEvents {
         .await?;
         if exists {
             return Ok(());
+        }
+        // The work order belongs to the complaint's chain, so its property is registered under
+        // that chain. An event at a property another chain holds opens nothing and is skipped
+        // with a warning, so the consumer moves on: returning the refusal would roll back and
+        // re-run the whole batch before setting the event aside. The refused claim inserts
+        // nothing, so the transaction stays usable for the events after it. An event with no
+        // chain (or every chain's, "*") registers nothing and opens the order as before.
+        let chain = event.chain_id.as_str();
+        if !chain.is_empty() && chain != "*" {
+            match tenancy::claim_for_chain(conn, chain, &[complaint.property_id.as_str()]).await {
+                Ok(()) => {}
+                Err(ApiError::PermissionDenied(reason)) => {
+                    tracing::warn!(
+                        event_id = %event.event_id,
+                        complaint_id = %complaint.complaint_id,
+                        chain_id = %chain,
+                        property_id = %complaint.property_id,
+                        %reason,
+                        "complaint at another chain's property: no work order opened"
+                    );
+                    return Ok(());
+                }
+                Err(error) => return Err(error),
+            }
         }
         let room = complaint
             .stay

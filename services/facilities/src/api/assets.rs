@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use tonic::Request;
@@ -148,9 +148,9 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&asset.property_id)?;
     let location = asset.location.clone().unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &asset.property_id).await?;
     if let Some(previous) =
         idempotency::claim::<_, pb::Asset>(&mut tx, "CreateAsset", &request.request_id, &request)
             .await?
@@ -187,7 +187,7 @@ pub async fn get(api: &Api, request: Request<pb::GetAssetRequest>) -> ApiResult<
     let id = parse_id(&request.get_ref().asset_id, "asset_id")?;
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, id).await?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut conn, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("asset", id.to_string()));
     }
     Ok(to_proto(row))
@@ -199,7 +199,8 @@ pub async fn list(
 ) -> ApiResult<pb::ListAssetsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let limit = match request.page_size {
         0 => 100,
         n @ 1..=1000 => i64::from(n),
@@ -217,7 +218,7 @@ pub async fn list(
     .bind(&request.room)
     .bind(after)
     .bind(limit + 1)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let more = rows.len() as i64 > limit;
     let assets: Vec<pb::Asset> = rows
@@ -261,7 +262,7 @@ pub async fn meter(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("asset", id.to_string()))?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("asset", id.to_string()));
     }
     let current = if column == "meter_hours" {

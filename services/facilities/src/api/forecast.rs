@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, Utc};
 use guestloop_kit::auth::principal;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use tonic::Request;
@@ -51,9 +51,9 @@ pub async fn get(
             "name at least one property",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut *api.context.pool.acquire().await?, &principal, &named)
+        .await?;
     let from_year = match request.from_year {
         0 => Utc::now().year(),
         year if (1900..=9999).contains(&year) => year,

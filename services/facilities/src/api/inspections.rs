@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::{required_horizon, to_timestamp};
-use guestloop_kit::{idempotency, paging, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -202,8 +202,8 @@ pub async fn create_plan(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&plan.property_id)?;
     let mut conn = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut conn, &principal, &plan.property_id).await?;
     checklist(&mut conn, checklist_id, None).await?;
     if let Some(asset) = asset {
         require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;
@@ -263,6 +263,7 @@ pub async fn schedule(
     principal.require_property(&request.property_id)?;
     let until = required_horizon("until", request.until.as_ref(), MAX_LOOKAHEAD_DAYS)?;
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let plans: Vec<PlanRow> = sqlx::query_as(
         "SELECT plan_id, property_id, checklist_id, asset_id, frequency, interval_value, start_date, due_time, time_zone, meter_at_last_done \
          FROM plans WHERE property_id = $1",
@@ -386,7 +387,8 @@ pub async fn list(
 ) -> ApiResult<pb::ListInspectionsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let limit = if request.page_size <= 0 {
         100
     } else {
@@ -403,7 +405,7 @@ pub async fn list(
     .bind(limit + 1)
     .bind(after.as_ref().map(|c| c.due))
     .bind(after.as_ref().map(|c| c.id))
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let (rows, next_page_token) = paging::split_page(rows, limit, |r| DueCursor {
         due: r.due_at,
@@ -443,9 +445,12 @@ pub async fn record(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("inspection", id.to_string()))?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("inspection", id.to_string()));
     }
+    // Recording opens defect work orders at the inspection's property: a write like any other,
+    // so it registers the property under the caller's chain if no chain holds it yet.
+    tenancy::claim_property(&mut tx, &principal, &row.property_id).await?;
     if row.status == "done" {
         return Err(ApiError::failed_precondition(
             "INSPECTION_DONE",

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_period;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::common::v1::{Money, TimeRange};
 use guestloop_proto::crm::v1 as crm;
 use guestloop_proto::facilities::v1 as pb;
@@ -47,9 +47,9 @@ pub async fn get(
             "name at least one property",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut *api.context.pool.acquire().await?, &principal, &named)
+        .await?;
     let (from, to) = required_period(request.period.as_ref())?;
     let zone_text = if request.time_zone.is_empty() {
         "UTC"

@@ -2,7 +2,7 @@
 //! Stored as the validated wire message; every clock computation reads them through [`load`].
 
 use guestloop_kit::auth::principal;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use sqlx::PgConnection;
@@ -73,8 +73,8 @@ pub async fn get(
     if property_id.is_empty() {
         return Err(ApiError::invalid("property_id", "is required"));
     }
-    principal.require_property(&property_id)?;
     let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &property_id).await?;
     match stored(&mut conn, &property_id).await? {
         None => Ok(answer(
             pb::EngineeringSettings {
@@ -104,10 +104,12 @@ pub async fn update(
     if settings.property_id.is_empty() {
         return Err(ApiError::invalid("settings.property_id", "is required"));
     }
+    // The scope before the settings are validated; the chain in the transaction that writes.
     principal.require_property(&settings.property_id)?;
     let effective = Engineering::from_wire(&settings).map_err(ApiError::InvalidArgument)?;
     settings.etag.clear();
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &settings.property_id).await?;
     let current: Option<Uuid> = sqlx::query_scalar(
         "SELECT etag FROM engineering_settings WHERE property_id = $1 FOR UPDATE",
     )

@@ -7,7 +7,7 @@ use guestloop_kit::auth::principal;
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::worktime::{evaluate, pauses_from_history, ClockHistory, SlaTarget};
-use guestloop_kit::{idempotency, paging, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use sqlx::PgConnection;
@@ -227,8 +227,8 @@ pub async fn create(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&order.property_id)?;
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &order.property_id).await?;
     if let Some(asset) = asset_id {
         require_of_property(&mut tx, asset, &order.property_id, "work_order.asset_id").await?;
     }
@@ -281,7 +281,7 @@ pub async fn get(api: &Api, request: Request<pb::GetWorkOrderRequest>) -> ApiRes
     let id = parse_id(&request.get_ref().work_order_id, "work_order_id")?;
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, id, false).await?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut conn, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("work order", id.to_string()));
     }
     Ok(to_proto(&row, Utc::now()))
@@ -293,7 +293,8 @@ pub async fn list(
 ) -> ApiResult<pb::ListWorkOrdersResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let asset = if request.asset_id.is_empty() {
         None
     } else {
@@ -318,7 +319,7 @@ pub async fn list(
     .bind(&request.rooms)
     .bind(after.as_ref().map(|c| c.due))
     .bind(after.as_ref().map(|c| c.id))
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let (rows, next_page_token) = paging::split_page(rows, limit, |r| DueCursor {
         due: r.fix_due_at,
@@ -388,7 +389,7 @@ pub async fn transition(
     }
     let mut tx = api.context.pool.begin().await?;
     let mut row = load(&mut tx, id, true).await?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("work order", id.to_string()));
     }
     let from = Status::parse(&row.status).unwrap_or(Status::Open);
@@ -540,8 +541,8 @@ pub async fn set_room_status(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&request.property_id)?;
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let now = Utc::now();
     let current: Option<(String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT status, since FROM room_status WHERE property_id = $1 AND room = $2 FOR UPDATE",
@@ -627,7 +628,8 @@ pub async fn list_room_statuses(
     if request.property_id.is_empty() {
         return Err(ApiError::invalid("property_id", "is required"));
     }
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     if request.rooms.len() > 2_000 {
         return Err(ApiError::invalid(
             "rooms",
@@ -641,7 +643,7 @@ pub async fn list_room_statuses(
     .bind(&request.property_id)
     .bind(&request.rooms)
     .bind(request.unavailable_only)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(pb::ListRoomStatusesResponse {
         rooms: rows
