@@ -1501,3 +1501,422 @@ async fn templates_name_known_standards_once() -> anyhow::Result<()> {
     );
     service.shutdown().await
 }
+
+/// A whole-chain token reaches every property of its own chain, never another chain's: the first
+/// write that names a property registers it under the writer's chain, and from then on another
+/// chain's quality managers can neither start, read, submit nor change its audits, findings and
+/// scores. Each refusal leaves every table as it was.
+#[tokio::test]
+async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
+    use guestloop_kit::auth::PropertyScope;
+
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let quality_manager = |chain: &str| {
+        let token = TokenBuilder::new(Role::ChainQualityManager)
+            .chain(chain)
+            .scope(PropertyScope::all())
+            .subject(&format!("qm-{chain}"))
+            .mint();
+        let service = &service;
+        async move {
+            anyhow::Ok(AuditServiceClient::new(
+                service.channel_with_token(&token?).await?,
+            ))
+        }
+    };
+    let mut nordic: Client = quality_manager("nordic").await?;
+    let mut other: Client = quality_manager("other").await?;
+
+    // Chain "nordic" starts two audits at oslo and submits one, which raises a finding and
+    // observes a staff member.
+    for (code, kind) in [
+        ("greet_within_3m", pb::StandardKind::HardBinary),
+        ("warmth", pb::StandardKind::Soft),
+    ] {
+        nordic
+            .create_standard(standard(code, kind, pb::Dimension::Empathy))
+            .await?;
+    }
+    let mut own = standard(
+        "oslo_fjord_view",
+        pb::StandardKind::Soft,
+        pb::Dimension::Tangibles,
+    );
+    if let Some(s) = own.standard.as_mut() {
+        s.property_id = "oslo".into();
+    }
+    nordic.create_standard(own).await?;
+    let template = nordic
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Arrival".into(),
+            sections: vec![pb::TemplateSection {
+                name: "front desk".into(),
+                items: ["greet_within_3m", "warmth"]
+                    .into_iter()
+                    .map(|code| pb::TemplateItem {
+                        standard_code: code.into(),
+                        weight: 1.0,
+                        critical: false,
+                    })
+                    .collect(),
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 80.0,
+            touchpoint_weighted: false,
+        })
+        .await?
+        .into_inner();
+    let program = |property: &str, request_id: &str| pb::CreateProgramRequest {
+        request_id: request_id.into(),
+        program: Some(pb::Program {
+            property_id: property.into(),
+            kind: pb::ProgramKind::Internal as i32,
+            template_id: template.template_id.clone(),
+            cadence: pb::Cadence::Monthly as i32,
+            audits_per_period: 2,
+            ..Default::default()
+        }),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let at = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let schedule = |property: &str| pb::ScheduleAuditsRequest {
+        property_id: property.into(),
+        until: at(now),
+    };
+    nordic
+        .create_program(program("oslo", "oslo-monthly"))
+        .await?;
+    let scheduled = nordic.schedule_audits(schedule("oslo")).await?.into_inner();
+    assert_eq!(scheduled.created, 2);
+    let pool = service.database.admin_pool().await?;
+    let audit_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT audit_id::text FROM audit.audits WHERE property_id = 'oslo' ORDER BY slot",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let answers = |greeting: pb::AnswerKind| {
+        vec![
+            answer("greet_within_3m", greeting, 0.0, 0, &["anna"]),
+            answer("warmth", pb::AnswerKind::Rating, 0.0, 4, &["anna"]),
+        ]
+    };
+    nordic
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audit_ids[0].clone(),
+            answers: answers(pb::AnswerKind::Fail),
+        })
+        .await?;
+    let findings = nordic
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "oslo".into(),
+            open_only: false,
+        })
+        .await?
+        .into_inner()
+        .findings;
+    assert_eq!(findings.len(), 1);
+    let finding_id = findings[0].finding_id.clone();
+
+    // Everything the other chain could touch, in one line.
+    let state = || {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_scalar::<_, String>(
+                    "SELECT concat_ws(' | ', \
+                       (SELECT count(*) FROM audit.programs), \
+                       (SELECT string_agg(concat_ws(',', audit_id, status, auditor_id, overall), ';' ORDER BY audit_id) FROM audit.audits), \
+                       (SELECT string_agg(concat_ws(',', finding_id, status, action, owner, due_date), ';' ORDER BY finding_id) FROM audit.findings), \
+                       (SELECT count(*) FROM audit.staff_observations), \
+                       (SELECT count(*) FROM audit.standards), \
+                       (SELECT count(*) FROM audit.servqual_surveys), \
+                       (SELECT count(*) FROM audit.touchpoint_responses), \
+                       (SELECT string_agg(property_id || '=' || chain_id, ',' ORDER BY property_id) FROM audit.property_chains))",
+                )
+                .fetch_one(&pool)
+                .await?,
+            )
+        }
+    };
+    let before = state().await?;
+    assert!(before.ends_with("oslo=nordic"), "{before}");
+    let foreign = |status: &tonic::Status| {
+        status.code() == Code::PermissionDenied && status.message().contains("another chain")
+    };
+
+    // (a) The other chain cannot start audits, programs, surveys or standards at oslo.
+    let refusals = [
+        other
+            .create_program(program("oslo", "oslo-monthly"))
+            .await
+            .err(),
+        other
+            .create_program(program("oslo", "other-oslo"))
+            .await
+            .err(),
+        other.schedule_audits(schedule("oslo")).await.err(),
+        other
+            .record_servqual_survey(pb::RecordServqualSurveyRequest {
+                request_id: "other-survey".into(),
+                property_id: "oslo".into(),
+                answers: vec![pb::ServqualAnswer {
+                    item: 1,
+                    expectation: 7,
+                    perception: 1,
+                }],
+            })
+            .await
+            .err(),
+        other
+            .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
+                request_id: "other-ratings".into(),
+                property_id: "oslo".into(),
+                ratings: vec![pb::TouchpointRating {
+                    touchpoint: "arrival".into(),
+                    importance: 5,
+                }],
+            })
+            .await
+            .err(),
+        other
+            .create_standard({
+                let mut own = standard(
+                    "oslo_sauna",
+                    pb::StandardKind::Soft,
+                    pb::Dimension::Tangibles,
+                );
+                if let Some(s) = own.standard.as_mut() {
+                    s.property_id = "oslo".into();
+                }
+                own
+            })
+            .await
+            .err(),
+    ];
+    for (i, refusal) in refusals.iter().enumerate() {
+        assert!(
+            refusal.as_ref().is_some_and(foreign),
+            "write {i}: {refusal:?}"
+        );
+    }
+    assert_eq!(state().await?, before, "refused writes change nothing");
+
+    // (b) Its audits and findings are not found by id, to read, assign, submit or follow up.
+    let not_found = [
+        other
+            .get_audit(pb::GetAuditRequest {
+                audit_id: audit_ids[0].clone(),
+            })
+            .await
+            .err(),
+        other
+            .submit_audit(pb::SubmitAuditRequest {
+                audit_id: audit_ids[1].clone(),
+                answers: answers(pb::AnswerKind::Pass),
+            })
+            .await
+            .err(),
+        other
+            .assign_auditor(pb::AssignAuditorRequest {
+                audit_id: audit_ids[1].clone(),
+                auditor_id: "other-auditor".into(),
+                auditor_property_id: String::new(),
+            })
+            .await
+            .err(),
+        other
+            .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+                finding_id: finding_id.clone(),
+                action: "retrain".into(),
+                owner: "other".into(),
+                due_date: "2030-01-01".into(),
+                status: "in_progress".into(),
+            })
+            .await
+            .err(),
+    ];
+    for (i, refusal) in not_found.iter().enumerate() {
+        assert_eq!(
+            refusal.as_ref().map(|s| s.code()),
+            Some(Code::NotFound),
+            "by id {i}: {refusal:?}"
+        );
+    }
+    assert_eq!(state().await?, before, "refused changes change nothing");
+
+    // (c) Lists: naming no property lists nothing, naming oslo is refused; its library is not
+    // the other chain's either (oslo's own standard cannot go into the other chain's template).
+    let unnamed = other
+        .list_findings(pb::ListFindingsRequest::default())
+        .await?
+        .into_inner();
+    assert!(unnamed.findings.is_empty(), "{unnamed:?}");
+    let listed = other
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "oslo".into(),
+            open_only: false,
+        })
+        .await
+        .err();
+    assert!(listed.as_ref().is_some_and(foreign), "{listed:?}");
+    let standards = other
+        .list_standards(pb::ListStandardsRequest {
+            property_id: "oslo".into(),
+        })
+        .await
+        .err();
+    assert!(standards.as_ref().is_some_and(foreign), "{standards:?}");
+    let borrowed = other
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Borrowed".into(),
+            sections: vec![pb::TemplateSection {
+                name: "view".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "oslo_fjord_view".into(),
+                    weight: 1.0,
+                    critical: false,
+                }],
+            }],
+            critical_rule: 0,
+            pass_threshold: 80.0,
+            touchpoint_weighted: false,
+        })
+        .await
+        .err();
+    assert!(
+        borrowed.as_ref().is_some_and(
+            |s| s.code() == Code::InvalidArgument && s.message().contains("oslo_fjord_view")
+        ),
+        "{borrowed:?}"
+    );
+
+    // (d) KPIs, failures, scores, gaps and importance of oslo are refused, alone or beside a
+    // property of the other chain's own.
+    other.schedule_audits(schedule("bergen")).await?;
+    let period = Some(TimeRange {
+        start_time: at(now - 86_400),
+        end_time: at(now + 3_600),
+    });
+    let quarter = {
+        use chrono::Datelike;
+        let today = chrono::Utc::now();
+        format!("{}-Q{}", today.year(), today.month0() / 3 + 1)
+    };
+    for properties in [vec!["oslo"], vec!["bergen", "oslo"]] {
+        let property_ids: Vec<String> = properties.iter().map(|p| p.to_string()).collect();
+        let kpis = other
+            .get_audit_kpis(pb::GetAuditKpisRequest {
+                property_ids: property_ids.clone(),
+                period,
+                series: 0,
+            })
+            .await
+            .err();
+        assert!(
+            kpis.as_ref().is_some_and(foreign),
+            "{properties:?}: {kpis:?}"
+        );
+        let failures = other
+            .get_standard_failures(pb::GetStandardFailuresRequest {
+                property_ids: property_ids.clone(),
+                period,
+                limit: 0,
+            })
+            .await
+            .err();
+        assert!(failures.as_ref().is_some_and(foreign), "{failures:?}");
+        let importance = other
+            .get_touchpoint_importance(pb::GetTouchpointImportanceRequest {
+                property_ids,
+                period,
+            })
+            .await
+            .err();
+        assert!(importance.as_ref().is_some_and(foreign), "{importance:?}");
+    }
+    let scores = other
+        .get_staff_scores(pb::GetStaffScoresRequest {
+            property_id: "oslo".into(),
+            quarter: quarter.clone(),
+        })
+        .await
+        .err();
+    assert!(scores.as_ref().is_some_and(foreign), "{scores:?}");
+    let gaps = other
+        .get_servqual_gaps(pb::GetServqualGapsRequest {
+            property_id: "oslo".into(),
+            period,
+        })
+        .await
+        .err();
+    assert!(gaps.as_ref().is_some_and(foreign), "{gaps:?}");
+    // Bergen is now the other chain's: nordic cannot start audits there.
+    let taken = nordic
+        .create_program(program("bergen", "bergen-monthly"))
+        .await
+        .err();
+    assert!(taken.as_ref().is_some_and(foreign), "{taken:?}");
+
+    // The owning chain still sees and does everything; so do services (the gateway asks for
+    // KPIs with its own token after checking the caller's scope).
+    nordic
+        .get_audit(pb::GetAuditRequest {
+            audit_id: audit_ids[0].clone(),
+        })
+        .await?;
+    let kpis_request = pb::GetAuditKpisRequest {
+        property_ids: vec!["oslo".into()],
+        period,
+        series: 0,
+    };
+    let kpis = nordic
+        .get_audit_kpis(kpis_request.clone())
+        .await?
+        .into_inner()
+        .total
+        .unwrap_or_default();
+    assert_eq!((kpis.audits, kpis.findings), (1, 1));
+    let gateway = TokenBuilder::new(Role::Service).subject("gateway").mint()?;
+    let as_service = AuditServiceClient::new(service.channel_with_token(&gateway).await?)
+        .get_audit_kpis(kpis_request)
+        .await?
+        .into_inner()
+        .total
+        .unwrap_or_default();
+    assert_eq!(as_service, kpis);
+    let staff = nordic
+        .get_staff_scores(pb::GetStaffScoresRequest {
+            property_id: "oslo".into(),
+            quarter,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        staff
+            .scores
+            .iter()
+            .map(|s| s.staff_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["anna"]
+    );
+    nordic
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id,
+            action: "greeting refresher".into(),
+            owner: "fo-head".into(),
+            due_date: "2030-01-01".into(),
+            status: "in_progress".into(),
+        })
+        .await?;
+    let submitted = nordic
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audit_ids[1].clone(),
+            answers: answers(pb::AnswerKind::Pass),
+        })
+        .await?
+        .into_inner();
+    assert!(submitted.passed, "{submitted:?}");
+    service.shutdown().await
+}

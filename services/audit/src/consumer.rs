@@ -3,7 +3,7 @@
 
 use guestloop_kit::events::{decode_payload, EventHandler};
 use guestloop_kit::time::from_timestamp;
-use guestloop_kit::ApiError;
+use guestloop_kit::{tenancy, ApiError};
 use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as complaints;
 use sqlx::PgConnection;
@@ -43,6 +43,35 @@ impl EventHandler for ComplaintEvents {
                 .as_ref()
                 .ok_or_else(|| ApiError::invalid("complaint.create_time", "missing"))?,
         )?;
+        // The complaint's property belongs to the complaint's chain, and its first complaint
+        // registers it. If this service already holds the property under another chain, the
+        // event is skipped with a warning: no retry can change the owner, the feed must go on,
+        // and one chain's complaints must never count in another chain's failures and staff
+        // scores.
+        let chain = if complaint.chain_id.is_empty() {
+            event.chain_id.as_str()
+        } else {
+            complaint.chain_id.as_str()
+        };
+        if !chain.is_empty() && !complaint.property_id.is_empty() {
+            match tenancy::claim_for_chain(&mut *conn, chain, &[complaint.property_id.as_str()])
+                .await
+            {
+                Ok(()) => {}
+                Err(ApiError::PermissionDenied(reason)) => {
+                    tracing::warn!(
+                        complaint_id = %complaint.complaint_id,
+                        property_id = %complaint.property_id,
+                        chain_id = %chain,
+                        event_id = %event.event_id,
+                        %reason,
+                        "complaint event skipped: its property belongs to another chain"
+                    );
+                    return Ok(());
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let csat = complaint
             .rating
             .as_ref()
@@ -64,6 +93,81 @@ impl EventHandler for ComplaintEvents {
         .bind(csat)
         .execute(&mut *conn)
         .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guestloop_kit::db;
+    use prost::Message;
+
+    fn changed(complaint_id: &str, chain_id: &str, property_id: &str) -> Event {
+        let complaint = complaints::Complaint {
+            complaint_id: complaint_id.into(),
+            chain_id: chain_id.into(),
+            property_id: property_id.into(),
+            create_time: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        Event {
+            event_type: "complaints.complaint.filed".into(),
+            chain_id: chain_id.into(),
+            property_id: property_id.into(),
+            payload: Some(prost_types::Any {
+                type_url: "type.googleapis.com/guestloop.complaints.v1.ComplaintChanged".into(),
+                value: complaints::ComplaintChanged {
+                    complaint: Some(complaint),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A complaint at a property this service holds under another chain is skipped, not failed;
+    /// a complaint at a property no chain holds registers it under the complaint's chain.
+    #[tokio::test]
+    async fn complaints_stay_with_their_propertys_chain() -> anyhow::Result<()> {
+        let database = guestloop_testkit::fresh_database().await?;
+        let settings = guestloop_testkit::test_settings();
+        let pool = db::pool(
+            db::connect_options(&database.url, "audit", &settings.database)?,
+            &settings.database,
+        );
+        db::prepare(&pool, "audit", &crate::MIGRATOR, &settings.database).await?;
+        let mut conn = pool.acquire().await?;
+        tenancy::claim_for_chain(&mut conn, "nordic", &["oslo"]).await?;
+        for event in [
+            changed("c-nordic", "nordic", "oslo"),
+            changed("c-other", "other", "oslo"),
+            changed("c-bergen", "other", "bergen"),
+        ] {
+            ComplaintEvents.handle(&mut conn, &event).await?;
+        }
+        let links: Vec<String> =
+            sqlx::query_scalar("SELECT complaint_id FROM complaint_links ORDER BY complaint_id")
+                .fetch_all(&mut *conn)
+                .await?;
+        assert_eq!(links, vec!["c-bergen", "c-nordic"]);
+        let chains: Vec<(String, String)> =
+            sqlx::query_as("SELECT property_id, chain_id FROM property_chains ORDER BY 1")
+                .fetch_all(&mut *conn)
+                .await?;
+        assert_eq!(
+            chains,
+            vec![
+                ("bergen".to_string(), "other".to_string()),
+                ("oslo".to_string(), "nordic".to_string())
+            ]
+        );
+        drop(conn);
+        pool.close().await;
         Ok(())
     }
 }

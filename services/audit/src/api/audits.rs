@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::time::{required_horizon, to_timestamp};
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -60,12 +60,17 @@ pub async fn create_program(
             ));
         }
     }
+    if program.property_id.is_empty() {
+        v.push(FieldViolation::new("program.property_id", "is required"));
+    }
     let template_id = parse_id(&program.template_id, "program.template_id")?;
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&program.property_id)?;
     let mut conn = api.context.pool.begin().await?;
+    // Before the idempotency lookup: a replay of this request by another chain's caller must not
+    // get back the program it created.
+    tenancy::claim_property(&mut conn, &principal, &program.property_id).await?;
     template(&mut conn, template_id, None).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Program>(
         &mut conn,
@@ -201,9 +206,12 @@ pub async fn schedule(
 ) -> ApiResult<pb::ScheduleAuditsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    if request.property_id.is_empty() {
+        return Err(ApiError::invalid("property_id", "is required"));
+    }
     let until = required_horizon("until", request.until.as_ref(), MAX_LOOKAHEAD_DAYS)?;
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let programs: Vec<(Uuid, Uuid, i16, i32, NaiveDate, Vec<String>)> = sqlx::query_as(
         "SELECT program_id, template_id, cadence, audits_per_period, starts_on, rooms FROM programs WHERE property_id = $1",
     )
@@ -313,6 +321,10 @@ pub async fn assign(api: &Api, request: Request<pb::AssignAuditorRequest>) -> Ap
     let mut tx = api.context.pool.begin().await?;
     let mut row = load(&mut tx, id, true).await?;
     principal.require_property(&row.property_id)?;
+    // Another chain's audit is not there for the caller.
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
+        return Err(ApiError::not_found("audit", id.to_string()));
+    }
     let kind: i16 = sqlx::query_scalar("SELECT kind FROM programs WHERE program_id = $1")
         .bind(row.program_id)
         .fetch_one(&mut *tx)
@@ -342,7 +354,7 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditRequest>) -> ApiResult<
     let id = parse_id(&request.get_ref().audit_id, "audit_id")?;
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, id, false).await?;
-    if !principal.can_access_property(&row.property_id) {
+    if !tenancy::can_access(&mut conn, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("audit", id.to_string()));
     }
     Ok(audit_to_proto(&row))
@@ -374,10 +386,14 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, id, true).await?;
     // Everyone, chain quality managers included, submits only within their property scope: an
-    // audit row carries no chain, so a chain-wide manager needs a whole-chain ("*") scope.
-    if !principal.can_access_property(&row.property_id) {
+    // audit row carries no chain, so a chain-wide manager needs a whole-chain ("*") scope, and
+    // the property must not be another chain's.
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("audit", id.to_string()));
     }
+    // The findings and staff observations written below are records of the property: an audit
+    // scheduled before properties were registered registers its property now.
+    tenancy::claim_property(&mut tx, &principal, &row.property_id).await?;
     if row.status == "submitted" {
         return Err(ApiError::failed_precondition(
             "AUDIT_SUBMITTED",
@@ -643,13 +659,14 @@ pub async fn list_findings(
 ) -> ApiResult<pb::ListFindingsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let rows: Vec<FindingRow> = sqlx::query_as(&format!(
         "SELECT {FINDING_COLUMNS} FROM findings WHERE property_id = $1 AND (NOT $2 OR status IN ('open', 'in_progress')) ORDER BY created_at"
     ))
     .bind(&request.property_id)
     .bind(request.open_only)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(pb::ListFindingsResponse {
         findings: rows.into_iter().map(finding_to_proto).collect(),
@@ -692,6 +709,10 @@ pub async fn update_action(
     .await?
     .ok_or_else(|| ApiError::not_found("finding", id.to_string()))?;
     principal.require_property(&row.property_id)?;
+    // Another chain's finding is not there for the caller.
+    if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
+        return Err(ApiError::not_found("finding", id.to_string()));
+    }
     let status = if request.status.is_empty() {
         row.status.clone()
     } else {

@@ -4,7 +4,7 @@
 
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_period;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::audit::v1 as pb;
 use tonic::Request;
 
@@ -25,9 +25,9 @@ pub async fn get(
             "name between 1 and 500 properties",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut *api.context.pool.acquire().await?, &principal, &named)
+        .await?;
     let (start, end) = required_period(request.period.as_ref())?;
     let limit = match request.limit {
         0 => DEFAULT_LIMIT,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_period;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -86,9 +86,9 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
             "name between 1 and 500 properties",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut *api.context.pool.acquire().await?, &principal, &named)
+        .await?;
     let (start, end) = required_period(request.period.as_ref())?;
     let granularity = pb::SeriesGranularity::try_from(request.series)
         .map_err(|_| ApiError::invalid("series", "is not a series granularity"))?;

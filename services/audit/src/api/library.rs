@@ -1,7 +1,7 @@
 //! The standards library and versioned templates.
 
 use guestloop_kit::auth::principal;
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -98,8 +98,11 @@ pub async fn create_standard(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
+    let mut tx = api.context.pool.begin().await?;
+    // A property's own standard is a record of that property: it registers the property. A
+    // chain-wide standard (no property) names none.
     if !standard.property_id.is_empty() {
-        principal.require_property(&standard.property_id)?;
+        tenancy::claim_property(&mut tx, &principal, &standard.property_id).await?;
     }
     let row: StandardRow = sqlx::query_as(&format!(
         "INSERT INTO standards ({STANDARD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING {STANDARD_COLUMNS}"
@@ -116,8 +119,9 @@ pub async fn create_standard(
     .bind(&standard.unit)
     .bind(standard.dimension as i16)
     .bind(standard.weight)
-    .fetch_one(&api.context.pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(standard_to_proto(row))
 }
 
@@ -127,10 +131,10 @@ pub async fn list_standards(
 ) -> ApiResult<pb::ListStandardsResponse> {
     let principal = principal(&request)?.clone();
     let property = request.into_inner().property_id;
-    if !property.is_empty() {
-        principal.require_property(&property)?;
-    }
     let mut conn = api.context.pool.acquire().await?;
+    if !property.is_empty() {
+        tenancy::require_property(&mut conn, &principal, &property).await?;
+    }
     let rows = standards_for(&mut conn, &property).await?;
     Ok(pb::ListStandardsResponse {
         standards: rows.into_iter().map(standard_to_proto).collect(),
@@ -171,6 +175,7 @@ pub async fn publish_template(
     api: &Api,
     request: Request<pb::PublishTemplateRequest>,
 ) -> ApiResult<pb::Template> {
+    let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
     if request.name.trim().is_empty() {
@@ -208,12 +213,16 @@ pub async fn publish_template(
         }
     }
     // Every item must name a standard of the library (chain-wide or of some property): a code
-    // nobody defined would make every audit of the template impossible to submit.
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT code FROM standards WHERE code = ANY($1)")
-            .bind(&codes)
-            .fetch_all(&api.context.pool)
-            .await?;
+    // nobody defined would make every audit of the template impossible to submit. Another
+    // chain's property standards are not the caller's library.
+    let known: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT DISTINCT code FROM standards s WHERE code = ANY($1) AND {}",
+        tenancy::foreign_property_filter("s.property_id", 2)
+    ))
+    .bind(&codes)
+    .bind(tenancy::caller_chain(&principal))
+    .fetch_all(&api.context.pool)
+    .await?;
     for (s, section) in request.sections.iter().enumerate() {
         for (i, item) in section.items.iter().enumerate() {
             let code = &item.standard_code;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_timestamp;
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use tonic::Request;
 use uuid::Uuid;
@@ -20,8 +20,10 @@ pub async fn record(
 ) -> ApiResult<pb::RecordServqualSurveyResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
     let mut v = Vec::new();
+    if request.property_id.is_empty() {
+        v.push(FieldViolation::new("property_id", "is required"));
+    }
     if request.answers.is_empty() {
         v.push(FieldViolation::new("answers", "a survey needs answers"));
     }
@@ -43,13 +45,22 @@ pub async fn record(
         return Err(ApiError::InvalidArgument(v));
     }
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     if !request.request_id.is_empty() {
-        let existing: Option<Uuid> =
-            sqlx::query_scalar("SELECT survey_id FROM servqual_surveys WHERE request_id = $1")
-                .bind(&request.request_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(id) = existing {
+        let existing: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT survey_id, property_id FROM servqual_surveys WHERE request_id = $1",
+        )
+        .bind(&request.request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, property)) = existing {
+            // A survey of another property (perhaps another chain's) is not this request's.
+            if property != request.property_id {
+                return Err(ApiError::invalid(
+                    "request_id",
+                    "was already used for another property",
+                ));
+            }
             return Ok(pb::RecordServqualSurveyResponse {
                 survey_id: id.to_string(),
             });
@@ -83,7 +94,8 @@ pub async fn gaps(
 ) -> ApiResult<pb::ServqualGaps> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let period = request
         .period
         .ok_or_else(|| ApiError::invalid("period", "is required"))?;
@@ -98,13 +110,13 @@ pub async fn gaps(
     .bind(&request.property_id)
     .bind(from)
     .bind(to)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let surveys: i64 = sqlx::query_scalar("SELECT count(*) FROM servqual_surveys WHERE property_id = $1 AND submitted_at >= $2 AND submitted_at < $3")
         .bind(&request.property_id)
         .bind(from)
         .bind(to)
-        .fetch_one(&api.context.pool)
+        .fetch_one(&mut *conn)
         .await?;
     Ok(pb::ServqualGaps {
         dimensions: rows
@@ -127,7 +139,8 @@ pub async fn staff_scores(
 ) -> ApiResult<pb::StaffScores> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    principal.require_property(&request.property_id)?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
     let (year, quarter) = request
         .quarter
         .split_once("-Q")
@@ -150,7 +163,7 @@ pub async fn staff_scores(
     .bind(&request.property_id)
     .bind(start)
     .bind(end)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let named: Vec<(String, i16, bool, Option<i16>)> = sqlx::query_as(
         "SELECT s.staff_id, l.cause, l.resolved, l.csat FROM complaint_links l, unnest(l.staff_involved) AS s(staff_id) \
@@ -159,7 +172,7 @@ pub async fn staff_scores(
     .bind(&request.property_id)
     .bind(start)
     .bind(end)
-    .fetch_all(&api.context.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut by_staff: BTreeMap<String, StaffRecord> = BTreeMap::new();
     for (staff_id, score, observations) in observed {

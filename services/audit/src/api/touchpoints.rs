@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_period;
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use sqlx::PgConnection;
 use tonic::Request;
@@ -64,8 +64,8 @@ pub async fn record(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    principal.require_property(&request.property_id)?;
     let mut tx = api.context.pool.begin().await?;
+    tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let inserted: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
         "INSERT INTO touchpoint_responses (response_id, request_id, property_id) VALUES ($1, $2, $3) \
          ON CONFLICT (request_id) DO NOTHING RETURNING response_id, recorded_at",
@@ -173,11 +173,10 @@ pub async fn importance(
             "name between 1 and 500 properties",
         ));
     }
-    for property in &request.property_ids {
-        principal.require_property(property)?;
-    }
-    let (from, to) = required_period(request.period.as_ref())?;
     let mut conn = api.context.pool.acquire().await?;
+    let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut conn, &principal, &named).await?;
+    let (from, to) = required_period(request.period.as_ref())?;
     let tallies = tallies(&mut conn, &request.property_ids, from, to).await?;
     let weights = factors(&tallies);
     let mut touchpoints: Vec<pb::TouchpointWeight> = tallies
