@@ -954,6 +954,7 @@ async fn out_of_order_nights_survive_a_switch_to_out_of_service() -> anyhow::Res
 /// writes, with their versions, the events and the registered properties.
 const FACILITIES_STATE: &str = "SELECT concat_ws(' | ', \
      (SELECT string_agg(asset_id || ':' || meter_hours || ':' || meter_cycles || ':' || replacement_flagged, ',' ORDER BY asset_id) FROM facilities.assets), \
+     (SELECT string_agg(checklist_id || ':' || version || ':' || name || ':' || chain_id, ',' ORDER BY checklist_id, version) FROM facilities.checklists), \
      (SELECT string_agg(work_order_id || ':' || status || ':' || etag, ',' ORDER BY work_order_id) FROM facilities.work_orders), \
      (SELECT count(*) FROM facilities.work_order_history), \
      (SELECT string_agg(plan_id::text, ',' ORDER BY plan_id) FROM facilities.plans), \
@@ -1584,5 +1585,527 @@ async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
         "",
     )
     .await?;
+    service.shutdown().await
+}
+
+/// A client with a whole-chain admin token of `chain`.
+async fn chain_admin(service: &TestService, chain: &str) -> anyhow::Result<Facilities> {
+    let token = TokenBuilder::new(Role::ChainAdmin)
+        .chain(chain)
+        .scope(PropertyScope::all())
+        .subject(&format!("admin-{chain}"))
+        .mint()?;
+    Ok(FacilitiesServiceClient::new(
+        service.channel_with_token(&token).await?,
+    ))
+}
+
+/// The one item of the room checks below.
+fn air_conditioning() -> pb::ChecklistItem {
+    pb::ChecklistItem {
+        code: "ac".into(),
+        text: "Air conditioning cools".into(),
+        kind: pb::ItemKind::PassFail as i32,
+        tag: "operation".into(),
+        ..Default::default()
+    }
+}
+
+/// Publishes a room check: a new one (`checklist_id` empty) or the next version of one.
+fn room_check(checklist_id: &str, name: &str) -> pb::PublishChecklistRequest {
+    pb::PublishChecklistRequest {
+        checklist_id: checklist_id.into(),
+        name: name.into(),
+        items: vec![air_conditioning()],
+    }
+}
+
+/// A daily plan from today, due at midnight UTC.
+fn daily_plan(property: &str, checklist_id: &str) -> pb::CreatePlanRequest {
+    pb::CreatePlanRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        plan: Some(pb::Plan {
+            property_id: property.into(),
+            checklist_id: checklist_id.into(),
+            frequency: pb::Frequency::Daily as i32,
+            start_date: chrono::Utc::now().date_naive().to_string(),
+            due_time: "00:00".into(),
+            time_zone: "UTC".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Schedules `property`'s inspections due within `days` days from now.
+async fn schedule_days(
+    fac: &mut Facilities,
+    property: &str,
+    days: i64,
+) -> anyhow::Result<pb::ScheduleInspectionsResponse> {
+    Ok(fac
+        .schedule_inspections(pb::ScheduleInspectionsRequest {
+            property_id: property.into(),
+            until: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + days * 86_400 + 3600,
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner())
+}
+
+/// The inspections of `plan_id` at `property`, in due order.
+async fn inspections_of(
+    fac: &mut Facilities,
+    property: &str,
+    plan_id: &str,
+) -> anyhow::Result<Vec<pb::Inspection>> {
+    Ok(fac
+        .list_inspections(pb::ListInspectionsRequest {
+            property_id: property.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .inspections
+        .into_iter()
+        .filter(|i| i.plan_id == plan_id)
+        .collect())
+}
+
+/// Records the first of `inspections` that is still due, its one item passed.
+async fn record_first_due(
+    fac: &mut Facilities,
+    inspections: &[pb::Inspection],
+) -> anyhow::Result<pb::Inspection> {
+    let due = inspections
+        .iter()
+        .find(|i| i.status == "due")
+        .ok_or_else(|| anyhow::anyhow!("nothing due in {inspections:?}"))?;
+    Ok(fac
+        .record_inspection(pb::RecordInspectionRequest {
+            inspection_id: due.inspection_id.clone(),
+            results: vec![pb::ItemResult {
+                code: "ac".into(),
+                passed: true,
+                ..Default::default()
+            }],
+        })
+        .await?
+        .into_inner())
+}
+
+/// Each version of checklist `id`, with its name and chain, in order.
+async fn checklist_versions(
+    pool: &sqlx::PgPool,
+    id: &str,
+) -> anyhow::Result<Vec<(i32, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT version, name, chain_id FROM facilities.checklists WHERE checklist_id = $1::uuid ORDER BY version",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A checklist belongs to the chain that published it: to another chain, even one with a
+/// whole-chain admin token, it is NOT_FOUND as an unknown checklist is, to revise or to plan on,
+/// and each refusal changes nothing. Each chain's own checklists, plans and inspections work as
+/// before. Services reach every checklist and leave its chain as it is.
+#[tokio::test]
+async fn a_checklist_stays_in_its_chain() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut nordic = chain_admin(&service, "nordic").await?;
+    let mut other = chain_admin(&service, "other").await?;
+    let pool = service.database.admin_pool().await?;
+
+    // Nordic publishes a checklist, plans on it at oslo and schedules; other publishes its own.
+    let mine = nordic
+        .publish_checklist(room_check("", "Room check"))
+        .await?
+        .into_inner();
+    let id = mine.checklist_id.clone();
+    let first_plan = nordic
+        .create_plan(daily_plan("oslo", &id))
+        .await?
+        .into_inner();
+    assert!(schedule_days(&mut nordic, "oslo", 0).await?.created >= 1);
+    let theirs = other
+        .publish_checklist(room_check("", "Their room check"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        checklist_versions(&pool, &id).await?,
+        vec![(1, "Room check".to_string(), "nordic".to_string())]
+    );
+    assert_eq!(
+        checklist_versions(&pool, &theirs.checklist_id).await?,
+        vec![(1, "Their room check".to_string(), "other".to_string())]
+    );
+
+    let state = || {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_scalar::<_, String>(FACILITIES_STATE)
+                    .fetch_one(&pool)
+                    .await?,
+            )
+        }
+    };
+    let before = state().await?;
+    let unchanged = |after: &str| {
+        let state = &state;
+        let before = &before;
+        let after = after.to_string();
+        async move {
+            let now = state().await?;
+            anyhow::ensure!(now == *before, "{after} changed {before} into {now}");
+            anyhow::Ok(())
+        }
+    };
+
+    // Another chain's checklist answers as one that does not exist.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let not_there = refusal(
+        other
+            .publish_checklist(room_check(&unknown, "Room check"))
+            .await,
+        "PublishChecklist of an unknown checklist",
+    )?;
+    assert_eq!(not_there.code(), Code::NotFound, "{not_there:?}");
+    unchanged("publishing an unknown checklist").await?;
+    let revise = refusal(
+        other
+            .publish_checklist(room_check(&id, "Room check (other)"))
+            .await,
+        "PublishChecklist of nordic's checklist",
+    )?;
+    assert_eq!(revise.code(), Code::NotFound, "{revise:?}");
+    assert_eq!(
+        revise.message().replace(&id, "<id>"),
+        not_there.message().replace(&unknown, "<id>"),
+        "the same answer as for an unknown checklist"
+    );
+    unchanged("other revising nordic's checklist").await?;
+    let plan = refusal(
+        other.create_plan(daily_plan("bergen", &id)).await,
+        "CreatePlan on nordic's checklist",
+    )?;
+    assert_eq!(plan.code(), Code::NotFound, "{plan:?}");
+    unchanged("other planning on nordic's checklist").await?;
+    // And the other way round.
+    let revise = refusal(
+        nordic
+            .publish_checklist(room_check(&theirs.checklist_id, "Room check (nordic)"))
+            .await,
+        "PublishChecklist of other's checklist",
+    )?;
+    assert_eq!(revise.code(), Code::NotFound, "{revise:?}");
+    let plan = refusal(
+        nordic
+            .create_plan(daily_plan("oslo", &theirs.checklist_id))
+            .await,
+        "CreatePlan on other's checklist",
+    )?;
+    assert_eq!(plan.code(), Code::NotFound, "{plan:?}");
+    unchanged("nordic reaching other's checklist").await?;
+    assert_eq!(
+        checklist_versions(&pool, &id).await?,
+        vec![(1, "Room check".to_string(), "nordic".to_string())],
+        "nordic's latest version is still its own"
+    );
+
+    // Other's own checklist works for other: revise, plan, schedule, record.
+    let revised = other
+        .publish_checklist(room_check(&theirs.checklist_id, "Their room check"))
+        .await?
+        .into_inner();
+    assert_eq!(revised.version, 2);
+    let their_plan = other
+        .create_plan(daily_plan("bergen", &theirs.checklist_id))
+        .await?
+        .into_inner();
+    assert!(schedule_days(&mut other, "bergen", 0).await?.created >= 1);
+    let their_inspections = inspections_of(&mut other, "bergen", &their_plan.plan_id).await?;
+    assert!(
+        their_inspections.iter().all(|i| i.checklist_version == 2),
+        "{their_inspections:?}"
+    );
+    record_first_due(&mut other, &their_inspections).await?;
+
+    // Nordic's plans and inspections work as before; its next version is 2, and a plan made now
+    // inspects with it.
+    let v2 = nordic
+        .publish_checklist(room_check(&id, "Room check"))
+        .await?
+        .into_inner();
+    assert_eq!(v2.version, 2);
+    let second_plan = nordic
+        .create_plan(daily_plan("oslo", &id))
+        .await?
+        .into_inner();
+    assert!(schedule_days(&mut nordic, "oslo", 0).await?.created >= 1);
+    let first = inspections_of(&mut nordic, "oslo", &first_plan.plan_id).await?;
+    assert_eq!(first.first().map(|i| i.checklist_version), Some(1));
+    let done = record_first_due(&mut nordic, &first).await?;
+    assert_eq!(done.status, "done");
+    let second = inspections_of(&mut nordic, "oslo", &second_plan.plan_id).await?;
+    assert!(
+        !second.is_empty() && second.iter().all(|i| i.checklist_version == 2),
+        "{second:?}"
+    );
+    record_first_due(&mut nordic, &second).await?;
+
+    // A service may revise any checklist; the checklist stays its chain's.
+    let token = TokenBuilder::new(Role::Service)
+        .chain("*")
+        .scope(PropertyScope::all())
+        .subject("service:gateway")
+        .mint()?;
+    let mut service_client =
+        FacilitiesServiceClient::new(service.channel_with_token(&token).await?);
+    let v3 = service_client
+        .publish_checklist(room_check(&id, "Room check"))
+        .await?
+        .into_inner();
+    assert_eq!(v3.version, 3);
+    let chains: Vec<String> = checklist_versions(&pool, &id)
+        .await?
+        .into_iter()
+        .map(|(_, _, chain)| chain)
+        .collect();
+    assert_eq!(chains, vec!["nordic"; 3]);
+    let revise = refusal(
+        other.publish_checklist(room_check(&id, "Room check")).await,
+        "PublishChecklist of nordic's checklist after a service's version",
+    )?;
+    assert_eq!(revise.code(), Code::NotFound, "{revise:?}");
+    service.shutdown().await
+}
+
+/// The items column of a checklist row: each item, protobuf-encoded, in hex.
+fn stored_items(items: &[pb::ChecklistItem]) -> serde_json::Value {
+    serde_json::Value::Array(
+        items
+            .iter()
+            .map(|item| {
+                serde_json::Value::String(
+                    item.encode_to_vec()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Checklists published before they carried a chain: on upgrade, one that plans of a single
+/// registered chain use becomes that chain's; one that several chains plan on, or none, stays
+/// shared. A shared checklist is usable by every chain until one revises it: that chain owns it
+/// from then on (other chains can no longer revise it or plan on it), and the other chains'
+/// plans keep inspecting with its last shared version.
+#[tokio::test]
+async fn checklists_from_before_chains_go_to_the_chain_that_uses_them() -> anyhow::Result<()> {
+    let settings = test_settings();
+    let database = guestloop_testkit::fresh_database().await?;
+    // The schema as it was before checklists carried a chain.
+    let pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&database.url, "facilities", &settings.database)?,
+        &settings.database,
+    );
+    guestloop_kit::db::ensure_schema(&pool, "facilities").await?;
+    let before_chains = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            guestloop_facilities::DEFINITION
+                .migrator
+                .iter()
+                .filter(|m| m.version < 107)
+                .cloned()
+                .collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    guestloop_kit::db::migrate(&pool, &before_chains).await?;
+    sqlx::query(
+        "INSERT INTO property_chains (property_id, chain_id) VALUES ('oslo', 'nordic'), ('bergen', 'other')",
+    )
+    .execute(&pool)
+    .await?;
+    let single = uuid::Uuid::new_v4();
+    let several = uuid::Uuid::new_v4();
+    let unused = uuid::Uuid::new_v4();
+    let unregistered = uuid::Uuid::new_v4();
+    for (id, version) in [
+        (single, 1),
+        (single, 2),
+        (several, 1),
+        (unused, 1),
+        (unregistered, 1),
+    ] {
+        sqlx::query("INSERT INTO checklists (checklist_id, version, name, items) VALUES ($1, $2, 'Room check', $3)")
+            .bind(id)
+            .bind(version)
+            .bind(stored_items(&[air_conditioning()]))
+            .execute(&pool)
+            .await?;
+    }
+    let mut plans = std::collections::HashMap::new();
+    for (property, checklist) in [
+        ("oslo", single),
+        ("oslo", several),
+        ("bergen", several),
+        ("oslo", unregistered),
+        ("tromso", unregistered),
+    ] {
+        let plan = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO plans (plan_id, property_id, checklist_id, frequency, start_date, due_time, time_zone) \
+             VALUES ($1, $2, $3, 1, current_date, '00:00', 'UTC')",
+        )
+        .bind(plan)
+        .bind(property)
+        .bind(checklist)
+        .execute(&pool)
+        .await?;
+        plans.insert((property, checklist), plan.to_string());
+    }
+    pool.close().await;
+
+    // The upgrade.
+    let service = spawn_service_on(
+        &guestloop_facilities::DEFINITION,
+        settings,
+        Some(database),
+        0,
+    )
+    .await?;
+    let pool = service.database.admin_pool().await?;
+    let chains = |id: uuid::Uuid| {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                checklist_versions(&pool, &id.to_string())
+                    .await?
+                    .into_iter()
+                    .map(|(version, _, chain)| (version, chain))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let owned = |chain: &str, versions: &[i32]| {
+        versions
+            .iter()
+            .map(|v| (*v, chain.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(chains(single).await?, owned("nordic", &[1, 2]));
+    assert_eq!(
+        chains(several).await?,
+        owned("", &[1]),
+        "planned on by two chains"
+    );
+    assert_eq!(chains(unused).await?, owned("", &[1]), "planned on by none");
+    assert_eq!(
+        chains(unregistered).await?,
+        owned("nordic", &[1]),
+        "a plan at a property no chain holds does not count"
+    );
+
+    let mut nordic = chain_admin(&service, "nordic").await?;
+    let mut other = chain_admin(&service, "other").await?;
+
+    // The checklist only nordic used is nordic's.
+    let status = refusal(
+        other
+            .publish_checklist(room_check(&single.to_string(), "Room check"))
+            .await,
+        "PublishChecklist of nordic's checklist",
+    )?;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = refusal(
+        other
+            .create_plan(daily_plan("bergen", &single.to_string()))
+            .await,
+        "CreatePlan on nordic's checklist",
+    )?;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(chains(single).await?, owned("nordic", &[1, 2]));
+
+    // Shared checklists are usable by both.
+    nordic
+        .create_plan(daily_plan("oslo", &unused.to_string()))
+        .await?;
+    other
+        .create_plan(daily_plan("bergen", &unused.to_string()))
+        .await?;
+    assert!(schedule_days(&mut nordic, "oslo", 0).await?.created >= 1);
+    assert!(schedule_days(&mut other, "bergen", 0).await?.created >= 1);
+    let theirs = plans[&("bergen", several)].clone();
+    let ours = plans[&("oslo", several)].clone();
+    let their_first = inspections_of(&mut other, "bergen", &theirs).await?;
+    assert_eq!(their_first.first().map(|i| i.checklist_version), Some(1));
+
+    // Other revises the shared checklist first and takes it over: nordic can no longer revise
+    // it or plan on it.
+    let revised = other
+        .publish_checklist(room_check(&several.to_string(), "Room check (other)"))
+        .await?
+        .into_inner();
+    assert_eq!(revised.version, 2);
+    assert_eq!(
+        chains(several).await?,
+        vec![(1, String::new()), (2, "other".to_string())],
+        "the earlier version stays shared"
+    );
+    let status = refusal(
+        nordic
+            .publish_checklist(room_check(&several.to_string(), "Room check (nordic)"))
+            .await,
+        "PublishChecklist of a checklist other took over",
+    )?;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = refusal(
+        nordic
+            .create_plan(daily_plan("oslo", &several.to_string()))
+            .await,
+        "CreatePlan on a checklist other took over",
+    )?;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(chains(several).await?.len(), 2, "nordic added no version");
+
+    // Nordic's plan on it keeps the last shared version; other's inspects with its new one.
+    schedule_days(&mut nordic, "oslo", 3).await?;
+    schedule_days(&mut other, "bergen", 3).await?;
+    let ours_now = inspections_of(&mut nordic, "oslo", &ours).await?;
+    assert!(
+        ours_now.len() >= 4 && ours_now.iter().all(|i| i.checklist_version == 1),
+        "{ours_now:?}"
+    );
+    let done = record_first_due(&mut nordic, &ours_now).await?;
+    assert_eq!(done.checklist_version, 1);
+    let theirs_now = inspections_of(&mut other, "bergen", &theirs).await?;
+    assert_eq!(
+        theirs_now.last().map(|i| i.checklist_version),
+        Some(2),
+        "{theirs_now:?}"
+    );
+    let later: Vec<pb::Inspection> = theirs_now
+        .into_iter()
+        .filter(|i| i.checklist_version == 2)
+        .collect();
+    record_first_due(&mut other, &later).await?;
+
+    // Nordic's own checklist from before keeps working for nordic.
+    let next = nordic
+        .publish_checklist(room_check(&single.to_string(), "Room check"))
+        .await?
+        .into_inner();
+    assert_eq!(next.version, 3);
+    assert_eq!(chains(single).await?, owned("nordic", &[1, 2, 3]));
+    let single_plan = inspections_of(&mut nordic, "oslo", &plans[&("oslo", single)]).await?;
+    record_first_due(&mut nordic, &single_plan).await?;
     service.shutdown().await
 }

@@ -70,9 +70,11 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
             .map(|i| serde_json::Value::String(hex::encode(i.encode_to_vec())))
             .collect(),
     );
-    sqlx::query("INSERT INTO checklists (checklist_id, version, name, items) VALUES ($1, 1, 'Room readiness', $2)")
+    // The demo chain's checklist, as if its admin had published it.
+    sqlx::query("INSERT INTO checklists (checklist_id, version, name, items, chain_id) VALUES ($1, 1, 'Room readiness', $2, $3)")
         .bind(checklist)
         .bind(items_json)
+        .bind(DEMO_CHAIN)
         .execute(&mut *tx)
         .await?;
     let now = Utc::now();

@@ -2,7 +2,7 @@
 //! results (every failed item opens a defect work order).
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use guestloop_kit::auth::principal;
+use guestloop_kit::auth::{principal, Principal};
 use guestloop_kit::time::{required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
@@ -15,10 +15,17 @@ use super::work_orders::{chain_of, open, DueCursor, NewWorkOrder};
 use super::Api;
 use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
 
+/// Publishes a checklist: a new one under the caller's chain, or the next version of one the
+/// caller may reach ([`reachable_checklist`]). Revising a shared ('') checklist takes it over:
+/// the new version carries the caller's chain, which owns the checklist from then on, while the
+/// earlier shared versions stay as they were (other chains' plans keep inspecting with the last
+/// of them, see [`current_version`]). Services hold no chain: their new checklists are shared and
+/// their revisions keep the checklist's owner.
 pub async fn publish_checklist(
     api: &Api,
     request: Request<pb::PublishChecklistRequest>,
 ) -> ApiResult<pb::Checklist> {
+    let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
     if request.name.trim().is_empty() {
@@ -60,14 +67,31 @@ pub async fn publish_checklist(
             ));
         }
     }
-    let id = if request.checklist_id.is_empty() {
-        Uuid::now_v7()
+    let existing = if request.checklist_id.is_empty() {
+        None
     } else {
-        parse_id(&request.checklist_id, "checklist_id")?
+        Some(parse_id(&request.checklist_id, "checklist_id")?)
     };
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
+    let caller = tenancy::caller_chain(&principal).unwrap_or_default();
+    let mut tx = api.context.pool.begin().await?;
+    let (id, chain) = match existing {
+        None => (Uuid::now_v7(), caller.to_string()),
+        Some(id) => {
+            // Revisions of one checklist take turns: the owner and the next version number are
+            // read (each by its own statement, so after the lock) with every earlier revision
+            // committed, and two chains cannot both take over a shared checklist.
+            sqlx::query("SELECT 1 FROM checklists WHERE checklist_id = $1 FOR UPDATE")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let owner = reachable_checklist(&mut tx, &principal, id).await?;
+            let chain = if owner.is_empty() { caller } else { &owner };
+            (id, chain.to_string())
+        }
+    };
     let stored = pb::Checklist {
         checklist_id: id.to_string(),
         version: 0,
@@ -82,31 +106,77 @@ pub async fn publish_checklist(
             .collect(),
     );
     let version: i32 = sqlx::query_scalar(
-        "INSERT INTO checklists (checklist_id, version, name, items) \
-         SELECT $1, coalesce(max(version), 0) + 1, $2, $3 FROM checklists WHERE checklist_id = $1 RETURNING version",
+        "INSERT INTO checklists (checklist_id, version, name, items, chain_id) \
+         SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM checklists WHERE checklist_id = $1 RETURNING version",
     )
     .bind(id)
     .bind(&stored.name)
     .bind(items_json)
-    .fetch_one(&api.context.pool)
+    .bind(&chain)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(pb::Checklist { version, ..stored })
 }
 
+/// The chain that owns checklist `id` — `""` when it is shared (no version names a chain) — if
+/// the caller may name it; NOT_FOUND, as for a checklist that does not exist, when it is another
+/// chain's. Services reach every checklist. For every request that names a checklist by id.
+async fn reachable_checklist(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> ApiResult<String> {
+    // '' sorts first: the maximum is the owner's chain if any version names one.
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT max(chain_id) FROM checklists WHERE checklist_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    match (owner, tenancy::caller_chain(principal)) {
+        (Some(owner), Some(chain)) if owner.is_empty() || owner == chain => Ok(owner),
+        (Some(owner), None) => Ok(owner),
+        _ => Err(ApiError::not_found("checklist", id.to_string())),
+    }
+}
+
+/// The version of checklist `id` that a plan at `property_id` inspects with now: the latest one
+/// that is shared or of the property's chain. A plan of another chain on a checklist that has
+/// been taken over so keeps the last shared version. Should no version qualify (a plan made on a
+/// checklist before it carried a chain, at a property of a chain other than the one the checklist
+/// went to), the latest version, as before checklists carried a chain, so the plan keeps working.
+async fn current_version(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    property_id: &str,
+) -> ApiResult<i32> {
+    let version: Option<i32> = sqlx::query_scalar(
+        "SELECT c.version FROM checklists c WHERE c.checklist_id = $1 \
+         ORDER BY (c.chain_id = '' OR c.chain_id = coalesce( \
+             (SELECT pc.chain_id FROM property_chains pc WHERE pc.property_id = $2), '')) DESC, \
+         c.version DESC LIMIT 1",
+    )
+    .bind(id)
+    .bind(property_id)
+    .fetch_optional(conn)
+    .await?;
+    version.ok_or_else(|| ApiError::not_found("checklist", id.to_string()))
+}
+
+/// One version of a checklist, for recording results against it.
 async fn checklist(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
-    version: Option<i32>,
+    version: i32,
 ) -> ApiResult<pb::Checklist> {
-    let row: Option<(i32, String, serde_json::Value)> = sqlx::query_as(
-        "SELECT version, name, items FROM checklists WHERE checklist_id = $1 AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+    let row: Option<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT name, items FROM checklists WHERE checklist_id = $1 AND version = $2",
     )
     .bind(id)
     .bind(version)
     .fetch_optional(conn)
     .await?;
-    let (version, name, items) =
-        row.ok_or_else(|| ApiError::not_found("checklist", id.to_string()))?;
+    let (name, items) = row.ok_or_else(|| ApiError::not_found("checklist", id.to_string()))?;
     let items = items
         .as_array()
         .map(|a| {
@@ -204,7 +274,8 @@ pub async fn create_plan(
     }
     let mut conn = api.context.pool.begin().await?;
     tenancy::claim_property(&mut conn, &principal, &plan.property_id).await?;
-    checklist(&mut conn, checklist_id, None).await?;
+    // A checklist of another chain is not found; a shared one may be planned on.
+    reachable_checklist(&mut conn, &principal, checklist_id).await?;
     if let Some(asset) = asset {
         require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;
     }
@@ -273,7 +344,7 @@ pub async fn schedule(
     .await?;
     let mut response = pb::ScheduleInspectionsResponse::default();
     for plan in plans {
-        let version = checklist(&mut tx, plan.checklist_id, None).await?.version;
+        let version = current_version(&mut tx, plan.checklist_id, &plan.property_id).await?;
         let mut due: Vec<(String, DateTime<Utc>)> = Vec::new();
         if is_meter(i32::from(plan.frequency)) {
             if let Some(asset) = plan.asset_id {
@@ -458,7 +529,7 @@ pub async fn record(
             "the inspection was already recorded",
         ));
     }
-    let list = checklist(&mut tx, row.checklist_id, Some(row.checklist_version)).await?;
+    let list = checklist(&mut tx, row.checklist_id, row.checklist_version).await?;
     let mut v = Vec::new();
     for item in &list.items {
         if !request.results.iter().any(|r| r.code == item.code) {
