@@ -1920,3 +1920,335 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
     assert!(submitted.passed, "{submitted:?}");
     service.shutdown().await
 }
+
+/// Templates and chain-wide standards are the chain's that made them. Another chain can neither
+/// publish a version of a chain's template nor build programs on it (both NOT_FOUND, as for an
+/// unknown template), nor name its chain-wide standards; it defines its own under the same codes,
+/// and each chain's lists and scores use its own. Shared rows from before rows had a chain are
+/// everyone's, a chain's own standard winning on code; the first chain to revise a shared
+/// template owns it from its new version on, and the others keep the last shared version.
+#[tokio::test]
+async fn templates_and_chain_wide_standards_are_their_chains() -> anyhow::Result<()> {
+    use guestloop_kit::auth::PropertyScope;
+
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let quality_manager = |chain: &str| {
+        let token = TokenBuilder::new(Role::ChainQualityManager)
+            .chain(chain)
+            .scope(PropertyScope::all())
+            .subject(&format!("qm-{chain}"))
+            .mint();
+        let service = &service;
+        async move {
+            anyhow::Ok(AuditServiceClient::new(
+                service.channel_with_token(&token?).await?,
+            ))
+        }
+    };
+    let mut alpine: Client = quality_manager("alpine").await?;
+    let mut baltic: Client = quality_manager("baltic").await?;
+
+    // Shared standards, as stored before standards had a chain: a soft "greeting" and "towels".
+    sqlx::query(
+        "INSERT INTO audit.standards (standard_id, code, title, kind, dimension, weight) VALUES \
+         (gen_random_uuid(), 'greeting', 'shared greeting', 3, 5, 1), \
+         (gen_random_uuid(), 'towels', 'shared towels', 1, 1, 1)",
+    )
+    .execute(&pool)
+    .await?;
+    // Alpine's own chain-wide standards: a pass/fail "greeting" beside the shared one.
+    for (code, dimension) in [
+        ("greeting", pb::Dimension::Empathy),
+        ("alpine_only", pb::Dimension::Tangibles),
+    ] {
+        alpine
+            .create_standard(standard(code, pb::StandardKind::HardBinary, dimension))
+            .await?;
+    }
+    let publish = |template_id: &str, codes: &[&str]| pb::PublishTemplateRequest {
+        template_id: template_id.into(),
+        name: "Arrival".into(),
+        sections: vec![pb::TemplateSection {
+            name: "arrival".into(),
+            items: codes
+                .iter()
+                .map(|code| pb::TemplateItem {
+                    standard_code: code.to_string(),
+                    weight: 1.0,
+                    critical: false,
+                })
+                .collect(),
+        }],
+        critical_rule: pb::CriticalRule::FailSection as i32,
+        pass_threshold: 50.0,
+        touchpoint_weighted: false,
+    };
+    let program = |property: &str, template_id: &str| pb::CreateProgramRequest {
+        request_id: String::new(),
+        program: Some(pb::Program {
+            property_id: property.into(),
+            kind: pb::ProgramKind::Internal as i32,
+            template_id: template_id.into(),
+            cadence: pb::Cadence::Monthly as i32,
+            audits_per_period: 1,
+            ..Default::default()
+        }),
+    };
+    let arrival = alpine
+        .publish_template(publish("", &["greeting", "towels"]))
+        .await?
+        .into_inner();
+    let versions = |template_id: String| {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_as::<_, (i32, String)>(
+                    "SELECT version, chain_id FROM audit.templates WHERE template_id = $1::uuid ORDER BY version",
+                )
+                .bind(template_id)
+                .fetch_all(&pool)
+                .await?,
+            )
+        }
+    };
+    assert_eq!(
+        versions(arrival.template_id.clone()).await?,
+        vec![(1, "alpine".to_string())]
+    );
+
+    // Baltic cannot revise alpine's template nor build a program on it: not found, as an
+    // unknown template is, and nothing changes (riga is not registered either).
+    let unknown_template = "0194a000-0000-7000-8000-000000000001";
+    let unknown = baltic
+        .create_program(program("riga", unknown_template))
+        .await
+        .expect_err("no such template");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let not_there = format!("template {} not found", arrival.template_id);
+    assert_eq!(
+        unknown.message(),
+        not_there.replace(&arrival.template_id, unknown_template)
+    );
+    let revised = baltic
+        .publish_template(publish(&arrival.template_id, &["towels"]))
+        .await
+        .expect_err("alpine's template");
+    let used = baltic
+        .create_program(program("riga", &arrival.template_id))
+        .await
+        .expect_err("alpine's template");
+    for refusal in [&revised, &used] {
+        assert_eq!(
+            (refusal.code(), refusal.message()),
+            (Code::NotFound, not_there.as_str())
+        );
+    }
+    assert_eq!(
+        versions(arrival.template_id.clone()).await?,
+        vec![(1, "alpine".to_string())]
+    );
+    let (programs, riga): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM audit.programs), \
+                (SELECT count(*) FROM audit.property_chains WHERE property_id = 'riga')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((programs, riga), (0, 0));
+    // Nor can its templates name alpine's chain-wide standards.
+    let borrowed = baltic
+        .publish_template(publish("", &["alpine_only"]))
+        .await
+        .expect_err("alpine's standard");
+    assert_eq!(borrowed.code(), Code::InvalidArgument);
+    assert!(borrowed.message().contains("alpine_only"), "{borrowed:?}");
+
+    // Baltic defines its own soft "greeting"; alpine's stays as it was.
+    let mut own_greeting = standard("greeting", pb::StandardKind::Soft, pb::Dimension::Empathy);
+    if let Some(s) = own_greeting.standard.as_mut() {
+        s.title = "baltic greeting".into();
+    }
+    baltic.create_standard(own_greeting).await?;
+    let greetings: Vec<(String, i16, String)> = sqlx::query_as(
+        "SELECT chain_id, kind, title FROM audit.standards WHERE code = 'greeting' ORDER BY chain_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        greetings,
+        vec![
+            ("".to_string(), 3, "shared greeting".to_string()),
+            ("alpine".to_string(), 1, "greeting".to_string()),
+            ("baltic".to_string(), 3, "baltic greeting".to_string()),
+        ]
+    );
+    let hard = pb::StandardKind::HardBinary as i32;
+    let soft = pb::StandardKind::Soft as i32;
+    for (mut client, property, expected) in [
+        (
+            alpine.clone(),
+            "",
+            vec![("alpine_only", hard), ("greeting", hard), ("towels", hard)],
+        ),
+        (
+            alpine.clone(),
+            "innsbruck",
+            vec![("alpine_only", hard), ("greeting", hard), ("towels", hard)],
+        ),
+        (
+            baltic.clone(),
+            "",
+            vec![("greeting", soft), ("towels", hard)],
+        ),
+        (
+            baltic.clone(),
+            "riga",
+            vec![("greeting", soft), ("towels", hard)],
+        ),
+    ] {
+        let listed = client
+            .list_standards(pb::ListStandardsRequest {
+                property_id: property.into(),
+            })
+            .await?
+            .into_inner()
+            .standards;
+        let listed: Vec<(&str, i32)> = listed.iter().map(|s| (s.code.as_str(), s.kind)).collect();
+        assert_eq!(listed, expected, "{property:?}");
+    }
+
+    // Each chain's audits are scored against its own "greeting": pass/fail at alpine's
+    // innsbruck, rated at baltic's riga (an answer of the other kind would be refused).
+    let now = chrono::Utc::now().timestamp();
+    let schedule = |property: &str| pb::ScheduleAuditsRequest {
+        property_id: property.into(),
+        until: Some(prost_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        }),
+    };
+    let audits_of = |template_id: String| {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_as::<_, (String, String, i32)>(
+                    "SELECT audit_id::text, property_id, template_version FROM audit.audits \
+                     WHERE template_id = $1::uuid ORDER BY property_id",
+                )
+                .bind(template_id)
+                .fetch_all(&pool)
+                .await?,
+            )
+        }
+    };
+    alpine
+        .create_program(program("innsbruck", &arrival.template_id))
+        .await?;
+    alpine.schedule_audits(schedule("innsbruck")).await?;
+    let innsbruck = audits_of(arrival.template_id.clone()).await?;
+    assert_eq!(innsbruck.len(), 1);
+    let scored = alpine
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: innsbruck[0].0.clone(),
+            answers: vec![
+                answer("greeting", pb::AnswerKind::Pass, 0.0, 0, &[]),
+                answer("towels", pb::AnswerKind::Pass, 0.0, 0, &[]),
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((scored.overall, scored.passed), (Some(100.0), true));
+    let baltic_arrival = baltic
+        .publish_template(publish("", &["greeting", "towels"]))
+        .await?
+        .into_inner();
+    baltic
+        .create_program(program("riga", &baltic_arrival.template_id))
+        .await?;
+    baltic.schedule_audits(schedule("riga")).await?;
+    let riga = audits_of(baltic_arrival.template_id.clone()).await?;
+    assert_eq!(riga.len(), 1);
+    let scored = baltic
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: riga[0].0.clone(),
+            answers: vec![
+                answer("greeting", pb::AnswerKind::Rating, 0.0, 1, &[]),
+                answer("towels", pb::AnswerKind::Pass, 0.0, 0, &[]),
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((scored.overall, scored.passed), (Some(50.0), true));
+    // The failed greeting is ranked with baltic's title for it.
+    let failures = baltic
+        .get_standard_failures(pb::GetStandardFailuresRequest {
+            property_ids: vec!["riga".into()],
+            period: Some(TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: now - 86_400,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: now + 3_600,
+                    nanos: 0,
+                }),
+            }),
+            limit: 0,
+        })
+        .await?
+        .into_inner();
+    let ranked: Vec<(&str, &str, i64)> = failures
+        .standards
+        .iter()
+        .map(|s| (s.code.as_str(), s.title.as_str(), s.audit_findings))
+        .collect();
+    assert_eq!(ranked, vec![("greeting", "baltic greeting", 1)]);
+
+    // A shared template (as stored before templates had a chain) is every chain's to use; the
+    // first chain to revise it owns it from that version on, and the other chain's programs keep
+    // the last shared version.
+    let shared = alpine
+        .publish_template(publish("", &["towels"]))
+        .await?
+        .into_inner();
+    sqlx::query("UPDATE audit.templates SET chain_id = '' WHERE template_id = $1::uuid")
+        .bind(&shared.template_id)
+        .execute(&pool)
+        .await?;
+    alpine
+        .create_program(program("innsbruck", &shared.template_id))
+        .await?;
+    baltic
+        .create_program(program("riga", &shared.template_id))
+        .await?;
+    let taken = baltic
+        .publish_template(publish(&shared.template_id, &["greeting", "towels"]))
+        .await?
+        .into_inner();
+    assert_eq!(taken.version, 2);
+    let late = alpine
+        .publish_template(publish(&shared.template_id, &["towels"]))
+        .await
+        .expect_err("baltic's now");
+    assert_eq!(late.code(), Code::NotFound);
+    assert_eq!(
+        versions(shared.template_id.clone()).await?,
+        vec![(1, String::new()), (2, "baltic".to_string())]
+    );
+    alpine.schedule_audits(schedule("innsbruck")).await?;
+    baltic.schedule_audits(schedule("riga")).await?;
+    let scheduled: Vec<(String, i32)> = audits_of(shared.template_id.clone())
+        .await?
+        .into_iter()
+        .map(|(_, property, version)| (property, version))
+        .collect();
+    assert_eq!(
+        scheduled,
+        vec![("innsbruck".to_string(), 1), ("riga".to_string(), 2)]
+    );
+    // Alpine may still start programs on the shared versions.
+    alpine
+        .create_program(program("innsbruck", &shared.template_id))
+        .await?;
+    service.shutdown().await
+}

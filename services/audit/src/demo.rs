@@ -114,8 +114,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     tenancy::claim_for_chain(&mut tx, DEMO_CHAIN, &properties).await?;
     for (code, title, kind, min, max, unit, dimension, touchpoint) in STANDARDS {
         sqlx::query(
-            "INSERT INTO standards (standard_id, code, title, department, touchpoint, kind, min_value, max_value, unit, dimension, weight) \
-             VALUES ($1, $2, $3, 'front_office', $4, $5, $6, $7, $8, $9, 1)",
+            "INSERT INTO standards (standard_id, code, title, department, touchpoint, kind, min_value, max_value, unit, dimension, weight, chain_id) \
+             VALUES ($1, $2, $3, 'front_office', $4, $5, $6, $7, $8, $9, 1, $10)",
         )
         .bind(Uuid::now_v7())
         .bind(code)
@@ -126,6 +126,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         .bind(max)
         .bind(unit)
         .bind(dimension)
+        .bind(DEMO_CHAIN)
         .execute(&mut *tx)
         .await?;
     }
@@ -161,9 +162,10 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         sections: sections.clone(),
         ..Default::default()
     };
-    sqlx::query("INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold) VALUES ($1, 1, 'Arrival experience', $2, 1, 80)")
+    sqlx::query("INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold, chain_id) VALUES ($1, 1, 'Arrival experience', $2, 1, 80, $3)")
         .bind(template)
         .bind(stored.encode_to_vec())
+        .bind(DEMO_CHAIN)
         .execute(&mut *tx)
         .await?;
     let now = Utc::now();

@@ -12,7 +12,7 @@ use prost::Message;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::library::{standards_for, template};
+use super::library::{library_chain, standards_for, template, Reach};
 use super::Api;
 use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
 use crate::domain::{actions, rooms};
@@ -71,7 +71,8 @@ pub async fn create_program(
     // Before the idempotency lookup: a replay of this request by another chain's caller must not
     // get back the program it created.
     tenancy::claim_property(&mut conn, &principal, &program.property_id).await?;
-    template(&mut conn, template_id, None).await?;
+    // Another chain's template is not there for the caller (shared ones are everyone's).
+    template(&mut conn, template_id, None, Reach::of(&principal)).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Program>(
         &mut conn,
         "CreateProgram",
@@ -218,9 +219,14 @@ pub async fn schedule(
     .bind(&request.property_id)
     .fetch_all(&mut *tx)
     .await?;
+    // Each program gets its template's latest version for the property's chain: the chain's own
+    // or a shared one, not a version another chain published after taking a shared template over.
+    let chain = library_chain(&mut tx, &principal, &request.property_id).await?;
     let mut response = pb::ScheduleAuditsResponse::default();
     for (program_id, template_id, cadence, per_period, starts_on, program_rooms) in programs {
-        let version = template(&mut tx, template_id, None).await?.version;
+        let version = template(&mut tx, template_id, None, Reach::Prefer(&chain))
+            .await?
+            .version;
         let all_periods = periods(starts_on, until, cadence == pb::Cadence::Quarterly as i16);
         for (index, (period, due)) in all_periods.into_iter().enumerate() {
             for slot in 1..=per_period {
@@ -409,8 +415,16 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
     if mystery_guest {
         check_mystery_guest_submitter(&row.auditor_id, principal.subject(), id)?;
     }
-    let template = template(&mut tx, row.template_id, Some(row.template_version)).await?;
-    let standards = standards_for(&mut tx, &row.property_id).await?;
+    let template = template(
+        &mut tx,
+        row.template_id,
+        Some(row.template_version),
+        Reach::Any,
+    )
+    .await?;
+    // Scored against the library of the property's chain.
+    let chain = library_chain(&mut tx, &principal, &row.property_id).await?;
+    let standards = standards_for(&mut tx, &chain, &row.property_id).await?;
     let factors = if template.touchpoint_weighted {
         super::touchpoints::factors_for(&mut tx, &row.property_id, Utc::now()).await?
     } else {

@@ -8,6 +8,7 @@ use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::audit::v1 as pb;
 use tonic::Request;
 
+use super::library::{library_chains, library_condition};
 use super::Api;
 
 const DEFAULT_LIMIT: i32 = 20;
@@ -26,8 +27,10 @@ pub async fn get(
         ));
     }
     let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
-    tenancy::require_properties(&mut *api.context.pool.acquire().await?, &principal, &named)
-        .await?;
+    let mut conn = api.context.pool.acquire().await?;
+    tenancy::require_properties(&mut conn, &principal, &named).await?;
+    // Titles, touchpoints and dimensions come from the library of the properties' chains.
+    let chains = library_chains(&mut conn, &principal, &named).await?;
     let (start, end) = required_period(request.period.as_ref())?;
     let limit = match request.limit {
         0 => DEFAULT_LIMIT,
@@ -40,7 +43,7 @@ pub async fn get(
         }
     };
     type Row = (String, String, String, i32, bool, i64, i64, i64);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "WITH l AS (SELECT code, l.resolved, l.csat FROM complaint_links l, unnest(l.standard_codes) AS code \
                     WHERE l.property_id = ANY($1) AND l.filed_at >= $2 AND l.filed_at < $3), \
               c AS (SELECT code, count(*) AS complaints, \
@@ -48,20 +51,22 @@ pub async fn get(
               f AS (SELECT f.standard_code AS code, count(*) AS findings FROM findings f \
                     JOIN audits a ON a.audit_id = f.audit_id \
                     WHERE f.property_id = ANY($1) AND a.submitted_at >= $2 AND a.submitted_at < $3 GROUP BY 1), \
-              s AS (SELECT DISTINCT ON (code) code, title, touchpoint, dimension FROM standards \
-                    WHERE property_id = '' OR property_id = ANY($1) \
-                    ORDER BY code, (property_id = '') DESC, property_id) \
+              s AS (SELECT DISTINCT ON (s.code) s.code, s.title, s.touchpoint, s.dimension FROM standards s \
+                    WHERE {} \
+                    ORDER BY s.code, (s.property_id = '') DESC, (s.chain_id = ''), s.chain_id, s.property_id) \
          SELECT coalesce(c.code, f.code), coalesce(s.title, ''), coalesce(s.touchpoint, ''), \
                 coalesce(s.dimension, 0)::int, s.code IS NOT NULL, coalesce(c.complaints, 0), \
                 coalesce(c.unrecovered, 0), coalesce(f.findings, 0) \
          FROM c FULL JOIN f ON f.code = c.code LEFT JOIN s ON s.code = coalesce(c.code, f.code) \
          ORDER BY 6 DESC, 8 DESC, 1 LIMIT $4",
-    )
+        library_condition(5, 1)
+    ))
     .bind(&request.property_ids)
     .bind(start)
     .bind(end)
     .bind(i64::from(limit))
-    .fetch_all(&api.context.pool)
+    .bind(&chains)
+    .fetch_all(&mut *conn)
     .await?;
     let (linked_complaints, complaints): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE cardinality(standard_codes) > 0), count(*) FROM complaint_links \
@@ -70,7 +75,7 @@ pub async fn get(
     .bind(&request.property_ids)
     .bind(start)
     .bind(end)
-    .fetch_one(&api.context.pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(pb::StandardFailures {
         standards: rows

@@ -1,6 +1,6 @@
 //! The standards library and versioned templates.
 
-use guestloop_kit::auth::principal;
+use guestloop_kit::auth::{principal, Principal};
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
@@ -44,15 +44,66 @@ pub fn standard_to_proto(row: StandardRow) -> pb::Standard {
     }
 }
 
-/// Standards that apply at a property: the chain's plus the property's own (which win on code).
+/// The chain whose library applies at each of `properties`: the chain each is registered to,
+/// else (unregistered, or `""` for none) the caller's. Each chain once.
+pub async fn library_chains(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    properties: &[&str],
+) -> ApiResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT coalesce(pc.chain_id, $2) FROM unnest($1::text[]) AS p(property_id) \
+         LEFT JOIN property_chains pc ON pc.property_id = p.property_id AND p.property_id <> '' \
+         ORDER BY 1",
+    )
+    .bind(properties)
+    .bind(principal.chain_id())
+    .fetch_all(conn)
+    .await?)
+}
+
+/// [`library_chains`] for one property (`""`: the caller's chain).
+pub async fn library_chain(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    property: &str,
+) -> ApiResult<String> {
+    Ok(library_chains(conn, principal, &[property])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| principal.chain_id().to_string()))
+}
+
+/// An SQL condition on `standards s` that keeps the library of the chains in bind parameter
+/// `$chains` (text[]) at the properties in `$properties` (text[]): those chains' chain-wide
+/// standards, the shared ones (chain `''`, from before standards had a chain) and the
+/// properties' own. Order a code's rows by [`LIBRARY_PRECEDENCE`] to pick the one that applies.
+pub fn library_condition(chains: usize, properties: usize) -> String {
+    format!(
+        "((s.property_id = '' AND (s.chain_id = '' OR s.chain_id = ANY(${chains}::text[]))) \
+         OR (s.property_id <> '' AND s.property_id = ANY(${properties}::text[])))"
+    )
+}
+
+/// Which of a code's rows in [`library_condition`] applies: the property's own, then the
+/// chain's own, then the shared one.
+pub const LIBRARY_PRECEDENCE: &str = "(s.property_id = ''), (s.chain_id = ''), s.chain_id";
+
+/// Standards that apply at `property` (`""` for none) for `chain` (see [`library_chain`]): the
+/// chain's and the shared ones, plus the property's own, one per code ([`LIBRARY_PRECEDENCE`]).
 pub async fn standards_for(
     conn: &mut sqlx::PgConnection,
+    chain: &str,
     property_id: &str,
 ) -> ApiResult<Vec<StandardRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT DISTINCT ON (code) {STANDARD_COLUMNS} FROM standards WHERE property_id IN ('', $1) ORDER BY code, property_id DESC"
+        "SELECT DISTINCT ON (s.code) {STANDARD_COLUMNS} FROM standards s WHERE {} \
+         ORDER BY s.code, {LIBRARY_PRECEDENCE}",
+        library_condition(1, 2)
     ))
-    .bind(property_id)
+    .bind([chain])
+    .bind([property_id])
     .fetch_all(conn)
     .await?)
 }
@@ -104,8 +155,10 @@ pub async fn create_standard(
     if !standard.property_id.is_empty() {
         tenancy::claim_property(&mut tx, &principal, &standard.property_id).await?;
     }
+    // A chain-wide standard is the caller's chain's; a property's own, its property's chain's.
+    let chain = library_chain(&mut tx, &principal, &standard.property_id).await?;
     let row: StandardRow = sqlx::query_as(&format!(
-        "INSERT INTO standards ({STANDARD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING {STANDARD_COLUMNS}"
+        "INSERT INTO standards ({STANDARD_COLUMNS}, chain_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING {STANDARD_COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(standard.code.trim())
@@ -119,6 +172,7 @@ pub async fn create_standard(
     .bind(&standard.unit)
     .bind(standard.dimension as i16)
     .bind(standard.weight)
+    .bind(&chain)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -135,24 +189,56 @@ pub async fn list_standards(
     if !property.is_empty() {
         tenancy::require_property(&mut conn, &principal, &property).await?;
     }
-    let rows = standards_for(&mut conn, &property).await?;
+    let chain = library_chain(&mut conn, &principal, &property).await?;
+    let rows = standards_for(&mut conn, &chain, &property).await?;
     Ok(pb::ListStandardsResponse {
         standards: rows.into_iter().map(standard_to_proto).collect(),
     })
 }
 
-/// A template version as stored.
+/// Which versions of a template a load may see. Each version carries the chain it was published
+/// for, `''` for the shared versions from before templates had a chain.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach<'a> {
+    /// Every version: an audit's own version, or a service (which acts for every chain).
+    Any,
+    /// The chain's versions and the shared ones; a template with neither is not found. For a
+    /// caller naming a template by id.
+    Chain(&'a str),
+    /// The chain's versions and the shared ones first, any other when there are none. For
+    /// existing programs, which were made legitimately and keep being scheduled: one made before
+    /// templates had a chain may use a template now owned by another chain.
+    Prefer(&'a str),
+}
+
+impl<'a> Reach<'a> {
+    /// [`Reach::Chain`] for the caller's chain, [`Reach::Any`] for services.
+    pub fn of(principal: &'a Principal) -> Self {
+        tenancy::caller_chain(principal).map_or(Reach::Any, Reach::Chain)
+    }
+}
+
+/// A template version as stored: `version`, or the latest one within `reach`.
 pub async fn template(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
     version: Option<i32>,
+    reach: Reach<'_>,
 ) -> ApiResult<pb::Template> {
+    let (chain, strict) = match reach {
+        Reach::Any => (None, false),
+        Reach::Chain(chain) => (Some(chain), true),
+        Reach::Prefer(chain) => (Some(chain), false),
+    };
     let row: Option<(i32, String, Vec<u8>, i16, f64)> = sqlx::query_as(
         "SELECT version, name, sections, critical_rule, pass_threshold FROM templates WHERE template_id = $1 \
-         AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+         AND ($2::int IS NULL OR version = $2) AND (NOT $4 OR chain_id IN ('', $3)) \
+         ORDER BY ($3::text IS NOT NULL AND chain_id IN ('', $3)) DESC, version DESC LIMIT 1",
     )
     .bind(id)
     .bind(version)
+    .bind(chain)
+    .bind(strict)
     .fetch_optional(conn)
     .await?;
     let (version, name, sections, critical_rule, pass_threshold) =
@@ -168,6 +254,44 @@ pub async fn template(
         critical_rule: i32::from(critical_rule),
         pass_threshold,
         touchpoint_weighted,
+    })
+}
+
+/// The chain a new version of template `id` is published for, with the template locked until
+/// the transaction ends (so two first revisions of a shared template cannot both take it over).
+/// A new template is the caller's chain's. An owned one keeps its chain, and is not found for a
+/// caller of another chain. A shared one (`''`, from before templates had a chain) is taken over
+/// by the first chain that revises it, from the new version on: its earlier versions stay shared,
+/// so programs of other chains on it keep scheduling the last shared version, not the new
+/// owner's. Services act for every chain and leave a shared template shared.
+async fn publishing_chain(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> ApiResult<String> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('audit.templates/' || $1::text, 0))",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    // Only one chain ever publishes versions of a template after the shared ones, so the
+    // greatest chain is its owner ('' when every version is shared).
+    let (versions, owner): (i64, String) = sqlx::query_as(
+        "SELECT count(*), coalesce(max(chain_id), '') FROM templates WHERE template_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let caller = tenancy::caller_chain(principal);
+    Ok(if versions == 0 {
+        principal.chain_id().to_string()
+    } else if owner.is_empty() {
+        caller.unwrap_or_default().to_string()
+    } else if caller.is_none_or(|chain| chain == owner) {
+        owner
+    } else {
+        return Err(ApiError::not_found("template", id.to_string()));
     })
 }
 
@@ -212,16 +336,32 @@ pub async fn publish_template(
             }
         }
     }
+    let id = if request.template_id.is_empty() {
+        Uuid::now_v7()
+    } else {
+        Uuid::parse_str(&request.template_id)
+            .map_err(|_| ApiError::invalid("template_id", "must be a UUID"))?
+    };
+    let mut tx = api.context.pool.begin().await?;
+    let chain = publishing_chain(&mut tx, &principal, id).await?;
     // Every item must name a standard of the library (chain-wide or of some property): a code
-    // nobody defined would make every audit of the template impossible to submit. Another
-    // chain's property standards are not the caller's library.
+    // nobody defined would make every audit of the template impossible to submit. The library is
+    // the template's chain's (the caller's, for a service's shared template) and the shared
+    // one; another chain's standards, chain-wide or of its properties, are not in it.
+    let library = if chain.is_empty() {
+        principal.chain_id()
+    } else {
+        chain.as_str()
+    };
     let known: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT DISTINCT code FROM standards s WHERE code = ANY($1) AND {}",
+        "SELECT DISTINCT code FROM standards s WHERE code = ANY($1) AND \
+         ((s.property_id = '' AND s.chain_id IN ('', $3)) OR (s.property_id <> '' AND {}))",
         tenancy::foreign_property_filter("s.property_id", 2)
     ))
     .bind(&codes)
     .bind(tenancy::caller_chain(&principal))
-    .fetch_all(&api.context.pool)
+    .bind(library)
+    .fetch_all(&mut *tx)
     .await?;
     for (s, section) in request.sections.iter().enumerate() {
         for (i, item) in section.items.iter().enumerate() {
@@ -248,12 +388,6 @@ pub async fn publish_template(
             pb::CriticalRule::FailSection
         }
     };
-    let id = if request.template_id.is_empty() {
-        Uuid::now_v7()
-    } else {
-        Uuid::parse_str(&request.template_id)
-            .map_err(|_| ApiError::invalid("template_id", "must be a UUID"))?
-    };
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -266,16 +400,18 @@ pub async fn publish_template(
         touchpoint_weighted: request.touchpoint_weighted,
     };
     let version: i32 = sqlx::query_scalar(
-        "INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold) \
-         SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5 FROM templates WHERE template_id = $1 RETURNING version",
+        "INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold, chain_id) \
+         SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6 FROM templates WHERE template_id = $1 RETURNING version",
     )
     .bind(id)
     .bind(request.name.trim())
     .bind(stored.encode_to_vec())
     .bind(rule as i16)
     .bind(request.pass_threshold)
-    .fetch_one(&api.context.pool)
+    .bind(&chain)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(pb::Template {
         template_id: id.to_string(),
         version,
