@@ -2996,7 +2996,22 @@ async fn another_chains_property_is_out_of_reach() -> anyhow::Result<()> {
         TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
     )
     .await?;
-    let g = create(&mut own, guest("Ada", "Own", "ada@example.com", "")).await?;
+    let filed = pb::CreateGuestRequest {
+        request_id: "pms-profile-0001".into(),
+        guest: Some(guest("Ada", "Own", "ada@example.com", "")),
+    };
+    let g = own.create_guest(filed.clone()).await?.into_inner();
+    // The same request under the same id from another chain is not a replay: it gets neither
+    // this chain's guest (contact details and all) nor a new one.
+    let replayed = other
+        .create_guest(filed.clone())
+        .await
+        .expect_err("another chain's request id");
+    assert_eq!(replayed.code(), Code::FailedPrecondition, "{replayed:?}");
+    assert!(!replayed.message().contains(&g.guest_id), "{replayed:?}");
+    // The caller's own retry still gets its guest back.
+    let retried = own.create_guest(filed).await?.into_inner();
+    assert_eq!(retried.guest_id, g.guest_id);
     let today = chrono::Utc::now().date_naive();
     let stay = |reservation: &str, guest_id: &str| {
         stay_at(

@@ -1,13 +1,14 @@
 //! Idempotent creates by `request_id` (AIP-155).
 //!
-//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the request.
-//! A concurrent duplicate blocks on the key until the first commits, then sees the stored
-//! response; a later replay gets the stored response; a different request under the same id is
-//! refused. [`record`] stores the response before commit.
+//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the caller's
+//! chain and the request. A concurrent duplicate blocks on the key until the first commits, then
+//! sees the stored response; a later replay gets the stored response; a different request under
+//! the same id, or the same request from another chain, is refused (a stored response is never
+//! handed to another chain). [`record`] stores the response before commit.
 //!
 //! ```ignore
 //! let mut tx = pool.begin().await?;
-//! if let Some(previous) = idempotency::claim(&mut tx, METHOD, &req.request_id, &req).await? {
+//! if let Some(previous) = idempotency::claim(&mut tx, &principal, METHOD, &req.request_id, &req).await? {
 //!     return Ok(previous);
 //! }
 //! let created = storage::insert(&mut tx, …).await?;
@@ -19,6 +20,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -43,14 +45,21 @@ pub fn check_request_id(request_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn request_hash<R: Message>(request: &R) -> Vec<u8> {
-    Sha256::digest(request.encode_to_vec()).to_vec()
+/// The hash a request id is claimed with: the caller's chain, then the request.
+fn request_hash<R: Message>(chain: &str, request: &R) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(chain.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(request.encode_to_vec());
+    hasher.finalize().to_vec()
 }
 
-/// Claims `request_id` for `method`, or returns the response stored by an earlier identical call.
-/// With an empty `request_id` the call is not idempotent and this does nothing.
+/// Claims `request_id` for `method`, or returns the response stored by an earlier identical call
+/// of the caller's chain. With an empty `request_id` the call is not idempotent and this does
+/// nothing.
 pub async fn claim<R: Message, T: Message + Default>(
     conn: &mut PgConnection,
+    caller: &Principal,
     method: &str,
     request_id: &str,
     request: &R,
@@ -59,7 +68,7 @@ pub async fn claim<R: Message, T: Message + Default>(
         return Ok(None);
     }
     check_request_id(request_id)?;
-    let hash = request_hash(request);
+    let hash = request_hash(caller.chain_id(), request);
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -123,5 +132,26 @@ mod tests {
         assert!(check_request_id("0191c2a4-7e1f-7000-8000-000000000001").is_ok());
         assert!(check_request_id("has space").is_err());
         assert!(check_request_id(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn the_same_request_from_another_chain_hashes_differently() {
+        let request = prost_types::Timestamp {
+            seconds: 1,
+            nanos: 2,
+        };
+        assert_eq!(request_hash("a", &request), request_hash("a", &request));
+        assert_ne!(request_hash("a", &request), request_hash("b", &request));
+        // The separator keeps chain and request apart.
+        assert_ne!(
+            request_hash(
+                "a",
+                &prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: 0
+                }
+            ),
+            request_hash("", &request)
+        );
     }
 }

@@ -75,6 +75,7 @@ pub async fn create_program(
     template(&mut conn, template_id, None, Reach::of(&principal)).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Program>(
         &mut conn,
+        &principal,
         "CreateProgram",
         &request.request_id,
         &request,

@@ -259,9 +259,14 @@ pub async fn create(
     let tier = api.tiers.start(&new.guest.guest_id);
 
     let mut tx = api.context.pool.begin().await?;
-    if let Some(previous) =
-        idempotency::claim::<_, pb::Complaint>(&mut tx, METHOD, &request.request_id, &request)
-            .await?
+    if let Some(previous) = idempotency::claim::<_, pb::Complaint>(
+        &mut tx,
+        &principal,
+        METHOD,
+        &request.request_id,
+        &request,
+    )
+    .await?
     {
         return Ok(previous);
     }

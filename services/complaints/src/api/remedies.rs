@@ -149,8 +149,14 @@ pub async fn propose(
 
     let mut tx = api.context.pool.begin().await?;
     let mut loaded = load_for_remedy(&mut tx, &principal, &request.complaint_id).await?;
-    if let Some(previous) =
-        idempotency::claim::<_, pb::Remedy>(&mut tx, METHOD, &request.request_id, &request).await?
+    if let Some(previous) = idempotency::claim::<_, pb::Remedy>(
+        &mut tx,
+        &principal,
+        METHOD,
+        &request.request_id,
+        &request,
+    )
+    .await?
     {
         return Ok(previous);
     }

@@ -138,9 +138,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     }
     let consent = guest.consent.clone().unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
-    if let Some(previous) =
-        idempotency::claim::<_, pb::Guest>(&mut tx, "CreateGuest", &request.request_id, &request)
-            .await?
+    if let Some(previous) = idempotency::claim::<_, pb::Guest>(
+        &mut tx,
+        &principal,
+        "CreateGuest",
+        &request.request_id,
+        &request,
+    )
+    .await?
     {
         return Ok(previous);
     }

@@ -151,9 +151,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     let location = asset.location.clone().unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
     tenancy::claim_property(&mut tx, &principal, &asset.property_id).await?;
-    if let Some(previous) =
-        idempotency::claim::<_, pb::Asset>(&mut tx, "CreateAsset", &request.request_id, &request)
-            .await?
+    if let Some(previous) = idempotency::claim::<_, pb::Asset>(
+        &mut tx,
+        &principal,
+        "CreateAsset",
+        &request.request_id,
+        &request,
+    )
+    .await?
     {
         return Ok(previous);
     }

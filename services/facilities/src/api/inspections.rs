@@ -279,9 +279,14 @@ pub async fn create_plan(
     if let Some(asset) = asset {
         require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;
     }
-    if let Some(previous) =
-        idempotency::claim::<_, pb::Plan>(&mut conn, "CreatePlan", &request.request_id, &request)
-            .await?
+    if let Some(previous) = idempotency::claim::<_, pb::Plan>(
+        &mut conn,
+        &principal,
+        "CreatePlan",
+        &request.request_id,
+        &request,
+    )
+    .await?
     {
         return Ok(previous);
     }

@@ -234,6 +234,7 @@ pub async fn create(
     }
     if let Some(previous) = idempotency::claim::<_, pb::WorkOrder>(
         &mut tx,
+        &principal,
         "CreateWorkOrder",
         &request.request_id,
         &request,
