@@ -38,6 +38,14 @@ async fn foreign(
     .await?)
 }
 
+/// The scope check for every one of `properties`, then [`caller_chain`].
+fn scoped_chain<'a>(principal: &'a Principal, properties: &[&str]) -> ApiResult<Option<&'a str>> {
+    for property in properties {
+        principal.require_property(property)?;
+    }
+    Ok(caller_chain(principal))
+}
+
 fn another_chains(property: &str) -> ApiError {
     ApiError::PermissionDenied(format!("property {property} belongs to another chain"))
 }
@@ -49,16 +57,12 @@ pub async fn require_properties(
     principal: &Principal,
     properties: &[&str],
 ) -> ApiResult<()> {
-    for property in properties {
-        principal.require_property(property)?;
+    if let Some(chain) = scoped_chain(principal, properties)? {
+        if let Some(property) = foreign(conn, chain, properties).await? {
+            return Err(another_chains(&property));
+        }
     }
-    match caller_chain(principal) {
-        Some(chain) => match foreign(conn, chain, properties).await? {
-            Some(property) => Err(another_chains(&property)),
-            None => Ok(()),
-        },
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// [`require_properties`] for one property.
@@ -123,10 +127,7 @@ pub async fn claim_properties(
     principal: &Principal,
     properties: &[&str],
 ) -> ApiResult<()> {
-    for property in properties {
-        principal.require_property(property)?;
-    }
-    match caller_chain(principal) {
+    match scoped_chain(principal, properties)? {
         Some(chain) => claim_for_chain(conn, chain, properties).await,
         None => Ok(()),
     }
