@@ -4,7 +4,7 @@
 //! [`super::tier`]); intake never waits longer than that.
 
 use guestloop_kit::auth::{principal, Principal, Role};
-use guestloop_kit::{idempotency, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::complaints::v1 as pb;
 use tonic::Request;
 use uuid::Uuid;
@@ -270,12 +270,8 @@ pub async fn create(
     {
         return Ok(previous);
     }
-    store::chains::require_own_properties(
-        &mut tx,
-        &principal,
-        std::slice::from_ref(&new.property_id),
-    )
-    .await?;
+    // The first complaint at a property registers it under the caller's chain.
+    tenancy::claim_property(&mut tx, &principal, &new.property_id).await?;
     let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
     if let Some(violation) = category_violation(&settings, &new.category) {
         return Err(ApiError::InvalidArgument(vec![violation]));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate, Timelike};
 use guestloop_kit::auth::{principal, PropertyScope, Role};
 use guestloop_kit::time::required_period;
-use guestloop_kit::{ApiError, ApiResult};
+use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::complaints::v1 as pb;
 use tonic::Request;
@@ -131,7 +131,8 @@ pub async fn get(
             && chain_properties().fetch_all(&mut *conn).await? == named;
         (named, whole_chain)
     };
-    crate::store::chains::require_own_properties(&mut conn, &principal, &properties).await?;
+    let named: Vec<&str> = properties.iter().map(String::as_str).collect();
+    tenancy::require_properties(&mut conn, &principal, &named).await?;
     let scope = if whole_chain {
         Scope::chain(principal.chain_id(), &properties)
     } else {

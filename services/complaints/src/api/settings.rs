@@ -1,7 +1,7 @@
 //! Property settings: read by staff of the property, changed by its managers and chain admins.
 
 use guestloop_kit::auth::{principal, Role};
-use guestloop_kit::ApiResult;
+use guestloop_kit::{tenancy, ApiResult};
 use guestloop_proto::complaints::v1 as pb;
 use tonic::Request;
 
@@ -34,12 +34,7 @@ pub async fn get(
     }
     let mut conn = api.context.pool.acquire().await?;
     if !property_id.starts_with("chain:") {
-        store::chains::require_own_properties(
-            &mut conn,
-            principal,
-            std::slice::from_ref(property_id),
-        )
-        .await?;
+        tenancy::require_property(&mut conn, principal, property_id).await?;
     }
     store::settings::get(&mut conn, principal.chain_id(), property_id).await
 }
@@ -71,12 +66,7 @@ pub async fn update(
     effective(&settings)?;
     let mut tx = api.context.pool.begin().await?;
     if !settings.property_id.starts_with("chain:") {
-        store::chains::require_own_properties(
-            &mut tx,
-            &principal,
-            std::slice::from_ref(&settings.property_id),
-        )
-        .await?;
+        tenancy::claim_property(&mut tx, &principal, &settings.property_id).await?;
     }
     let etag = store::settings::put(
         &mut tx,

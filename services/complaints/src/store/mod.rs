@@ -1,7 +1,6 @@
 //! Storage of the complaints schema. Small functions that take the caller's transaction, so
 //! a change, its timeline entry, its event and its KPI mark commit together.
 
-pub mod chains;
 pub mod complaints;
 pub mod kpis;
 pub mod remedies;
