@@ -571,6 +571,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
             property_ids: properties.clone(),
             period: Some(period),
             series: pb::SeriesGranularity::Month as i32,
+            on_behalf_of_chain: String::new(),
         })
         .await?
         .into_inner();
@@ -691,6 +692,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
                 property_ids: Vec::new(),
                 period: Some(period),
                 series: 0,
+                on_behalf_of_chain: String::new(),
             },
             "property_ids",
         ),
@@ -699,6 +701,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
                 property_ids: properties.clone(),
                 period: None,
                 series: 0,
+                on_behalf_of_chain: String::new(),
             },
             "period",
         ),
@@ -710,6 +713,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
                     end_time: period.start_time,
                 }),
                 series: 0,
+                on_behalf_of_chain: String::new(),
             },
             "period.end_time",
         ),
@@ -731,6 +735,7 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
             property_ids: properties.clone(),
             period: Some(period),
             series: 0,
+            on_behalf_of_chain: String::new(),
         })
         .await
         .err()
@@ -1386,6 +1391,7 @@ async fn audit_kpis_average_only_audits_with_a_score() -> anyhow::Result<()> {
                 )),
             }),
             series: pb::SeriesGranularity::Day as i32,
+            on_behalf_of_chain: String::new(),
         })
         .await?
         .into_inner();
@@ -1811,6 +1817,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
                 property_ids: property_ids.clone(),
                 period,
                 series: 0,
+                on_behalf_of_chain: String::new(),
             })
             .await
             .err();
@@ -1870,6 +1877,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
         property_ids: vec!["oslo".into()],
         period,
         series: 0,
+        on_behalf_of_chain: String::new(),
     };
     let kpis = nordic
         .get_audit_kpis(kpis_request.clone())

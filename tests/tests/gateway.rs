@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use guestloop_gateway::sqs::{default_weights, score, Counts};
 use guestloop_kit::auth::Role;
+use guestloop_kit::demo::DEMO_CHAIN;
 use guestloop_proto::common::v1::TimeRange;
 use guestloop_proto::gateway::v1 as pb;
 use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
@@ -527,6 +528,24 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .await
         .expect_err("another chain's property");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // Nor a property of this chain that only audit knows (its first audit program, no
+    // complaint yet): the gateway reads audit with its own token, and says on whose behalf.
+    sqlx::query(
+        "INSERT INTO audit.property_chains (property_id, chain_id) VALUES ('audited-only', $1)",
+    )
+    .bind(DEMO_CHAIN)
+    .execute(&audit_pool)
+    .await?;
+    let refused = GatewayServiceClient::new(gateway.channel_with_token(&stranger).await?)
+        .get_scorecard(pb::GetScorecardRequest {
+            property_ids: vec!["audited-only".into()],
+            period: Some(period),
+            ..Default::default()
+        })
+        .await
+        .expect_err("another chain's property known to audit only");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("another chain"), "{refused:?}");
 
     // A property asked for by name stays on the card in a period without any complaint there.
     let quiet_property = card.properties[0].key.clone();

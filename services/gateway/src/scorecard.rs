@@ -106,15 +106,16 @@ async fn complaint_counts(
 /// complaints reported on the caller's token or that the caller named and may access.
 async fn audit_counts(
     backends: &Backends,
+    chain: &str,
     properties: &[String],
     period: TimeRange,
-) -> Result<BTreeMap<String, (i64, f64)>, String> {
+) -> Result<BTreeMap<String, (i64, f64)>, Unavailable> {
     if properties.is_empty() {
         return Ok(BTreeMap::new());
     }
     let channel = backends
         .as_gateway("audit")
-        .map_err(|e| format!("audit: {e}"))?;
+        .map_err(|e| Unavailable::Missing(format!("audit: {e}")))?;
     let mut client = AuditServiceClient::new(channel);
     let mut out = BTreeMap::new();
     for chunk in properties.chunks(500) {
@@ -122,11 +123,24 @@ async fn audit_counts(
             property_ids: chunk.to_vec(),
             period: Some(period),
             series: 0,
+            // The gateway's token passes every chain check; audit checks the caller's chain.
+            on_behalf_of_chain: chain.to_string(),
         };
         let kpis = client
             .get_audit_kpis(deadline(request))
             .await
-            .map_err(|status| format!("audit: {:?} {}", status.code(), status.message()))?
+            .map_err(|status| {
+                // The gateway's own token may read every property's figures: a refusal is for
+                // the caller's chain (another chain's property), and refuses the card.
+                if status.code() == tonic::Code::PermissionDenied {
+                    Unavailable::Refused(ApiError::PermissionDenied(format!(
+                        "audit: {}",
+                        status.message()
+                    )))
+                } else {
+                    Unavailable::Missing(format!("audit: {:?} {}", status.code(), status.message()))
+                }
+            })?
             .into_inner();
         for bucket in kpis.by_property {
             let counts = bucket.counts.unwrap_or_default();
@@ -242,13 +256,13 @@ async fn work_order_counts(
     token: &str,
     properties: &[String],
     period: TimeRange,
-) -> Result<BTreeMap<String, (i64, i64)>, String> {
+) -> Result<BTreeMap<String, (i64, i64)>, Unavailable> {
     if properties.is_empty() {
         return Ok(BTreeMap::new());
     }
     let channel = backends
         .as_caller("facilities", token)
-        .map_err(|e| format!("facilities: {e}"))?;
+        .map_err(|e| Unavailable::Missing(format!("facilities: {e}")))?;
     let request = deadline(facilities::GetFacilitiesKpisRequest {
         property_ids: properties.to_vec(),
         period: Some(period),
@@ -266,7 +280,32 @@ async fn work_order_counts(
                 .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
                 .collect()
         })
-        .map_err(|status| format!("facilities: {:?} {}", status.code(), status.message()))
+        .map_err(|status| {
+            // Asked on the caller's token: whatever facilities refuses it (a role without its
+            // KPIs, another chain's property) it has not shown; the part is left out.
+            Unavailable::Missing(format!(
+                "facilities: {:?} {}",
+                status.code(),
+                status.message()
+            ))
+        })
+}
+
+/// Why a backend's part of the card is not there: the backend refused the caller's request, so
+/// the whole card is refused (as complaints' refusals are), or the backend is in trouble, so
+/// the part is left out and named in `missing`.
+enum Unavailable {
+    Refused(ApiError),
+    Missing(String),
+}
+
+/// A refusal as the card's own error; trouble as the reason the part is missing.
+fn refused_or<T>(result: Result<T, Unavailable>) -> ApiResult<Result<T, String>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(Unavailable::Refused(refusal)) => Err(refusal),
+        Err(Unavailable::Missing(why)) => Ok(Err(why)),
+    }
 }
 
 /// The scorecard for a request, fetched on `token` (the caller's own).
@@ -397,10 +436,10 @@ pub async fn compute(
                 Ok(BTreeMap::new())
             }
         },
-        audit_counts(backends, &properties, period),
+        audit_counts(backends, principal.chain_id(), &properties, period),
         async {
             if full {
-                audit_counts(backends, &properties, previous_period).await
+                audit_counts(backends, principal.chain_id(), &properties, previous_period).await
             } else {
                 Ok(BTreeMap::new())
             }
@@ -413,6 +452,10 @@ pub async fn compute(
             }
         }
     );
+    let work_orders = refused_or(work_orders)?;
+    let previous_work_orders = refused_or(previous_work_orders)?;
+    let audits = refused_or(audits)?;
+    let previous_audits = refused_or(previous_audits)?;
     let loyalty = match loyalty {
         Ok(summary) => summary,
         Err(why) => {

@@ -57,12 +57,23 @@ pub async fn require_properties(
     principal: &Principal,
     properties: &[&str],
 ) -> ApiResult<()> {
-    if let Some(chain) = scoped_chain(principal, properties)? {
-        if let Some(property) = foreign(conn, chain, properties).await? {
-            return Err(another_chains(&property));
-        }
+    match scoped_chain(principal, properties)? {
+        Some(chain) => require_of_chain(conn, chain, properties).await,
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// PERMISSION_DENIED if one of `properties` is registered under another chain than `chain_id`.
+/// For a service asking on a chain's behalf (its own token passes every check).
+pub async fn require_of_chain(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    properties: &[&str],
+) -> ApiResult<()> {
+    match foreign(conn, chain_id, properties).await? {
+        Some(property) => Err(another_chains(&property)),
+        None => Ok(()),
+    }
 }
 
 /// [`require_properties`] for one property.
