@@ -236,11 +236,18 @@ pub async fn upsert(
                 || earning_nights(r.status, (r.departure - r.arrival).num_days()) > 0
         })
         .collect();
-    if changed.is_empty() {
+    let corrections = if changed.is_empty() {
+        Vec::new()
+    } else {
+        settle_changed(&mut tx, &rows, &changed, &guests).await?
+    };
+    // Credits alone (new stays, stays checked out since, more nights) take the one ordered
+    // upsert; give-backs need the balances first.
+    let credits_only = corrections.iter().all(|p| p.points > 0);
+    postings.extend(corrections);
+    if credits_only {
         credit(&mut tx, &postings).await?;
     } else {
-        let corrections = settle_changed(&mut tx, &rows, &changed, &guests).await?;
-        postings.extend(corrections);
         post_locked(&mut tx, &postings).await?;
     }
     tx.commit().await?;
@@ -422,10 +429,18 @@ async fn settle_changed(
                 reason: "stay corrected by the PMS",
             });
         }
-        keys.push(row.property_id.as_str());
-        reservations.push(row.reservation.as_str());
-        nights.push(i32::try_from(now).unwrap_or(i32::MAX));
-        counts.push(next + i32::try_from(settle.len()).unwrap_or(i32::MAX));
+        let now = i32::try_from(now).unwrap_or(i32::MAX);
+        let count = next + i32::try_from(settle.len()).unwrap_or(i32::MAX);
+        // A change that moves no points (a room, the spend) leaves the record as it is.
+        if now != w.earned_nights || count != w.earn_postings {
+            keys.push(row.property_id.as_str());
+            reservations.push(row.reservation.as_str());
+            nights.push(now);
+            counts.push(count);
+        }
+    }
+    if keys.is_empty() {
+        return Ok(postings);
     }
     sqlx::query(
         "UPDATE stays s SET earned_nights = u.n, earn_postings = u.c \
@@ -441,10 +456,10 @@ async fn settle_changed(
     Ok(postings)
 }
 
-/// Posts credits only (new stays): the balances move in one ordered upsert (accounts created
-/// with their first earning), which locks the accounts in guest order (concurrent batches cannot
-/// deadlock) and returns the new balances; the ledger's running balances are computed back from
-/// them.
+/// Posts credits only (new stays, corrections that only add): the balances move in one ordered
+/// upsert (accounts created with their first earning), which locks the accounts in guest order
+/// (concurrent batches cannot deadlock) and returns the new balances; the ledger's running
+/// balances are computed back from them.
 ///
 /// Which earnings are new was read without the accounts' locks: an earning's source is its stay,
 /// and the stay upsert earlier in this transaction holds that stay's row, so no other batch can
