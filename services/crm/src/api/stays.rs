@@ -184,7 +184,9 @@ pub async fn upsert(
                 stays.spend_currency, stays.spend_minor, stays.status) \
          IS DISTINCT FROM ({GUEST_KEPT}, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
                 EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status) \
-         RETURNING (xmax = 0) AS inserted, property_id, pms_reservation_id, guest_id, earned_nights, earn_postings"
+         RETURNING (xmax = 0) AS inserted, CASE WHEN xmax <> 0 THEN property_id END AS property_id, \
+         CASE WHEN xmax <> 0 THEN pms_reservation_id END AS pms_reservation_id, \
+         CASE WHEN xmax <> 0 THEN guest_id END AS guest_id, earned_nights, earn_postings"
     ))
     .bind(rows.iter().map(|r| r.property_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.reservation.as_str()).collect::<Vec<_>>())
@@ -201,41 +203,46 @@ pub async fn upsert(
     .fetch_all(&mut *tx)
     .await?;
     let inserted = written.iter().filter(|w| w.inserted).count();
-    let index: HashMap<(&str, &str), usize> = rows
+    // Changed stays (their keys come back; new ones answer only that they are new) that earned
+    // before or earn now settle what they hold.
+    let mut changed: Vec<(&Written, usize)> = Vec::new();
+    if inserted < written.len() {
+        let index: HashMap<(&str, &str), usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.property_id.as_str(), r.reservation.as_str()), i))
+            .collect();
+        for w in written.iter().filter(|w| !w.inserted) {
+            let (Some(property), Some(reservation)) = (&w.property_id, &w.pms_reservation_id)
+            else {
+                continue;
+            };
+            if let Some(&i) = index.get(&(property.as_str(), reservation.as_str())) {
+                let r = &rows[i];
+                if w.earn_postings > 0
+                    || earning_nights(r.status, (r.departure - r.arrival).num_days()) > 0
+                {
+                    changed.push((w, i));
+                }
+            }
+        }
+    }
+    let settled: HashSet<usize> = changed.iter().map(|(_, i)| *i).collect();
+    // Every other stay that earns posts its first points unless it has (an unchanged stay has,
+    // so its first posting is found): the new ones.
+    let mut postings: Vec<Posting> = rows
         .iter()
+        .zip(&first_points)
         .enumerate()
-        .map(|(i, r)| ((r.property_id.as_str(), r.reservation.as_str()), i))
-        .collect();
-    let at = |w: &Written| {
-        index
-            .get(&(w.property_id.as_str(), w.pms_reservation_id.as_str()))
-            .copied()
-    };
-    // New stays that earn post their first points.
-    let mut postings: Vec<Posting> = written
-        .iter()
-        .filter(|w| w.inserted)
-        .filter_map(|w| at(w).map(|i| (w, i)))
-        .filter(|(_, i)| first_points[*i] > 0)
-        .map(|(_, i)| Posting {
-            guest_id: rows[i].guest_id.clone(),
-            points: first_points[i],
-            source: stay_points::source(&rows[i].property_id, &rows[i].reservation, 0),
+        .filter(|(i, (_, points))| **points > 0 && !settled.contains(i))
+        .map(|(_, (r, points))| Posting {
+            guest_id: r.guest_id.clone(),
+            points: *points,
+            source: stay_points::source(&r.property_id, &r.reservation, 0),
             reason: "stay",
         })
         .collect();
     skip_posted(&mut tx, &mut postings).await?;
-    // Changed stays that earned before or earn now settle what they hold.
-    let changed: Vec<(&Written, usize)> = written
-        .iter()
-        .filter(|w| !w.inserted)
-        .filter_map(|w| at(w).map(|i| (w, i)))
-        .filter(|(w, i)| {
-            let r = &rows[*i];
-            w.earn_postings > 0
-                || earning_nights(r.status, (r.departure - r.arrival).num_days()) > 0
-        })
-        .collect();
     let corrections = if changed.is_empty() {
         Vec::new()
     } else {
@@ -270,10 +277,10 @@ const GUEST_KEPT: &str =
 #[derive(sqlx::FromRow)]
 struct Written {
     inserted: bool,
-    property_id: String,
-    pms_reservation_id: String,
-    /// The guest it belongs to now.
-    guest_id: String,
+    /// Key and guest (the one it belongs to now) of a changed stay; none for a new one.
+    property_id: Option<String>,
+    pms_reservation_id: Option<String>,
+    guest_id: Option<String>,
     earned_nights: i32,
     earn_postings: i32,
 }
@@ -409,12 +416,14 @@ async fn settle_changed(
         let row = &rows[*i];
         let now = earning_nights(row.status, (row.departure - row.arrival).num_days());
         let held: Vec<(String, i64)> = std::mem::take(&mut held[n]).into_iter().collect();
+        // The guest the stored stay belongs to (the PMS's, or an erased guest's pseudonym).
+        let guest = w.guest_id.as_deref().unwrap_or(&row.guest_id);
         let settle = corrections(
             &held,
             i64::from(w.earned_nights),
-            &w.guest_id,
+            guest,
             now,
-            earn_per_night(tier_of(guests, &w.guest_id)),
+            earn_per_night(tier_of(guests, guest)),
         );
         let next = next[n];
         for (k, (guest_id, points)) in settle.iter().enumerate() {
