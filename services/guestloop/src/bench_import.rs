@@ -2,8 +2,11 @@
 //! own `COPY` into a copy of the stays table, by multi-row `INSERT`s (1,000 rows per statement, on
 //! one connection and on as many as the importer has workers) into another copy, and by
 //! `guestloop import stays` through CRM's gRPC `UpsertStays` into the real table (which also
-//! validates every row and posts the points each checked-out stay earns). Prints rows/s and the
-//! importer's ratio to each baseline.
+//! validates every row and posts the points each checked-out stay earns). Then the same feed is
+//! sent again with one stay in ten corrected, as a PMS re-sends its stays: the unchanged ones
+//! are left alone and the corrected ones give points back. Prints rows/s, the importer's ratio
+//! to each baseline, the corrections posted and how many accounts' balances differ from their
+//! ledgers (0).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,20 +24,30 @@ const COLUMNS: &str =
     rate_currency, rate_minor, spend_currency, spend_minor, status";
 
 /// Writes `rows` deterministic stays: 200 properties, 100,000 guests, stays of 1–7 nights over
-/// three years, 80 % checked out, 10 % cancelled, 10 % booked.
-fn generate(path: &Path, rows: u64) -> anyhow::Result<u64> {
+/// three years, 80 % checked out, 10 % cancelled, 10 % booked. With `corrected`, the same feed as
+/// a PMS sends it again after correcting one stay in ten, all of them checked out: a night
+/// fewer, or cancelled when it had one night.
+fn generate(path: &Path, rows: u64, corrected: bool) -> anyhow::Result<u64> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "{}", COLUMNS.replace(' ', ""))?;
     let start =
         chrono::NaiveDate::from_ymd_opt(2023, 1, 1).ok_or_else(|| anyhow::anyhow!("date"))?;
     for n in 0..rows {
         let arrival = start + chrono::Duration::days((n * 7919 % 1095) as i64);
-        let departure = arrival + chrono::Duration::days(1 + (n % 7) as i64);
-        let status = match n % 10 {
+        let mut nights = 1 + (n % 7) as i64;
+        let mut status = match n % 10 {
             0 => "cancelled",
             1 => "booked",
             _ => "checked_out",
         };
+        if corrected && n % 10 == 2 {
+            if nights > 1 {
+                nights -= 1;
+            } else {
+                status = "cancelled";
+            }
+        }
+        let departure = arrival + chrono::Duration::days(nights);
         writeln!(
             out,
             "p{},R{n:08},bench-guest-{},{arrival},{departure},{},EUR,{},EUR,{},{status}",
@@ -207,7 +220,9 @@ pub async fn run(
     let dir = std::env::temp_dir().join(format!("guestloop-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("stays.csv");
-    let bytes = generate(&file, rows)?;
+    let bytes = generate(&file, rows, false)?;
+    let corrections_file = dir.join("stays-corrected.csv");
+    let corrections_bytes = generate(&corrections_file, rows, true)?;
     // The importer writes into the real tables: start without any row an earlier run left
     // (stays, the points they earned, the accounts they opened), or a rerun would find every
     // earning already posted and skip that work.
@@ -237,6 +252,27 @@ pub async fn run(
         sqlx::query_scalar("SELECT count(*) FROM ledger WHERE source LIKE 'stay:p%/R%'")
             .fetch_one(&pool)
             .await?;
+    // The PMS sends the whole feed again with one stay in ten corrected: nine in ten are
+    // unchanged, the rest give back a night's points or all of them.
+    let (resent, resend_busy) = with_cpu(crate::import::import_stays(
+        crate::import::client(&endpoint, &token)?,
+        std::io::BufReader::new(std::fs::File::open(&corrections_file)?),
+        Some(corrections_bytes),
+        batch,
+        workers,
+        false,
+    ))
+    .await?;
+    let given_back: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE source LIKE 'stay:p%/R%#%'")
+            .fetch_one(&pool)
+            .await?;
+    let unbalanced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT a.guest_id FROM loyalty_accounts a JOIN ledger l USING (guest_id) \
+         WHERE a.guest_id LIKE 'bench-guest-%' GROUP BY a.guest_id, a.balance HAVING a.balance <> sum(l.points)) x",
+    )
+    .fetch_one(&pool)
+    .await?;
     println!(
         "{rows} stays ({:.0} MB CSV), importer: batches of {batch}, {workers} in flight",
         bytes as f64 / 1e6
@@ -266,6 +302,11 @@ pub async fn run(
             stats.elapsed,
             import_busy,
         ),
+        (
+            "the same, sent again with 10 % corrected".to_string(),
+            resent.elapsed,
+            resend_busy,
+        ),
     ] {
         println!(
             "{path:<44} {:>9.1} {:>12.0} {:>9} {:>10}",
@@ -284,6 +325,11 @@ pub async fn run(
         stats.rows_per_second() / rate(rows, inserted),
         stats.inserted,
         earned
+    );
+    println!(
+        "sent again: {} updated, {} unchanged, {given_back} corrections posted; accounts whose \
+         balance differs from their ledger: {unbalanced}",
+        resent.updated, resent.unchanged
     );
     for table in ["bench_copy", "bench_insert"] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
