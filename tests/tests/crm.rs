@@ -3406,3 +3406,74 @@ async fn pms_corrections_move_the_points_a_stay_earned() -> anyhow::Result<()> {
     assert_eq!(revived, 0);
     service.shutdown().await
 }
+
+/// Properties the operator assigns to chains in the settings belong to them from the start: no
+/// other chain's first write can take them, and one another chain registered first moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn properties_assigned_in_the_settings_belong_to_their_chain() -> anyhow::Result<()> {
+    let stay = |property: &str, reservation: &str| {
+        stay_at(
+            property,
+            reservation,
+            "walk-in-guest",
+            "",
+            "2026-01-01",
+            "2026-01-02",
+            pb::StayStatus::Booked,
+        )
+    };
+    // Before any assignment, this chain's feed registers porto.
+    let first = spawn_service(&guestloop_crm::DEFINITION).await?;
+    crm_as(&first, TokenBuilder::new(Role::ChainAdmin))
+        .await?
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("porto", "P1")],
+        })
+        .await?;
+    let TestService {
+        service, database, ..
+    } = first;
+    service.shutdown().await?;
+
+    // The operator assigns porto and lisbon to iberia; the service starts again on that data.
+    let mut settings = test_settings();
+    settings
+        .chains
+        .insert("iberia".into(), vec!["lisbon".into(), "porto".into()]);
+    let service = spawn_service_with(&guestloop_crm::DEFINITION, settings, Some(database)).await?;
+    let mut own = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut iberia = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("iberia"),
+    )
+    .await?;
+    for property in ["lisbon", "porto"] {
+        let refused = own
+            .upsert_stays(pb::UpsertStaysRequest {
+                stays: vec![stay(property, "X1")],
+            })
+            .await
+            .expect_err("a property the settings give to another chain");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("another chain"), "{refused:?}");
+        iberia
+            .upsert_stays(pb::UpsertStaysRequest {
+                stays: vec![stay(property, "I1")],
+            })
+            .await?;
+    }
+    let pool = service.database.admin_pool().await?;
+    let registered: Vec<(String, String)> = sqlx::query_as(
+        "SELECT property_id, chain_id FROM crm.property_chains ORDER BY property_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        registered,
+        vec![
+            ("lisbon".to_string(), "iberia".to_string()),
+            ("porto".to_string(), "iberia".to_string()),
+        ]
+    );
+    service.shutdown().await
+}

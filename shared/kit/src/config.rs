@@ -56,6 +56,11 @@ pub struct Settings {
     pub scorecard: ScorecardSettings,
     /// Load the demo chain at start-up (`guestloop up --demo`).
     pub demo: bool,
+    /// Properties the operator assigns to chains: chain id → property ids. Every service
+    /// registers them at start-up (`kit::tenancy`), moving a property another chain's write
+    /// registered first; no other chain's caller reaches them from the first request on.
+    /// Properties not listed are registered by the first write that names them.
+    pub chains: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             scorecard: ScorecardSettings::default(),
             demo: false,
+            chains: BTreeMap::new(),
         }
     }
 }
@@ -299,6 +305,31 @@ impl Settings {
                 ));
             }
         }
+        let mut assigned: BTreeMap<&str, &str> = BTreeMap::new();
+        for (chain, properties) in &self.chains {
+            if chain.trim().is_empty() || chain == "*" {
+                return Err(invalid(
+                    &format!("chains.{chain}"),
+                    "a chain id must be named (not empty, not \"*\")",
+                ));
+            }
+            for property in properties {
+                if property.trim().is_empty() {
+                    return Err(invalid(
+                        &format!("chains.{chain}"),
+                        "property ids must not be empty",
+                    ));
+                }
+                if let Some(other) = assigned.insert(property, chain) {
+                    if other != chain {
+                        return Err(invalid(
+                            &format!("chains.{chain}"),
+                            format!("property {property} is assigned to chain {other} too"),
+                        ));
+                    }
+                }
+            }
+        }
         if let Some(secret) = &self.auth.hs256_secret {
             if secret.expose_secret().len() < 32 {
                 return Err(invalid(
@@ -452,6 +483,43 @@ mod tests {
             assert!(settings.database_url.is_some());
             Ok(())
         });
+    }
+
+    #[test]
+    fn chains_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "[chains]\nnordic = [\"oslo\", \"bergen\"]\n")?;
+            jail.set_env("GUESTLOOP_CHAINS__IBERIA", "[\"lisbon\"]");
+            let settings = Settings::load(Some(Path::new("g.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(
+                settings.chains.get("nordic"),
+                Some(&vec!["oslo".to_string(), "bergen".to_string()])
+            );
+            assert_eq!(
+                settings.chains.get("iberia"),
+                Some(&vec!["lisbon".to_string()])
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_property_of_two_chains_or_an_unnamed_chain_is_refused() {
+        let mut settings = Settings::default();
+        settings.chains.insert("a".into(), vec!["p1".into()]);
+        settings
+            .chains
+            .insert("b".into(), vec!["p2".into(), "p1".into()]);
+        let error = settings.validate().expect_err("p1 in two chains");
+        assert!(error.to_string().contains("property p1"), "{error}");
+        let mut settings = Settings::default();
+        settings.chains.insert("*".into(), vec!["p1".into()]);
+        let error = settings.validate().expect_err("every chain's");
+        assert!(error.to_string().contains("chains.*"), "{error}");
+        let mut settings = Settings::default();
+        settings.chains.insert("a".into(), vec![" ".into()]);
+        assert!(settings.validate().is_err(), "an empty property id");
     }
 
     #[test]

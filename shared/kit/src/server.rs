@@ -200,6 +200,14 @@ pub async fn start(
         &settings.database,
     )
     .await?;
+    crate::tenancy::assign(&pool, &settings.chains)
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "registering the properties of `chains` in {}",
+                definition.name
+            ))
+        })?;
     if settings.demo {
         if let Some(load_demo) = definition.demo {
             load_demo(pool.clone())

@@ -153,6 +153,42 @@ pub async fn claim_property(
     claim_properties(conn, principal, &[property]).await
 }
 
+/// Registers the properties the operator assigns to chains (`chains` in the settings: chain id
+/// → property ids), moving any of them that another chain's write registered first. Run at
+/// start-up, after the migrations.
+pub async fn assign(
+    pool: &sqlx::PgPool,
+    chains: &std::collections::BTreeMap<String, Vec<String>>,
+) -> anyhow::Result<()> {
+    let (properties, owners): (Vec<&str>, Vec<&str>) = chains
+        .iter()
+        .flat_map(|(chain, properties)| {
+            properties.iter().map(move |p| (p.as_str(), chain.as_str()))
+        })
+        .unzip();
+    if properties.is_empty() {
+        return Ok(());
+    }
+    let moved: Vec<(String, String, String)> = sqlx::query_as(
+        "WITH before AS (SELECT property_id, chain_id FROM property_chains WHERE property_id = ANY($1)) \
+         INSERT INTO property_chains (property_id, chain_id) \
+         SELECT p, c FROM unnest($1::text[], $2::text[]) AS u(p, c) ORDER BY p \
+         ON CONFLICT (property_id) DO UPDATE SET chain_id = EXCLUDED.chain_id, registered_at = now() \
+         WHERE property_chains.chain_id <> EXCLUDED.chain_id \
+         RETURNING property_id, chain_id, \
+             coalesce((SELECT b.chain_id FROM before b WHERE b.property_id = property_chains.property_id), '')",
+    )
+    .bind(&properties)
+    .bind(&owners)
+    .fetch_all(pool)
+    .await?;
+    for (property, chain, previous) in moved.iter().filter(|(_, _, previous)| !previous.is_empty())
+    {
+        tracing::warn!(%property, %chain, %previous, "property moved to the chain the settings assign it to");
+    }
+    Ok(())
+}
+
 /// An SQL condition that leaves out rows whose `column` names a property registered under
 /// another chain than bind parameter `$param` (a nullable text: NULL keeps every row, for
 /// services). Bind [`caller_chain`] to it.
