@@ -128,5 +128,42 @@ async fn complaints_filed_while_crm_is_down_are_accepted_and_escalated_once_crm_
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Another chain's complaint naming the same guest id learns nothing of this chain's guest:
+    // no tier, no priority escalation.
+    let elsewhere = TokenBuilder::new(Role::Agent)
+        .chain("chain-elsewhere")
+        .properties(&["q-1"])
+        .mint()?;
+    let mut stranger =
+        ComplaintsServiceClient::new(complaints.channel_with_token(&elsewhere).await?);
+    let filed = stranger
+        .create_complaint(pb::CreateComplaintRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            complaint: Some(pb::Complaint {
+                property_id: "q-1".into(),
+                guest: Some(pb::GuestRef {
+                    guest_id: "g-strategic".into(),
+                    ..Default::default()
+                }),
+                channel: pb::Channel::FrontDesk as i32,
+                category: "noise".into(),
+                description: "Music from the bar until 2am".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(filed.guest_tier, "", "{filed:?}");
+    assert_eq!(filed.escalation_count, 0);
+    // And the tier worker, which asks for the complaints filed without a tier, leaves it so.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = stranger
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(later.guest_tier, "");
     Ok(())
 }

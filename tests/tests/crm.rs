@@ -738,6 +738,7 @@ async fn stays_earn_once_tiers_rise_and_inactive_points_expire_once() -> anyhow:
     let tier = admin
         .get_guest_tier(pb::GetGuestTierRequest {
             guest_id: g.guest_id.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -1856,7 +1857,10 @@ async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
         let mut client = client.clone();
         async move {
             client
-                .get_guest_tier(pb::GetGuestTierRequest { guest_id })
+                .get_guest_tier(pb::GetGuestTierRequest {
+                    guest_id,
+                    ..Default::default()
+                })
                 .await
                 .map(|t| t.into_inner())
         }
@@ -2379,6 +2383,7 @@ async fn scheduled_loyalty_batches_raise_tiers_and_expire_points() -> anyhow::Re
     let tier = admin
         .get_guest_tier(pb::GetGuestTierRequest {
             guest_id: g.guest_id.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -2509,6 +2514,7 @@ async fn tier_evaluation_keeps_a_concurrent_strategic_tier() -> anyhow::Result<(
     let tier = admin
         .get_guest_tier(pb::GetGuestTierRequest {
             guest_id: g.guest_id.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -2550,6 +2556,7 @@ async fn overlapping_tier_evaluations_record_one_change() -> anyhow::Result<()> 
     let tier = admin
         .get_guest_tier(pb::GetGuestTierRequest {
             guest_id: g.guest_id.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -65,6 +65,7 @@ async fn demo_data_loads_once_and_hangs_together() -> anyhow::Result<()> {
     let tier = client
         .get_guest_tier(pb::GetGuestTierRequest {
             guest_id: complaint_guest,
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -94,16 +94,19 @@ pub async fn enrich_tiers(
         guestloop_kit::client::AuthedChannel,
     >,
 ) -> ApiResult<usize> {
-    let pending: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT complaint_id, guest_id FROM complaints WHERE NOT tier_checked AND guest_id <> '' \
+    let pending: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT complaint_id, guest_id, chain_id FROM complaints WHERE NOT tier_checked AND guest_id <> '' \
          ORDER BY created_at LIMIT 50",
     )
     .fetch_all(&context.pool)
     .await?;
     let mut enriched = 0;
-    for (id, guest_id) in pending {
-        let mut request =
-            tonic::Request::new(guestloop_proto::crm::v1::GetGuestTierRequest { guest_id });
+    for (id, guest_id, chain_id) in pending {
+        // The complaint's chain: another chain's guest of the same id is not this guest.
+        let mut request = tonic::Request::new(guestloop_proto::crm::v1::GetGuestTierRequest {
+            guest_id,
+            on_behalf_of_chain: chain_id,
+        });
         request.set_timeout(Duration::from_secs(2));
         let tier = match crm.get_guest_tier(request).await {
             Ok(response) => response.into_inner().tier,

@@ -256,7 +256,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::invalid("complaint", "is required"))?;
     let new = validate(&principal, complaint)?;
     // CRM answers while the transaction reads; the tier is needed only for the new row.
-    let tier = api.tiers.start(&new.guest.guest_id);
+    let tier = api.tiers.start(&new.guest.guest_id, principal.chain_id());
 
     let mut tx = api.context.pool.begin().await?;
     if let Some(previous) = idempotency::claim::<_, pb::Complaint>(

@@ -79,7 +79,7 @@ impl TierSource {
 
     /// Starts looking up the tier of `guest_id` (nothing for an anonymous complaint or while
     /// lookups pause).
-    pub fn start(&self, guest_id: &str) -> PendingTier {
+    pub fn start(&self, guest_id: &str, chain_id: &str) -> PendingTier {
         if guest_id.is_empty() {
             return PendingTier(None);
         }
@@ -89,8 +89,9 @@ impl TierSource {
         }
         let source = self.clone();
         let guest_id = guest_id.to_string();
+        let chain_id = chain_id.to_string();
         PendingTier(Some(tokio::spawn(async move {
-            let outcome = source.ask(&guest_id).await;
+            let outcome = source.ask(&guest_id, &chain_id).await;
             if let Ok(mut pause) = source.pause.lock() {
                 *pause = Pause::after(&outcome, Instant::now());
             }
@@ -101,9 +102,12 @@ impl TierSource {
         })))
     }
 
-    async fn ask(&self, guest_id: &str) -> Outcome {
+    /// Asks CRM for the tier of `guest_id` as a guest of `chain_id` (another chain's guest is
+    /// not found: a complaint never learns another chain's guest's tier).
+    async fn ask(&self, guest_id: &str, chain_id: &str) -> Outcome {
         let mut request = Request::new(GetGuestTierRequest {
             guest_id: guest_id.to_string(),
+            on_behalf_of_chain: chain_id.to_string(),
         });
         request.set_timeout(TIER_DEADLINE);
         let mut crm = self.crm.clone();

@@ -94,11 +94,19 @@ pub async fn tier(
     request: Request<pb::GetGuestTierRequest>,
 ) -> ApiResult<pb::GuestTier> {
     let principal = principal(&request)?.clone();
-    let guest_id = request.into_inner().guest_id;
+    let request = request.into_inner();
+    let guest_id = request.guest_id;
     if guest_id.is_empty() {
         return Err(ApiError::invalid("guest_id", "is required"));
     }
     let row = super::store::load_tier(&api.context.pool, &principal, &guest_id).await?;
+    // A service asking for a chain sees that chain's guests only, as the chain's callers do.
+    if tenancy::caller_chain(&principal).is_none()
+        && !request.on_behalf_of_chain.is_empty()
+        && row.chain_id != request.on_behalf_of_chain
+    {
+        return Err(ApiError::not_found("guest", guest_id));
+    }
     let program = match &row.program {
         Some(stored) => super::program::decode(&row.chain_id, stored)?,
         None => super::program::Program::default(),
