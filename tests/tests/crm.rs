@@ -3069,6 +3069,7 @@ async fn another_chains_property_is_out_of_reach() -> anyhow::Result<()> {
             .get_occupancy(pb::GetOccupancyRequest {
                 property_ids: vec!["lisbon".into()],
                 period: Some(kpi_period()),
+                ..Default::default()
             })
             .await
             .expect_err("another chain's occupancy"),
@@ -3137,10 +3138,33 @@ async fn another_chains_property_is_out_of_reach() -> anyhow::Result<()> {
         .get_occupancy(pb::GetOccupancyRequest {
             property_ids: vec!["lisbon".into()],
             period: Some(kpi_period()),
+            ..Default::default()
         })
         .await?
         .into_inner();
     assert!(occupancy.occupied_room_nights >= 1, "{occupancy:?}");
+    // A service (facilities, for its KPIs) asking on the other chain's behalf is refused too;
+    // on the owning chain's behalf it gets the same answer.
+    let mut service_client = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let on_behalf = |chain: &str| pb::GetOccupancyRequest {
+        property_ids: vec!["lisbon".into()],
+        period: Some(kpi_period()),
+        on_behalf_of_chain: chain.into(),
+    };
+    another_chain(
+        service_client
+            .get_occupancy(on_behalf("other-chain"))
+            .await
+            .expect_err("occupancy for another chain"),
+    );
+    let for_owner = service_client
+        .get_occupancy(on_behalf(guestloop_testkit::TEST_CHAIN))
+        .await?
+        .into_inner();
+    assert_eq!(
+        for_owner.occupied_room_nights,
+        occupancy.occupied_room_nights
+    );
     let arrivals = own
         .list_arrivals(pb::ListArrivalsRequest {
             property_id: "lisbon".into(),

@@ -117,7 +117,7 @@ pub async fn get(
     let occupied_room_nights = if request.skip_occupancy {
         None
     } else {
-        match occupancy(api, &request.property_ids, from, to).await {
+        match occupancy(api, principal.chain_id(), &request.property_ids, from, to).await {
             Ok(nights) => Some(nights),
             Err(error) => {
                 tracing::warn!(%error, "occupancy from CRM unavailable; cost per room-night left out");
@@ -247,9 +247,11 @@ async fn maintenance_cost(
         .collect())
 }
 
-/// Occupied room-nights from CRM, within [`OCCUPANCY_DEADLINE`].
+/// Occupied room-nights from CRM, within [`OCCUPANCY_DEADLINE`], asked on `chain`'s behalf
+/// (facilities' own token passes every chain check; CRM checks the caller's chain).
 async fn occupancy(
     api: &Api,
+    chain: &str,
     properties: &[String],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -261,6 +263,7 @@ async fn occupancy(
             start_time: Some(guestloop_kit::time::to_timestamp(from)),
             end_time: Some(guestloop_kit::time::to_timestamp(to)),
         }),
+        on_behalf_of_chain: chain.to_string(),
     };
     let answer = tokio::time::timeout(OCCUPANCY_DEADLINE, client.get_occupancy(request))
         .await
