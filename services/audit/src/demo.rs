@@ -6,7 +6,6 @@
 
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use guestloop_kit::demo::{DemoRandom, DEMO_CHAIN, DEMO_PROPERTIES};
-use guestloop_kit::tenancy;
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use sqlx::PgPool;
@@ -109,9 +108,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
-    // The demo properties are the demo chain's: no other chain's token reaches them.
-    let properties: Vec<&str> = DEMO_PROPERTIES.iter().map(|p| p.property_id).collect();
-    tenancy::claim_for_chain(&mut tx, DEMO_CHAIN, &properties).await?;
+    guestloop_kit::demo::claim_demo_properties(&mut tx).await?;
     for (code, title, kind, min, max, unit, dimension, touchpoint) in STANDARDS {
         sqlx::query(
             "INSERT INTO standards (standard_id, code, title, department, touchpoint, kind, min_value, max_value, unit, dimension, weight, chain_id) \

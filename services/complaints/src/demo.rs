@@ -61,9 +61,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
-    // The demo properties are the demo chain's: no other chain's token reaches them.
-    let properties: Vec<&str> = DEMO_PROPERTIES.iter().map(|p| p.property_id).collect();
-    guestloop_kit::tenancy::claim_for_chain(&mut tx, DEMO_CHAIN, &properties).await?;
+    guestloop_kit::demo::claim_demo_properties(&mut tx).await?;
     let today = Utc::now().date_naive();
     for (index, property) in DEMO_PROPERTIES.iter().enumerate() {
         let mut settings = default_settings(property.property_id);

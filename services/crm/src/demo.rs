@@ -51,9 +51,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     let today = Utc::now().date_naive();
     let policy = TierPolicy::default();
     let mut tx = pool.begin().await?;
-    // The demo properties are the demo chain's: no other chain's token reaches them.
-    let properties: Vec<&str> = DEMO_PROPERTIES.iter().map(|p| p.property_id).collect();
-    guestloop_kit::tenancy::claim_for_chain(&mut tx, DEMO_CHAIN, &properties).await?;
+    guestloop_kit::demo::claim_demo_properties(&mut tx).await?;
     for chunk in (1..=GUESTS).collect::<Vec<_>>().chunks(500) {
         let mut guests = QueryBuilder::new(
             "INSERT INTO guests (guest_id, chain_id, given_name, family_name, email, phone, email_key, phone_key, language, birthday, tier, created_by) ",

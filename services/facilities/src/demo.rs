@@ -5,7 +5,6 @@
 
 use chrono::{Duration, Utc};
 use guestloop_kit::demo::{DemoRandom, DEMO_CHAIN, DEMO_PROPERTIES};
-use guestloop_kit::tenancy;
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
 use sqlx::PgPool;
@@ -33,9 +32,7 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
-    // The demo properties are the demo chain's: no other chain's token reaches them.
-    let properties: Vec<&str> = DEMO_PROPERTIES.iter().map(|p| p.property_id).collect();
-    tenancy::claim_for_chain(&mut tx, DEMO_CHAIN, &properties).await?;
+    guestloop_kit::demo::claim_demo_properties(&mut tx).await?;
     let checklist = Uuid::from_u128(0x0194_0000_0000_7000_8000_0000_0000_0001);
     let items: Vec<pb::ChecklistItem> = vec![
         pb::ChecklistItem {

@@ -123,3 +123,10 @@ pub fn engineering_week() -> Vec<guestloop_proto::common::v1::WorkingDay> {
 
 /// Holidays of the demo engineering calendar (local dates).
 pub const ENGINEERING_HOLIDAYS: [&str; 2] = ["2026-12-25", "2027-01-01"];
+
+/// Registers the demo properties under the demo chain (`kit::tenancy`), in the demo loader's
+/// transaction: no other chain's token reaches them.
+pub async fn claim_demo_properties(conn: &mut sqlx::PgConnection) -> crate::ApiResult<()> {
+    let properties: Vec<&str> = DEMO_PROPERTIES.iter().map(|p| p.property_id).collect();
+    crate::tenancy::claim_for_chain(conn, DEMO_CHAIN, &properties).await
+}
