@@ -76,6 +76,22 @@ pub async fn require_of_chain(
     }
 }
 
+/// [`require_properties`], and for a service that says it asks on a chain's behalf
+/// (`on_behalf_of_chain`, non-empty), [`require_of_chain`] for that chain: a service's own token
+/// passes every chain check, so the chain it serves is checked instead.
+pub async fn require_properties_on_behalf(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    on_behalf_of_chain: &str,
+    properties: &[&str],
+) -> ApiResult<()> {
+    require_properties(conn, principal, properties).await?;
+    if caller_chain(principal).is_none() && !on_behalf_of_chain.is_empty() {
+        require_of_chain(conn, on_behalf_of_chain, properties).await?;
+    }
+    Ok(())
+}
+
 /// [`require_properties`] for one property.
 pub async fn require_property(
     conn: &mut PgConnection,

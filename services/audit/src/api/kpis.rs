@@ -88,10 +88,13 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
     }
     let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
     let mut conn = api.context.pool.acquire().await?;
-    tenancy::require_properties(&mut conn, &principal, &named).await?;
-    if tenancy::caller_chain(&principal).is_none() && !request.on_behalf_of_chain.is_empty() {
-        tenancy::require_of_chain(&mut conn, &request.on_behalf_of_chain, &named).await?;
-    }
+    tenancy::require_properties_on_behalf(
+        &mut conn,
+        &principal,
+        &request.on_behalf_of_chain,
+        &named,
+    )
+    .await?;
     drop(conn);
     let (start, end) = required_period(request.period.as_ref())?;
     let granularity = pb::SeriesGranularity::try_from(request.series)

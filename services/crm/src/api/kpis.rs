@@ -237,10 +237,13 @@ pub async fn occupancy(
     let (start, end) = required_period(request.period.as_ref())?;
     let mut conn = api.context.pool.acquire().await?;
     let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
-    tenancy::require_properties(&mut conn, &principal, &named).await?;
-    if tenancy::caller_chain(&principal).is_none() && !request.on_behalf_of_chain.is_empty() {
-        tenancy::require_of_chain(&mut conn, &request.on_behalf_of_chain, &named).await?;
-    }
+    tenancy::require_properties_on_behalf(
+        &mut conn,
+        &principal,
+        &request.on_behalf_of_chain,
+        &named,
+    )
+    .await?;
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT p.property_id, coalesce(sum(greatest(0, least(s.departure_date, $3::date) \
                 - greatest(s.arrival_date, $2::date))), 0)::bigint \
