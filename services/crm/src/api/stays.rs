@@ -555,16 +555,12 @@ async fn post_locked(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult
         applied.push(points);
         balance_after.push(*balance);
     }
-    let (ids, deltas, credited): (Vec<&str>, Vec<i64>, Vec<bool>) =
-        moved.iter().map(|(g, (d, c))| (*g, *d, *c)).fold(
-            (Vec::new(), Vec::new(), Vec::new()),
-            |mut acc, (g, d, c)| {
-                acc.0.push(g);
-                acc.1.push(d);
-                acc.2.push(c);
-                acc
-            },
-        );
+    let (mut ids, mut deltas, mut credited) = (Vec::new(), Vec::new(), Vec::new());
+    for (guest, (delta, credit)) in &moved {
+        ids.push(*guest);
+        deltas.push(*delta);
+        credited.push(*credit);
+    }
     // A give-back is no activity of the guest's: only credits refresh it.
     sqlx::query(
         "UPDATE loyalty_accounts a SET balance = a.balance + u.d, lifetime_earned = greatest(0, a.lifetime_earned + u.d), \
