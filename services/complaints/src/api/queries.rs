@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use guestloop_kit::auth::{principal, Principal, PropertyScope, Role};
+use guestloop_kit::paging::{decode_token, page_size, split_page};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::complaints::v1 as pb;
@@ -25,17 +25,6 @@ use crate::store::{ClockRow, ComplaintRow};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
-
-fn page_size(requested: i32) -> ApiResult<i64> {
-    match i64::from(requested) {
-        0 => Ok(DEFAULT_PAGE),
-        n if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid(
-            "page_size",
-            format!("must be between 1 and {MAX_PAGE}"),
-        )),
-    }
-}
 
 /// Whether the caller may see this complaint (NOT_FOUND otherwise, to avoid leaking existence).
 fn visible(principal: &Principal, row: &ComplaintRow) -> bool {
@@ -193,35 +182,14 @@ struct Cursor {
     complaint_id: Uuid,
 }
 
-fn decode_cursor(token: &str) -> ApiResult<Option<Cursor>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| ApiError::invalid("page_token", "is not a token this service issued"))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|_| ApiError::invalid("page_token", "is not a token this service issued"))
-}
-
-fn encode_cursor(row: &ComplaintRow) -> String {
-    let cursor = Cursor {
-        created_at: row.created_at,
-        complaint_id: row.complaint_id,
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&cursor).unwrap_or_default())
-}
-
 pub async fn list(
     api: &Api,
     request: Request<pb::ListComplaintsRequest>,
 ) -> ApiResult<pb::ListComplaintsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    let limit = page_size(request.page_size)?;
-    let cursor = decode_cursor(&request.page_token)?;
+    let limit = page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)?;
+    let cursor: Option<Cursor> = decode_token(&request.page_token)?;
     let mut v: Vec<FieldViolation> = Vec::new();
     let statuses: Vec<String> = request
         .statuses
@@ -323,13 +291,11 @@ pub async fn list(
         .push(" ORDER BY created_at DESC, complaint_id DESC LIMIT ")
         .push_bind(limit + 1);
     let mut conn = api.context.pool.acquire().await?;
-    let mut rows: Vec<ComplaintRow> = query.build_query_as().fetch_all(&mut *conn).await?;
-    let next_page_token = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(encode_cursor).unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let rows: Vec<ComplaintRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let (rows, next_page_token) = split_page(rows, limit, |r| Cursor {
+        created_at: r.created_at,
+        complaint_id: r.complaint_id,
+    });
     Ok(pb::ListComplaintsResponse {
         complaints: views(&mut conn, rows).await?,
         next_page_token,
@@ -356,7 +322,7 @@ pub async fn work_queue(
 ) -> ApiResult<pb::ListComplaintsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    let limit = page_size(request.page_size)?;
+    let limit = page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)?;
     let mut query = QueryBuilder::new(format!(
         "SELECT {} FROM complaints WHERE status NOT IN ('resolved', 'closed', 'cancelled')",
         select_columns()

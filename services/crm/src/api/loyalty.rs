@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
-use guestloop_kit::{ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{paging, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 use tonic::Request;
@@ -308,19 +308,8 @@ pub async fn list_ledger(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     check_own_or_staff(&principal, &request.guest_id)?;
-    let page = match request.page_size {
-        0 => 100,
-        n @ 1..=1000 => i64::from(n),
-        _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000")),
-    };
-    let after: i64 = if request.page_token.is_empty() {
-        0
-    } else {
-        request
-            .page_token
-            .parse()
-            .map_err(|_| ApiError::invalid("page_token", "is not a token this service issued"))?
-    };
+    let page = paging::page_size(request.page_size, 100, 1000)?;
+    let after: i64 = paging::decode_token(&request.page_token)?.unwrap_or(0);
     let mut conn = api.context.pool.acquire().await?;
     let guest = load(&mut conn, &principal, &request.guest_id, false, true).await?;
     let rows: Vec<EntryRow> = sqlx::query_as(
@@ -332,20 +321,8 @@ pub async fn list_ledger(
     .bind(page + 1)
     .fetch_all(&mut *conn)
     .await?;
-    let more = rows.len() as i64 > page;
-    let entries: Vec<pb::LedgerEntry> = rows
-        .into_iter()
-        .take(page as usize)
-        .map(entry_to_proto)
-        .collect();
-    let next_page_token = if more {
-        entries
-            .last()
-            .map(|e| e.entry_id.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let (rows, next_page_token) = paging::split_page(rows, page, |r| r.entry_id);
+    let entries = rows.into_iter().map(entry_to_proto).collect();
     Ok(pb::ListLedgerResponse {
         entries,
         next_page_token,

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
-use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use tonic::Request;
@@ -206,16 +206,8 @@ pub async fn list(
     let request = request.into_inner();
     let mut conn = api.context.pool.acquire().await?;
     tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
-    let limit = match request.page_size {
-        0 => 100,
-        n @ 1..=1000 => i64::from(n),
-        _ => return Err(ApiError::invalid("page_size", "must be between 1 and 1000")),
-    };
-    let after = if request.page_token.is_empty() {
-        Uuid::nil()
-    } else {
-        parse_id(&request.page_token, "page_token")?
-    };
+    let limit = paging::page_size(request.page_size, 100, 1000)?;
+    let after: Uuid = paging::decode_token(&request.page_token)?.unwrap_or_else(Uuid::nil);
     let rows: Vec<AssetRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM assets WHERE property_id = $1 AND ($2 = '' OR room = $2) AND asset_id > $3 ORDER BY asset_id LIMIT $4"
     ))
@@ -225,20 +217,8 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(&mut *conn)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let assets: Vec<pb::Asset> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(to_proto)
-        .collect();
-    let next_page_token = if more {
-        assets
-            .last()
-            .map(|a| a.asset_id.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let (rows, next_page_token) = paging::split_page(rows, limit, |r| r.asset_id);
+    let assets = rows.into_iter().map(to_proto).collect();
     Ok(pb::ListAssetsResponse {
         assets,
         next_page_token,
