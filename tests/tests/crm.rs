@@ -629,22 +629,32 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     assert_eq!(moved, 1, "the tier change now names the pseudonym");
     // Nothing personal is left anywhere in the schema, text or binary.
     let pool = service.database.admin_pool().await?;
-    let columns: Vec<(String, String)> = sqlx::query_as(
-        "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'crm' \
-         AND data_type IN ('text', 'bytea', 'jsonb', 'ARRAY')",
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = 'crm' AND data_type IN ('text', 'bytea', 'jsonb', 'ARRAY')",
     )
     .fetch_all(&pool)
     .await?;
+    // The duplicate's own contact details and company are the erased guest's too.
     for needle in [
+        "Maria",
         "Rossi",
         "maria.rossi",
+        "Maria.Rossi",
+        "Acme Travel",
         "333 123 4567",
         "+393331234567",
         "1984-05-17",
     ] {
-        for (table, column) in &columns {
+        for (table, column, data_type) in &columns {
+            // bytea as text is hex: binary columns are searched for the needle's bytes.
+            let condition = if data_type == "bytea" {
+                format!("position(convert_to($1, 'UTF8') IN \"{column}\") > 0")
+            } else {
+                format!("position(lower($1) IN lower(\"{column}\"::text)) > 0")
+            };
             let hits: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM crm.\"{table}\" WHERE position(lower($1) IN lower(convert_from(convert_to(\"{column}\"::text, 'UTF8'), 'UTF8'))) > 0"
+                "SELECT count(*) FROM crm.\"{table}\" WHERE {condition}"
             ))
             .bind(needle)
             .fetch_one(&pool)
@@ -675,12 +685,29 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         .await
         .expect_err("erased");
     assert_eq!(gone.code(), Code::NotFound);
-    let erasure_events: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.guest.erased'",
+    // The merged id no longer leads anywhere (a redirect to the pseudonym would re-identify).
+    let merged_gone = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: second.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await
+        .expect_err("the merged id is erased too");
+    assert_eq!(merged_gone.code(), Code::NotFound);
+    let erased_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT subject FROM crm.outbox_events WHERE event_type = 'crm.guest.erased' ORDER BY subject",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await?;
-    assert_eq!(erasure_events, 1);
+    let mut expected = vec![
+        format!("guests/{}", first.guest_id),
+        format!("guests/{}", second.guest_id),
+    ];
+    expected.sort();
+    assert_eq!(
+        erased_ids, expected,
+        "one erasure event per id the guest was known by"
+    );
     service.shutdown().await
 }
 

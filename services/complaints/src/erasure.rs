@@ -1,6 +1,8 @@
 //! What complaints take from the CRM feed: when CRM erases a guest (`crm.guest.erased`), the
 //! complaints filed by or for that guest lose the guest's identity and contact details (id,
-//! name, email, phone), and so do the events about them in the event log. The complaints
+//! name, email, phone) and the guest's own words in their follow-up rating (the comment), and so
+//! do the events about them in the event log. CRM sends one event per id the guest was known by
+//! (the ids of profiles merged into theirs too). The complaints
 //! themselves stay, so the chain's KPIs do not change; what stays no longer points at the
 //! person. Stored responses of the guest's own calls, which carry the same details, are removed.
 //! Replays find nothing left to scrub.
@@ -60,7 +62,7 @@ pub async fn scrub(
     .await?;
     let changed = sqlx::query(
         "UPDATE complaints SET guest_id = '', guest_name = '', guest_email = '', guest_phone = '', \
-                etag = gen_random_uuid() \
+                rating_comment = '', etag = gen_random_uuid() \
          WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2)",
     )
     .bind(guest_id)
@@ -111,11 +113,17 @@ async fn scrub_events(conn: &mut PgConnection, complaints: &[String]) -> Result<
 fn scrubbed_payload(payload_type: &str, payload: &[u8]) -> Option<Vec<u8>> {
     if payload_type == <pb::ComplaintChanged as Name>::type_url() {
         let mut changed = pb::ComplaintChanged::decode(payload).ok()?;
-        let guest = changed.complaint.as_mut()?.guest.as_mut()?;
-        if *guest == pb::GuestRef::default() {
+        let complaint = changed.complaint.as_mut()?;
+        let guest = complaint.guest.take().unwrap_or_default();
+        let comment = complaint
+            .rating
+            .as_mut()
+            .map(|rating| std::mem::take(&mut rating.comment))
+            .unwrap_or_default();
+        if guest == pb::GuestRef::default() && comment.is_empty() {
             return None;
         }
-        *guest = pb::GuestRef::default();
+        complaint.guest = Some(pb::GuestRef::default());
         return Some(changed.encode_to_vec());
     }
     if payload_type == <pb::RemedyApproved as Name>::type_url() {
@@ -145,6 +153,11 @@ mod tests {
                     email: "lena@example.com".into(),
                     phone: "+49 151 2345 6789".into(),
                 }),
+                rating: Some(pb::Rating {
+                    csat: 2,
+                    comment: "Lena here: still no hot water".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -156,6 +169,14 @@ mod tests {
         assert_eq!(
             scrubbed.as_ref().and_then(|c| c.guest.clone()),
             Some(pb::GuestRef::default())
+        );
+        assert_eq!(
+            scrubbed.as_ref().and_then(|c| c.rating.clone()),
+            Some(pb::Rating {
+                csat: 2,
+                ..Default::default()
+            }),
+            "the guest's words go, the score stays"
         );
         assert_eq!(scrubbed.map(|c| c.description), Some("noise".to_string()));
 

@@ -95,6 +95,9 @@ pub async fn erase(
     }
     let pseudonym = format!("erased-{}", Uuid::now_v7().simple());
     let original = guest.guest_id.clone();
+    // The profiles merged into this one (and into those, …) were the same person under other
+    // ids: each of them is erased with it.
+    let every_id = known_ids(&mut tx, &original, &guest.chain_id).await?;
     let mut scrubbed = 0i32;
     // A new row under the pseudonym keeps the ledger's amounts; the original row loses every
     // personal field and points at it.
@@ -106,41 +109,44 @@ pub async fn erase(
     .bind(&pseudonym)
     .execute(&mut *tx)
     .await?;
-    for table in [
-        "service_failures",
-        "stays",
-        "ledger",
-        "loyalty_accounts",
-        "tier_history",
-        "contact_access_log",
-    ] {
-        scrubbed += sqlx::query(&format!(
-            "UPDATE {table} SET guest_id = $2 WHERE guest_id = $1"
-        ))
+    // A merge moved the duplicate's records to the survivor; anything still under an old id
+    // (written before the merge took it along) moves to the pseudonym too. One account per
+    // guest: only the survivor has one.
+    scrubbed += sqlx::query("UPDATE loyalty_accounts SET guest_id = $2 WHERE guest_id = $1")
         .bind(&original)
         .bind(&pseudonym)
         .execute(&mut *tx)
         .await?
         .rows_affected() as i32;
-    }
-    sqlx::query("UPDATE guests SET merged_into = $2 WHERE merged_into = $1")
-        .bind(&original)
+    for table in [
+        "service_failures",
+        "stays",
+        "ledger",
+        "tier_history",
+        "contact_access_log",
+    ] {
+        scrubbed += sqlx::query(&format!(
+            "UPDATE {table} SET guest_id = $2 WHERE guest_id = ANY($1)"
+        ))
+        .bind(&every_id)
         .bind(&pseudonym)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected() as i32;
+    }
     // Care tasks stay (the property's work was done) under the pseudonym, without their reason
     // (a birthday, an anniversary) and outcome (free text about the guest).
     scrubbed += sqlx::query(
         "UPDATE care_tasks SET guest_id = $2, reason = '', outcome = '', updated_at = now(), \
-         updated_by = 'erasure' WHERE guest_id = $1",
+         updated_by = 'erasure' WHERE guest_id = ANY($1)",
     )
-    .bind(&original)
+    .bind(&every_id)
     .bind(&pseudonym)
     .execute(&mut *tx)
     .await?
     .rows_affected() as i32;
-    scrubbed += sqlx::query("DELETE FROM preferences WHERE guest_id = $1")
-        .bind(&original)
+    scrubbed += sqlx::query("DELETE FROM preferences WHERE guest_id = ANY($1)")
+        .bind(&every_id)
         .execute(&mut *tx)
         .await?
         .rows_affected() as i32;
@@ -148,30 +154,34 @@ pub async fn erase(
         .bind(&pseudonym)
         .execute(&mut *tx)
         .await?;
-    // Stored create responses carry the profile: remove them.
-    sqlx::query("DELETE FROM idempotency_keys WHERE position(convert_to($1, 'UTF8') IN coalesce(response, ''::bytea)) > 0")
-        .bind(&original)
+    delete_stored_profiles(&mut tx, &guest.chain_id, &every_id).await?;
+    for id in &every_id {
+        repoint_events(&mut tx, id, &pseudonym).await?;
+    }
+    // The merged rows go with the original (one statement: they reference each other), so no
+    // old id redirects to the pseudonym; each answers NOT_FOUND like the original.
+    scrubbed += sqlx::query("DELETE FROM guests WHERE guest_id = ANY($1)")
+        .bind(&every_id)
         .execute(&mut *tx)
-        .await?;
-    repoint_events(&mut tx, &original, &pseudonym).await?;
-    sqlx::query("DELETE FROM guests WHERE guest_id = $1")
-        .bind(&original)
-        .execute(&mut *tx)
-        .await?;
-    scrubbed += 1;
-    append(
-        &mut tx,
-        NewEvent {
-            event_type: "crm.guest.erased",
-            subject: format!("guests/{original}"),
-            chain_id: &guest.chain_id,
-            property_id: "",
-            payload: &pb::GuestErased {
-                guest_id: original.clone(),
+        .await?
+        .rows_affected() as i32;
+    // One event per id the guest was known by: each says what it always said ("scrub this
+    // id"), so every consumer scrubs the merged ids with the handler it already has.
+    for id in &every_id {
+        append(
+            &mut tx,
+            NewEvent {
+                event_type: "crm.guest.erased",
+                subject: format!("guests/{id}"),
+                chain_id: &guest.chain_id,
+                property_id: "",
+                payload: &pb::GuestErased {
+                    guest_id: id.clone(),
+                },
             },
-        },
-    )
-    .await?;
+        )
+        .await?;
+    }
     tx.commit().await?;
     api.context.events.wake();
     tracing::info!(actor = principal.subject(), "guest erased");
@@ -181,9 +191,72 @@ pub async fn erase(
     })
 }
 
+/// `guest_id` and every id merged into it, directly or through other merged ids, all locked.
+async fn known_ids(
+    conn: &mut sqlx::PgConnection,
+    guest_id: &str,
+    chain_id: &str,
+) -> ApiResult<Vec<String>> {
+    let merged: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE merged (guest_id) AS ( \
+             SELECT guest_id FROM guests WHERE merged_into = $1 AND chain_id = $2 \
+             UNION \
+             SELECT g.guest_id FROM guests g JOIN merged m ON g.merged_into = m.guest_id WHERE g.chain_id = $2 \
+         ) SELECT guest_id FROM merged ORDER BY guest_id",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query(
+        "SELECT guest_id FROM guests WHERE guest_id = ANY($1) ORDER BY guest_id FOR UPDATE",
+    )
+    .bind(&merged)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = vec![guest_id.to_string()];
+    ids.extend(merged);
+    Ok(ids)
+}
+
+/// Stored CreateGuest responses carry the profile as created (name, email, phone): those of
+/// `guest_ids` in `chain_id` are removed. A response is decoded and its guest id compared
+/// exactly, so erasing `G1001` leaves `G10011`'s alone, and another chain's never matches.
+async fn delete_stored_profiles(
+    conn: &mut sqlx::PgConnection,
+    chain_id: &str,
+    guest_ids: &[String],
+) -> ApiResult<()> {
+    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT request_id, response FROM idempotency_keys \
+         WHERE method = 'CreateGuest' AND response IS NOT NULL \
+           AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS id WHERE position(convert_to(id, 'UTF8') IN response) > 0) \
+         FOR UPDATE",
+    )
+    .bind(guest_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let request_ids: Vec<String> = candidates
+        .into_iter()
+        .filter(|(_, response)| {
+            pb::Guest::decode(response.as_slice()).is_ok_and(|stored| {
+                stored.chain_id == chain_id && guest_ids.contains(&stored.guest_id)
+            })
+        })
+        .map(|(request_id, _)| request_id)
+        .collect();
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE method = 'CreateGuest' AND request_id = ANY($1)",
+    )
+    .bind(&request_ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// CRM's own event log names the guest too (tier changes): those events move to the pseudonym,
-/// subject and payload, as the ledger does. The erasure event itself keeps the original id, which
-/// is what tells the other services whose copies to scrub.
+/// subject and payload, as the ledger does. The erasure events themselves keep the original ids,
+/// which is what tells the other services whose copies to scrub.
 async fn repoint_events(
     conn: &mut sqlx::PgConnection,
     original: &str,

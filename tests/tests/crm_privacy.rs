@@ -1,0 +1,207 @@
+//! CRM privacy end to end: erasure reaches every id a guest was known by (profiles merged into
+//! theirs included) and nothing of anyone else, and is logged.
+
+use std::time::Duration;
+
+use guestloop_kit::auth::Role;
+use guestloop_proto::complaints::v1 as cpb;
+use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
+use guestloop_proto::crm::v1 as pb;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_testkit::{
+    spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
+};
+use tonic::Code;
+
+type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
+    Ok(CrmServiceClient::new(
+        service.channel_with_token(&builder.mint()?).await?,
+    ))
+}
+
+fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
+    pb::Guest {
+        given_name: given.into(),
+        family_name: family.into(),
+        email: email.into(),
+        phone: phone.into(),
+        ..Default::default()
+    }
+}
+
+async fn create(client: &mut Crm, g: pb::Guest) -> anyhow::Result<pb::Guest> {
+    Ok(client
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(g),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn erase(client: &mut Crm, guest_id: &str) -> anyhow::Result<pb::EraseGuestResponse> {
+    Ok(client
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: guest_id.into(),
+            reason: "data subject request".into(),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn merge(client: &mut Crm, survivor: &str, duplicate: &str) -> anyhow::Result<pb::Guest> {
+    Ok(client
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: survivor.into(),
+            duplicate_guest_id: duplicate.into(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// A complaint filed under the duplicate's id (before the merge) names the same person: erasing
+/// the survivor scrubs it too, the guest's rating comment included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> anyhow::Result<()> {
+    let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings.endpoints.insert("crm".into(), crm.url());
+    let complaints = spawn_service_with(&guestloop_complaints::DEFINITION, settings, None).await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, guest("Ines", "Moreau", "ines@example.com", "")).await?;
+    let duplicate = create(
+        &mut admin,
+        guest(
+            "Ines",
+            "Moreau",
+            "i.moreau@example.com",
+            "+33 6 12 34 56 78",
+        ),
+    )
+    .await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["paris"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let filed = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "dup-1".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "paris".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: duplicate.guest_id.clone(),
+                    name: "Ines Moreau".into(),
+                    email: duplicate.email.clone(),
+                    phone: duplicate.phone.clone(),
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "noise".into(),
+                description: "street noise all night".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let pool = complaints.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE complaints.complaints SET rating_comment = 'Ines: the night porter was rude' \
+         WHERE complaint_id = $1::uuid",
+    )
+    .bind(&filed.complaint_id)
+    .execute(&pool)
+    .await?;
+    merge(&mut admin, &survivor.guest_id, &duplicate.guest_id).await?;
+    erase(&mut admin, &survivor.guest_id).await?;
+    let identified = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM complaints.complaints WHERE guest_id = $1 OR guest_email = $2 \
+             OR guest_name <> '' OR rating_comment <> ''",
+        )
+        .bind(&duplicate.guest_id)
+        .bind(&duplicate.email)
+        .fetch_one(&pool)
+        .await
+    };
+    for _ in 0..100 {
+        if identified().await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        identified().await?,
+        0,
+        "the merged profile's complaint is scrubbed"
+    );
+    let in_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events WHERE position(convert_to($1, 'UTF8') IN payload) > 0",
+    )
+    .bind(&duplicate.email)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(in_events, 0, "its events no longer name the guest");
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}
+
+/// Stored CreateGuest answers go with exactly the erased guest: not with a guest whose id starts
+/// the same, nor with another chain's guest whose answer merely mentions the id.
+#[tokio::test]
+async fn erasure_removes_only_the_erased_guests_stored_answers() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut other_chain = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
+    )
+    .await?;
+    let create_with = |request_id: &str, guest_id: &str, notes: &str| pb::CreateGuestRequest {
+        request_id: request_id.into(),
+        guest: Some(pb::Guest {
+            guest_id: guest_id.into(),
+            family_name: "Berg".into(),
+            notes: notes.into(),
+            ..Default::default()
+        }),
+    };
+    admin
+        .create_guest(create_with("create-g1001", "G1001", ""))
+        .await?;
+    admin
+        .create_guest(create_with("create-g10011", "G10011", ""))
+        .await?;
+    other_chain
+        .create_guest(create_with("create-g2001", "G2001", "same person as G1001"))
+        .await?;
+    erase(&mut admin, "G1001").await?;
+    // A retried create gets its stored answer back; had it been deleted, the retry would try
+    // to create the guest again and fail.
+    let replayed = admin
+        .create_guest(create_with("create-g10011", "G10011", ""))
+        .await?
+        .into_inner();
+    assert_eq!(replayed.guest_id, "G10011");
+    let replayed = other_chain
+        .create_guest(create_with("create-g2001", "G2001", "same person as G1001"))
+        .await?
+        .into_inner();
+    assert_eq!(replayed.guest_id, "G2001");
+    let pool = service.database.admin_pool().await?;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT request_id FROM crm.idempotency_keys WHERE method = 'CreateGuest' ORDER BY request_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(stored, vec!["create-g10011", "create-g2001"]);
+    let gone = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: "G1001".into(),
+            property_id: String::new(),
+        })
+        .await
+        .expect_err("erased");
+    assert_eq!(gone.code(), Code::NotFound);
+    service.shutdown().await
+}
