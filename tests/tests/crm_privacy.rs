@@ -205,3 +205,55 @@ async fn erasure_removes_only_the_erased_guests_stored_answers() -> anyhow::Resu
     assert_eq!(gone.code(), Code::NotFound);
     service.shutdown().await
 }
+
+/// Erasing by the old id of a merged profile erases the person (the survivor), not the empty
+/// shell the merge left, as export reads the survivor under that id too.
+#[tokio::test]
+async fn erasing_by_a_merged_id_erases_the_survivor() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, guest("Jonas", "Weber", "jonas@example.com", "")).await?;
+    let duplicate = create(
+        &mut admin,
+        guest("Jonas", "Weber", "j.weber@example.com", "+49 170 1234567"),
+    )
+    .await?;
+    merge(&mut admin, &survivor.guest_id, &duplicate.guest_id).await?;
+    let erased = erase(&mut admin, &duplicate.guest_id).await?;
+    assert!(
+        erased.guest_id.starts_with("erased-"),
+        "{}",
+        erased.guest_id
+    );
+    for id in [&survivor.guest_id, &duplicate.guest_id] {
+        let gone = admin
+            .get_guest(pb::GetGuestRequest {
+                guest_id: id.clone(),
+                property_id: String::new(),
+            })
+            .await
+            .expect_err("erased");
+        assert_eq!(gone.code(), Code::NotFound, "{id}");
+    }
+    let pool = service.database.admin_pool().await?;
+    let (left, erased_row): (i64, bool) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.guests WHERE family_name = 'Weber'), \
+                (SELECT erased FROM crm.guests WHERE guest_id = $1)",
+    )
+    .bind(&erased.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((left, erased_row), (0, true), "the person is gone");
+    let subjects: Vec<String> = sqlx::query_scalar(
+        "SELECT subject FROM crm.outbox_events WHERE event_type = 'crm.guest.erased' ORDER BY subject",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let mut expected = vec![
+        format!("guests/{}", survivor.guest_id),
+        format!("guests/{}", duplicate.guest_id),
+    ];
+    expected.sort();
+    assert_eq!(subjects, expected, "the events name the survivor too");
+    service.shutdown().await
+}

@@ -86,7 +86,9 @@ pub async fn erase(
         return Err(ApiError::invalid("reason", "is required"));
     }
     let mut tx = api.context.pool.begin().await?;
-    let guest = load(&mut tx, &principal, &request.guest_id, true, false).await?;
+    // An old id of a merged profile names the person it was merged into (as export reads it):
+    // erasing it erases the survivor, not the empty shell the merge left behind.
+    let guest = load(&mut tx, &principal, &request.guest_id, true, true).await?;
     if guest.erased {
         return Ok(pb::EraseGuestResponse {
             guest_id: guest.guest_id,
