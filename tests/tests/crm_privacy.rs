@@ -257,3 +257,47 @@ async fn erasing_by_a_merged_id_erases_the_survivor() -> anyhow::Result<()> {
     assert_eq!(subjects, expected, "the events name the survivor too");
     service.shutdown().await
 }
+
+async fn export(client: &mut Crm, guest_id: &str) -> anyhow::Result<serde_json::Value> {
+    let export = client
+        .export_guest_data(pb::ExportGuestDataRequest {
+            guest_id: guest_id.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(serde_json::from_str(&export.json)?)
+}
+
+/// A quality manager may export a guest's data but not read their contact details: the export
+/// leaves them (and their normalised forms) out; a chain admin's export holds them.
+#[tokio::test]
+async fn exports_hold_contact_details_only_for_roles_that_may_read_them() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut quality = crm_as(&service, TokenBuilder::new(Role::ChainQualityManager)).await?;
+    let created = create(
+        &mut admin,
+        guest(
+            "Sofia",
+            "Lund",
+            "Sofia.Lund@example.com",
+            "+46 70 123 45 67",
+        ),
+    )
+    .await?;
+    let full = export(&mut admin, &created.guest_id).await?;
+    assert_eq!(full["guest"][0]["email"], "Sofia.Lund@example.com");
+    assert_eq!(full["guest"][0]["phone_key"], "+46701234567");
+    let without = export(&mut quality, &created.guest_id).await?;
+    assert_eq!(without["guest"][0]["family_name"], "Lund");
+    let text = without.to_string();
+    for contact in [
+        "sofia.lund@example.com",
+        "Sofia.Lund",
+        "70 123 45 67",
+        "+46701234567",
+    ] {
+        assert!(!text.contains(contact), "`{contact}` in {text}");
+    }
+    service.shutdown().await
+}

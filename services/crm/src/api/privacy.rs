@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tonic::Request;
 use uuid::Uuid;
 
-use super::store::load;
+use super::store::{load, may_read_contacts};
 use super::Api;
 
 const PRIVACY_ROLES: [Role; 3] = [
@@ -50,7 +50,7 @@ pub async fn export(
     let mut tx = api.context.pool.begin().await?;
     let guest = load(&mut tx, &principal, &guest_id, false, true).await?;
     let id = guest.guest_id.as_str();
-    let document = json!({
+    let mut document = json!({
         "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = $1", id).await?,
         "merged_guests": rows_as_json(&mut tx, "SELECT guest_id, created_at FROM guests WHERE merged_into = $1", id).await?,
         "preferences": rows_as_json(&mut tx, "SELECT * FROM preferences WHERE guest_id = $1", id).await?,
@@ -62,6 +62,11 @@ pub async fn export(
         "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = $1", id).await?,
         "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = $1 ORDER BY due_date", id).await?,
     });
+    // A guest reads their own contact details; staff only when their role may (a quality
+    // manager works on the complaints, not the contacts).
+    if principal.role() != Role::Guest && !may_read_contacts(&principal) {
+        strip_contacts(&mut document);
+    }
     tracing::info!(guest_id = %id, actor = principal.subject(), "guest data exported");
     sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, 'export')")
         .bind(principal.subject())
@@ -73,6 +78,19 @@ pub async fn export(
     Ok(pb::ExportGuestDataResponse {
         json: document.to_string(),
     })
+}
+
+/// The guest rows' contact details and their normalised keys.
+const CONTACT_FIELDS: [&str; 4] = ["email", "phone", "email_key", "phone_key"];
+
+fn strip_contacts(document: &mut Value) {
+    if let Some(rows) = document.get_mut("guest").and_then(Value::as_array_mut) {
+        for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+            for field in CONTACT_FIELDS {
+                row.remove(field);
+            }
+        }
+    }
 }
 
 pub async fn erase(
