@@ -301,3 +301,39 @@ async fn exports_hold_contact_details_only_for_roles_that_may_read_them() -> any
     }
     service.shutdown().await
 }
+
+/// Whether an agent reads contact details depends on their department; a token that names no
+/// department reads none (and logs no contact read), where it used to read them all.
+#[tokio::test]
+async fn staff_without_a_department_read_no_contact_details() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let created = create(
+        &mut admin,
+        guest("Tomas", "Novak", "tomas@example.cz", "+420 601 123 456"),
+    )
+    .await?;
+    let mut undepartmented = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent).subject("no-department"),
+    )
+    .await?;
+    let seen = undepartmented
+        .get_guest(pb::GetGuestRequest {
+            guest_id: created.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert!(seen.contact_details_hidden);
+    assert_eq!((seen.email.as_str(), seen.phone.as_str()), ("", ""));
+    assert_eq!(seen.family_name, "Novak");
+    let pool = service.database.admin_pool().await?;
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.contact_access_log WHERE actor = 'no-department'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(logged, 0);
+    service.shutdown().await
+}

@@ -199,9 +199,10 @@ pub async fn load_tier(
 }
 
 /// Front-office and management roles read contact details; housekeeping, engineering and other
-/// departments see preferences and dislikes only.
+/// departments see preferences and dislikes only. Where the department decides, a token that
+/// names none reads no contacts (it fails closed).
 pub fn may_read_contacts(principal: &Principal) -> bool {
-    let department_ok = principal.claims.department.as_deref().is_none_or(|d| {
+    let department_ok = principal.claims.department.as_deref().is_some_and(|d| {
         matches!(
             d,
             "front_office" | "concierge" | "sales" | "guest_relations"
@@ -351,6 +352,30 @@ mod tests {
 
     fn step(row: Option<Row>, principal: &Principal, follow: bool) -> Hop<Row> {
         hop(row, principal, follow, |r| (r.0, r.1))
+    }
+
+    #[test]
+    fn department_staff_without_a_department_read_no_contacts() {
+        for role in [
+            Role::Agent,
+            Role::Supervisor,
+            Role::DutyManager,
+            Role::DepartmentHead,
+        ] {
+            let mut staff = caller(role, "c1");
+            staff.claims.department = None;
+            assert!(!may_read_contacts(&staff), "{role:?} without a department");
+            staff.claims.department = Some("housekeeping".into());
+            assert!(!may_read_contacts(&staff), "{role:?} of housekeeping");
+            staff.claims.department = Some("front_office".into());
+            assert!(may_read_contacts(&staff), "{role:?} of the front office");
+        }
+        let mut manager = caller(Role::GeneralManager, "c1");
+        manager.claims.department = None;
+        assert!(
+            may_read_contacts(&manager),
+            "management needs no department"
+        );
     }
 
     #[test]
