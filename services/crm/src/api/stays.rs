@@ -37,6 +37,8 @@ fn stay_status(status: i32) -> Option<&'static str> {
 
 /// One validated stay.
 struct Row {
+    /// Its place in the request, for errors.
+    position: usize,
     property_id: String,
     reservation: String,
     guest_id: String,
@@ -94,6 +96,7 @@ fn validate(stays: Vec<pb::Stay>) -> Result<Vec<Row>, Vec<FieldViolation>> {
                 ))
             }
             (Ok(arrival), Ok(departure), Some(status)) if departure >= arrival => rows.push(Row {
+                position: i,
                 property_id: stay.property_id,
                 reservation: stay.pms_reservation_id,
                 guest_id: stay.guest_id,
@@ -156,6 +159,19 @@ pub async fn upsert(
     // caller's chain, and refuses a property another chain holds.
     tenancy::claim_properties(&mut tx, &principal, &properties).await?;
     let guests = resolve_guests(&mut tx, &rows).await?;
+    // A stay earns for a guest of the caller's chain, never another's (a PMS id the chain does
+    // not hold yet earns as a new member's).
+    if let Some(chain) = tenancy::caller_chain(&principal) {
+        if let Some(row) = rows
+            .iter()
+            .find(|r| guests.get(&r.guest_id).is_some_and(|g| g.chain != chain))
+        {
+            return Err(ApiError::PermissionDenied(format!(
+                "stays[{}]: guest {} belongs to another chain",
+                row.position, row.guest_id
+            )));
+        }
+    }
     for row in &mut rows {
         if let Some(guest) = guests.get(&row.guest_id) {
             row.guest_id.clone_from(&guest.current);
@@ -286,10 +302,12 @@ struct Written {
 }
 
 /// A guest a stay names: the profile it leads to now (a merged profile's survivor, as the merge
-/// moved its stays) and that profile's tier. Guests CRM does not hold are absent (tier new).
+/// moved its stays), that profile's tier and its chain. Guests CRM does not hold are absent
+/// (tier new).
 struct Resolved {
     current: String,
     tier: String,
+    chain: String,
 }
 
 async fn resolve_guests(
@@ -299,12 +317,20 @@ async fn resolve_guests(
     let mut ids: Vec<&str> = rows.iter().map(|r| r.guest_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let found: Vec<(String, Option<String>, String)> =
-        sqlx::query_as("SELECT guest_id, merged_into, tier FROM guests WHERE guest_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    let survivors: Vec<&str> = found.iter().filter_map(|(_, m, _)| m.as_deref()).collect();
+    // Shared locks, in id order, before any stay or account: a merge (which locks both
+    // profiles for update) waits for this batch, or this batch waits for it and then follows
+    // the redirect; it never credits an account the merge has just moved away.
+    let found: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT guest_id, merged_into, tier, chain_id FROM guests WHERE guest_id = ANY($1) \
+         ORDER BY guest_id FOR SHARE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let survivors: Vec<&str> = found
+        .iter()
+        .filter_map(|(_, m, _, _)| m.as_deref())
+        .collect();
     let survivor_tiers: HashMap<String, String> = if survivors.is_empty() {
         HashMap::new()
     } else {
@@ -316,7 +342,7 @@ async fn resolve_guests(
             .collect()
     };
     let mut resolved: HashMap<String, Resolved> = HashMap::with_capacity(found.len());
-    for (id, merged_into, tier) in found {
+    for (id, merged_into, tier, chain) in found {
         let entry = match merged_into {
             Some(survivor) => {
                 let tier = survivor_tiers
@@ -328,16 +354,19 @@ async fn resolve_guests(
                     Resolved {
                         current: survivor.clone(),
                         tier: tier.clone(),
+                        chain: chain.clone(),
                     },
                 );
                 Resolved {
                     current: survivor,
                     tier,
+                    chain,
                 }
             }
             None => Resolved {
                 current: id.clone(),
                 tier,
+                chain,
             },
         };
         resolved.insert(id, entry);
