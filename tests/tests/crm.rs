@@ -777,14 +777,24 @@ async fn stays_earn_once_tiers_rise_and_inactive_points_expire_once() -> anyhow:
     assert_eq!(steady.changed, 0, "evaluation is idempotent");
 
     let later = now + 25 * 31 * 24 * 3600;
-    let expired = admin
+    let refused = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: as_of(later),
+        })
+        .await
+        .expect_err("staff never run an expiry ahead of time");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("as_of"), "{}", refused.message());
+    // The scheduler's role may (that is how the years pass here).
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let expired = scheduler
         .run_points_expiry(pb::RunPointsExpiryRequest {
             as_of: as_of(later),
         })
         .await?
         .into_inner();
     assert_eq!((expired.accounts_expired, expired.points_expired), (1, 600));
-    let rerun = admin
+    let rerun = scheduler
         .run_points_expiry(pb::RunPointsExpiryRequest {
             as_of: as_of(later),
         })
@@ -2016,7 +2026,8 @@ async fn per_credit_expiry_only_expires_what_is_left_of_old_credits() -> anyhow:
     assert_eq!(sum, account.balance, "the ledger adds up to the balance");
     // 25 months on, the new credit's remaining 500 expire too, and the balance reaches 0.
     let later = chrono::Utc::now() + chrono::Duration::days(25 * 31);
-    let later = admin
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let later = scheduler
         .run_points_expiry(pb::RunPointsExpiryRequest {
             as_of: Some(prost_types::Timestamp {
                 seconds: later.timestamp(),

@@ -11,6 +11,7 @@ use tonic::Request;
 
 use super::store::load;
 use super::Api;
+use crate::domain::identity::contains_card_number;
 use crate::domain::ledger::{
     apply, fifo_expiring, inactivity_expired, EntryKind, ExpiryMode, LedgerError, Posting,
 };
@@ -113,12 +114,9 @@ pub async fn post_entry(
         if existing.guest_id != guest_id
             || existing.points != delta
             || existing.kind != kind.as_str()
+            || existing.reason != reason
         {
-            return Err(ApiError::failed_precondition(
-                "REQUEST_ID_REUSED",
-                source.to_string(),
-                "this request id was already used for a different posting",
-            ));
+            return Err(reused(source));
         }
         return Ok(entry_to_proto(existing));
     }
@@ -129,6 +127,11 @@ pub async fn post_entry(
             e.to_string(),
         ),
         LedgerError::NotPositive => ApiError::invalid("points", e.to_string()),
+        LedgerError::TooLarge => ApiError::failed_precondition(
+            "BALANCE_LIMIT",
+            format!("accounts/{guest_id}"),
+            e.to_string(),
+        ),
     })?;
     let row: EntryRow = sqlx::query_as(
         "INSERT INTO ledger (guest_id, kind, points, balance_after, reason, actor, source) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -142,7 +145,13 @@ pub async fn post_entry(
     .bind(actor)
     .bind(source)
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        // The same source posted meanwhile for another account (whose lock this call does not
+        // hold): a request id reused for a different posting.
+        ApiError::AlreadyExists(_) => reused(source),
+        other => other,
+    })?;
     // Expiry is not activity; everything else is.
     sqlx::query(
         "UPDATE loyalty_accounts SET balance = $2, lifetime_earned = lifetime_earned + greatest($3, 0), \
@@ -155,6 +164,20 @@ pub async fn post_entry(
     .execute(&mut *conn)
     .await?;
     Ok(entry_to_proto(row))
+}
+
+/// The most points one posting may move, whoever posts it: far above any real earning or
+/// goodwill, and far enough below `i64::MAX` that no sum of postings overflows.
+const MAX_POSTING: i64 = 10_000_000;
+/// The longest reason a posting keeps.
+const MAX_REASON: usize = 500;
+
+fn reused(source: &str) -> ApiError {
+    ApiError::failed_precondition(
+        "REQUEST_ID_REUSED",
+        source.to_string(),
+        "this request id was already used for a different posting",
+    )
 }
 
 /// Goodwill points of an approved complaint remedy: granted once per remedy, whatever replays.
@@ -203,6 +226,22 @@ pub async fn post(
     guestloop_kit::idempotency::check_request_id(&request.request_id)?;
     if request.points <= 0 {
         v.push(FieldViolation::new("points", "must be greater than zero"));
+    } else if request.points > MAX_POSTING {
+        v.push(FieldViolation::new(
+            "points",
+            format!("must be at most {MAX_POSTING} in one posting"),
+        ));
+    }
+    if request.reason.chars().count() > MAX_REASON {
+        v.push(FieldViolation::new(
+            "reason",
+            format!("must be at most {MAX_REASON} characters"),
+        ));
+    } else if contains_card_number(&request.reason) {
+        v.push(FieldViolation::new(
+            "reason",
+            "must not contain a payment card number",
+        ));
     }
     let kind = match pb::EntryKind::try_from(request.kind) {
         Ok(pb::EntryKind::Earn) => EntryKind::Earn,
@@ -225,6 +264,12 @@ pub async fn post(
     }
     if kind == EntryKind::Bonus && request.reason.trim().is_empty() {
         v.push(FieldViolation::new("reason", "a bonus needs a reason"));
+    }
+    if request.debit && matches!(kind, EntryKind::Earn | EntryKind::Bonus) {
+        v.push(FieldViolation::new(
+            "debit",
+            "EARN and BONUS always credit; debit with REDEEM or a debit ADJUST",
+        ));
     }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
@@ -362,9 +407,23 @@ pub async fn run_expiry(
 ) -> ApiResult<pb::RunPointsExpiryResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
+    // Expiry posts for real: staff may rerun a night that was missed, never run one ahead of
+    // time (a date years on would expire a whole chain's points). The service role's scheduled
+    // batch and its tests may.
+    if principal.role() != Role::Service && as_of > Utc::now() + chrono::Duration::minutes(5) {
+        return Err(ApiError::invalid(
+            "as_of",
+            "must not be in the future: an expiry run posts its expiries at once",
+        ));
+    }
+    let actor = if principal.role() == Role::Service {
+        "system"
+    } else {
+        principal.subject()
+    };
     let mut response = pb::RunPointsExpiryResponse::default();
     for chain in batch_chains(api, &principal).await? {
-        expire_chain(&api.context.pool, &chain, as_of, &mut response).await?;
+        expire_chain(&api.context.pool, &chain, as_of, actor, &mut response).await?;
     }
     Ok(response)
 }
@@ -377,7 +436,7 @@ pub async fn expire_all_chains(
 ) -> ApiResult<pb::RunPointsExpiryResponse> {
     let mut response = pb::RunPointsExpiryResponse::default();
     for chain in all_chains(pool).await? {
-        expire_chain(pool, &chain, as_of, &mut response).await?;
+        expire_chain(pool, &chain, as_of, "system", &mut response).await?;
     }
     Ok(response)
 }
@@ -386,15 +445,16 @@ async fn expire_chain(
     pool: &PgPool,
     chain: &str,
     as_of: DateTime<Utc>,
+    actor: &str,
     response: &mut pb::RunPointsExpiryResponse,
 ) -> ApiResult<()> {
     let (program, _) = super::program::load(pool, chain).await?;
     match program.expiry.mode {
         ExpiryMode::Inactivity => {
-            expire_inactive(pool, chain, as_of, program.expiry.months, response).await
+            expire_inactive(pool, chain, as_of, program.expiry.months, actor, response).await
         }
         ExpiryMode::PerCredit => {
-            expire_old_credits(pool, chain, as_of, program.expiry.months, response).await
+            expire_old_credits(pool, chain, as_of, program.expiry.months, actor, response).await
         }
     }
 }
@@ -404,11 +464,14 @@ async fn expire_inactive(
     chain: &str,
     as_of: DateTime<Utc>,
     months: u32,
+    actor: &str,
     response: &mut pb::RunPointsExpiryResponse,
 ) -> ApiResult<()> {
+    // Candidates with three days to spare: SQL and chrono clamp month ends differently (29
+    // February 2024 plus 24 months is 28 February 2026 for chrono), and the check below decides.
     let candidates: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT a.guest_id, a.last_activity_at FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
-         WHERE g.chain_id = $1 AND a.balance > 0 AND a.last_activity_at <= $2 - make_interval(months => $3)",
+         WHERE g.chain_id = $1 AND a.balance > 0 AND a.last_activity_at <= $2 - make_interval(months => $3) + interval '3 days'",
     )
     .bind(chain)
     .bind(as_of)
@@ -438,7 +501,7 @@ async fn expire_inactive(
             EntryKind::Expire,
             -balance,
             &format!("{months} months without activity"),
-            "system",
+            actor,
             &source,
         )
         .await?;
@@ -454,12 +517,13 @@ async fn expire_old_credits(
     chain: &str,
     as_of: DateTime<Utc>,
     months: u32,
+    actor: &str,
     response: &mut pb::RunPointsExpiryResponse,
 ) -> ApiResult<()> {
     let candidates: Vec<String> = sqlx::query_scalar(
         "SELECT a.guest_id FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
          WHERE g.chain_id = $1 AND a.balance > 0 AND EXISTS (SELECT 1 FROM ledger l WHERE l.guest_id = a.guest_id \
-               AND l.points > 0 AND l.posted_at <= $2 - make_interval(months => $3))",
+               AND l.points > 0 AND l.posted_at <= $2 - make_interval(months => $3) + interval '3 days')",
     )
     .bind(chain)
     .bind(as_of)
@@ -472,11 +536,12 @@ async fn expire_old_credits(
             .bind(&guest_id)
             .execute(&mut *tx)
             .await?;
+        // The whole ledger, debits posted after `as_of` included: they used the oldest credits
+        // too, and expiring without them would take points those debits already spent.
         let rows: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(
-            "SELECT entry_id, posted_at, points FROM ledger WHERE guest_id = $1 AND posted_at <= $2 ORDER BY entry_id",
+            "SELECT entry_id, posted_at, points FROM ledger WHERE guest_id = $1 ORDER BY entry_id",
         )
         .bind(&guest_id)
-        .bind(as_of)
         .fetch_all(&mut *tx)
         .await?;
         let postings: Vec<Posting> = rows
@@ -499,7 +564,7 @@ async fn expire_old_credits(
             EntryKind::Expire,
             -expiring,
             &format!("credits older than {months} months, less what was used"),
-            "system",
+            actor,
             &format!("expiry-credits:{guest_id}:{last_entry}"),
         )
         .await?;
@@ -515,7 +580,7 @@ struct TierCandidate {
     guest_id: String,
     tier: String,
     strategic_manual: bool,
-    since: DateTime<Utc>,
+    tier_short_since: Option<DateTime<Utc>>,
     nights_a: i64,
     stays_a: i64,
     spend_a: i64,
@@ -571,8 +636,7 @@ async fn evaluate_chain(
             .unwrap_or((periods[0].1, periods[0].1)),
     );
     let rows: Vec<TierCandidate> = sqlx::query_as(
-        "SELECT g.guest_id, g.tier, g.strategic_manual, \
-                coalesce((SELECT max(changed_at) FROM tier_history h WHERE h.guest_id = g.guest_id), g.created_at) AS since, \
+        "SELECT g.guest_id, g.tier, g.strategic_manual, g.tier_short_since, \
                 coalesce(sum(s.nights) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3), 0)::bigint AS nights_a, \
                 count(s.*) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3) AS stays_a, \
                 coalesce(sum(s.spend_minor) FILTER (WHERE s.departure_date > $2 AND s.departure_date <= $3 \
@@ -608,17 +672,31 @@ async fn evaluate_chain(
                 spend: row.spend_b,
             },
         ];
-        let next = evaluate(
+        let decision = evaluate(
             &policy,
             Standing {
                 tier: current,
-                since: row.since,
+                short_since: row.tier_short_since,
                 strategic_manual: row.strategic_manual,
             },
             &activity,
             as_of,
         );
+        let next = decision.tier;
         if next == current {
+            if decision.short_since != row.tier_short_since {
+                // Grace starts (or ends) with no change of tier: nothing to announce.
+                sqlx::query(
+                    "UPDATE guests SET tier_short_since = $2 \
+                     WHERE guest_id = $1 AND tier = $3 AND strategic_manual = $4",
+                )
+                .bind(&row.guest_id)
+                .bind(decision.short_since)
+                .bind(&row.tier)
+                .bind(row.strategic_manual)
+                .execute(pool)
+                .await?;
+            }
             continue;
         }
         let mut tx = pool.begin().await?;
@@ -636,7 +714,7 @@ async fn evaluate_chain(
         // strategic flag changed since it was read (SetStrategicTier, an overlapping run, a
         // merge or an erasure) is left alone, with no history row and no event.
         let updated = sqlx::query(
-            "UPDATE guests SET tier = $2, updated_at = now(), etag = gen_random_uuid() \
+            "UPDATE guests SET tier = $2, tier_short_since = $5, updated_at = now(), etag = gen_random_uuid() \
              WHERE guest_id = $1 AND tier = $3 AND strategic_manual = $4 \
              AND merged_into IS NULL AND NOT erased",
         )
@@ -644,6 +722,7 @@ async fn evaluate_chain(
         .bind(next.as_str())
         .bind(&row.tier)
         .bind(row.strategic_manual)
+        .bind(decision.short_since)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -44,6 +44,8 @@ pub enum LedgerError {
     InsufficientPoints { balance: i64, requested: i64 },
     #[error("points: must be greater than zero")]
     NotPositive,
+    #[error("points: the balance would exceed the most an account can hold")]
+    TooLarge,
 }
 
 /// The balance after posting `delta` (positive credit, negative debit).
@@ -51,7 +53,7 @@ pub fn apply(balance: i64, delta: i64) -> Result<i64, LedgerError> {
     if delta == 0 {
         return Err(LedgerError::NotPositive);
     }
-    let after = balance.checked_add(delta).ok_or(LedgerError::NotPositive)?;
+    let after = balance.checked_add(delta).ok_or(LedgerError::TooLarge)?;
     if after < 0 {
         return Err(LedgerError::InsufficientPoints {
             balance,
@@ -176,12 +178,19 @@ mod tests {
                         prop_assert!(requested > balance);
                     }
                     Err(LedgerError::NotPositive) => prop_assert_eq!(delta, 0),
+                    Err(LedgerError::TooLarge) => prop_assert!(balance.checked_add(delta).is_none()),
                 }
                 prop_assert!(balance >= 0);
                 prop_assert_eq!(entries.iter().sum::<i64>(), balance);
                 prop_assert_eq!(reference_points as i64, balance);
             }
         }
+    }
+
+    #[test]
+    fn a_balance_that_would_overflow_is_refused_as_too_large() {
+        assert_eq!(apply(i64::MAX - 1, 2), Err(LedgerError::TooLarge));
+        assert_eq!(apply(i64::MAX - 1, 1), Ok(i64::MAX));
     }
 
     #[test]

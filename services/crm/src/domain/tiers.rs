@@ -1,10 +1,12 @@
 //! Loyalty tiers: `new` → `regular` → `vip` on qualifying nights, stays or spend over the
 //! evaluation window (rolling 12 months, or the calendar year so far or the whole previous one);
-//! `strategic` only by hand. A guest keeps a tier through a grace period after reaching it, and
-//! then falls at most `max_downgrade_steps` per evaluation (as Bonvoy and Honors soften
-//! downgrades). Each chain configures names, thresholds, window, grace and the step limit.
+//! `strategic` only by hand. A guest whose activity stops earning their tier keeps it through a
+//! grace period counted from the first evaluation that found them short, then falls at most
+//! `max_downgrade_steps`; a guest still short after that step starts a new grace period, so
+//! each further step waits a whole grace period too (as Bonvoy and Honors soften downgrades).
+//! Each chain configures names, thresholds, window, grace and the step limit.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
@@ -62,7 +64,7 @@ impl Threshold {
 /// Which activity counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
-    /// The 365 days up to the evaluation.
+    /// The 12 calendar months up to the evaluation.
     Rolling12Months,
     /// The calendar year so far, or the whole previous year, whichever earns more.
     CalendarYear,
@@ -73,7 +75,12 @@ impl Window {
     /// period that can earn a tier on its own.
     pub fn periods(self, as_of: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
         match self {
-            Window::Rolling12Months => vec![(as_of - Duration::days(365), as_of)],
+            Window::Rolling12Months => vec![(
+                as_of
+                    .checked_sub_months(Months::new(12))
+                    .unwrap_or(as_of - Duration::days(365)),
+                as_of,
+            )],
             Window::CalendarYear => {
                 let end_of_last_year =
                     NaiveDate::from_ymd_opt(as_of.year() - 1, 12, 31).unwrap_or(as_of);
@@ -228,8 +235,17 @@ pub fn qualified(policy: &TierPolicy, q: Qualifying) -> Tier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
     pub tier: Tier,
-    pub since: DateTime<Utc>,
+    /// Since when the guest's activity has earned less than their tier (the first evaluation
+    /// that found it, or the last step down); none while they qualify.
+    pub short_since: Option<DateTime<Utc>>,
     pub strategic_manual: bool,
+}
+
+/// What an evaluation decides: the tier, and the standing's new `short_since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub tier: Tier,
+    pub short_since: Option<DateTime<Utc>>,
 }
 
 /// The tier after an evaluation at `as_of`, given the activity of each of the window's periods
@@ -239,9 +255,12 @@ pub fn evaluate(
     standing: Standing,
     periods: &[Qualifying],
     as_of: DateTime<Utc>,
-) -> Tier {
+) -> Decision {
     if standing.strategic_manual {
-        return Tier::Strategic;
+        return Decision {
+            tier: Tier::Strategic,
+            short_since: None,
+        };
     }
     // Strategic is never automatic: without the manual flag it counts as VIP.
     let current = standing.tier.min(Tier::Vip);
@@ -251,13 +270,25 @@ pub fn evaluate(
         .max()
         .unwrap_or(Tier::New);
     if earned >= current {
-        return earned;
+        return Decision {
+            tier: earned,
+            short_since: None,
+        };
     }
-    if as_of < standing.since + policy.grace {
-        return current;
+    let short_since = standing.short_since.unwrap_or(as_of);
+    if as_of < short_since + policy.grace {
+        return Decision {
+            tier: current,
+            short_since: Some(short_since),
+        };
     }
     let floor = current.step().saturating_sub(policy.max_downgrade_steps);
-    Tier::from_step(floor.max(earned.step()))
+    let tier = Tier::from_step(floor.max(earned.step()));
+    Decision {
+        tier,
+        // Still short after the step: the next one waits a grace period of its own.
+        short_since: (tier > earned).then_some(as_of),
+    }
 }
 
 #[cfg(test)]
@@ -269,85 +300,167 @@ mod tests {
         Tier::from_step(i % 4)
     }
 
+    fn standing(tier: Tier, short_since: Option<DateTime<Utc>>) -> Standing {
+        Standing {
+            tier,
+            short_since,
+            strategic_manual: false,
+        }
+    }
+
     #[test]
     fn thresholds_and_grace() {
         let policy = TierPolicy::default();
         let now = Utc::now();
-        let fresh = Standing {
-            tier: Tier::Vip,
-            since: now - Duration::days(10),
-            strategic_manual: false,
-        };
+        let idle = [Qualifying::default()];
+        // The first evaluation that finds a VIP short starts the grace period.
+        let first = evaluate(&policy, standing(Tier::Vip, None), &idle, now);
         assert_eq!(
-            evaluate(&policy, fresh, &[Qualifying::default()], now),
-            Tier::Vip,
-            "in grace"
+            first,
+            Decision {
+                tier: Tier::Vip,
+                short_since: Some(now)
+            }
         );
-        let old = Standing {
-            since: now - Duration::days(400),
-            ..fresh
-        };
-        assert_eq!(
-            evaluate(&policy, old, &[Qualifying::default()], now),
-            Tier::Regular,
-            "one step down"
+        let in_grace = evaluate(
+            &policy,
+            standing(Tier::Vip, Some(now - Duration::days(89))),
+            &idle,
+            now,
         );
-        let new = Standing {
-            tier: Tier::New,
-            ..old
-        };
-        assert_eq!(
-            evaluate(
-                &policy,
-                new,
-                &[Qualifying {
-                    nights: 30,
-                    ..Default::default()
-                }],
-                now
-            ),
-            Tier::Vip
+        assert_eq!(in_grace.tier, Tier::Vip, "in grace");
+        let after = evaluate(
+            &policy,
+            standing(Tier::Vip, Some(now - Duration::days(90))),
+            &idle,
+            now,
         );
         assert_eq!(
-            evaluate(
-                &policy,
-                new,
-                &[Qualifying {
-                    stays: 3,
-                    ..Default::default()
-                }],
-                now
-            ),
+            after,
+            Decision {
+                tier: Tier::Regular,
+                short_since: Some(now)
+            },
+            "one step down, and the next step waits a grace period of its own"
+        );
+        let back = evaluate(
+            &policy,
+            standing(Tier::Vip, Some(now - Duration::days(60))),
+            &[Qualifying {
+                nights: 30,
+                ..Default::default()
+            }],
+            now,
+        );
+        assert_eq!(
+            back,
+            Decision {
+                tier: Tier::Vip,
+                short_since: None
+            },
+            "qualifying again ends the grace period"
+        );
+        let new = standing(Tier::New, None);
+        let thirty_nights = [Qualifying {
+            nights: 30,
+            ..Default::default()
+        }];
+        assert_eq!(evaluate(&policy, new, &thirty_nights, now).tier, Tier::Vip);
+        let three_stays = [Qualifying {
+            stays: 3,
+            ..Default::default()
+        }];
+        assert_eq!(
+            evaluate(&policy, new, &three_stays, now).tier,
             Tier::Regular
         );
     }
 
-    proptest! {
-        /// Against a reference written the long way round.
-        #[test]
-        fn matches_the_reference(current in 0u8..4, manual: bool, nights in 0i64..60, stays in 0i64..20, age in 0i64..800, steps in 1u8..3) {
-            let policy = TierPolicy { max_downgrade_steps: steps, ..TierPolicy::default() };
-            let now = Utc::now();
-            let standing = Standing { tier: tier(current), since: now - Duration::days(age), strategic_manual: manual };
-            let q = Qualifying { nights, stays, spend: 0 };
-            let got = evaluate(&policy, standing, &[q], now);
+    /// A guest's life under a policy, one evaluation per step: (days since the previous
+    /// evaluation, nights in the window at this one).
+    fn steps_strategy() -> impl Strategy<Value = Vec<(i64, i64)>> {
+        proptest::collection::vec((0i64..120, 0i64..40), 1..40)
+    }
 
-            let reference = if manual {
-                Tier::Strategic
-            } else {
-                let earned = if nights >= 25 || stays >= 10 { 2 } else if nights >= 5 || stays >= 3 { 1 } else { 0 };
-                let cur = current.min(2);
-                if earned >= cur { tier(earned) }
-                else if age < 90 { tier(cur) }
-                else { tier(std::cmp::max(earned, cur.saturating_sub(steps))) }
+    proptest! {
+        /// Random histories against a reference that keeps the dates the long way round: when
+        /// the guest first fell short of the tier they hold, and when they last stepped down.
+        #[test]
+        fn histories_match_the_reference(
+            history in steps_strategy(),
+            grace_days in 0i64..200,
+            steps in 1u8..=3,
+            manual_at in proptest::option::of(0usize..40),
+        ) {
+            let policy = TierPolicy {
+                grace: Duration::days(grace_days),
+                max_downgrade_steps: steps,
+                ..TierPolicy::default()
             };
-            prop_assert_eq!(got, reference);
-            if !manual {
-                prop_assert!(got != Tier::Strategic, "strategic is never automatic");
-                prop_assert!(got >= qualified(&policy, q), "never below what was earned");
-                prop_assert!(tier(current).min(Tier::Vip).step() - got.step().min(tier(current).min(Tier::Vip).step()) <= steps);
+            let start = Utc::now();
+            let mut at = start;
+            let mut state = standing(Tier::New, None);
+            // The reference's own bookkeeping.
+            let mut held_step: u8 = 0;
+            let mut falling_since: Option<DateTime<Utc>> = None;
+            for (i, (gap, nights)) in history.iter().enumerate() {
+                at += Duration::days(*gap);
+                let manual = manual_at.is_some_and(|m| i >= m);
+                state.strategic_manual = manual;
+                let q = Qualifying { nights: *nights, ..Default::default() };
+                let decision = evaluate(&policy, state, &[q], at);
+
+                let earned: u8 = if *nights >= 25 { 2 } else if *nights >= 5 { 1 } else { 0 };
+                let expected = if manual {
+                    falling_since = None;
+                    3
+                } else {
+                    let held = held_step.min(2);
+                    if earned >= held {
+                        falling_since = None;
+                        earned
+                    } else {
+                        let since = *falling_since.get_or_insert(at);
+                        if (at - since).num_days() < grace_days {
+                            held
+                        } else {
+                            let next = held.saturating_sub(steps).max(earned);
+                            falling_since = (next > earned).then_some(at);
+                            next
+                        }
+                    }
+                };
+                prop_assert_eq!(decision.tier, tier(expected), "step {}", i);
+                prop_assert_eq!(decision.short_since, falling_since, "step {}", i);
+                if !manual {
+                    let before = held_step.min(2);
+                    prop_assert!(decision.tier != Tier::Strategic, "strategic is never automatic");
+                    prop_assert!(decision.tier >= tier(earned), "never below what was earned");
+                    prop_assert!(before.saturating_sub(expected) <= steps, "at most {} steps down", steps);
+                }
+                held_step = expected;
+                state = Standing { tier: decision.tier, short_since: decision.short_since, strategic_manual: manual };
             }
         }
+    }
+
+    #[test]
+    fn each_step_down_waits_a_whole_grace_period() {
+        let policy = TierPolicy::default();
+        let t0 = Utc::now();
+        let idle = [Qualifying::default()];
+        let mut state = standing(Tier::Vip, None);
+        let mut tiers = Vec::new();
+        // Evaluated every 6 hours for a year without activity.
+        for quarter_day in 0..(4 * 365) {
+            let at = t0 + Duration::hours(6 * quarter_day);
+            let d = evaluate(&policy, state, &idle, at);
+            if d.tier != state.tier {
+                tiers.push(((at - t0).num_days(), d.tier));
+            }
+            state = standing(d.tier, d.short_since);
+        }
+        assert_eq!(tiers, vec![(90, Tier::Regular), (180, Tier::New)]);
     }
 
     proptest! {
@@ -375,10 +488,10 @@ mod tests {
                 else if reach((regular_t.nights, regular_t.stays, regular_t.spend)) { 1 }
                 else { 0 }
             };
-            let new_guest = Standing { tier: Tier::New, since: Utc::now(), strategic_manual: false };
+            let new_guest = standing(Tier::New, None);
             let qa = Qualifying { nights: a.0, stays: a.1, spend: a.2 };
             let qb = Qualifying { nights: b.0, stays: b.1, spend: b.2 };
-            let got = evaluate(&policy, new_guest, &[qa, qb], Utc::now());
+            let got = evaluate(&policy, new_guest, &[qa, qb], Utc::now()).tier;
             prop_assert_eq!(got, tier(reference(a).max(reference(b))));
         }
     }
@@ -448,32 +561,36 @@ mod tests {
             nights: 30,
             ..Default::default()
         };
-        let standing = Standing {
-            tier: Tier::Vip,
-            since: Utc::now() - Duration::days(400),
-            strategic_manual: false,
-        };
+        let vip = standing(Tier::Vip, Some(Utc::now() - Duration::days(400)));
         assert_eq!(
             evaluate(
                 &policy,
-                standing,
+                vip,
                 &[Qualifying::default(), vip_last_year],
                 Utc::now()
-            ),
+            )
+            .tier,
             Tier::Vip
         );
         assert_eq!(
             evaluate(
                 &policy,
-                standing,
+                vip,
                 &[Qualifying::default(), Qualifying::default()],
                 Utc::now()
-            ),
+            )
+            .tier,
             Tier::Regular
         );
         assert_eq!(
             Window::Rolling12Months.periods(as_of),
-            vec![(as_of - Duration::days(365), as_of)]
+            vec![(NaiveDate::from_ymd_opt(2025, 3, 15).expect("d"), as_of)]
+        );
+        // Twelve months, not 365 days, across a 29 February.
+        let leap = NaiveDate::from_ymd_opt(2028, 3, 1).expect("d");
+        assert_eq!(
+            Window::Rolling12Months.periods(leap),
+            vec![(NaiveDate::from_ymd_opt(2027, 3, 1).expect("d"), leap)]
         );
     }
 

@@ -1,0 +1,372 @@
+//! CRM loyalty rules end to end: per-credit expiry rerun for a past night, what a posting
+//! refuses, stays naming another chain's guest, and the tier grace period counted from the
+//! first evaluation that finds a guest short.
+
+use chrono::{Duration, Utc};
+use guestloop_kit::auth::Role;
+use guestloop_proto::crm::v1 as pb;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
+use tonic::Code;
+
+type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
+    Ok(CrmServiceClient::new(
+        service.channel_with_token(&builder.mint()?).await?,
+    ))
+}
+
+async fn create(client: &mut Crm, given: &str, email: &str) -> anyhow::Result<pb::Guest> {
+    Ok(client
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(pb::Guest {
+                given_name: given.into(),
+                family_name: "Tester".into(),
+                email: email.into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner())
+}
+
+fn posting(
+    guest_id: &str,
+    request_id: &str,
+    kind: pb::EntryKind,
+    points: i64,
+) -> pb::PostPointsRequest {
+    pb::PostPointsRequest {
+        request_id: request_id.into(),
+        guest_id: guest_id.into(),
+        kind: kind as i32,
+        points,
+        debit: false,
+        reason: "test".into(),
+    }
+}
+
+fn timestamp(at: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    })
+}
+
+async fn balance(client: &mut Crm, guest_id: &str) -> anyhow::Result<i64> {
+    Ok(client
+        .get_loyalty_account(pb::GetLoyaltyAccountRequest {
+            guest_id: guest_id.into(),
+        })
+        .await?
+        .into_inner()
+        .balance)
+}
+
+async fn ledger_sum(pool: &sqlx::PgPool, guest_id: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE guest_id = $1",
+    )
+    .bind(guest_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A chain reruns a missed night of per-credit expiry after the guest has redeemed: the
+/// redemption used the old credit first, so only what it left of that credit expires.
+#[tokio::test]
+async fn a_past_night_of_per_credit_expiry_keeps_what_later_redemptions_spent() -> anyhow::Result<()>
+{
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    admin
+        .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+            program: Some(pb::LoyaltyProgram {
+                expiry_mode: pb::ExpiryMode::PerCredit as i32,
+                expiry_months: 24,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let g = create(&mut admin, "Rita", "rita@example.de").await?;
+    let pool = service.database.admin_pool().await?;
+    admin
+        .post_points(posting(&g.guest_id, "old", pb::EntryKind::Bonus, 1_000))
+        .await?;
+    admin
+        .post_points(posting(&g.guest_id, "recent", pb::EntryKind::Bonus, 5_000))
+        .await?;
+    sqlx::query(
+        "UPDATE crm.ledger SET posted_at = CASE WHEN source LIKE '%:old' THEN now() - interval '30 months' \
+         ELSE now() - interval '1 month' END WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&pool)
+    .await?;
+    // The night being rerun is an hour ago; the redemption came after it.
+    let night = Utc::now() - Duration::hours(1);
+    admin
+        .post_points(posting(&g.guest_id, "redeem", pb::EntryKind::Redeem, 800))
+        .await?;
+    let run = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: timestamp(night),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (run.accounts_expired, run.points_expired),
+        (1, 200),
+        "the 800 redeemed came out of the old credit; 200 of it are left to expire"
+    );
+    assert_eq!(balance(&mut admin, &g.guest_id).await?, 5_000);
+    assert_eq!(ledger_sum(&pool, &g.guest_id).await?, 5_000);
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM crm.ledger WHERE guest_id = $1 AND kind = 'expire'")
+            .bind(&g.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_ne!(actor, "system", "a run staff started names who started it");
+    let again = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: timestamp(night),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(again.points_expired, 0, "a rerun expires nothing more");
+    service.shutdown().await
+}
+
+fn violation_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn postings_refuse_bad_input_and_reused_request_ids_and_change_nothing() -> anyhow::Result<()>
+{
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, "Pia", "pia@example.de").await?;
+    let other = create(&mut admin, "Otto", "otto@example.de").await?;
+    admin
+        .post_points(posting(&g.guest_id, "first", pb::EntryKind::Bonus, 1_000))
+        .await?;
+
+    let debit_bonus = pb::PostPointsRequest {
+        debit: true,
+        ..posting(&g.guest_id, "debit-bonus", pb::EntryKind::Bonus, 10)
+    };
+    let too_many = posting(&g.guest_id, "too-many", pb::EntryKind::Bonus, 10_000_001);
+    let card = pb::PostPointsRequest {
+        reason: "bonus, card 4111 1111 1111 1111".into(),
+        ..posting(&g.guest_id, "card", pb::EntryKind::Bonus, 10)
+    };
+    for (request, field) in [
+        (debit_bonus, "debit"),
+        (too_many, "points"),
+        (card, "reason"),
+    ] {
+        let refused = admin
+            .post_points(request)
+            .await
+            .expect_err("bad input is refused");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
+        assert_eq!(violation_fields(&refused), vec![field.to_string()]);
+    }
+    // The same request id with another reason is another posting, not a retry.
+    let reworded = pb::PostPointsRequest {
+        reason: "something else".into(),
+        ..posting(&g.guest_id, "first", pb::EntryKind::Bonus, 1_000)
+    };
+    let refused = admin.post_points(reworded).await.expect_err("reused");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("request id"),
+        "{}",
+        refused.message()
+    );
+    // Two guests, one request id, at the same time: one posts, the other hears of the reuse.
+    let (mut first, mut second) = (admin.clone(), admin.clone());
+    let (a, b) = tokio::join!(
+        first.post_points(posting(&g.guest_id, "raced", pb::EntryKind::Bonus, 7)),
+        second.post_points(posting(&other.guest_id, "raced", pb::EntryKind::Bonus, 7)),
+    );
+    let refusals: Vec<tonic::Status> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(refusals.len(), 1, "exactly one of the two posts");
+    assert_eq!(
+        refusals[0].code(),
+        Code::FailedPrecondition,
+        "{:?}",
+        refusals[0]
+    );
+    let pool = service.database.admin_pool().await?;
+    let total =
+        balance(&mut admin, &g.guest_id).await? + balance(&mut admin, &other.guest_id).await?;
+    assert_eq!(
+        total, 1_007,
+        "only the first bonus and one of the raced ones"
+    );
+    assert_eq!(
+        ledger_sum(&pool, &g.guest_id).await? + ledger_sum(&pool, &other.guest_id).await?,
+        1_007
+    );
+    // Staff never run an expiry ahead of time.
+    let refused = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest {
+            as_of: timestamp(Utc::now() + Duration::days(800)),
+        })
+        .await
+        .expect_err("future expiry");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violation_fields(&refused), vec!["as_of".to_string()]);
+    assert_eq!(
+        balance(&mut admin, &g.guest_id).await? + balance(&mut admin, &other.guest_id).await?,
+        1_007,
+        "the refusals changed nothing"
+    );
+    service.shutdown().await
+}
+
+#[tokio::test]
+async fn a_stay_never_earns_for_another_chains_guest() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut ours = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("alpha")).await?;
+    let mut theirs = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("beta")).await?;
+    let mine = create(&mut ours, "Ana", "ana@example.pt").await?;
+    let foreign = create(&mut theirs, "Bea", "bea@example.es").await?;
+    let today = Utc::now().date_naive();
+    let stay = |reservation: &str, guest_id: &str| pb::Stay {
+        property_id: "lisbon".into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: (today - Duration::days(5)).to_string(),
+        departure_date: (today - Duration::days(2)).to_string(),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    let refused = ours
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("R1", &mine.guest_id), stay("R2", &foreign.guest_id)],
+        })
+        .await
+        .expect_err("another chain's guest");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("stays[1]"),
+        "names the entry: {}",
+        refused.message()
+    );
+    let pool = service.database.admin_pool().await?;
+    let (stays, entries): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays), (SELECT count(*) FROM crm.ledger)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((stays, entries), (0, 0), "the refused batch wrote nothing");
+    assert_eq!(balance(&mut theirs, &foreign.guest_id).await?, 0);
+    // The chain's own guest earns as before.
+    ours.upsert_stays(pb::UpsertStaysRequest {
+        stays: vec![stay("R1", &mine.guest_id)],
+    })
+    .await?;
+    assert!(balance(&mut ours, &mine.guest_id).await? > 0);
+    service.shutdown().await
+}
+
+/// A guest who reached their tier long ago keeps it for the grace period once their stays age
+/// out of the window, and steps down once, with one event, when it has passed.
+#[tokio::test]
+async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, "Gus", "gus@example.de").await?;
+    let today = Utc::now().date_naive();
+    let stays: Vec<pb::Stay> = (0..3)
+        .map(|i| pb::Stay {
+            property_id: "berlin".into(),
+            pms_reservation_id: format!("G{i}"),
+            guest_id: g.guest_id.clone(),
+            arrival_date: (today - Duration::days(402 + i)).to_string(),
+            departure_date: (today - Duration::days(400 + i)).to_string(),
+            status: pb::StayStatus::CheckedOut as i32,
+            ..Default::default()
+        })
+        .collect();
+    admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+    let then = Utc::now() - Duration::days(390);
+    let reached = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest {
+            as_of: timestamp(then),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(reached.changed, 1);
+    let tier = |client: &mut Crm| {
+        let mut client = client.clone();
+        let guest_id = g.guest_id.clone();
+        async move {
+            anyhow::Ok(
+                client
+                    .get_guest_tier(pb::GetGuestTierRequest {
+                        guest_id,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .tier,
+            )
+        }
+    };
+    assert_eq!(tier(&mut admin).await?, "regular");
+    let pool = service.database.admin_pool().await?;
+    // The tier was reached over a year ago, and the stays that earned it have left the window.
+    sqlx::query(
+        "UPDATE crm.tier_history SET changed_at = now() - interval '390 days' WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&pool)
+    .await?;
+    let now = Utc::now();
+    for (at, expected) in [
+        (now, "regular"),
+        (now + Duration::days(45), "regular"),
+        (now + Duration::days(89), "regular"),
+        (now + Duration::days(91), "new"),
+        (now + Duration::days(92), "new"),
+    ] {
+        admin
+            .evaluate_tiers(pb::EvaluateTiersRequest {
+                as_of: timestamp(at),
+            })
+            .await?;
+        assert_eq!(
+            tier(&mut admin).await?,
+            expected,
+            "{} days on",
+            (at - now).num_days()
+        );
+    }
+    let downgrades: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.tier_history WHERE guest_id = $1 AND to_tier = 'new'",
+    )
+    .bind(&g.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(downgrades, 1, "one step down, one history row");
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.tier.changed' \
+         AND subject = $1",
+    )
+    .bind(format!("guests/{}", g.guest_id))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(events, 2, "reaching regular, then the one step down");
+    service.shutdown().await
+}
