@@ -337,3 +337,82 @@ async fn staff_without_a_department_read_no_contact_details() -> anyhow::Result<
     assert_eq!(logged, 0);
     service.shutdown().await
 }
+
+fn preference(group: &str, value: &str, polarity: pb::Polarity) -> pb::Preference {
+    pb::Preference {
+        group: group.into(),
+        value: value.into(),
+        polarity: polarity as i32,
+        ..Default::default()
+    }
+}
+
+/// A group full of likes still takes an allergy or a dislike (what could harm the guest is never
+/// refused), while one more like is refused; an erased profile takes nothing.
+#[tokio::test]
+async fn a_full_group_still_takes_allergies_and_an_erased_profile_takes_nothing(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let created = create(&mut admin, guest("Aiko", "Tanaka", "", "")).await?;
+    let client = admin.clone();
+    let add = |p: pb::Preference, guest_id: String| {
+        let mut admin = client.clone();
+        async move {
+            admin
+                .add_preference(pb::AddPreferenceRequest {
+                    guest_id,
+                    preference: Some(p),
+                })
+                .await
+        }
+    };
+    // "pillow" holds 3 likes.
+    for value in ["buckwheat", "feather", "memory foam"] {
+        add(
+            preference("pillow", value, pb::Polarity::Like),
+            created.guest_id.clone(),
+        )
+        .await?;
+    }
+    let full = add(
+        preference("pillow", "latex", pb::Polarity::Like),
+        created.guest_id.clone(),
+    )
+    .await
+    .expect_err("a fourth like");
+    assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
+    add(
+        preference("pillow", "down feathers", pb::Polarity::Allergy),
+        created.guest_id.clone(),
+    )
+    .await?;
+    let answered = add(
+        preference("pillow", "very high pillows", pb::Polarity::Dislike),
+        created.guest_id.clone(),
+    )
+    .await?
+    .into_inner();
+    assert_eq!(
+        (answered.preferences.len(), answered.avoid.len()),
+        (3, 2),
+        "three likes, and both things to avoid"
+    );
+
+    let erased = erase(&mut admin, &created.guest_id).await?;
+    let refused = add(
+        preference("diet", "shellfish", pb::Polarity::Allergy),
+        erased.guest_id.clone(),
+    )
+    .await
+    .expect_err("an erased profile");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let pool = service.database.admin_pool().await?;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.preferences WHERE guest_id = $1")
+            .bind(&erased.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(stored, 0);
+    service.shutdown().await
+}

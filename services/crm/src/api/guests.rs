@@ -12,7 +12,8 @@ use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
 use crate::domain::identity::{contains_card_number, email_key, phone_key, phone_shape};
 
-/// Preference groups and how many entries each may hold per guest.
+/// Preference groups and how many likes each may hold per guest (dislikes, allergies and taboos
+/// are not limited).
 pub const GROUPS: [(&str, i64); 6] = [
     ("room", 10),
     ("floor", 3),
@@ -554,21 +555,33 @@ pub async fn add_preference(
     }
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM preferences WHERE guest_id = $1 AND grp = $2")
-            .bind(&row.guest_id)
-            .bind(&group)
-            .fetch_one(&mut *tx)
-            .await?;
-    if count >= limit.unwrap_or(0) {
+    if row.erased {
         return Err(ApiError::failed_precondition(
-            "PREFERENCE_LIMIT",
-            format!("guests/{}/preferences/{group}", row.guest_id),
-            format!(
-                "the `{group}` group already holds {count} entries (limit {})",
-                limit.unwrap_or(0)
-            ),
+            "GUEST_NOT_ACTIVE",
+            format!("guests/{}", row.guest_id),
+            "the guest was erased",
         ));
+    }
+    // The limit keeps likes in check. A dislike, an allergy or a taboo is never refused: staff
+    // must always be able to record what could harm or offend the guest.
+    let like = preference.polarity == pb::Polarity::Like as i32;
+    if like {
+        let likes: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM preferences WHERE guest_id = $1 AND grp = $2 AND polarity = $3",
+        )
+        .bind(&row.guest_id)
+        .bind(&group)
+        .bind(pb::Polarity::Like as i16)
+        .fetch_one(&mut *tx)
+        .await?;
+        let limit = limit.unwrap_or(0);
+        if likes >= limit {
+            return Err(ApiError::failed_precondition(
+                "PREFERENCE_LIMIT",
+                format!("guests/{}/preferences/{group}", row.guest_id),
+                format!("the `{group}` group already holds {likes} likes (limit {limit})"),
+            ));
+        }
     }
     sqlx::query(
         "INSERT INTO preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) \
