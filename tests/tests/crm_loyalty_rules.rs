@@ -370,3 +370,39 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
     assert_eq!(events, 2, "reaching regular, then the one step down");
     service.shutdown().await
 }
+
+/// A staff adjustment is no activity of the guest's: it neither keeps points from expiring nor
+/// revives them.
+#[tokio::test]
+async fn an_adjustment_does_not_keep_inactive_points_alive() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let g = create(&mut admin, "Ines", "ines@example.de").await?;
+    admin
+        .post_points(posting(&g.guest_id, "bonus", pb::EntryKind::Bonus, 1_000))
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET last_activity_at = now() - interval '25 months' WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .execute(&pool)
+    .await?;
+    let adjust = pb::PostPointsRequest {
+        reason: "typo in last month's statement".into(),
+        ..posting(&g.guest_id, "adjust", pb::EntryKind::Adjust, 5)
+    };
+    admin.post_points(adjust).await?;
+    let run = scheduler
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (run.accounts_expired, run.points_expired),
+        (1, 1_005),
+        "25 months without the guest's own activity"
+    );
+    assert_eq!(balance(&mut admin, &g.guest_id).await?, 0);
+    service.shutdown().await
+}

@@ -152,15 +152,14 @@ pub async fn post_entry(
         ApiError::AlreadyExists(_) => reused(source),
         other => other,
     })?;
-    // Expiry is not activity; everything else is.
     sqlx::query(
         "UPDATE loyalty_accounts SET balance = $2, lifetime_earned = lifetime_earned + greatest($3, 0), \
-         last_activity_at = CASE WHEN $4 THEN last_activity_at ELSE now() END WHERE guest_id = $1",
+         last_activity_at = CASE WHEN $4 THEN now() ELSE last_activity_at END WHERE guest_id = $1",
     )
     .bind(guest_id)
     .bind(after)
     .bind(if kind == EntryKind::Expire || kind == EntryKind::Adjust { 0 } else { delta })
-    .bind(kind == EntryKind::Expire)
+    .bind(kind.is_activity())
     .execute(&mut *conn)
     .await?;
     Ok(entry_to_proto(row))

@@ -30,6 +30,13 @@ impl EntryKind {
         }
     }
 
+    /// Whether a posting of this kind is activity that keeps the points from expiring: what
+    /// the guest earns, is given or redeems. Expiry is not, and neither is a staff adjustment
+    /// (a correction must not keep points alive, nor revive them).
+    pub fn is_activity(self) -> bool {
+        !matches!(self, EntryKind::Expire | EntryKind::Adjust)
+    }
+
     pub fn parse(text: &str) -> Option<EntryKind> {
         use EntryKind::*;
         [Earn, Bonus, Goodwill, Redeem, Expire, Adjust]
@@ -185,6 +192,16 @@ mod tests {
                 prop_assert_eq!(reference_points as i64, balance);
             }
         }
+    }
+
+    #[test]
+    fn only_the_guests_own_postings_are_activity() {
+        use EntryKind::*;
+        let active: Vec<EntryKind> = [Earn, Bonus, Goodwill, Redeem, Expire, Adjust]
+            .into_iter()
+            .filter(|k| k.is_activity())
+            .collect();
+        assert_eq!(active, [Earn, Bonus, Goodwill, Redeem]);
     }
 
     #[test]
