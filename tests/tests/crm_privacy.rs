@@ -416,3 +416,66 @@ async fn a_full_group_still_takes_allergies_and_an_erased_profile_takes_nothing(
     assert_eq!(stored, 0);
     service.shutdown().await
 }
+
+/// A merge keeps the higher tier of the two profiles and a strategic tier set by hand on the
+/// duplicate, each tier change recorded in the survivor's history with an event.
+#[tokio::test]
+async fn a_merge_keeps_the_higher_tier_and_a_manual_strategic_flag() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, guest("Lars", "Holm", "lars@example.dk", "")).await?;
+    let regular = create(&mut admin, guest("Lars", "Holm", "l.holm@example.dk", "")).await?;
+    let strategic = create(&mut admin, guest("Lars", "Holm", "holm@example.dk", "")).await?;
+    let pool = service.database.admin_pool().await?;
+    sqlx::query("UPDATE crm.guests SET tier = 'regular' WHERE guest_id = $1")
+        .bind(&regular.guest_id)
+        .execute(&pool)
+        .await?;
+    admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: strategic.guest_id.clone(),
+            strategic: true,
+            reason: "key account".into(),
+        })
+        .await?;
+    let merged = merge(&mut admin, &survivor.guest_id, &regular.guest_id).await?;
+    assert_eq!(
+        (merged.tier.as_str(), merged.strategic_manual),
+        ("regular", false)
+    );
+    let merged = merge(&mut admin, &survivor.guest_id, &strategic.guest_id).await?;
+    assert_eq!(
+        (merged.tier.as_str(), merged.strategic_manual),
+        ("strategic", true),
+        "the manual strategic tier survives the merge"
+    );
+    // Merging a lower tier in changes nothing.
+    let lower = create(&mut admin, guest("Lars", "Holm", "lh@example.dk", "")).await?;
+    let merged = merge(&mut admin, &survivor.guest_id, &lower.guest_id).await?;
+    assert_eq!(
+        (merged.tier.as_str(), merged.strategic_manual),
+        ("strategic", true)
+    );
+    let changes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT from_tier, to_tier FROM crm.tier_history WHERE guest_id = $1 AND reason LIKE 'merged%' \
+         ORDER BY changed_at",
+    )
+    .bind(&survivor.guest_id)
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        changes,
+        vec![
+            ("new".to_string(), "regular".to_string()),
+            ("regular".to_string(), "strategic".to_string())
+        ]
+    );
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.tier.changed' AND subject = $1",
+    )
+    .bind(format!("guests/{}", survivor.guest_id))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(events, 2, "one tier-changed event per change");
+    service.shutdown().await
+}

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
 use crate::domain::identity::{contains_card_number, email_key, phone_key, phone_shape};
+use crate::domain::tiers::Tier;
 
 /// Preference groups and how many likes each may hold per guest (dislikes, allergies and taboos
 /// are not limited).
@@ -508,11 +509,52 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
     .bind(principal.subject())
     .execute(&mut *tx)
     .await?;
+    let tier_changed = keep_status(&mut tx, &survivor, &duplicate).await?;
     let survivor = load(&mut tx, &principal, to, false, false).await?;
     // Contact details are read with GetGuest (logged), not in the answers of other changes.
     let reply = to_proto(&mut tx, &survivor, false).await?;
     tx.commit().await?;
+    if tier_changed {
+        api.context.events.wake();
+    }
     Ok(reply)
+}
+
+/// The survivor keeps what either profile earned: a strategic tier set by hand on either, and
+/// the higher tier of the two, the change recorded in its history with an event as any tier
+/// change is. Returns whether the tier changed.
+async fn keep_status(
+    conn: &mut sqlx::PgConnection,
+    survivor: &GuestRow,
+    duplicate: &GuestRow,
+) -> ApiResult<bool> {
+    let higher = match (Tier::parse(&survivor.tier), Tier::parse(&duplicate.tier)) {
+        (Some(kept), Some(merged)) => kept.max(merged).as_str(),
+        _ => survivor.tier.as_str(),
+    };
+    let strategic_manual = survivor.strategic_manual || duplicate.strategic_manual;
+    let changed = higher != survivor.tier;
+    if changed {
+        // The reason does not name the duplicate: its id goes when the guest is erased.
+        crate::tiers::record_change(
+            &mut *conn,
+            &survivor.guest_id,
+            &survivor.chain_id,
+            &survivor.tier,
+            higher,
+            "merged with a duplicate profile of a higher tier",
+        )
+        .await?;
+    }
+    if changed || strategic_manual != survivor.strategic_manual {
+        sqlx::query("UPDATE guests SET tier = $2, strategic_manual = $3 WHERE guest_id = $1")
+            .bind(&survivor.guest_id)
+            .bind(higher)
+            .bind(strategic_manual)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(changed)
 }
 
 pub async fn add_preference(
