@@ -479,3 +479,63 @@ async fn a_merge_keeps_the_higher_tier_and_a_manual_strategic_flag() -> anyhow::
     assert_eq!(events, 2, "one tier-changed event per change");
     service.shutdown().await
 }
+
+/// Every erasure is logged in its own transaction's commit: the pseudonym, who (subject and
+/// role), the chain, the reason and when; never the original id.
+#[tokio::test]
+async fn an_erasure_is_logged_under_the_pseudonym() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut dpo = crm_as(
+        &service,
+        TokenBuilder::new(Role::GeneralManager).subject("gm-privacy"),
+    )
+    .await?;
+    let created = create(&mut admin, guest("Eva", "Kovac", "eva@example.si", "")).await?;
+    let too_long = dpo
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: created.guest_id.clone(),
+            reason: "x".repeat(501),
+        })
+        .await
+        .expect_err("a reason of 501 characters");
+    assert_eq!(too_long.code(), Code::InvalidArgument);
+    assert!(too_long.message().contains("reason"), "{too_long:?}");
+    let erased = dpo
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: created.guest_id.clone(),
+            reason: "request of 2031-05-02, ticket DSR-17".into(),
+        })
+        .await?
+        .into_inner();
+    let pool = service.database.admin_pool().await?;
+    let logged: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
+        "SELECT pseudonym, chain_id, actor, role, reason, erased_at > now() - interval '1 minute' \
+         FROM crm.erasure_log",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let chain: String = sqlx::query_scalar("SELECT chain_id FROM crm.guests WHERE guest_id = $1")
+        .bind(&erased.guest_id)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(
+        logged,
+        vec![(
+            erased.guest_id.clone(),
+            chain,
+            "gm-privacy".to_string(),
+            Role::GeneralManager.as_str().to_string(),
+            "request of 2031-05-02, ticket DSR-17".to_string(),
+            true
+        )]
+    );
+    let naming: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.erasure_log t WHERE position($1 IN t::text) > 0",
+    )
+    .bind(&created.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(naming, 0, "the log never names the original id");
+    service.shutdown().await
+}

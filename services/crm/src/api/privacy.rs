@@ -1,6 +1,7 @@
 //! Data-subject rights: export everything CRM holds about a guest, and erasure (the profile is
-//! pseudonymised, the ledger keeps its amounts under the pseudonym, and `crm.guest.erased` tells
-//! every other service to scrub its copies).
+//! pseudonymised, the ledger keeps its amounts under the pseudonym, `crm.guest.erased` tells
+//! every other service to scrub its copies, and the erasure log records who erased, why and
+//! when under the pseudonym).
 
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::events::{append, NewEvent};
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use super::store::{load, may_read_contacts};
 use super::Api;
+use crate::domain::identity::contains_card_number;
 
 const PRIVACY_ROLES: [Role; 3] = [
     Role::GeneralManager,
@@ -100,9 +102,7 @@ pub async fn erase(
     let principal = principal(&request)?.clone();
     principal.require_role(&PRIVACY_ROLES)?;
     let request = request.into_inner();
-    if request.reason.trim().is_empty() {
-        return Err(ApiError::invalid("reason", "is required"));
-    }
+    let reason = erasure_reason(&request.reason)?;
     let mut tx = api.context.pool.begin().await?;
     // An old id of a merged profile names the person it was merged into (as export reads it):
     // erasing it erases the survivor, not the empty shell the merge left behind.
@@ -202,14 +202,51 @@ pub async fn erase(
         )
         .await?;
     }
+    sqlx::query(
+        "INSERT INTO erasure_log (pseudonym, chain_id, actor, role, reason) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&pseudonym)
+    .bind(&guest.chain_id)
+    .bind(principal.subject())
+    .bind(principal.role().as_str())
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     api.context.events.wake();
-    tracing::info!(actor = principal.subject(), "guest erased");
+    tracing::info!(
+        pseudonym = %pseudonym,
+        actor = principal.subject(),
+        "guest erased"
+    );
     Ok(pb::EraseGuestResponse {
         guest_id: pseudonym,
         records_scrubbed: scrubbed,
     })
 }
+
+/// The reason an erasure is logged with: required, bounded, and never a payment card number.
+fn erasure_reason(reason: &str) -> ApiResult<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid("reason", "is required"));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if contains_card_number(reason) {
+        return Err(ApiError::invalid(
+            "reason",
+            "must not contain a payment card number",
+        ));
+    }
+    Ok(reason)
+}
+
+const MAX_REASON_CHARS: usize = 500;
 
 /// `guest_id` and every id merged into it, directly or through other merged ids, all locked.
 async fn known_ids(
