@@ -1,6 +1,6 @@
 //! CRM loyalty rules end to end: per-credit expiry rerun for a past night, what a posting
-//! refuses, stays naming another chain's guest, and the tier grace period counted from the
-//! first evaluation that finds a guest short.
+//! refuses, stays naming another chain's guest, the tier grace period counted from the first
+//! evaluation that finds a guest short, and the chain a service's call acts for.
 
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
@@ -404,5 +404,114 @@ async fn an_adjustment_does_not_keep_inactive_points_alive() -> anyhow::Result<(
         "25 months without the guest's own activity"
     );
     assert_eq!(balance(&mut admin, &g.guest_id).await?, 0);
+    service.shutdown().await
+}
+
+/// A service acts for every chain: its reads at a property answer for the chain that holds the
+/// property (not for no chain at all), and a call that names no such property is refused.
+#[tokio::test]
+async fn a_service_reads_for_the_chain_that_holds_the_property() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("alpha")).await?;
+    let mut peer = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let today = Utc::now().date_naive();
+    // Born on this day, in house: a birthday task is due today.
+    let g = admin
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(pb::Guest {
+                given_name: "Sven".into(),
+                family_name: "Tester".into(),
+                birthday: format!("1980-{}", today.format("%m-%d")),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let stays: Vec<pb::Stay> = (0..3)
+        .map(|i| pb::Stay {
+            property_id: "stockholm".into(),
+            pms_reservation_id: format!("S{i}"),
+            guest_id: g.guest_id.clone(),
+            arrival_date: (today - Duration::days(30 + 10 * i)).to_string(),
+            departure_date: (today - Duration::days(28 + 10 * i)).to_string(),
+            status: pb::StayStatus::CheckedOut as i32,
+            ..Default::default()
+        })
+        .chain(std::iter::once(pb::Stay {
+            property_id: "stockholm".into(),
+            pms_reservation_id: "NOW".into(),
+            guest_id: g.guest_id.clone(),
+            arrival_date: today.to_string(),
+            departure_date: (today + Duration::days(2)).to_string(),
+            status: pb::StayStatus::InHouse as i32,
+            ..Default::default()
+        }))
+        .collect();
+    admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+    let period = guestloop_proto::common::v1::TimeRange {
+        start_time: timestamp(Utc::now() - Duration::days(365)),
+        end_time: timestamp(Utc::now() + Duration::days(1)),
+    };
+    let kpis = |properties: Vec<String>| pb::GetCrmKpisRequest {
+        property_ids: properties,
+        period: Some(period),
+        ..Default::default()
+    };
+    let theirs = admin
+        .get_crm_kpis(kpis(vec!["stockholm".into()]))
+        .await?
+        .into_inner();
+    let ours = peer
+        .get_crm_kpis(kpis(vec!["stockholm".into()]))
+        .await?
+        .into_inner();
+    assert_eq!(ours, theirs, "the service sees what the chain sees");
+    assert!(ours.staying_guests > 0, "{ours:?}");
+    for properties in [vec![], vec!["nowhere".to_string()]] {
+        let refused = peer
+            .get_crm_kpis(kpis(properties))
+            .await
+            .expect_err("no chain holds these");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(violation_fields(&refused), vec!["property_ids".to_string()]);
+    }
+    let arrivals = peer
+        .list_arrivals(pb::ListArrivalsRequest {
+            property_id: "stockholm".into(),
+            date: today.to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!arrivals.arrivals.is_empty(), "the guest in house today");
+    let generated = peer
+        .generate_care_tasks(pb::GenerateCareTasksRequest {
+            property_id: "stockholm".into(),
+            date: today.to_string(),
+        })
+        .await?
+        .into_inner();
+    let listed = peer
+        .list_care_tasks(pb::ListCareTasksRequest {
+            property_id: "stockholm".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(generated.created > 0, "{generated:?}");
+    assert_eq!(
+        listed.tasks.len() as i32,
+        generated.created + generated.existing
+    );
+    let chains: Vec<String> = sqlx::query_scalar("SELECT DISTINCT chain_id FROM crm.care_tasks")
+        .fetch_all(&service.database.admin_pool().await?)
+        .await?;
+    assert!(chains.iter().all(|c| c == "alpha"), "{chains:?}");
+    let values = peer
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(values.evaluated, 1, "every chain's guests, not none");
     service.shutdown().await
 }

@@ -117,6 +117,37 @@ pub async fn can_access(
     }
 }
 
+/// The chain a call about `properties` acts for: the caller's own, or for a service (which
+/// acts for every chain) the one chain those properties are registered under. A service that
+/// names no property, or properties no chain holds or that belong to several chains, is
+/// refused (INVALID_ARGUMENT on `field`), rather than answered for no chain at all.
+pub async fn acting_chain(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    field: &str,
+    properties: &[&str],
+) -> ApiResult<String> {
+    if let Some(chain) = caller_chain(principal) {
+        return Ok(chain.to_string());
+    }
+    let chains: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT chain_id, count(*) FROM property_chains WHERE property_id = ANY($1) GROUP BY chain_id",
+    )
+    .bind(properties)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut named: Vec<&str> = properties.to_vec();
+    named.sort_unstable();
+    named.dedup();
+    match chains.as_slice() {
+        [(chain, count)] if usize::try_from(*count).ok() == Some(named.len()) => Ok(chain.clone()),
+        _ => Err(ApiError::invalid(
+            field,
+            "a service names properties that one chain holds, and acts for that chain",
+        )),
+    }
+}
+
 /// Registers `properties` under `chain_id` where no chain holds them yet, then refuses
 /// (PERMISSION_DENIED) if one of them is another chain's. Run it in the transaction that writes
 /// the records, so the registration commits with them.

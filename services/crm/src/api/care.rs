@@ -36,15 +36,17 @@ fn required_date(value: &str, field: &str) -> ApiResult<NaiveDate> {
 }
 
 /// The property a call names: required, in the caller's scope and not another chain's.
+/// Checks the caller may read at the property; answers the chain the call acts for.
 async fn property(
     conn: &mut PgConnection,
     principal: &Principal,
     property_id: &str,
-) -> ApiResult<()> {
+) -> ApiResult<String> {
     if property_id.is_empty() {
         return Err(ApiError::invalid("property_id", "is required"));
     }
-    tenancy::require_property(conn, principal, property_id).await
+    tenancy::require_property(conn, principal, property_id).await?;
+    tenancy::acting_chain(conn, principal, "property_id", &[property_id]).await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -111,7 +113,7 @@ pub async fn list_arrivals(
     let (after_room, after_reservation) =
         cursor.map_or((None, None), |c| (Some(c.room), Some(c.reservation)));
     let mut conn = api.context.pool.acquire().await?;
-    property(&mut conn, &principal, &request.property_id).await?;
+    let chain = property(&mut conn, &principal, &request.property_id).await?;
     let rows: Vec<StayRow> = sqlx::query_as(&format!(
         "SELECT s.property_id, s.pms_reservation_id, s.guest_id, s.arrival_date, s.departure_date, s.room, \
          s.rate_currency, s.rate_minor, s.spend_currency, s.spend_minor, s.status \
@@ -122,7 +124,7 @@ pub async fn list_arrivals(
     ))
     .bind(&request.property_id)
     .bind(date)
-    .bind(principal.chain_id())
+    .bind(&chain)
     .bind(after_room)
     .bind(after_reservation)
     .bind(size + 1)
@@ -185,9 +187,11 @@ pub async fn generate(
     let mut tx = api.context.pool.begin().await?;
     // Generating is the first write some properties see: it registers the property.
     tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
+    let chain =
+        tenancy::acting_chain(&mut tx, &principal, "property_id", &[&request.property_id]).await?;
     let (created, existing) = generate_for(
         &mut tx,
-        principal.chain_id(),
+        &chain,
         &request.property_id,
         date,
         principal.subject(),
@@ -397,7 +401,7 @@ pub async fn list_tasks(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut conn = api.context.pool.acquire().await?;
-    property(&mut conn, &principal, &request.property_id).await?;
+    let chain = property(&mut conn, &principal, &request.property_id).await?;
     let due = if request.due_date.is_empty() {
         None
     } else {
@@ -422,7 +426,7 @@ pub async fn list_tasks(
         .push(" WHERE t.property_id = ")
         .push_bind(&request.property_id)
         .push(" AND t.chain_id = ")
-        .push_bind(principal.chain_id());
+        .push_bind(&chain);
     if let Some(due) = due {
         query.push(" AND t.due_date = ").push_bind(due);
     }

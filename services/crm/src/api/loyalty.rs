@@ -388,7 +388,7 @@ async fn all_chains(pool: &PgPool) -> ApiResult<Vec<String>> {
 
 /// The chains a batch runs for: every chain for the service role (the nightly batch), else the
 /// caller's own.
-async fn batch_chains(api: &Api, principal: &Principal) -> ApiResult<Vec<String>> {
+pub(super) async fn batch_chains(api: &Api, principal: &Principal) -> ApiResult<Vec<String>> {
     if principal.role() == Role::Service {
         all_chains(&api.context.pool).await
     } else {

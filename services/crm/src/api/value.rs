@@ -237,12 +237,19 @@ pub async fn evaluate(
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
     let pool = &api.context.pool;
-    let (evaluated, changed) = evaluate_chain(pool, principal.chain_id(), as_of).await?;
+    // The caller's chain, or every chain for the service role (as the tier evaluation).
+    let chains = super::loyalty::batch_chains(api, &principal).await?;
+    let (mut evaluated, mut changed) = (0, 0);
+    for chain in &chains {
+        let (e, c) = evaluate_chain(pool, chain, as_of).await?;
+        evaluated += e;
+        changed += c;
+    }
     let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT value_segment, count(*) FROM guests WHERE chain_id = $1 AND merged_into IS NULL AND NOT erased \
-         GROUP BY 1 ORDER BY 2 DESC",
+        "SELECT value_segment, count(*) FROM guests WHERE chain_id = ANY($1) AND merged_into IS NULL AND NOT erased \
+         GROUP BY 1 ORDER BY 2 DESC, 1",
     )
-    .bind(principal.chain_id())
+    .bind(&chains)
     .fetch_all(pool)
     .await?;
     Ok(pb::EvaluateCustomerValuesResponse {
