@@ -1,6 +1,7 @@
 //! CRM loyalty rules end to end: per-credit expiry rerun for a past night, what a posting
 //! refuses, stays naming another chain's guest, the tier grace period counted from the first
-//! evaluation that finds a guest short, and the chain a service's call acts for.
+//! evaluation that finds a guest short, the chain a service's call acts for, and the accuracy
+//! of the chain's profiles.
 
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
@@ -513,5 +514,52 @@ async fn a_service_reads_for_the_chain_that_holds_the_property() -> anyhow::Resu
         .await?
         .into_inner();
     assert_eq!(values.evaluated, 1, "every chain's guests, not none");
+    service.shutdown().await
+}
+
+/// Accuracy counts a duplicate waiting to be merged as an error, and the merge mends it.
+#[tokio::test]
+async fn accuracy_counts_duplicates_waiting_to_be_merged_as_errors() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let ann = create(&mut admin, "Ann", "ann@example.de").await?;
+    let again = create(&mut admin, "Anna", "ANN@Example.de").await?;
+    create(&mut admin, "Bob", "bob@example.de").await?;
+    let period = guestloop_proto::common::v1::TimeRange {
+        start_time: timestamp(Utc::now() - Duration::days(30)),
+        end_time: timestamp(Utc::now() + Duration::days(1)),
+    };
+    let kpis = |client: &mut Crm| {
+        let mut client = client.clone();
+        async move {
+            anyhow::Ok(
+                client
+                    .get_crm_kpis(pb::GetCrmKpisRequest {
+                        period: Some(period),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    let before = kpis(&mut admin).await?;
+    assert_eq!(
+        (
+            before.members,
+            before.profiles_accurate,
+            before.contacts_valid
+        ),
+        (3, 1, 3),
+        "both halves of the duplicate are errors, though each contact parses"
+    );
+    admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: ann.guest_id.clone(),
+            duplicate_guest_id: again.guest_id.clone(),
+        })
+        .await?;
+    let after = kpis(&mut admin).await?;
+    assert_eq!((after.members, after.profiles_accurate), (2, 2));
     service.shutdown().await
 }

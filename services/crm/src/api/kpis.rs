@@ -43,6 +43,7 @@ struct Stocks {
     profiles_complete: i64,
     contacts_given: i64,
     contacts_valid: i64,
+    profiles_accurate: i64,
     profiles_fresh: i64,
     high_value_guests: i64,
     high_value_personalised: i64,
@@ -103,6 +104,10 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
            count(*) FILTER (WHERE g.email <> '' OR g.phone <> '') AS contacts_given, \
            count(*) FILTER (WHERE (g.email <> '' OR g.phone <> '') AND (g.email = '' OR g.email_key IS NOT NULL) \
                               AND (g.phone = '' OR g.phone_key IS NOT NULL)) AS contacts_valid, \
+           count(*) FILTER (WHERE (g.email = '' OR g.email_key IS NOT NULL) AND (g.phone = '' OR g.phone_key IS NOT NULL) \
+                              AND NOT EXISTS (SELECT 1 FROM guests d WHERE d.chain_id = g.chain_id \
+                                  AND d.guest_id <> g.guest_id AND d.merged_into IS NULL AND NOT d.erased \
+                                  AND (d.email_key = g.email_key OR d.phone_key = g.phone_key))) AS profiles_accurate, \
            count(*) FILTER (WHERE g.updated_at >= $3 OR EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = g.guest_id \
                               AND s.departure_date >= $3::date)) AS profiles_fresh, \
            count(*) FILTER (WHERE g.tier IN ('vip', 'strategic') OR g.strategic_manual) AS high_value_guests, \
@@ -211,6 +216,7 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
         profiles_complete: stocks.profiles_complete,
         contacts_given: stocks.contacts_given,
         contacts_valid: stocks.contacts_valid,
+        profiles_accurate: stocks.profiles_accurate,
         profiles_fresh: stocks.profiles_fresh,
         high_value_guests: stocks.high_value_guests,
         high_value_personalised: stocks.high_value_personalised,
