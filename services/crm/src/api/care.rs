@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::store::{load, log_contact_read, may_read_contacts, to_proto};
 use super::Api;
 use crate::domain::care::{
-    due_tasks, CareKind, Failure, GuestFacts, StayDates, RECOVERY_WINDOW_DAYS,
+    due_tasks, open_task_stands, CareKind, Failure, GuestFacts, StayDates, RECOVERY_WINDOW_DAYS,
 };
 use crate::domain::tiers::Tier;
 
@@ -201,7 +201,23 @@ pub async fn generate(
     Ok(pb::GenerateCareTasksResponse { created, existing })
 }
 
-/// Creates the tasks due at a property on `date`; returns (created, already existing).
+#[derive(Debug, sqlx::FromRow)]
+struct ExistingTask {
+    care_task_id: Uuid,
+    pms_reservation_id: String,
+    kind: i16,
+    guest_id: String,
+    due_date: NaiveDate,
+    reason: String,
+    done: bool,
+}
+
+/// Brings the tasks at a property in line with its stays on `date`: creates the tasks due,
+/// corrects open tasks of those stays that the PMS changed since (another guest on the
+/// reservation, other dates, another birthday), and deletes open tasks due on `date` that no
+/// stay calls for any more (cancelled, no-show, moved away, guest no longer qualifying) and
+/// open tasks of these stays for a guest no longer on them. Completed tasks are history and
+/// never change. A second run changes nothing. Returns (created, already existing).
 pub async fn generate_for(
     conn: &mut PgConnection,
     chain_id: &str,
@@ -222,6 +238,10 @@ pub async fn generate_for(
     .fetch_all(&mut *conn)
     .await?;
     let guest_ids: Vec<&str> = candidates.iter().map(|c| c.guest_id.as_str()).collect();
+    let reservations: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.pms_reservation_id.as_str())
+        .collect();
     let window_start = date - Duration::days(RECOVERY_WINDOW_DAYS);
     let failures: Vec<FailureRow> = sqlx::query_as(
         "SELECT guest_id, occurred_at, category, recovered, csat FROM service_failures \
@@ -243,7 +263,21 @@ pub async fn generate_for(
                 csat: f.csat,
             });
     }
-    let (mut created, mut existing) = (0, 0);
+    // Locked so that an assignment or completion in flight finishes before it is judged.
+    let existing_tasks: Vec<ExistingTask> = sqlx::query_as(
+        "SELECT care_task_id, pms_reservation_id, kind, guest_id, due_date, reason, done FROM care_tasks \
+         WHERE property_id = $1 AND pms_reservation_id = ANY($2) ORDER BY care_task_id FOR UPDATE",
+    )
+    .bind(property_id)
+    .bind(&reservations)
+    .fetch_all(&mut *conn)
+    .await?;
+    let existing_by_key: HashMap<(&str, i16), &ExistingTask> = existing_tasks
+        .iter()
+        .map(|t| ((t.pms_reservation_id.as_str(), t.kind), t))
+        .collect();
+    let (mut created, mut existing, mut corrected) = (0, 0, 0);
+    let (mut wanted_reservations, mut wanted_kinds) = (Vec::new(), Vec::new());
     for candidate in &candidates {
         let facts = GuestFacts {
             birthday: candidate.birthday,
@@ -260,6 +294,30 @@ pub async fn generate_for(
             departure: candidate.departure_date,
         };
         for task in due_tasks(date, stay, &facts) {
+            let kind = task.kind as i16;
+            wanted_reservations.push(candidate.pms_reservation_id.as_str());
+            wanted_kinds.push(kind);
+            if let Some(found) = existing_by_key.get(&(candidate.pms_reservation_id.as_str(), kind))
+            {
+                existing += 1;
+                let stands = found.guest_id == candidate.guest_id
+                    && open_task_stands(found.due_date, &found.reason, &task, stay);
+                if !found.done && !stands {
+                    sqlx::query(
+                        "UPDATE care_tasks SET guest_id = $2, due_date = $3, reason = $4, updated_at = now(), \
+                         updated_by = $5 WHERE care_task_id = $1 AND NOT done",
+                    )
+                    .bind(found.care_task_id)
+                    .bind(&candidate.guest_id)
+                    .bind(task.due)
+                    .bind(&task.reason)
+                    .bind(actor)
+                    .execute(&mut *conn)
+                    .await?;
+                    corrected += 1;
+                }
+                continue;
+            }
             let inserted = sqlx::query(
                 "INSERT INTO care_tasks (care_task_id, chain_id, property_id, pms_reservation_id, kind, due_date, \
                  guest_id, reason, created_by, updated_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9) \
@@ -269,7 +327,7 @@ pub async fn generate_for(
             .bind(chain_id)
             .bind(property_id)
             .bind(&candidate.pms_reservation_id)
-            .bind(task.kind as i16)
+            .bind(kind)
             .bind(task.due)
             .bind(&candidate.guest_id)
             .bind(&task.reason)
@@ -284,21 +342,45 @@ pub async fn generate_for(
             }
         }
     }
-    if created > 0 {
-        tracing::info!(property = %property_id, %date, created, existing, "care tasks generated");
+    // Open tasks no stay calls for: due today with no active stay wanting them, or of an active
+    // stay but for a guest no longer on it. Tasks due on other days are settled on their day.
+    let candidate_guests: Vec<&str> = candidates.iter().map(|c| c.guest_id.as_str()).collect();
+    let withdrawn = sqlx::query(
+        "DELETE FROM care_tasks t WHERE t.property_id = $1 AND t.chain_id = $2 AND NOT t.done \
+         AND (t.pms_reservation_id, t.kind) NOT IN (SELECT * FROM unnest($4::text[], $5::smallint[])) \
+         AND (t.due_date = $3 OR EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS c(reservation, guest) \
+              WHERE c.reservation = t.pms_reservation_id AND c.guest <> t.guest_id))",
+    )
+    .bind(property_id)
+    .bind(chain_id)
+    .bind(date)
+    .bind(&wanted_reservations)
+    .bind(&wanted_kinds)
+    .bind(&reservations)
+    .bind(&candidate_guests)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if created > 0 || corrected > 0 || withdrawn > 0 {
+        tracing::info!(
+            property = %property_id, %date, created, existing, corrected, withdrawn,
+            "care tasks generated"
+        );
     }
     Ok((created, existing))
 }
 
-/// The daily run: every property with stays active yesterday, today or tomorrow (UTC), which
-/// covers each property's local business date wherever it is. Returns the tasks created.
+/// The daily run: every property with stays active or open tasks due yesterday, today or
+/// tomorrow (UTC), which covers each property's local business date wherever it is. Returns the
+/// tasks created.
 pub async fn generate_due(pool: &sqlx::PgPool) -> ApiResult<usize> {
     let today = Utc::now().date_naive();
     let mut created = 0usize;
     for date in [today - Duration::days(1), today, today + Duration::days(1)] {
         let properties: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT DISTINCT g.chain_id, s.property_id FROM stays s JOIN guests g ON g.guest_id = s.guest_id \
-             WHERE s.property_id <> $1 AND {ACTIVE_ON} AND {ACTIVE_STATUSES}"
+             WHERE s.property_id <> $1 AND {ACTIVE_ON} AND {ACTIVE_STATUSES} \
+             UNION SELECT chain_id, property_id FROM care_tasks WHERE due_date = $2 AND NOT done"
         ))
         .bind("")
         .bind(date)

@@ -102,6 +102,17 @@ pub fn next_occurrence(date: NaiveDate, from: NaiveDate, to: NaiveDate) -> Optio
         .find(|d| from <= *d && *d <= to)
 }
 
+/// Whether an open task generated earlier for the same stay, guest and kind, due on `due` with
+/// `reason`, still says what the stay calls for now (`wanted`). A recovery task due on an earlier
+/// day of the stay is still owed as it is: it keeps its day rather than moving to each later day
+/// it is generated for. Every other kind falls on one day of the stay, so it must match.
+pub fn open_task_stands(due: NaiveDate, reason: &str, wanted: &DueTask, stay: StayDates) -> bool {
+    match wanted.kind {
+        CareKind::Recovery => stay.arrival <= due && due <= wanted.due,
+        _ => due == wanted.due && reason == wanted.reason,
+    }
+}
+
 /// The tasks `stay` calls for when generated on `date` (none when the stay is not active then).
 pub fn due_tasks(date: NaiveDate, stay: StayDates, guest: &GuestFacts) -> Vec<DueTask> {
     let mut tasks = Vec::new();
@@ -294,6 +305,51 @@ mod tests {
         assert!(due_tasks(date, stay(date - Duration::days(2), 2), &g).is_empty());
         // A day use (no night) is active on its day.
         assert_eq!(due_tasks(date, stay(date, 0), &g).len(), 2);
+    }
+
+    #[test]
+    fn an_open_task_stands_only_while_it_says_what_the_stay_calls_for() {
+        let arrival = d(2026, 12, 1);
+        let s = stay(arrival, 4);
+        let birthday = DueTask {
+            kind: CareKind::Birthday,
+            due: d(2026, 12, 3),
+            reason: "birthday on 2026-12-03".into(),
+        };
+        assert!(open_task_stands(
+            birthday.due,
+            &birthday.reason,
+            &birthday,
+            s
+        ));
+        assert!(!open_task_stands(
+            d(2026, 12, 2),
+            "birthday on 2026-12-02",
+            &birthday,
+            s
+        ));
+        let vip = DueTask {
+            kind: CareKind::VipArrival,
+            due: arrival,
+            reason: "strategic guest arriving".into(),
+        };
+        assert!(!open_task_stands(arrival, "vip guest arriving", &vip, s));
+        // A recovery task owed since an earlier day of the stay keeps its day.
+        let recovery = DueTask {
+            kind: CareKind::Recovery,
+            due: d(2026, 12, 3),
+            reason: "noise complaint on 2026-11-20 not resolved".into(),
+        };
+        assert!(open_task_stands(arrival, "anything", &recovery, s));
+        assert!(open_task_stands(recovery.due, "anything", &recovery, s));
+        assert!(
+            !open_task_stands(arrival - Duration::days(1), "x", &recovery, s),
+            "before the stay (its dates moved)"
+        );
+        assert!(
+            !open_task_stands(d(2026, 12, 4), "x", &recovery, s),
+            "after the day it is wanted"
+        );
     }
 
     proptest! {

@@ -1,0 +1,218 @@
+//! CRM care tasks end to end: tasks follow the PMS's corrections of the stays they were made
+//! for, completed tasks stay as history, and generating again changes nothing.
+
+use guestloop_kit::auth::Role;
+use guestloop_proto::crm::v1 as pb;
+use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
+
+type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
+
+async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
+    Ok(CrmServiceClient::new(
+        service.channel_with_token(&builder.mint()?).await?,
+    ))
+}
+
+/// A guest born on `birthday` (YYYY-MM-DD, or empty for none).
+async fn guest(client: &mut Crm, family: &str, birthday: &str) -> anyhow::Result<String> {
+    Ok(client
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(pb::Guest {
+                given_name: "Guest".into(),
+                family_name: family.into(),
+                birthday: birthday.into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .guest_id)
+}
+
+fn stay(
+    reservation: &str,
+    guest_id: &str,
+    arrival: &str,
+    departure: &str,
+    status: pb::StayStatus,
+) -> pb::Stay {
+    pb::Stay {
+        property_id: PROPERTY.into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: arrival.into(),
+        departure_date: departure.into(),
+        room: format!("room-{reservation}"),
+        status: status as i32,
+        ..Default::default()
+    }
+}
+
+// Dates far from today, so the service's own daily run does not touch them.
+const PROPERTY: &str = "care-recon-p";
+
+async fn generate(client: &mut Crm, date: &str) -> anyhow::Result<(i32, i32)> {
+    let made = client
+        .generate_care_tasks(pb::GenerateCareTasksRequest {
+            property_id: PROPERTY.into(),
+            date: date.into(),
+        })
+        .await?
+        .into_inner();
+    Ok((made.created, made.existing))
+}
+
+async fn tasks(client: &mut Crm) -> anyhow::Result<Vec<pb::CareTask>> {
+    Ok(client
+        .list_care_tasks(pb::ListCareTasksRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tasks)
+}
+
+/// (reservation, guest, due date, reason, done) of each task.
+fn summary(tasks: &[pb::CareTask]) -> Vec<(String, String, String, String, bool)> {
+    let mut rows: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.pms_reservation_id.clone(),
+                t.guest_id.clone(),
+                t.due_date.clone(),
+                t.reason.clone(),
+                t.state == pb::CareTaskState::Done as i32,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn care_tasks_follow_pms_corrections_and_keep_completed_ones() -> anyhow::Result<()> {
+    use pb::StayStatus::{Booked, Cancelled, InHouse};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let ada = guest(&mut admin, "Ada", "1980-03-12").await?;
+    let bea = guest(&mut admin, "Bea", "1980-03-13").await?;
+    let fay = guest(&mut admin, "Fay", "1980-03-12").await?;
+    let gus = guest(&mut admin, "Gus", "").await?;
+    let eve = guest(&mut admin, "Eve", "1980-03-12").await?;
+    let ivy = guest(&mut admin, "Ivy", "1980-03-11").await?;
+    let dan = guest(&mut admin, "Dan", "").await?;
+    let hal = guest(&mut admin, "Hal", "").await?;
+    for strategic in [&dan, &hal] {
+        admin
+            .set_strategic_tier(pb::SetStrategicTierRequest {
+                guest_id: strategic.clone(),
+                strategic: true,
+                reason: "corporate account".into(),
+            })
+            .await?;
+    }
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay("R1", &ada, "2031-03-10", "2031-03-14", InHouse),
+                stay("R6", &fay, "2031-03-10", "2031-03-14", InHouse),
+                stay("R3", &dan, "2031-03-11", "2031-03-13", Booked),
+                stay("R5", &hal, "2031-03-11", "2031-03-13", Booked),
+                stay("R4", &eve, "2031-03-10", "2031-03-14", InHouse),
+                stay("R7", &ivy, "2031-03-11", "2031-03-13", Booked),
+            ],
+        })
+        .await?;
+    let mut front = crm_as(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .properties(&[PROPERTY])
+            .department("front_office"),
+    )
+    .await?;
+    assert_eq!(generate(&mut front, "2031-03-11").await?, (6, 0));
+    let hal_task = tasks(&mut front)
+        .await?
+        .into_iter()
+        .find(|t| t.pms_reservation_id == "R5")
+        .ok_or_else(|| anyhow::anyhow!("the strategic arrival has a task"))?;
+    front
+        .complete_care_task(pb::CompleteCareTaskRequest {
+            care_task_id: hal_task.care_task_id.clone(),
+            outcome: "welcome note from the manager".into(),
+        })
+        .await?;
+
+    // The PMS corrects: R1 was Bea's, R6 Gus's; R3 and R5 are cancelled; R4 moves to April;
+    // Ivy's birthday was recorded wrongly.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay("R1", &bea, "2031-03-10", "2031-03-14", InHouse),
+                stay("R6", &gus, "2031-03-10", "2031-03-14", InHouse),
+                stay("R3", &dan, "2031-03-11", "2031-03-13", Cancelled),
+                stay("R5", &hal, "2031-03-11", "2031-03-13", Cancelled),
+                stay("R4", &eve, "2031-04-01", "2031-04-05", Booked),
+            ],
+        })
+        .await?;
+    admin
+        .update_guest(pb::UpdateGuestRequest {
+            guest: Some(pb::Guest {
+                guest_id: ivy.clone(),
+                birthday: "1980-07-01".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["birthday".into()],
+            }),
+            ..Default::default()
+        })
+        .await?;
+
+    assert_eq!(
+        generate(&mut front, "2031-03-11").await?,
+        (0, 1),
+        "R1's birthday task is Bea's now"
+    );
+    let row = |reservation: &str, guest: &str, due: &str, reason: &str, done: bool| {
+        (
+            reservation.to_string(),
+            guest.to_string(),
+            due.to_string(),
+            reason.to_string(),
+            done,
+        )
+    };
+    assert_eq!(
+        summary(&tasks(&mut front).await?),
+        vec![
+            row("R1", &bea, "2031-03-13", "birthday on 2031-03-13", false),
+            // Due on another day: settled when that day is generated.
+            row("R4", &eve, "2031-03-12", "birthday on 2031-03-12", false),
+            row("R5", &hal, "2031-03-11", "strategic guest arriving", true),
+        ],
+        "Fay's task left with her, the cancelled stay's open task and Ivy's went; the done one stays"
+    );
+    assert_eq!(generate(&mut front, "2031-03-12").await?, (0, 1));
+    let settled = tasks(&mut front).await?;
+    assert_eq!(
+        summary(&settled),
+        vec![
+            row("R1", &bea, "2031-03-13", "birthday on 2031-03-13", false),
+            row("R5", &hal, "2031-03-11", "strategic guest arriving", true),
+        ],
+        "the stay that moved away no longer has a task on 12 March"
+    );
+
+    // Generating again changes nothing, not even the update times.
+    for date in ["2031-03-11", "2031-03-12", "2031-03-13"] {
+        assert_eq!(generate(&mut front, date).await?, (0, 1), "{date}");
+    }
+    assert_eq!(tasks(&mut front).await?, settled);
+    service.shutdown().await
+}
