@@ -27,6 +27,10 @@ const ACTIVE_STATUSES: &str = "s.status IN ('booked', 'in_house')";
 /// Stays arriving on `$2` or sleeping at the property the night of `$2`.
 const ACTIVE_ON: &str = "s.arrival_date <= $2 AND (s.departure_date > $2 OR s.arrival_date = $2)";
 
+/// Stays with the guest at the property on `$2`, the departure morning included: the stays care
+/// tasks are generated for (as [`StayDates::is_active_on`]).
+const IN_HOUSE_ON: &str = "s.arrival_date <= $2 AND s.departure_date >= $2";
+
 fn required_date(value: &str, field: &str) -> ApiResult<NaiveDate> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
@@ -229,7 +233,7 @@ pub async fn generate_for(
         "SELECT s.pms_reservation_id, g.guest_id, s.arrival_date, s.departure_date, g.birthday, g.anniversary, \
          g.tier, g.strategic_manual \
          FROM stays s JOIN guests g ON g.guest_id = s.guest_id \
-         WHERE s.property_id = $1 AND {ACTIVE_ON} AND {ACTIVE_STATUSES} AND g.chain_id = $3 AND NOT g.erased \
+         WHERE s.property_id = $1 AND {IN_HOUSE_ON} AND {ACTIVE_STATUSES} AND g.chain_id = $3 AND NOT g.erased \
          AND g.merged_into IS NULL"
     ))
     .bind(property_id)
@@ -379,7 +383,7 @@ pub async fn generate_due(pool: &sqlx::PgPool) -> ApiResult<usize> {
     for date in [today - Duration::days(1), today, today + Duration::days(1)] {
         let properties: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT DISTINCT g.chain_id, s.property_id FROM stays s JOIN guests g ON g.guest_id = s.guest_id \
-             WHERE s.property_id <> $1 AND {ACTIVE_ON} AND {ACTIVE_STATUSES} \
+             WHERE s.property_id <> $1 AND {IN_HOUSE_ON} AND {ACTIVE_STATUSES} \
              UNION SELECT chain_id, property_id FROM care_tasks WHERE due_date = $2 AND NOT done"
         ))
         .bind("")

@@ -1,10 +1,10 @@
 //! Which care tasks a stay calls for on a business date — the "anticipate needs before arrival"
 //! and "settle discontent before it becomes a complaint" standards turned into a daily list.
 //!
-//! A stay is active on a date when the guest arrives that day or sleeps there that night. For an
-//! active stay:
-//! - a birthday or anniversary that falls on a night from the date to the last night of the stay
-//!   gives a task due on that day (29 February is kept on 28 February in other years);
+//! A stay is active on a date when the guest is at the property that day: from the arrival day to
+//! the departure morning. For an active stay:
+//! - a birthday or anniversary that falls on a day from the date to the departure day gives a
+//!   task due on that day (29 February is kept on 28 February in other years);
 //! - a VIP or strategic guest arriving that day gives a task due on arrival;
 //! - a service failure in the [`RECOVERY_WINDOW_DAYS`] before the date that was not recovered
 //!   (never resolved, or rated 1–2) gives a task due that day.
@@ -47,13 +47,14 @@ pub struct StayDates {
 }
 
 impl StayDates {
-    /// The last night slept (the arrival day for a day use).
-    pub fn last_night(&self) -> NaiveDate {
-        (self.departure - Duration::days(1)).max(self.arrival)
+    /// The departure day, when the guest is still in house in the morning (the arrival day for
+    /// a day use).
+    pub fn last_day(&self) -> NaiveDate {
+        self.departure.max(self.arrival)
     }
 
     pub fn is_active_on(&self, date: NaiveDate) -> bool {
-        self.arrival <= date && date <= self.last_night()
+        self.arrival <= date && date <= self.last_day()
     }
 }
 
@@ -119,7 +120,7 @@ pub fn due_tasks(date: NaiveDate, stay: StayDates, guest: &GuestFacts) -> Vec<Du
     if !stay.is_active_on(date) {
         return tasks;
     }
-    let last = stay.last_night();
+    let last = stay.last_day();
     for (kind, day, label) in [
         (CareKind::Birthday, guest.birthday, "birthday"),
         (CareKind::Anniversary, guest.anniversary, "anniversary"),
@@ -212,9 +213,18 @@ mod tests {
                 reason: "birthday on 2026-12-03".into()
             }]
         );
-        // The departure morning is not a night of the stay.
+        // The guest is still in house on the departure morning.
         let tasks = due_tasks(d(2026, 11, 30), stay(d(2026, 11, 30), 3), &g);
-        assert!(tasks.is_empty(), "{tasks:?}");
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].due, d(2026, 12, 3));
+        let tasks = due_tasks(d(2026, 12, 3), stay(d(2026, 11, 30), 3), &g);
+        assert_eq!(
+            tasks.len(),
+            1,
+            "generated on the departure day itself: {tasks:?}"
+        );
+        let tasks = due_tasks(d(2026, 11, 29), stay(d(2026, 11, 29), 3), &g);
+        assert!(tasks.is_empty(), "the day after departure: {tasks:?}");
     }
 
     #[test]
@@ -302,7 +312,11 @@ mod tests {
         };
         let date = d(2026, 12, 1);
         assert!(due_tasks(date, stay(date + Duration::days(1), 2), &g).is_empty());
-        assert!(due_tasks(date, stay(date - Duration::days(2), 2), &g).is_empty());
+        assert!(due_tasks(date, stay(date - Duration::days(3), 2), &g).is_empty());
+        // The departure day is the guest's last day in house.
+        let departing = due_tasks(date, stay(date - Duration::days(2), 2), &g);
+        assert_eq!(departing.len(), 1, "{departing:?}");
+        assert_eq!(departing[0].kind, CareKind::Birthday);
         // A day use (no night) is active on its day.
         assert_eq!(due_tasks(date, stay(date, 0), &g).len(), 2);
     }
@@ -380,7 +394,7 @@ mod tests {
             kinds.dedup();
             prop_assert_eq!(kinds.len(), tasks.len());
             for t in &tasks {
-                prop_assert!(date <= t.due && t.due <= s.last_night(), "{:?} outside {:?}", t, s);
+                prop_assert!(date <= t.due && t.due <= s.last_day(), "{:?} outside {:?}", t, s);
                 if t.kind == CareKind::Birthday {
                     let b = g.birthday.unwrap_or_default();
                     prop_assert_eq!(t.due.month(), b.month());
