@@ -553,7 +553,8 @@ pub async fn list_tasks(
     })
 }
 
-/// Loads a task for change, refusing other chains (NOT_FOUND) and other properties.
+/// Loads a task for change. A task of another chain or of a property outside the caller's scope
+/// answers NOT_FOUND, as for an id that does not exist, so its existence is not revealed.
 async fn load_task(
     conn: &mut PgConnection,
     principal: &Principal,
@@ -567,10 +568,13 @@ async fn load_task(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
+    let not_found = || ApiError::not_found("care task", care_task_id);
     let row = row
         .filter(|r| r.chain_id == principal.chain_id())
-        .ok_or_else(|| ApiError::not_found("care task", care_task_id))?;
-    tenancy::require_property(conn, principal, &row.property_id).await?;
+        .ok_or_else(not_found)?;
+    if !tenancy::can_access(conn, principal, &row.property_id).await? {
+        return Err(not_found());
+    }
     Ok(row)
 }
 
