@@ -67,7 +67,7 @@ fn contact(
 ) -> (String, String, Option<String>, Option<String>) {
     let email = text(&guest.email, "guest.email", 254, v);
     // Not free text, so no card check: phone numbers of 13 to 15 digits pass the Luhn check one
-    // time in ten (e.g. +86 138 0013 8002). `phone` below keeps it to a phone number's
+    // time in ten (e.g. 0086 138 0013 8002). `phone` below keeps it to a phone number's
     // characters and length, which no 16 to 19 digit card number fits.
     let phone = bounded(&guest.phone, "guest.phone", 40, v);
     let email_key = email_key(&email);

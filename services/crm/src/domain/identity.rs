@@ -69,27 +69,84 @@ fn luhn_valid(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Whether text contains something that looks like a payment card number (13–19 digits,
-/// possibly separated by spaces or dashes, passing the Luhn check).
-pub fn contains_card_number(text: &str) -> bool {
-    let mut digits: Vec<u8> = Vec::new();
-    let flush = |digits: &mut Vec<u8>| -> bool {
-        let found = (13..=19).contains(&digits.len()) && luhn_valid(digits);
-        digits.clear();
-        found
-    };
+/// Whether `c` may stand between the digit groups of one number as people write card numbers:
+/// any whitespace (non-breaking spaces and line breaks included), dashes, dots and slashes.
+fn is_group_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '-' | '.' | '/' | '\u{2010}'..='\u{2015}' | '\u{2212}')
+}
+
+/// The runs of digit groups in `text`: groups joined by separators form one run, and anything
+/// else (a letter, a comma) ends it.
+fn digit_runs(text: &str) -> Vec<Vec<Vec<u8>>> {
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut run: Vec<Vec<u8>> = Vec::new();
+    let mut group: Vec<u8> = Vec::new();
     for c in text.chars() {
-        match c {
-            '0'..='9' => digits.push(c as u8 - b'0'),
-            ' ' | '-' if !digits.is_empty() => {}
-            _ => {
-                if flush(&mut digits) {
+        if c.is_ascii_digit() {
+            group.push(c as u8 - b'0');
+            continue;
+        }
+        if !group.is_empty() {
+            run.push(std::mem::take(&mut group));
+        }
+        if !is_group_separator(c) && !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !group.is_empty() {
+        run.push(group);
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// The lengths a payment card number has.
+const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
+
+/// The fewest digits a group of a written card number has (4-4-4-4, 4-6-5, 4-3-3-3, 4-4-4-4-3).
+/// Groups of one or two digits are dates, times and country codes, never part of a card.
+const MIN_CARD_GROUP: usize = 3;
+
+/// Whether a run of digit groups holds a card number: whole consecutive groups of at least
+/// [`MIN_CARD_GROUP`] digits that together make 13–19 digits passing the Luhn check, or any
+/// 13–19 digits inside a group long enough to hold a card by itself (digits written unbroken,
+/// with an expiry date or a security code stuck to them).
+fn run_holds_card(groups: &[Vec<u8>]) -> bool {
+    for group in groups.iter().filter(|g| g.len() >= *CARD_DIGITS.start()) {
+        for start in 0..group.len() {
+            for end in (start + CARD_DIGITS.start())..=(start + CARD_DIGITS.end()).min(group.len())
+            {
+                if luhn_valid(&group[start..end]) {
                     return true;
                 }
             }
         }
     }
-    flush(&mut digits)
+    for first in 0..groups.len() {
+        let mut digits: Vec<u8> = Vec::new();
+        for group in &groups[first..] {
+            if group.len() < MIN_CARD_GROUP {
+                break;
+            }
+            digits.extend_from_slice(group);
+            if digits.len() > *CARD_DIGITS.end() {
+                break;
+            }
+            if CARD_DIGITS.contains(&digits.len()) && luhn_valid(&digits) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether text contains something that looks like a payment card number: 13–19 digits passing
+/// the Luhn check, written unbroken or in groups separated by whitespace, dashes, dots or
+/// slashes, and possibly followed or preceded by more digits (an expiry date, a security code).
+pub fn contains_card_number(text: &str) -> bool {
+    digit_runs(text).iter().any(|run| run_holds_card(run))
 }
 
 #[cfg(test)]
@@ -124,7 +181,7 @@ mod tests {
             assert_eq!(phone_shape(phone), Ok(()), "{phone}");
         }
         assert!(
-            contains_card_number("+86 138 0013 8002"),
+            contains_card_number("0086 138 0013 8002"),
             "a real phone number that passes the Luhn check"
         );
         assert!(phone_shape("4111 1111 1111 1111").is_err(), "16 digits");
@@ -140,7 +197,130 @@ mod tests {
         assert!(!contains_card_number("4111 1111 1111 1112"), "fails Luhn");
     }
 
+    #[test]
+    fn card_numbers_are_spotted_with_more_digits_around_them() {
+        for text in [
+            "4111 1111 1111 1111 12/29",
+            "4111 1111 1111 1111 123",
+            "cvv 123 4111 1111 1111 1111",
+            "41111111111111111234",
+            "paid with 1234111111111111111156 today",
+            "4111 1111 1111 1111 1234",
+            "3782 822463 10005 exp 04/27",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn card_numbers_are_spotted_whatever_separates_their_groups() {
+        for text in [
+            "4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "4111\n1111\n1111\n1111",
+            "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+            "4111\t1111 - 1111 - 1111",
+            "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn dates_times_and_phone_numbers_in_notes_are_not_card_numbers() {
+        for text in [
+            "stays 12/03/2031 - 15/03/2031, arrives 14.30",
+            "12.03.2031 12.03.2031 12.03.2031",
+            "call +86 138 0013 8002 or +1 212 555 0100",
+            "room 1204, reservation 123456789, 2 adults 1 child",
+            "",
+        ] {
+            assert!(!contains_card_number(text), "{text:?}");
+        }
+    }
+
+    /// A Luhn-valid number of `body.len() + 1` digits: `body` and its check digit.
+    fn with_check_digit(body: &[u8]) -> Vec<u8> {
+        let mut digits = body.to_vec();
+        digits.push(0);
+        let wrong = digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| {
+                let d = u32::from(*d);
+                if i % 2 == 1 {
+                    if d * 2 > 9 {
+                        d * 2 - 9
+                    } else {
+                        d * 2
+                    }
+                } else {
+                    d
+                }
+            })
+            .sum::<u32>()
+            % 10;
+        if let Some(last) = digits.last_mut() {
+            *last = ((10 - wrong) % 10) as u8;
+        }
+        digits
+    }
+
+    /// `digits` written in groups of the given sizes, the last taking the rest (never fewer than
+    /// three digits, as no card is written with a shorter group).
+    fn grouped(digits: &[u8], sizes: &[usize], separator: &str) -> String {
+        let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+        let mut groups = Vec::new();
+        let mut rest = text.as_str();
+        for size in sizes {
+            if rest.len() < size + MIN_CARD_GROUP {
+                break;
+            }
+            let (group, tail) = rest.split_at(*size);
+            groups.push(group);
+            rest = tail;
+        }
+        groups.push(rest);
+        groups.join(separator)
+    }
+
     proptest! {
+        #[test]
+        fn every_written_card_number_is_spotted(
+            body in proptest::collection::vec(0u8..10, 12..=18),
+            sizes in proptest::collection::vec(3usize..=6, 0..6),
+            separator in prop::sample::select(vec![" ", "-", ".", "/", "\n", "\u{a0}", " - ", ""]),
+            before in prop::sample::select(vec!["", "card ", "cvv 123 ", "ref 55 "]),
+            after in prop::sample::select(vec!["", " 12/29", " 123", " exp 01.30"]),
+            glued in any::<bool>(),
+        ) {
+            let card = with_check_digit(&body);
+            prop_assert!(luhn_valid(&card));
+            // Digits stuck to a card number written unbroken (a security code, an expiry date).
+            let (glued_before, glued_after) = if glued && separator.is_empty() {
+                ("42", "1229")
+            } else {
+                ("", "")
+            };
+            let text = format!(
+                "{before}{glued_before}{}{glued_after}{after}",
+                grouped(&card, &sizes, separator)
+            );
+            prop_assert!(contains_card_number(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn short_groups_and_short_numbers_are_never_card_numbers(
+            groups in proptest::collection::vec("[0-9]{1,2}", 0..20),
+            separator in prop::sample::select(vec![" ", "-", ".", "/", "\n"]),
+            short in "[0-9]{0,12}",
+        ) {
+            let dates = groups.join(separator);
+            prop_assert!(!contains_card_number(&dates), "{:?}", dates);
+            prop_assert!(!contains_card_number(&short), "{:?}", short);
+        }
+
         #[test]
         fn phone_key_ignores_formatting(digits in "[1-9][0-9]{7,12}", sep in "[ .()-]{0,2}") {
             let formatted: String = digits.chars().flat_map(|c| std::iter::once(c).chain(sep.chars())).collect();
