@@ -249,3 +249,81 @@ async fn a_birthday_on_the_departure_morning_gets_a_task_that_lasts() -> anyhow:
     );
     service.shutdown().await
 }
+
+/// INVALID_ARGUMENT naming `field`.
+fn refuses(status: tonic::Status, field: &str) {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains(field), "{status:?}");
+}
+
+#[tokio::test]
+async fn card_numbers_are_refused_in_care_outcomes_and_tier_reasons() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let ada = guest(&mut admin, "Ada", "1980-06-02").await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(
+                "C1",
+                &ada,
+                "2031-06-01",
+                "2031-06-03",
+                pb::StayStatus::InHouse,
+            )],
+        })
+        .await?;
+    assert_eq!(generate(&mut admin, "2031-06-01").await?, (1, 0));
+    let task = tasks(&mut admin).await?.remove(0);
+    for outcome in [
+        "cake sent; deposit on 4111 1111 1111 1111 12/29",
+        "took card 4111.1111.1111.1111 for the cake",
+    ] {
+        let refused = admin
+            .complete_care_task(pb::CompleteCareTaskRequest {
+                care_task_id: task.care_task_id.clone(),
+                outcome: outcome.into(),
+            })
+            .await
+            .expect_err("a card number in the outcome");
+        refuses(refused, "outcome");
+    }
+    assert_eq!(
+        tasks(&mut admin).await?[0].state,
+        pb::CareTaskState::Open as i32,
+        "the task stays open"
+    );
+
+    let refused = admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: ada.clone(),
+            strategic: true,
+            reason: "owner's friend, pays with 4111 1111 1111 1111 123".into(),
+        })
+        .await
+        .expect_err("a card number in the reason");
+    refuses(refused, "reason");
+    let refused = admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: ada.clone(),
+            strategic: true,
+            reason: "x".repeat(501),
+        })
+        .await
+        .expect_err("a reason too long");
+    refuses(refused, "reason");
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: ada.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(tier.tier, "new", "nothing changed");
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.tier_history WHERE guest_id = $1")
+            .bind(&ada)
+            .fetch_one(&service.database.admin_pool().await?)
+            .await?;
+    assert_eq!(history, 0);
+    service.shutdown().await
+}

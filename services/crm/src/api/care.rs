@@ -14,6 +14,7 @@ use sqlx::PgConnection;
 use tonic::Request;
 use uuid::Uuid;
 
+use super::guests::text;
 use super::store::{load, log_contact_read, may_read_contacts, to_proto};
 use super::Api;
 use crate::domain::care::{
@@ -621,17 +622,12 @@ pub async fn complete(
 ) -> ApiResult<pb::CareTask> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    let outcome = request.outcome.trim();
     let mut v = Vec::new();
+    let outcome = text(&request.outcome, "outcome", 2000, &mut v);
     if outcome.is_empty() {
         v.push(FieldViolation::new(
             "outcome",
             "is required: say what was done for the guest",
-        ));
-    } else if outcome.chars().count() > 2000 {
-        v.push(FieldViolation::new(
-            "outcome",
-            "must be at most 2000 characters",
         ));
     }
     if !v.is_empty() {

@@ -37,7 +37,7 @@ fn bounded(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) ->
 }
 
 /// Free text: bounded, and never a payment card number.
-fn text(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
+pub(super) fn text(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
     let value = bounded(value, field, max, v);
     if contains_card_number(&value) {
         v.push(FieldViolation::new(
@@ -670,14 +670,23 @@ pub async fn remove_preference(
     Ok(reply)
 }
 
+/// The most characters the reason for a manual tier change may have.
+const MAX_TIER_REASON: usize = 500;
+
 pub async fn set_strategic(
     api: &Api,
     request: Request<pb::SetStrategicTierRequest>,
 ) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    if request.reason.trim().is_empty() {
-        return Err(ApiError::invalid("reason", "is required"));
+    let mut v = Vec::new();
+    // Kept in the tier history and sent in the `crm.tier.changed` event.
+    let reason = text(&request.reason, "reason", MAX_TIER_REASON, &mut v);
+    if reason.is_empty() {
+        v.push(FieldViolation::new("reason", "is required"));
+    }
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
     }
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
@@ -695,7 +704,7 @@ pub async fn set_strategic(
             &row.chain_id,
             &row.tier,
             to,
-            &request.reason,
+            &reason,
         )
         .await?;
     }
