@@ -327,3 +327,131 @@ async fn card_numbers_are_refused_in_care_outcomes_and_tier_reasons() -> anyhow:
     assert_eq!(history, 0);
     service.shutdown().await
 }
+
+/// (from, to, reason) of a tier change.
+type TierChange = (String, String, String);
+
+/// The changes of a guest's tier recorded in its history and announced, oldest first: the
+/// history rows and the `crm.tier.changed` events.
+async fn tier_changes(
+    pool: &sqlx::PgPool,
+    guest_id: &str,
+) -> anyhow::Result<(Vec<TierChange>, Vec<TierChange>)> {
+    let history: Vec<TierChange> = sqlx::query_as(
+        "SELECT from_tier, to_tier, reason FROM crm.tier_history WHERE guest_id = $1 ORDER BY changed_at",
+    )
+    .bind(guest_id)
+    .fetch_all(pool)
+    .await?;
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM crm.outbox_events WHERE event_type = 'crm.tier.changed' AND subject = $1 ORDER BY id",
+    )
+    .bind(format!("guests/{guest_id}"))
+    .fetch_all(pool)
+    .await?;
+    let mut events = Vec::new();
+    for payload in payloads {
+        let event = <pb::TierChanged as prost::Message>::decode(payload.as_slice())?;
+        events.push((event.from_tier, event.to_tier, event.reason));
+    }
+    Ok((history, events))
+}
+
+#[tokio::test]
+async fn removing_the_strategic_flag_restores_the_tier_held_before() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let reg = guest(&mut admin, "Regular", "").await?;
+    // A regular guest whose activity has fallen short of it for a while.
+    sqlx::query(
+        "UPDATE crm.guests SET tier = 'regular', tier_short_since = '2026-01-01Z' WHERE guest_id = $1",
+    )
+    .bind(&reg)
+    .execute(&pool)
+    .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(
+                "S1",
+                &reg,
+                "2031-07-01",
+                "2031-07-03",
+                pb::StayStatus::Booked,
+            )],
+        })
+        .await?;
+    let set = |guest_id: &str, strategic: bool, reason: &str| pb::SetStrategicTierRequest {
+        guest_id: guest_id.into(),
+        strategic,
+        reason: reason.into(),
+    };
+    let short_since = |guest_id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+                "SELECT tier_short_since FROM crm.guests WHERE guest_id = $1",
+            )
+            .bind(guest_id)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+
+    let flagged = admin
+        .set_strategic_tier(set(&reg, true, "owner's friend"))
+        .await?
+        .into_inner();
+    assert_eq!(flagged.tier, "strategic");
+    assert_eq!(short_since(reg.clone()).await?, None, "set by hand");
+    assert_eq!(generate(&mut admin, "2031-07-01").await?, (1, 0));
+    // A grace period that started while flagged is no reason to keep anything after.
+    sqlx::query("UPDATE crm.guests SET tier_short_since = '2031-06-01Z' WHERE guest_id = $1")
+        .bind(&reg)
+        .execute(&pool)
+        .await?;
+    let unflagged = admin
+        .set_strategic_tier(set(&reg, false, "friendship ended"))
+        .await?
+        .into_inner();
+    assert_eq!(unflagged.tier, "regular", "not vip");
+    assert_eq!(short_since(reg.clone()).await?, None, "set by hand");
+    let changes = |from: &str, to: &str, reason: &str| (from.into(), to.into(), reason.into());
+    let expected = vec![
+        changes("regular", "strategic", "owner's friend"),
+        changes("strategic", "regular", "friendship ended"),
+    ];
+    assert_eq!(
+        tier_changes(&pool, &reg).await?,
+        (expected.clone(), expected.clone())
+    );
+    // Removing it again changes nothing.
+    admin.set_strategic_tier(set(&reg, false, "again")).await?;
+    assert_eq!(
+        tier_changes(&pool, &reg).await?,
+        (expected.clone(), expected)
+    );
+    // The strategic arrival's care task goes with the flag.
+    assert_eq!(generate(&mut admin, "2031-07-01").await?, (0, 0));
+    assert!(tasks(&mut admin).await?.is_empty());
+
+    // With no history of how the guest became strategic, they start again from `new`.
+    let legacy = guest(&mut admin, "Legacy", "").await?;
+    sqlx::query(
+        "UPDATE crm.guests SET tier = 'strategic', strategic_manual = true WHERE guest_id = $1",
+    )
+    .bind(&legacy)
+    .execute(&pool)
+    .await?;
+    let unflagged = admin
+        .set_strategic_tier(set(&legacy, false, "review"))
+        .await?
+        .into_inner();
+    assert_eq!(unflagged.tier, "new");
+    let expected = vec![changes("strategic", "new", "review")];
+    assert_eq!(
+        tier_changes(&pool, &legacy).await?,
+        (expected.clone(), expected)
+    );
+    service.shutdown().await
+}

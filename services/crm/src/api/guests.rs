@@ -670,6 +670,21 @@ pub async fn remove_preference(
     Ok(reply)
 }
 
+/// The tier a guest held before the strategic tier was set by hand: the one the latest change
+/// to `strategic` came from, or `new` when the history records none.
+async fn tier_before_strategic(conn: &mut sqlx::PgConnection, guest_id: &str) -> ApiResult<String> {
+    let before: Option<String> = sqlx::query_scalar(
+        "SELECT from_tier FROM tier_history WHERE guest_id = $1 AND to_tier = 'strategic' \
+         ORDER BY changed_at DESC LIMIT 1",
+    )
+    .bind(guest_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(before
+        .filter(|tier| Tier::parse(tier).is_some_and(|t| t != Tier::Strategic))
+        .unwrap_or_else(|| Tier::New.as_str().to_string()))
+}
+
 /// The most characters the reason for a manual tier change may have.
 const MAX_TIER_REASON: usize = 500;
 
@@ -691,12 +706,13 @@ pub async fn set_strategic(
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
     let to = if request.strategic {
-        "strategic"
-    } else if row.tier == "strategic" {
-        "vip"
+        "strategic".to_string()
+    } else if row.strategic_manual || row.tier == "strategic" {
+        tier_before_strategic(&mut tx, &row.guest_id).await?
     } else {
-        row.tier.as_str()
+        row.tier.clone()
     };
+    let to = to.as_str();
     if to != row.tier {
         crate::tiers::record_change(
             &mut tx,
@@ -708,12 +724,20 @@ pub async fn set_strategic(
         )
         .await?;
     }
-    sqlx::query("UPDATE guests SET strategic_manual = $2, tier = $3, updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1")
-        .bind(&row.guest_id)
-        .bind(request.strategic)
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
+    // A tier set by hand starts with no grace period running: the next evaluation judges the
+    // guest's activity against it afresh.
+    let by_hand = request.strategic != row.strategic_manual || to != row.tier;
+    sqlx::query(
+        "UPDATE guests SET strategic_manual = $2, tier = $3, \
+         tier_short_since = CASE WHEN $4 THEN NULL ELSE tier_short_since END, \
+         updated_at = now(), etag = gen_random_uuid() WHERE guest_id = $1",
+    )
+    .bind(&row.guest_id)
+    .bind(request.strategic)
+    .bind(to)
+    .bind(by_hand)
+    .execute(&mut *tx)
+    .await?;
     let row = load(&mut tx, &principal, &row.guest_id, false, false).await?;
     // Contact details are read with GetGuest (logged), not in the answers of other changes.
     let reply = to_proto(&mut tx, &row, false).await?;
