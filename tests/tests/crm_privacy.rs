@@ -539,3 +539,44 @@ async fn an_erasure_is_logged_under_the_pseudonym() -> anyhow::Result<()> {
     assert_eq!(naming, 0, "the log never names the original id");
     service.shutdown().await
 }
+
+/// Redirects never chain: ten profiles merged one after another into the next all lead to the
+/// last survivor in one step, so the oldest id still reaches the guest.
+#[tokio::test]
+async fn a_long_line_of_merges_leaves_every_old_id_one_step_from_the_guest() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut ids = Vec::new();
+    for n in 0..11 {
+        let g = create(
+            &mut admin,
+            guest("Mia", "Merge", &format!("mia{n}@example.de"), ""),
+        )
+        .await?;
+        ids.push(g.guest_id);
+    }
+    for pair in ids.windows(2) {
+        merge(&mut admin, &pair[1], &pair[0]).await?;
+    }
+    let last = ids.last().cloned().unwrap_or_default();
+    let pool = service.database.admin_pool().await?;
+    let targets: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT merged_into FROM crm.guests WHERE guest_id = ANY($1) ORDER BY guest_id",
+    )
+    .bind(&ids[..10])
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(targets, vec![Some(last.clone()); 10]);
+    let oldest = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: ids[0].clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        oldest.guest_id, last,
+        "ten merges back, the id still finds the guest"
+    );
+    service.shutdown().await
+}

@@ -509,6 +509,13 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
     .bind(principal.subject())
     .execute(&mut *tx)
     .await?;
+    // Profiles merged into the duplicate earlier now lead straight to the survivor: redirects
+    // never chain, so an old id resolves in one step however many merges followed.
+    sqlx::query("UPDATE guests SET merged_into = $2 WHERE merged_into = $1")
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
     let tier_changed = keep_status(&mut tx, &survivor, &duplicate).await?;
     let survivor = load(&mut tx, &principal, to, false, false).await?;
     // Contact details are read with GetGuest (logged), not in the answers of other changes.
