@@ -580,3 +580,22 @@ async fn a_long_line_of_merges_leaves_every_old_id_one_step_from_the_guest() -> 
     );
     service.shutdown().await
 }
+
+/// The same mobile number written the French way from abroad and in international form is one
+/// guest's: duplicate detection finds the pair.
+#[tokio::test]
+async fn a_number_with_its_trunk_prefix_in_parentheses_is_found_as_a_duplicate(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let first = create(&mut admin, guest("Léa", "Roux", "", "+33 (0)6 12-34-56-78")).await?;
+    let second = create(&mut admin, guest("Lea", "Roux", "", "0033 6 12 34 56 78")).await?;
+    let found = admin
+        .find_duplicates(pb::FindDuplicatesRequest {
+            guest_id: first.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(found.guest_ids, vec![second.guest_id]);
+    service.shutdown().await
+}

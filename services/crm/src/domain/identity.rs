@@ -15,9 +15,18 @@ pub fn email_key(email: &str) -> Option<String> {
     Some(email)
 }
 
-/// Digits only, with a leading `+`; `None` for fewer than 6 digits.
+/// Digits only, with a leading `+`; `None` for fewer than 6 digits. An international number
+/// loses the trunk prefix written in parentheses after its country code (`+33 (0)6 …` is
+/// `+336…`), as it is dialled.
 pub fn phone_key(phone: &str) -> Option<String> {
-    let digits: String = phone.chars().filter(|c| c.is_ascii_digit()).collect();
+    let trimmed = phone.trim_start();
+    let international = trimmed.starts_with('+') || trimmed.starts_with("00");
+    let dialled = if international {
+        phone.replace("(0)", "")
+    } else {
+        phone.to_string()
+    };
+    let digits: String = dialled.chars().filter(|c| c.is_ascii_digit()).collect();
     if digits.len() < 6 {
         return None;
     }
@@ -172,9 +181,15 @@ mod tests {
         assert_eq!(email_key("no-at-sign"), None);
         assert_eq!(
             phone_key("+33 (0)6 12-34-56-78"),
-            Some("+330612345678".into())
+            Some("+33612345678".into()),
+            "the trunk prefix is not dialled from abroad"
         );
         assert_eq!(phone_key("0033 6 12 34 56 78"), Some("+33612345678".into()));
+        assert_eq!(
+            phone_key("(030) 1234567"),
+            Some("+0301234567".into()),
+            "a national number keeps its zero"
+        );
         assert_eq!(phone_key("12"), None);
     }
 
