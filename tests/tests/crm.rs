@@ -11,29 +11,18 @@ use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::complaints::v1 as cpb;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
 use guestloop_proto::crm::v1 as pb;
-use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
+use guestloop_testkit::crm::{self, create_guest as create, crm_as, Crm};
 use guestloop_testkit::{
     spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
 };
 use rand::Rng;
 use tonic::Code;
 
-type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
-
-async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
-    Ok(CrmServiceClient::new(
-        service.channel_with_token(&builder.mint()?).await?,
-    ))
-}
-
+/// A profile with contact details and a birthday.
 fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
     pb::Guest {
-        given_name: given.into(),
-        family_name: family.into(),
-        email: email.into(),
-        phone: phone.into(),
         birthday: "1984-05-17".into(),
-        ..Default::default()
+        ..crm::guest(given, family, email, phone)
     }
 }
 
@@ -46,16 +35,6 @@ async fn complaints_and_crm() -> anyhow::Result<(TestService, TestService)> {
         .insert("complaints".into(), complaints.url());
     let crm = spawn_service_with(&guestloop_crm::DEFINITION, settings, None).await?;
     Ok((complaints, crm))
-}
-
-async fn create(client: &mut Crm, g: pb::Guest) -> anyhow::Result<pb::Guest> {
-    Ok(client
-        .create_guest(pb::CreateGuestRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            guest: Some(g),
-        })
-        .await?
-        .into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

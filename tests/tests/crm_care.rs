@@ -3,16 +3,8 @@
 
 use guestloop_kit::auth::Role;
 use guestloop_proto::crm::v1 as pb;
-use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
-use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
-
-type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
-
-async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
-    Ok(CrmServiceClient::new(
-        service.channel_with_token(&builder.mint()?).await?,
-    ))
-}
+use guestloop_testkit::crm::{crm_as, Crm};
+use guestloop_testkit::{spawn_service, TokenBuilder};
 
 /// A guest born on `birthday` (YYYY-MM-DD, or empty for none).
 async fn guest(client: &mut Crm, family: &str, birthday: &str) -> anyhow::Result<String> {

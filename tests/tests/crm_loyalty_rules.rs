@@ -6,31 +6,13 @@
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
 use guestloop_proto::crm::v1 as pb;
-use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
-use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
+use guestloop_testkit::crm::{create_guest, crm_as, guest, Crm};
+use guestloop_testkit::{spawn_service, TokenBuilder};
 use tonic::Code;
 
-type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
-
-async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
-    Ok(CrmServiceClient::new(
-        service.channel_with_token(&builder.mint()?).await?,
-    ))
-}
-
+/// A guest of the token's chain with a name and an email.
 async fn create(client: &mut Crm, given: &str, email: &str) -> anyhow::Result<pb::Guest> {
-    Ok(client
-        .create_guest(pb::CreateGuestRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            guest: Some(pb::Guest {
-                given_name: given.into(),
-                family_name: "Tester".into(),
-                email: email.into(),
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner())
+    create_guest(client, guest(given, "Tester", email, "")).await
 }
 
 fn posting(

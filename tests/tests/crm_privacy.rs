@@ -7,39 +7,9 @@ use guestloop_kit::auth::Role;
 use guestloop_proto::complaints::v1 as cpb;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
 use guestloop_proto::crm::v1 as pb;
-use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
-use guestloop_testkit::{
-    spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
-};
+use guestloop_testkit::crm::{create_guest as create, crm_as, guest, Crm};
+use guestloop_testkit::{spawn_service, spawn_service_with, test_settings, TokenBuilder};
 use tonic::Code;
-
-type Crm = CrmServiceClient<guestloop_kit::client::AuthedChannel>;
-
-async fn crm_as(service: &TestService, builder: TokenBuilder) -> anyhow::Result<Crm> {
-    Ok(CrmServiceClient::new(
-        service.channel_with_token(&builder.mint()?).await?,
-    ))
-}
-
-fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
-    pb::Guest {
-        given_name: given.into(),
-        family_name: family.into(),
-        email: email.into(),
-        phone: phone.into(),
-        ..Default::default()
-    }
-}
-
-async fn create(client: &mut Crm, g: pb::Guest) -> anyhow::Result<pb::Guest> {
-    Ok(client
-        .create_guest(pb::CreateGuestRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            guest: Some(g),
-        })
-        .await?
-        .into_inner())
-}
 
 async fn erase(client: &mut Crm, guest_id: &str) -> anyhow::Result<pb::EraseGuestResponse> {
     Ok(client

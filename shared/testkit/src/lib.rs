@@ -2,6 +2,7 @@
 //! when set, otherwise a private server started once per test process), services started on
 //! port 0 with authenticated clients, and token minting.
 
+pub mod crm;
 mod database;
 pub mod http;
 mod tokens;
