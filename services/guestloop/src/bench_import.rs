@@ -277,9 +277,16 @@ pub async fn run(
         "{rows} stays ({:.0} MB CSV), importer: batches of {batch}, {workers} in flight",
         bytes as f64 / 1e6
     );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    // CPU time per row, all processes (PostgreSQL, this one): what a path costs whatever the
+    // machine; with every core busy, a path cannot go faster than cores / that time.
+    let cpu_per_row = |elapsed: Duration, busy: Cpu| {
+        busy.busy
+            .map(|b| b / 100.0 * cores * elapsed.as_secs_f64() * 1e6 / rows.max(1) as f64)
+    };
     println!(
-        "{:<44} {:>9} {:>12} {:>9} {:>10}",
-        "path", "seconds", "rows/s", "CPU busy", "guestloop"
+        "{:<44} {:>9} {:>12} {:>9} {:>10} {:>11}",
+        "path", "seconds", "rows/s", "CPU busy", "guestloop", "CPU µs/row"
     );
     for (path, elapsed, busy) in [
         (
@@ -309,11 +316,24 @@ pub async fn run(
         ),
     ] {
         println!(
-            "{path:<44} {:>9.1} {:>12.0} {:>9} {:>10}",
+            "{path:<44} {:>9.1} {:>12.0} {:>9} {:>10} {:>11}",
             elapsed.as_secs_f64(),
             rate(rows, elapsed),
             percent_text(busy.busy),
-            percent_text(busy.own)
+            percent_text(busy.own),
+            cpu_per_row(elapsed, busy).map_or_else(|| "-".to_string(), |us| format!("{us:.1}"))
+        );
+    }
+    if let (Some(importer), Some(insert)) = (
+        cpu_per_row(stats.elapsed, import_busy),
+        cpu_per_row(inserted_one, insert_one_busy),
+    ) {
+        println!(
+            "CPU per row: importer {importer:.1} µs, INSERT {insert:.1} µs ({:.1}x); with all {cores:.0} \
+             cores busy the importer could reach {:.0} rows/s, 2x INSERT on 1 connection is {:.0}",
+            importer / insert,
+            cores * 1e6 / importer,
+            2.0 * rate(rows, inserted_one)
         );
     }
     println!(
