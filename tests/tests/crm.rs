@@ -3526,3 +3526,164 @@ async fn properties_assigned_in_the_settings_belong_to_their_chain() -> anyhow::
     );
     service.shutdown().await
 }
+
+/// Each chain defines its preference groups and their limits of likes; another chain keeps the
+/// defaults, bad definitions are refused field by field, and negative entries are never limited.
+#[tokio::test]
+async fn each_chain_defines_its_preference_groups_and_limits() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut alpha = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("alpha")).await?;
+    let mut beta = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("beta")).await?;
+    let defaults = alpha
+        .get_preference_groups(pb::GetPreferenceGroupsRequest {})
+        .await?
+        .into_inner();
+    let names = |groups: &pb::PreferenceGroups| -> Vec<(String, i32)> {
+        groups
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.likes_limit))
+            .collect()
+    };
+    assert_eq!(names(&defaults).len(), 6);
+    assert!(defaults.stamps.is_none(), "nobody set the defaults");
+    let group = |name: &str, likes_limit: i32| pb::PreferenceGroup {
+        name: name.into(),
+        likes_limit,
+    };
+    let refused = alpha
+        .update_preference_groups(pb::UpdatePreferenceGroupsRequest {
+            groups: Some(pb::PreferenceGroups {
+                groups: vec![group("minibar", 2), group("MiniBar ", 2), group("spa", 0)],
+                stamps: None,
+            }),
+        })
+        .await
+        .expect_err("a name twice and a limit of 0");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let fields: Vec<String> = {
+        use tonic_types::StatusExt;
+        refused
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        fields,
+        ["groups.groups[1].name", "groups.groups[2].likes_limit"]
+    );
+    let mut supervisor =
+        crm_as(&service, TokenBuilder::new(Role::Supervisor).chain("alpha")).await?;
+    let denied = supervisor
+        .update_preference_groups(pb::UpdatePreferenceGroupsRequest {
+            groups: Some(pb::PreferenceGroups {
+                groups: vec![group("minibar", 2)],
+                stamps: None,
+            }),
+        })
+        .await
+        .expect_err("only chain roles define groups");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let unchanged = alpha
+        .get_preference_groups(pb::GetPreferenceGroupsRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        names(&unchanged),
+        names(&defaults),
+        "refusals change nothing"
+    );
+
+    let set = alpha
+        .update_preference_groups(pb::UpdatePreferenceGroupsRequest {
+            groups: Some(pb::PreferenceGroups {
+                groups: vec![group(" Minibar", 2), group("room", 1)],
+                stamps: None,
+            }),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        names(&set),
+        [("minibar".to_string(), 2), ("room".to_string(), 1)]
+    );
+    assert!(set.stamps.is_some_and(|s| !s.updated_by.is_empty()));
+
+    let preference = |group: &str, value: &str, polarity: pb::Polarity| pb::Preference {
+        group: group.into(),
+        value: value.into(),
+        polarity: polarity as i32,
+        ..Default::default()
+    };
+    let add = |client: &mut Crm, guest_id: &str, p: pb::Preference| {
+        let mut client = client.clone();
+        let request = pb::AddPreferenceRequest {
+            guest_id: guest_id.into(),
+            preference: Some(p),
+        };
+        async move { client.add_preference(request).await }
+    };
+    let ana = create(&mut alpha, guest("Ana", "Alpha", "ana@alpha.example", "")).await?;
+    add(
+        &mut alpha,
+        &ana.guest_id,
+        preference("minibar", "cola", pb::Polarity::Like),
+    )
+    .await?;
+    add(
+        &mut alpha,
+        &ana.guest_id,
+        preference("minibar", "juice", pb::Polarity::Like),
+    )
+    .await?;
+    let full = add(
+        &mut alpha,
+        &ana.guest_id,
+        preference("minibar", "beer", pb::Polarity::Like),
+    )
+    .await
+    .expect_err("the chain allows two likes in minibar");
+    assert_eq!(full.code(), Code::FailedPrecondition);
+    add(
+        &mut alpha,
+        &ana.guest_id,
+        preference("minibar", "peanuts", pb::Polarity::Allergy),
+    )
+    .await?;
+    let unknown = add(
+        &mut alpha,
+        &ana.guest_id,
+        preference("pillow", "soft", pb::Polarity::Like),
+    )
+    .await
+    .expect_err("pillow is not one of alpha's groups");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert!(
+        unknown.message().contains("minibar"),
+        "{}",
+        unknown.message()
+    );
+
+    // Another chain keeps the defaults.
+    let bo = create(&mut beta, guest("Bo", "Beta", "bo@beta.example", "")).await?;
+    add(
+        &mut beta,
+        &bo.guest_id,
+        preference("pillow", "soft", pb::Polarity::Like),
+    )
+    .await?;
+    let foreign = add(
+        &mut beta,
+        &bo.guest_id,
+        preference("minibar", "cola", pb::Polarity::Like),
+    )
+    .await
+    .expect_err("minibar is alpha's group");
+    assert_eq!(foreign.code(), Code::InvalidArgument);
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.preferences")
+        .fetch_one(&service.database.admin_pool().await?)
+        .await?;
+    assert_eq!(held, 4, "two likes and an allergy of Ana's, Bo's pillow");
+    service.shutdown().await
+}

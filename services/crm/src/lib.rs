@@ -165,6 +165,16 @@ pub const POLICIES: &[RpcPolicy] = &[
         ScopeCheck::Chain,
     ),
     row(
+        "/guestloop.crm.v1.CrmService/GetPreferenceGroups",
+        STAFF_SERVICES,
+        ScopeCheck::Chain,
+    ),
+    row(
+        "/guestloop.crm.v1.CrmService/UpdatePreferenceGroups",
+        &[Role::ChainQualityManager, Role::ChainAdmin],
+        ScopeCheck::Chain,
+    ),
+    row(
         "/guestloop.crm.v1.CrmService/GetLoyaltyProgram",
         MANAGERS,
         ScopeCheck::Chain,

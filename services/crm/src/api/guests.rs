@@ -11,18 +11,8 @@ use uuid::Uuid;
 use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
 use crate::domain::identity::{contains_card_number, email_key, phone_key, phone_shape};
+use crate::domain::preferences::{may_add_like, normalise};
 use crate::domain::tiers::Tier;
-
-/// Preference groups and how many likes each may hold per guest (dislikes, allergies and taboos
-/// are not limited).
-pub const GROUPS: [(&str, i64); 6] = [
-    ("room", 10),
-    ("floor", 3),
-    ("pillow", 3),
-    ("diet", 10),
-    ("amenities", 15),
-    ("communication", 5),
-];
 
 /// Trimmed `value`, at most `max` characters.
 fn bounded(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
@@ -575,14 +565,9 @@ pub async fn add_preference(
         .preference
         .ok_or_else(|| ApiError::invalid("preference", "is required"))?;
     let mut v = Vec::new();
-    let group = preference.group.trim().to_lowercase();
-    let limit = GROUPS.iter().find(|(g, _)| *g == group).map(|(_, l)| *l);
-    if limit.is_none() {
-        let names: Vec<&str> = GROUPS.iter().map(|(g, _)| *g).collect();
-        v.push(FieldViolation::new(
-            "preference.group",
-            format!("must be one of {}", names.join(", ")),
-        ));
+    let group = normalise(&preference.group);
+    if group.is_empty() {
+        v.push(FieldViolation::new("preference.group", "is required"));
     }
     let value = text(&preference.value, "preference.value", 200, &mut v);
     if value.is_empty() {
@@ -611,6 +596,14 @@ pub async fn add_preference(
             "the guest was erased",
         ));
     }
+    let (groups, _) = super::preference_groups::load(&mut *tx, &row.chain_id).await?;
+    let Some(group_rule) = groups.iter().find(|g| g.name == group) else {
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        return Err(ApiError::invalid(
+            "preference.group",
+            format!("must be one of the chain's groups: {}", names.join(", ")),
+        ));
+    };
     // The limit keeps likes in check. A dislike, an allergy or a taboo is never refused: staff
     // must always be able to record what could harm or offend the guest.
     let like = preference.polarity == pb::Polarity::Like as i32;
@@ -623,12 +616,14 @@ pub async fn add_preference(
         .bind(pb::Polarity::Like as i16)
         .fetch_one(&mut *tx)
         .await?;
-        let limit = limit.unwrap_or(0);
-        if likes >= limit {
+        if !may_add_like(group_rule, likes) {
             return Err(ApiError::failed_precondition(
                 "PREFERENCE_LIMIT",
                 format!("guests/{}/preferences/{group}", row.guest_id),
-                format!("the `{group}` group already holds {likes} likes (limit {limit})"),
+                format!(
+                    "the `{group}` group already holds {likes} likes (limit {})",
+                    group_rule.likes_limit
+                ),
             ));
         }
     }

@@ -4,6 +4,7 @@ mod care;
 mod guests;
 mod kpis;
 mod loyalty;
+mod preference_groups;
 mod privacy;
 mod program;
 mod stays;
@@ -179,6 +180,20 @@ impl CrmService for Api {
     }
     async fn get_crm_kpis(&self, request: Request<pb::GetCrmKpisRequest>) -> Reply<pb::CrmKpis> {
         Ok(Response::new(kpis::get(self, request).await?))
+    }
+    async fn get_preference_groups(
+        &self,
+        request: Request<pb::GetPreferenceGroupsRequest>,
+    ) -> Reply<pb::PreferenceGroups> {
+        Ok(Response::new(preference_groups::get(self, request).await?))
+    }
+    async fn update_preference_groups(
+        &self,
+        request: Request<pb::UpdatePreferenceGroupsRequest>,
+    ) -> Reply<pb::PreferenceGroups> {
+        Ok(Response::new(
+            preference_groups::update(self, request).await?,
+        ))
     }
     async fn get_loyalty_program(
         &self,

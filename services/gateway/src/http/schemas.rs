@@ -345,7 +345,8 @@ pub struct Rating {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Preference {
-    /// room, floor, pillow, diet, amenities or communication.
+    /// One of the chain's preference groups (by default room, floor, pillow, diet, amenities or
+    /// communication).
     pub group: String,
     pub value: String,
     /// like, dislike, allergy or taboo.
