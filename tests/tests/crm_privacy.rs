@@ -569,3 +569,56 @@ async fn a_number_with_its_trunk_prefix_in_parentheses_is_found_as_a_duplicate(
     assert_eq!(found.guest_ids, vec![second.guest_id]);
     service.shutdown().await
 }
+
+/// A merge keeps the duplicate's other email and phone as keys: a new profile with them is
+/// found as a duplicate of the guest, the export lists them (to roles that read contacts), and
+/// erasing the guest removes them.
+#[tokio::test]
+async fn a_merged_profiles_contacts_still_find_the_guest_until_erasure() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut quality = crm_as(&service, TokenBuilder::new(Role::ChainQualityManager)).await?;
+    let work = create(
+        &mut admin,
+        guest("Maria", "Rossi", "maria@work.example", ""),
+    )
+    .await?;
+    let home = create(
+        &mut admin,
+        guest("Maria", "Rossi", "maria@home.example", "+39 333 123 4567"),
+    )
+    .await?;
+    merge(&mut admin, &work.guest_id, &home.guest_id).await?;
+    let again = create(&mut admin, guest("M.", "Rossi", "Maria@Home.example", "")).await?;
+    let found = admin
+        .find_duplicates(pb::FindDuplicatesRequest {
+            guest_id: again.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        found.guest_ids,
+        vec![work.guest_id.clone()],
+        "the merged profile's email leads to the guest it was merged into"
+    );
+    let back = admin
+        .find_duplicates(pb::FindDuplicatesRequest {
+            guest_id: work.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(back.guest_ids, vec![again.guest_id.clone()]);
+    let full = export(&mut admin, &work.guest_id).await?;
+    assert_eq!(full["merged_guests"][0]["email_key"], "maria@home.example");
+    let without = export(&mut quality, &work.guest_id).await?;
+    assert!(!without.to_string().contains("maria@home"), "{without}");
+    erase(&mut admin, &work.guest_id).await?;
+    let pool = service.database.admin_pool().await?;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.guests WHERE email_key = 'maria@home.example' OR phone_key = '+393331234567'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(left, 1, "only the new profile, which was not erased");
+    service.shutdown().await
+}

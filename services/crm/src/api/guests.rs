@@ -363,11 +363,14 @@ pub async fn duplicates(
     let guest_id = request.into_inner().guest_id;
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, &principal, &guest_id, false, true).await?;
+    // A merged profile keeps its contact keys (not its contact details): they are the guest's
+    // too, so a profile with the email or phone a merged one had is a duplicate of the guest it
+    // was merged into, either way round.
     let guest_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT other.guest_id FROM guests me JOIN guests other ON other.chain_id = me.chain_id \
-         AND other.guest_id <> me.guest_id AND other.merged_into IS NULL AND NOT other.erased \
+        "SELECT DISTINCT coalesce(other.merged_into, other.guest_id) FROM guests me JOIN guests other \
+         ON other.chain_id = me.chain_id AND NOT other.erased \
          AND ((me.email_key IS NOT NULL AND other.email_key = me.email_key) OR (me.phone_key IS NOT NULL AND other.phone_key = me.phone_key)) \
-         WHERE me.guest_id = $1 ORDER BY other.guest_id",
+         WHERE (me.guest_id = $1 OR me.merged_into = $1) AND coalesce(other.merged_into, other.guest_id) <> $1 ORDER BY 1",
     )
     .bind(&row.guest_id)
     .fetch_all(&mut *conn)
@@ -491,8 +494,8 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE guests SET merged_into = $2, given_name = '', family_name = '', email = '', phone = '', email_key = NULL, \
-         phone_key = NULL, birthday = NULL, anniversary = NULL, notes = '', updated_at = now(), updated_by = $3 WHERE guest_id = $1",
+        "UPDATE guests SET merged_into = $2, given_name = '', family_name = '', email = '', phone = '', \
+         birthday = NULL, anniversary = NULL, notes = '', updated_at = now(), updated_by = $3 WHERE guest_id = $1",
     )
     .bind(from)
     .bind(to)

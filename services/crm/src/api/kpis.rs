@@ -106,7 +106,7 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
                               AND (g.phone = '' OR g.phone_key IS NOT NULL)) AS contacts_valid, \
            count(*) FILTER (WHERE (g.email = '' OR g.email_key IS NOT NULL) AND (g.phone = '' OR g.phone_key IS NOT NULL) \
                               AND NOT EXISTS (SELECT 1 FROM guests d WHERE d.chain_id = g.chain_id \
-                                  AND d.guest_id <> g.guest_id AND d.merged_into IS NULL AND NOT d.erased \
+                                  AND coalesce(d.merged_into, d.guest_id) <> g.guest_id AND NOT d.erased \
                                   AND (d.email_key = g.email_key OR d.phone_key = g.phone_key))) AS profiles_accurate, \
            count(*) FILTER (WHERE g.updated_at >= $3 OR EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = g.guest_id \
                               AND s.departure_date >= $3::date)) AS profiles_fresh, \

@@ -54,7 +54,7 @@ pub async fn export(
     let id = guest.guest_id.as_str();
     let mut document = json!({
         "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = $1", id).await?,
-        "merged_guests": rows_as_json(&mut tx, "SELECT guest_id, created_at FROM guests WHERE merged_into = $1", id).await?,
+        "merged_guests": rows_as_json(&mut tx, "SELECT guest_id, created_at, email_key, phone_key FROM guests WHERE merged_into = $1", id).await?,
         "preferences": rows_as_json(&mut tx, "SELECT * FROM preferences WHERE guest_id = $1", id).await?,
         "service_failures": rows_as_json(&mut tx, "SELECT * FROM service_failures WHERE guest_id = $1", id).await?,
         "stays": rows_as_json(&mut tx, "SELECT * FROM stays WHERE guest_id = $1", id).await?,
@@ -82,14 +82,16 @@ pub async fn export(
     })
 }
 
-/// The guest rows' contact details and their normalised keys.
+/// The guest rows' contact details and their normalised keys (merged profiles keep the keys).
 const CONTACT_FIELDS: [&str; 4] = ["email", "phone", "email_key", "phone_key"];
 
 fn strip_contacts(document: &mut Value) {
-    if let Some(rows) = document.get_mut("guest").and_then(Value::as_array_mut) {
-        for row in rows.iter_mut().filter_map(Value::as_object_mut) {
-            for field in CONTACT_FIELDS {
-                row.remove(field);
+    for part in ["guest", "merged_guests"] {
+        if let Some(rows) = document.get_mut(part).and_then(Value::as_array_mut) {
+            for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+                for field in CONTACT_FIELDS {
+                    row.remove(field);
+                }
             }
         }
     }
