@@ -166,10 +166,21 @@ async fn care_tasks_follow_pms_corrections_and_keep_completed_ones() -> anyhow::
         })
         .await?;
 
+    let rerun = front
+        .generate_care_tasks(pb::GenerateCareTasksRequest {
+            property_id: PROPERTY.into(),
+            date: "2031-03-11".into(),
+        })
+        .await?
+        .into_inner();
     assert_eq!(
-        generate(&mut front, "2031-03-11").await?,
-        (0, 1),
+        (rerun.created, rerun.existing, rerun.corrected),
+        (0, 1, 1),
         "R1's birthday task is Bea's now"
+    );
+    assert_eq!(
+        rerun.withdrawn, 3,
+        "Fay's task, the cancelled stay's and Ivy's: no stay calls for them any more"
     );
     let row = |reservation: &str, guest: &str, due: &str, reason: &str, done: bool| {
         (

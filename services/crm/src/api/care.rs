@@ -194,7 +194,7 @@ pub async fn generate(
     tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let chain =
         tenancy::acting_chain(&mut tx, &principal, "property_id", &[&request.property_id]).await?;
-    let (created, existing) = generate_for(
+    let generated = generate_for(
         &mut tx,
         &chain,
         &request.property_id,
@@ -203,7 +203,7 @@ pub async fn generate(
     )
     .await?;
     tx.commit().await?;
-    Ok(pb::GenerateCareTasksResponse { created, existing })
+    Ok(generated)
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -222,14 +222,14 @@ struct ExistingTask {
 /// reservation, other dates, another birthday), and deletes open tasks due on `date` that no
 /// stay calls for any more (cancelled, no-show, moved away, guest no longer qualifying) and
 /// open tasks of these stays for a guest no longer on them. Completed tasks are history and
-/// never change. A second run changes nothing. Returns (created, already existing).
+/// never change. A second run changes nothing. Returns the counts of each.
 pub async fn generate_for(
     conn: &mut PgConnection,
     chain_id: &str,
     property_id: &str,
     date: NaiveDate,
     actor: &str,
-) -> ApiResult<(i32, i32)> {
+) -> ApiResult<pb::GenerateCareTasksResponse> {
     let candidates: Vec<CandidateRow> = sqlx::query_as(&format!(
         "SELECT s.pms_reservation_id, g.guest_id, s.arrival_date, s.departure_date, g.birthday, g.anniversary, \
          g.tier, g.strategic_manual \
@@ -366,13 +366,19 @@ pub async fn generate_for(
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    let withdrawn = i32::try_from(withdrawn).unwrap_or(i32::MAX);
     if created > 0 || corrected > 0 || withdrawn > 0 {
         tracing::info!(
             property = %property_id, %date, created, existing, corrected, withdrawn,
             "care tasks generated"
         );
     }
-    Ok((created, existing))
+    Ok(pb::GenerateCareTasksResponse {
+        created,
+        existing,
+        corrected,
+        withdrawn,
+    })
 }
 
 /// The daily run: every property with stays active or open tasks due yesterday, today or
@@ -393,7 +399,7 @@ pub async fn generate_due(pool: &sqlx::PgPool) -> ApiResult<usize> {
         .await?;
         for (chain_id, property_id) in properties {
             let mut tx = pool.begin().await?;
-            let (n, _) = generate_for(
+            let generated = generate_for(
                 &mut tx,
                 &chain_id,
                 &property_id,
@@ -402,7 +408,7 @@ pub async fn generate_due(pool: &sqlx::PgPool) -> ApiResult<usize> {
             )
             .await?;
             tx.commit().await?;
-            created += usize::try_from(n).unwrap_or(0);
+            created += usize::try_from(generated.created).unwrap_or(0);
         }
     }
     Ok(created)
