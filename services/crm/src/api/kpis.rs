@@ -73,10 +73,11 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
     let (start, end) = required_period(request.period.as_ref())?;
     let pool = &api.context.pool;
     let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
-    let mut conn = pool.acquire().await?;
-    tenancy::require_properties(&mut conn, &principal, &named).await?;
-    let chain = tenancy::acting_chain(&mut conn, &principal, "property_ids", &named).await?;
-    drop(conn);
+    let chain = {
+        let mut conn = pool.acquire().await?;
+        tenancy::require_properties(&mut conn, &principal, &named).await?;
+        tenancy::acting_chain(&mut conn, &principal, "property_ids", &named).await?
+    };
     let chain = chain.as_str();
     // Naming no property means every property the caller may see: the whole chain only for a
     // chain-wide scope, else the caller's own properties.
