@@ -18,10 +18,15 @@ use guestloop_testkit::{
 use rand::Rng;
 use tonic::Code;
 
-/// A profile with contact details and a birthday.
+/// A profile with contact details, a birthday and consent to profiling (customer value).
 fn guest(given: &str, family: &str, email: &str, phone: &str) -> pb::Guest {
     pb::Guest {
         birthday: "1984-05-17".into(),
+        consent: Some(pb::Consent {
+            profiling: true,
+            source: "front_desk".into(),
+            ..Default::default()
+        }),
         ..crm::guest(given, family, email, phone)
     }
 }
@@ -3685,5 +3690,111 @@ async fn each_chain_defines_its_preference_groups_and_limits() -> anyhow::Result
         .fetch_one(&service.database.admin_pool().await?)
         .await?;
     assert_eq!(held, 4, "two likes and an allergy of Ana's, Bo's pillow");
+    service.shutdown().await
+}
+
+/// Customer value and segments are profiling: a guest who has not consented is never scored,
+/// and withdrawing consent clears what was stored.
+#[tokio::test]
+async fn customer_value_needs_the_guests_consent_to_profiling() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let willing = create(&mut admin, guest("Wil", "Willing", "wil@example.com", "")).await?;
+    let unwilling = create(
+        &mut admin,
+        pb::Guest {
+            consent: None,
+            ..guest("Una", "Unwilling", "una@example.com", "")
+        },
+    )
+    .await?;
+    let today = chrono::Utc::now().date_naive();
+    let stays: Vec<pb::Stay> = [&willing, &unwilling]
+        .iter()
+        .enumerate()
+        .map(|(i, g)| pb::Stay {
+            property_id: "paris".into(),
+            pms_reservation_id: format!("C{i}"),
+            guest_id: g.guest_id.clone(),
+            arrival_date: (today - chrono::Duration::days(12)).to_string(),
+            departure_date: (today - chrono::Duration::days(10)).to_string(),
+            spend: Some(guestloop_proto::common::v1::Money {
+                currency_code: "EUR".into(),
+                minor_units: 80_000,
+            }),
+            status: pb::StayStatus::CheckedOut as i32,
+            ..Default::default()
+        })
+        .collect();
+    admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+    admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: None })
+        .await?;
+    let read = |client: &mut Crm, guest_id: &str| {
+        let mut client = client.clone();
+        let request = pb::GetGuestRequest {
+            guest_id: guest_id.into(),
+            ..Default::default()
+        };
+        async move { anyhow::Ok(client.get_guest(request).await?.into_inner()) }
+    };
+    let scored = read(&mut admin, &willing.guest_id).await?;
+    assert!(
+        scored.customer_value > 0.0 && !scored.value_segment.is_empty(),
+        "{scored:?}"
+    );
+    let unscored = read(&mut admin, &unwilling.guest_id).await?;
+    assert_eq!(
+        (unscored.customer_value, unscored.value_segment.as_str()),
+        (0.0, "")
+    );
+    let refused = admin
+        .get_customer_value(pb::GetCustomerValueRequest {
+            guest_id: unwilling.guest_id.clone(),
+        })
+        .await
+        .expect_err("no consent to profiling");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("profiling"),
+        "{}",
+        refused.message()
+    );
+    admin
+        .get_customer_value(pb::GetCustomerValueRequest {
+            guest_id: willing.guest_id.clone(),
+        })
+        .await?;
+    // Wil withdraws consent: the value and segment go at once.
+    let withdrawn = admin
+        .update_guest(pb::UpdateGuestRequest {
+            guest: Some(pb::Guest {
+                guest_id: willing.guest_id.clone(),
+                consent: Some(pb::Consent {
+                    profiling: false,
+                    source: "app".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["consent".into()],
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (withdrawn.customer_value, withdrawn.value_segment.as_str()),
+        (0.0, "")
+    );
+    admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: None })
+        .await?;
+    let still = read(&mut admin, &willing.guest_id).await?;
+    assert_eq!(
+        still.value_segment, "",
+        "the next evaluation leaves them unscored"
+    );
     service.shutdown().await
 }

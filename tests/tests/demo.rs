@@ -43,13 +43,16 @@ async fn demo_data_loads_once_and_hangs_together() -> anyhow::Result<()> {
     .fetch_one(&crm_pool)
     .await?;
     assert_eq!(unbalanced, 0);
-    // Customer values are evaluated at load: every guest has a segment, and not all the same one.
-    let (unsegmented, segments): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE value_segment = ''), count(DISTINCT value_segment) FROM crm.guests",
+    // Customer values are evaluated at load: every guest who consented to profiling has a
+    // segment, not all the same one; the others have none.
+    let (unsegmented, wrongly, segments): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE value_segment = '' AND consent_profiling), \
+                count(*) FILTER (WHERE value_segment <> '' AND NOT consent_profiling), \
+                count(DISTINCT value_segment) FILTER (WHERE consent_profiling) FROM crm.guests",
     )
     .fetch_one(&crm_pool)
     .await?;
-    assert_eq!(unsegmented, 0);
+    assert_eq!((unsegmented, wrongly), (0, 0));
     assert!(segments >= 2, "{segments} segments");
 
     // Complaint guests are CRM guests.

@@ -54,7 +54,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     guestloop_kit::demo::claim_demo_properties(&mut tx).await?;
     for chunk in (1..=GUESTS).collect::<Vec<_>>().chunks(500) {
         let mut guests = QueryBuilder::new(
-            "INSERT INTO guests (guest_id, chain_id, given_name, family_name, email, phone, email_key, phone_key, language, birthday, tier, created_by) ",
+            "INSERT INTO guests (guest_id, chain_id, given_name, family_name, email, phone, email_key, phone_key, language, birthday, tier, created_by, \
+             consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source) ",
         );
         let mut stays = Vec::new();
         let mut ledger = Vec::new();
@@ -144,6 +145,9 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 let (group, value, polarity) = *random.pick(&AVOID);
                 prefs.push((guest_id.clone(), group, value, polarity));
             }
+            // Most guests let the chain profile them (customer value and segments); some said
+            // no, and their value stays unscored. Derived from the number alone, as above.
+            let consent = (n % 3 != 0, n % 8 != 0, n % 5 == 0);
             rows.push((
                 guest_id,
                 given,
@@ -152,11 +156,12 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                 phone,
                 birthday,
                 tier.as_str(),
+                consent,
             ));
         }
         guests.push_values(
             rows,
-            |mut b, (id, given, family, email, phone, birthday, tier)| {
+            |mut b, (id, given, family, email, phone, birthday, tier, consent)| {
                 let email_key = crate::domain::identity::email_key(&email);
                 let phone_key = crate::domain::identity::phone_key(&phone);
                 b.push_bind(id)
@@ -170,7 +175,12 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
                     .push_bind("en")
                     .push_bind(birthday)
                     .push_bind(tier)
-                    .push_bind("demo");
+                    .push_bind("demo")
+                    .push_bind(consent.0)
+                    .push_bind(consent.1)
+                    .push_bind(consent.2)
+                    .push_bind(Utc::now())
+                    .push_bind("front_desk");
             },
         );
         guests.build().execute(&mut *tx).await?;

@@ -314,11 +314,14 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
             _ => {}
         }
     }
+    // Withdrawing consent to profiling clears the customer value and segment at once.
     let row: GuestRow = sqlx::query_as(&format!(
         "UPDATE guests SET given_name=$2, family_name=$3, email=$4, phone=$5, language=$6, birthday=$7, anniversary=$8, \
          company=$9, notes=$10, consent_marketing=$11, consent_profiling=$12, consent_sharing=$13, consent_source=$14, \
          consent_at=$15, email_key = CASE WHEN $16 THEN $17 ELSE email_key END, \
-         phone_key = CASE WHEN $18 THEN $19 ELSE phone_key END, updated_at=now(), updated_by=$20, etag=gen_random_uuid() \
+         phone_key = CASE WHEN $18 THEN $19 ELSE phone_key END, updated_at=now(), updated_by=$20, etag=gen_random_uuid(), \
+         customer_value = CASE WHEN $12 THEN customer_value ELSE 0 END, \
+         value_segment = CASE WHEN $12 THEN value_segment ELSE '' END \
          WHERE guest_id=$1 RETURNING {}",
         store::GUEST_COLUMNS
     ))

@@ -150,7 +150,12 @@ struct GuestValueRow {
     value_segment: String,
     created_at: DateTime<Utc>,
     first_stay: Option<NaiveDate>,
+    consent_profiling: bool,
 }
+
+/// One guest's formula inputs with what was stored from the last evaluation, or `None` for a
+/// guest who has not consented to profiling (their value is not computed).
+type ValueRow = (String, f64, String, Option<ValueInputs>);
 
 /// The formula's inputs for some guests (all of the chain when `only` is None), as of `as_of`.
 async fn inputs(
@@ -159,13 +164,13 @@ async fn inputs(
     only: Option<&str>,
     policy: &ValuePolicy,
     as_of: DateTime<Utc>,
-) -> ApiResult<Vec<(String, f64, String, ValueInputs)>> {
+) -> ApiResult<Vec<ValueRow>> {
     let end = as_of.date_naive();
     let since = end
         .checked_sub_months(Months::new(policy.window_months))
         .unwrap_or(NaiveDate::MIN);
     let guests: Vec<GuestValueRow> = sqlx::query_as(
-        "SELECT g.guest_id, g.customer_value, g.value_segment, g.created_at, \
+        "SELECT g.guest_id, g.customer_value, g.value_segment, g.created_at, g.consent_profiling, \
                 (SELECT min(s.arrival_date) FROM stays s WHERE s.guest_id = g.guest_id AND s.status = 'checked_out') \
                 AS first_stay \
          FROM guests g WHERE g.chain_id = $1 AND g.merged_into IS NULL AND NOT g.erased \
@@ -213,7 +218,11 @@ async fn inputs(
                 value_segment: segment,
                 created_at,
                 first_stay,
+                consent_profiling,
             } = row;
+            if !consent_profiling {
+                return (guest_id.clone(), *value, segment.clone(), None);
+            }
             let start = first_stay
                 .map(|d| d.min(created_at.date_naive()))
                 .unwrap_or_else(|| created_at.date_naive());
@@ -225,7 +234,7 @@ async fn inputs(
                 satisfaction_sum: ratings.get(guest_id.as_str()).copied().unwrap_or(0),
                 relationship_years: (end - start).num_days().max(0) as f64 / 365.25,
             };
-            (guest_id.clone(), *value, segment.clone(), inputs)
+            (guest_id.clone(), *value, segment.clone(), Some(inputs))
         })
         .collect())
 }
@@ -275,8 +284,15 @@ pub async fn evaluate_chain(
     let evaluated = rows.len();
     let (mut ids, mut values, mut segments) = (Vec::new(), Vec::new(), Vec::new());
     for (guest_id, old_value, old_segment, inputs) in rows {
-        let value = customer_value(&policy, &inputs);
-        let name = segment(&policy, value).to_string();
+        // Scoring and segmenting a guest is profiling: without their consent they keep no value
+        // and no segment (an earlier one is cleared).
+        let (value, name) = match inputs {
+            Some(inputs) => {
+                let value = customer_value(&policy, &inputs);
+                (value, segment(&policy, value).to_string())
+            }
+            None => (0.0, String::new()),
+        };
         if (value - old_value).abs() > 1e-9 || name != old_segment {
             ids.push(guest_id);
             values.push(value);
@@ -344,6 +360,13 @@ pub async fn get(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::not_found("guest", guest_id.clone()))?;
+    let inputs = inputs.ok_or_else(|| {
+        ApiError::failed_precondition(
+            "CONSENT_REQUIRED",
+            format!("guests/{}", guest.guest_id),
+            "the guest has not consented to profiling: no customer value is computed",
+        )
+    })?;
     let value = customer_value(&policy, &inputs);
     Ok(pb::CustomerValue {
         guest_id: guest.guest_id,
