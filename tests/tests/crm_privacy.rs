@@ -622,3 +622,88 @@ async fn a_merged_profiles_contacts_still_find_the_guest_until_erasure() -> anyh
     assert_eq!(left, 1, "only the new profile, which was not erased");
     service.shutdown().await
 }
+
+/// Every consent choice is kept with when, how and who: the export shows the history (a
+/// merged profile's included), a card number is no source, and erasure deletes it all.
+#[tokio::test]
+async fn consent_choices_are_kept_as_a_history_until_erasure() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let consent = |marketing: bool, profiling: bool, source: &str| pb::Consent {
+        marketing,
+        profiling,
+        source: source.into(),
+        ..Default::default()
+    };
+    let first = create(
+        &mut admin,
+        pb::Guest {
+            consent: Some(consent(true, false, "app")),
+            ..guest("Cleo", "Consent", "cleo@example.fr", "")
+        },
+    )
+    .await?;
+    let update = |c: pb::Consent| pb::UpdateGuestRequest {
+        guest: Some(pb::Guest {
+            guest_id: first.guest_id.clone(),
+            consent: Some(c),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["consent".into()],
+        }),
+        ..Default::default()
+    };
+    admin
+        .update_guest(update(consent(false, true, "front_desk")))
+        .await?;
+    let refused = admin
+        .update_guest(update(consent(false, true, "card 4111 1111 1111 1111")))
+        .await
+        .expect_err("no card number as a source");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("guest.consent.source"),
+        "{}",
+        refused.message()
+    );
+    let duplicate = create(
+        &mut admin,
+        pb::Guest {
+            consent: Some(consent(false, false, "web")),
+            ..guest("Cleo", "Consent", "cleo@example.fr", "")
+        },
+    )
+    .await?;
+    merge(&mut admin, &first.guest_id, &duplicate.guest_id).await?;
+    let exported = export(&mut admin, &first.guest_id).await?;
+    let history: Vec<(bool, bool, String)> = exported["consent_history"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["marketing"].as_bool().unwrap_or_default(),
+                        r["profiling"].as_bool().unwrap_or_default(),
+                        r["source"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        history,
+        vec![
+            (true, false, "app".to_string()),
+            (false, true, "front_desk".to_string()),
+            (false, false, "web".to_string()),
+        ],
+        "both profiles' choices, in the order they were made; the refused one is not there"
+    );
+    erase(&mut admin, &first.guest_id).await?;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.consent_history")
+        .fetch_one(&service.database.admin_pool().await?)
+        .await?;
+    assert_eq!(left, 0);
+    service.shutdown().await
+}

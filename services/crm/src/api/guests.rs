@@ -133,10 +133,11 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     let company = text(&guest.company, "guest.company", 200, &mut v);
     let notes = text(&guest.notes, "guest.notes", 2000, &mut v);
     let language = text(&guest.language, "guest.language", 16, &mut v);
+    let mut consent = guest.consent.clone().unwrap_or_default();
+    consent.source = text(&consent.source, "guest.consent.source", 100, &mut v);
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    let consent = guest.consent.clone().unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
     if let Some(previous) = idempotency::claim::<_, pb::Guest>(
         &mut tx,
@@ -185,10 +186,35 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
         .bind(&guest_id)
         .execute(&mut *tx)
         .await?;
+    if guest.consent.is_some() {
+        record_consent(&mut tx, &row, principal.subject()).await?;
+    }
     let reply = to_proto(&mut tx, &row, true).await?;
     idempotency::record(&mut tx, "CreateGuest", &request.request_id, &reply).await?;
     tx.commit().await?;
     Ok(reply)
+}
+
+/// Appends the profile's current consent choices to its history: what, when, how, who.
+async fn record_consent(
+    conn: &mut sqlx::PgConnection,
+    row: &GuestRow,
+    recorded_by: &str,
+) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO consent_history (guest_id, marketing, profiling, sharing, given_at, source, recorded_by) \
+         VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7)",
+    )
+    .bind(&row.guest_id)
+    .bind(row.consent_marketing)
+    .bind(row.consent_profiling)
+    .bind(row.consent_sharing)
+    .bind(row.consent_at)
+    .bind(&row.consent_source)
+    .bind(recorded_by)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Guests read their own profile; staff read any guest of their chain.
@@ -268,6 +294,16 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
     let company = text(&patch.company, "guest.company", 200, &mut v);
     let notes = text(&patch.notes, "guest.notes", 2000, &mut v);
     let language = text(&patch.language, "guest.language", 16, &mut v);
+    let consent_source = text(
+        &patch
+            .consent
+            .as_ref()
+            .map(|c| c.source.clone())
+            .unwrap_or_default(),
+        "guest.consent.source",
+        100,
+        &mut v,
+    );
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -308,7 +344,7 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
                 row.consent_marketing = consent.marketing;
                 row.consent_profiling = consent.profiling;
                 row.consent_sharing = consent.data_sharing;
-                row.consent_source = consent.source;
+                row.consent_source = consent_source.clone();
                 row.consent_at = Some(chrono::Utc::now());
             }
             _ => {}
@@ -347,6 +383,9 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
     .bind(principal.subject())
     .fetch_one(&mut *tx)
     .await?;
+    if paths.iter().any(|p| p == "consent") {
+        record_consent(&mut tx, &row, principal.subject()).await?;
+    }
     // The answer shows the profile's contact details to staff who may read them: a read, logged
     // (no property: an edit is not made at one).
     let contacts = principal.role() == Role::Guest || may_read_contacts(&principal);
@@ -447,6 +486,7 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         "contact_access_log",
         "tier_history",
         "care_tasks",
+        "consent_history",
     ] {
         sqlx::query(&format!(
             "UPDATE {table} SET guest_id = $2 WHERE guest_id = $1"

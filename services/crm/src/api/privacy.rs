@@ -63,6 +63,7 @@ pub async fn export(
         "tier_history": rows_as_json(&mut tx, "SELECT * FROM tier_history WHERE guest_id = $1", id).await?,
         "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = $1", id).await?,
         "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = $1 ORDER BY due_date", id).await?,
+        "consent_history": rows_as_json(&mut tx, "SELECT * FROM consent_history WHERE guest_id = $1 ORDER BY entry_id", id).await?,
     });
     // A guest reads their own contact details; staff only when their role may (a quality
     // manager works on the complaints, not the contacts).
@@ -168,6 +169,12 @@ pub async fn erase(
     .await?
     .rows_affected() as i32;
     scrubbed += sqlx::query("DELETE FROM preferences WHERE guest_id = ANY($1)")
+        .bind(&every_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i32;
+    // Consent choices go with the person: nobody is left to hold them to.
+    scrubbed += sqlx::query("DELETE FROM consent_history WHERE guest_id = ANY($1)")
         .bind(&every_id)
         .execute(&mut *tx)
         .await?
