@@ -590,12 +590,16 @@ async fn keep_status(
         .await?;
     }
     if changed || strategic_manual != survivor.strategic_manual {
-        sqlx::query("UPDATE guests SET tier = $2, strategic_manual = $3 WHERE guest_id = $1")
-            .bind(&survivor.guest_id)
-            .bind(higher)
-            .bind(strategic_manual)
-            .execute(&mut *conn)
-            .await?;
+        // A tier taken over from the duplicate starts its own grace when it falls short.
+        sqlx::query(
+            "UPDATE guests SET tier = $2, strategic_manual = $3, \
+             tier_short_since = CASE WHEN tier = $2 THEN tier_short_since END WHERE guest_id = $1",
+        )
+        .bind(&survivor.guest_id)
+        .bind(higher)
+        .bind(strategic_manual)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(changed)
 }
