@@ -545,3 +545,52 @@ async fn accuracy_counts_duplicates_waiting_to_be_merged_as_errors() -> anyhow::
     assert_eq!((after.members, after.profiles_accurate), (2, 2));
     service.shutdown().await
 }
+
+/// A survivor that takes over the duplicate's higher tier in a merge keeps it through a grace
+/// period of its own, whatever it had fallen short of before.
+#[tokio::test]
+async fn a_tier_taken_over_in_a_merge_gets_its_own_grace() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let kept = create(&mut admin, "Kai", "kai@example.de").await?;
+    let merged = create(&mut admin, "Kai", "kai.other@example.de").await?;
+    let pool = service.database.admin_pool().await?;
+    // Kai has been short of regular for 200 days; the duplicate profile is VIP.
+    sqlx::query(
+        "UPDATE crm.guests SET tier = CASE WHEN guest_id = $1 THEN 'regular' ELSE 'vip' END, \
+         tier_short_since = CASE WHEN guest_id = $1 THEN now() - interval '200 days' END \
+         WHERE guest_id IN ($1, $2)",
+    )
+    .bind(&kept.guest_id)
+    .bind(&merged.guest_id)
+    .execute(&pool)
+    .await?;
+    admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: kept.guest_id.clone(),
+            duplicate_guest_id: merged.guest_id.clone(),
+        })
+        .await?;
+    admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of: None })
+        .await?;
+    let tier = admin
+        .get_guest_tier(pb::GetGuestTierRequest {
+            guest_id: kept.guest_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tier;
+    assert_eq!(tier, "vip", "in the grace period that starts now");
+    let since: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT tier_short_since FROM crm.guests WHERE guest_id = $1")
+            .bind(&kept.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        since.is_some_and(|s| Utc::now() - s < Duration::minutes(5)),
+        "{since:?}"
+    );
+    service.shutdown().await
+}
