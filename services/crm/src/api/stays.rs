@@ -317,12 +317,12 @@ async fn resolve_guests(
     let mut ids: Vec<&str> = rows.iter().map(|r| r.guest_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    // Shared locks, in id order, before any stay or account: a merge (which locks both
-    // profiles for update) waits for this batch, or this batch waits for it and then follows
-    // the redirect; it never credits an account the merge has just moved away.
+    // Read without locks: share-locking the guests here deadlocks with the customer-value batch
+    // (which updates them in no set order) and with merges (which lock a profile before the ids
+    // merged into it). A merge that commits while this batch runs can still leave this batch's
+    // points under the merged id.
     let found: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT guest_id, merged_into, tier, chain_id FROM guests WHERE guest_id = ANY($1) \
-         ORDER BY guest_id FOR SHARE",
+        "SELECT guest_id, merged_into, tier, chain_id FROM guests WHERE guest_id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
