@@ -250,6 +250,27 @@ async fn a_birthday_on_the_departure_morning_gets_a_task_that_lasts() -> anyhow:
             false
         )]
     );
+    // The guest checks out at eleven; the next run for the day leaves the task for staff.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(
+                "D1",
+                &leaving,
+                "2031-05-01",
+                "2031-05-04",
+                pb::StayStatus::CheckedOut,
+            )],
+        })
+        .await?;
+    let after = admin
+        .generate_care_tasks(pb::GenerateCareTasksRequest {
+            property_id: PROPERTY.into(),
+            date: "2031-05-04".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(after.withdrawn, 0, "{after:?}");
+    assert_eq!(summary(&tasks(&mut admin).await?), summary(&made));
     service.shutdown().await
 }
 

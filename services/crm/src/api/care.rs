@@ -349,12 +349,17 @@ pub async fn generate_for(
     }
     // Open tasks no stay calls for: due today with no active stay wanting them, or of an active
     // stay but for a guest no longer on it. Tasks due on other days are settled on their day.
+    // A stay checked out is no longer active but was real: its open tasks within its dates stay
+    // (a birthday on the departure morning, checked out at eleven), for staff to close.
     let candidate_guests: Vec<&str> = candidates.iter().map(|c| c.guest_id.as_str()).collect();
     let withdrawn = sqlx::query(
         "DELETE FROM care_tasks t WHERE t.property_id = $1 AND t.chain_id = $2 AND NOT t.done \
          AND (t.pms_reservation_id, t.kind) NOT IN (SELECT * FROM unnest($4::text[], $5::smallint[])) \
          AND (t.due_date = $3 OR EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS c(reservation, guest) \
-              WHERE c.reservation = t.pms_reservation_id AND c.guest <> t.guest_id))",
+              WHERE c.reservation = t.pms_reservation_id AND c.guest <> t.guest_id)) \
+         AND NOT EXISTS (SELECT 1 FROM stays s WHERE s.property_id = t.property_id \
+              AND s.pms_reservation_id = t.pms_reservation_id AND s.guest_id = t.guest_id \
+              AND s.status = 'checked_out' AND t.due_date BETWEEN s.arrival_date AND s.departure_date)",
     )
     .bind(property_id)
     .bind(chain_id)
