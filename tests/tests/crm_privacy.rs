@@ -676,6 +676,23 @@ async fn consent_choices_are_kept_as_a_history_until_erasure() -> anyhow::Result
     )
     .await?;
     merge(&mut admin, &first.guest_id, &duplicate.guest_id).await?;
+    let survivor = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: first.guest_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let current = survivor.consent.unwrap_or_default();
+    assert_eq!(
+        (
+            current.marketing,
+            current.profiling,
+            current.source.as_str()
+        ),
+        (false, false, "web"),
+        "the later choice, a refusal of everything, is the one kept"
+    );
     let exported = export(&mut admin, &first.guest_id).await?;
     let history: Vec<(bool, bool, String)> = exported["consent_history"]
         .as_array()

@@ -159,7 +159,7 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
         "INSERT INTO guests (guest_id, chain_id, given_name, family_name, email, phone, email_key, phone_key, language, \
          birthday, anniversary, company, consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source, \
          notes, created_by, updated_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,\
-         CASE WHEN $13 OR $14 OR $15 THEN now() END,$16,$17,$18,$18) RETURNING {}",
+         CASE WHEN $19 THEN now() END,$16,$17,$18,$18) RETURNING {}",
         store::GUEST_COLUMNS
     ))
     .bind(&guest_id)
@@ -180,6 +180,8 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     .bind(&consent.source)
     .bind(&notes)
     .bind(principal.subject())
+    // A choice is recorded when the guest made one, a refusal of everything included.
+    .bind(guest.consent.is_some())
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -552,6 +554,13 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         .bind(to)
         .execute(&mut *tx)
         .await?;
+    // The consent kept may be the duplicate's later refusal of profiling: no value stays then.
+    sqlx::query(
+        "UPDATE guests SET customer_value = 0, value_segment = '' WHERE guest_id = $1 AND NOT consent_profiling",
+    )
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
     let tier_changed = keep_status(&mut tx, &survivor, &duplicate).await?;
     let survivor = load(&mut tx, &principal, to, false, false).await?;
     // Contact details are read with GetGuest (logged), not in the answers of other changes.
