@@ -260,6 +260,16 @@ async fn a_stay_never_earns_for_another_chains_guest() -> anyhow::Result<()> {
     })
     .await?;
     assert!(balance(&mut ours, &mine.guest_id).await? > 0);
+    // A service acts for the chain that holds the property: the same refusal.
+    let mut pms = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let refused = pms
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("R3", &foreign.guest_id)],
+        })
+        .await
+        .expect_err("lisbon is alpha's; Bea is beta's");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(balance(&mut theirs, &foreign.guest_id).await?, 0);
     service.shutdown().await
 }
 

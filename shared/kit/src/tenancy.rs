@@ -117,6 +117,20 @@ pub async fn can_access(
     }
 }
 
+/// The chain each of `properties` is registered under (those no chain holds are absent).
+pub async fn chains_of(
+    conn: &mut PgConnection,
+    properties: &[&str],
+) -> ApiResult<std::collections::HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT property_id, chain_id FROM property_chains WHERE property_id = ANY($1)",
+    )
+    .bind(properties)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The chain a call about `properties` acts for: the caller's own, or for a service (which
 /// acts for every chain) the one chain those properties are registered under. A service that
 /// names no property, or properties no chain holds or that belong to several chains, is

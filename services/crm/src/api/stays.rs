@@ -159,18 +159,26 @@ pub async fn upsert(
     // caller's chain, and refuses a property another chain holds.
     tenancy::claim_properties(&mut tx, &principal, &properties).await?;
     let guests = resolve_guests(&mut tx, &rows).await?;
-    // A stay earns for a guest of the caller's chain, never another's (a PMS id the chain does
-    // not hold yet earns as a new member's).
-    if let Some(chain) = tenancy::caller_chain(&principal) {
-        if let Some(row) = rows
-            .iter()
-            .find(|r| guests.get(&r.guest_id).is_some_and(|g| g.chain != chain))
-        {
-            return Err(ApiError::PermissionDenied(format!(
-                "stays[{}]: guest {} belongs to another chain",
-                row.position, row.guest_id
-            )));
-        }
+    // A stay earns for a guest of its property's chain, never another's (a PMS id the chain
+    // does not hold yet earns as a new member's): the caller's chain, or for a service (which
+    // acts for every chain) the chain that holds the property.
+    let owners = match tenancy::caller_chain(&principal) {
+        Some(_) => HashMap::new(),
+        None => tenancy::chains_of(&mut tx, &properties).await?,
+    };
+    let foreign = rows.iter().find(|r| {
+        let chain =
+            tenancy::caller_chain(&principal).or(owners.get(&r.property_id).map(String::as_str));
+        guests
+            .get(&r.guest_id)
+            .zip(chain)
+            .is_some_and(|(g, chain)| g.chain != chain)
+    });
+    if let Some(row) = foreign {
+        return Err(ApiError::PermissionDenied(format!(
+            "stays[{}]: guest {} belongs to another chain",
+            row.position, row.guest_id
+        )));
     }
     for row in &mut rows {
         if let Some(guest) = guests.get(&row.guest_id) {
