@@ -54,6 +54,15 @@ async fn demo_data_loads_once_and_hangs_together() -> anyhow::Result<()> {
     .await?;
     assert_eq!((unsegmented, wrongly), (0, 0));
     assert!(segments >= 2, "{segments} segments");
+    // Each guest's consent choice is the first entry of their consent history.
+    let (chose, histories): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.guests WHERE consent_at IS NOT NULL), \
+                (SELECT count(DISTINCT guest_id) FROM crm.consent_history)",
+    )
+    .fetch_one(&crm_pool)
+    .await?;
+    assert!(chose > 0);
+    assert_eq!(histories, chose);
 
     // Complaint guests are CRM guests.
     let complaint_guest: String = sqlx::query_scalar(

@@ -259,6 +259,15 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
     .bind(DEMO_CHAIN)
     .execute(&mut *tx)
     .await?;
+    // Each guest's consent choice starts their consent history, as CreateGuest's would.
+    sqlx::query(
+        "INSERT INTO consent_history (guest_id, marketing, profiling, sharing, given_at, source, recorded_by) \
+         SELECT guest_id, consent_marketing, consent_profiling, consent_sharing, consent_at, consent_source, created_by \
+         FROM guests WHERE chain_id = $1 AND consent_at IS NOT NULL ORDER BY guest_id",
+    )
+    .bind(DEMO_CHAIN)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     // Customer values and segments from the start (the scheduled evaluation comes later).
     crate::api::evaluate_customer_values(pool, DEMO_CHAIN, Utc::now())
