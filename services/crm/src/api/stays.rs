@@ -162,13 +162,13 @@ pub async fn upsert(
     // A stay earns for a guest of its property's chain, never another's (a PMS id the chain
     // does not hold yet earns as a new member's): the caller's chain, or for a service (which
     // acts for every chain) the chain that holds the property.
-    let owners = match tenancy::caller_chain(&principal) {
+    let caller = tenancy::caller_chain(&principal);
+    let owners = match caller {
         Some(_) => HashMap::new(),
         None => tenancy::chains_of(&mut tx, &properties).await?,
     };
     let foreign = rows.iter().find(|r| {
-        let chain =
-            tenancy::caller_chain(&principal).or(owners.get(&r.property_id).map(String::as_str));
+        let chain = caller.or_else(|| owners.get(&r.property_id).map(String::as_str));
         guests
             .get(&r.guest_id)
             .zip(chain)
