@@ -1,6 +1,7 @@
 //! The gRPC handlers of the CRM service.
 
 mod care;
+mod chain_settings;
 mod guests;
 mod kpis;
 mod loyalty;

@@ -1,16 +1,14 @@
 //! Each chain's preference groups and their limits of likes per guest. Stored as the wire
 //! message, as loyalty programs are, and read through [`load`] wherever a preference is added.
 
-use chrono::{DateTime, Utc};
 use guestloop_kit::auth::principal;
-use guestloop_kit::time::to_timestamp;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
-use guestloop_proto::common::v1::AuditStamps;
 use guestloop_proto::crm::v1 as pb;
 use prost::Message;
 use sqlx::PgExecutor;
 use tonic::Request;
 
+use super::chain_settings::{stamps, Stamp, Stored};
 use super::Api;
 use crate::domain::preferences::{defaults, faults, normalise, PreferenceGroup};
 
@@ -35,10 +33,7 @@ fn from_wire(wire: &pb::PreferenceGroups) -> Result<Vec<PreferenceGroup>, Vec<Fi
     }
 }
 
-fn to_wire(
-    groups: &[PreferenceGroup],
-    stamp: Option<(DateTime<Utc>, String)>,
-) -> pb::PreferenceGroups {
+fn to_wire(groups: &[PreferenceGroup], stamp: Option<Stamp>) -> pb::PreferenceGroups {
     pb::PreferenceGroups {
         groups: groups
             .iter()
@@ -47,26 +42,22 @@ fn to_wire(
                 likes_limit: i32::try_from(g.likes_limit).unwrap_or(i32::MAX),
             })
             .collect(),
-        stamps: stamp.map(|(at, by)| AuditStamps {
-            update_time: Some(to_timestamp(at)),
-            updated_by: by,
-            ..Default::default()
-        }),
+        stamps: stamps(stamp),
     }
 }
+
+/// Where preference groups are kept.
+const GROUPS: Stored = Stored {
+    table: "preference_groups",
+    column: "groups",
+};
 
 /// The chain's groups (the defaults when it has stored none) and who last changed them.
 pub async fn load<'e>(
     db: impl PgExecutor<'e>,
     chain_id: &str,
-) -> ApiResult<(Vec<PreferenceGroup>, Option<(DateTime<Utc>, String)>)> {
-    let row: Option<(Vec<u8>, DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT groups, updated_at, updated_by FROM preference_groups WHERE chain_id = $1",
-    )
-    .bind(chain_id)
-    .fetch_optional(db)
-    .await?;
-    let Some((bytes, at, by)) = row else {
+) -> ApiResult<(Vec<PreferenceGroup>, Option<Stamp>)> {
+    let Some((bytes, stamp)) = GROUPS.load(db, chain_id).await? else {
         return Ok((defaults(), None));
     };
     let wire = pb::PreferenceGroups::decode(bytes.as_slice()).map_err(ApiError::internal)?;
@@ -75,7 +66,7 @@ pub async fn load<'e>(
             "stored preference groups of {chain_id} no longer validate: {faults:?}"
         ))
     })?;
-    Ok((groups, Some((at, by))))
+    Ok((groups, Some(stamp)))
 }
 
 pub async fn get(
@@ -97,19 +88,13 @@ pub async fn update(
         .groups
         .ok_or_else(|| ApiError::invalid("groups", "is required"))?;
     let groups = from_wire(&wire).map_err(ApiError::InvalidArgument)?;
-    let stored = to_wire(&groups, None);
-    let at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO preference_groups (chain_id, groups, updated_at, updated_by) VALUES ($1, $2, now(), $3) \
-         ON CONFLICT (chain_id) DO UPDATE SET groups = EXCLUDED.groups, updated_at = now(), updated_by = EXCLUDED.updated_by \
-         RETURNING updated_at",
-    )
-    .bind(principal.chain_id())
-    .bind(stored.encode_to_vec())
-    .bind(principal.subject())
-    .fetch_one(&api.context.pool)
-    .await?;
-    Ok(to_wire(
-        &groups,
-        Some((at, principal.subject().to_string())),
-    ))
+    let stamp = GROUPS
+        .store(
+            &api.context.pool,
+            principal.chain_id(),
+            to_wire(&groups, None).encode_to_vec(),
+            principal.subject(),
+        )
+        .await?;
+    Ok(to_wire(&groups, Some(stamp)))
 }

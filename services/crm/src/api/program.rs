@@ -2,16 +2,15 @@
 //! the downgrade limit, and how points expire. Stored as the wire message and read through
 //! [`load`] wherever tiers are evaluated or named and points expire.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use guestloop_kit::auth::principal;
-use guestloop_kit::time::to_timestamp;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
-use guestloop_proto::common::v1::AuditStamps;
 use guestloop_proto::crm::v1 as pb;
 use prost::Message;
 use sqlx::PgExecutor;
 use tonic::Request;
 
+use super::chain_settings::{stamps, Stamp, Stored};
 use super::Api;
 use crate::domain::ledger::{ExpiryMode, ExpiryPolicy};
 use crate::domain::tiers::{Threshold, Tier, TierPolicy, Window};
@@ -118,7 +117,7 @@ pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolatio
     }
 }
 
-pub fn to_wire(program: &Program, stamp: Option<(DateTime<Utc>, String)>) -> pb::LoyaltyProgram {
+pub fn to_wire(program: &Program, stamp: Option<Stamp>) -> pb::LoyaltyProgram {
     let tiers = &program.tiers;
     pb::LoyaltyProgram {
         new_name: tiers.names[0].clone(),
@@ -134,11 +133,7 @@ pub fn to_wire(program: &Program, stamp: Option<(DateTime<Utc>, String)>) -> pb:
         } as i32,
         grace_days: Some(i32::try_from(tiers.grace.num_days()).unwrap_or(i32::MAX)),
         max_downgrade_steps: i32::from(tiers.max_downgrade_steps),
-        stamps: stamp.map(|(at, by)| AuditStamps {
-            update_time: Some(to_timestamp(at)),
-            updated_by: by,
-            ..Default::default()
-        }),
+        stamps: stamps(stamp),
         expiry_mode: match program.expiry.mode {
             ExpiryMode::Inactivity => pb::ExpiryMode::Inactivity,
             ExpiryMode::PerCredit => pb::ExpiryMode::PerCredit,
@@ -147,21 +142,21 @@ pub fn to_wire(program: &Program, stamp: Option<(DateTime<Utc>, String)>) -> pb:
     }
 }
 
+/// Where programs are kept.
+const PROGRAMS: Stored = Stored {
+    table: "loyalty_programs",
+    column: "program",
+};
+
 /// The chain's program (defaults when none is stored) and who last changed it.
 pub async fn load<'e>(
     db: impl PgExecutor<'e>,
     chain_id: &str,
-) -> ApiResult<(Program, Option<(DateTime<Utc>, String)>)> {
-    let row: Option<(Vec<u8>, DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT program, updated_at, updated_by FROM loyalty_programs WHERE chain_id = $1",
-    )
-    .bind(chain_id)
-    .fetch_optional(db)
-    .await?;
-    let Some((bytes, at, by)) = row else {
+) -> ApiResult<(Program, Option<Stamp>)> {
+    let Some((bytes, stamp)) = PROGRAMS.load(db, chain_id).await? else {
         return Ok((Program::default(), None));
     };
-    Ok((decode(chain_id, &bytes)?, Some((at, by))))
+    Ok((decode(chain_id, &bytes)?, Some(stamp)))
 }
 
 /// A stored program (the defaults when the chain has none).
@@ -208,19 +203,13 @@ pub async fn update(
         .program
         .ok_or_else(|| ApiError::invalid("program", "is required"))?;
     let program = from_wire(&wire).map_err(ApiError::InvalidArgument)?;
-    let stored = to_wire(&program, None);
-    let at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO loyalty_programs (chain_id, program, updated_at, updated_by) VALUES ($1, $2, now(), $3) \
-         ON CONFLICT (chain_id) DO UPDATE SET program = EXCLUDED.program, updated_at = now(), updated_by = EXCLUDED.updated_by \
-         RETURNING updated_at",
-    )
-    .bind(principal.chain_id())
-    .bind(stored.encode_to_vec())
-    .bind(principal.subject())
-    .fetch_one(&api.context.pool)
-    .await?;
-    Ok(to_wire(
-        &program,
-        Some((at, principal.subject().to_string())),
-    ))
+    let stamp = PROGRAMS
+        .store(
+            &api.context.pool,
+            principal.chain_id(),
+            to_wire(&program, None).encode_to_vec(),
+            principal.subject(),
+        )
+        .await?;
+    Ok(to_wire(&program, Some(stamp)))
 }
