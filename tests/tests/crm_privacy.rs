@@ -724,3 +724,85 @@ async fn consent_choices_are_kept_as_a_history_until_erasure() -> anyhow::Result
     assert_eq!(left, 0);
     service.shutdown().await
 }
+
+/// Erasures made before merged profiles were erased with the guest are finished on upgrade: the
+/// merged profile's row goes, what was filed under it moves to the pseudonym, and the erasure
+/// event it was owed is written.
+#[tokio::test]
+async fn erasures_from_before_merged_profiles_went_along_are_finished() -> anyhow::Result<()> {
+    use prost::Message;
+    let settings = test_settings();
+    let database = guestloop_testkit::fresh_database().await?;
+    let pool = guestloop_kit::db::pool(
+        guestloop_kit::db::connect_options(&database.url, "crm", &settings.database)?,
+        &settings.database,
+    );
+    guestloop_kit::db::ensure_schema(&pool, "crm").await?;
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            guestloop_crm::DEFINITION
+                .migrator
+                .iter()
+                .filter(|m| m.version < 115)
+                .cloned()
+                .collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    guestloop_kit::db::migrate(&pool, &before).await?;
+    // As an old erasure left it: the pseudonym, and the profile once merged into the guest
+    // still pointing at it, with a stay and an account filed under it after the merge.
+    for statement in [
+        "INSERT INTO guests (guest_id, chain_id, erased) VALUES ('erased-old', 'chain-1', true)",
+        "INSERT INTO guests (guest_id, chain_id, merged_into, email_key) VALUES ('G-OLD', 'chain-1', 'erased-old', 'old@example.com')",
+        "INSERT INTO guests (guest_id, chain_id, given_name) VALUES ('G-OTHER', 'chain-1', 'Otto')",
+        "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, status) \
+         VALUES ('paris', 'OLD-1', 'G-OLD', '2026-01-01', '2026-01-03', 'checked_out')",
+        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned) VALUES ('G-OLD', 200, 200)",
+        "INSERT INTO ledger (guest_id, kind, points, balance_after, actor, source) VALUES ('G-OLD', 'earn', 200, 200, 'system', 'stay:paris/OLD-1')",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    pool.close().await;
+
+    let service = guestloop_testkit::spawn_service_on(
+        &guestloop_crm::DEFINITION,
+        settings,
+        Some(database),
+        0,
+    )
+    .await?;
+    let pool = service.database.admin_pool().await?;
+    let left: Vec<String> = sqlx::query_scalar("SELECT guest_id FROM crm.guests ORDER BY guest_id")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(
+        left,
+        ["G-OTHER", "erased-old"],
+        "the old merged profile is gone"
+    );
+    let (stay_guest, balance, ledger): (String, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT guest_id FROM crm.stays WHERE pms_reservation_id = 'OLD-1'), \
+                (SELECT balance FROM crm.loyalty_accounts WHERE guest_id = 'erased-old'), \
+                (SELECT sum(points)::bigint FROM crm.ledger WHERE guest_id = 'erased-old')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (stay_guest.as_str(), balance, ledger),
+        ("erased-old", 200, 200)
+    );
+    let payloads: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT subject, payload FROM crm.outbox_events WHERE event_type = 'crm.guest.erased'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(payloads.len(), 1);
+    assert_eq!(payloads[0].0, "guests/G-OLD");
+    let event = guestloop_proto::crm::v1::GuestErased::decode(payloads[0].1.as_slice())?;
+    assert_eq!(
+        event.guest_id, "G-OLD",
+        "the payload decodes as the service writes it"
+    );
+    service.shutdown().await
+}
