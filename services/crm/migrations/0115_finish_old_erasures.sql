@@ -6,7 +6,9 @@
 -- is deleted, and the crm.guest.erased event the erasure owed it is written, so every other
 -- service scrubs its copies. Their stored CreateGuest answers can only be matched by decoding
 -- them, and stay.
-CREATE TEMP TABLE old_merged ON COMMIT DROP AS
+-- A work table in the schema (a service's role may not create temporary tables), dropped at
+-- the end.
+CREATE TABLE old_merged AS
 SELECT m.guest_id, m.chain_id, e.guest_id AS pseudonym
 FROM guests m JOIN guests e ON e.guest_id = m.merged_into
 WHERE e.erased;
@@ -44,3 +46,5 @@ SELECT gen_random_uuid(), 'crm.guest.erased', 'guests/' || o.guest_id, o.chain_i
           END
        || convert_to(o.guest_id, 'UTF8')
 FROM old_merged o ORDER BY o.guest_id;
+
+DROP TABLE old_merged;
