@@ -13,7 +13,7 @@ use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServic
 use guestloop_proto::crm::v1 as pb;
 use guestloop_testkit::crm::{self, create_guest as create, crm_as, Crm};
 use guestloop_testkit::{
-    spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
+    spawn_service, spawn_service_with, test_settings, wait_for_lock, TestService, TokenBuilder,
 };
 use rand::Rng;
 use tonic::Code;
@@ -2174,23 +2174,6 @@ async fn earning_in_flight(
     .execute(&mut *earn)
     .await?;
     Ok(earn)
-}
-
-async fn wait_for_lock(pool: &sqlx::PgPool, statement: &str, waiters: i64) -> anyhow::Result<()> {
-    for _ in 0..1_000 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
-        )
-        .bind(statement)
-        .fetch_one(pool)
-        .await?;
-        if waiting >= waiters {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("no statement with {statement:?} came to wait for the lock")
 }
 
 fn kpi_period() -> guestloop_proto::common::v1::TimeRange {

@@ -1,5 +1,5 @@
 //! CRM loyalty rules end to end: per-credit expiry rerun for a past night, what a posting
-//! refuses, stays naming another chain's guest, the tier grace period counted from the first
+//! refuses, stays naming another chain's guest, a merge committing while a PMS batch runs, the tier grace period counted from the first
 //! evaluation that finds a guest short, the chain a service's call acts for, and the accuracy
 //! of the chain's profiles.
 
@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
 use guestloop_proto::crm::v1 as pb;
 use guestloop_testkit::crm::{create_guest, crm_as, guest, Crm};
-use guestloop_testkit::{spawn_service, TokenBuilder};
+use guestloop_testkit::{spawn_service, wait_for_lock, TokenBuilder};
 use tonic::Code;
 
 /// A guest of the token's chain with a name and an email.
@@ -602,5 +602,148 @@ async fn a_tier_taken_over_in_a_merge_gets_its_own_grace() -> anyhow::Result<()>
         since.is_some_and(|s| Utc::now() - s < Duration::minutes(5)),
         "{since:?}"
     );
+    service.shutdown().await
+}
+
+/// A merge of the guest a PMS batch names, made while the batch runs: the batch's stay and
+/// points end up with the survivor, and nothing is left under the merged id. The batch is held
+/// on its stay (another session holds the reservation's row) after it read the guests; the
+/// merge waits for it, and moves what it wrote once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_made_while_a_pms_batch_runs_leaves_nothing_under_the_merged_id(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, "Mara", "mara@example.com").await?;
+    let duplicate = create(&mut admin, "Mara", "m.kent@example.com").await?;
+    let today = Utc::now().date_naive();
+    let pool = service.database.admin_pool().await?;
+    // Another session holds the reservation: the batch waits on its stay.
+    let mut holder = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO crm.stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, status) \
+         VALUES ('lisbon', 'R-race', $1, $2, $3, 'booked')",
+    )
+    .bind(&duplicate.guest_id)
+    .bind(today - Duration::days(5))
+    .bind(today - Duration::days(2))
+    .execute(&mut *holder)
+    .await?;
+    let mut pms = admin.clone();
+    let stay = pb::Stay {
+        property_id: "lisbon".into(),
+        pms_reservation_id: "R-race".into(),
+        guest_id: duplicate.guest_id.clone(),
+        arrival_date: (today - Duration::days(5)).to_string(),
+        departure_date: (today - Duration::days(2)).to_string(),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    let batch = tokio::spawn(async move {
+        pms.upsert_stays(pb::UpsertStaysRequest { stays: vec![stay] })
+            .await
+    });
+    wait_for_lock(&pool, "INSERT INTO stays", 1).await?;
+    let mut merging = admin.clone();
+    let request = pb::MergeGuestsRequest {
+        surviving_guest_id: survivor.guest_id.clone(),
+        duplicate_guest_id: duplicate.guest_id.clone(),
+    };
+    let merge = tokio::spawn(async move { merging.merge_guests(request).await });
+    // The merge either waits for the batch or (were the batch not holding the guest) commits.
+    for _ in 0..1_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND strpos(query, 'FROM guests') > 0",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if merge.is_finished() || waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holder.rollback().await?;
+    let written = batch.await??.into_inner();
+    merge.await??;
+    assert_eq!(written.inserted, 1);
+    let left_behind: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE guest_id = $1), \
+                (SELECT count(*) FROM crm.ledger WHERE guest_id = $1), \
+                (SELECT count(*) FROM crm.loyalty_accounts WHERE guest_id = $1)",
+    )
+    .bind(&duplicate.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        left_behind,
+        (0, 0, 0),
+        "stays, entries, accounts under the merged id"
+    );
+    let earned = balance(&mut admin, &survivor.guest_id).await?;
+    assert!(earned > 0, "the stay's points are the survivor's");
+    assert_eq!(ledger_sum(&pool, &survivor.guest_id).await?, earned);
+    let stays: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.stays WHERE guest_id = $1")
+        .bind(&survivor.guest_id)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stays, 1, "the stay is the survivor's");
+    service.shutdown().await
+}
+
+/// The other order: a merge holds both profiles when a PMS batch naming the duplicate reads
+/// them. The batch waits for the merge, finds the duplicate merged once it commits, reads the
+/// guests again and credits the survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pms_batch_that_waited_for_a_merge_credits_the_survivor() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let survivor = create(&mut admin, "Mara", "mara@example.com").await?;
+    let duplicate = create(&mut admin, "Mara", "m.kent@example.com").await?;
+    let pool = service.database.admin_pool().await?;
+    // Another session holds the duplicate's account: the merge locks both profiles, then waits.
+    let mut holder = pool.begin().await?;
+    sqlx::query("SELECT balance FROM crm.loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
+        .bind(&duplicate.guest_id)
+        .execute(&mut *holder)
+        .await?;
+    let mut merging = admin.clone();
+    let request = pb::MergeGuestsRequest {
+        surviving_guest_id: survivor.guest_id.clone(),
+        duplicate_guest_id: duplicate.guest_id.clone(),
+    };
+    let merge = tokio::spawn(async move { merging.merge_guests(request).await });
+    wait_for_lock(&pool, "FROM loyalty_accounts", 1).await?;
+    let today = Utc::now().date_naive();
+    let stay = pb::Stay {
+        property_id: "lisbon".into(),
+        pms_reservation_id: "R-after".into(),
+        guest_id: duplicate.guest_id.clone(),
+        arrival_date: (today - Duration::days(4)).to_string(),
+        departure_date: (today - Duration::days(1)).to_string(),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    let mut pms = admin.clone();
+    let batch = tokio::spawn(async move {
+        pms.upsert_stays(pb::UpsertStaysRequest { stays: vec![stay] })
+            .await
+    });
+    wait_for_lock(&pool, "FOR KEY SHARE", 1).await?;
+    holder.rollback().await?;
+    merge.await??;
+    assert_eq!(batch.await??.into_inner().inserted, 1);
+    let under: (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE guest_id = $1), count(*) FILTER (WHERE guest_id = $2) FROM crm.stays",
+    )
+    .bind(&survivor.guest_id)
+    .bind(&duplicate.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(under, (1, 0), "the stay is the survivor's");
+    let earned = balance(&mut admin, &survivor.guest_id).await?;
+    assert!(earned > 0, "the survivor earned the stay's points");
+    assert_eq!(ledger_sum(&pool, &survivor.guest_id).await?, earned);
+    assert_eq!(ledger_sum(&pool, &duplicate.guest_id).await?, 0);
     service.shutdown().await
 }

@@ -114,3 +114,26 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// Waits until at least `waiters` statements containing `statement` wait for a lock in the
+/// pool's database: how a test knows a call it started has reached the lock it holds.
+pub async fn wait_for_lock(
+    pool: &sqlx::PgPool,
+    statement: &str,
+    waiters: i64,
+) -> anyhow::Result<()> {
+    for _ in 0..1_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        )
+        .bind(statement)
+        .fetch_one(pool)
+        .await?;
+        if waiting >= waiters {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("no statement with {statement:?} came to wait for the lock")
+}

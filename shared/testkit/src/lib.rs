@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub use database::{fresh_database, TestDatabase};
+pub use database::{fresh_database, wait_for_lock, TestDatabase};
 pub use tokens::{test_claims, TokenBuilder, TEST_CHAIN, TEST_SECRET};
 
 /// Settings for tests: the test secret, short timeouts, quiet logs.

@@ -154,11 +154,26 @@ pub async fn upsert(
     let total = rows.len();
     let mut properties: Vec<&str> = rows.iter().map(|r| r.property_id.as_str()).collect();
     properties.dedup();
-    let mut tx = api.context.pool.begin().await?;
-    // A PMS feed is the first write most properties see in CRM: it registers them under the
-    // caller's chain, and refuses a property another chain holds.
-    tenancy::claim_properties(&mut tx, &principal, &properties).await?;
-    let guests = resolve_guests(&mut tx, &rows).await?;
+    // A merge or an erasure that commits between reading the guests and locking them sends the
+    // batch round again; one that keeps doing so is answered ABORTED for the client to retry.
+    let mut attempts = 0;
+    let (mut tx, guests) = loop {
+        let mut tx = api.context.pool.begin().await?;
+        // A PMS feed is the first write most properties see in CRM: it registers them under
+        // the caller's chain, and refuses a property another chain holds.
+        tenancy::claim_properties(&mut tx, &principal, &properties).await?;
+        if let Some(guests) = resolve_guests(&mut tx, &rows).await? {
+            break (tx, guests);
+        }
+        tx.rollback().await?;
+        attempts += 1;
+        if attempts == MAX_RESOLVE_ATTEMPTS {
+            return Err(ApiError::Aborted(
+                "the guests of this batch kept being merged or erased meanwhile; retry the call"
+                    .into(),
+            ));
+        }
+    };
     // A stay earns for a guest of its property's chain, never another's (a PMS id the chain
     // does not hold yet earns as a new member's): the caller's chain, or for a service (which
     // acts for every chain) the chain that holds the property.
@@ -318,68 +333,69 @@ struct Resolved {
     chain: String,
 }
 
+/// How often a batch reads its guests again after a merge or an erasure changed them under it.
+const MAX_RESOLVE_ATTEMPTS: u32 = 5;
+
+/// The guests the stays name, resolved through merge redirects, with the profiles they lead to
+/// locked `FOR KEY SHARE` until the batch commits. A merge or an erasure locks both profiles
+/// `FOR UPDATE`, so it waits for this batch (then moves what the batch wrote) or committed
+/// before the lock was granted; the locked rows are read again, and `None` answers that one
+/// did (a profile now merged or gone): the caller starts over. The lock is the weakest that
+/// conflicts with those two: the customer-value batch and tier evaluation update guests (`FOR
+/// NO KEY UPDATE`) without waiting for it, and a merge flattening older redirects updates the
+/// ids merged before, which are not locked here. The profiles are locked in id order, in one
+/// statement, before any stay or account.
 async fn resolve_guests(
     conn: &mut PgConnection,
     rows: &[Row],
-) -> ApiResult<HashMap<String, Resolved>> {
+) -> ApiResult<Option<HashMap<String, Resolved>>> {
     let mut ids: Vec<&str> = rows.iter().map(|r| r.guest_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    // Read without locks: share-locking the guests here deadlocks with the customer-value batch
-    // (which updates them in no set order) and with merges (which lock a profile before the ids
-    // merged into it). A merge that commits while this batch runs can still leave this batch's
-    // points under the merged id.
-    let found: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT guest_id, merged_into, tier, chain_id FROM guests WHERE guest_id = ANY($1)",
+    let found: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT guest_id, merged_into, chain_id FROM guests WHERE guest_id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    let survivors: Vec<&str> = found
+    let mut current: Vec<&str> = found
         .iter()
-        .filter_map(|(_, m, _, _)| m.as_deref())
+        .map(|(id, merged_into, _)| merged_into.as_deref().unwrap_or(id))
         .collect();
-    let survivor_tiers: HashMap<String, String> = if survivors.is_empty() {
+    current.sort_unstable();
+    current.dedup();
+    let locked: HashMap<String, (Option<String>, String)> = if current.is_empty() {
         HashMap::new()
     } else {
-        sqlx::query_as("SELECT guest_id, tier FROM guests WHERE guest_id = ANY($1)")
-            .bind(&survivors)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect()
+        sqlx::query_as::<_, (String, Option<String>, String)>(
+            "SELECT guest_id, merged_into, tier FROM guests WHERE guest_id = ANY($1) \
+             ORDER BY guest_id FOR KEY SHARE",
+        )
+        .bind(&current)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id, merged_into, tier)| (id, (merged_into, tier)))
+        .collect()
     };
     let mut resolved: HashMap<String, Resolved> = HashMap::with_capacity(found.len());
-    for (id, merged_into, tier, chain) in found {
-        let entry = match merged_into {
-            Some(survivor) => {
-                let tier = survivor_tiers
-                    .get(&survivor)
-                    .cloned()
-                    .unwrap_or_else(|| "new".into());
-                resolved.insert(
-                    survivor.clone(),
-                    Resolved {
-                        current: survivor.clone(),
-                        tier: tier.clone(),
-                        chain: chain.clone(),
-                    },
-                );
-                Resolved {
-                    current: survivor,
-                    tier,
-                    chain,
-                }
-            }
-            None => Resolved {
-                current: id.clone(),
-                tier,
-                chain,
-            },
+    for (id, merged_into, chain) in &found {
+        let survivor = merged_into.as_deref().unwrap_or(id);
+        let Some((None, tier)) = locked.get(survivor) else {
+            // Merged away or erased since it was read.
+            return Ok(None);
         };
-        resolved.insert(id, entry);
+        let entry = |current: &str| Resolved {
+            current: current.to_string(),
+            tier: tier.clone(),
+            chain: chain.clone(),
+        };
+        if merged_into.is_some() {
+            resolved.insert(survivor.to_string(), entry(survivor));
+        }
+        resolved.insert(id.clone(), entry(survivor));
     }
-    Ok(resolved)
+    Ok(Some(resolved))
 }
 
 /// The tier a (resolved) guest earns at; guests CRM does not hold earn as new.
