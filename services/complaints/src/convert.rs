@@ -69,32 +69,9 @@ where
     }
 }
 
-/// Free text with a length limit; `required` rejects empty or blank text.
-pub fn text(
-    value: &str,
-    field: &str,
-    max: usize,
-    required: bool,
-    violations: &mut Vec<FieldViolation>,
-) -> String {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        violations.push(FieldViolation::new(field, "must not be empty"));
-    }
-    if trimmed.contains('\0') {
-        violations.push(FieldViolation::new(
-            field,
-            "must not contain NUL characters",
-        ));
-    }
-    if trimmed.chars().count() > max {
-        violations.push(FieldViolation::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    trimmed.to_string()
-}
+/// Free text with a length limit, never a payment card number; `required` rejects empty or
+/// blank text.
+pub use guestloop_kit::text::free_text as text;
 
 /// Parses a complaint id, naming `field` when it is not a UUID.
 pub fn complaint_id(value: &str, field: &str) -> Result<uuid::Uuid, ApiError> {

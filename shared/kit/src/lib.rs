@@ -21,6 +21,7 @@ pub mod ports;
 pub mod server;
 pub mod telemetry;
 pub mod tenancy;
+pub mod text;
 pub mod time;
 pub mod worktime;
 

@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
-use crate::domain::identity::{contains_card_number, email_key, phone_key, phone_shape};
+use crate::domain::identity::{email_key, phone_key, phone_shape};
 use crate::domain::preferences::{may_add_like, normalise};
 use crate::domain::tiers::Tier;
+use guestloop_kit::text::free_text;
 
 /// Trimmed `value`, at most `max` characters.
 fn bounded(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
@@ -26,16 +27,9 @@ fn bounded(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) ->
     value.to_string()
 }
 
-/// Free text: bounded, and never a payment card number.
+/// Free text: trimmed, bounded, and never a payment card number (the kit's rule, optional).
 pub(super) fn text(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolation>) -> String {
-    let value = bounded(value, field, max, v);
-    if contains_card_number(&value) {
-        v.push(FieldViolation::new(
-            field,
-            "must not contain a payment card number",
-        ));
-    }
-    value
+    free_text(value, field, max, false, v)
 }
 
 fn date(value: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {

@@ -11,11 +11,11 @@ use tonic::Request;
 
 use super::store::load;
 use super::Api;
-use crate::domain::identity::contains_card_number;
 use crate::domain::ledger::{
     apply, fifo_expiring, inactivity_expired, EntryKind, ExpiryMode, LedgerError, Posting,
 };
 use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
+use guestloop_kit::text::contains_card_number;
 
 /// Points per night of a checked-out stay, by tier (the earn rule).
 pub(super) fn earn_per_night(tier: &str) -> i64 {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::store::{load, may_read_contacts};
 use super::Api;
-use crate::domain::identity::contains_card_number;
+use guestloop_kit::text::contains_card_number;
 
 const PRIVACY_ROLES: [Role; 3] = [
     Role::GeneralManager,

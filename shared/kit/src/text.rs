@@ -1,0 +1,335 @@
+//! Free text from clients: trimmed, bounded, free of NUL characters, and never holding a payment
+//! card number (DESIGN: no payment card data is stored). Every service checks its free-text
+//! fields (descriptions, notes, reasons, comments, evidence) with [`free_text`].
+
+use crate::FieldViolation;
+
+/// `value` trimmed; each problem is pushed as a violation of `field`: blank when `required`,
+/// longer than `max` characters, a NUL character (PostgreSQL's text cannot hold one), or
+/// something that looks like a payment card number.
+pub fn free_text(
+    value: &str,
+    field: &str,
+    max: usize,
+    required: bool,
+    violations: &mut Vec<FieldViolation>,
+) -> String {
+    let trimmed = value.trim();
+    if required && trimmed.is_empty() {
+        violations.push(FieldViolation::new(field, "must not be empty"));
+    }
+    if trimmed.contains('\0') {
+        violations.push(FieldViolation::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    if trimmed.chars().count() > max {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    } else if contains_card_number(trimmed) {
+        violations.push(FieldViolation::new(
+            field,
+            "must not contain a payment card number",
+        ));
+    }
+    trimmed.to_string()
+}
+
+/// Whether the digits pass the Luhn check.
+fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(*d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 {
+                    doubled - 9
+                } else {
+                    doubled
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Whether `c` may stand between the digit groups of one number as people write card numbers:
+/// any whitespace (non-breaking spaces and line breaks included), dashes, dots and slashes.
+fn is_group_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '-' | '.' | '/' | '\u{2010}'..='\u{2015}' | '\u{2212}')
+}
+
+/// The runs of digit groups in `text`: groups joined by separators form one run, and anything
+/// else (a letter, a comma) ends it.
+fn digit_runs(text: &str) -> Vec<Vec<Vec<u8>>> {
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut run: Vec<Vec<u8>> = Vec::new();
+    let mut group: Vec<u8> = Vec::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            group.push(c as u8 - b'0');
+            continue;
+        }
+        if !group.is_empty() {
+            run.push(std::mem::take(&mut group));
+        }
+        if !is_group_separator(c) && !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !group.is_empty() {
+        run.push(group);
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// The lengths a payment card number has.
+const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
+
+/// The fewest digits a group of a written card number has (4-4-4-4, 4-6-5, 4-3-3-3, 4-4-4-4-3).
+/// Groups of one or two digits are dates, times and country codes, never part of a card.
+const MIN_CARD_GROUP: usize = 3;
+
+/// Whether `digits` could be a payment card number: 13–19 digits, an issuer's first digit (any
+/// but 0, which ISO/IEC 7812 gives no card issuer: UATP starts with 1, RuPay with 8, Troy with
+/// 9), and the Luhn check.
+fn card_like(digits: &[u8]) -> bool {
+    CARD_DIGITS.contains(&digits.len())
+        && digits.first().is_some_and(|d| *d != 0)
+        && luhn_valid(digits)
+}
+
+/// Whether a run of digit groups holds a card number: whole consecutive groups of at least
+/// [`MIN_CARD_GROUP`] digits that together make a card-like number, or a group written unbroken
+/// that is one, or that is longer than any card and starts with one (an expiry date stuck after
+/// a 16-digit card). Shorter windows of a 13–19-digit group, and digits stuck in front of a
+/// card, are not looked through: a reference number would otherwise hold a Luhn-valid window
+/// more often than not.
+fn run_holds_card(groups: &[Vec<u8>]) -> bool {
+    for group in groups {
+        // Longer than any card: a card with an expiry date or a code stuck after it.
+        let glued = group.len() > *CARD_DIGITS.end();
+        if card_like(group) || glued && CARD_DIGITS.clone().any(|len| card_like(&group[..len])) {
+            return true;
+        }
+    }
+    for first in 0..groups.len() {
+        let mut digits: Vec<u8> = Vec::new();
+        for group in &groups[first..] {
+            if group.len() < MIN_CARD_GROUP {
+                break;
+            }
+            digits.extend_from_slice(group);
+            if digits.len() > *CARD_DIGITS.end() {
+                break;
+            }
+            if card_like(&digits) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether text contains something that looks like a payment card number: 13–19 digits not
+/// starting with 0 and passing the Luhn check, written unbroken or in groups separated by
+/// whitespace, dashes, dots or slashes, possibly with more digits around it (an expiry date, a
+/// security code).
+pub fn contains_card_number(text: &str) -> bool {
+    digit_runs(text).iter().any(|run| run_holds_card(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn free_text_is_trimmed_bounded_and_free_of_card_numbers() {
+        let mut v = Vec::new();
+        assert_eq!(
+            free_text("  late check-out  ", "note", 20, true, &mut v),
+            "late check-out"
+        );
+        assert!(v.is_empty());
+        free_text(" ", "note", 20, true, &mut v);
+        free_text("a\0b", "note", 20, false, &mut v);
+        free_text(&"é".repeat(21), "note", 20, false, &mut v);
+        free_text("paid with 4111 1111 1111 1111", "note", 100, false, &mut v);
+        let problems: Vec<(&str, &str)> = v
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                ("note", "must not be empty"),
+                ("note", "must not contain NUL characters"),
+                ("note", "must be at most 20 characters"),
+                ("note", "must not contain a payment card number"),
+            ]
+        );
+        let mut v = Vec::new();
+        assert_eq!(
+            free_text(&"é".repeat(20), "note", 20, false, &mut v)
+                .chars()
+                .count(),
+            20
+        );
+        assert!(v.is_empty(), "characters are counted, not bytes");
+    }
+
+    #[test]
+    fn card_numbers_are_spotted() {
+        assert!(contains_card_number("card 4111 1111 1111 1111 exp 12/29"));
+        assert!(contains_card_number("4111-1111-1111-1111"));
+        assert!(!contains_card_number("room 1204, reservation 123456789"));
+        assert!(!contains_card_number("4111 1111 1111 1112"), "fails Luhn");
+    }
+
+    #[test]
+    fn card_numbers_are_spotted_with_more_digits_around_them() {
+        for text in [
+            "4111 1111 1111 1111 12/29",
+            "4111 1111 1111 1111 123",
+            "cvv 123 4111 1111 1111 1111",
+            "41111111111111111234",
+            "4111 1111 1111 1111 1234",
+            "3782 822463 10005 exp 04/27",
+            "troy 9792 0000 0000 0003",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn card_numbers_are_spotted_whatever_separates_their_groups() {
+        for text in [
+            "4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "4111\n1111\n1111\n1111",
+            "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+            "4111\t1111 - 1111 - 1111",
+            "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn dates_times_and_phone_numbers_in_notes_are_not_card_numbers() {
+        for text in [
+            "stays 12/03/2031 - 15/03/2031, arrives 14.30",
+            "12.03.2031 12.03.2031 12.03.2031",
+            "call +86 138 0013 8002 or +1 212 555 0100",
+            "room 1204, reservation 123456789, 2 adults 1 child",
+            "booking 0992739871300000017 from the PMS",
+            "",
+        ] {
+            assert!(!contains_card_number(text), "{text:?}");
+        }
+    }
+
+    /// A Luhn-valid number of `body.len() + 1` digits: `body` and its check digit.
+    fn with_check_digit(body: &[u8]) -> Vec<u8> {
+        let mut digits = body.to_vec();
+        digits.push(0);
+        let wrong = digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| {
+                let d = u32::from(*d);
+                if i % 2 == 1 {
+                    if d * 2 > 9 {
+                        d * 2 - 9
+                    } else {
+                        d * 2
+                    }
+                } else {
+                    d
+                }
+            })
+            .sum::<u32>()
+            % 10;
+        if let Some(last) = digits.last_mut() {
+            *last = ((10 - wrong) % 10) as u8;
+        }
+        digits
+    }
+
+    /// `digits` written in groups of the given sizes, the last taking the rest (never fewer than
+    /// three digits, as no card is written with a shorter group).
+    fn grouped(digits: &[u8], sizes: &[usize], separator: &str) -> String {
+        let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+        let mut groups = Vec::new();
+        let mut rest = text.as_str();
+        for size in sizes {
+            if rest.len() < size + MIN_CARD_GROUP {
+                break;
+            }
+            let (group, tail) = rest.split_at(*size);
+            groups.push(group);
+            rest = tail;
+        }
+        groups.push(rest);
+        groups.join(separator)
+    }
+
+    proptest! {
+        #[test]
+        fn every_written_card_number_is_spotted(
+            issuer in 1u8..=9,
+            rest in proptest::collection::vec(0u8..10, 11..=17),
+            sizes in proptest::collection::vec(3usize..=6, 0..6),
+            separator in prop::sample::select(vec![" ", "-", ".", "/", "\n", "\u{a0}", " - ", ""]),
+            before in prop::sample::select(vec!["", "card ", "cvv 123 ", "ref 55 "]),
+            after in prop::sample::select(vec!["", " 12/29", " 123", " exp 01.30"]),
+            glued in any::<bool>(),
+        ) {
+            let body: Vec<u8> = std::iter::once(issuer).chain(rest).collect();
+            let card = with_check_digit(&body);
+            prop_assert!(luhn_valid(&card));
+            // Digits stuck after a card number written unbroken (an expiry date).
+            let glued_after = if glued && separator.is_empty() && card.len() >= 16 { "1229" } else { "" };
+            let text = format!(
+                "{before}{}{glued_after}{after}",
+                grouped(&card, &sizes, separator)
+            );
+            prop_assert!(contains_card_number(&text), "{:?}", text);
+        }
+
+        /// References starting with 0 (no issuer's digit) are never taken for cards, whatever
+        /// digits follow.
+        #[test]
+        fn references_without_an_issuers_digit_are_never_card_numbers(
+            rest in "[0-9]{12,30}",
+        ) {
+            let reference = format!("ref 0{rest} ok");
+            prop_assert!(!contains_card_number(&reference), "{:?}", reference);
+        }
+
+        #[test]
+        fn short_groups_and_short_numbers_are_never_card_numbers(
+            groups in proptest::collection::vec("[0-9]{1,2}", 0..20),
+            separator in prop::sample::select(vec![" ", "-", ".", "/", "\n"]),
+            short in "[0-9]{0,12}",
+        ) {
+            let dates = groups.join(separator);
+            prop_assert!(!contains_card_number(&dates), "{:?}", dates);
+            prop_assert!(!contains_card_number(&short), "{:?}", short);
+        }
+
+    }
+}
