@@ -476,6 +476,31 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
             },
             "complaint.guest.phone",
         ),
+        (
+            pb::Complaint {
+                description: "charged twice on 4111-1111-1111-1111 exp 12/29".into(),
+                ..noisy_room("paris")
+            },
+            "complaint.description",
+        ),
+        (
+            pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    phone: "4111 1111 1111 1111".into(),
+                    name: "X".into(),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
+            "complaint.guest.phone",
+        ),
+        (
+            pb::Complaint {
+                description: "x".repeat(10_001),
+                ..noisy_room("paris")
+            },
+            "complaint.description",
+        ),
     ];
     for (complaint, field) in cases {
         let error = file(&mut agent, complaint).await.expect_err("invalid");
@@ -489,9 +514,20 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
             field_of(status)
         );
     }
-    // Rating 11 (and NPS out of range) on a real complaint.
+    // Rating 11 (and NPS out of range) on a real complaint, and a card number in the comment.
     let filed = file(&mut agent, noisy_room("paris")).await?;
     act(&mut agent, &filed.complaint_id, pb::Action::Resolve, "").await?;
+    let error = agent
+        .rate_complaint(pb::RateComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+            csat: 2,
+            nps: None,
+            comment: "refund to card 5555 5555 5555 4444 please".into(),
+        })
+        .await
+        .expect_err("a card number in the comment");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert_eq!(field_of(&error), ["comment"]);
     let error = agent
         .rate_complaint(pb::RateComplaintRequest {
             complaint_id: filed.complaint_id.clone(),

@@ -130,6 +130,11 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
             "a guest id, or the name of a non-member, is required",
         ));
     }
+    // What identifies a non-member: bounded, and never a card number (a phone field holds
+    // digits and spaces, as a card number written in groups does).
+    guest.name = text(&guest.name, "complaint.guest.name", 200, false, &mut v);
+    guest.email = text(&guest.email, "complaint.guest.email", 254, false, &mut v);
+    guest.phone = text(&guest.phone, "complaint.guest.phone", 40, false, &mut v);
     if !guest.email.is_empty() && !looks_like_email(&guest.email) {
         v.push(FieldViolation::new(
             "complaint.guest.email",
