@@ -2109,3 +2109,217 @@ async fn checklists_from_before_chains_go_to_the_chain_that_uses_them() -> anyho
     record_first_due(&mut nordic, &single_plan).await?;
     service.shutdown().await
 }
+
+/// The fields a refusal names.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts that `answer` is an INVALID_ARGUMENT naming `field`, in its details and its message.
+fn assert_refused<T: std::fmt::Debug>(
+    answer: Result<tonic::Response<T>, tonic::Status>,
+    field: &str,
+    case: &str,
+) -> anyhow::Result<()> {
+    let status = refusal(answer, case)?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+    assert_eq!(violated_fields(&status), vec![field.to_string()], "{case}");
+    assert!(status.message().contains(field), "{case}: {status:?}");
+    Ok(())
+}
+
+/// Free text from clients never holds a payment card number and has a length limit: a work
+/// order's title and description, a room's out-of-order reason and an inspection's text answer
+/// and note with a card number in them, or too long, are refused as INVALID_ARGUMENT naming the
+/// field, and nothing is written; the same requests with acceptable text go through, trimmed.
+#[tokio::test]
+async fn card_numbers_and_overlong_free_text_are_refused_and_nothing_is_written(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let mut fac = client(&service).await?;
+    let card = "guest paid with 4111 1111 1111 1111, exp 12/29";
+
+    // Work orders.
+    let order = |title: &str, description: &str| pb::CreateWorkOrderRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        work_order: Some(pb::WorkOrder {
+            property_id: "madrid".into(),
+            room: "301".into(),
+            title: title.into(),
+            description: description.into(),
+            priority: pb::Priority::Normal as i32,
+            ..Default::default()
+        }),
+    };
+    for (request, field, case) in [
+        (order(card, ""), "work_order.title", "card in title"),
+        (
+            order("Shower leaks", card),
+            "work_order.description",
+            "card in description",
+        ),
+        (
+            order(&"t".repeat(201), ""),
+            "work_order.title",
+            "title too long",
+        ),
+        (
+            order("Shower leaks", &"d".repeat(4001)),
+            "work_order.description",
+            "description too long",
+        ),
+        (order("   ", ""), "work_order.title", "blank title"),
+    ] {
+        assert_refused(fac.create_work_order(request).await, field, case)?;
+    }
+    let listed = fac
+        .list_work_orders(pb::ListWorkOrdersRequest {
+            property_id: "madrid".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(listed.work_orders.is_empty(), "{listed:?}");
+
+    // Room statuses.
+    let out = |reason: &str| pb::SetRoomStatusRequest {
+        property_id: "madrid".into(),
+        room: "301".into(),
+        status: "out_of_order".into(),
+        reason: reason.into(),
+        expected_return: None,
+    };
+    assert_refused(
+        fac.set_room_status(out(card)).await,
+        "reason",
+        "card in reason",
+    )?;
+    assert_refused(
+        fac.set_room_status(out(&"r".repeat(2001))).await,
+        "reason",
+        "reason too long",
+    )?;
+    let rooms = fac
+        .list_room_statuses(pb::ListRoomStatusesRequest {
+            property_id: "madrid".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(rooms.rooms.is_empty(), "{rooms:?}");
+
+    // Inspection answers.
+    let checklist = fac
+        .publish_checklist(pb::PublishChecklistRequest {
+            checklist_id: String::new(),
+            name: "Room walk".into(),
+            items: vec![pb::ChecklistItem {
+                code: "remarks".into(),
+                text: "Anything to report".into(),
+                kind: pb::ItemKind::Text as i32,
+                tag: "operation".into(),
+                ..Default::default()
+            }],
+        })
+        .await?
+        .into_inner();
+    let plan = fac
+        .create_plan(daily_plan("madrid", &checklist.checklist_id))
+        .await?
+        .into_inner();
+    schedule_days(&mut fac, "madrid", 0).await?;
+    let inspection = inspections_of(&mut fac, "madrid", &plan.plan_id)
+        .await?
+        .into_iter()
+        .find(|i| i.status == "due")
+        .ok_or_else(|| anyhow::anyhow!("no inspection due"))?;
+    let answer = |text: &str, note: &str| pb::RecordInspectionRequest {
+        inspection_id: inspection.inspection_id.clone(),
+        results: vec![pb::ItemResult {
+            code: "remarks".into(),
+            text: text.into(),
+            note: note.into(),
+            ..Default::default()
+        }],
+    };
+    assert_refused(
+        fac.record_inspection(answer(card, "")).await,
+        "results[0].text",
+        "card in answer",
+    )?;
+    assert_refused(
+        fac.record_inspection(answer("all fine", card)).await,
+        "results[0].note",
+        "card in note",
+    )?;
+    assert_refused(
+        fac.record_inspection(answer("all fine", &"n".repeat(2001)))
+            .await,
+        "results[0].note",
+        "note too long",
+    )?;
+    let still = inspections_of(&mut fac, "madrid", &plan.plan_id).await?;
+    assert!(
+        still
+            .iter()
+            .any(|i| i.inspection_id == inspection.inspection_id && i.status == "due"),
+        "{still:?}"
+    );
+
+    // Nothing of the refused requests reached the database.
+    let (orders, statuses, done, events): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM facilities.work_orders), \
+         (SELECT count(*) FROM facilities.room_status), \
+         (SELECT count(*) FROM facilities.inspections WHERE status <> 'due'), \
+         (SELECT count(*) FROM facilities.outbox_events)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((orders, statuses, done, events), (0, 0, 0, 0));
+
+    // Acceptable text goes through, trimmed.
+    let created = fac
+        .create_work_order(order("  Shower leaks  ", "water under the door, room 301"))
+        .await?
+        .into_inner();
+    assert_eq!(created.title, "Shower leaks");
+    let room = fac
+        .set_room_status(out(" leak in the bathroom "))
+        .await?
+        .into_inner();
+    assert_eq!(room.reason, "leak in the bathroom");
+    let recorded = fac
+        .record_inspection(answer(" all fine ", "checked 14.30, ref 123456789"))
+        .await?
+        .into_inner();
+    assert_eq!(recorded.status, "done");
+    assert_eq!(
+        recorded
+            .results
+            .iter()
+            .map(|r| (r.text.as_str(), r.note.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("all fine", "checked 14.30, ref 123456789")]
+    );
+    let stored: (String, String) = sqlx::query_as(
+        "SELECT title, (SELECT reason FROM facilities.room_status WHERE property_id = 'madrid' AND room = '301') \
+         FROM facilities.work_orders WHERE work_order_id = $1::uuid",
+    )
+    .bind(&created.work_order_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        stored,
+        (
+            "Shower leaks".to_string(),
+            "leak in the bathroom".to_string()
+        )
+    );
+    service.shutdown().await
+}

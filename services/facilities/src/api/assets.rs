@@ -2,13 +2,14 @@
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
+use guestloop_kit::text::free_text;
 use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::Api;
+use super::{limits, Api};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct AssetRow {
@@ -117,9 +118,30 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     if asset.property_id.is_empty() {
         v.push(FieldViolation::new("asset.property_id", "is required"));
     }
-    if asset.name.trim().is_empty() {
-        v.push(FieldViolation::new("asset.name", "must not be empty"));
-    }
+    let name = free_text(&asset.name, "asset.name", limits::NAME, true, &mut v);
+    let vendor = free_text(&asset.vendor, "asset.vendor", limits::NAME, false, &mut v);
+    let location = asset.location.clone().unwrap_or_default();
+    let building = free_text(
+        &location.building,
+        "asset.location.building",
+        limits::LABEL,
+        false,
+        &mut v,
+    );
+    let floor = free_text(
+        &location.floor,
+        "asset.location.floor",
+        limits::LABEL,
+        false,
+        &mut v,
+    );
+    let room = free_text(
+        &location.room,
+        "asset.location.room",
+        limits::ROOM,
+        false,
+        &mut v,
+    );
     match pb::AssetCategory::try_from(asset.category) {
         Ok(pb::AssetCategory::Unspecified) => {
             v.push(FieldViolation::new("asset.category", "is required"))
@@ -148,7 +170,6 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
-    let location = asset.location.clone().unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
     tenancy::claim_property(&mut tx, &principal, &asset.property_id).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Asset>(
@@ -168,14 +189,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     ))
     .bind(Uuid::now_v7())
     .bind(&asset.property_id)
-    .bind(asset.name.trim())
+    .bind(&name)
     .bind(asset.category as i16)
-    .bind(&location.building)
-    .bind(&location.floor)
-    .bind(&location.room)
+    .bind(&building)
+    .bind(&floor)
+    .bind(&room)
     .bind(install)
     .bind(asset.expected_life_years)
-    .bind(&asset.vendor)
+    .bind(&vendor)
     .bind(warranty)
     .bind(&cost.currency_code)
     .bind(cost.minor_units)

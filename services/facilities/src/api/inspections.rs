@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::{principal, Principal};
+use guestloop_kit::text::free_text;
 use guestloop_kit::time::{required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use super::assets::{parse_id, require_of_property};
 use super::work_orders::{chain_of, open, DueCursor, NewWorkOrder};
-use super::Api;
+use super::{limits, Api};
 use crate::domain::schedule::{meter_due, occurrences, CalendarPlan, Frequency};
 
 /// Publishes a checklist: a new one under the caller's chain, or the next version of one the
@@ -28,17 +29,21 @@ pub async fn publish_checklist(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
-    if request.name.trim().is_empty() {
-        v.push(FieldViolation::new("name", "must not be empty"));
-    }
+    let name = free_text(&request.name, "name", limits::NAME, true, &mut v);
     if request.items.is_empty() {
         v.push(FieldViolation::new(
             "items",
             "a checklist needs at least one item",
         ));
     }
+    let items: Vec<pb::ChecklistItem> = request
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| checklist_item(i, item, &mut v))
+        .collect();
     let mut codes = std::collections::HashSet::new();
-    for (i, item) in request.items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if item.code.is_empty() || !codes.insert(item.code.clone()) {
             v.push(FieldViolation::new(
                 format!("items[{i}].code"),
@@ -95,8 +100,8 @@ pub async fn publish_checklist(
     let stored = pb::Checklist {
         checklist_id: id.to_string(),
         version: 0,
-        name: request.name.trim().to_string(),
-        items: request.items,
+        name,
+        items,
     };
     let items_json = serde_json::Value::Array(
         stored
@@ -117,6 +122,53 @@ pub async fn publish_checklist(
     .await?;
     tx.commit().await?;
     Ok(pb::Checklist { version, ..stored })
+}
+
+/// A checklist item with its free text checked (violations pushed to `v`) and trimmed.
+fn checklist_item(
+    i: usize,
+    item: pb::ChecklistItem,
+    v: &mut Vec<FieldViolation>,
+) -> pb::ChecklistItem {
+    let acceptable = item
+        .acceptable
+        .iter()
+        .enumerate()
+        .map(|(j, choice)| {
+            free_text(
+                choice,
+                &format!("items[{i}].acceptable[{j}]"),
+                limits::NAME,
+                false,
+                v,
+            )
+        })
+        .collect();
+    pb::ChecklistItem {
+        code: free_text(
+            &item.code,
+            &format!("items[{i}].code"),
+            limits::CODE,
+            false,
+            v,
+        ),
+        text: free_text(
+            &item.text,
+            &format!("items[{i}].text"),
+            limits::ITEM_TEXT,
+            false,
+            v,
+        ),
+        unit: free_text(
+            &item.unit,
+            &format!("items[{i}].unit"),
+            limits::UNIT,
+            false,
+            v,
+        ),
+        acceptable,
+        ..item
+    }
 }
 
 /// The chain that owns checklist `id` — `""` when it is shared (no version names a chain) — if
@@ -250,6 +302,13 @@ pub async fn create_plan(
     let due = NaiveTime::parse_from_str(&plan.due_time, "%H:%M")
         .map_err(|_| v.push(FieldViolation::new("plan.due_time", "must be HH:MM")))
         .ok();
+    let responsible_role = free_text(
+        &plan.responsible_role,
+        "plan.responsible_role",
+        limits::LABEL,
+        false,
+        &mut v,
+    );
     let meter = is_meter(plan.frequency);
     if meter && (plan.interval <= 0 || plan.asset_id.is_empty()) {
         v.push(FieldViolation::new(
@@ -304,11 +363,12 @@ pub async fn create_plan(
     .bind(start)
     .bind(due)
     .bind(zone.map(|z| z.name().to_string()))
-    .bind(&plan.responsible_role)
+    .bind(&responsible_role)
     .execute(&mut *conn)
     .await?;
     let reply = pb::Plan {
         plan_id: id.to_string(),
+        responsible_role,
         ..plan
     };
     idempotency::record(&mut conn, "CreatePlan", &request.request_id, &reply).await?;
@@ -496,12 +556,47 @@ pub async fn list(
     })
 }
 
+/// A result with its free text checked (violations pushed to `v`) and trimmed.
+fn item_result(i: usize, result: pb::ItemResult, v: &mut Vec<FieldViolation>) -> pb::ItemResult {
+    pb::ItemResult {
+        code: free_text(
+            &result.code,
+            &format!("results[{i}].code"),
+            limits::CODE,
+            false,
+            v,
+        ),
+        choice: free_text(
+            &result.choice,
+            &format!("results[{i}].choice"),
+            limits::NAME,
+            false,
+            v,
+        ),
+        text: free_text(
+            &result.text,
+            &format!("results[{i}].text"),
+            limits::NOTE,
+            false,
+            v,
+        ),
+        note: free_text(
+            &result.note,
+            &format!("results[{i}].note"),
+            limits::NOTE,
+            false,
+            v,
+        ),
+        ..result
+    }
+}
+
 /// Whether one result meets its item; `None` when the result does not fit the item.
 fn judge(item: &pb::ChecklistItem, result: &pb::ItemResult) -> bool {
     match pb::ItemKind::try_from(item.kind) {
         Ok(pb::ItemKind::PassFail) => result.passed,
         Ok(pb::ItemKind::Numeric) => result.value >= item.min && result.value <= item.max,
-        Ok(pb::ItemKind::Choice) => item.acceptable.contains(&result.choice),
+        Ok(pb::ItemKind::Choice) => item.acceptable.iter().any(|a| a.trim() == result.choice),
         _ => true,
     }
 }
@@ -513,6 +608,16 @@ pub async fn record(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let id = parse_id(&request.inspection_id, "inspection_id")?;
+    let mut v = Vec::new();
+    let results: Vec<pb::ItemResult> = request
+        .results
+        .into_iter()
+        .enumerate()
+        .map(|(i, result)| item_result(i, result, &mut v))
+        .collect();
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
     let mut tx = api.context.pool.begin().await?;
     let row: InspectionRow = sqlx::query_as(&format!(
         "SELECT {INSPECTION_COLUMNS} FROM inspections WHERE inspection_id = $1 FOR UPDATE"
@@ -535,17 +640,20 @@ pub async fn record(
         ));
     }
     let list = checklist(&mut tx, row.checklist_id, row.checklist_version).await?;
-    let mut v = Vec::new();
     for item in &list.items {
-        if !request.results.iter().any(|r| r.code == item.code) {
+        if !results.iter().any(|r| r.code == item.code.trim()) {
             v.push(FieldViolation::new(
                 "results",
                 format!("item `{}` has no result", item.code),
             ));
         }
     }
-    for (i, result) in request.results.iter().enumerate() {
-        if !list.items.iter().any(|item| item.code == result.code) {
+    for (i, result) in results.iter().enumerate() {
+        if !list
+            .items
+            .iter()
+            .any(|item| item.code.trim() == result.code)
+        {
             v.push(FieldViolation::new(
                 format!("results[{i}].code"),
                 format!("`{}` is not an item of this checklist", result.code),
@@ -559,10 +667,9 @@ pub async fn record(
         .items
         .iter()
         .filter(|item| {
-            request
-                .results
+            results
                 .iter()
-                .any(|r| r.code == item.code && !judge(item, r))
+                .any(|r| r.code == item.code.trim() && !judge(item, r))
         })
         .collect();
     let room: String = match row.asset_id {
@@ -601,8 +708,7 @@ pub async fn record(
     }
     let failed_codes: Vec<String> = failed.iter().map(|i| i.code.clone()).collect();
     let results_json = serde_json::Value::Array(
-        request
-            .results
+        results
             .iter()
             .map(|r| serde_json::Value::String(hex::encode(r.encode_to_vec())))
             .collect(),
@@ -631,5 +737,5 @@ pub async fn record(
         failed_items: failed_codes,
         ..row
     };
-    Ok(inspection_to_proto(&done, work_orders, request.results))
+    Ok(inspection_to_proto(&done, work_orders, results))
 }

@@ -24,6 +24,29 @@ impl Api {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// The longest free text each kind of field takes, in characters. Every client-supplied text is
+/// checked with [`guestloop_kit::text::free_text`]: trimmed, bounded, no NUL character and no
+/// payment card number.
+mod limits {
+    /// Names and titles: an asset's, a checklist's, a work order's; a vendor, an assignee, a
+    /// checklist item's choice.
+    pub const NAME: usize = 200;
+    /// Labels of a place or a role: a building, a floor, a responsible role.
+    pub const LABEL: usize = 100;
+    /// A room number or area name ("lobby", "pool").
+    pub const ROOM: usize = 64;
+    /// Codes and references: a checklist item's code, a work order's source id.
+    pub const CODE: usize = 64;
+    /// A unit of a numeric checklist item ("°C", "bar").
+    pub const UNIT: usize = 32;
+    /// The text (the question) of a checklist item.
+    pub const ITEM_TEXT: usize = 500;
+    /// Notes, reasons and the text answer of an inspection item.
+    pub const NOTE: usize = 2000;
+    /// A work order's description.
+    pub const DESCRIPTION: usize = 4000;
+}
+
 #[tonic::async_trait]
 impl FacilitiesService for Api {
     async fn create_asset(&self, request: Request<pb::CreateAssetRequest>) -> Reply<pb::Asset> {

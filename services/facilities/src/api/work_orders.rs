@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::events::{append, NewEvent};
+use guestloop_kit::text::free_text;
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::worktime::{evaluate, pauses_from_history, ClockHistory, SlaTarget};
 use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
@@ -15,7 +16,7 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::assets::{parse_id, require_of_property};
-use super::Api;
+use super::{limits, Api};
 use crate::domain::work_orders::{repeat_fix, transition as next_status, Action, Priority, Status};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -195,9 +196,22 @@ pub async fn create(
     if order.property_id.is_empty() {
         v.push(FieldViolation::new("work_order.property_id", "is required"));
     }
-    if order.title.trim().is_empty() {
-        v.push(FieldViolation::new("work_order.title", "must not be empty"));
-    }
+    let title = free_text(&order.title, "work_order.title", limits::NAME, true, &mut v);
+    let description = free_text(
+        &order.description,
+        "work_order.description",
+        limits::DESCRIPTION,
+        false,
+        &mut v,
+    );
+    let room = free_text(&order.room, "work_order.room", limits::ROOM, false, &mut v);
+    let source_id = free_text(
+        &order.source_id,
+        "work_order.source_id",
+        limits::CODE,
+        false,
+        &mut v,
+    );
     match pb::Priority::try_from(order.priority) {
         Ok(pb::Priority::Unspecified) => {
             v.push(FieldViolation::new("work_order.priority", "is required"))
@@ -249,12 +263,12 @@ pub async fn create(
             chain_id: chain_of(&principal),
             property_id: order.property_id.clone(),
             asset_id,
-            room: order.room.trim().to_string(),
-            title: order.title.trim().to_string(),
-            description: order.description.clone(),
+            room,
+            title,
+            description,
             priority: order.priority as i16,
             source,
-            source_id: order.source_id.clone(),
+            source_id,
             actor: principal.subject().to_string(),
         },
     )
@@ -365,13 +379,15 @@ pub async fn transition(
     let id = parse_id(&request.work_order_id, "work_order_id")?;
     let action = action(request.action)?;
     let mut v = Vec::new();
-    if action == Action::Assign && request.assignee.trim().is_empty() {
+    let assignee = free_text(&request.assignee, "assignee", limits::NAME, false, &mut v);
+    if action == Action::Assign && assignee.is_empty() {
         v.push(FieldViolation::new(
             "assignee",
             "is required to assign (team:<name> or contractor:<name>)",
         ));
     }
-    if matches!(action, Action::Hold | Action::Cancel) && request.reason.trim().is_empty() {
+    let reason = free_text(&request.reason, "reason", limits::NOTE, false, &mut v);
+    if matches!(action, Action::Hold | Action::Cancel) && reason.is_empty() {
         v.push(FieldViolation::new(
             "reason",
             "is required to hold or cancel",
@@ -411,8 +427,8 @@ pub async fn transition(
         row.responded_at = Some(now);
     }
     match action {
-        Action::Assign => row.assignee = request.assignee.trim().to_string(),
-        Action::Hold => row.hold_reason = request.reason.trim().to_string(),
+        Action::Assign => row.assignee = assignee,
+        Action::Hold => row.hold_reason = reason,
         Action::Resume => row.hold_reason.clear(),
         Action::Complete => {
             row.done_at = Some(now);
@@ -516,7 +532,8 @@ pub async fn set_room_status(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
-    if request.room.trim().is_empty() {
+    let room = free_text(&request.room, "room", limits::ROOM, false, &mut v);
+    if room.is_empty() {
         v.push(FieldViolation::new("room", "is required"));
     }
     if !matches!(
@@ -528,7 +545,8 @@ pub async fn set_room_status(
             "must be in_service, out_of_order or out_of_service",
         ));
     }
-    if request.status != "in_service" && request.reason.trim().is_empty() {
+    let reason = free_text(&request.reason, "reason", limits::NOTE, false, &mut v);
+    if request.status != "in_service" && reason.is_empty() {
         v.push(FieldViolation::new(
             "reason",
             "is required to take a room out",
@@ -549,7 +567,7 @@ pub async fn set_room_status(
         "SELECT status, since FROM room_status WHERE property_id = $1 AND room = $2 FOR UPDATE",
     )
     .bind(&request.property_id)
-    .bind(&request.room)
+    .bind(&room)
     .fetch_optional(&mut *tx)
     .await?;
     if request.status == "in_service" {
@@ -558,14 +576,14 @@ pub async fn set_room_status(
              AND status NOT IN ('done', 'verified', 'cancelled') LIMIT 1",
         )
         .bind(&request.property_id)
-        .bind(&request.room)
+        .bind(&room)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(order) = blocking {
             return Err(ApiError::failed_precondition(
                 "OPEN_GUEST_IMPACTING_WORK_ORDER",
                 format!("work_orders/{order}"),
-                format!("room {} cannot return to service while guest-impacting work order {order} is open", request.room),
+                format!("room {room} cannot return to service while guest-impacting work order {order} is open"),
             ));
         }
     }
@@ -575,7 +593,7 @@ pub async fn set_room_status(
         if status != "in_service" && *status != request.status {
             sqlx::query("INSERT INTO room_outages (property_id, room, started_at, ended_at, status) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&request.property_id)
-                .bind(&request.room)
+                .bind(&room)
                 .bind(since)
                 .bind(now)
                 .bind(status)
@@ -593,9 +611,9 @@ pub async fn set_room_status(
          expected_return = EXCLUDED.expected_return",
     )
     .bind(&request.property_id)
-    .bind(&request.room)
+    .bind(&room)
     .bind(&request.status)
-    .bind(request.reason.trim())
+    .bind(&reason)
     .bind(since)
     .bind(expected)
     .execute(&mut *tx)
@@ -603,9 +621,9 @@ pub async fn set_room_status(
     tx.commit().await?;
     Ok(pb::RoomStatus {
         property_id: request.property_id,
-        room: request.room,
+        room,
         status: request.status,
-        reason: request.reason,
+        reason,
         since: Some(to_timestamp(since)),
         expected_return: expected.map(to_timestamp),
     })
