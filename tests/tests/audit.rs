@@ -2260,3 +2260,210 @@ async fn templates_and_chain_wide_standards_are_their_chains() -> anyhow::Result
         .await?;
     service.shutdown().await
 }
+
+/// The fields an INVALID_ARGUMENT status names.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    tonic_types::StatusExt::get_details_bad_request(status)
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .subject("gm-vienna")
+        .mint()?;
+    let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
+    let pool = service.database.admin_pool().await?;
+    let card = "guest paid with 4111 1111 1111 1111 exp 12/29";
+
+    // A standard's title: a card number is refused and no standard is created.
+    let mut carded = standard(
+        "greet",
+        pb::StandardKind::HardBinary,
+        pb::Dimension::Empathy,
+    );
+    if let Some(s) = carded.standard.as_mut() {
+        s.title = card.into();
+    }
+    let refused = client
+        .create_standard(carded)
+        .await
+        .expect_err("a card number in a title");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["standard.title"]);
+    let standards: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.standards")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(standards, 0, "nothing stored");
+    client
+        .create_standard(standard(
+            "greet",
+            pb::StandardKind::HardBinary,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    let template = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: String::new(),
+            name: "Arrival".into(),
+            sections: vec![pb::TemplateSection {
+                name: "front desk".into(),
+                items: vec![pb::TemplateItem {
+                    standard_code: "greet".into(),
+                    weight: 1.0,
+                    critical: false,
+                }],
+            }],
+            critical_rule: pb::CriticalRule::FailSection as i32,
+            pass_threshold: 80.0,
+            touchpoint_weighted: false,
+        })
+        .await?
+        .into_inner();
+    let audits = scheduled_program(
+        &mut client,
+        &pool,
+        &template.template_id,
+        pb::ProgramKind::Internal,
+        pb::Cadence::Monthly,
+        1,
+    )
+    .await?;
+    let audit_id = audits
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("an audit scheduled"))?;
+
+    // Evidence of an answer: a card number or more than 2,000 characters is refused, and the
+    // audit stays scheduled with no answers, findings or staff observations.
+    let submit = |evidence: &str| pb::SubmitAuditRequest {
+        audit_id: audit_id.clone(),
+        answers: vec![pb::Answer {
+            evidence: evidence.into(),
+            ..answer("greet", pb::AnswerKind::Fail, 0.0, 0, &["anna"])
+        }],
+    };
+    let stored_audit = || {
+        let pool = pool.clone();
+        let audit_id = audit_id.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_as::<_, (String, bool, i64, i64)>(
+                    "SELECT status, answers IS NULL, \
+                     (SELECT count(*) FROM audit.findings f WHERE f.audit_id = a.audit_id), \
+                     (SELECT count(*) FROM audit.staff_observations o WHERE o.audit_id = a.audit_id) \
+                     FROM audit.audits a WHERE audit_id = $1::uuid",
+                )
+                .bind(audit_id)
+                .fetch_one(&pool)
+                .await?,
+            )
+        }
+    };
+    for evidence in [card.to_string(), "e".repeat(2001)] {
+        let refused = client
+            .submit_audit(submit(&evidence))
+            .await
+            .expect_err("bad evidence");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{}",
+            refused.message()
+        );
+        assert_eq!(violated_fields(&refused), vec!["answers[0].evidence"]);
+        assert_eq!(stored_audit().await?, ("scheduled".into(), true, 0, 0));
+    }
+    let submitted = client
+        .submit_audit(submit(&format!("  {}  ", "e".repeat(2000))))
+        .await?
+        .into_inner();
+    assert_eq!(submitted.status, "submitted");
+    assert_eq!(stored_audit().await?, ("submitted".into(), false, 1, 1));
+    let read = client
+        .get_audit(pb::GetAuditRequest {
+            audit_id: audit_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        read.answers.first().map(|a| a.evidence.clone()),
+        Some("e".repeat(2000)),
+        "the evidence is kept trimmed"
+    );
+
+    // A finding's corrective action and owner: a card number, more than 2,000 (action) or 200
+    // (owner) characters, or blank text is refused, and the finding is left as it was.
+    let finding = client
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "vienna".into(),
+            open_only: true,
+        })
+        .await?
+        .into_inner()
+        .findings
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("a finding"))?;
+    let update = |action: &str, owner: &str| pb::UpdateCorrectiveActionRequest {
+        finding_id: finding.finding_id.clone(),
+        action: action.into(),
+        owner: owner.into(),
+        due_date: "2031-01-31".into(),
+        status: "in_progress".into(),
+    };
+    let long_action = "a".repeat(2001);
+    let long_owner = "o".repeat(201);
+    for (request, fields) in [
+        (update(card, "fo-head"), vec!["action"]),
+        (update("retrain the desk team", card), vec!["owner"]),
+        (update(&long_action, "fo-head"), vec!["action"]),
+        (update("retrain the desk team", &long_owner), vec!["owner"]),
+        (update("   ", "fo-head"), vec!["action"]),
+    ] {
+        let refused = client
+            .update_corrective_action(request)
+            .await
+            .expect_err("bad action text");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{}",
+            refused.message()
+        );
+        assert_eq!(violated_fields(&refused), fields);
+        let stored: (String, String, String, Option<chrono::NaiveDate>) = sqlx::query_as(
+            "SELECT action, owner, status, due_date FROM audit.findings WHERE finding_id = $1::uuid",
+        )
+        .bind(&finding.finding_id)
+        .fetch_one(&pool)
+        .await?;
+        assert_eq!(
+            stored,
+            (String::new(), String::new(), "open".into(), None),
+            "nothing stored"
+        );
+    }
+    let updated = client
+        .update_corrective_action(update("  retrain the desk team  ", &"o".repeat(200)))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            updated.action.as_str(),
+            updated.owner.chars().count(),
+            updated.status.as_str()
+        ),
+        ("retrain the desk team", 200, "in_progress")
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT action FROM audit.findings WHERE finding_id = $1::uuid")
+            .bind(&finding.finding_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(stored, "retrain the desk team");
+    service.shutdown().await
+}

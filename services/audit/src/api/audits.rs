@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
+use guestloop_kit::text::free_text;
 use guestloop_kit::time::{required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
@@ -13,7 +14,7 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::library::{library_chain, standards_for, template, Reach};
-use super::Api;
+use super::{Api, MAX_CODE, MAX_NAME, MAX_NOTE, MAX_ROOM};
 use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
 use crate::domain::{actions, rooms};
 
@@ -119,15 +120,13 @@ fn room_program(program: &mut pb::Program, v: &mut Vec<FieldViolation>) {
             format!("list the rooms to cover (1 to {})", rooms::MAX_ROOMS),
         ));
     }
-    for (i, room) in program.rooms.iter().enumerate() {
-        if room.trim().is_empty() || room.len() > 32 {
+    for (i, room) in program.rooms.iter_mut().enumerate() {
+        let field = format!("program.rooms[{i}]");
+        let problems = v.len();
+        *room = free_text(room, &field, MAX_ROOM, true, v);
+        if v.len() == problems && !seen.insert(room.clone()) {
             v.push(FieldViolation::new(
-                format!("program.rooms[{i}]"),
-                "must be a room number of 1–32 characters",
-            ));
-        } else if !seen.insert(room.as_str()) {
-            v.push(FieldViolation::new(
-                format!("program.rooms[{i}]"),
+                field,
                 format!("room {room} is listed twice"),
             ));
         }
@@ -322,8 +321,10 @@ pub async fn assign(api: &Api, request: Request<pb::AssignAuditorRequest>) -> Ap
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let id = parse_id(&request.audit_id, "audit_id")?;
-    if request.auditor_id.trim().is_empty() {
-        return Err(ApiError::invalid("auditor_id", "is required"));
+    let mut v = Vec::new();
+    let auditor_id = free_text(&request.auditor_id, "auditor_id", MAX_NAME, true, &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
     }
     let mut tx = api.context.pool.begin().await?;
     let mut row = load(&mut tx, id, true).await?;
@@ -348,11 +349,11 @@ pub async fn assign(api: &Api, request: Request<pb::AssignAuditorRequest>) -> Ap
     }
     sqlx::query("UPDATE audits SET auditor_id = $2 WHERE audit_id = $1")
         .bind(id)
-        .bind(request.auditor_id.trim())
+        .bind(&auditor_id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    row.auditor_id = request.auditor_id.trim().to_string();
+    row.auditor_id = auditor_id;
     Ok(audit_to_proto(&row))
 }
 
@@ -386,10 +387,50 @@ fn check_mystery_guest_submitter(auditor_id: &str, submitter: &str, id: Uuid) ->
     Ok(())
 }
 
+/// The answers as kept: their free text (evidence, standard codes, staff ids) checked and
+/// trimmed. Every answer is kept with the audit, those for items the template lacks too.
+fn checked_answers(answers: Vec<pb::Answer>, v: &mut Vec<FieldViolation>) -> Vec<pb::Answer> {
+    answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut answer)| {
+            answer.standard_code = free_text(
+                &answer.standard_code,
+                &format!("answers[{i}].standard_code"),
+                MAX_CODE,
+                false,
+                v,
+            );
+            answer.evidence = free_text(
+                &answer.evidence,
+                &format!("answers[{i}].evidence"),
+                MAX_NOTE,
+                false,
+                v,
+            );
+            for (j, staff) in answer.staff_ids.iter_mut().enumerate() {
+                *staff = free_text(
+                    staff,
+                    &format!("answers[{i}].staff_ids[{j}]"),
+                    MAX_CODE,
+                    true,
+                    v,
+                );
+            }
+            answer
+        })
+        .collect()
+}
+
 pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiResult<pb::Audit> {
     let principal = principal(&request)?.clone();
-    let request = request.into_inner();
+    let mut request = request.into_inner();
     let id = parse_id(&request.audit_id, "audit_id")?;
+    let mut v = Vec::new();
+    request.answers = checked_answers(std::mem::take(&mut request.answers), &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
+    }
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, id, true).await?;
     // Everyone, chain quality managers included, submits only within their property scope: an
@@ -432,7 +473,6 @@ pub async fn submit(api: &Api, request: Request<pb::SubmitAuditRequest>) -> ApiR
         BTreeMap::new()
     };
     let mut applied: HashMap<String, f64> = HashMap::new();
-    let mut v = Vec::new();
     let mut items = Vec::new();
     // A template item whose standard this property's library lacks is not the submitter's to
     // fix: the library is (FAILED_PRECONDITION, naming the codes).
@@ -696,6 +736,21 @@ pub async fn update_action(
     let request = request.into_inner();
     let id = parse_id(&request.finding_id, "finding_id")?;
     let mut v = Vec::new();
+    // Empty leaves the stored text as it is; text given must not be blank.
+    let action = free_text(
+        &request.action,
+        "action",
+        MAX_NOTE,
+        !request.action.is_empty(),
+        &mut v,
+    );
+    let owner = free_text(
+        &request.owner,
+        "owner",
+        MAX_NAME,
+        !request.owner.is_empty(),
+        &mut v,
+    );
     let due = if request.due_date.is_empty() {
         None
     } else {
@@ -741,26 +796,19 @@ pub async fn update_action(
     };
     let next = actions::Action {
         status: &status,
-        action: if request.action.is_empty() {
+        action: if action.is_empty() {
             &row.action
         } else {
-            &request.action
+            &action
         },
-        owner: if request.owner.is_empty() {
-            &row.owner
-        } else {
-            &request.owner
-        },
+        owner: if owner.is_empty() { &row.owner } else { &owner },
         has_due_date: due.is_some() || row.due_date.is_some(),
     };
     let verifier = matches!(
         principal.role(),
         Role::ChainQualityManager | Role::GeneralManager | Role::ChainAdmin
     );
-    let changes = !request.action.is_empty()
-        || !request.owner.is_empty()
-        || due.is_some()
-        || status != row.status;
+    let changes = !action.is_empty() || !owner.is_empty() || due.is_some() || status != row.status;
     if changes {
         actions::check(&current, &next, verifier).map_err(|refusal| match refusal {
             actions::Refusal::IllegalMove { from, to } => ApiError::failed_precondition(
@@ -785,8 +833,8 @@ pub async fn update_action(
          WHERE finding_id = $1 RETURNING {FINDING_COLUMNS}"
     ))
     .bind(id)
-    .bind(&request.action)
-    .bind(&request.owner)
+    .bind(&action)
+    .bind(&owner)
     .bind(due)
     .bind(&status)
     .bind(principal.subject())

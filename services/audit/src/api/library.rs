@@ -1,13 +1,14 @@
 //! The standards library and versioned templates.
 
 use guestloop_kit::auth::{principal, Principal};
+use guestloop_kit::text::free_text;
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::Api;
+use super::{Api, MAX_CODE, MAX_NAME, MAX_TOUCHPOINT, MAX_UNIT};
 
 #[derive(sqlx::FromRow)]
 pub struct StandardRow {
@@ -118,12 +119,23 @@ pub async fn create_standard(
         .standard
         .ok_or_else(|| ApiError::invalid("standard", "is required"))?;
     let mut v = Vec::new();
-    if standard.code.trim().is_empty() {
-        v.push(FieldViolation::new("standard.code", "is required"));
-    }
-    if standard.title.trim().is_empty() {
-        v.push(FieldViolation::new("standard.title", "is required"));
-    }
+    let code = free_text(&standard.code, "standard.code", MAX_CODE, true, &mut v);
+    let title = free_text(&standard.title, "standard.title", MAX_NAME, true, &mut v);
+    let department = free_text(
+        &standard.department,
+        "standard.department",
+        MAX_NAME,
+        false,
+        &mut v,
+    );
+    let touchpoint = free_text(
+        &standard.touchpoint,
+        "standard.touchpoint",
+        MAX_TOUCHPOINT,
+        false,
+        &mut v,
+    );
+    let unit = free_text(&standard.unit, "standard.unit", MAX_UNIT, false, &mut v);
     match pb::StandardKind::try_from(standard.kind) {
         Ok(pb::StandardKind::HardNumeric) if standard.min > standard.max => {
             v.push(FieldViolation::new("standard.min", "must not exceed max"))
@@ -161,15 +173,15 @@ pub async fn create_standard(
         "INSERT INTO standards ({STANDARD_COLUMNS}, chain_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING {STANDARD_COLUMNS}"
     ))
     .bind(Uuid::now_v7())
-    .bind(standard.code.trim())
+    .bind(&code)
     .bind(&standard.property_id)
-    .bind(standard.title.trim())
-    .bind(&standard.department)
-    .bind(&standard.touchpoint)
+    .bind(&title)
+    .bind(&department)
+    .bind(&touchpoint)
     .bind(standard.kind as i16)
     .bind(standard.min)
     .bind(standard.max)
-    .bind(&standard.unit)
+    .bind(&unit)
     .bind(standard.dimension as i16)
     .bind(standard.weight)
     .bind(&chain)
@@ -300,10 +312,17 @@ pub async fn publish_template(
     request: Request<pb::PublishTemplateRequest>,
 ) -> ApiResult<pb::Template> {
     let principal = principal(&request)?.clone();
-    let request = request.into_inner();
+    let mut request = request.into_inner();
     let mut v = Vec::new();
-    if request.name.trim().is_empty() {
-        v.push(FieldViolation::new("name", "is required"));
+    let name = free_text(&request.name, "name", MAX_NAME, true, &mut v);
+    for (s, section) in request.sections.iter_mut().enumerate() {
+        section.name = free_text(
+            &section.name,
+            &format!("sections[{s}].name"),
+            MAX_NAME,
+            false,
+            &mut v,
+        );
     }
     if request.sections.is_empty() || request.sections.iter().any(|s| s.items.is_empty()) {
         v.push(FieldViolation::new(
@@ -404,7 +423,7 @@ pub async fn publish_template(
          SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6 FROM templates WHERE template_id = $1 RETURNING version",
     )
     .bind(id)
-    .bind(request.name.trim())
+    .bind(&name)
     .bind(stored.encode_to_vec())
     .bind(rule as i16)
     .bind(request.pass_threshold)
@@ -415,7 +434,7 @@ pub async fn publish_template(
     Ok(pb::Template {
         template_id: id.to_string(),
         version,
-        name: request.name.trim().to_string(),
+        name,
         sections: request.sections,
         critical_rule: rule as i32,
         pass_threshold: request.pass_threshold,

@@ -12,6 +12,21 @@ use guestloop_proto::audit::v1 as pb;
 use guestloop_proto::audit::v1::audit_service_server::AuditService;
 use tonic::{Request, Response, Status};
 
+/// The longest names and titles clients give (standard titles, departments, template and
+/// section names, action owners, auditors), in characters.
+const MAX_NAME: usize = 200;
+/// The longest notes (audit evidence, corrective actions), in characters.
+const MAX_NOTE: usize = 2000;
+/// The longest codes and ids clients give (standard codes, staff ids), in characters: as long as
+/// the complaints service lets a complaint name them.
+const MAX_CODE: usize = 64;
+/// The longest touchpoint name, in characters.
+const MAX_TOUCHPOINT: usize = 100;
+/// The longest unit of a numeric standard ("rings", "minutes"), in characters.
+const MAX_UNIT: usize = 50;
+/// The longest room number, in characters.
+const MAX_ROOM: usize = 32;
+
 pub struct Api {
     context: ServiceContext,
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use guestloop_kit::auth::principal;
+use guestloop_kit::text::free_text;
 use guestloop_kit::time::required_period;
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
@@ -12,7 +13,7 @@ use sqlx::PgConnection;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::Api;
+use super::{Api, MAX_TOUCHPOINT};
 use crate::domain::touchpoints::{factors, Tally, MIN_RATINGS};
 
 /// How far back submissions look for the factors they apply.
@@ -41,14 +42,18 @@ pub async fn record(
         ));
     }
     let mut seen = std::collections::BTreeSet::new();
+    let mut touchpoints = Vec::with_capacity(request.ratings.len());
     for (i, rating) in request.ratings.iter().enumerate() {
-        let touchpoint = rating.touchpoint.trim();
-        if touchpoint.is_empty() || touchpoint.len() > 100 {
-            v.push(FieldViolation::new(
-                format!("ratings[{i}].touchpoint"),
-                "must be 1–100 characters",
-            ));
-        } else if !seen.insert(touchpoint.to_lowercase()) {
+        let problems = v.len();
+        let touchpoint = free_text(
+            &rating.touchpoint,
+            &format!("ratings[{i}].touchpoint"),
+            MAX_TOUCHPOINT,
+            true,
+            &mut v,
+        );
+        let key = touchpoint.to_lowercase();
+        if v.len() == problems && !seen.insert(key.clone()) {
             v.push(FieldViolation::new(
                 format!("ratings[{i}].touchpoint"),
                 format!("`{touchpoint}` is rated twice"),
@@ -60,6 +65,7 @@ pub async fn record(
                 format!("must be 1–5, not {}", rating.importance),
             ));
         }
+        touchpoints.push(key);
     }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
@@ -93,14 +99,14 @@ pub async fn record(
             duplicate: true,
         });
     };
-    for rating in &request.ratings {
+    for (rating, touchpoint) in request.ratings.iter().zip(&touchpoints) {
         sqlx::query(
             "INSERT INTO touchpoint_ratings (response_id, property_id, touchpoint, importance, recorded_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(response_id)
         .bind(&request.property_id)
-        .bind(rating.touchpoint.trim().to_lowercase())
+        .bind(touchpoint)
         .bind(i16::try_from(rating.importance).unwrap_or(1))
         .bind(recorded_at)
         .execute(&mut *tx)
