@@ -23,6 +23,9 @@ const COLUMNS: &str =
     "property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, \
     rate_currency, rate_minor, spend_currency, spend_minor, status";
 
+/// How many guests the generated feed's stays belong to (`bench-guest-0` …).
+const GUESTS: u64 = 100_000;
+
 /// Writes `rows` deterministic stays: 200 properties, 100,000 guests, stays of 1–7 nights over
 /// three years, 80 % checked out, 10 % cancelled, 10 % booked. With `corrected`, the same feed as
 /// a PMS sends it again after correcting one stay in ten, all of them checked out: a night
@@ -52,7 +55,7 @@ fn generate(path: &Path, rows: u64, corrected: bool) -> anyhow::Result<u64> {
             out,
             "p{},R{n:08},bench-guest-{},{arrival},{departure},{},EUR,{},EUR,{},{status}",
             n % 200,
-            n % 100_000,
+            n % GUESTS,
             100 + n % 400,
             9_000 + (n % 50) * 100,
             (n % 13) * 2_500,
@@ -230,10 +233,22 @@ pub async fn run(
         "DELETE FROM stays WHERE pms_reservation_id LIKE 'R%' AND property_id LIKE 'p%'",
         "DELETE FROM ledger WHERE source LIKE 'stay:p%/R%'",
         "DELETE FROM loyalty_accounts WHERE guest_id LIKE 'bench-guest-%'",
-        "VACUUM (ANALYZE) stays, ledger, loyalty_accounts",
+        "DELETE FROM guests WHERE guest_id LIKE 'bench-guest-%'",
     ] {
         sqlx::query(statement).execute(&pool).await?;
     }
+    // The feed's guests are members CRM holds, as a real feed's are: the importer resolves each
+    // one (merge redirects, tier, chain) and locks the profiles it credits.
+    sqlx::query(&format!(
+        "INSERT INTO guests (guest_id, chain_id, given_name, family_name) \
+         SELECT 'bench-guest-' || n, 'bench', 'Bench', 'Guest ' || n FROM generate_series(0, {}) AS n",
+        GUESTS - 1
+    ))
+    .execute(&pool)
+    .await?;
+    sqlx::query("VACUUM (ANALYZE) guests, stays, ledger, loyalty_accounts")
+        .execute(&pool)
+        .await?;
     let (copied, copy_busy) = with_cpu(copy(&pool, &file)).await?;
     let (inserted_one, insert_one_busy) = with_cpu(insert(&pool, &file, 1)).await?;
     let (inserted, insert_busy) = with_cpu(insert(&pool, &file, workers)).await?;
