@@ -1830,22 +1830,22 @@ async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
     admin
         .upsert_stays(pb::UpsertStaysRequest {
             stays: vec![
-                // Twelve nights in February 2030: gold for 2030 and, by calendar year, 2031.
-                stay("T1", &last_year.guest_id, "2030-02-01", "2030-02-13", None),
-                // 1,500.00 EUR in January 2031.
+                // Twelve nights in February 2024: gold for 2024 and, by calendar year, 2025.
+                stay("T1", &last_year.guest_id, "2024-02-01", "2024-02-13", None),
+                // 1,500.00 EUR in January 2025.
                 stay(
                     "T2",
                     &spender.guest_id,
-                    "2031-01-10",
-                    "2031-01-11",
+                    "2025-01-10",
+                    "2025-01-11",
                     Some(("EUR", 150_000)),
                 ),
                 // The same in pounds does not count towards a EUR threshold.
                 stay(
                     "T3",
                     &pounds.guest_id,
-                    "2031-01-10",
-                    "2031-01-11",
+                    "2025-01-10",
+                    "2025-01-11",
                     Some(("GBP", 150_000)),
                 ),
             ],
@@ -1856,12 +1856,12 @@ async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
         .upsert_stays(pb::UpsertStaysRequest {
             stays: vec![pb::Stay {
                 property_id: "vienna".into(),
-                ..stay("O1", &elsewhere.guest_id, "2030-02-01", "2030-02-13", None)
+                ..stay("O1", &elsewhere.guest_id, "2024-02-01", "2024-02-13", None)
             }],
         })
         .await?;
 
-    let as_of = chrono::NaiveDate::from_ymd_opt(2031, 3, 1)
+    let as_of = chrono::NaiveDate::from_ymd_opt(2025, 3, 1)
         .and_then(|d| d.and_hms_opt(12, 0, 0))
         .map(|t| prost_types::Timestamp {
             seconds: t.and_utc().timestamp(),
@@ -1917,11 +1917,11 @@ async fn each_chain_runs_its_own_tier_program() -> anyhow::Result<()> {
     let still = tier(&mut other_chain, elsewhere.guest_id.clone()).await?;
     assert_eq!(
         still.tier, "new",
-        "rolling 12 months ignore stays of early 2030"
+        "rolling 12 months ignore stays of early 2024"
     );
 
-    // A year later Ada's 2030 nights no longer count: down one step to Silver (no grace).
-    let next_year = chrono::NaiveDate::from_ymd_opt(2032, 1, 15)
+    // A year later Ada's 2024 nights no longer count: down one step to Silver (no grace).
+    let next_year = chrono::NaiveDate::from_ymd_opt(2026, 1, 15)
         .and_then(|d| d.and_hms_opt(12, 0, 0))
         .map(|t| prost_types::Timestamp {
             seconds: t.and_utc().timestamp(),

@@ -327,6 +327,31 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
     .execute(&pool)
     .await?;
     let now = Utc::now();
+    // Staff evaluate now or a time that was missed, never ahead of time: that would start the
+    // grace, or take the guest down, before it is due.
+    let refused = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest {
+            as_of: timestamp(now + Duration::days(91)),
+        })
+        .await
+        .expect_err("a chain admin evaluating 91 days ahead");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violation_fields(&refused), ["as_of"]);
+    let short_since: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT tier_short_since FROM crm.guests WHERE guest_id = $1")
+            .bind(&g.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(short_since, None, "the refused evaluation changed nothing");
+    let refused = admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest {
+            as_of: timestamp(now + Duration::days(365)),
+        })
+        .await
+        .expect_err("customer values a year ahead");
+    assert_eq!(violation_fields(&refused), ["as_of"]);
+    // The service role's scheduled batch may look ahead: the days to come, evaluated now.
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
     for (at, expected) in [
         (now, "regular"),
         (now + Duration::days(45), "regular"),
@@ -334,7 +359,7 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
         (now + Duration::days(91), "new"),
         (now + Duration::days(92), "new"),
     ] {
-        admin
+        scheduler
             .evaluate_tiers(pb::EvaluateTiersRequest {
                 as_of: timestamp(at),
             })

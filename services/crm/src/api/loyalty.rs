@@ -406,15 +406,12 @@ pub async fn run_expiry(
 ) -> ApiResult<pb::RunPointsExpiryResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
-    // Expiry posts for real: staff may rerun a night that was missed, never run one ahead of
-    // time (a date years on would expire a whole chain's points). The service role's scheduled
-    // batch and its tests may.
-    if principal.role() != Role::Service && as_of > Utc::now() + chrono::Duration::minutes(5) {
-        return Err(ApiError::invalid(
-            "as_of",
-            "must not be in the future: an expiry run posts its expiries at once",
-        ));
-    }
+    // A date years on would expire a whole chain's points.
+    not_ahead_for_staff(
+        &principal,
+        as_of,
+        "an expiry run posts its expiries at once",
+    )?;
     let actor = if principal.role() == Role::Service {
         "system"
     } else {
@@ -425,6 +422,23 @@ pub async fn run_expiry(
         expire_chain(&api.context.pool, &chain, as_of, actor, &mut response).await?;
     }
     Ok(response)
+}
+
+/// Batches take effect at once: staff may rerun one for a time that was missed, never run one
+/// ahead of time (`as_of` more than 5 minutes on is INVALID_ARGUMENT, `why` saying what it
+/// would do). The service role's scheduled batches, and their tests, may look ahead.
+pub(super) fn not_ahead_for_staff(
+    principal: &Principal,
+    as_of: DateTime<Utc>,
+    why: &str,
+) -> ApiResult<()> {
+    if principal.role() != Role::Service && as_of > Utc::now() + chrono::Duration::minutes(5) {
+        return Err(ApiError::invalid(
+            "as_of",
+            format!("must not be in the future: {why}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The scheduled expiry batch: every chain's points as of `as_of`, as `RunPointsExpiry` does for
@@ -596,6 +610,13 @@ pub async fn evaluate_tiers(
 ) -> ApiResult<pb::EvaluateTiersResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
+    // A date a year on would take every guest whose stays leave the window by then down a step
+    // (with a grace of 0) or start their grace early, and tell them so.
+    not_ahead_for_staff(
+        &principal,
+        as_of,
+        "an evaluation changes tiers and sends their events at once",
+    )?;
     let mut response = pb::EvaluateTiersResponse::default();
     for chain in batch_chains(api, &principal).await? {
         evaluate_chain(&api.context.pool, &chain, as_of, &mut response).await?;

@@ -245,6 +245,12 @@ pub async fn evaluate(
 ) -> ApiResult<pb::EvaluateCustomerValuesResponse> {
     let principal = principal(&request)?.clone();
     let as_of = as_of(request.get_ref().as_of.as_ref())?;
+    // Values a year on would rank every guest by a recency they do not have yet.
+    super::loyalty::not_ahead_for_staff(
+        &principal,
+        as_of,
+        "an evaluation replaces every guest's value and segment at once",
+    )?;
     let pool = &api.context.pool;
     // The caller's chain, or every chain for the service role (as the tier evaluation).
     let chains = super::loyalty::batch_chains(api, &principal).await?;
