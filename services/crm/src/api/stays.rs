@@ -52,8 +52,14 @@ struct Row {
     status: &'static str,
 }
 
-/// Validates every stay; violations name the entry and field.
-fn validate(stays: Vec<pb::Stay>) -> Result<Vec<Row>, Vec<FieldViolation>> {
+/// How far past today's UTC date a checked-out stay may depart: a property east of UTC is
+/// already on the next day.
+const DEPARTED_SLACK_DAYS: i64 = 1;
+
+/// Validates every stay; violations name the entry and field. `today` is the UTC date: a stay
+/// checked out must have departed by then (a PMS moves the departure date to the day the guest
+/// left early), so a feed cannot earn points for nights still to come.
+fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<FieldViolation>> {
     let mut v = Vec::new();
     let mut rows = Vec::with_capacity(stays.len());
     let mut seen: HashSet<(String, String)> = HashSet::with_capacity(stays.len());
@@ -93,6 +99,18 @@ fn validate(stays: Vec<pb::Stay>) -> Result<Vec<Row>, Vec<FieldViolation>> {
                 v.push(FieldViolation::new(
                     field("departure_date"),
                     format!("a stay is at most {MAX_NIGHTS} nights"),
+                ))
+            }
+            (Ok(arrival), Ok(departure), Some("checked_out"))
+                if departure >= arrival
+                    && (departure - today).num_days() > DEPARTED_SLACK_DAYS =>
+            {
+                v.push(FieldViolation::new(
+                    field("departure_date"),
+                    format!(
+                        "a checked-out stay must have departed (by {}); send the day the guest left",
+                        today + chrono::Duration::days(DEPARTED_SLACK_DAYS)
+                    ),
                 ))
             }
             (Ok(arrival), Ok(departure), Some(status)) if departure >= arrival => rows.push(Row {
@@ -148,7 +166,8 @@ pub async fn upsert(
             return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
         }
     }
-    let mut rows = validate(stays).map_err(ApiError::InvalidArgument)?;
+    let mut rows =
+        validate(stays, chrono::Utc::now().date_naive()).map_err(ApiError::InvalidArgument)?;
     // One order for every batch, so concurrent batches lock shared rows in the same order.
     rows.sort_by(|a, b| (&a.property_id, &a.reservation).cmp(&(&b.property_id, &b.reservation)));
     let total = rows.len();
@@ -647,4 +666,53 @@ async fn insert_entries(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stay(status: pb::StayStatus, arrival: &str, departure: &str) -> pb::Stay {
+        pb::Stay {
+            property_id: "lisbon".into(),
+            pms_reservation_id: "R1".into(),
+            guest_id: "G1".into(),
+            arrival_date: arrival.into(),
+            departure_date: departure.into(),
+            status: status as i32,
+            ..Default::default()
+        }
+    }
+
+    fn fields(result: Result<Vec<Row>, Vec<FieldViolation>>) -> Vec<String> {
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_checked_out_stay_must_have_departed() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        use pb::StayStatus::{Booked, CheckedOut, InHouse};
+        for (status, departure, refused) in [
+            (CheckedOut, "2026-12-07", false),
+            // A property east of UTC is on the next day already.
+            (CheckedOut, "2026-12-08", false),
+            (CheckedOut, "2026-12-09", true),
+            (CheckedOut, "2027-03-01", true),
+            (InHouse, "2026-12-12", false),
+            (Booked, "2027-03-01", false),
+        ] {
+            let found = fields(validate(vec![stay(status, "2026-12-01", departure)], today));
+            let expected: Vec<String> = if refused {
+                vec!["stays[0].departure_date".into()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(found, expected, "{status:?} departing {departure}");
+        }
+    }
 }
