@@ -105,8 +105,9 @@ const MAX_REDIRECTS: usize = 8;
 /// The guest another service's event about `guest_id` (of chain `chain_id`, when known) is for
 /// now: the id itself, or the survivor it was merged into. `None` when CRM does not know the id
 /// (never created here, or erased) or it belongs to another chain. The row found is locked for
-/// share, so a merge or an erasure (which lock it for update) waits for the caller's effect or
-/// happens before it.
+/// key share, so a merge or an erasure (which lock it for update) waits for the caller's effect
+/// or happens before it; the customer-value batch and tier evaluation, which update guests
+/// without touching their key, do not wait for it, nor it for them.
 pub async fn current_guest(
     conn: &mut PgConnection,
     chain_id: &str,
@@ -115,7 +116,7 @@ pub async fn current_guest(
     let mut id = guest_id.to_string();
     for _ in 0..MAX_REDIRECTS {
         let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
-            "SELECT chain_id, merged_into, erased FROM guests WHERE guest_id = $1 FOR SHARE",
+            "SELECT chain_id, merged_into, erased FROM guests WHERE guest_id = $1 FOR KEY SHARE",
         )
         .bind(&id)
         .fetch_optional(&mut *conn)
