@@ -228,6 +228,70 @@ async fn erasing_by_a_merged_id_erases_the_survivor() -> anyhow::Result<()> {
     service.shutdown().await
 }
 
+/// Requests to erase one person made at once, by their id and by the old id of a profile merged
+/// into theirs: one erases, the others find nobody left (NOT_FOUND). None fails on a deadlock
+/// (ABORTED) or half-way: the person and their merged profile go once, with one event per id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasures_of_one_person_by_two_ids_at_once_erase_once() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    for round in 0..6 {
+        let survivor = create(
+            &mut admin,
+            guest("Ines", "Round", &format!("ines{round}@example.com"), ""),
+        )
+        .await?;
+        let duplicate = create(
+            &mut admin,
+            guest("Ines", "Round", &format!("i.round{round}@example.com"), ""),
+        )
+        .await?;
+        merge(&mut admin, &survivor.guest_id, &duplicate.guest_id).await?;
+        let calls: Vec<_> = (0..6)
+            .map(|n| {
+                let mut client = admin.clone();
+                let id = if n % 2 == 0 {
+                    survivor.guest_id.clone()
+                } else {
+                    duplicate.guest_id.clone()
+                };
+                tokio::spawn(async move {
+                    client
+                        .erase_guest(pb::EraseGuestRequest {
+                            guest_id: id,
+                            reason: "data subject request".into(),
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut erased = 0;
+        for call in calls {
+            match call.await? {
+                Ok(_) => erased += 1,
+                Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            }
+        }
+        assert_eq!(
+            erased, 1,
+            "round {round}: one erasure, the rest find nobody"
+        );
+    }
+    let pool = service.database.admin_pool().await?;
+    let (left, events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.guests WHERE family_name = 'Round'), \
+                (SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.guest.erased')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (left, events),
+        (0, 12),
+        "six people, two ids each, one event per id"
+    );
+    service.shutdown().await
+}
+
 async fn export(client: &mut Crm, guest_id: &str) -> anyhow::Result<serde_json::Value> {
     let export = client
         .export_guest_data(pb::ExportGuestDataRequest {

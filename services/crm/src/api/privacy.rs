@@ -3,7 +3,7 @@
 //! every other service to scrub its copies, and the erasure log records who erased, why and
 //! when under the pseudonym).
 
-use guestloop_kit::auth::{principal, Role};
+use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::crm::v1 as pb;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tonic::Request;
 use uuid::Uuid;
 
-use super::store::{load, may_read_contacts};
+use super::store::{load, may_read_contacts, GuestRow};
 use super::Api;
 use guestloop_kit::text::contains_card_number;
 
@@ -106,10 +106,21 @@ pub async fn erase(
     principal.require_role(&PRIVACY_ROLES)?;
     let request = request.into_inner();
     let reason = erasure_reason(&request.reason)?;
-    let mut tx = api.context.pool.begin().await?;
-    // An old id of a merged profile names the person it was merged into (as export reads it):
-    // erasing it erases the survivor, not the empty shell the merge left behind.
-    let guest = load(&mut tx, &principal, &request.guest_id, true, true).await?;
+    let mut attempts = 0;
+    let (mut tx, guest, every_id) = loop {
+        let mut tx = api.context.pool.begin().await?;
+        if let Some((guest, every_id)) = lock_person(&mut tx, &principal, &request.guest_id).await?
+        {
+            break (tx, guest, every_id);
+        }
+        tx.rollback().await?;
+        attempts += 1;
+        if attempts == MAX_LOCK_ATTEMPTS {
+            return Err(ApiError::Aborted(
+                "the guest kept being merged meanwhile; retry the erasure".into(),
+            ));
+        }
+    };
     if guest.erased {
         return Ok(pb::EraseGuestResponse {
             guest_id: guest.guest_id,
@@ -118,9 +129,6 @@ pub async fn erase(
     }
     let pseudonym = format!("erased-{}", Uuid::now_v7().simple());
     let original = guest.guest_id.clone();
-    // The profiles merged into this one (and into those, …) were the same person under other
-    // ids: each of them is erased with it.
-    let every_id = known_ids(&mut tx, &original, &guest.chain_id).await?;
     let mut scrubbed = 0i32;
     // A new row under the pseudonym keeps the ledger's amounts; the original row loses every
     // personal field and points at it.
@@ -257,13 +265,50 @@ fn erasure_reason(reason: &str) -> ApiResult<&str> {
 
 const MAX_REASON_CHARS: usize = 500;
 
-/// `guest_id` and every id merged into it, directly or through other merged ids, all locked.
+/// How often an erasure reads the person again after a merge changed them under it.
+const MAX_LOCK_ATTEMPTS: u32 = 5;
+
+/// The guest `guest_id` names now and every id the same person was known by, locked for update
+/// in id order in one statement. An old id of a merged profile names the person it was merged
+/// into (as export reads it): erasing it erases the survivor, not the empty shell the merge left
+/// behind; and the profiles merged into the survivor (and into those, …) are erased with it.
+/// Read first, then locked all at once, as a merge locks its two profiles: two erasures of one
+/// person by different ids, or an erasure and a merge, wait for each other instead of locking
+/// the same profiles in opposite orders. `None` when a merge changed the person between the
+/// read and the lock: start over.
+async fn lock_person(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    guest_id: &str,
+) -> ApiResult<Option<(GuestRow, Vec<String>)>> {
+    let guest = load(conn, principal, guest_id, false, true).await?;
+    if guest.erased {
+        return Ok(Some((guest, Vec::new())));
+    }
+    let ids = known_ids(conn, &guest.guest_id, &guest.chain_id).await?;
+    sqlx::query(
+        "SELECT guest_id FROM guests WHERE guest_id = ANY($1) ORDER BY guest_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Read again under the locks: no merge can take the guest away or add to it now.
+    let locked = load(conn, principal, &guest.guest_id, false, false).await?;
+    if locked.merged_into.is_some()
+        || known_ids(conn, &guest.guest_id, &guest.chain_id).await? != ids
+    {
+        return Ok(None);
+    }
+    Ok(Some((locked, ids)))
+}
+
+/// `guest_id`, then every id merged into it (directly or through other merged ids) in id order.
 async fn known_ids(
     conn: &mut sqlx::PgConnection,
     guest_id: &str,
     chain_id: &str,
 ) -> ApiResult<Vec<String>> {
-    let merged: Vec<String> = sqlx::query_scalar(
+    let mut ids: Vec<String> = sqlx::query_scalar(
         "WITH RECURSIVE merged (guest_id) AS ( \
              SELECT guest_id FROM guests WHERE merged_into = $1 AND chain_id = $2 \
              UNION \
@@ -274,14 +319,7 @@ async fn known_ids(
     .bind(chain_id)
     .fetch_all(&mut *conn)
     .await?;
-    sqlx::query(
-        "SELECT guest_id FROM guests WHERE guest_id = ANY($1) ORDER BY guest_id FOR UPDATE",
-    )
-    .bind(&merged)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut ids = vec![guest_id.to_string()];
-    ids.extend(merged);
+    ids.insert(0, guest_id.to_string());
     Ok(ids)
 }
 
