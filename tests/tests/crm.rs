@@ -2631,10 +2631,44 @@ async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
         TokenBuilder::new(Role::GeneralManager).properties(&["berlin"]),
     )
     .await?;
+    let euros = |code: &str, minor_units: i64| {
+        Some(guestloop_proto::common::v1::Money {
+            currency_code: code.into(),
+            minor_units,
+        })
+    };
+    let one_night = pb::Stay {
+        departure_date: "2025-01-02".into(),
+        ..endless.clone()
+    };
     for (mut client, stay, field) in [
         (admin.clone(), endless.clone(), "stays[0].departure_date"),
         (admin.clone(), nowhere.clone(), "stays[0].property_id"),
         (manager, nowhere, "stays[0].property_id"),
+        (
+            admin.clone(),
+            pb::Stay {
+                spend: euros("euro", 10_000),
+                ..one_night.clone()
+            },
+            "stays[0].spend.currency_code",
+        ),
+        (
+            admin.clone(),
+            pb::Stay {
+                rate: euros("", 10_000),
+                ..one_night.clone()
+            },
+            "stays[0].rate.currency_code",
+        ),
+        (
+            admin.clone(),
+            pb::Stay {
+                room: "r".repeat(65),
+                ..one_night.clone()
+            },
+            "stays[0].room",
+        ),
     ] {
         let refused = client
             .upsert_stays(pb::UpsertStaysRequest { stays: vec![stay] })
@@ -2648,17 +2682,23 @@ async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
         .upsert_stays(pb::UpsertStaysRequest {
             stays: vec![pb::Stay {
                 departure_date: "2026-01-02".into(),
+                spend: euros("eur", 10_000),
                 ..endless
             }],
         })
         .await?;
     let pool = service.database.admin_pool().await?;
-    let stays: Vec<String> =
-        sqlx::query_scalar("SELECT pms_reservation_id FROM crm.stays WHERE guest_id = $1")
-            .bind(&g.guest_id)
-            .fetch_all(&pool)
-            .await?;
-    assert_eq!(stays, vec!["E1".to_string()]);
+    let stays: Vec<(String, String)> = sqlx::query_as(
+        "SELECT pms_reservation_id, spend_currency FROM crm.stays WHERE guest_id = $1",
+    )
+    .bind(&g.guest_id)
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        stays,
+        vec![("E1".to_string(), "EUR".to_string())],
+        "the currency code is kept in upper case"
+    );
     service.shutdown().await
 }
 

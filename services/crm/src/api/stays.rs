@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use guestloop_kit::auth::principal;
+use guestloop_kit::text::free_text;
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::PgConnection;
@@ -52,6 +53,29 @@ struct Row {
     status: &'static str,
 }
 
+/// The longest property and guest id a stay may name.
+const MAX_ID_CHARS: usize = 100;
+/// The longest room a stay may name.
+const MAX_ROOM_CHARS: usize = 64;
+
+/// An amount's currency: an ISO 4217 code (three letters, taken in either case and kept in
+/// upper case), or none when the amount is zero (a stay without a rate or spend).
+fn currency(code: &str, minor_units: i64) -> Result<String, &'static str> {
+    let code = code.trim();
+    if code.is_empty() {
+        return if minor_units == 0 {
+            Ok(String::new())
+        } else {
+            Err("is required with an amount (an ISO 4217 code such as EUR)")
+        };
+    }
+    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        Err("must be an ISO 4217 code of three letters, such as EUR")
+    }
+}
+
 /// How far past today's UTC date a checked-out stay may depart: a property east of UTC is
 /// already on the next day.
 const DEPARTED_SLACK_DAYS: i64 = 1;
@@ -79,16 +103,37 @@ fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<Fiel
         if stay.property_id.is_empty() {
             v.push(FieldViolation::new(field("property_id"), "is required"));
         }
+        if stay.property_id.len() > MAX_ID_CHARS {
+            v.push(FieldViolation::new(
+                field("property_id"),
+                format!("must be at most {MAX_ID_CHARS} characters"),
+            ));
+        }
         if stay.guest_id.is_empty() {
             v.push(FieldViolation::new(field("guest_id"), "is required"));
-        }
-        let rate = stay.rate.unwrap_or_default();
-        let spend = stay.spend.unwrap_or_default();
-        if rate.minor_units < 0 || spend.minor_units < 0 {
+        } else if stay.guest_id.len() > MAX_ID_CHARS {
             v.push(FieldViolation::new(
-                field("spend"),
-                "amounts must not be negative",
+                field("guest_id"),
+                format!("must be at most {MAX_ID_CHARS} characters"),
             ));
+        }
+        let room = free_text(&stay.room, &field("room"), MAX_ROOM_CHARS, false, &mut v);
+        let mut rate = stay.rate.unwrap_or_default();
+        let mut spend = stay.spend.unwrap_or_default();
+        for (name, money) in [("rate", &mut rate), ("spend", &mut spend)] {
+            if money.minor_units < 0 {
+                v.push(FieldViolation::new(
+                    field(&format!("{name}.minor_units")),
+                    "must not be negative",
+                ));
+            }
+            match currency(&money.currency_code, money.minor_units) {
+                Ok(code) => money.currency_code = code,
+                Err(why) => v.push(FieldViolation::new(
+                    field(&format!("{name}.currency_code")),
+                    why,
+                )),
+            }
         }
         let arrival = NaiveDate::parse_from_str(&stay.arrival_date, "%Y-%m-%d");
         let departure = NaiveDate::parse_from_str(&stay.departure_date, "%Y-%m-%d");
@@ -120,7 +165,7 @@ fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<Fiel
                 guest_id: stay.guest_id,
                 arrival,
                 departure,
-                room: stay.room,
+                room,
                 rate_currency: rate.currency_code,
                 rate_minor: rate.minor_units,
                 spend_currency: spend.currency_code,
@@ -691,6 +736,40 @@ mod tests {
             .into_iter()
             .map(|v| v.field)
             .collect()
+    }
+
+    #[test]
+    fn amounts_carry_a_currency_code_kept_in_upper_case() {
+        assert_eq!(currency("eur", 100), Ok("EUR".to_string()));
+        assert_eq!(currency(" GBP ", 0), Ok("GBP".to_string()));
+        assert_eq!(currency("", 0), Ok(String::new()));
+        assert!(currency("", 100).is_err(), "an amount needs its currency");
+        for bad in ["EURO", "E1R", "€", "US"] {
+            assert!(currency(bad, 100).is_err(), "{bad}");
+        }
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let bad = pb::Stay {
+            room: "4111 1111 1111 1111".into(),
+            spend: Some(guestloop_proto::common::v1::Money {
+                currency_code: "euro".into(),
+                minor_units: 100,
+            }),
+            rate: Some(guestloop_proto::common::v1::Money {
+                currency_code: "EUR".into(),
+                minor_units: -1,
+            }),
+            guest_id: "G".repeat(101),
+            ..stay(pb::StayStatus::Booked, "2026-12-01", "2026-12-03")
+        };
+        assert_eq!(
+            fields(validate(vec![bad], today)),
+            [
+                "stays[0].guest_id",
+                "stays[0].room",
+                "stays[0].rate.minor_units",
+                "stays[0].spend.currency_code"
+            ]
+        );
     }
 
     #[test]
