@@ -596,13 +596,12 @@ pub async fn assign(
 ) -> ApiResult<pb::CareTask> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    let assignee = request.assignee.trim();
-    if assignee.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "assignee",
-            "must be at most 200 characters",
-        ));
+    let mut v = Vec::new();
+    let assignee = text(&request.assignee, "assignee", 200, &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::InvalidArgument(v));
     }
+    let assignee = assignee.as_str();
     let mut tx = api.context.pool.begin().await?;
     let task = load_task(&mut tx, &principal, &request.care_task_id).await?;
     if task.done {
