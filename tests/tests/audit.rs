@@ -6,7 +6,7 @@ use guestloop_kit::auth::Role;
 use guestloop_proto::audit::v1 as pb;
 use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guestloop_proto::common::v1::TimeRange;
-use guestloop_testkit::{spawn_service, TokenBuilder};
+use guestloop_testkit::{spawn_service, violated_fields, TokenBuilder};
 use tonic::Code;
 
 type Client = AuditServiceClient<guestloop_kit::client::AuthedChannel>;
@@ -1457,25 +1457,23 @@ async fn templates_name_known_standards_once() -> anyhow::Result<()> {
         pass_threshold: 70.0,
         touchpoint_weighted: false,
     };
-    let fields = |status: &tonic::Status| -> Vec<String> {
-        use tonic_types::StatusExt;
-        status
-            .get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
     let unknown = client
         .publish_template(template(vec![item("warmth"), item("wramth")]))
         .await
         .expect_err("a typo");
     assert_eq!(unknown.code(), Code::InvalidArgument);
-    assert_eq!(fields(&unknown), vec!["sections[0].items[1].standard_code"]);
+    assert_eq!(
+        violated_fields(&unknown),
+        vec!["sections[0].items[1].standard_code"]
+    );
     let twice = client
         .publish_template(template(vec![item("warmth"), item("warmth")]))
         .await
         .expect_err("the same standard twice");
-    assert_eq!(fields(&twice), vec!["sections[0].items[1].standard_code"]);
+    assert_eq!(
+        violated_fields(&twice),
+        vec!["sections[0].items[1].standard_code"]
+    );
     let published = client
         .publish_template(template(vec![item("warmth"), item("alpine_breakfast")]))
         .await?
@@ -2259,13 +2257,6 @@ async fn templates_and_chain_wide_standards_are_their_chains() -> anyhow::Result
         .create_program(program("innsbruck", &shared.template_id))
         .await?;
     service.shutdown().await
-}
-
-/// The fields an INVALID_ARGUMENT status names.
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    tonic_types::StatusExt::get_details_bad_request(status)
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use guestloop_kit::auth::Role;
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::complaints::v1 as pb;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
-use guestloop_testkit::{spawn_service, TestService, TokenBuilder};
+use guestloop_testkit::{spawn_service, violated_fields, TestService, TokenBuilder};
 use prost_types::FieldMask;
 use tonic::Code;
 
@@ -417,14 +417,6 @@ async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() 
 async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
     let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
-    let field_of = |status: &tonic::Status| -> Vec<String> {
-        use tonic_types::StatusExt;
-        status
-            .get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
     let cases: Vec<(pb::Complaint, &str)> = vec![
         (
             pb::Complaint {
@@ -509,9 +501,9 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
             .expect("a gRPC status");
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(
-            field_of(status).iter().any(|f| f == field),
+            violated_fields(status).iter().any(|f| f == field),
             "{field} named in {:?}",
-            field_of(status)
+            violated_fields(status)
         );
     }
     // Rating 11 (and NPS out of range) on a real complaint, and a card number in the comment.
@@ -527,7 +519,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
         .await
         .expect_err("a card number in the comment");
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert_eq!(field_of(&error), ["comment"]);
+    assert_eq!(violated_fields(&error), ["comment"]);
     let error = agent
         .rate_complaint(pb::RateComplaintRequest {
             complaint_id: filed.complaint_id.clone(),
@@ -539,8 +531,8 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
         .expect_err("rating 11");
     assert_eq!(error.code(), Code::InvalidArgument);
     assert!(
-        field_of(&error).contains(&"csat".to_string())
-            && field_of(&error).contains(&"nps".to_string())
+        violated_fields(&error).contains(&"csat".to_string())
+            && violated_fields(&error).contains(&"nps".to_string())
     );
 
     let pool = service.database.admin_pool().await?;
@@ -681,16 +673,6 @@ async fn categories_are_defined_per_chain_and_overridden_per_property() -> anyho
         .expect_err("not chain level");
     assert_eq!(denied.code(), Code::PermissionDenied);
     service.shutdown().await
-}
-
-/// The fields a refusal names.
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 fn remedy_request(

@@ -3589,14 +3589,7 @@ async fn each_chain_defines_its_preference_groups_and_limits() -> anyhow::Result
         .await
         .expect_err("a name twice and a limit of 0");
     assert_eq!(refused.code(), Code::InvalidArgument);
-    let fields: Vec<String> = {
-        use tonic_types::StatusExt;
-        refused
-            .get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
+    let fields = guestloop_testkit::violated_fields(&refused);
     assert_eq!(
         fields,
         ["groups.groups[1].name", "groups.groups[2].likes_limit"]

@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
 use guestloop_proto::crm::v1 as pb;
 use guestloop_testkit::crm::{create_guest, crm_as, guest, Crm};
-use guestloop_testkit::{spawn_service, wait_for_lock, TokenBuilder};
+use guestloop_testkit::{spawn_service, violated_fields, wait_for_lock, TokenBuilder};
 use tonic::Code;
 
 /// A guest of the token's chain with a name and an email.
@@ -122,15 +122,6 @@ async fn a_past_night_of_per_credit_expiry_keeps_what_later_redemptions_spent() 
     service.shutdown().await
 }
 
-fn violation_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn postings_refuse_bad_input_and_reused_request_ids_and_change_nothing() -> anyhow::Result<()>
 {
@@ -161,7 +152,7 @@ async fn postings_refuse_bad_input_and_reused_request_ids_and_change_nothing() -
             .await
             .expect_err("bad input is refused");
         assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
-        assert_eq!(violation_fields(&refused), vec![field.to_string()]);
+        assert_eq!(violated_fields(&refused), vec![field.to_string()]);
     }
     // The same request id with another reason is another posting, not a retry.
     let reworded = pb::PostPointsRequest {
@@ -208,7 +199,7 @@ async fn postings_refuse_bad_input_and_reused_request_ids_and_change_nothing() -
         .await
         .expect_err("future expiry");
     assert_eq!(refused.code(), Code::InvalidArgument);
-    assert_eq!(violation_fields(&refused), vec!["as_of".to_string()]);
+    assert_eq!(violated_fields(&refused), vec!["as_of".to_string()]);
     assert_eq!(
         balance(&mut admin, &g.guest_id).await? + balance(&mut admin, &other.guest_id).await?,
         1_007,
@@ -336,7 +327,7 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
         .await
         .expect_err("a chain admin evaluating 91 days ahead");
     assert_eq!(refused.code(), Code::InvalidArgument);
-    assert_eq!(violation_fields(&refused), ["as_of"]);
+    assert_eq!(violated_fields(&refused), ["as_of"]);
     let short_since: Option<chrono::DateTime<Utc>> =
         sqlx::query_scalar("SELECT tier_short_since FROM crm.guests WHERE guest_id = $1")
             .bind(&g.guest_id)
@@ -349,7 +340,7 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
         })
         .await
         .expect_err("customer values a year ahead");
-    assert_eq!(violation_fields(&refused), ["as_of"]);
+    assert_eq!(violated_fields(&refused), ["as_of"]);
     // The service role's scheduled batch may look ahead: the days to come, evaluated now.
     let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
     for (at, expected) in [
@@ -492,7 +483,7 @@ async fn a_service_reads_for_the_chain_that_holds_the_property() -> anyhow::Resu
             .await
             .expect_err("no chain holds these");
         assert_eq!(refused.code(), Code::InvalidArgument);
-        assert_eq!(violation_fields(&refused), vec!["property_ids".to_string()]);
+        assert_eq!(violated_fields(&refused), vec!["property_ids".to_string()]);
     }
     let arrivals = peer
         .list_arrivals(pb::ListArrivalsRequest {
@@ -517,7 +508,8 @@ async fn a_service_reads_for_the_chain_that_holds_the_property() -> anyhow::Resu
         })
         .await?
         .into_inner();
-    assert!(generated.created > 0, "{generated:?}");
+    // The service's own run for today may have made the task first: it is then found existing.
+    assert!(generated.created + generated.existing > 0, "{generated:?}");
     assert_eq!(
         listed.tasks.len() as i32,
         generated.created + generated.existing

@@ -12,7 +12,7 @@ use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServic
 use guestloop_proto::facilities::v1 as pb;
 use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
 use guestloop_testkit::{
-    spawn_service, spawn_service_on, test_settings, TestService, TokenBuilder,
+    spawn_service, spawn_service_on, test_settings, violated_fields, TestService, TokenBuilder,
 };
 use prost::Message;
 use tonic::Code;
@@ -2108,16 +2108,6 @@ async fn checklists_from_before_chains_go_to_the_chain_that_uses_them() -> anyho
     let single_plan = inspections_of(&mut nordic, "oslo", &plans[&("oslo", single)]).await?;
     record_first_due(&mut nordic, &single_plan).await?;
     service.shutdown().await
-}
-
-/// The fields a refusal names.
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 /// Asserts that `answer` is an INVALID_ARGUMENT naming `field`, in its details and its message.

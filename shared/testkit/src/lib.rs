@@ -131,3 +131,10 @@ impl TestService {
         self.service.shutdown().await
     }
 }
+
+/// The fields an INVALID_ARGUMENT status names in its `BadRequest` detail, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    tonic_types::StatusExt::get_details_bad_request(status)
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
