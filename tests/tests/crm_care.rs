@@ -1,5 +1,6 @@
 //! CRM care tasks end to end: tasks follow the PMS's corrections of the stays they were made
-//! for, completed tasks stay as history, and generating again changes nothing.
+//! for (a cancelled or no-show stay's open tasks go with the feed that calls it off), completed
+//! tasks stay as history, and generating again changes nothing.
 
 use guestloop_kit::auth::Role;
 use guestloop_proto::crm::v1 as pb;
@@ -179,8 +180,9 @@ async fn care_tasks_follow_pms_corrections_and_keep_completed_ones() -> anyhow::
         "R1's birthday task is Bea's now"
     );
     assert_eq!(
-        rerun.withdrawn, 3,
-        "Fay's task, the cancelled stay's and Ivy's: no stay calls for them any more"
+        rerun.withdrawn, 2,
+        "Fay's task and Ivy's: no stay calls for them any more (the cancelled stay's open task \
+         went with the feed that cancelled it)"
     );
     let row = |reservation: &str, guest: &str, due: &str, reason: &str, done: bool| {
         (
@@ -477,6 +479,59 @@ async fn removing_the_strategic_flag_restores_the_tier_held_before() -> anyhow::
     assert_eq!(
         tier_changes(&pool, &legacy).await?,
         (expected.clone(), expected)
+    );
+    service.shutdown().await
+}
+
+/// A stay the PMS cancels, or marks no-show, after its task's day has passed: the open task goes
+/// at once (no run for that day comes again to withdraw it), a completed one stays as history.
+#[tokio::test]
+async fn a_stay_called_off_after_its_day_takes_its_open_tasks_along() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let open = guest(&mut admin, "Open", "1980-05-11").await?;
+    let served = guest(&mut admin, "Served", "1981-05-11").await?;
+    let booked = |reservation: &str, guest_id: &str, status: pb::StayStatus| {
+        stay(reservation, guest_id, "2026-05-10", "2026-05-13", status)
+    };
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                booked("N1", &open, pb::StayStatus::Booked),
+                booked("N2", &served, pb::StayStatus::Booked),
+            ],
+        })
+        .await?;
+    assert_eq!(generate(&mut admin, "2026-05-10").await?, (2, 0));
+    let made = tasks(&mut admin).await?;
+    let done = made
+        .iter()
+        .find(|t| t.guest_id == served)
+        .ok_or_else(|| anyhow::anyhow!("the served guest's task"))?;
+    admin
+        .complete_care_task(pb::CompleteCareTaskRequest {
+            care_task_id: done.care_task_id.clone(),
+            outcome: "cake in the room".into(),
+        })
+        .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                booked("N1", &open, pb::StayStatus::NoShow),
+                booked("N2", &served, pb::StayStatus::Cancelled),
+            ],
+        })
+        .await?;
+    let left = tasks(&mut admin).await?;
+    assert_eq!(
+        left.iter()
+            .map(|t| (
+                t.guest_id.as_str(),
+                t.state == pb::CareTaskState::Done as i32
+            ))
+            .collect::<Vec<_>>(),
+        vec![(served.as_str(), true)],
+        "the open task went with its stay; the done one stays"
     );
     service.shutdown().await
 }

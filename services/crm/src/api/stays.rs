@@ -330,6 +330,7 @@ pub async fn upsert(
             }
         }
     }
+    withdraw_care_of_called_off(&mut tx, &rows, &written).await?;
     let settled: HashSet<usize> = changed.iter().map(|(_, i)| *i).collect();
     // Every other stay that earns posts its first points unless it has (an unchanged stay has,
     // so its first posting is found): the new ones.
@@ -367,6 +368,45 @@ pub async fn upsert(
         updated: count(written.len() - inserted),
         unchanged: count(total - written.len()),
     })
+}
+
+/// Open care tasks of stays the PMS has just cancelled or marked no-show go at once, whatever
+/// day they were due: the daily run reconciles today's and the days ahead, and a task for a
+/// guest who never came would otherwise wait on a past day's list. Done tasks are history.
+async fn withdraw_care_of_called_off(
+    conn: &mut PgConnection,
+    rows: &[Row],
+    written: &[Written],
+) -> ApiResult<()> {
+    let (mut properties, mut reservations) = (Vec::new(), Vec::new());
+    let called_off: HashSet<(&str, &str)> = rows
+        .iter()
+        .filter(|r| matches!(r.status, "cancelled" | "no_show"))
+        .map(|r| (r.property_id.as_str(), r.reservation.as_str()))
+        .collect();
+    if called_off.is_empty() {
+        return Ok(());
+    }
+    for w in written {
+        if let (Some(property), Some(reservation)) = (&w.property_id, &w.pms_reservation_id) {
+            if called_off.contains(&(property.as_str(), reservation.as_str())) {
+                properties.push(property.as_str());
+                reservations.push(reservation.as_str());
+            }
+        }
+    }
+    if properties.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM care_tasks t USING unnest($1::text[], $2::text[]) AS u(p, r) \
+         WHERE t.property_id = u.p AND t.pms_reservation_id = u.r AND NOT t.done",
+    )
+    .bind(&properties)
+    .bind(&reservations)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The guest a corrected stay keeps: the PMS's, unless the stay belongs to an erased guest's
