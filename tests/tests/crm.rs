@@ -78,7 +78,12 @@ async fn sixty_four_clients_never_overdraw_and_apply_each_request_once() -> anyh
     let mut tasks = Vec::new();
     for client_number in 0..64 {
         let accounts = accounts.clone();
-        let mut client = crm_as(&service, TokenBuilder::new(Role::Supervisor)).await?;
+        // 64 supervisors: each earns a few thousand points, within a person's daily limit.
+        let mut client = crm_as(
+            &service,
+            TokenBuilder::new(Role::Supervisor).subject(&format!("supervisor-{client_number}")),
+        )
+        .await?;
         tasks.push(tokio::spawn(async move {
             let mut applied = 0u32;
             for op in 0..25 {

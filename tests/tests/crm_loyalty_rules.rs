@@ -764,3 +764,66 @@ async fn a_pms_batch_that_waited_for_a_merge_credits_the_survivor() -> anyhow::R
     assert_eq!(ledger_sum(&pool, &duplicate.guest_id).await?, 0);
     service.shutdown().await
 }
+
+/// A supervisor credits at most 20,000 points by hand a day (four postings at their limit of
+/// 5,000): the fifth is refused and changes nothing, a retry of one already made still answers
+/// its entry, another supervisor has their own day, and redemptions are not held to it.
+#[tokio::test]
+async fn staff_credit_points_by_hand_within_a_daily_limit() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, "Dora", "dora@example.de").await?;
+    let supervisor = |subject: &str| {
+        TokenBuilder::new(Role::Supervisor)
+            .subject(subject)
+            .properties(&["berlin"])
+    };
+    let mut sam = crm_as(&service, supervisor("sam")).await?;
+    let mut sue = crm_as(&service, supervisor("sue")).await?;
+    let kinds = [
+        pb::EntryKind::Bonus,
+        pb::EntryKind::Earn,
+        pb::EntryKind::Adjust,
+        pb::EntryKind::Bonus,
+    ];
+    for (n, kind) in kinds.into_iter().enumerate() {
+        sam.post_points(posting(&g.guest_id, &format!("sam-{n}"), kind, 5_000))
+            .await?;
+    }
+    let refused = sam
+        .post_points(posting(&g.guest_id, "sam-4", pb::EntryKind::Bonus, 1))
+        .await
+        .expect_err("a point past the day's 20,000");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("20000"), "{}", refused.message());
+    assert_eq!(balance(&mut admin, &g.guest_id).await?, 20_000);
+    // A retry of a posting made is answered as before, not counted again.
+    let again = sam
+        .post_points(posting(&g.guest_id, "sam-3", pb::EntryKind::Bonus, 5_000))
+        .await?
+        .into_inner();
+    assert_eq!(again.balance_after, 20_000);
+    // Debits are not credits: a debit adjustment and a redemption go through.
+    sam.post_points(pb::PostPointsRequest {
+        debit: true,
+        ..posting(&g.guest_id, "sam-5", pb::EntryKind::Adjust, 100)
+    })
+    .await?;
+    sam.post_points(posting(&g.guest_id, "sam-6", pb::EntryKind::Redeem, 100))
+        .await?;
+    // Another person's day is their own; a chain admin has no daily limit.
+    sue.post_points(posting(&g.guest_id, "sue-0", pb::EntryKind::Bonus, 5_000))
+        .await?;
+    admin
+        .post_points(posting(
+            &g.guest_id,
+            "admin-0",
+            pb::EntryKind::Bonus,
+            100_000,
+        ))
+        .await?;
+    assert_eq!(balance(&mut admin, &g.guest_id).await?, 124_800);
+    let pool = service.database.admin_pool().await?;
+    assert_eq!(ledger_sum(&pool, &g.guest_id).await?, 124_800);
+    service.shutdown().await
+}

@@ -37,6 +37,53 @@ fn adjust_limit(role: Role) -> Option<i64> {
     }
 }
 
+/// The most points one person of `role` may credit by hand (earn, bonus, a credit adjustment)
+/// in a UTC day: four postings at the role's limit. `None` is no limit (chain roles; services
+/// post by rule).
+fn daily_credit_limit(role: Role) -> Option<i64> {
+    match role {
+        Role::Service => None,
+        _ => adjust_limit(role).map(|limit| limit.saturating_mul(4)),
+    }
+}
+
+/// Holds a credit by hand to the person's daily limit: the day's credits of `actor` (UTC) and
+/// this one may not exceed [`daily_credit_limit`]. Postings by one person are taken in turn (an
+/// advisory lock on the actor), so two at once cannot both pass. A retry of a posting already
+/// made is not counted again: it answers the first entry as before.
+async fn check_daily_credits(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    points: i64,
+    source: &str,
+) -> ApiResult<()> {
+    let Some(limit) = daily_credit_limit(principal.role()) else {
+        return Ok(());
+    };
+    let actor = principal.subject();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('crm.manual-credits:' || $1, 0))")
+        .bind(actor)
+        .execute(&mut *conn)
+        .await?;
+    let (replay, today): (bool, i64) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM ledger WHERE source = $2), \
+                coalesce((SELECT sum(points) FROM ledger WHERE actor = $1 AND actor <> 'system' AND points > 0 \
+                          AND kind IN ('earn', 'bonus', 'adjust') AND posted_at >= $3), 0)::bigint",
+    )
+    .bind(actor)
+    .bind(source)
+    .bind(Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc())
+    .fetch_one(&mut *conn)
+    .await?;
+    if !replay && today.saturating_add(points) > limit {
+        return Err(ApiError::PermissionDenied(format!(
+            "role {} may credit at most {limit} points by hand per day (UTC); {today} credited today",
+            principal.role()
+        )));
+    }
+    Ok(())
+}
+
 /// The most one `PostPoints` of `kind` by `role` may move (`None`: no limit). Redemptions are
 /// bounded by the balance. Earn and bonus credits create points, so staff are held to the
 /// adjustment limits (earning by rule comes from stays); other services post them unlimited.
@@ -305,6 +352,9 @@ pub async fn post(
         ));
     }
     let source = format!("request:{}", request.request_id);
+    if delta > 0 && kind != EntryKind::Redeem {
+        check_daily_credits(&mut tx, &principal, delta, &source).await?;
+    }
     let entry = post_entry(
         &mut tx,
         &guest.guest_id,
@@ -780,5 +830,15 @@ mod tests {
         assert_eq!(posting_limit(Role::Service, EntryKind::Bonus), None);
         assert_eq!(posting_limit(Role::Service, EntryKind::Adjust), Some(0));
         assert_eq!(posting_limit(Role::Agent, EntryKind::Redeem), None);
+    }
+
+    #[test]
+    fn staff_credit_at_most_four_postings_at_their_limit_a_day() {
+        assert_eq!(daily_credit_limit(Role::Supervisor), Some(20_000));
+        assert_eq!(daily_credit_limit(Role::DutyManager), Some(20_000));
+        assert_eq!(daily_credit_limit(Role::GeneralManager), Some(200_000));
+        assert_eq!(daily_credit_limit(Role::Agent), Some(0));
+        assert_eq!(daily_credit_limit(Role::ChainAdmin), None);
+        assert_eq!(daily_credit_limit(Role::Service), None);
     }
 }
