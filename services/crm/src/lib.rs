@@ -134,9 +134,12 @@ pub const POLICIES: &[RpcPolicy] = &[
         EVERYONE,
         ScopeCheck::OwnGuestOrProperty,
     ),
+    // Stays earn points by rule, without the limits staff credits have: only the PMS
+    // integration (a service) and chain admins, whose postings are not limited either, feed
+    // them. A general manager credits points by hand within their limits.
     row(
         "/guestloop.crm.v1.CrmService/UpsertStays",
-        &[Role::Service, Role::ChainAdmin, Role::GeneralManager],
+        &[Role::Service, Role::ChainAdmin],
         ScopeCheck::Property,
     ),
     row(
