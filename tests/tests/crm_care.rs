@@ -535,3 +535,61 @@ async fn a_stay_called_off_after_its_day_takes_its_open_tasks_along() -> anyhow:
     );
     service.shutdown().await
 }
+
+/// Corrections of stays whose task's day has passed (and that no scheduled run reconciles any
+/// more): a stay given to another guest, or moved to other dates, takes the open task along; a
+/// stay corrected in another way (its room) keeps it.
+#[tokio::test]
+async fn a_past_stay_given_to_another_guest_or_moved_takes_its_open_task_along(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let ann = guest(&mut admin, "Ann", "1980-05-11").await?;
+    let bob = guest(&mut admin, "Bob", "1981-05-11").await?;
+    let cat = guest(&mut admin, "Cat", "1982-05-11").await?;
+    let other = guest(&mut admin, "Other", "").await?;
+    let booked = |reservation: &str, guest_id: &str| {
+        stay(
+            reservation,
+            guest_id,
+            "2026-05-10",
+            "2026-05-13",
+            pb::StayStatus::Booked,
+        )
+    };
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![booked("M1", &ann), booked("M2", &bob), booked("M3", &cat)],
+        })
+        .await?;
+    assert_eq!(generate(&mut admin, "2026-05-10").await?, (3, 0));
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                booked("M1", &other),
+                stay(
+                    "M2",
+                    &bob,
+                    "2026-06-01",
+                    "2026-06-03",
+                    pb::StayStatus::Booked,
+                ),
+                pb::Stay {
+                    room: "moved to 204".into(),
+                    ..booked("M3", &cat)
+                },
+            ],
+        })
+        .await?;
+    let left: Vec<String> = tasks(&mut admin)
+        .await?
+        .into_iter()
+        .map(|t| t.guest_id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![cat],
+        "only the task whose stay still calls for it"
+    );
+    service.shutdown().await
+}

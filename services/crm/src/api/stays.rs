@@ -211,8 +211,8 @@ pub async fn upsert(
             return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
         }
     }
-    let mut rows =
-        validate(stays, chrono::Utc::now().date_naive()).map_err(ApiError::InvalidArgument)?;
+    let today = chrono::Utc::now().date_naive();
+    let mut rows = validate(stays, today).map_err(ApiError::InvalidArgument)?;
     // One order for every batch, so concurrent batches lock shared rows in the same order.
     rows.sort_by(|a, b| (&a.property_id, &a.reservation).cmp(&(&b.property_id, &b.reservation)));
     let total = rows.len();
@@ -330,7 +330,7 @@ pub async fn upsert(
             }
         }
     }
-    withdraw_care_of_called_off(&mut tx, &rows, &written).await?;
+    settle_care_of_corrected(&mut tx, &written, today).await?;
     let settled: HashSet<usize> = changed.iter().map(|(_, i)| *i).collect();
     // Every other stay that earns posts its first points unless it has (an unchanged stay has,
     // so its first posting is found): the new ones.
@@ -370,40 +370,36 @@ pub async fn upsert(
     })
 }
 
-/// Open care tasks of stays the PMS has just cancelled or marked no-show go at once, whatever
-/// day they were due: the daily run reconciles today's and the days ahead, and a task for a
-/// guest who never came would otherwise wait on a past day's list. Done tasks are history.
-async fn withdraw_care_of_called_off(
+/// Open care tasks the PMS's corrections leave without a stay to stand on go at once: those of
+/// stays it has just cancelled or marked no-show, whatever day they were due, and those due
+/// before the days the scheduled run reconciles (yesterday on, UTC) whose stay now belongs to
+/// another guest or no longer spans their day. A task for a guest who never came, or for a
+/// guest who was never there that day, would otherwise wait on a past day's list for good.
+/// Done tasks are history. Tasks due from yesterday on are corrected (kept, moved to the new
+/// guest) by the run for their day.
+async fn settle_care_of_corrected(
     conn: &mut PgConnection,
-    rows: &[Row],
     written: &[Written],
+    today: NaiveDate,
 ) -> ApiResult<()> {
-    let (mut properties, mut reservations) = (Vec::new(), Vec::new());
-    let called_off: HashSet<(&str, &str)> = rows
+    let (properties, reservations): (Vec<&str>, Vec<&str>) = written
         .iter()
-        .filter(|r| matches!(r.status, "cancelled" | "no_show"))
-        .map(|r| (r.property_id.as_str(), r.reservation.as_str()))
-        .collect();
-    if called_off.is_empty() {
-        return Ok(());
-    }
-    for w in written {
-        if let (Some(property), Some(reservation)) = (&w.property_id, &w.pms_reservation_id) {
-            if called_off.contains(&(property.as_str(), reservation.as_str())) {
-                properties.push(property.as_str());
-                reservations.push(reservation.as_str());
-            }
-        }
-    }
+        .filter_map(|w| Some((w.property_id.as_deref()?, w.pms_reservation_id.as_deref()?)))
+        .unzip();
     if properties.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "DELETE FROM care_tasks t USING unnest($1::text[], $2::text[]) AS u(p, r) \
-         WHERE t.property_id = u.p AND t.pms_reservation_id = u.r AND NOT t.done",
+        "DELETE FROM care_tasks t USING unnest($1::text[], $2::text[]) AS u(p, r), stays s \
+         WHERE t.property_id = u.p AND t.pms_reservation_id = u.r AND NOT t.done \
+           AND s.property_id = u.p AND s.pms_reservation_id = u.r \
+           AND (s.status IN ('cancelled', 'no_show') \
+                OR t.due_date < $3 AND (t.guest_id <> s.guest_id OR t.due_date < s.arrival_date \
+                                        OR t.due_date > s.departure_date))",
     )
     .bind(&properties)
     .bind(&reservations)
+    .bind(today - chrono::Duration::days(1))
     .execute(&mut *conn)
     .await?;
     Ok(())
