@@ -1,7 +1,8 @@
 //! CRM loyalty rules end to end: per-credit expiry rerun for a past night, what a posting
-//! refuses, stays naming another chain's guest, a merge committing while a PMS batch runs, the tier grace period counted from the first
-//! evaluation that finds a guest short, the chain a service's call acts for, and the accuracy
-//! of the chain's profiles.
+//! refuses, staff credits within a daily limit, stays naming another chain's guest, a merge
+//! committing while a PMS batch runs (both orders), the tier grace period counted from the
+//! first evaluation that finds a guest short (and no look-ahead by staff), the chain a
+//! service's call acts for, and the accuracy of the chain's profiles.
 
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
