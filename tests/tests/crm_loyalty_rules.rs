@@ -2,7 +2,8 @@
 //! refuses, staff credits within a daily limit, stays naming another chain's guest, a merge
 //! committing while a PMS batch runs (both orders), the tier grace period counted from the
 //! first evaluation that finds a guest short (and no look-ahead by staff), the chain a
-//! service's call acts for, and the accuracy of the chain's profiles.
+//! service's call acts for, the accuracy of the chain's profiles, and the points a feed earns
+//! for guests who are not members yet (kept for the chain whose properties earned them).
 
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
@@ -826,5 +827,188 @@ async fn staff_credit_points_by_hand_within_a_daily_limit() -> anyhow::Result<()
     assert_eq!(balance(&mut admin, &g.guest_id).await?, 124_800);
     let pool = service.database.admin_pool().await?;
     assert_eq!(ledger_sum(&pool, &g.guest_id).await?, 124_800);
+    service.shutdown().await
+}
+
+/// The balance and chain of an account, straight from the table.
+async fn account_row(pool: &sqlx::PgPool, guest_id: &str) -> anyhow::Result<(i64, Option<String>)> {
+    Ok(
+        sqlx::query_as("SELECT balance, chain_id FROM crm.loyalty_accounts WHERE guest_id = $1")
+            .bind(guest_id)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// A PMS feed earns for guests who are not members yet, into accounts of the chain whose
+/// properties they stayed at. Another chain can neither take those points by creating a profile
+/// with the id, nor earn into the account with its own feed; the chain itself can, and counts
+/// them in its liability meanwhile.
+#[tokio::test]
+async fn a_non_members_points_stay_with_the_chain_whose_properties_earned_them(
+) -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut alpha = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("alpha")).await?;
+    let mut beta = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("beta")).await?;
+    let mut pms = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let today = Utc::now().date_naive();
+    let stay = |property: &str, reservation: &str, guest_id: &str, nights: i64| pb::Stay {
+        property_id: property.into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: (today - Duration::days(2 + nights)).to_string(),
+        departure_date: (today - Duration::days(2)).to_string(),
+        status: pb::StayStatus::CheckedOut as i32,
+        ..Default::default()
+    };
+    let upsert = |stays: Vec<pb::Stay>| pb::UpsertStaysRequest { stays };
+    // Lisbon is alpha's, Madrid beta's (their first writes register them).
+    alpha
+        .upsert_stays(upsert(vec![stay("lisbon", "L1", "PMS-1", 3)]))
+        .await?;
+    beta.upsert_stays(upsert(vec![stay("madrid", "M1", "PMS-9", 3)]))
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    let (earned, chain) = account_row(&pool, "PMS-1").await?;
+    assert!(earned > 0, "a non-member earns");
+    assert_eq!(chain.as_deref(), Some("alpha"));
+
+    // Alpha's liability counts the points of its non-member's account.
+    let period = guestloop_proto::common::v1::TimeRange {
+        start_time: timestamp(Utc::now() - Duration::days(30)),
+        end_time: timestamp(Utc::now() + Duration::days(1)),
+    };
+    let kpis = |property_ids: Vec<String>| pb::GetCrmKpisRequest {
+        property_ids,
+        period: Some(period),
+        loyalty_only: false,
+    };
+    let own = alpha.get_crm_kpis(kpis(Vec::new())).await?.into_inner();
+    assert_eq!(
+        (own.members, own.points_outstanding, own.points_earned),
+        (0, earned, earned)
+    );
+    let named = alpha
+        .get_crm_kpis(kpis(vec!["lisbon".into()]))
+        .await?
+        .into_inner();
+    assert_eq!(named.points_outstanding, earned);
+    let theirs = beta.get_crm_kpis(kpis(Vec::new())).await?.into_inner();
+    assert_eq!(
+        theirs.points_outstanding,
+        account_row(&pool, "PMS-9").await?.0,
+        "beta's liability is its own non-member's, not alpha's"
+    );
+
+    // Beta cannot take the id, and with it alpha's points.
+    let taken = beta
+        .create_guest(pb::CreateGuestRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            guest: Some(pb::Guest {
+                guest_id: "PMS-1".into(),
+                ..guest("Bea", "Tester", "bea@example.es", "")
+            }),
+        })
+        .await
+        .expect_err("alpha's non-member");
+    assert_eq!(taken.code(), Code::AlreadyExists, "{}", taken.message());
+    let profiles: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.guests")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(profiles, 0, "the refused profile was not kept");
+
+    // Nor earn into it: a new stay at its own property, alone or next to a correction that
+    // gives points back (the batch then locks its accounts before posting).
+    let refused = beta
+        .upsert_stays(upsert(vec![stay("madrid", "M2", "PMS-1", 2)]))
+        .await
+        .expect_err("alpha's account");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("stays[0]"),
+        "{}",
+        refused.message()
+    );
+    let refused = beta
+        .upsert_stays(upsert(vec![
+            stay("madrid", "M1", "PMS-9", 1),
+            stay("madrid", "M2", "PMS-1", 2),
+        ]))
+        .await
+        .expect_err("alpha's account, with a give-back");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("stays[1]"),
+        "{}",
+        refused.message()
+    );
+    // A service's batch naming one id at both chains' properties is refused whole.
+    let refused = pms
+        .upsert_stays(upsert(vec![
+            stay("lisbon", "L7", "PMS-7", 1),
+            stay("madrid", "M7", "PMS-7", 1),
+        ]))
+        .await
+        .expect_err("one id, two chains");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("stays[1]"),
+        "{}",
+        refused.message()
+    );
+    let (stays, entries, accounts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays), (SELECT count(*) FROM crm.ledger), \
+                (SELECT count(*) FROM crm.loyalty_accounts)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (stays, entries, accounts),
+        (2, 2, 2),
+        "the refused batches wrote nothing"
+    );
+    let nights: i32 = sqlx::query_scalar(
+        "SELECT departure_date - arrival_date FROM crm.stays WHERE pms_reservation_id = 'M1'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        nights, 3,
+        "the correction in the refused batch was not applied"
+    );
+    assert_eq!(
+        account_row(&pool, "PMS-1").await?,
+        (earned, Some("alpha".into()))
+    );
+
+    // Alpha's guest joins under their PMS id and finds their points.
+    let member = create_guest(
+        &mut alpha,
+        pb::Guest {
+            guest_id: "PMS-1".into(),
+            ..guest("Ana", "Tester", "ana@example.pt", "")
+        },
+    )
+    .await?;
+    assert_eq!(balance(&mut alpha, &member.guest_id).await?, earned);
+
+    // An account a service's feed opened at a property no chain holds has no chain yet: the
+    // first chain to write to it claims it.
+    pms.upsert_stays(upsert(vec![stay("unlisted", "U1", "PMS-5", 2)]))
+        .await?;
+    assert_eq!(account_row(&pool, "PMS-5").await?.1, None);
+    let claimed = create_guest(
+        &mut beta,
+        pb::Guest {
+            guest_id: "PMS-5".into(),
+            ..guest("Carl", "Tester", "carl@example.es", "")
+        },
+    )
+    .await?;
+    assert!(balance(&mut beta, &claimed.guest_id).await? > 0);
+    assert_eq!(
+        account_row(&pool, "PMS-5").await?.1.as_deref(),
+        Some("beta")
+    );
     service.shutdown().await
 }

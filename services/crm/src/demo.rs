@@ -252,8 +252,8 @@ pub async fn load(pool: &PgPool) -> anyhow::Result<()> {
         }
     }
     sqlx::query(
-        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned, last_activity_at) \
-         SELECT g.guest_id, coalesce(sum(l.points), 0), coalesce(sum(l.points), 0), coalesce(max(l.posted_at), now()) \
+        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned, last_activity_at, chain_id) \
+         SELECT g.guest_id, coalesce(sum(l.points), 0), coalesce(sum(l.points), 0), coalesce(max(l.posted_at), now()), $1 \
          FROM guests g LEFT JOIN ledger l ON l.guest_id = g.guest_id WHERE g.chain_id = $1 GROUP BY g.guest_id",
     )
     .bind(DEMO_CHAIN)

@@ -178,10 +178,23 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     .bind(guest.consent.is_some())
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(&guest_id)
-        .execute(&mut *tx)
-        .await?;
+    // An account may already hold points under this id: a PMS feed's stays earned them before
+    // the guest became a member. They are the guest's only when they were earned at this
+    // chain's properties (an account of no known chain is claimed by the first profile).
+    let account_chain: Option<String> = sqlx::query_scalar(
+        "INSERT INTO loyalty_accounts (guest_id, chain_id) VALUES ($1, $2) \
+         ON CONFLICT (guest_id) DO UPDATE SET chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
+         RETURNING chain_id",
+    )
+    .bind(&guest_id)
+    .bind(principal.chain_id())
+    .fetch_one(&mut *tx)
+    .await?;
+    if account_chain.as_deref() != Some(principal.chain_id()) {
+        return Err(ApiError::AlreadyExists(format!(
+            "guest id {guest_id} is already in use by another chain; choose another id"
+        )));
+    }
     if guest.consent.is_some() {
         record_consent(&mut tx, &row, principal.subject()).await?;
     }
@@ -492,10 +505,7 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
+    super::store::open_account(&mut tx, to).await?;
     sqlx::query(
         "UPDATE loyalty_accounts a SET balance = a.balance + d.balance, lifetime_earned = a.lifetime_earned + d.lifetime_earned, \
          last_activity_at = greatest(a.last_activity_at, d.last_activity_at) FROM loyalty_accounts d \

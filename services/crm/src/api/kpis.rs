@@ -32,6 +32,15 @@ fn guests_in_scope(columns: &str, properties: &[String]) -> String {
     )
 }
 
+/// The accounts of the chain (`$1`) CRM holds no profile for: guests a PMS feed earned points
+/// for before they became members. With properties named (`$2`), those with a stay there.
+fn accounts_without_profile() -> &'static str {
+    "SELECT a.guest_id FROM loyalty_accounts a WHERE a.chain_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM guests p WHERE p.guest_id = a.guest_id) \
+     AND (cardinality($2::text[]) = 0 \
+          OR a.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2)))"
+}
+
 fn rate(numerator: i64, denominator: i64) -> Option<f64> {
     (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }
@@ -97,10 +106,13 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
 
     let all_columns = guests_in_scope("g.*", properties);
     let ids = guests_in_scope("g.guest_id", properties);
+    let holders = accounts_without_profile();
     let stocks_sql = format!(
         "WITH g AS ({all_columns}) SELECT \
            count(*) AS members, \
-           coalesce((SELECT sum(a.balance) FROM loyalty_accounts a JOIN g USING (guest_id)), 0)::bigint AS points_outstanding, \
+           (coalesce((SELECT sum(a.balance) FROM loyalty_accounts a JOIN g USING (guest_id)), 0) \
+            + coalesce((SELECT sum(a.balance) FROM loyalty_accounts a JOIN ({holders}) u USING (guest_id)), 0))::bigint \
+             AS points_outstanding, \
            count(*) FILTER (WHERE (g.email <> '' OR g.phone <> '') AND g.language <> '' AND g.birthday IS NOT NULL) AS profiles_complete, \
            count(*) FILTER (WHERE g.email <> '' OR g.phone <> '') AS contacts_given, \
            count(*) FILTER (WHERE (g.email <> '' OR g.phone <> '') AND (g.email = '' OR g.email_key IS NOT NULL) \
@@ -138,9 +150,10 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
 
     let flows_sql = format!(
         "WITH g AS ({ids}), \
+              h AS (SELECT guest_id FROM g UNION ALL {holders}), \
               l AS (SELECT sum(l.points) FILTER (WHERE l.kind IN ('earn', 'bonus', 'goodwill')) AS earned, \
                            -sum(l.points) FILTER (WHERE l.kind = 'redeem') AS redeemed \
-                    FROM ledger l JOIN g USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
+                    FROM ledger l JOIN h USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
               s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
                     WHERE s.status = 'checked_out' AND s.departure_date >= $3::date AND s.departure_date < $4::date \
                     AND (cardinality($2::text[]) = 0 OR s.property_id = ANY($2)) GROUP BY 1) \

@@ -142,10 +142,7 @@ pub async fn post_entry(
     actor: &str,
     source: &str,
 ) -> ApiResult<pb::LedgerEntry> {
-    sqlx::query("INSERT INTO loyalty_accounts (guest_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(guest_id)
-        .execute(&mut *conn)
-        .await?;
+    super::store::open_account(&mut *conn, guest_id).await?;
     let balance: i64 =
         sqlx::query_scalar("SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
             .bind(guest_id)

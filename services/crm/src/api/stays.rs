@@ -264,6 +264,9 @@ pub async fn upsert(
             row.guest_id.clone_from(&guest.current);
         }
     }
+    let chains = account_chains(&rows, |property| {
+        caller.or_else(|| owners.get(property).map(String::as_str))
+    })?;
     // What each stay earns if it is new: its nights at its guest's tier rate, checked out only.
     let first_points: Vec<i64> = rows
         .iter()
@@ -357,9 +360,9 @@ pub async fn upsert(
     let credits_only = corrections.iter().all(|p| p.points > 0);
     postings.extend(corrections);
     if credits_only {
-        credit(&mut tx, &postings).await?;
+        credit(&mut tx, &postings, &chains).await?;
     } else {
-        post_locked(&mut tx, &postings).await?;
+        post_locked(&mut tx, &postings, &chains).await?;
     }
     tx.commit().await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
@@ -498,6 +501,67 @@ async fn resolve_guests(
     Ok(Some(resolved))
 }
 
+/// The chain each account a batch credits belongs to (keyed by resolved guest id): that of its
+/// stays' properties (`None`: a service's stays at properties no chain holds), with the first
+/// stay naming it, for errors. Known guests' chains were checked against their profiles; an id
+/// CRM holds no profile of is refused when the batch has it stay at two chains' properties.
+fn account_chains<'a>(
+    rows: &[Row],
+    chain_of: impl Fn(&str) -> Option<&'a str>,
+) -> ApiResult<HashMap<String, AccountChain>> {
+    let mut chains: HashMap<String, AccountChain> = HashMap::new();
+    for row in rows {
+        let chain = chain_of(&row.property_id);
+        let known = chains
+            .entry(row.guest_id.clone())
+            .or_insert_with(|| AccountChain {
+                chain: None,
+                position: row.position,
+            });
+        match (known.chain.as_deref(), chain) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ApiError::PermissionDenied(format!(
+                    "stays[{}]: guest {} has stays at two chains' properties in this batch",
+                    row.position, row.guest_id
+                )))
+            }
+            (None, Some(b)) => known.chain = Some(b.to_string()),
+            _ => {}
+        }
+    }
+    Ok(chains)
+}
+
+struct AccountChain {
+    chain: Option<String>,
+    /// The first stay of the batch that credits the account.
+    position: usize,
+}
+
+/// Refuses the batch when an account it credited belongs to another chain than its stays'
+/// (`accounts`: guest id and chain as the account upsert left them, which claims an account of
+/// no chain for the stays' one). The account's row lock is held, so no other batch can claim
+/// it meanwhile.
+fn check_account_chains(
+    accounts: &[(String, Option<String>)],
+    chains: &HashMap<String, AccountChain>,
+) -> ApiResult<()> {
+    for (guest, chain) in accounts {
+        let Some(expected) = chains.get(guest) else {
+            continue;
+        };
+        if let (Some(held), Some(wanted)) = (chain, &expected.chain) {
+            if held != wanted {
+                return Err(ApiError::PermissionDenied(format!(
+                    "stays[{}]: guest {guest} belongs to another chain",
+                    expected.position
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The tier a (resolved) guest earns at; guests CRM does not hold earn as new.
 fn tier_of<'a>(guests: &'a HashMap<String, Resolved>, guest_id: &str) -> &'a str {
     guests.get(guest_id).map_or("new", |g| g.tier.as_str())
@@ -626,7 +690,11 @@ async fn settle_changed(
 /// Which earnings are new was read without the accounts' locks: an earning's source is its stay,
 /// and the stay upsert earlier in this transaction holds that stay's row, so no other batch can
 /// be posting the same earning meanwhile (it waits, then finds it posted).
-async fn credit(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> {
+async fn credit(
+    conn: &mut PgConnection,
+    postings: &[Posting],
+    chains: &HashMap<String, AccountChain>,
+) -> ApiResult<()> {
     if postings.is_empty() {
         return Ok(());
     }
@@ -635,21 +703,28 @@ async fn credit(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> 
         *earned.entry(posting.guest_id.as_str()).or_default() += posting.points;
     }
     let (account_ids, totals): (Vec<&str>, Vec<i64>) = earned.iter().map(|(g, t)| (*g, *t)).unzip();
-    let after: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned) \
-         SELECT g, e, e FROM unnest($1::text[], $2::bigint[]) AS u(g, e) ORDER BY g \
+    let after: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned, chain_id) \
+         SELECT g, e, e, c FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(g, e, c) ORDER BY g \
          ON CONFLICT (guest_id) DO UPDATE SET balance = loyalty_accounts.balance + EXCLUDED.balance, \
-         lifetime_earned = loyalty_accounts.lifetime_earned + EXCLUDED.lifetime_earned, last_activity_at = now() \
-         RETURNING guest_id, balance",
+         lifetime_earned = loyalty_accounts.lifetime_earned + EXCLUDED.lifetime_earned, last_activity_at = now(), \
+         chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
+         RETURNING guest_id, balance, chain_id",
     )
     .bind(&account_ids)
     .bind(&totals)
+    .bind(chains_of(&account_ids, chains))
     .fetch_all(&mut *conn)
     .await?;
+    let accounts: Vec<(String, Option<String>)> = after
+        .iter()
+        .map(|(guest, _, chain)| (guest.clone(), chain.clone()))
+        .collect();
+    check_account_chains(&accounts, chains)?;
     // Each account's balance before this batch, then advanced entry by entry.
     let mut balances: HashMap<String, i64> = after
         .into_iter()
-        .map(|(guest, balance)| {
+        .map(|(guest, balance, _)| {
             let before = balance - earned.get(guest.as_str()).copied().unwrap_or(0);
             (guest, before)
         })
@@ -669,23 +744,35 @@ async fn credit(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> 
 /// guest order first (creating missing ones) and reads the balances, then applies each posting
 /// in turn. A give-back takes at most what the account holds: the balance never goes negative,
 /// and what the guest already spent stays spent.
-async fn post_locked(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult<()> {
+async fn post_locked(
+    conn: &mut PgConnection,
+    postings: &[Posting],
+    chains: &HashMap<String, AccountChain>,
+) -> ApiResult<()> {
     if postings.is_empty() {
         return Ok(());
     }
     let mut guests: Vec<&str> = postings.iter().map(|p| p.guest_id.as_str()).collect();
     guests.sort_unstable();
     guests.dedup();
-    let mut balances: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "INSERT INTO loyalty_accounts (guest_id) SELECT g FROM unnest($1::text[]) AS g ORDER BY g \
-         ON CONFLICT (guest_id) DO UPDATE SET last_activity_at = loyalty_accounts.last_activity_at \
-         RETURNING guest_id, balance",
+    let locked: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "INSERT INTO loyalty_accounts (guest_id, chain_id) \
+         SELECT g, c FROM unnest($1::text[], $2::text[]) AS u(g, c) ORDER BY g \
+         ON CONFLICT (guest_id) DO UPDATE SET last_activity_at = loyalty_accounts.last_activity_at, \
+         chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
+         RETURNING guest_id, balance, chain_id",
     )
     .bind(&guests)
+    .bind(chains_of(&guests, chains))
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let mut balances: HashMap<String, i64> = HashMap::with_capacity(locked.len());
+    let mut accounts = Vec::with_capacity(locked.len());
+    for (guest, balance, chain) in locked {
+        balances.insert(guest.clone(), balance);
+        accounts.push((guest, chain));
+    }
+    check_account_chains(&accounts, chains)?;
     let mut kept = Vec::with_capacity(postings.len());
     let mut applied = Vec::with_capacity(postings.len());
     let mut balance_after = Vec::with_capacity(postings.len());
@@ -726,6 +813,17 @@ async fn post_locked(conn: &mut PgConnection, postings: &[Posting]) -> ApiResult
     .execute(&mut *conn)
     .await?;
     insert_entries(conn, &kept, &applied, &balance_after).await
+}
+
+/// The chains of `guests`' accounts, in their order, for an account upsert.
+fn chains_of<'a>(
+    guests: &[&str],
+    chains: &'a HashMap<String, AccountChain>,
+) -> Vec<Option<&'a str>> {
+    guests
+        .iter()
+        .map(|g| chains.get(*g).and_then(|c| c.chain.as_deref()))
+        .collect()
 }
 
 async fn insert_entries(

@@ -133,6 +133,19 @@ pub async fn current_guest(
 }
 
 /// Loads a guest (following merge redirects when `follow` is set), refusing other chains.
+/// Opens the loyalty account of a guest CRM holds a profile of, in the profile's chain, unless
+/// it has one.
+pub async fn open_account(conn: &mut PgConnection, guest_id: &str) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO loyalty_accounts (guest_id, chain_id) \
+         VALUES ($1, (SELECT chain_id FROM guests WHERE guest_id = $1)) ON CONFLICT DO NOTHING",
+    )
+    .bind(guest_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn load(
     conn: &mut PgConnection,
     principal: &Principal,
