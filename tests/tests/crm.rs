@@ -2824,10 +2824,17 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
             String::new(),
             String::new(),
             String::new(),
-            "construction noise from 7 am".to_string()
+            "[erased]".to_string()
         ),
-        "identity gone, the complaint itself kept"
+        "identity and the guest's words gone"
     );
+    let category: String = sqlx::query_scalar(
+        "SELECT category FROM complaints.complaints WHERE complaint_id = $1::uuid",
+    )
+    .bind(&first.complaint_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(category, "noise", "the complaint itself kept");
     let stored_answers: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM complaints.idempotency_keys \
          WHERE position(convert_to($1, 'UTF8') IN coalesce(response, ''::bytea)) > 0",

@@ -1,5 +1,6 @@
 //! CRM privacy end to end: erasure reaches every id a guest was known by (profiles merged into
-//! theirs included) and nothing of anyone else, and is logged.
+//! theirs included), every copy of the guest's words (complaints, the work orders facilities
+//! opened from them) and nothing of anyone else, and is logged.
 
 use std::time::Duration;
 
@@ -8,7 +9,9 @@ use guestloop_proto::complaints::v1 as cpb;
 use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServiceClient;
 use guestloop_proto::crm::v1 as pb;
 use guestloop_testkit::crm::{create_guest as create, crm_as, guest, Crm};
-use guestloop_testkit::{spawn_service, spawn_service_with, test_settings, TokenBuilder};
+use guestloop_testkit::{
+    spawn_peers, spawn_service, spawn_service_with, test_settings, TestService, TokenBuilder,
+};
 use tonic::Code;
 
 async fn erase(client: &mut Crm, guest_id: &str) -> anyhow::Result<pb::EraseGuestResponse> {
@@ -112,6 +115,166 @@ async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> an
     .fetch_one(&pool)
     .await?;
     assert_eq!(in_events, 0, "its events no longer name the guest");
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}
+
+/// The guest's words go everywhere they were copied: the erased guest's facility complaint
+/// loses its description and booking reference, and the work order facilities opened from it
+/// loses the description it copied, in its events too. Another guest's complaint and work order
+/// keep theirs, and the room, category and repair history stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_drops_the_guests_words_from_complaints_and_their_work_orders() -> anyhow::Result<()>
+{
+    let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings.endpoints.insert("crm".into(), crm.url());
+    let [facilities, complaints]: [TestService; 2] = spawn_peers(
+        settings,
+        &[
+            &guestloop_facilities::DEFINITION,
+            &guestloop_complaints::DEFINITION,
+        ],
+    )
+    .await?
+    .try_into()
+    .map_err(|_| anyhow::anyhow!("two services"))?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let erased = create(&mut admin, guest("Lena", "Vogel", "lena@example.com", "")).await?;
+    let kept = create(&mut admin, guest("Omar", "Haddad", "omar@example.com", "")).await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["berlin"])
+        .mint()?;
+    let agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let file = |g: &pb::Guest, room: &str, words: &str| {
+        let request = cpb::CreateComplaintRequest {
+            request_id: format!("ac-{room}"),
+            complaint: Some(cpb::Complaint {
+                property_id: "berlin".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: g.guest_id.clone(),
+                    name: format!("{} {}", g.given_name, g.family_name),
+                    ..Default::default()
+                }),
+                stay: Some(cpb::StayContext {
+                    reservation_ref: format!("PMS-{room}"),
+                    room: room.into(),
+                    phase: cpb::StayPhase::InHouse as i32,
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "heating_ac".into(),
+                cause: cpb::Cause::Facility as i32,
+                description: words.into(),
+                ..Default::default()
+            }),
+        };
+        let mut agent = agent.clone();
+        async move { agent.create_complaint(request).await }
+    };
+    let lena_words = "Lena Vogel here, allergic to dust: the AC in 305 blows dust";
+    let omar_words = "The AC in 306 is loud";
+    let lena = file(&erased, "305", lena_words).await?.into_inner();
+    let omar = file(&kept, "306", omar_words).await?.into_inner();
+    let facilities_pool = facilities.database.admin_pool().await?;
+    let complaints_pool = complaints.database.admin_pool().await?;
+    let descriptions = || async {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT source_id, room, description FROM facilities.work_orders ORDER BY room",
+        )
+        .fetch_all(&facilities_pool)
+        .await
+    };
+    let mut orders = Vec::new();
+    for _ in 0..150 {
+        orders = descriptions().await?;
+        if orders.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        orders,
+        vec![
+            (lena.complaint_id.clone(), "305".into(), lena_words.into()),
+            (omar.complaint_id.clone(), "306".into(), omar_words.into()),
+        ],
+        "each facility complaint opened a work order with its words"
+    );
+
+    erase(&mut admin, &erased.guest_id).await?;
+    let expected = vec![
+        (lena.complaint_id.clone(), "305".into(), "[erased]".into()),
+        (omar.complaint_id.clone(), "306".into(), omar_words.into()),
+    ];
+    for _ in 0..150 {
+        orders = descriptions().await?;
+        if orders == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(orders, expected, "only the erased guest's words went");
+    let complaint: (String, String, String, String) = sqlx::query_as(
+        "SELECT description, reservation_ref, room, category FROM complaints.complaints          WHERE complaint_id = $1::uuid",
+    )
+    .bind(&lena.complaint_id)
+    .fetch_one(&complaints_pool)
+    .await?;
+    assert_eq!(
+        complaint,
+        (
+            "[erased]".into(),
+            String::new(),
+            "305".into(),
+            "heating_ac".into()
+        )
+    );
+    let other: (String, String) = sqlx::query_as(
+        "SELECT description, reservation_ref FROM complaints.complaints WHERE complaint_id = $1::uuid",
+    )
+    .bind(&omar.complaint_id)
+    .fetch_one(&complaints_pool)
+    .await?;
+    assert_eq!(other, (omar_words.to_string(), "PMS-306".to_string()));
+    let in_log = |pool: sqlx::PgPool, table: &'static str, text: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT count(*) FROM {table} WHERE position(convert_to($1, 'UTF8') IN payload) > 0"
+        ))
+        .bind(text)
+        .fetch_one(&pool)
+        .await
+    };
+    for (pool, table) in [
+        (&complaints_pool, "complaints.outbox_events"),
+        (&facilities_pool, "facilities.outbox_events"),
+    ] {
+        assert_eq!(
+            in_log(pool.clone(), table, "allergic to dust").await?,
+            0,
+            "{table} no longer holds the erased guest's words"
+        );
+        assert!(
+            in_log(pool.clone(), table, omar_words).await? > 0,
+            "{table} keeps the other guest's"
+        );
+    }
+    assert_eq!(
+        in_log(
+            complaints_pool.clone(),
+            "complaints.outbox_events",
+            "PMS-305"
+        )
+        .await?,
+        0,
+        "nor the booking reference"
+    );
+    let notices: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events WHERE event_type = 'complaints.complaint.guest_erased'",
+    )
+    .fetch_one(&complaints_pool)
+    .await?;
+    assert_eq!(notices, 1, "one notice, for the erased guest's complaint");
+    facilities.shutdown().await?;
     complaints.shutdown().await?;
     crm.shutdown().await
 }

@@ -12,7 +12,8 @@ use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServic
 use guestloop_proto::facilities::v1 as pb;
 use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServiceClient;
 use guestloop_testkit::{
-    spawn_service, spawn_service_on, test_settings, violated_fields, TestService, TokenBuilder,
+    spawn_peers, spawn_service, spawn_service_on, test_settings, violated_fields, TestService,
+    TokenBuilder,
 };
 use prost::Message;
 use tonic::Code;
@@ -89,32 +90,16 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_once(
 ) -> anyhow::Result<()> {
-    // Each service must know the other's address before either starts.
-    let complaints_port = guestloop_kit::ports::free_port()?;
-    let facilities_port = guestloop_kit::ports::free_port()?;
-    let mut settings = test_settings();
-    settings.endpoints.insert(
-        "complaints".into(),
-        format!("http://127.0.0.1:{complaints_port}"),
-    );
-    settings.endpoints.insert(
-        "facilities".into(),
-        format!("http://127.0.0.1:{facilities_port}"),
-    );
-    let facilities = spawn_service_on(
-        &guestloop_facilities::DEFINITION,
-        settings.clone(),
-        None,
-        facilities_port,
+    let [facilities, complaints]: [TestService; 2] = spawn_peers(
+        test_settings(),
+        &[
+            &guestloop_facilities::DEFINITION,
+            &guestloop_complaints::DEFINITION,
+        ],
     )
-    .await?;
-    let complaints = spawn_service_on(
-        &guestloop_complaints::DEFINITION,
-        settings,
-        None,
-        complaints_port,
-    )
-    .await?;
+    .await?
+    .try_into()
+    .map_err(|_| anyhow::anyhow!("two services"))?;
 
     let mut fac = client(&facilities).await?;
     let unit = asset(&mut fac, "512", pb::AssetCategory::Hvac).await?;

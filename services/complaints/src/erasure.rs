@@ -1,13 +1,17 @@
 //! What complaints take from the CRM feed: when CRM erases a guest (`crm.guest.erased`), the
 //! complaints filed by or for that guest lose the guest's identity and contact details (id,
-//! name, email, phone) and the guest's own words in their follow-up rating (the comment), and so
-//! do the events about them in the event log. CRM sends one event per id the guest was known by
-//! (the ids of profiles merged into theirs too). The complaints
-//! themselves stay, so the chain's KPIs do not change; what stays no longer points at the
-//! person. Stored responses of the guest's own calls, which carry the same details, are removed.
-//! Replays find nothing left to scrub.
+//! name, email, phone), their booking reference, and the guest's words: the description (which
+//! then reads "[erased]") and the follow-up rating's comment. So do the events about them in the
+//! event log. CRM sends one event per id the guest was known by (the ids of profiles merged into
+//! theirs too). The complaints themselves stay (category, cause, room, clocks, remedies, scores,
+//! staff notes), so the chain's KPIs and the room's history do not change; what stays no longer
+//! points at the person. Stored responses of the guest's own calls, which carry the same
+//! details, are removed. Each scrubbed complaint sends `complaints.complaint.guest_erased`, so
+//! facilities drops the description it copied into the complaint's work order. Replays find
+//! nothing left to scrub and send nothing.
 
-use guestloop_kit::events::{decode_payload, EventHandler};
+use guestloop_kit::events::{append, decode_payload, EventHandler, NewEvent};
+use guestloop_kit::text::ERASED;
 use guestloop_kit::ApiError;
 use guestloop_proto::common::v1::Event;
 use guestloop_proto::complaints::v1 as pb;
@@ -41,13 +45,15 @@ pub async fn scrub(
     chain_id: &str,
     guest_id: &str,
 ) -> Result<u64, ApiError> {
-    let complaints: Vec<String> = sqlx::query_scalar(
-        "SELECT complaint_id::text FROM complaints WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2)",
+    let found: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT complaint_id::text, chain_id, property_id FROM complaints \
+         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) ORDER BY complaint_id",
     )
     .bind(guest_id)
     .bind(chain_id)
     .fetch_all(&mut *conn)
     .await?;
+    let complaints: Vec<String> = found.iter().map(|(id, _, _)| id.clone()).collect();
     scrub_events(conn, &complaints).await?;
     // Stored responses of idempotent calls hold the complaint as it was answered, contact
     // details included.
@@ -62,19 +68,37 @@ pub async fn scrub(
     .await?;
     let changed = sqlx::query(
         "UPDATE complaints SET guest_id = '', guest_name = '', guest_email = '', guest_phone = '', \
-                rating_comment = '', etag = gen_random_uuid() \
+                reservation_ref = '', description = $3, rating_comment = '', etag = gen_random_uuid() \
          WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2)",
     )
     .bind(guest_id)
     .bind(chain_id)
+    .bind(ERASED)
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    for (complaint_id, chain_id, property_id) in &found {
+        append(
+            &mut *conn,
+            NewEvent {
+                event_type: "complaints.complaint.guest_erased",
+                subject: format!("complaints/{complaint_id}"),
+                chain_id,
+                property_id,
+                payload: &pb::ComplaintGuestErased {
+                    complaint_id: complaint_id.clone(),
+                    property_id: property_id.clone(),
+                },
+            },
+        )
+        .await?;
+    }
     Ok(changed)
 }
 
 /// The event log is a copy too: the events about these complaints (`complaints/<id>` and
-/// `complaints/<id>/...`) keep their facts but lose the guest's id, name, email and phone. A
+/// `complaints/<id>/...`) keep their facts but lose the guest's id, name, email, phone, booking
+/// reference and words, as the complaint did. A
 /// consumer replaying the feed later then sees the complaint as anonymous (no goodwill, no
 /// failure memory for a guest who is gone).
 async fn scrub_events(conn: &mut PgConnection, complaints: &[String]) -> Result<(), ApiError> {
@@ -114,16 +138,22 @@ fn scrubbed_payload(payload_type: &str, payload: &[u8]) -> Option<Vec<u8>> {
     if payload_type == <pb::ComplaintChanged as Name>::type_url() {
         let mut changed = pb::ComplaintChanged::decode(payload).ok()?;
         let complaint = changed.complaint.as_mut()?;
-        let guest = complaint.guest.take().unwrap_or_default();
-        let comment = complaint
-            .rating
-            .as_mut()
-            .map(|rating| std::mem::take(&mut rating.comment))
-            .unwrap_or_default();
-        if guest == pb::GuestRef::default() && comment.is_empty() {
+        let before = complaint.clone();
+        if let Some(guest) = complaint.guest.as_mut() {
+            *guest = pb::GuestRef::default();
+        }
+        if let Some(rating) = complaint.rating.as_mut() {
+            rating.comment.clear();
+        }
+        if let Some(stay) = complaint.stay.as_mut() {
+            stay.reservation_ref.clear();
+        }
+        if !complaint.description.is_empty() {
+            complaint.description = ERASED.to_string();
+        }
+        if *complaint == before {
             return None;
         }
-        complaint.guest = Some(pb::GuestRef::default());
         return Some(changed.encode_to_vec());
     }
     if payload_type == <pb::RemedyApproved as Name>::type_url() {
@@ -146,7 +176,13 @@ mod tests {
         let changed = pb::ComplaintChanged {
             complaint: Some(pb::Complaint {
                 complaint_id: "c1".into(),
-                description: "noise".into(),
+                description: "Lena Vogel in 305: noise".into(),
+                category: "noise".into(),
+                stay: Some(pb::StayContext {
+                    reservation_ref: "PMS-4411".into(),
+                    room: "305".into(),
+                    ..Default::default()
+                }),
                 guest: Some(pb::GuestRef {
                     guest_id: "g1".into(),
                     name: "Lena Vogel".into(),
@@ -178,7 +214,30 @@ mod tests {
             }),
             "the guest's words go, the score stays"
         );
-        assert_eq!(scrubbed.map(|c| c.description), Some("noise".to_string()));
+        assert_eq!(
+            scrubbed
+                .as_ref()
+                .and_then(|c| c.stay.as_ref())
+                .map(|s| (s.reservation_ref.as_str(), s.room.as_str())),
+            Some(("", "305")),
+            "the booking reference goes, the room stays"
+        );
+        assert_eq!(
+            scrubbed.map(|c| (c.description, c.category)),
+            Some((ERASED.to_string(), "noise".to_string())),
+            "the guest's words go, the category stays"
+        );
+        // Already scrubbed: left alone.
+        let again = pb::ComplaintChanged {
+            complaint: Some(pb::Complaint {
+                complaint_id: "c1".into(),
+                description: ERASED.into(),
+                guest: Some(pb::GuestRef::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(scrubbed_payload(&type_url, &again.encode_to_vec()).is_none());
 
         let approved = pb::RemedyApproved {
             complaint_id: "c1".into(),

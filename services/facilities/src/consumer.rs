@@ -1,6 +1,7 @@
 //! What facilities takes from the complaints feed: a complaint whose cause is a facility opens
 //! one linked work order (once per complaint, however often the feed is replayed), on the asset
-//! in the complaint's room when one matches its category.
+//! in the complaint's room when one matches its category; when the complaint's guest is erased,
+//! the work order drops the description it copied from the complaint.
 
 use guestloop_kit::events::{decode_payload, EventHandler};
 use guestloop_kit::{tenancy, ApiError};
@@ -13,7 +14,13 @@ use uuid::Uuid;
 use crate::api::work_orders::{open, NewWorkOrder};
 
 pub const CONSUMER: &str = "facilities<-complaints";
-pub const EVENT_TYPES: [&str; 2] = ["complaints.complaint.filed", "complaints.complaint.updated"];
+pub const EVENT_TYPES: [&str; 3] = [
+    "complaints.complaint.filed",
+    "complaints.complaint.updated",
+    GUEST_ERASED,
+];
+
+const GUEST_ERASED: &str = "complaints.complaint.guest_erased";
 
 /// The asset category a complaint category usually points at.
 fn asset_category(category: &str) -> Option<pb::AssetCategory> {
@@ -33,6 +40,18 @@ pub struct ComplaintEvents;
 
 impl EventHandler for ComplaintEvents {
     async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        if event.event_type == GUEST_ERASED {
+            let erased: complaints::ComplaintGuestErased = decode_payload(event)?;
+            let changed =
+                crate::erasure::drop_guest_words(conn, &event.chain_id, &erased.complaint_id)
+                    .await?;
+            tracing::info!(
+                complaint_id = %erased.complaint_id,
+                work_orders = changed,
+                "erased guest's words dropped from the complaint's work order"
+            );
+            return Ok(());
+        }
         let changed: complaints::ComplaintChanged = decode_payload(event)?;
         let Some(complaint) = changed.complaint else {
             return Ok(());

@@ -9,6 +9,7 @@ mod api;
 pub mod consumer;
 pub mod demo;
 pub mod domain;
+mod erasure;
 
 use guestloop_kit::auth::policy::{PolicyTable, RpcPolicy, ScopeCheck};
 use guestloop_kit::auth::Role;

@@ -4,6 +4,10 @@
 
 use crate::FieldViolation;
 
+/// What a guest's words read after the guest was erased, where a text may not be empty (a
+/// complaint's description and the work order copied from it).
+pub const ERASED: &str = "[erased]";
+
 /// `value` trimmed; each problem is pushed as a violation of `field`: blank when `required`,
 /// longer than `max` characters, a NUL character (PostgreSQL's text cannot hold one), or
 /// something that looks like a payment card number.

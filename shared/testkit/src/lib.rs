@@ -97,6 +97,29 @@ pub async fn spawn_service_on(
     })
 }
 
+/// Starts services that feed each other, each with a fresh database: every one's address is
+/// picked first and recorded in `settings` under its name, so each finds the others' feeds.
+/// Answers them in the order given.
+pub async fn spawn_peers(
+    mut settings: Settings,
+    definitions: &[&'static ServiceDefinition],
+) -> anyhow::Result<Vec<TestService>> {
+    let mut ports = Vec::with_capacity(definitions.len());
+    for definition in definitions {
+        let port = guestloop_kit::ports::free_port()?;
+        settings.endpoints.insert(
+            definition.name.to_string(),
+            format!("http://127.0.0.1:{port}"),
+        );
+        ports.push(port);
+    }
+    let mut services = Vec::with_capacity(definitions.len());
+    for (definition, port) in definitions.iter().zip(ports) {
+        services.push(spawn_service_on(definition, settings.clone(), None, port).await?);
+    }
+    Ok(services)
+}
+
 impl TestService {
     pub fn addr(&self) -> SocketAddr {
         self.service.local_addr
