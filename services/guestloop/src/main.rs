@@ -16,6 +16,11 @@ mod suite;
 
 use clap::Parser;
 
+/// gRPC servers allocate and free many small buffers per call (messages, rows, strings) across
+/// threads; mimalloc spends less CPU on that than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

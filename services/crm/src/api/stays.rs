@@ -349,7 +349,12 @@ pub async fn upsert(
             reason: "stay",
         })
         .collect();
-    skip_posted(&mut tx, &mut postings).await?;
+    // Only an unchanged stay can have posted already: a stay's postings are written with its
+    // row, which is never deleted, so a stay new to this batch has none. A batch that wrote
+    // every stay it holds (a first import) has nothing to look up.
+    if written.len() < total {
+        skip_posted(&mut tx, &mut postings).await?;
+    }
     let corrections = if changed.is_empty() {
         Vec::new()
     } else {
