@@ -991,6 +991,12 @@ async fn a_non_members_points_stay_with_the_chain_whose_properties_earned_them(
     )
     .await?;
     assert_eq!(balance(&mut alpha, &member.guest_id).await?, earned);
+    let joined = alpha.get_crm_kpis(kpis(Vec::new())).await?.into_inner();
+    assert_eq!(
+        (joined.members, joined.points_outstanding),
+        (1, earned),
+        "counted once, now as a member's"
+    );
 
     // An account a service's feed opened at a property no chain holds has no chain yet: the
     // first chain to write to it claims it.

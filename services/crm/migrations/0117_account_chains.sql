@@ -5,8 +5,13 @@
 -- NULL: not known (stays fed by a service for properties no chain holds); the first chain to
 -- write to the account claims it.
 ALTER TABLE loyalty_accounts ADD COLUMN chain_id text COLLATE "C";
+-- Whether a profile holds the account; false for a feed's non-member until the guest joins.
+ALTER TABLE loyalty_accounts ADD COLUMN member boolean NOT NULL DEFAULT true;
 
 UPDATE loyalty_accounts a SET chain_id = g.chain_id FROM guests g WHERE g.guest_id = a.guest_id;
+
+UPDATE loyalty_accounts a SET member = false
+WHERE NOT EXISTS (SELECT 1 FROM guests g WHERE g.guest_id = a.guest_id);
 
 UPDATE loyalty_accounts a SET chain_id = s.chain_id
 FROM (SELECT st.guest_id, min(pc.chain_id) AS chain_id
@@ -14,5 +19,5 @@ FROM (SELECT st.guest_id, min(pc.chain_id) AS chain_id
       GROUP BY st.guest_id HAVING count(DISTINCT pc.chain_id) = 1) s
 WHERE a.chain_id IS NULL AND s.guest_id = a.guest_id;
 
--- Points outstanding count the accounts of the chain that have no profile.
-CREATE INDEX loyalty_accounts_by_chain ON loyalty_accounts (chain_id);
+-- Points outstanding and earned count the chain's non-members' accounts.
+CREATE INDEX loyalty_accounts_of_non_members ON loyalty_accounts (chain_id) WHERE NOT member;

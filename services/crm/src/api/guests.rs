@@ -183,8 +183,8 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     // chain's properties (an account of no known chain is claimed by the first profile).
     let account_chain: Option<String> = sqlx::query_scalar(
         "INSERT INTO loyalty_accounts (guest_id, chain_id) VALUES ($1, $2) \
-         ON CONFLICT (guest_id) DO UPDATE SET chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
-         RETURNING chain_id",
+         ON CONFLICT (guest_id) DO UPDATE SET chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id), \
+         member = true RETURNING chain_id",
     )
     .bind(&guest_id)
     .bind(principal.chain_id())

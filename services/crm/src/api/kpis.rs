@@ -35,8 +35,7 @@ fn guests_in_scope(columns: &str, properties: &[String]) -> String {
 /// The accounts of the chain (`$1`) CRM holds no profile for: guests a PMS feed earned points
 /// for before they became members. With properties named (`$2`), those with a stay there.
 fn accounts_without_profile() -> &'static str {
-    "SELECT a.guest_id FROM loyalty_accounts a WHERE a.chain_id = $1 \
-     AND NOT EXISTS (SELECT 1 FROM guests p WHERE p.guest_id = a.guest_id) \
+    "SELECT a.guest_id FROM loyalty_accounts a WHERE a.chain_id = $1 AND NOT a.member \
      AND (cardinality($2::text[]) = 0 \
           OR a.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2)))"
 }

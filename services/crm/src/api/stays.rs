@@ -264,7 +264,7 @@ pub async fn upsert(
             row.guest_id.clone_from(&guest.current);
         }
     }
-    let chains = account_chains(&rows, |property| {
+    let chains = account_chains(&rows, &guests, |property| {
         caller.or_else(|| owners.get(property).map(String::as_str))
     })?;
     // What each stay earns if it is new: its nights at its guest's tier rate, checked out only.
@@ -512,6 +512,7 @@ async fn resolve_guests(
 /// CRM holds no profile of is refused when the batch has it stay at two chains' properties.
 fn account_chains<'a>(
     rows: &[Row],
+    guests: &HashMap<String, Resolved>,
     chain_of: impl Fn(&str) -> Option<&'a str>,
 ) -> ApiResult<HashMap<String, AccountChain>> {
     let mut chains: HashMap<String, AccountChain> = HashMap::new();
@@ -521,6 +522,7 @@ fn account_chains<'a>(
             .entry(row.guest_id.clone())
             .or_insert_with(|| AccountChain {
                 chain: None,
+                member: guests.contains_key(&row.guest_id),
                 position: row.position,
             });
         match (known.chain.as_deref(), chain) {
@@ -539,6 +541,8 @@ fn account_chains<'a>(
 
 struct AccountChain {
     chain: Option<String>,
+    /// Whether CRM holds the guest's profile.
+    member: bool,
     /// The first stay of the batch that credits the account.
     position: usize,
 }
@@ -709,8 +713,8 @@ async fn credit(
     }
     let (account_ids, totals): (Vec<&str>, Vec<i64>) = earned.iter().map(|(g, t)| (*g, *t)).unzip();
     let after: Vec<(String, i64, Option<String>)> = sqlx::query_as(
-        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned, chain_id) \
-         SELECT g, e, e, c FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(g, e, c) ORDER BY g \
+        "INSERT INTO loyalty_accounts (guest_id, balance, lifetime_earned, chain_id, member) \
+         SELECT g, e, e, c, m FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bool[]) AS u(g, e, c, m) ORDER BY g \
          ON CONFLICT (guest_id) DO UPDATE SET balance = loyalty_accounts.balance + EXCLUDED.balance, \
          lifetime_earned = loyalty_accounts.lifetime_earned + EXCLUDED.lifetime_earned, last_activity_at = now(), \
          chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
@@ -719,6 +723,7 @@ async fn credit(
     .bind(&account_ids)
     .bind(&totals)
     .bind(chains_of(&account_ids, chains))
+    .bind(members_of(&account_ids, chains))
     .fetch_all(&mut *conn)
     .await?;
     let accounts: Vec<(String, Option<String>)> = after
@@ -761,14 +766,15 @@ async fn post_locked(
     guests.sort_unstable();
     guests.dedup();
     let locked: Vec<(String, i64, Option<String>)> = sqlx::query_as(
-        "INSERT INTO loyalty_accounts (guest_id, chain_id) \
-         SELECT g, c FROM unnest($1::text[], $2::text[]) AS u(g, c) ORDER BY g \
+        "INSERT INTO loyalty_accounts (guest_id, chain_id, member) \
+         SELECT g, c, m FROM unnest($1::text[], $2::text[], $3::bool[]) AS u(g, c, m) ORDER BY g \
          ON CONFLICT (guest_id) DO UPDATE SET last_activity_at = loyalty_accounts.last_activity_at, \
          chain_id = coalesce(loyalty_accounts.chain_id, EXCLUDED.chain_id) \
          RETURNING guest_id, balance, chain_id",
     )
     .bind(&guests)
     .bind(chains_of(&guests, chains))
+    .bind(members_of(&guests, chains))
     .fetch_all(&mut *conn)
     .await?;
     let mut balances: HashMap<String, i64> = HashMap::with_capacity(locked.len());
@@ -818,6 +824,15 @@ async fn post_locked(
     .execute(&mut *conn)
     .await?;
     insert_entries(conn, &kept, &applied, &balance_after).await
+}
+
+/// Whether a profile holds each of `guests`' accounts, in their order, for an account upsert
+/// (read when it creates an account; a profile created since flagged an existing one).
+fn members_of(guests: &[&str], chains: &HashMap<String, AccountChain>) -> Vec<bool> {
+    guests
+        .iter()
+        .map(|g| chains.get(*g).is_some_and(|c| c.member))
+        .collect()
 }
 
 /// The chains of `guests`' accounts, in their order, for an account upsert.
