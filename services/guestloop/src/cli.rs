@@ -160,13 +160,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!(
-                "{} stays in {:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged",
+                "{} stays in {:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged; \
+                 {} batches sent again after a transient refusal",
                 stats.rows,
                 stats.elapsed.as_secs_f64(),
                 stats.rows_per_second(),
                 stats.inserted,
                 stats.updated,
-                stats.unchanged
+                stats.unchanged,
+                stats.resent
             );
             Ok(())
         }

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use guestloop_kit::client::{channel, AuthedChannel, CallContext};
+use guestloop_kit::client::{channel, retry_idempotent, AuthedChannel, CallContext};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::crm::v1 as pb;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
@@ -90,8 +90,14 @@ pub struct ImportStats {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// How often a batch was sent again after a transient refusal.
+    pub resent: u64,
     pub elapsed: Duration,
 }
+
+/// How often a batch is sent at most: the waits between attempts add up to about 16 s, long
+/// enough for CRM to restart.
+const ATTEMPTS: u32 = 10;
 
 impl ImportStats {
     pub fn rows_per_second(&self) -> f64 {
@@ -185,27 +191,42 @@ pub async fn import_stays<R: Read + Send + 'static>(
         reader_progress.set_position(csv.position().byte());
         Ok(rows)
     });
+    // A batch is sent again when CRM cannot take it just now (restarting, at its concurrency
+    // limit, or racing a merge): the upsert is idempotent, so a batch that did commit before
+    // its answer was lost finds its stays unchanged.
     let mut calls = ReceiverStream::new(receiver)
         .map(|(first_line, stays)| {
-            let mut crm = crm.clone();
+            let crm = crm.clone();
             async move {
                 let count = stays.len() as u64;
-                crm.upsert_stays(pb::UpsertStaysRequest { stays })
-                    .await
-                    .map(|answer| (count, answer.into_inner()))
-                    .map_err(|status| {
-                        anyhow::anyhow!(
-                            "the batch starting at line {first_line} was refused: {:?} {}",
-                            status.code(),
-                            status.message()
-                        )
-                    })
+                let request = pb::UpsertStaysRequest { stays };
+                let mut sent = 0u64;
+                retry_idempotent(ATTEMPTS, || {
+                    sent += 1;
+                    let mut crm = crm.clone();
+                    let request = request.clone();
+                    async move { crm.upsert_stays(request).await }
+                })
+                .await
+                .map(|answer| (count, sent - 1, answer.into_inner()))
+                .map_err(|status| {
+                    anyhow::anyhow!(
+                        "the batch starting at line {first_line} was refused{}: {:?} {}",
+                        if sent > 1 {
+                            format!(" (sent {sent} times)")
+                        } else {
+                            String::new()
+                        },
+                        status.code(),
+                        status.message()
+                    )
+                })
             }
         })
         .buffer_unordered(workers);
     let mut total = ImportStats::default();
     while let Some(result) = calls.next().await {
-        let (count, answer) = match result {
+        let (count, resent, answer) = match result {
             Ok(done) => done,
             Err(error) => {
                 drop(calls);
@@ -215,6 +236,7 @@ pub async fn import_stays<R: Read + Send + 'static>(
             }
         };
         total.rows += count;
+        total.resent += resent;
         total.inserted += answer.inserted as u64;
         total.updated += answer.updated as u64;
         total.unchanged += answer.unchanged as u64;

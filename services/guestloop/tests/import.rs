@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::Command;
 
 use guestloop_kit::auth::Role;
-use guestloop_testkit::{spawn_service, TokenBuilder};
+use guestloop_testkit::{fresh_database, spawn_service, spawn_service_on, TokenBuilder};
 
 const HEADER: &str = "property_id,pms_reservation_id,guest_id,arrival_date,departure_date,room,rate_currency,rate_minor,spend_currency,spend_minor,status";
 
@@ -71,7 +71,9 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(
-        stdout.contains("5000 stays") && stdout.contains("5000 inserted"),
+        stdout.contains("5000 stays")
+            && stdout.contains("5000 inserted")
+            && stdout.contains("0 batches sent again"),
         "{stdout}"
     );
     let pool = service.database.admin_pool().await?;
@@ -123,14 +125,80 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("line 2") && stderr.contains("stays[1].departure_date"),
-        "{stderr}"
+        stderr.contains("line 2")
+            && stderr.contains("stays[1].departure_date")
+            && !stderr.contains("sent"),
+        "a refusal is final, not sent again: {stderr}"
     );
     let written: i64 =
         sqlx::query_scalar("SELECT count(*) FROM crm.stays WHERE pms_reservation_id LIKE 'Z%'")
             .fetch_one(&pool)
             .await?;
     assert_eq!(written, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    service.shutdown().await
+}
+
+/// CRM is down when the import starts (restarting, say): the batches are sent again with
+/// backoff until it answers, and each stay is imported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_started_while_crm_is_down_goes_through_once_it_is_up() -> anyhow::Result<()> {
+    let database = fresh_database().await?;
+    let port = guestloop_kit::ports::free_port()?;
+    let token = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let dir = std::env::temp_dir().join(format!("guestloop-import-down-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let rows: Vec<String> = (0..1_500)
+        .map(|n| {
+            format!(
+                "porto,P{n:05},porto-guest-{},2026-02-01,2026-02-03,{},EUR,9000,EUR,0,checked_out",
+                n % 50,
+                100 + n % 40
+            )
+        })
+        .collect();
+    let file = dir.join("stays.csv");
+    write_csv(&file, &rows)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let running = std::thread::spawn({
+        let (file, endpoint, token) = (file.clone(), endpoint.clone(), token.clone());
+        move || import(&file, &endpoint, &token)
+    });
+    // Long enough for the importer's first attempts to find nothing listening.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let service = spawn_service_on(
+        &guestloop_crm::DEFINITION,
+        guestloop_testkit::test_settings(),
+        Some(database),
+        port,
+    )
+    .await?;
+    let output = tokio::task::spawn_blocking(move || running.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the importer thread panicked"))??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1500 inserted"), "{stdout}");
+    assert!(
+        !stdout.contains(" 0 batches sent again"),
+        "the first attempts found CRM down: {stdout}"
+    );
+    let pool = service.database.admin_pool().await?;
+    let (stays, earned): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE property_id = 'porto'), \
+                (SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:porto/%')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (stays, earned),
+        (1_500, 1_500),
+        "each stay once, each earning once"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     service.shutdown().await
 }

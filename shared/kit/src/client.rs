@@ -157,7 +157,23 @@ pub fn channel(url: &str, call_timeout: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// Runs an idempotent call, retrying (with backoff) only when the peer is UNAVAILABLE.
+/// Whether an idempotent call that failed with `code` may be sent again as it was: the peer
+/// could not be reached or is restarting (UNAVAILABLE), turned the call away at its concurrency
+/// limit (RESOURCE_EXHAUSTED), or lost a race and asks for the call again (ABORTED). A call past
+/// its deadline may still be running, and every other status would be answered the same again.
+pub fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::ResourceExhausted | Code::Aborted
+    )
+}
+
+/// The longest wait between two attempts of [`retry_idempotent`].
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Runs an idempotent call up to `attempts` times, waiting 50 ms after the first failure and
+/// twice as long after each next one (at most [`MAX_RETRY_DELAY`]), while it fails with a
+/// [transient](is_transient) status. Only for calls whose repetition applies no effect twice.
 pub async fn retry_idempotent<T, F, Fut>(attempts: u32, mut call: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
@@ -167,9 +183,9 @@ where
     let mut attempt = 1;
     loop {
         match call().await {
-            Err(status) if status.code() == Code::Unavailable && attempt < attempts => {
+            Err(status) if is_transient(status.code()) && attempt < attempts => {
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
                 attempt += 1;
             }
             other => return other,
@@ -189,6 +205,42 @@ mod tests {
             .strip_prefix("Bearer ")
             .ok_or_else(|| anyhow::anyhow!("not a bearer header: {text}"))?
             .to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_transient_failures_are_retried_and_only_so_often() {
+        let calls = std::cell::Cell::new(0u32);
+        let answer = |codes: Vec<Code>| {
+            calls.set(0);
+            let codes = std::cell::RefCell::new(codes.into_iter());
+            let calls = &calls;
+            retry_idempotent(4, move || {
+                calls.set(calls.get() + 1);
+                let next = codes.borrow_mut().next();
+                async move {
+                    match next {
+                        Some(code) => Err(Status::new(code, "refused")),
+                        None => Ok(()),
+                    }
+                }
+            })
+        };
+        let transient = [Code::Unavailable, Code::ResourceExhausted, Code::Aborted];
+        assert!(answer(transient.to_vec()).await.is_ok());
+        assert_eq!(calls.get(), 4, "three failures, then the answer");
+        let gave_up = answer(vec![Code::Unavailable; 4]).await;
+        assert_eq!(gave_up.map_err(|s| s.code()), Err(Code::Unavailable));
+        assert_eq!(calls.get(), 4, "at most the attempts asked for");
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::DeadlineExceeded,
+            Code::Internal,
+        ] {
+            let refused = answer(vec![code]).await;
+            assert_eq!(refused.map_err(|s| s.code()), Err(code));
+            assert_eq!(calls.get(), 1, "{code:?} is not sent again");
+        }
     }
 
     #[test]
