@@ -893,6 +893,80 @@ mod tests {
     }
 
     #[test]
+    fn an_account_is_credited_for_one_chain_and_refused_for_another() -> Result<(), ApiError> {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let at = |property: &str, reservation: &str, guest: &str| pb::Stay {
+            property_id: property.into(),
+            pms_reservation_id: reservation.into(),
+            guest_id: guest.into(),
+            ..stay(pb::StayStatus::CheckedOut, "2026-11-01", "2026-11-03")
+        };
+        let rows = validate(
+            vec![
+                at("lisbon", "R1", "member"),
+                at("lisbon", "R2", "walk-in"),
+                at("unlisted", "R3", "walk-in"),
+                at("unlisted", "R4", "nobody-knows"),
+            ],
+            today,
+        )
+        .map_err(ApiError::InvalidArgument)?;
+        let known = HashMap::from([(
+            "member".to_string(),
+            Resolved {
+                current: "member".into(),
+                tier: "new".into(),
+                chain: "alpha".into(),
+            },
+        )]);
+        let chain_of = |property: &str| (property == "lisbon").then_some("alpha");
+        let chains = account_chains(&rows, &known, chain_of)?;
+        let summary = |g: &str| {
+            chains
+                .get(g)
+                .map(|c| (c.chain.clone(), c.member, c.position))
+        };
+        assert_eq!(summary("member"), Some((Some("alpha".into()), true, 0)));
+        assert_eq!(
+            summary("walk-in"),
+            Some((Some("alpha".into()), false, 1)),
+            "a stay at a property of no known chain takes the other stay's chain"
+        );
+        assert_eq!(summary("nobody-knows"), Some((None, false, 3)));
+
+        // One id at two chains' properties in one batch.
+        let both = validate(
+            vec![at("lisbon", "R1", "walk-in"), at("madrid", "R2", "walk-in")],
+            today,
+        )
+        .map_err(ApiError::InvalidArgument)?;
+        let two = account_chains(&both, &known, |p| {
+            Some(if p == "lisbon" { "alpha" } else { "beta" })
+        });
+        assert!(
+            matches!(&two, Err(ApiError::PermissionDenied(m)) if m.contains("stays[1]")),
+            "{:?}",
+            two.err()
+        );
+
+        // What the account upsert left: the batch's chain, none yet, or another's.
+        let held = |chain: Option<&str>| vec![("walk-in".to_string(), chain.map(String::from))];
+        assert!(check_account_chains(&held(Some("alpha")), &chains).is_ok());
+        assert!(check_account_chains(&held(None), &chains).is_ok());
+        let refused = check_account_chains(&held(Some("beta")), &chains);
+        assert!(
+            matches!(&refused, Err(ApiError::PermissionDenied(m)) if m.contains("stays[1]")),
+            "{:?}",
+            refused.err()
+        );
+        assert_eq!(
+            members_of(&["member", "walk-in", "other"], &chains),
+            [true, false, false]
+        );
+        Ok(())
+    }
+
+    #[test]
     fn amounts_carry_a_currency_code_kept_in_upper_case() {
         assert_eq!(currency("eur", 100), Ok("EUR".to_string()));
         assert_eq!(currency(" GBP ", 0), Ok("GBP".to_string()));
