@@ -551,15 +551,15 @@ struct AccountChain {
 /// (`accounts`: guest id and chain as the account upsert left them, which claims an account of
 /// no chain for the stays' one). The account's row lock is held, so no other batch can claim
 /// it meanwhile.
-fn check_account_chains(
-    accounts: &[(String, Option<String>)],
+fn check_account_chains<'a>(
+    accounts: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     chains: &HashMap<String, AccountChain>,
 ) -> ApiResult<()> {
     for (guest, chain) in accounts {
         let Some(expected) = chains.get(guest) else {
             continue;
         };
-        if let (Some(held), Some(wanted)) = (chain, &expected.chain) {
+        if let (Some(held), Some(wanted)) = (chain, expected.chain.as_deref()) {
             if held != wanted {
                 return Err(ApiError::PermissionDenied(format!(
                     "stays[{}]: guest {guest} belongs to another chain",
@@ -726,11 +726,12 @@ async fn credit(
     .bind(members_of(&account_ids, chains))
     .fetch_all(&mut *conn)
     .await?;
-    let accounts: Vec<(String, Option<String>)> = after
-        .iter()
-        .map(|(guest, _, chain)| (guest.clone(), chain.clone()))
-        .collect();
-    check_account_chains(&accounts, chains)?;
+    check_account_chains(
+        after
+            .iter()
+            .map(|(guest, _, chain)| (guest.as_str(), chain.as_deref())),
+        chains,
+    )?;
     // Each account's balance before this batch, then advanced entry by entry.
     let mut balances: HashMap<String, i64> = after
         .into_iter()
@@ -777,13 +778,16 @@ async fn post_locked(
     .bind(members_of(&guests, chains))
     .fetch_all(&mut *conn)
     .await?;
-    let mut balances: HashMap<String, i64> = HashMap::with_capacity(locked.len());
-    let mut accounts = Vec::with_capacity(locked.len());
-    for (guest, balance, chain) in locked {
-        balances.insert(guest.clone(), balance);
-        accounts.push((guest, chain));
-    }
-    check_account_chains(&accounts, chains)?;
+    check_account_chains(
+        locked
+            .iter()
+            .map(|(guest, _, chain)| (guest.as_str(), chain.as_deref())),
+        chains,
+    )?;
+    let mut balances: HashMap<String, i64> = locked
+        .into_iter()
+        .map(|(guest, balance, _)| (guest, balance))
+        .collect();
     let mut kept = Vec::with_capacity(postings.len());
     let mut applied = Vec::with_capacity(postings.len());
     let mut balance_after = Vec::with_capacity(postings.len());
@@ -950,10 +954,10 @@ mod tests {
         );
 
         // What the account upsert left: the batch's chain, none yet, or another's.
-        let held = |chain: Option<&str>| vec![("walk-in".to_string(), chain.map(String::from))];
-        assert!(check_account_chains(&held(Some("alpha")), &chains).is_ok());
-        assert!(check_account_chains(&held(None), &chains).is_ok());
-        let refused = check_account_chains(&held(Some("beta")), &chains);
+        let held = |chain: Option<&'static str>| [("walk-in", chain)];
+        assert!(check_account_chains(held(Some("alpha")), &chains).is_ok());
+        assert!(check_account_chains(held(None), &chains).is_ok());
+        let refused = check_account_chains(held(Some("beta")), &chains);
         assert!(
             matches!(&refused, Err(ApiError::PermissionDenied(m)) if m.contains("stays[1]")),
             "{:?}",
