@@ -10,7 +10,7 @@
 //! facilities drops the description it copied into the complaint's work order. Replays find
 //! nothing left to scrub and send nothing.
 
-use guestloop_kit::events::{append, decode_payload, EventHandler, NewEvent};
+use guestloop_kit::events::{append, decode_payload, rewrite_payloads, EventHandler, NewEvent};
 use guestloop_kit::text::ERASED;
 use guestloop_kit::ApiError;
 use guestloop_proto::common::v1::Event;
@@ -54,7 +54,10 @@ pub async fn scrub(
     .fetch_all(&mut *conn)
     .await?;
     let complaints: Vec<String> = found.iter().map(|(id, _, _)| id.clone()).collect();
-    scrub_events(conn, &complaints).await?;
+    // The events about these complaints (`complaints/<id>`, `complaints/<id>/...`) keep their
+    // facts but lose the guest, as the complaints do. A consumer replaying the feed later then
+    // sees them as anonymous (no goodwill, no failure memory for a guest who is gone).
+    rewrite_payloads(&mut *conn, "complaints", &complaints, scrubbed_payload).await?;
     // Stored responses of idempotent calls hold the complaint as it was answered, contact
     // details included.
     sqlx::query(
@@ -94,43 +97,6 @@ pub async fn scrub(
         .await?;
     }
     Ok(changed)
-}
-
-/// The event log is a copy too: the events about these complaints (`complaints/<id>` and
-/// `complaints/<id>/...`) keep their facts but lose the guest's id, name, email, phone, booking
-/// reference and words, as the complaint did. A
-/// consumer replaying the feed later then sees the complaint as anonymous (no goodwill, no
-/// failure memory for a guest who is gone).
-async fn scrub_events(conn: &mut PgConnection, complaints: &[String]) -> Result<(), ApiError> {
-    if complaints.is_empty() {
-        return Ok(());
-    }
-    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, payload_type, payload FROM outbox_events \
-         WHERE subject LIKE 'complaints/%' AND split_part(subject, '/', 2) = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(complaints)
-    .fetch_all(&mut *conn)
-    .await?;
-    let (mut ids, mut payloads) = (Vec::new(), Vec::new());
-    for (id, payload_type, payload) in events {
-        if let Some(scrubbed) = scrubbed_payload(&payload_type, &payload) {
-            ids.push(id);
-            payloads.push(scrubbed);
-        }
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE outbox_events o SET payload = u.payload FROM unnest($1::bigint[], $2::bytea[]) AS u(id, payload) \
-         WHERE o.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&payloads)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// The payload without the guest's identity, when it carries one (`None`: leave it as it is).

@@ -5,6 +5,7 @@
 //! the work order (room, asset, clocks, costs) stays: it is the property's repair history.
 //! Replays find nothing left to drop.
 
+use guestloop_kit::events::rewrite_payloads;
 use guestloop_kit::text::ERASED;
 use guestloop_kit::ApiError;
 use guestloop_proto::facilities::v1 as pb;
@@ -31,30 +32,7 @@ pub async fn drop_guest_words(
     if orders.is_empty() {
         return Ok(0);
     }
-    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, payload_type, payload FROM outbox_events \
-         WHERE subject = ANY(SELECT 'work_orders/' || o FROM unnest($1::text[]) AS o) ORDER BY id FOR UPDATE",
-    )
-    .bind(&orders)
-    .fetch_all(&mut *conn)
-    .await?;
-    let (mut ids, mut payloads) = (Vec::new(), Vec::new());
-    for (id, payload_type, payload) in events {
-        if let Some(scrubbed) = without_description(&payload_type, &payload) {
-            ids.push(id);
-            payloads.push(scrubbed);
-        }
-    }
-    if !ids.is_empty() {
-        sqlx::query(
-            "UPDATE outbox_events o SET payload = u.payload \
-             FROM unnest($1::bigint[], $2::bytea[]) AS u(id, payload) WHERE o.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&payloads)
-        .execute(&mut *conn)
-        .await?;
-    }
+    rewrite_payloads(&mut *conn, "work_orders", &orders, without_description).await?;
     // Stored answers of idempotent calls about the work order hold it as it was answered.
     sqlx::query(
         "DELETE FROM idempotency_keys k USING unnest($1::text[]) AS o(id) \

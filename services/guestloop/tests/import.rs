@@ -41,6 +41,17 @@ fn import(
         .output()?)
 }
 
+/// How many stays CRM holds at `property`, and how many earnings they posted.
+async fn stays_and_earnings(pool: &sqlx::PgPool, property: &str) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE property_id = $1), \
+                (SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:' || $1 || '/%')",
+    )
+    .bind(property)
+    .fetch_one(pool)
+    .await?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;
@@ -77,12 +88,7 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
         "{stdout}"
     );
     let pool = service.database.admin_pool().await?;
-    let (stays, earned): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM crm.stays WHERE property_id = 'lisbon'), \
-                (SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:lisbon/%')",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (stays, earned) = stays_and_earnings(&pool, "lisbon").await?;
     assert_eq!(
         (stays, earned),
         (5_000, 4_000),
@@ -188,12 +194,7 @@ async fn an_import_started_while_crm_is_down_goes_through_once_it_is_up() -> any
         "the first attempts found CRM down: {stdout}"
     );
     let pool = service.database.admin_pool().await?;
-    let (stays, earned): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM crm.stays WHERE property_id = 'porto'), \
-                (SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:porto/%')",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (stays, earned) = stays_and_earnings(&pool, "porto").await?;
     assert_eq!(
         (stays, earned),
         (1_500, 1_500),

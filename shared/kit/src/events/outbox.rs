@@ -47,6 +47,49 @@ pub async fn append<M: Name>(conn: &mut PgConnection, event: NewEvent<'_, M>) ->
     Ok(event_id)
 }
 
+/// Rewrites, in the caller's transaction, the payloads of the events about `ids` of `collection`
+/// (subjects `<collection>/<id>` and `<collection>/<id>/...`): `rewrite` answers an event's new
+/// payload from its type and payload, or `None` to leave it as it is. The log is a copy of what
+/// the service holds, so an erasure scrubs it too. Answers how many events changed.
+pub async fn rewrite_payloads(
+    conn: &mut PgConnection,
+    collection: &str,
+    ids: &[String],
+    rewrite: impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
+) -> ApiResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, payload_type, payload FROM outbox_events \
+         WHERE split_part(subject, '/', 1) = $1 AND split_part(subject, '/', 2) = ANY($2) \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(collection)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut changed, mut payloads) = (Vec::new(), Vec::new());
+    for (id, payload_type, payload) in events {
+        if let Some(rewritten) = rewrite(&payload_type, &payload) {
+            changed.push(id);
+            payloads.push(rewritten);
+        }
+    }
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE outbox_events o SET payload = u.payload \
+         FROM unnest($1::bigint[], $2::bytea[]) AS u(id, payload) WHERE o.id = u.id",
+    )
+    .bind(&changed)
+    .bind(&payloads)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
 /// The service's event log: wakes the relay after writes and tells subscribers about new
 /// positions. One per service process; cheap to clone.
 #[derive(Clone)]
