@@ -119,6 +119,96 @@ async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> an
     crm.shutdown().await
 }
 
+/// An event a complaints writer commits while the erasure is under way is scrubbed too: the
+/// erasure waits for the writer's lock on the complaint, and then reads the writer's event
+/// along with the rest of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_written_during_the_erasure_loses_the_guests_words() -> anyhow::Result<()> {
+    let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut settings = test_settings();
+    settings.endpoints.insert("crm".into(), crm.url());
+    let complaints = spawn_service_with(&guestloop_complaints::DEFINITION, settings, None).await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let noa = create(&mut admin, guest("Noa", "Levi", "noa@example.com", "")).await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["lisbon"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let words = "Noa Levi, gluten free: the kitchen served bread again";
+    let filed = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "race-1".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "lisbon".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: noa.guest_id.clone(),
+                    name: "Noa Levi".into(),
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "noise".into(),
+                description: words.into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let pool = complaints.database.admin_pool().await?;
+    // A writer holds the complaint, as a status change or a linked work order does.
+    let mut writer = pool.begin().await?;
+    sqlx::query("SET LOCAL search_path = complaints")
+        .execute(&mut *writer)
+        .await?;
+    sqlx::query("SELECT 1 FROM complaints WHERE complaint_id = $1::uuid FOR UPDATE")
+        .bind(&filed.complaint_id)
+        .execute(&mut *writer)
+        .await?;
+    erase(&mut admin, &noa.guest_id).await?;
+    // The erasure comes to wait on the writer's lock (on whichever of its statements first
+    // touches the complaint); the writer then records its event and commits.
+    guestloop_testkit::wait_for_lock(&pool, "guest_id = $1", 1).await?;
+    guestloop_kit::events::append(
+        &mut writer,
+        guestloop_kit::events::NewEvent {
+            event_type: "complaints.complaint.updated",
+            subject: format!("complaints/{}", filed.complaint_id),
+            chain_id: &filed.chain_id,
+            property_id: &filed.property_id,
+            payload: &cpb::ComplaintChanged {
+                complaint: Some(filed.clone()),
+                from_status: filed.status,
+                actor: "writer".into(),
+            },
+        },
+    )
+    .await?;
+    writer.commit().await?;
+    let description = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT description FROM complaints.complaints WHERE complaint_id = $1::uuid",
+        )
+        .bind(&filed.complaint_id)
+        .fetch_one(&pool)
+        .await
+    };
+    for _ in 0..100 {
+        if description().await? != words {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(description().await?, guestloop_kit::text::ERASED);
+    let in_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events WHERE position(convert_to($1, 'UTF8') IN payload) > 0",
+    )
+    .bind(words)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(in_events, 0, "the writer's event lost the words as well");
+    complaints.shutdown().await?;
+    crm.shutdown().await
+}
+
 /// The guest's words go everywhere they were copied: the erased guest's facility complaint
 /// loses its description and booking reference, and the work order facilities opened from it
 /// loses the description it copied, in its events too. Another guest's complaint and work order

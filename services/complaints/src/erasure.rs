@@ -45,9 +45,13 @@ pub async fn scrub(
     chain_id: &str,
     guest_id: &str,
 ) -> Result<u64, ApiError> {
+    // The complaints are locked before their events are read: a writer that holds one (a
+    // status change, a work order linked) commits its event before this lock is granted, and
+    // the rewrite below, reading with a fresh snapshot, then sees and scrubs that event too.
+    // Without the lock such an event could land after the rewrite and keep the guest's words.
     let found: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT complaint_id::text, chain_id, property_id FROM complaints \
-         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) ORDER BY complaint_id",
+         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) ORDER BY complaint_id FOR UPDATE",
     )
     .bind(guest_id)
     .bind(chain_id)
