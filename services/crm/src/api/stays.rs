@@ -453,6 +453,12 @@ const MAX_RESOLVE_ATTEMPTS: u32 = 5;
 /// NO KEY UPDATE`) without waiting for it, and a merge flattening older redirects updates the
 /// ids merged before, which are not locked here. The profiles are locked in id order, in one
 /// statement, before any stay or account.
+///
+/// Feeds rarely name a merged profile, so the profiles named are locked and read at once, in a
+/// savepoint. When none of them is merged that is the answer: one statement instead of a read
+/// and a lock. When one is, the savepoint is rolled back, which releases those locks before
+/// any survivor is locked (holding a merged id while waiting for its survivor could deadlock
+/// with an erasure, which locks both in id order), and the guests are resolved in two steps.
 async fn resolve_guests(
     conn: &mut PgConnection,
     rows: &[Row],
@@ -460,10 +466,53 @@ async fn resolve_guests(
     let mut ids: Vec<&str> = rows.iter().map(|r| r.guest_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    sqlx::query("SAVEPOINT named_guests")
+        .execute(&mut *conn)
+        .await?;
+    let named: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT guest_id, merged_into, chain_id, tier FROM guests WHERE guest_id = ANY($1) \
+         ORDER BY guest_id FOR KEY SHARE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    if named
+        .iter()
+        .all(|(_, merged_into, _, _)| merged_into.is_none())
+    {
+        sqlx::query("RELEASE SAVEPOINT named_guests")
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Some(
+            named
+                .into_iter()
+                .map(|(id, _, chain, tier)| {
+                    let resolved = Resolved {
+                        current: id.clone(),
+                        tier,
+                        chain,
+                    };
+                    (id, resolved)
+                })
+                .collect(),
+        ));
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT named_guests")
+        .execute(&mut *conn)
+        .await?;
+    resolve_through_redirects(conn, &ids).await
+}
+
+/// [`resolve_guests`] for a batch naming merged profiles: reads the profiles named, then locks
+/// the profiles they lead to and checks that nothing changed in between.
+async fn resolve_through_redirects(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> ApiResult<Option<HashMap<String, Resolved>>> {
     let found: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT guest_id, merged_into, chain_id FROM guests WHERE guest_id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
     let mut current: Vec<&str> = found
