@@ -34,14 +34,20 @@ async fn merge(client: &mut Crm, survivor: &str, duplicate: &str) -> anyhow::Res
         .into_inner())
 }
 
-/// A complaint filed under the duplicate's id (before the merge) names the same person: erasing
-/// the survivor scrubs it too, the guest's rating comment included.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> anyhow::Result<()> {
+/// CRM, and a complaints service that follows CRM's feed.
+async fn crm_and_complaints() -> anyhow::Result<(TestService, TestService)> {
     let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
     let mut settings = test_settings();
     settings.endpoints.insert("crm".into(), crm.url());
     let complaints = spawn_service_with(&guestloop_complaints::DEFINITION, settings, None).await?;
+    Ok((crm, complaints))
+}
+
+/// A complaint filed under the duplicate's id (before the merge) names the same person: erasing
+/// the survivor scrubs it too, the guest's rating comment included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> anyhow::Result<()> {
+    let (crm, complaints) = crm_and_complaints().await?;
     let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
     let survivor = create(&mut admin, guest("Ines", "Moreau", "ines@example.com", "")).await?;
     let duplicate = create(
@@ -124,10 +130,7 @@ async fn erasure_scrubs_the_complaints_of_profiles_merged_into_the_guest() -> an
 /// along with the rest of the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_written_during_the_erasure_loses_the_guests_words() -> anyhow::Result<()> {
-    let crm = spawn_service(&guestloop_crm::DEFINITION).await?;
-    let mut settings = test_settings();
-    settings.endpoints.insert("crm".into(), crm.url());
-    let complaints = spawn_service_with(&guestloop_complaints::DEFINITION, settings, None).await?;
+    let (crm, complaints) = crm_and_complaints().await?;
     let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
     let noa = create(&mut admin, guest("Noa", "Levi", "noa@example.com", "")).await?;
     let token = TokenBuilder::new(Role::Agent)
