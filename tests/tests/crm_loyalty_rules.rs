@@ -418,6 +418,165 @@ async fn an_adjustment_does_not_keep_inactive_points_alive() -> anyhow::Result<(
     service.shutdown().await
 }
 
+async fn idle_for(pool: &sqlx::PgPool, guest_id: &str, months: i32) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET last_activity_at = now() - make_interval(months => $2) WHERE guest_id = $1",
+    )
+    .bind(guest_id)
+    .bind(months)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Points can come back to an account whose points expired without the guest being active
+/// again: a staff adjustment, or a merge bringing another inactive account's balance. The next
+/// run expires them as a new entry (not a clash with the first expiry's), goes on to the
+/// chain's other accounts, and a rerun expires nothing more.
+#[tokio::test]
+async fn points_back_on_an_expired_inactive_account_expire_again() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let pool = service.database.admin_pool().await?;
+    let run = |scheduler: &mut Crm| {
+        let mut scheduler = scheduler.clone();
+        async move {
+            anyhow::Ok(
+                scheduler
+                    .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    let a = create(&mut admin, "Ada", "ada@example.de").await?;
+    admin
+        .post_points(posting(&a.guest_id, "a-bonus", pb::EntryKind::Bonus, 1_000))
+        .await?;
+    idle_for(&pool, &a.guest_id, 25).await?;
+    let first = run(&mut scheduler).await?;
+    assert_eq!((first.accounts_expired, first.points_expired), (1, 1_000));
+
+    // A correction by staff after the expiry (no activity of the guest's).
+    let adjust = pb::PostPointsRequest {
+        reason: "statement correction".into(),
+        ..posting(&a.guest_id, "a-adjust", pb::EntryKind::Adjust, 50)
+    };
+    admin.post_points(adjust).await?;
+    // Another inactive guest of the chain, after `a` in no particular order.
+    let b = create(&mut admin, "Bea", "bea@example.de").await?;
+    admin
+        .post_points(posting(&b.guest_id, "b-bonus", pb::EntryKind::Bonus, 700))
+        .await?;
+    idle_for(&pool, &b.guest_id, 25).await?;
+    let second = run(&mut scheduler).await?;
+    assert_eq!((second.accounts_expired, second.points_expired), (2, 750));
+    assert_eq!(balance(&mut admin, &a.guest_id).await?, 0);
+    assert_eq!(balance(&mut admin, &b.guest_id).await?, 0);
+
+    // A merge brings an inactive duplicate's points to `a`, which keeps its own (later) last
+    // activity: the state of the account's first expiry, with another balance.
+    let dup = create(&mut admin, "Ada", "ada.other@example.de").await?;
+    admin
+        .post_points(posting(&dup.guest_id, "d-bonus", pb::EntryKind::Bonus, 300))
+        .await?;
+    idle_for(&pool, &dup.guest_id, 26).await?;
+    admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: a.guest_id.clone(),
+            duplicate_guest_id: dup.guest_id.clone(),
+        })
+        .await?;
+    assert_eq!(balance(&mut admin, &a.guest_id).await?, 300);
+    let third = run(&mut scheduler).await?;
+    assert_eq!((third.accounts_expired, third.points_expired), (1, 300));
+    let again = run(&mut scheduler).await?;
+    assert_eq!((again.accounts_expired, again.points_expired), (0, 0));
+    for guest_id in [&a.guest_id, &b.guest_id] {
+        assert_eq!(ledger_sum(&pool, guest_id).await?, 0, "{guest_id}");
+    }
+    let expiries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.ledger WHERE guest_id = $1 AND kind = 'expire'",
+    )
+    .bind(&a.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(expiries, 3);
+    service.shutdown().await
+}
+
+/// A feed's non-member earns into an account of the chain, counted in its points outstanding:
+/// those points expire under the chain's program like a member's, also for a chain that has no
+/// member profiles at all.
+#[tokio::test]
+async fn a_non_members_points_expire_under_the_chains_program() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut alpha = crm_as(&service, TokenBuilder::new(Role::ChainAdmin).chain("alpha")).await?;
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let pool = service.database.admin_pool().await?;
+    let today = Utc::now().date_naive();
+    alpha
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                property_id: "lisbon".into(),
+                pms_reservation_id: "L1".into(),
+                guest_id: "PMS-1".into(),
+                arrival_date: (today - Duration::days(5)).to_string(),
+                departure_date: (today - Duration::days(2)).to_string(),
+                status: pb::StayStatus::CheckedOut as i32,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    let (earned, chain) = account_row(&pool, "PMS-1").await?;
+    assert_eq!((earned, chain.as_deref()), (300, Some("alpha")));
+    let run = scheduler
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(run.accounts_expired, 0, "active: nothing expires");
+    idle_for(&pool, "PMS-1", 25).await?;
+    let run = scheduler
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!((run.accounts_expired, run.points_expired), (1, 300));
+    assert_eq!(account_row(&pool, "PMS-1").await?.0, 0);
+    assert_eq!(ledger_sum(&pool, "PMS-1").await?, 0);
+    service.shutdown().await
+}
+
+/// Batch dates are timestamps of the wire type's range (years 1 to 9999): one before it is
+/// INVALID_ARGUMENT naming `as_of`, not a database error.
+#[tokio::test]
+async fn batch_dates_outside_the_timestamp_range_are_refused() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    create(&mut admin, "Ole", "ole@example.de").await?;
+    let ancient = Some(prost_types::Timestamp {
+        seconds: -300_000_000_000,
+        nanos: 0,
+    });
+    let expiry = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: ancient })
+        .await
+        .expect_err("out of range");
+    let tiers = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest { as_of: ancient })
+        .await
+        .expect_err("out of range");
+    let values = admin
+        .evaluate_customer_values(pb::EvaluateCustomerValuesRequest { as_of: ancient })
+        .await
+        .expect_err("out of range");
+    for status in [expiry, tiers, values] {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(violated_fields(&status), vec!["as_of"]);
+    }
+    service.shutdown().await
+}
+
 /// A service acts for every chain: its reads at a property answer for the chain that holds the
 /// property (not for no chain at all), and a call that names no such property is refused.
 #[tokio::test]

@@ -1126,3 +1126,158 @@ async fn erasures_from_before_merged_profiles_went_along_are_finished() -> anyho
     );
     service.shutdown().await
 }
+
+/// What people wrote about the guest, or were logged as, goes with the erasure too: staff's
+/// reasons for postings and tier changes (also in the tier event), the guest's login as the
+/// actor of their own redemption and export, and the guest's id in the sources of their
+/// expiries. Amounts, kinds and the system's own reasons stay.
+#[tokio::test]
+async fn erasure_takes_the_words_and_logins_that_name_the_guest() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut scheduler = crm_as(&service, TokenBuilder::new(Role::Service)).await?;
+    let pool = service.database.admin_pool().await?;
+    let g = create(
+        &mut admin,
+        guest("Giulia", "Bianchi", "giulia@example.it", ""),
+    )
+    .await?;
+    let id = g.guest_id.clone();
+    let mut own = crm_as(
+        &service,
+        TokenBuilder::new(Role::Guest)
+            .guest(&id)
+            .subject("login|giulia.bianchi"),
+    )
+    .await?;
+    let bonus = pb::PostPointsRequest {
+        request_id: "bonus-1".into(),
+        guest_id: id.clone(),
+        kind: pb::EntryKind::Bonus as i32,
+        points: 1_000,
+        debit: false,
+        reason: "anniversary gift for Mrs Bianchi".into(),
+    };
+    admin.post_points(bonus).await?;
+    let redeem = pb::PostPointsRequest {
+        request_id: "redeem-1".into(),
+        guest_id: id.clone(),
+        kind: pb::EntryKind::Redeem as i32,
+        points: 200,
+        debit: false,
+        reason: String::new(),
+    };
+    own.post_points(redeem).await?;
+    own.export_guest_data(pb::ExportGuestDataRequest {
+        guest_id: id.clone(),
+    })
+    .await?;
+    admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: id.clone(),
+            strategic: true,
+            reason: "Bianchi family office".into(),
+        })
+        .await?;
+    sqlx::query(
+        "UPDATE crm.loyalty_accounts SET last_activity_at = now() - interval '25 months' WHERE guest_id = $1",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await?;
+    let run = scheduler
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(run.points_expired, 800);
+    // A guest acting for themselves is recorded as `guest`; records written before that was so
+    // hold their login, as this one now does.
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM crm.ledger WHERE kind = 'redeem' \
+         UNION ALL SELECT actor FROM crm.contact_access_log WHERE role = 'guest'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(actors, vec!["guest", "guest"]);
+    sqlx::query("UPDATE crm.ledger SET actor = 'login|giulia.bianchi' WHERE kind = 'redeem'")
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "UPDATE crm.contact_access_log SET actor = 'login|giulia.bianchi' WHERE role = 'guest'",
+    )
+    .execute(&pool)
+    .await?;
+    assert_eq!(
+        naming(&pool, "Bianchi").await?,
+        vec!["ledger.reason", "outbox_events.payload", "tier_history.reason"]
+    );
+    assert_eq!(
+        naming(&pool, "giulia.bianchi").await?,
+        vec!["contact_access_log.actor", "ledger.actor"]
+    );
+    assert_eq!(
+        naming(&pool, &id).await?,
+        vec!["ledger.source", "outbox_events.payload"]
+    );
+
+    let erased = erase(&mut admin, &id).await?;
+    for needle in ["Bianchi", "giulia.bianchi", id.as_str()] {
+        assert_eq!(
+            naming(&pool, needle).await?,
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let entries: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "SELECT kind, points, reason, actor FROM crm.ledger WHERE guest_id = $1 ORDER BY entry_id",
+    )
+    .bind(&erased.guest_id)
+    .fetch_all(&pool)
+    .await?;
+    let kinds: Vec<(&str, i64)> = entries.iter().map(|e| (e.0.as_str(), e.1)).collect();
+    assert_eq!(
+        kinds,
+        vec![("bonus", 1_000), ("redeem", -200), ("expire", -800)]
+    );
+    assert_eq!(entries[0].2, "[erased]");
+    assert_eq!(entries[1].3, "guest");
+    assert!(
+        entries[2].2.contains("months without activity"),
+        "the system's reason stays: {}",
+        entries[2].2
+    );
+    let source: String =
+        sqlx::query_scalar("SELECT source FROM crm.ledger WHERE guest_id = $1 AND kind = 'expire'")
+            .bind(&erased.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        source.starts_with(&format!("expiry:{}:", erased.guest_id)),
+        "{source}"
+    );
+    // A rerun under the pseudonym finds nothing left to expire.
+    let rerun = scheduler
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(rerun.points_expired, 0);
+    service.shutdown().await
+}
+
+/// Where `needle` appears in what an erasure rewrites rather than deletes; the
+/// erasure events themselves name the original id on purpose.
+async fn naming(pool: &sqlx::PgPool, needle: &str) -> anyhow::Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT 'ledger.reason' FROM crm.ledger WHERE strpos(reason, $1) > 0 \
+         UNION ALL SELECT 'ledger.actor' FROM crm.ledger WHERE strpos(actor, $1) > 0 \
+         UNION ALL SELECT 'ledger.source' FROM crm.ledger WHERE strpos(source, $1) > 0 \
+         UNION ALL SELECT 'tier_history.reason' FROM crm.tier_history WHERE strpos(reason, $1) > 0 \
+         UNION ALL SELECT 'contact_access_log.actor' FROM crm.contact_access_log WHERE strpos(actor, $1) > 0 \
+         UNION ALL SELECT 'outbox_events.payload' FROM crm.outbox_events \
+            WHERE event_type <> 'crm.guest.erased' AND position(convert_to($1, 'UTF8') IN payload) > 0 \
+         ORDER BY 1",
+    )
+    .bind(needle)
+    .fetch_all(pool)
+    .await?)
+}

@@ -12,12 +12,26 @@ pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
-/// Parses a wire timestamp, naming `field` when it is out of range.
+/// The range `google.protobuf.Timestamp` defines: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z, in seconds since the epoch. PostgreSQL holds all of it.
+const FIRST_SECOND: i64 = -62_135_596_800;
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// Parses a wire timestamp, naming `field` when it is outside the range the type defines
+/// (years 1 to 9999, nanos 0 to 999,999,999).
 pub fn from_timestamp(field: &str, timestamp: &Timestamp) -> Result<DateTime<Utc>, ApiError> {
     let nanos = u32::try_from(timestamp.nanos)
-        .map_err(|_| ApiError::invalid(field, "nanos must not be negative"))?;
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| ApiError::invalid(field, "nanos must be from 0 to 999,999,999"))?;
+    if !(FIRST_SECOND..=LAST_SECOND).contains(&timestamp.seconds) {
+        return Err(ApiError::invalid(
+            field,
+            "timestamp is out of range: years 1 to 9999",
+        ));
+    }
     DateTime::from_timestamp(timestamp.seconds, nanos)
-        .ok_or_else(|| ApiError::invalid(field, "timestamp is out of range"))
+        .ok_or_else(|| ApiError::invalid(field, "timestamp is out of range: years 1 to 9999"))
 }
 
 /// Like [`from_timestamp`] for an optional field that is required.
@@ -92,5 +106,24 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn only_the_years_the_wire_type_defines_are_read() {
+        let at = |seconds: i64, nanos: i32| from_timestamp("as_of", &Timestamp { seconds, nanos });
+        let first = at(FIRST_SECOND, 0).expect("first instant");
+        assert_eq!(first.to_rfc3339(), "0001-01-01T00:00:00+00:00");
+        let last = at(LAST_SECOND, 999_999_999).expect("last instant");
+        assert_eq!(last.to_rfc3339(), "9999-12-31T23:59:59.999999999+00:00");
+        for (seconds, nanos) in [
+            (FIRST_SECOND - 1, 0),
+            (LAST_SECOND + 1, 0),
+            (-300_000_000_000, 0),
+            (0, 1_000_000_000),
+            (0, -1),
+        ] {
+            let error = at(seconds, nanos).expect_err("out of range");
+            assert!(error.to_string().contains("as_of"), "{error}");
+        }
     }
 }

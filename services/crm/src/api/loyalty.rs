@@ -358,7 +358,7 @@ pub async fn post(
         kind,
         delta,
         request.reason.trim(),
-        principal.subject(),
+        super::store::actor_name(&principal),
         &source,
     )
     .await?;
@@ -424,13 +424,14 @@ pub(super) fn as_of(timestamp: Option<&prost_types::Timestamp>) -> ApiResult<Dat
     timestamp.map_or(Ok(Utc::now()), |t| from_timestamp("as_of", t))
 }
 
-/// Every chain with guests.
+/// Every chain with guests or loyalty accounts (a chain's PMS feeds may have opened accounts for
+/// guests who are not members).
 async fn all_chains(pool: &PgPool) -> ApiResult<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT DISTINCT chain_id FROM guests ORDER BY 1")
-            .fetch_all(pool)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT chain_id FROM guests UNION SELECT chain_id FROM loyalty_accounts WHERE chain_id IS NOT NULL ORDER BY 1",
     )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The chains a batch runs for: every chain for the service role (the nightly batch), else the
@@ -530,8 +531,9 @@ async fn expire_inactive(
     // Candidates with three days to spare: SQL and chrono clamp month ends differently (29
     // February 2024 plus 24 months is 28 February 2026 for chrono), and the check below decides.
     let candidates: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT a.guest_id, a.last_activity_at FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
-         WHERE g.chain_id = $1 AND a.balance > 0 AND a.last_activity_at <= $2 - make_interval(months => $3) + interval '3 days'",
+        "SELECT guest_id, last_activity_at FROM loyalty_accounts \
+         WHERE chain_id = $1 AND balance > 0 AND last_activity_at <= $2 - make_interval(months => $3) + interval '3 days' \
+         ORDER BY guest_id",
     )
     .bind(chain)
     .bind(as_of)
@@ -545,16 +547,27 @@ async fn expire_inactive(
         let mut tx = pool.begin().await?;
         // Decide again on the locked account: points earned since the candidates were read
         // make it active again, and then nothing expires.
-        let (balance, last_activity): (i64, DateTime<Utc>) = sqlx::query_as(
+        // Gone since (merged into another account, or erased): nothing to do here.
+        let Some((balance, last_activity)) = sqlx::query_as::<_, (i64, DateTime<Utc>)>(
             "SELECT balance, last_activity_at FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE",
         )
         .bind(&guest_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            continue;
+        };
         if balance == 0 || !inactivity_expired(last_activity, as_of, months) {
             continue;
         }
-        let source = format!("expiry:{guest_id}:{}", last_activity.timestamp());
+        // Points can come back without activity (a staff adjustment, a merge bringing another
+        // account's balance): each expiry names how many entries the account had, so a later
+        // one is a new entry, while a rerun finds the balance gone.
+        let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger WHERE guest_id = $1")
+            .bind(&guest_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let source = format!("expiry:{guest_id}:{}:{entries}", last_activity.timestamp());
         post_entry(
             &mut tx,
             &guest_id,
@@ -581,8 +594,8 @@ async fn expire_old_credits(
     response: &mut pb::RunPointsExpiryResponse,
 ) -> ApiResult<()> {
     let candidates: Vec<String> = sqlx::query_scalar(
-        "SELECT a.guest_id FROM loyalty_accounts a JOIN guests g ON g.guest_id = a.guest_id \
-         WHERE g.chain_id = $1 AND a.balance > 0 AND EXISTS (SELECT 1 FROM ledger l WHERE l.guest_id = a.guest_id \
+        "SELECT a.guest_id FROM loyalty_accounts a \
+         WHERE a.chain_id = $1 AND a.balance > 0 AND EXISTS (SELECT 1 FROM ledger l WHERE l.guest_id = a.guest_id \
                AND l.points > 0 AND l.posted_at <= $2 - make_interval(months => $3) + interval '3 days')",
     )
     .bind(chain)
@@ -592,10 +605,15 @@ async fn expire_old_credits(
     .await?;
     for guest_id in candidates {
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE")
-            .bind(&guest_id)
-            .execute(&mut *tx)
-            .await?;
+        let locked: Option<i64> = sqlx::query_scalar(
+            "SELECT balance FROM loyalty_accounts WHERE guest_id = $1 FOR UPDATE",
+        )
+        .bind(&guest_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if locked.is_none() {
+            continue;
+        }
         // The whole ledger, debits posted after `as_of` included: they used the oldest credits
         // too, and expiring without them would take points those debits already spent.
         let rows: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(

@@ -72,7 +72,7 @@ pub async fn export(
     }
     tracing::info!(guest_id = %id, actor = principal.subject(), "guest data exported");
     sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, 'export')")
-        .bind(principal.subject())
+        .bind(super::store::actor_name(&principal))
         .bind(principal.role().as_str())
         .bind(id)
         .execute(&mut *tx)
@@ -165,6 +165,7 @@ pub async fn erase(
         .await?
         .rows_affected() as i32;
     }
+    forget_free_text(&mut tx, &every_id, &pseudonym).await?;
     // Care tasks stay (the property's work was done) under the pseudonym, without their reason
     // (a birthday, an anniversary) and outcome (free text about the guest).
     scrubbed += sqlx::query(
@@ -240,6 +241,53 @@ pub async fn erase(
         guest_id: pseudonym,
         records_scrubbed: scrubbed,
     })
+}
+
+/// What people wrote or were logged as about the guest, now under `pseudonym`: the reasons
+/// staff gave for postings (everything but the system's own, which name a stay, a complaint or
+/// a rule) and for tier changes read `[erased]`; the guest's own reads and redemptions name the
+/// role instead of their login; expiry entries' sources name the pseudonym instead of the ids in
+/// `every_id` (a source is unique, and the pseudonym keeps it so).
+async fn forget_free_text(
+    conn: &mut sqlx::PgConnection,
+    every_id: &[String],
+    pseudonym: &str,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE ledger SET reason = CASE WHEN actor = 'system' OR reason = '' THEN reason ELSE '[erased]' END, \
+         actor = CASE WHEN kind = 'redeem' AND actor NOT IN ('system', 'guest') \
+                       AND EXISTS (SELECT 1 FROM contact_access_log l WHERE l.guest_id = $1 AND l.role = 'guest' AND l.actor = ledger.actor) \
+                      THEN 'guest' ELSE actor END \
+         WHERE guest_id = $1",
+    )
+    .bind(pseudonym)
+    .execute(&mut *conn)
+    .await?;
+    for id in every_id {
+        for prefix in ["expiry:", "expiry-credits:"] {
+            sqlx::query(
+                "UPDATE ledger SET source = $3 || $4 || substr(source, length($3 || $2) + 1) \
+                 WHERE guest_id = $1 AND starts_with(source, $3 || $2 || ':')",
+            )
+            .bind(pseudonym)
+            .bind(id)
+            .bind(prefix)
+            .bind(pseudonym)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE tier_history SET reason = '[erased]' WHERE guest_id = $1")
+        .bind(pseudonym)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE contact_access_log SET actor = 'guest' WHERE guest_id = $1 AND role = 'guest'",
+    )
+    .bind(pseudonym)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The reason an erasure is logged with: required, bounded, and never a payment card number.
@@ -376,6 +424,7 @@ async fn repoint_events(
         let mut changed = pb::TierChanged::decode(payload.as_slice())
             .map_err(|e| ApiError::internal(format!("stored tier event {id}: {e}")))?;
         changed.guest_id = pseudonym.to_string();
+        changed.reason = "[erased]".into();
         sqlx::query("UPDATE outbox_events SET subject = $2, payload = $3 WHERE id = $1")
             .bind(id)
             .bind(format!("guests/{pseudonym}"))

@@ -332,6 +332,16 @@ pub async fn to_proto(
     })
 }
 
+/// Who a record names as having acted: staff by their subject; a guest acting for themselves as
+/// `guest` (their login identifies them, and the record is theirs anyway).
+pub fn actor_name(principal: &Principal) -> &str {
+    if principal.role() == Role::Guest {
+        "guest"
+    } else {
+        principal.subject()
+    }
+}
+
 /// Records a read of contact details by staff.
 pub async fn log_contact_read(
     conn: &mut PgConnection,
@@ -340,7 +350,7 @@ pub async fn log_contact_read(
     property_id: &str,
 ) -> ApiResult<()> {
     sqlx::query("INSERT INTO contact_access_log (actor, role, guest_id, property_id) VALUES ($1, $2, $3, $4)")
-        .bind(principal.subject())
+        .bind(actor_name(principal))
         .bind(principal.role().as_str())
         .bind(guest_id)
         .bind(property_id)

@@ -49,6 +49,12 @@ impl Default for ValuePolicy {
     }
 }
 
+/// Bounds of the policy's numbers: wide enough for any currency's amounts, narrow enough that a
+/// value cannot overflow (a huge weight or a tiny relationship length would).
+const MAX_WEIGHT: f64 = 1_000_000.0;
+const MIN_RELATIONSHIP_YEARS: f64 = 0.01;
+const MAX_SEGMENT_MINIMUM: f64 = 1e15;
+
 /// The policy's faults as (field, description), empty when it is usable.
 pub fn validate(policy: &ValuePolicy) -> Vec<(String, String)> {
     let mut faults = Vec::new();
@@ -60,14 +66,14 @@ pub fn validate(policy: &ValuePolicy) -> Vec<(String, String)> {
         ("policy.spend_weight", policy.spend_weight),
         ("policy.satisfaction_weight", policy.satisfaction_weight),
     ] {
-        if !weight.is_finite() || weight < 0.0 {
-            fault(field, "must be a finite number ≥ 0");
+        if !(0.0..=MAX_WEIGHT).contains(&weight) {
+            fault(field, "must be a number from 0 to 1,000,000");
         }
     }
-    if !policy.min_relationship_years.is_finite() || policy.min_relationship_years <= 0.0 {
+    if !(MIN_RELATIONSHIP_YEARS..=100.0).contains(&policy.min_relationship_years) {
         fault(
             "policy.min_relationship_years",
-            "must be a finite number > 0",
+            "must be a number from 0.01 (about four days) to 100",
         );
     }
     if policy.segments.is_empty() || policy.segments.len() > 10 {
@@ -84,10 +90,10 @@ pub fn validate(policy: &ValuePolicy) -> Vec<(String, String)> {
         } else if !names.insert(name.to_string()) {
             fault(&format!("policy.segments[{i}].name"), "is used twice");
         }
-        if !s.min_value.is_finite() || s.min_value < 0.0 {
+        if !(0.0..=MAX_SEGMENT_MINIMUM).contains(&s.min_value) {
             fault(
                 &format!("policy.segments[{i}].min_value"),
-                "must be a finite number ≥ 0",
+                "must be a number from 0 to 10^15",
             );
         }
         if i > 0 && s.min_value >= policy.segments[i - 1].min_value {
@@ -114,10 +120,11 @@ pub fn customer_value(policy: &ValuePolicy, inputs: &ValueInputs) -> f64 {
         + policy.satisfaction_weight * inputs.satisfaction_sum as f64;
     let years = inputs.relationship_years.max(policy.min_relationship_years);
     let value = numerator / years;
-    if value.is_finite() {
-        value.max(0.0)
-    } else {
+    // Past f64's range the guest is still the most valuable, not the least.
+    if value.is_nan() {
         0.0
+    } else {
+        value.clamp(0.0, f64::MAX)
     }
 }
 
@@ -201,6 +208,45 @@ mod tests {
             ]
         );
         assert!(validate(&ValuePolicy::default()).is_empty());
+    }
+
+    #[test]
+    fn weights_and_lengths_that_would_overflow_are_refused() {
+        let policy = ValuePolicy {
+            spend_weight: 1e308,
+            satisfaction_weight: 2e6,
+            min_relationship_years: 1e-320,
+            ..ValuePolicy::default()
+        };
+        let fields: Vec<String> = validate(&policy).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "policy.spend_weight",
+                "policy.satisfaction_weight",
+                "policy.min_relationship_years"
+            ]
+        );
+        let mut policy = ValuePolicy::default();
+        policy.segments[0].min_value = 1e16;
+        assert_eq!(validate(&policy).len(), 1);
+        // At the bounds a big spender stays finite and in the top segment.
+        let policy = ValuePolicy {
+            spend_weight: MAX_WEIGHT,
+            min_relationship_years: MIN_RELATIONSHIP_YEARS,
+            ..ValuePolicy::default()
+        };
+        assert!(validate(&policy).is_empty());
+        let value = customer_value(&policy, &inputs(1e15, 1_000, 10_000, 0.0));
+        assert!(value.is_finite() && value > 1e20, "{value}");
+        assert_eq!(segment(&policy, value), "top");
+        // Past f64's range the value saturates instead of falling to nothing.
+        let unbounded = ValuePolicy {
+            spend_weight: f64::MAX,
+            ..ValuePolicy::default()
+        };
+        let value = customer_value(&unbounded, &inputs(1e300, 10, 0, 1.0));
+        assert_eq!(value, f64::MAX);
     }
 
     proptest! {
