@@ -3732,6 +3732,93 @@ async fn each_chain_defines_its_preference_groups_and_limits() -> anyhow::Result
     service.shutdown().await
 }
 
+fn preference(group: &str, value: &str, polarity: pb::Polarity) -> pb::Preference {
+    pb::Preference {
+        group: group.into(),
+        value: value.into(),
+        polarity: polarity as i32,
+        ..Default::default()
+    }
+}
+
+async fn add_preference(
+    client: &mut Crm,
+    guest_id: &str,
+    preference: pb::Preference,
+) -> Result<pb::Guest, tonic::Status> {
+    client
+        .add_preference(pb::AddPreferenceRequest {
+            guest_id: guest_id.into(),
+            preference: Some(preference),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A merge keeps each entry once (the earliest recorded, with who recorded it), every dislike
+/// and allergy of both, the survivor's likes and then the duplicate's latest up to the group's
+/// limit; nothing is left on the merged profile.
+#[tokio::test]
+async fn a_merge_keeps_each_preference_once_and_no_group_beyond_its_limit() -> anyhow::Result<()> {
+    use pb::Polarity::{Allergy, Dislike, Like};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut concierge = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).subject("concierge-oslo"),
+    )
+    .await?;
+    let survivor = create(&mut admin, guest("Lars", "Holm", "lars@example.dk", "")).await?;
+    let duplicate = create(&mut admin, guest("Lars", "Holm", "lars@example.dk", "")).await?;
+    let (s, d) = (survivor.guest_id.as_str(), duplicate.guest_id.as_str());
+    // The duplicate's buckwheat was recorded first, by the concierge.
+    add_preference(&mut concierge, d, preference("pillow", "buckwheat", Like)).await?;
+    add_preference(&mut admin, s, preference("pillow", "buckwheat", Like)).await?;
+    add_preference(&mut admin, s, preference("pillow", "feather", Like)).await?;
+    add_preference(&mut admin, s, preference("diet", "nuts", Allergy)).await?;
+    add_preference(&mut admin, d, preference("pillow", "latex", Like)).await?;
+    add_preference(&mut admin, d, preference("pillow", "down", Like)).await?;
+    add_preference(&mut admin, d, preference("pillow", "very high", Dislike)).await?;
+    add_preference(&mut admin, d, preference("diet", "nuts", Allergy)).await?;
+    add_preference(&mut admin, d, preference("diet", "shellfish", Allergy)).await?;
+    let merged = admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: s.into(),
+            duplicate_guest_id: d.into(),
+        })
+        .await?
+        .into_inner();
+    let likes: Vec<(&str, &str)> = merged
+        .preferences
+        .iter()
+        .map(|p| (p.value.as_str(), p.recorded_by.as_str()))
+        .collect();
+    let admin_subject = merged
+        .preferences
+        .iter()
+        .find(|p| p.value == "feather")
+        .map(|p| p.recorded_by.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        likes,
+        [
+            ("buckwheat", "concierge-oslo"),
+            ("feather", admin_subject.as_str()),
+            ("down", admin_subject.as_str())
+        ],
+        "pillow takes 3 likes: the survivor's two, then the duplicate's latest"
+    );
+    let mut avoid: Vec<&str> = merged.avoid.iter().map(|p| p.value.as_str()).collect();
+    avoid.sort_unstable();
+    assert_eq!(avoid, ["nuts", "shellfish", "very high"]);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.preferences WHERE guest_id = $1")
+        .bind(d)
+        .fetch_one(&service.database.admin_pool().await?)
+        .await?;
+    assert_eq!(left, 0, "nothing stays unseen on the merged profile");
+    service.shutdown().await
+}
+
 /// Customer value and segments are profiling: a guest who has not consented is never scored,
 /// and withdrawing consent clears what was stored.
 #[tokio::test]

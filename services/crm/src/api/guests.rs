@@ -1,7 +1,7 @@
 //! Guest profiles: create, read (role-aware, contact reads logged), update, preferences with
 //! dislikes as first-class entries, duplicates and merge, the manual strategic tier.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
 use crate::domain::identity::{email_key, phone_key, phone_shape};
-use crate::domain::preferences::{may_add_like, normalise};
+use crate::domain::preferences::{may_add_like, merged_entries, normalise, HeldEntry};
 use crate::domain::tiers::Tier;
 use guestloop_kit::text::free_text;
 
@@ -487,8 +487,8 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
     .bind(&ids[..])
     .fetch_all(&mut *tx)
     .await?;
+    merge_preferences(&mut tx, &survivor.chain_id, to, from).await?;
     for table in [
-        "preferences",
         "service_failures",
         "stays",
         "ledger",
@@ -574,6 +574,60 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         api.context.events.wake();
     }
     Ok(reply)
+}
+
+/// The survivor's likes and dislikes after a merge, as [`merged_entries`] chooses them from both
+/// profiles' under the chain's groups: the duplicate's chosen entries move over, every other
+/// entry of either is deleted (a merged profile shows no preferences, so none is left on it).
+async fn merge_preferences(
+    conn: &mut sqlx::PgConnection,
+    chain_id: &str,
+    survivor_id: &str,
+    duplicate_id: &str,
+) -> ApiResult<()> {
+    let (groups, _) = super::preference_groups::load(&mut *conn, chain_id).await?;
+    let rows: Vec<(Uuid, String, String, String, i16, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT preference_id, guest_id, grp, value, polarity, recorded_at FROM preferences \
+         WHERE guest_id = $1 OR guest_id = $2",
+    )
+    .bind(survivor_id)
+    .bind(duplicate_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut own, mut theirs) = (Vec::new(), Vec::new());
+    for (id, guest_id, group, value, polarity, recorded_at) in rows {
+        let entry = HeldEntry {
+            id,
+            group,
+            value,
+            polarity,
+            like: polarity == pb::Polarity::Like as i16,
+            recorded_at,
+        };
+        if guest_id == survivor_id {
+            own.push(entry);
+        } else {
+            theirs.push(entry);
+        }
+    }
+    let kept = merged_entries(&groups, &own, &theirs);
+    sqlx::query(
+        "UPDATE preferences SET guest_id = $1 WHERE guest_id = $2 AND preference_id = ANY($3)",
+    )
+    .bind(survivor_id)
+    .bind(duplicate_id)
+    .bind(&kept)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM preferences WHERE (guest_id = $1 OR guest_id = $2) AND NOT preference_id = ANY($3)",
+    )
+    .bind(survivor_id)
+    .bind(duplicate_id)
+    .bind(&kept)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The survivor keeps what either profile earned: a strategic tier set by hand on either, and

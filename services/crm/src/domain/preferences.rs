@@ -1,6 +1,13 @@
 //! Preference groups: each chain names the groups its guests' likes and dislikes fall into, and
 //! how many likes a guest may hold in each (dislikes, allergies and taboos are never limited, so
 //! staff can always record "never do X").
+//!
+//! An entry is the same as another when group, value and polarity are: group names are
+//! [`normalise`]d, values trimmed (their case is the guest's wording and kept).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 
 /// One group and its limit of likes per guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +88,81 @@ pub fn may_add_like(group: &PreferenceGroup, likes: i64) -> bool {
     likes < group.likes_limit
 }
 
+/// One entry a guest holds, as a merge weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldEntry<Id> {
+    pub id: Id,
+    pub group: String,
+    pub value: String,
+    /// As stored: like, dislike, allergy or taboo.
+    pub polarity: i16,
+    /// Only likes count against a group's limit.
+    pub like: bool,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl<Id> HeldEntry<Id> {
+    fn key(&self) -> (&str, &str, i16) {
+        (&self.group, &self.value, self.polarity)
+    }
+}
+
+/// The ids of the entries the survivor of a merge holds afterwards, chosen from its own and the
+/// duplicate's; the others are dropped.
+///
+/// - Entries the same on group, value and polarity are kept once: the earliest recorded, so who
+///   first recorded it, and when, stays (which may be the duplicate's).
+/// - Every dislike, allergy and taboo is kept: they are never refused for a full group.
+/// - In each group the survivor's own likes all stay (even beyond a limit the chain lowered
+///   since), then the duplicate's most recently recorded likes fill what is left of the limit.
+///   A group the chain no longer defines takes none of the duplicate's likes, as AddPreference
+///   would refuse them.
+pub fn merged_entries<Id: Clone + Ord>(
+    groups: &[PreferenceGroup],
+    survivor: &[HeldEntry<Id>],
+    duplicate: &[HeldEntry<Id>],
+) -> Vec<Id> {
+    let mut earliest: BTreeMap<(&str, &str, i16), &HeldEntry<Id>> = BTreeMap::new();
+    for entry in survivor.iter().chain(duplicate) {
+        earliest
+            .entry(entry.key())
+            .and_modify(|kept| {
+                if (entry.recorded_at, &entry.id) < (kept.recorded_at, &kept.id) {
+                    *kept = entry;
+                }
+            })
+            .or_insert(entry);
+    }
+    let own: BTreeSet<(&str, &str, i16)> = survivor.iter().map(HeldEntry::key).collect();
+    let mut kept = Vec::new();
+    let mut likes_held: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut offered = Vec::new();
+    for (key, entry) in &earliest {
+        if !entry.like {
+            kept.push(entry.id.clone());
+        } else if own.contains(key) {
+            kept.push(entry.id.clone());
+            *likes_held.entry(&entry.group).or_default() += 1;
+        } else {
+            offered.push(*entry);
+        }
+    }
+    // The duplicate's likes, most recently recorded first.
+    offered.sort_by(|a, b| (b.recorded_at, &b.id).cmp(&(a.recorded_at, &a.id)));
+    for entry in offered {
+        let Some(group) = groups.iter().find(|g| g.name == entry.group) else {
+            continue;
+        };
+        let held = likes_held.entry(&entry.group).or_default();
+        if may_add_like(group, *held) {
+            kept.push(entry.id.clone());
+            *held += 1;
+        }
+    }
+    kept.sort();
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +219,169 @@ mod tests {
             .map(|i| group(&format!("g{i}"), 1))
             .collect();
         assert_eq!(faults(&many).len(), 1, "too many groups");
+    }
+
+    const LIKE: i16 = 1;
+    const DISLIKE: i16 = 2;
+    const ALLERGY: i16 = 3;
+
+    /// An entry recorded `day` days into 2026.
+    fn entry(id: u32, group: &str, value: &str, polarity: i16, day: i64) -> HeldEntry<u32> {
+        HeldEntry {
+            id,
+            group: group.to_string(),
+            value: value.to_string(),
+            polarity,
+            like: polarity == LIKE,
+            recorded_at: DateTime::from_timestamp(1_767_225_600 + day * 86_400, 0)
+                .expect("a time in range"),
+        }
+    }
+
+    #[test]
+    fn a_merge_keeps_the_survivors_likes_before_the_duplicates() {
+        // pillow takes 3 likes: the survivor holds 3, so none of the duplicate's move.
+        let survivor = [
+            entry(1, "pillow", "buckwheat", LIKE, 10),
+            entry(2, "pillow", "feather", LIKE, 11),
+            entry(3, "pillow", "memory foam", LIKE, 12),
+        ];
+        let duplicate = [
+            entry(11, "pillow", "latex", LIKE, 20),
+            entry(12, "pillow", "down", LIKE, 21),
+            entry(13, "pillow", "buckwheat", LIKE, 22),
+        ];
+        assert_eq!(
+            merged_entries(&defaults(), &survivor, &duplicate),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_merge_fills_a_group_with_the_duplicates_latest_likes() {
+        let survivor = [entry(1, "pillow", "feather", LIKE, 30)];
+        let duplicate = [
+            entry(11, "pillow", "latex", LIKE, 5),
+            entry(12, "pillow", "down", LIKE, 40),
+            entry(13, "pillow", "buckwheat", LIKE, 20),
+            entry(14, "floor", "high", LIKE, 1),
+        ];
+        assert_eq!(
+            merged_entries(&defaults(), &survivor, &duplicate),
+            [1, 12, 13, 14],
+            "down and buckwheat are the latest two; latex is one too many"
+        );
+    }
+
+    #[test]
+    fn a_merge_keeps_the_earliest_of_the_same_entry_and_every_dislike() {
+        let survivor = [
+            entry(1, "pillow", "feather", LIKE, 30),
+            entry(2, "diet", "nuts", ALLERGY, 30),
+            entry(3, "pillow", "feather", LIKE, 31),
+        ];
+        let duplicate = [
+            entry(11, "pillow", "feather", LIKE, 2),
+            entry(12, "diet", "nuts", ALLERGY, 40),
+            entry(13, "diet", "nuts", DISLIKE, 41),
+            entry(14, "pillow", "high", DISLIKE, 42),
+            entry(15, "pillow", "Feather", LIKE, 43),
+        ];
+        assert_eq!(
+            merged_entries(&defaults(), &survivor, &duplicate),
+            [2, 11, 13, 14, 15],
+            "the duplicate's feather was recorded first; a dislike is not the allergy; values keep their case"
+        );
+    }
+
+    #[test]
+    fn a_full_group_still_takes_the_duplicates_dislikes_and_keeps_the_survivors_likes() {
+        let groups = [group("pillow", 1)];
+        let survivor = [
+            entry(1, "pillow", "feather", LIKE, 1),
+            entry(2, "pillow", "down", LIKE, 2),
+        ];
+        let duplicate = [
+            entry(11, "pillow", "latex", LIKE, 3),
+            entry(12, "pillow", "very high", DISLIKE, 4),
+            entry(13, "minibar", "cola", LIKE, 5),
+            entry(14, "minibar", "peanuts", ALLERGY, 6),
+        ];
+        assert_eq!(
+            merged_entries(&groups, &survivor, &duplicate),
+            [1, 2, 12, 14],
+            "a limit lowered since does not drop the survivor's likes; a group no longer defined takes no likes"
+        );
+    }
+
+    fn held(ids: std::ops::Range<u32>) -> impl Strategy<Value = Vec<HeldEntry<u32>>> {
+        let group = prop_oneof![Just("pillow"), Just("floor"), Just("spa")];
+        let value = prop_oneof![Just("a"), Just("b"), Just("c"), Just("d"), Just("e")];
+        proptest::collection::vec((group, value, 1i16..=4, 0i64..50), 0..12).prop_map(
+            move |entries| {
+                entries
+                    .into_iter()
+                    .zip(ids.clone())
+                    .map(|((g, v, p, day), id)| entry(id, g, v, p, day))
+                    .collect()
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever the two profiles hold, the survivor ends with each entry once (the earliest
+        /// of its kind), every kind of dislike either held, all of its own likes, and no group
+        /// filled beyond its limit by the duplicate's likes.
+        #[test]
+        fn a_merge_never_overfills_or_loses_what_to_avoid(
+            survivor in held(0..100),
+            duplicate in held(100..200),
+        ) {
+            let groups = defaults();
+            let kept = merged_entries(&groups, &survivor, &duplicate);
+            let all: Vec<&HeldEntry<u32>> = survivor.iter().chain(&duplicate).collect();
+            let kept_entries: Vec<&HeldEntry<u32>> =
+                all.iter().copied().filter(|e| kept.contains(&e.id)).collect();
+            prop_assert_eq!(kept_entries.len(), kept.len(), "only ids of the inputs");
+            let kinds: BTreeSet<_> = kept_entries.iter().map(|e| e.key()).collect();
+            prop_assert_eq!(kinds.len(), kept.len(), "each entry once");
+            for e in &kept_entries {
+                prop_assert!(
+                    all.iter().all(|o| o.key() != e.key() || (o.recorded_at, o.id) >= (e.recorded_at, e.id)),
+                    "the earliest of its kind"
+                );
+            }
+            for e in all.iter().filter(|e| !e.like) {
+                prop_assert!(kinds.contains(&e.key()), "{:?} is kept", e);
+            }
+            for e in survivor.iter().filter(|e| e.like) {
+                prop_assert!(kinds.contains(&e.key()), "the survivor's {:?} is kept", e);
+            }
+            for g in &groups {
+                let own: BTreeSet<_> = survivor
+                    .iter()
+                    .filter(|e| e.like && e.group == g.name)
+                    .map(|e| e.key())
+                    .collect();
+                let likes = kept_entries.iter().filter(|e| e.like && e.group == g.name).count() as i64;
+                prop_assert!(likes <= g.likes_limit.max(own.len() as i64));
+                // A like of the duplicate's left out means the group is full, of later ones.
+                let first = |e: &HeldEntry<u32>| {
+                    all.iter().all(|o| o.key() != e.key() || (o.recorded_at, o.id) >= (e.recorded_at, e.id))
+                };
+                for left in duplicate.iter().filter(|e| {
+                    e.like && e.group == g.name && !own.contains(&e.key()) && first(e) && !kept.contains(&e.id)
+                }) {
+                    prop_assert!(likes >= g.likes_limit, "{:?} had room", left);
+                    prop_assert!(kept_entries.iter().all(|k| !k.like || k.group != g.name
+                        || own.contains(&k.key()) || (k.recorded_at, k.id) > (left.recorded_at, left.id)));
+                }
+            }
+            prop_assert!(
+                kept_entries.iter().all(|e| !e.like || e.group != "spa" || survivor.iter().any(|s| s.key() == e.key())),
+                "no like of the duplicate's joins a group the chain does not define"
+            );
+        }
     }
 
     proptest! {
