@@ -3755,6 +3755,89 @@ async fn add_preference(
         .map(tonic::Response::into_inner)
 }
 
+/// Adding an entry the guest already holds (same group, value and polarity; the value trimmed
+/// as it is stored) records nothing: a retry answers the profile with the one entry, and a full
+/// group still answers it instead of refusing it.
+#[tokio::test]
+async fn adding_a_preference_the_guest_holds_records_it_once() -> anyhow::Result<()> {
+    use pb::Polarity::{Allergy, Dislike, Like};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let aiko = create(&mut admin, guest("Aiko", "Tanaka", "", "")).await?;
+    let first = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("pillow", "buckwheat", Like),
+    )
+    .await?;
+    let retried = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference(" Pillow", " buckwheat ", Like),
+    )
+    .await?;
+    assert_eq!(retried.preferences, first.preferences, "the same one entry");
+    assert_eq!(retried.preferences.len(), 1);
+    add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("diet", "nuts", Allergy),
+    )
+    .await?;
+    add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("diet", "nuts", Allergy),
+    )
+    .await?;
+    let both = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("diet", "nuts", Dislike),
+    )
+    .await?;
+    assert_eq!(
+        both.avoid.len(),
+        2,
+        "an allergy and a dislike of the same are two entries"
+    );
+    // The retry took none of the group's three likes: two more fit, and then it is full.
+    for value in ["feather", "memory foam"] {
+        add_preference(
+            &mut admin,
+            &aiko.guest_id,
+            preference("pillow", value, Like),
+        )
+        .await?;
+    }
+    let full = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("pillow", "latex", Like),
+    )
+    .await
+    .expect_err("a fourth like");
+    assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
+    let again = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("pillow", "buckwheat", Like),
+    )
+    .await?;
+    assert_eq!(
+        again.preferences.len(),
+        3,
+        "a retry into a full group is answered"
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.preferences WHERE guest_id = $1")
+            .bind(&aiko.guest_id)
+            .fetch_one(&service.database.admin_pool().await?)
+            .await?;
+    assert_eq!(stored, 5, "three likes, an allergy and a dislike");
+    service.shutdown().await
+}
+
 /// A merge keeps each entry once (the earliest recorded, with who recorded it), every dislike
 /// and allergy of both, the survivor's likes and then the duplicate's latest up to the group's
 /// limit; nothing is left on the merged profile.

@@ -721,10 +721,22 @@ pub async fn add_preference(
             format!("must be one of the chain's groups: {}", names.join(", ")),
         ));
     };
+    // An entry the guest already holds (same group, value and polarity) is not recorded again:
+    // a retried call answers the profile with the entry it has, and never counts twice against
+    // the limit.
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM preferences WHERE guest_id = $1 AND grp = $2 AND value = $3 AND polarity = $4)",
+    )
+    .bind(&row.guest_id)
+    .bind(&group)
+    .bind(&value)
+    .bind(preference.polarity as i16)
+    .fetch_one(&mut *tx)
+    .await?;
     // The limit keeps likes in check. A dislike, an allergy or a taboo is never refused: staff
     // must always be able to record what could harm or offend the guest.
     let like = preference.polarity == pb::Polarity::Like as i32;
-    if like {
+    if like && !held {
         let likes: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM preferences WHERE guest_id = $1 AND grp = $2 AND polarity = $3",
         )
@@ -744,19 +756,21 @@ pub async fn add_preference(
             ));
         }
     }
-    sqlx::query(
-        "INSERT INTO preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
-    )
-    .bind(Uuid::now_v7())
-    .bind(&row.guest_id)
-    .bind(&group)
-    .bind(&value)
-    .bind(preference.polarity as i16)
-    .bind(&source)
-    .bind(principal.subject())
-    .execute(&mut *tx)
-    .await?;
+    if !held {
+        sqlx::query(
+            "INSERT INTO preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&row.guest_id)
+        .bind(&group)
+        .bind(&value)
+        .bind(preference.polarity as i16)
+        .bind(&source)
+        .bind(principal.subject())
+        .execute(&mut *tx)
+        .await?;
+    }
     // A guest sees their own contact details; staff read them with GetGuest (logged).
     let reply = to_proto(&mut tx, &row, principal.role() == Role::Guest).await?;
     tx.commit().await?;
