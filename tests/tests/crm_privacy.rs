@@ -592,6 +592,92 @@ async fn exports_hold_contact_details_only_for_roles_that_may_read_them() -> any
     service.shutdown().await
 }
 
+/// The export holds everything CRM keeps on the profiles merged into the guest, as it does the
+/// guest's own profile (company, language, consent, …), and what is still filed under their
+/// ids; their contact keys only for roles that may read contact details.
+#[tokio::test]
+async fn an_export_holds_what_crm_keeps_on_profiles_merged_into_the_guest() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut quality = crm_as(&service, TokenBuilder::new(Role::ChainQualityManager)).await?;
+    let survivor = create(
+        &mut admin,
+        pb::Guest {
+            company: "Holm Shipping".into(),
+            language: "da".into(),
+            ..guest("Lars", "Holm", "lars@example.dk", "")
+        },
+    )
+    .await?;
+    let duplicate = create(
+        &mut admin,
+        pb::Guest {
+            company: "Nordic Freight Partners".into(),
+            language: "sv".into(),
+            consent: Some(pb::Consent {
+                marketing: true,
+                source: "kiosk-goteborg".into(),
+                ..Default::default()
+            }),
+            ..guest("Lars", "Holm", "lars.holm@example.se", "")
+        },
+    )
+    .await?;
+    // The survivor's consent is the more recent, so the duplicate's stays on its own profile.
+    admin
+        .update_guest(pb::UpdateGuestRequest {
+            guest: Some(pb::Guest {
+                guest_id: survivor.guest_id.clone(),
+                consent: Some(pb::Consent {
+                    source: "front_desk".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["consent".into()],
+            }),
+            ..Default::default()
+        })
+        .await?;
+    merge(&mut admin, &survivor.guest_id, &duplicate.guest_id).await?;
+    // A stay still filed under the old id (written as the merge took the rest along).
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "INSERT INTO crm.stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, status) \
+         VALUES ('oslo', 'R-OLD', $1, '2026-02-01', '2026-02-03', 'checked_out')",
+    )
+    .bind(&duplicate.guest_id)
+    .execute(&pool)
+    .await?;
+
+    let full = export(&mut admin, &survivor.guest_id).await?;
+    let merged = &full["merged_guests"][0];
+    assert_eq!(merged["guest_id"], duplicate.guest_id.as_str());
+    assert_eq!(merged["company"], "Nordic Freight Partners");
+    assert_eq!(merged["language"], "sv");
+    assert_eq!(merged["consent_marketing"], true);
+    assert_eq!(merged["consent_source"], "kiosk-goteborg");
+    assert_eq!(merged["email_key"], "lars.holm@example.se");
+    assert_eq!(full["guest"][0]["company"], "Holm Shipping");
+    assert_eq!(full["guest"].as_array().map(Vec::len), Some(1));
+    assert_eq!(full["stays"][0]["pms_reservation_id"], "R-OLD");
+    // By the merged id, the export is the same person's.
+    let by_old_id = export(&mut admin, &duplicate.guest_id).await?;
+    assert_eq!(by_old_id["merged_guests"], full["merged_guests"]);
+
+    let without = export(&mut quality, &survivor.guest_id).await?;
+    assert_eq!(
+        without["merged_guests"][0]["company"],
+        "Nordic Freight Partners"
+    );
+    let text = without.to_string();
+    for contact in ["lars.holm@example.se", "lars@example.dk", "email_key"] {
+        assert!(!text.contains(contact), "`{contact}` in {text}");
+    }
+    service.shutdown().await
+}
+
 /// Whether an agent reads contact details depends on their department; a token that names no
 /// department reads none (and logs no contact read), where it used to read them all.
 #[tokio::test]

@@ -22,15 +22,16 @@ const PRIVACY_ROLES: [Role; 3] = [
     Role::ChainQualityManager,
 ];
 
+/// The rows `sql` selects, its `$1` bound to every id the guest is known by.
 async fn rows_as_json(
     conn: &mut sqlx::PgConnection,
     sql: &str,
-    guest_id: &str,
+    guest_ids: &[String],
 ) -> ApiResult<Value> {
     let rows: Vec<Value> = sqlx::query_scalar(&format!(
         "SELECT coalesce(json_agg(t), '[]'::json)::jsonb FROM ({sql}) t"
     ))
-    .bind(guest_id)
+    .bind(guest_ids)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().next().unwrap_or(Value::Array(Vec::new())))
@@ -52,18 +53,22 @@ pub async fn export(
     let mut tx = api.context.pool.begin().await?;
     let guest = load(&mut tx, &principal, &guest_id, false, true).await?;
     let id = guest.guest_id.as_str();
+    // The guest and every profile merged into them, as erasure takes them: each merged profile
+    // in full, as the guest's own (company, language, consent, value, …), and anything still
+    // filed under an old id.
+    let ids = known_ids(&mut tx, id, &guest.chain_id).await?;
     let mut document = json!({
-        "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = $1", id).await?,
-        "merged_guests": rows_as_json(&mut tx, "SELECT guest_id, created_at, email_key, phone_key FROM guests WHERE merged_into = $1", id).await?,
-        "preferences": rows_as_json(&mut tx, "SELECT * FROM preferences WHERE guest_id = $1", id).await?,
-        "service_failures": rows_as_json(&mut tx, "SELECT * FROM service_failures WHERE guest_id = $1", id).await?,
-        "stays": rows_as_json(&mut tx, "SELECT * FROM stays WHERE guest_id = $1", id).await?,
-        "loyalty_account": rows_as_json(&mut tx, "SELECT * FROM loyalty_accounts WHERE guest_id = $1", id).await?,
-        "ledger": rows_as_json(&mut tx, "SELECT * FROM ledger WHERE guest_id = $1 ORDER BY entry_id", id).await?,
-        "tier_history": rows_as_json(&mut tx, "SELECT * FROM tier_history WHERE guest_id = $1", id).await?,
-        "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = $1", id).await?,
-        "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = $1 ORDER BY due_date", id).await?,
-        "consent_history": rows_as_json(&mut tx, "SELECT * FROM consent_history WHERE guest_id = $1 ORDER BY entry_id", id).await?,
+        "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = ANY($1) AND merged_into IS NULL", &ids).await?,
+        "merged_guests": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = ANY($1) AND merged_into IS NOT NULL ORDER BY guest_id", &ids).await?,
+        "preferences": rows_as_json(&mut tx, "SELECT * FROM preferences WHERE guest_id = ANY($1)", &ids).await?,
+        "service_failures": rows_as_json(&mut tx, "SELECT * FROM service_failures WHERE guest_id = ANY($1)", &ids).await?,
+        "stays": rows_as_json(&mut tx, "SELECT * FROM stays WHERE guest_id = ANY($1)", &ids).await?,
+        "loyalty_account": rows_as_json(&mut tx, "SELECT * FROM loyalty_accounts WHERE guest_id = ANY($1)", &ids).await?,
+        "ledger": rows_as_json(&mut tx, "SELECT * FROM ledger WHERE guest_id = ANY($1) ORDER BY entry_id", &ids).await?,
+        "tier_history": rows_as_json(&mut tx, "SELECT * FROM tier_history WHERE guest_id = ANY($1)", &ids).await?,
+        "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = ANY($1)", &ids).await?,
+        "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = ANY($1) ORDER BY due_date", &ids).await?,
+        "consent_history": rows_as_json(&mut tx, "SELECT * FROM consent_history WHERE guest_id = ANY($1) ORDER BY entry_id", &ids).await?,
     });
     // A guest reads their own contact details; staff only when their role may (a quality
     // manager works on the complaints, not the contacts).
