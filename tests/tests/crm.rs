@@ -3060,6 +3060,118 @@ async fn goodwill_follows_merges_and_never_revives_an_erased_guest() -> anyhow::
     complaints.shutdown().await
 }
 
+/// A complaint cancelled as filed by mistake was no service failure: it leaves the guest's
+/// failure memory, and the recovery care task it called for while open is withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_complaint_leaves_the_guests_failure_memory() -> anyhow::Result<()> {
+    let (complaints, crm) = complaints_and_crm().await?;
+    let mut admin = crm_as(&crm, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let ken = create(&mut admin, guest("Ken", "Mori", "ken@example.jp", "")).await?;
+    let today = chrono::Utc::now().date_naive();
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay_at(
+                "tokyo",
+                "R-KEN",
+                &ken.guest_id,
+                "1204",
+                &today.to_string(),
+                &(today + chrono::Duration::days(2)).to_string(),
+                pb::StayStatus::InHouse,
+            )],
+        })
+        .await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["tokyo"])
+        .mint()?;
+    let mut agent = ComplaintsServiceClient::new(complaints.channel_with_token(&token).await?);
+    let filed = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "cancel-1".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "tokyo".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: ken.guest_id.clone(),
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::App as i32,
+                category: "noise".into(),
+                description: "construction noise from next door".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let pool = crm.database.admin_pool().await?;
+    let remembered = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM crm.service_failures WHERE complaint_id = $1 AND NOT recovered",
+        )
+        .bind(&filed.complaint_id)
+        .fetch_one(&pool)
+        .await
+    };
+    for _ in 0..100 {
+        if remembered().await? == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        remembered().await?,
+        1,
+        "an open complaint is an unrecovered failure"
+    );
+    let generate = pb::GenerateCareTasksRequest {
+        property_id: "tokyo".into(),
+        date: today.to_string(),
+    };
+    admin.generate_care_tasks(generate.clone()).await?;
+    let recovery_tasks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM crm.care_tasks WHERE pms_reservation_id = 'R-KEN' AND kind = 4 AND NOT done",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+    assert_eq!(
+        recovery_tasks().await?,
+        1,
+        "the open complaint calls for recovery care"
+    );
+
+    agent
+        .transition_complaint(cpb::TransitionComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+            action: cpb::Action::Cancel as i32,
+            reason: "filed for the wrong guest".into(),
+            etag: String::new(),
+        })
+        .await?;
+    for _ in 0..100 {
+        if remembered().await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: ken.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert!(
+        profile.failures.is_empty(),
+        "a cancelled complaint is no failure: {:?}",
+        profile.failures
+    );
+    admin.generate_care_tasks(generate).await?;
+    assert_eq!(recovery_tasks().await?, 0, "its recovery task is withdrawn");
+    crm.shutdown().await?;
+    complaints.shutdown().await
+}
+
 /// A whole-chain token reaches every property of its own chain, never another chain's: the
 /// first PMS feed registers a property under its chain, and another chain's chain-wide admin
 /// can then neither feed stays there nor read its occupancy, KPIs, arrivals or care tasks.

@@ -54,6 +54,18 @@ async fn remember_failure(
     chain_id: &str,
     complaint: &complaints::Complaint,
 ) -> Result<(), ApiError> {
+    let status = complaints::Status::try_from(complaint.status).unwrap_or_default();
+    // A cancelled complaint (filed by mistake, withdrawn) was no service failure: it leaves the
+    // memory it entered while open, so it calls for no recovery care and counts in no recovery
+    // figure or customer value. Each event carries the complaint as it is after the change, so
+    // one that showed it active again would bring it back.
+    if status == complaints::Status::Cancelled {
+        sqlx::query("DELETE FROM service_failures WHERE complaint_id = $1")
+            .bind(&complaint.complaint_id)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
     let guest_id = complaint
         .guest
         .as_ref()
@@ -75,7 +87,6 @@ async fn remember_failure(
         })
         .map(describe_remedy)
         .collect();
-    let status = complaints::Status::try_from(complaint.status).unwrap_or_default();
     let recovered = matches!(
         status,
         complaints::Status::Resolved | complaints::Status::Closed
