@@ -1295,7 +1295,11 @@ async fn erasure_takes_the_words_and_logins_that_name_the_guest() -> anyhow::Res
     .await?;
     assert_eq!(
         naming(&pool, "Bianchi").await?,
-        vec!["ledger.reason", "outbox_events.payload", "tier_history.reason"]
+        vec![
+            "ledger.reason",
+            "outbox_events.payload",
+            "tier_history.reason"
+        ]
     );
     assert_eq!(
         naming(&pool, "giulia.bianchi").await?,
