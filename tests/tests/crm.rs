@@ -4119,3 +4119,175 @@ async fn customer_value_needs_the_guests_consent_to_profiling() -> anyhow::Resul
     );
     service.shutdown().await
 }
+
+/// An empty guest id names no guest: every call that takes one refuses it as INVALID_ARGUMENT
+/// naming the request's field, before looking anything up (and whatever the caller's role).
+#[tokio::test]
+async fn an_empty_guest_id_is_invalid_and_names_its_field() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Ana", "Silva", "", "")).await?;
+    let mut own = crm_as(&service, TokenBuilder::new(Role::Guest).guest(&g.guest_id)).await?;
+    let fields = |result: Result<(), tonic::Status>| match result {
+        Ok(()) => vec!["accepted".to_string()],
+        Err(status) if status.code() == Code::InvalidArgument => {
+            guestloop_testkit::violated_fields(&status)
+        }
+        Err(status) => vec![format!("{:?}: {}", status.code(), status.message())],
+    };
+    let answers = [
+        (
+            "GetGuest",
+            fields(
+                admin
+                    .get_guest(pb::GetGuestRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "GetGuest (guest)",
+            fields(
+                own.get_guest(pb::GetGuestRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "UpdateGuest",
+            fields(
+                admin
+                    .update_guest(pb::UpdateGuestRequest {
+                        guest: Some(pb::Guest {
+                            notes: "quiet room".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["notes".into()],
+                        }),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest.guest_id",
+        ),
+        (
+            "MergeGuests (survivor)",
+            fields(
+                admin
+                    .merge_guests(pb::MergeGuestsRequest {
+                        surviving_guest_id: String::new(),
+                        duplicate_guest_id: g.guest_id.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "surviving_guest_id",
+        ),
+        (
+            "MergeGuests (duplicate)",
+            fields(
+                admin
+                    .merge_guests(pb::MergeGuestsRequest {
+                        surviving_guest_id: g.guest_id.clone(),
+                        duplicate_guest_id: String::new(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "duplicate_guest_id",
+        ),
+        (
+            "EraseGuest",
+            fields(
+                admin
+                    .erase_guest(pb::EraseGuestRequest {
+                        guest_id: String::new(),
+                        reason: "request by the guest".into(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "FindDuplicates",
+            fields(
+                admin
+                    .find_duplicates(pb::FindDuplicatesRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "SetStrategicTier",
+            fields(
+                admin
+                    .set_strategic_tier(pb::SetStrategicTierRequest {
+                        guest_id: String::new(),
+                        strategic: true,
+                        reason: "key account".into(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "GetLoyaltyAccount",
+            fields(
+                admin
+                    .get_loyalty_account(pb::GetLoyaltyAccountRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "ListLedger",
+            fields(
+                admin
+                    .list_ledger(pb::ListLedgerRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "ListLedger (guest)",
+            fields(
+                own.list_ledger(pb::ListLedgerRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "PostPoints",
+            fields(
+                admin
+                    .post_points(pb::PostPointsRequest {
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        guest_id: String::new(),
+                        kind: pb::EntryKind::Bonus as i32,
+                        points: 100,
+                        debit: false,
+                        reason: "birthday".into(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+    ];
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(_, fields, field)| fields != &[field.to_string()])
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    service.shutdown().await
+}

@@ -82,9 +82,7 @@ pub async fn tier(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let guest_id = request.guest_id;
-    if guest_id.is_empty() {
-        return Err(ApiError::invalid("guest_id", "is required"));
-    }
+    store::require_guest_id("guest_id", &guest_id)?;
     let row = super::store::load_tier(&api.context.pool, &principal, &guest_id).await?;
     // A service asking for a chain sees that chain's guests only, as the chain's callers do.
     if tenancy::caller_chain(&principal).is_none()
@@ -242,6 +240,7 @@ fn check_reader(principal: &Principal, guest_id: &str) -> ApiResult<()> {
 pub async fn get(api: &Api, request: Request<pb::GetGuestRequest>) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    store::require_guest_id("guest_id", &request.guest_id)?;
     check_reader(&principal, &request.guest_id)?;
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, &principal, &request.guest_id, false, true).await?;
@@ -278,6 +277,7 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
     let patch = request
         .guest
         .ok_or_else(|| ApiError::invalid("guest", "is required"))?;
+    store::require_guest_id("guest.guest_id", &patch.guest_id)?;
     check_reader(&principal, &patch.guest_id)?;
     let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
     let mut v = Vec::new();
@@ -412,6 +412,7 @@ pub async fn duplicates(
 ) -> ApiResult<pb::FindDuplicatesResponse> {
     let principal = principal(&request)?.clone();
     let guest_id = request.into_inner().guest_id;
+    store::require_guest_id("guest_id", &guest_id)?;
     let mut conn = api.context.pool.acquire().await?;
     let row = load(&mut conn, &principal, &guest_id, false, true).await?;
     // A merged profile keeps its contact keys (not its contact details): they are the guest's
@@ -432,9 +433,9 @@ pub async fn duplicates(
 pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
-    if request.surviving_guest_id == request.duplicate_guest_id
-        || request.duplicate_guest_id.is_empty()
-    {
+    store::require_guest_id("surviving_guest_id", &request.surviving_guest_id)?;
+    store::require_guest_id("duplicate_guest_id", &request.duplicate_guest_id)?;
+    if request.surviving_guest_id == request.duplicate_guest_id {
         return Err(ApiError::invalid(
             "duplicate_guest_id",
             "must name another guest",
@@ -827,6 +828,7 @@ pub async fn set_strategic(
 ) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    store::require_guest_id("guest_id", &request.guest_id)?;
     let mut v = Vec::new();
     // Kept in the tier history and sent in the `crm.tier.changed` event.
     let reason = text(&request.reason, "reason", MAX_TIER_REASON, &mut v);

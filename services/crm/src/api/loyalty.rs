@@ -246,7 +246,10 @@ pub async fn post_goodwill(
     Ok(())
 }
 
+/// The request names a guest, and a guest reaches only their own account (another's is as good
+/// as missing to them).
 fn check_own_or_staff(principal: &Principal, guest_id: &str) -> ApiResult<()> {
+    super::store::require_guest_id("guest_id", guest_id)?;
     if principal.role() == Role::Guest && principal.guest_id() != Some(guest_id) {
         return Err(ApiError::not_found("guest", guest_id.to_string()));
     }

@@ -110,6 +110,7 @@ pub async fn erase(
     let principal = principal(&request)?.clone();
     principal.require_role(&PRIVACY_ROLES)?;
     let request = request.into_inner();
+    super::store::require_guest_id("guest_id", &request.guest_id)?;
     let reason = erasure_reason(&request.reason)?;
     let mut attempts = 0;
     let (mut tx, guest, every_id) = loop {

@@ -146,6 +146,15 @@ pub async fn open_account(conn: &mut PgConnection, guest_id: &str) -> ApiResult<
     Ok(())
 }
 
+/// A request's id of a guest, which must name one: an empty id is INVALID_ARGUMENT on the
+/// request's `field`, not a guest that cannot be found.
+pub fn require_guest_id(field: &str, guest_id: &str) -> ApiResult<()> {
+    if guest_id.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Ok(())
+}
+
 pub async fn load(
     conn: &mut PgConnection,
     principal: &Principal,
