@@ -4291,3 +4291,54 @@ async fn an_empty_guest_id_is_invalid_and_names_its_field() -> anyhow::Result<()
     assert!(wrong.is_empty(), "{wrong:#?}");
     service.shutdown().await
 }
+
+/// A guest id given at creation (an id from another system) is at most 128 characters of
+/// printable ASCII, without spaces or control characters, and never a payment card number;
+/// without one the service assigns an id.
+#[tokio::test]
+async fn a_given_guest_id_is_printable_bounded_and_no_card_number() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut wrong = Vec::new();
+    for id in [
+        "g".repeat(6000),
+        "g".repeat(129),
+        "4111111111111111".to_string(),
+        "pms-4111-1111-1111-1111".to_string(),
+        "g-1\nDROP".to_string(),
+        "g 1".to_string(),
+        "g-\u{7f}".to_string(),
+        "gäst-1".to_string(),
+    ] {
+        let answer = admin
+            .create_guest(pb::CreateGuestRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                guest: Some(pb::Guest {
+                    guest_id: id.clone(),
+                    ..guest("Ana", "Silva", "", "")
+                }),
+            })
+            .await;
+        match answer {
+            Err(status)
+                if status.code() == Code::InvalidArgument
+                    && guestloop_testkit::violated_fields(&status) == ["guest.guest_id"] => {}
+            other => wrong.push(format!("{id:.40?}: {other:?}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for id in ["G".repeat(128), "pms:HX-0042/7".to_string()] {
+        let created = create(
+            &mut admin,
+            pb::Guest {
+                guest_id: id.clone(),
+                ..guest("Ana", "Silva", "", "")
+            },
+        )
+        .await?;
+        assert_eq!(created.guest_id, id);
+    }
+    let assigned = create(&mut admin, guest("Ana", "Silva", "", "")).await?;
+    assert!(assigned.guest_id.starts_with("g-"), "{}", assigned.guest_id);
+    service.shutdown().await
+}

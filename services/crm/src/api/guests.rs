@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::store::{self, load, may_read_contacts, to_proto, GuestRow};
 use super::Api;
-use crate::domain::identity::{email_key, phone_key, phone_shape};
+use crate::domain::identity::{
+    assigned_guest_id, email_key, guest_id_shape, phone_key, phone_shape,
+};
 use crate::domain::preferences::{may_add_like, merged_entries, normalise, HeldEntry};
 use crate::domain::tiers::Tier;
 use guestloop_kit::text::free_text;
@@ -127,6 +129,12 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
     let language = text(&guest.language, "guest.language", 16, &mut v);
     let mut consent = guest.consent.clone().unwrap_or_default();
     consent.source = text(&consent.source, "guest.consent.source", 100, &mut v);
+    // An id from another system (the PMS's, say); without one the service assigns one below.
+    if !guest.guest_id.is_empty() {
+        if let Err(problem) = guest_id_shape(&guest.guest_id) {
+            v.push(FieldViolation::new("guest.guest_id", problem));
+        }
+    }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -143,7 +151,7 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
         return Ok(previous);
     }
     let guest_id = if guest.guest_id.is_empty() {
-        format!("g-{}", Uuid::now_v7().simple())
+        assigned_guest_id()
     } else {
         guest.guest_id.clone()
     };

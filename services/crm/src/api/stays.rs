@@ -18,6 +18,7 @@ use tonic::Request;
 
 use super::loyalty::earn_per_night;
 use super::Api;
+use crate::domain::identity::guest_id_shape;
 use crate::domain::stay_points::{self, corrections, earning_nights};
 
 use crate::MAX_STAYS_PER_CALL as MAX_BATCH;
@@ -53,7 +54,7 @@ struct Row {
     status: &'static str,
 }
 
-/// The longest property and guest id a stay may name.
+/// The longest property id a stay may name (guest ids: [`guest_id_shape`]).
 const MAX_ID_CHARS: usize = 100;
 /// The longest room a stay may name.
 const MAX_ROOM_CHARS: usize = 64;
@@ -111,11 +112,8 @@ fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<Fiel
         }
         if stay.guest_id.is_empty() {
             v.push(FieldViolation::new(field("guest_id"), "is required"));
-        } else if stay.guest_id.len() > MAX_ID_CHARS {
-            v.push(FieldViolation::new(
-                field("guest_id"),
-                format!("must be at most {MAX_ID_CHARS} characters"),
-            ));
+        } else if let Err(problem) = guest_id_shape(&stay.guest_id) {
+            v.push(FieldViolation::new(field("guest_id"), problem));
         }
         let room = free_text(&stay.room, &field("room"), MAX_ROOM_CHARS, false, &mut v);
         let mut rate = stay.rate.unwrap_or_default();
@@ -1039,7 +1037,7 @@ mod tests {
                 currency_code: "EUR".into(),
                 minor_units: -1,
             }),
-            guest_id: "G".repeat(101),
+            guest_id: "G".repeat(crate::domain::identity::MAX_GUEST_ID_CHARS + 1),
             ..stay(pb::StayStatus::Booked, "2026-12-01", "2026-12-03")
         };
         assert_eq!(
@@ -1051,6 +1049,25 @@ mod tests {
                 "stays[0].spend.currency_code"
             ]
         );
+    }
+
+    #[test]
+    fn a_stay_names_its_guest_by_an_id_a_profile_could_have() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let naming = |guest_id: &str| {
+            fields(validate(
+                vec![pb::Stay {
+                    guest_id: guest_id.into(),
+                    ..stay(pb::StayStatus::Booked, "2026-12-01", "2026-12-03")
+                }],
+                today,
+            ))
+        };
+        assert!(naming(&"G".repeat(128)).is_empty());
+        assert!(naming("pms:HX-0042/7").is_empty());
+        for refused in ["", "4111111111111111", "G 1", "g-1\nDROP", "gäst"] {
+            assert_eq!(naming(refused), ["stays[0].guest_id"], "{refused:?}");
+        }
     }
 
     #[test]
