@@ -4342,3 +4342,71 @@ async fn a_given_guest_id_is_printable_bounded_and_no_card_number() -> anyhow::R
     assert!(assigned.guest_id.starts_with("g-"), "{}", assigned.guest_id);
     service.shutdown().await
 }
+
+/// A profile keeps a name, as CreateGuest requires one (given or family): an update may clear
+/// one of them, not both.
+#[tokio::test]
+async fn an_update_cannot_leave_a_profile_without_a_name() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let g = create(&mut admin, guest("Ana", "Silva", "", "")).await?;
+    let update = |paths: &[&str], given: &str, family: &str| pb::UpdateGuestRequest {
+        guest: Some(pb::Guest {
+            guest_id: g.guest_id.clone(),
+            given_name: given.into(),
+            family_name: family.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+        ..Default::default()
+    };
+    let refused = admin
+        .update_guest(update(&["given_name", "family_name"], "", " "))
+        .await
+        .expect_err("both names cleared");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(
+        guestloop_testkit::violated_fields(&refused),
+        ["guest.given_name", "guest.family_name"]
+    );
+    // One name may go while the other stays; then the last one may not.
+    let given_only = admin
+        .update_guest(update(&["family_name"], "", ""))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            given_only.given_name.as_str(),
+            given_only.family_name.as_str()
+        ),
+        ("Ana", "")
+    );
+    let refused = admin
+        .update_guest(update(&["given_name"], "", "Silva"))
+        .await
+        .expect_err("the last name cleared");
+    assert_eq!(
+        guestloop_testkit::violated_fields(&refused),
+        ["guest.given_name"]
+    );
+    let kept = admin
+        .get_guest(pb::GetGuestRequest {
+            guest_id: g.guest_id.clone(),
+            property_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(kept.given_name, "Ana");
+    // Swapping names in one update is fine.
+    let swapped = admin
+        .update_guest(update(&["given_name", "family_name"], "", "Silva"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (swapped.given_name.as_str(), swapped.family_name.as_str()),
+        ("", "Silva")
+    );
+    service.shutdown().await
+}

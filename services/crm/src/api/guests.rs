@@ -367,6 +367,23 @@ pub async fn update(api: &Api, request: Request<pb::UpdateGuestRequest>) -> ApiR
             _ => {}
         }
     }
+    // A profile keeps a name, as CreateGuest requires: an update may not clear the last one (a
+    // profile left nameless before this rule can still have its other fields edited).
+    if row.given_name.is_empty() && row.family_name.is_empty() {
+        let cleared: Vec<FieldViolation> = ["given_name", "family_name"]
+            .into_iter()
+            .filter(|name| paths.iter().any(|path| path == name))
+            .map(|name| {
+                FieldViolation::new(
+                    format!("guest.{name}"),
+                    "a name is required: the profile would be left without one",
+                )
+            })
+            .collect();
+        if !cleared.is_empty() {
+            return Err(ApiError::InvalidArgument(cleared));
+        }
+    }
     // Withdrawing consent to profiling clears the customer value and segment at once.
     let row: GuestRow = sqlx::query_as(&format!(
         "UPDATE guests SET given_name=$2, family_name=$3, email=$4, phone=$5, language=$6, birthday=$7, anniversary=$8, \
