@@ -65,28 +65,70 @@ fn luhn_valid(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Whether `c` may stand between the digit groups of one number as people write card numbers:
-/// any whitespace (non-breaking spaces and line breaks included), dashes, dots and slashes.
+/// `c`, or the ASCII character a full-width form (U+FF01–U+FF5E) stands for: an East Asian input
+/// method types digits, commas, dashes and slashes that way (`４１１１－１１１１`).
+fn narrowed(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+        _ => c,
+    }
+}
+
+/// Whether `c` may stand between the digit groups of one number as people write card numbers,
+/// alone or several together: any whitespace (non-breaking spaces and line breaks included),
+/// dashes, dots and slashes.
 fn is_group_separator(c: char) -> bool {
     c.is_whitespace() || matches!(c, '-' | '.' | '/' | '\u{2010}'..='\u{2015}' | '\u{2212}')
 }
 
+/// Whether `c` joins two digit groups when it alone stands between them (`4111,1111`,
+/// `4111_1111`, `4111*1111`). With a space next to it, it separates items of a list
+/// (`rooms 1204, 1206`), not the groups of one number.
+fn is_tight_separator(c: char) -> bool {
+    matches!(c, ',' | '_' | '*')
+}
+
+/// What stands between the last digit group and the next digit.
+#[derive(Default)]
+struct Gap {
+    separators: usize,
+    tight: usize,
+}
+
+impl Gap {
+    /// Whether the groups on either side belong to one number.
+    fn joins(&self) -> bool {
+        self.tight == 0 || (self.tight == 1 && self.separators == 1)
+    }
+}
+
 /// The runs of digit groups in `text`: groups joined by separators form one run, and anything
-/// else (a letter, a comma) ends it.
+/// else (a letter, a comma followed by a space) ends it.
 fn digit_runs(text: &str) -> Vec<Vec<Vec<u8>>> {
     let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut run: Vec<Vec<u8>> = Vec::new();
     let mut group: Vec<u8> = Vec::new();
-    for c in text.chars() {
+    let mut gap = Gap::default();
+    for c in text.chars().map(narrowed) {
         if c.is_ascii_digit() {
+            if group.is_empty() && !gap.joins() && !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+            gap = Gap::default();
             group.push(c as u8 - b'0');
             continue;
         }
         if !group.is_empty() {
             run.push(std::mem::take(&mut group));
         }
-        if !is_group_separator(c) && !run.is_empty() {
-            runs.push(std::mem::take(&mut run));
+        if is_group_separator(c) || is_tight_separator(c) {
+            gap.separators += 1;
+            gap.tight += usize::from(is_tight_separator(c));
+        } else {
+            if !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+            gap = Gap::default();
         }
     }
     if !group.is_empty() {
@@ -148,8 +190,9 @@ fn run_holds_card(groups: &[Vec<u8>]) -> bool {
 
 /// Whether text contains something that looks like a payment card number: 13–19 digits not
 /// starting with 0 and passing the Luhn check, written unbroken or in groups separated by
-/// whitespace, dashes, dots or slashes, possibly with more digits around it (an expiry date, a
-/// security code).
+/// whitespace, dashes, dots or slashes, or by one comma, underscore or asterisk, possibly with
+/// more digits around it (an expiry date, a security code). Full-width digits and separators
+/// count as their ASCII forms.
 pub fn contains_card_number(text: &str) -> bool {
     digit_runs(text).iter().any(|run| run_holds_card(run))
 }
@@ -226,8 +269,52 @@ mod tests {
             "4111\u{a0}1111\u{a0}1111\u{a0}1111",
             "4111\t1111 - 1111 - 1111",
             "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+            "card 4111,1111,1111,1111",
+            "card 4111_1111_1111_1111",
+            "card 4111*1111*1111*1111",
+            "4111,1111 1111-1111",
+            "card 4111 1111 1111 1111,123",
         ] {
             assert!(contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn card_numbers_in_full_width_digits_are_spotted() {
+        for text in [
+            "カード ４１１１ １１１１ １１１１ １１１１",
+            "カード ４１１１\u{3000}１１１１\u{3000}１１１１\u{3000}１１１１",
+            "４１１１１１１１１１１１１１１１",
+            "４１１１－１１１１－１１１１－１１１１",
+            "４１１１，１１１１，１１１１，１１１１",
+            "4111 １１１１ 1111 １１１１",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+        assert!(
+            !contains_card_number("４１１１ １１１１ １１１１ １１１２"),
+            "fails Luhn"
+        );
+        assert!(!contains_card_number("部屋 １２０４、２泊"));
+    }
+
+    #[test]
+    fn lists_prices_and_names_with_commas_underscores_or_asterisks_are_not_card_numbers() {
+        for text in [
+            "rooms 12, 14, 16",
+            "rooms 12,14,16",
+            "1,234,567",
+            "paid EUR 1,234,567.89 for the wedding, 120 guests",
+            "rooms 1204, 1206, 1208, 1210",
+            "rooms 1204; 1206; 1208; 1210",
+            "calls at 0100, 0200, 0300, 0400 and 0500",
+            "file guest_2031_05_17_1204.pdf",
+            "rated *****, 4111 stars",
+            "card **** **** **** 1111",
+            "4111 **** **** 1111",
+            "2*3*4 towels",
+        ] {
+            assert!(!contains_card_number(text), "{text:?}");
         }
     }
 
@@ -273,6 +360,16 @@ mod tests {
         digits
     }
 
+    /// `text` as an East Asian input method types it: full-width digits and punctuation.
+    fn full_width(text: &str) -> String {
+        text.chars()
+            .map(|c| match c {
+                '!'..='~' => char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c),
+                _ => c,
+            })
+            .collect()
+    }
+
     /// `digits` written in groups of the given sizes, the last taking the rest (never fewer than
     /// three digits, as no card is written with a shorter group).
     fn grouped(digits: &[u8], sizes: &[usize], separator: &str) -> String {
@@ -297,20 +394,22 @@ mod tests {
             issuer in 1u8..=9,
             rest in proptest::collection::vec(0u8..10, 11..=17),
             sizes in proptest::collection::vec(3usize..=6, 0..6),
-            separator in prop::sample::select(vec![" ", "-", ".", "/", "\n", "\u{a0}", " - ", ""]),
+            separator in prop::sample::select(vec![
+                " ", "-", ".", "/", "\n", "\u{a0}", " - ", "", ",", "_", "*", "\u{3000}",
+            ]),
             before in prop::sample::select(vec!["", "card ", "cvv 123 ", "ref 55 "]),
             after in prop::sample::select(vec!["", " 12/29", " 123", " exp 01.30"]),
             glued in any::<bool>(),
+            wide in any::<bool>(),
         ) {
             let body: Vec<u8> = std::iter::once(issuer).chain(rest).collect();
             let card = with_check_digit(&body);
             prop_assert!(luhn_valid(&card));
             // Digits stuck after a card number written unbroken (an expiry date).
             let glued_after = if glued && separator.is_empty() && card.len() >= 16 { "1229" } else { "" };
-            let text = format!(
-                "{before}{}{glued_after}{after}",
-                grouped(&card, &sizes, separator)
-            );
+            let written = format!("{}{glued_after}", grouped(&card, &sizes, separator));
+            let written = if wide { full_width(&written) } else { written };
+            let text = format!("{before}{written}{after}");
             prop_assert!(contains_card_number(&text), "{:?}", text);
         }
 
@@ -333,6 +432,21 @@ mod tests {
             let dates = groups.join(separator);
             prop_assert!(!contains_card_number(&dates), "{:?}", dates);
             prop_assert!(!contains_card_number(&short), "{:?}", short);
+            prop_assert!(!contains_card_number(&full_width(&dates)), "{:?}", dates);
+        }
+
+        /// Items of a list (a comma or semicolon and a space between them) are never read as
+        /// the groups of one number, nor are the thousands of an amount below a trillion.
+        #[test]
+        fn lists_and_amounts_are_never_card_numbers(
+            items in proptest::collection::vec("[1-9][0-9]{0,11}", 0..12),
+            separator in prop::sample::select(vec![", ", "; ", " ,", " , ", "、"]),
+            amount in "[1-9][0-9]{0,2}(,[0-9]{3}){0,3}(\\.[0-9]{2})?",
+        ) {
+            let list = items.join(separator);
+            prop_assert!(!contains_card_number(&list), "{:?}", list);
+            let price = format!("EUR {amount}, paid");
+            prop_assert!(!contains_card_number(&price), "{:?}", price);
         }
 
     }
