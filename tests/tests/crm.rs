@@ -2301,6 +2301,80 @@ async fn kpis_without_named_properties_cover_only_the_callers_properties() -> an
     service.shutdown().await
 }
 
+/// A KPI period from `start` to `end` days from now.
+fn days_from_now(start: i64, end: i64) -> guestloop_proto::common::v1::TimeRange {
+    use chrono::{Duration, Utc};
+    let at = |days: i64| prost_types::Timestamp {
+        seconds: (Utc::now() + Duration::days(days)).timestamp(),
+        nanos: 0,
+    };
+    guestloop_proto::common::v1::TimeRange {
+        start_time: Some(at(start)),
+        end_time: Some(at(end)),
+    }
+}
+
+/// The chain's KPIs over `period`, every figure.
+async fn chain_kpis(
+    admin: &mut Crm,
+    period: guestloop_proto::common::v1::TimeRange,
+) -> anyhow::Result<pb::CrmKpis> {
+    Ok(admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: Vec::new(),
+            period: Some(period),
+            loyalty_only: false,
+        })
+        .await?
+        .into_inner())
+}
+
+/// Profiles nobody changed for two years are fresh only through a stay that took place in the
+/// 12 months up to the period end: not a cancelled reservation, a no-show or a booking, and
+/// not a stay after the period end.
+#[tokio::test]
+async fn freshness_counts_stays_that_took_place_up_to_the_period_end() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let today = chrono::Utc::now().date_naive();
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let mut stays = Vec::new();
+    for (family, arrival, status) in [
+        ("Cancelled", -20, pb::StayStatus::Cancelled),
+        ("NoShow", -20, pb::StayStatus::NoShow),
+        ("Booked", 30, pb::StayStatus::Booked),
+        ("CheckedOut", -20, pb::StayStatus::CheckedOut),
+        ("InHouse", -1, pb::StayStatus::InHouse),
+    ] {
+        let profile = create(&mut admin, crm::guest("Fran", family, "", "")).await?;
+        stays.push(stay_at(
+            "fresh-p",
+            family,
+            &profile.guest_id,
+            "",
+            &day(arrival),
+            &day(arrival + 2),
+            status,
+        ));
+    }
+    admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+    sqlx::query("UPDATE guests SET updated_at = now() - interval '2 years'")
+        .execute(&crm_pool(&service)?)
+        .await?;
+
+    let now = chain_kpis(&mut admin, days_from_now(-30, 1)).await?;
+    assert_eq!(
+        (now.members, now.profiles_fresh),
+        (5, 2),
+        "the checked-out and the in-house guest stayed; the others did not"
+    );
+    // Read at an end before every stay (and after the profiles' last change, two years ago),
+    // no profile was fresh: later stays and the booking ahead are not counted.
+    let earlier = chain_kpis(&mut admin, days_from_now(-90, -60)).await?;
+    assert_eq!((earlier.members, earlier.profiles_fresh), (5, 0));
+    service.shutdown().await
+}
+
 #[tokio::test]
 async fn staff_cannot_mint_points_beyond_their_role_limit() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;

@@ -120,17 +120,26 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
                               AND NOT EXISTS (SELECT 1 FROM guests d WHERE d.chain_id = g.chain_id \
                                   AND coalesce(d.merged_into, d.guest_id) <> g.guest_id AND NOT d.erased \
                                   AND (d.email_key = g.email_key OR d.phone_key = g.phone_key))) AS profiles_accurate, \
-           count(*) FILTER (WHERE g.updated_at >= $3 OR EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = g.guest_id \
-                              AND s.departure_date >= $3::date)) AS profiles_fresh, \
+           count(*) FILTER (WHERE (g.updated_at >= $3 AND g.updated_at < $4) \
+                              OR EXISTS (SELECT 1 FROM stays s WHERE s.guest_id = g.guest_id \
+                                  AND s.status IN ('checked_out', 'in_house') \
+                                  AND s.departure_date >= $5 AND s.arrival_date < $6)) AS profiles_fresh, \
            count(*) FILTER (WHERE g.tier IN ('vip', 'strategic') OR g.strategic_manual) AS high_value_guests, \
            count(*) FILTER (WHERE (g.tier IN ('vip', 'strategic') OR g.strategic_manual) \
                               AND EXISTS (SELECT 1 FROM preferences p WHERE p.guest_id = g.guest_id)) AS high_value_personalised \
          FROM g"
     );
+    // Freshness looks at the 12 months up to the period end: a change then, or a stay that took
+    // place (checked out or in house) on any of those days. A booking, a cancelled reservation,
+    // a no-show or anything after the period end is no sign that the profile was fresh then.
+    let fresh_since = end - Duration::days(365);
     let stocks = sqlx::query_as::<_, Stocks>(&stocks_sql)
         .bind(chain)
         .bind(properties)
-        .bind(end - Duration::days(365))
+        .bind(fresh_since)
+        .bind(end)
+        .bind(fresh_since.date_naive())
+        .bind(end.date_naive())
         .fetch_one(pool);
 
     let tiers_sql =
