@@ -2375,6 +2375,86 @@ async fn freshness_counts_stays_that_took_place_up_to_the_period_end() -> anyhow
     service.shutdown().await
 }
 
+/// A stay credited in one period and cancelled by the PMS in the next gives its points back:
+/// that lowers the balance, but takes nothing from what the next period credited, whose
+/// redemption rate stays defined.
+#[tokio::test]
+async fn points_earned_counts_credits_not_a_pms_give_back() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let today = chrono::Utc::now().date_naive();
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let gia = create(&mut admin, crm::guest("Gia", "GiveBack", "", "")).await?;
+    let other = create(&mut admin, crm::guest("Otto", "Other", "", "")).await?;
+    let stay = |guest_id: &str, reservation: &str, arrival: i64, status| {
+        stay_at(
+            "gb-p",
+            reservation,
+            guest_id,
+            "",
+            &day(arrival),
+            &day(arrival + 2),
+            status,
+        )
+    };
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay(&gia.guest_id, "G1", -62, pb::StayStatus::CheckedOut),
+                stay(&other.guest_id, "O1", -62, pb::StayStatus::CheckedOut),
+            ],
+        })
+        .await?;
+    // The stays earned when they checked out, two months ago.
+    let pool = crm_pool(&service)?;
+    sqlx::query("UPDATE ledger SET posted_at = now() - interval '60 days'")
+        .execute(&pool)
+        .await?;
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "redeem-otto".into(),
+            guest_id: other.guest_id.clone(),
+            kind: pb::EntryKind::Redeem as i32,
+            points: 50,
+            debit: true,
+            reason: "drink voucher".into(),
+        })
+        .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![
+                stay(&gia.guest_id, "G1", -62, pb::StayStatus::Cancelled),
+                stay(&other.guest_id, "O2", -10, pb::StayStatus::CheckedOut),
+            ],
+        })
+        .await?;
+    let give_back: i64 =
+        sqlx::query_scalar("SELECT points FROM ledger WHERE guest_id = $1 AND points < 0")
+            .bind(&gia.guest_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(give_back, -200, "the cancelled stay gave its points back");
+
+    let recent = chain_kpis(&mut admin, days_from_now(-30, 1)).await?;
+    assert_eq!(
+        (
+            recent.points_earned,
+            recent.points_redeemed,
+            recent.points_outstanding
+        ),
+        (200, 50, 350),
+        "Otto's new stay was credited in the last 30 days; Gia's give-back is no credit"
+    );
+    assert_eq!(recent.redemption_rate, Some(0.25));
+    let both = chain_kpis(&mut admin, days_from_now(-90, 1)).await?;
+    assert_eq!(
+        (both.points_earned, both.points_redeemed),
+        (600, 50),
+        "three stays were credited"
+    );
+    service.shutdown().await
+}
+
 #[tokio::test]
 async fn staff_cannot_mint_points_beyond_their_role_limit() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;

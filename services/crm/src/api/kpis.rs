@@ -156,10 +156,13 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
         .bind(properties)
         .fetch_all(pool);
 
+    // Points earned are the credits: a PMS correction's give-back (an `earn` entry taking points
+    // back, perhaps of a stay credited in an earlier period) lowers the balance, never what was
+    // credited, so the figure cannot turn negative and leave the redemption rate undefined.
     let flows_sql = format!(
         "WITH g AS ({ids}), \
               h AS (SELECT guest_id FROM g UNION ALL {holders}), \
-              l AS (SELECT sum(l.points) FILTER (WHERE l.kind IN ('earn', 'bonus', 'goodwill')) AS earned, \
+              l AS (SELECT sum(l.points) FILTER (WHERE l.kind IN ('earn', 'bonus', 'goodwill') AND l.points > 0) AS earned, \
                            -sum(l.points) FILTER (WHERE l.kind = 'redeem') AS redeemed \
                     FROM ledger l JOIN h USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
               s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
