@@ -2455,6 +2455,68 @@ async fn points_earned_counts_credits_not_a_pms_give_back() -> anyhow::Result<()
     service.shutdown().await
 }
 
+/// KPIs for named properties count the guests who stayed there: a stay checked out or in
+/// house, not a booking, a cancelled reservation or a no-show. The same holds for the points of
+/// guests who are not members yet.
+#[tokio::test]
+async fn kpis_for_named_properties_count_only_guests_who_stayed_there() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let today = chrono::Utc::now().date_naive();
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let stay = |reservation: &str, guest_id: &str, arrival: i64, status| {
+        stay_at(
+            "scope-p",
+            reservation,
+            guest_id,
+            "",
+            &day(arrival),
+            &day(arrival + 2),
+            status,
+        )
+    };
+    let mut stays = Vec::new();
+    for (family, arrival, status) in [
+        ("Cancelled", -20, pb::StayStatus::Cancelled),
+        ("NoShow", -20, pb::StayStatus::NoShow),
+        ("Booked", 30, pb::StayStatus::Booked),
+        ("CheckedOut", -20, pb::StayStatus::CheckedOut),
+        ("InHouse", -1, pb::StayStatus::InHouse),
+    ] {
+        let profile = create(&mut admin, crm::guest("Sky", family, "", "")).await?;
+        stays.push(stay(family, &profile.guest_id, arrival, status));
+    }
+    // A guest CRM holds no profile of earned at another property, and cancelled here.
+    stays.push(stay_at(
+        "other-p",
+        "W1",
+        "walk-in",
+        "",
+        &day(-40),
+        &day(-38),
+        pb::StayStatus::CheckedOut,
+    ));
+    stays.push(stay("W2", "walk-in", -20, pb::StayStatus::Cancelled));
+    admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+
+    let here = admin
+        .get_crm_kpis(pb::GetCrmKpisRequest {
+            property_ids: vec!["scope-p".into()],
+            period: Some(kpi_period()),
+            loyalty_only: false,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (here.members, here.points_outstanding),
+        (2, 200),
+        "the checked-out and the in-house guest stayed here, and only the first has earned"
+    );
+    let chain = chain_kpis(&mut admin, kpi_period()).await?;
+    assert_eq!((chain.members, chain.points_outstanding), (5, 400));
+    service.shutdown().await
+}
+
 #[tokio::test]
 async fn staff_cannot_mint_points_beyond_their_role_limit() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;

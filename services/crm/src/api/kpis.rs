@@ -15,7 +15,9 @@ use super::Api;
 
 /// Guests of the chain in scope (`columns` of `guests g`; reads that only join on the ids take
 /// just `g.guest_id`): `$1` chain, `$2` property ids (empty: all). With properties named, the
-/// scope is `IN (SELECT … FROM stays …)` on its own, never under an `OR` (`$2` empty or …): under
+/// guests who stayed at one of them: a stay there checked out or in house (a booking, even one
+/// whose arrival has passed, a cancelled reservation or a no-show is no stay). The scope is
+/// `IN (SELECT … FROM stays …)` on its own, never under an `OR` (`$2` empty or …): under
 /// an `OR` PostgreSQL cannot turn it into a semi-join and runs it as a subplan per guest, which
 /// is quadratic once the chain's stays no longer fit in `work_mem` (over 80 s for 100k guests and
 /// 1M stays instead of well under a second). A per-guest `EXISTS` is no better: the planner
@@ -24,7 +26,8 @@ fn guests_in_scope(columns: &str, properties: &[String]) -> String {
     let scope = if properties.is_empty() {
         "cardinality($2::text[]) = 0"
     } else {
-        "g.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2))"
+        "g.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2) \
+         AND s.status IN ('checked_out', 'in_house'))"
     };
     format!(
         "SELECT {columns} FROM guests g WHERE g.chain_id = $1 AND g.merged_into IS NULL \
@@ -33,11 +36,13 @@ fn guests_in_scope(columns: &str, properties: &[String]) -> String {
 }
 
 /// The accounts of the chain (`$1`) CRM holds no profile for: guests a PMS feed earned points
-/// for before they became members. With properties named (`$2`), those with a stay there.
+/// for before they became members. With properties named (`$2`), those who stayed there, as
+/// for members.
 fn accounts_without_profile() -> &'static str {
     "SELECT a.guest_id FROM loyalty_accounts a WHERE a.chain_id = $1 AND NOT a.member \
      AND (cardinality($2::text[]) = 0 \
-          OR a.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2)))"
+          OR a.guest_id IN (SELECT s.guest_id FROM stays s WHERE s.property_id = ANY($2) \
+                            AND s.status IN ('checked_out', 'in_house')))"
 }
 
 fn rate(numerator: i64, denominator: i64) -> Option<f64> {
