@@ -6,82 +6,22 @@
 //! arrival_date, departure_date, room, rate_currency, rate_minor, spend_currency, spend_minor,
 //! status (booked, in_house, checked_out, cancelled, no_show).
 
+mod rows;
+
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use guestloop_kit::client::{channel, retry_idempotent, AuthedChannel, CallContext};
-use guestloop_proto::common::v1::Money;
 use guestloop_proto::crm::v1 as pb;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 use indicatif::{ProgressBar, ProgressStyle};
+use rows::StayRows;
 use secrecy::SecretString;
-use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 
 type Crm = CrmServiceClient<AuthedChannel>;
-
-/// One CSV record.
-#[derive(Debug, Deserialize)]
-struct Record {
-    property_id: String,
-    pms_reservation_id: String,
-    guest_id: String,
-    arrival_date: String,
-    departure_date: String,
-    #[serde(default)]
-    room: String,
-    #[serde(default)]
-    rate_currency: String,
-    #[serde(default)]
-    rate_minor: i64,
-    #[serde(default)]
-    spend_currency: String,
-    #[serde(default)]
-    spend_minor: i64,
-    status: String,
-}
-
-fn status(text: &str) -> Option<pb::StayStatus> {
-    match text {
-        "booked" => Some(pb::StayStatus::Booked),
-        "in_house" => Some(pb::StayStatus::InHouse),
-        "checked_out" => Some(pb::StayStatus::CheckedOut),
-        "cancelled" => Some(pb::StayStatus::Cancelled),
-        "no_show" => Some(pb::StayStatus::NoShow),
-        _ => None,
-    }
-}
-
-fn money(currency: String, minor: i64) -> Option<Money> {
-    (!currency.is_empty() || minor != 0).then_some(Money {
-        currency_code: currency,
-        minor_units: minor,
-    })
-}
-
-impl Record {
-    fn into_stay(self, line: u64) -> anyhow::Result<pb::Stay> {
-        let status = status(&self.status).ok_or_else(|| {
-            anyhow::anyhow!(
-                "line {line}: status `{}` is not one of booked, in_house, checked_out, cancelled, no_show",
-                self.status
-            )
-        })?;
-        Ok(pb::Stay {
-            property_id: self.property_id,
-            pms_reservation_id: self.pms_reservation_id,
-            guest_id: self.guest_id,
-            arrival_date: self.arrival_date,
-            departure_date: self.departure_date,
-            room: self.room,
-            rate: money(self.rate_currency, self.rate_minor),
-            spend: money(self.spend_currency, self.spend_minor),
-            status: status as i32,
-        })
-    }
-}
 
 /// What an import did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -145,57 +85,41 @@ pub async fn import_stays<R: Read + Send + 'static>(
         ProgressBar::new_spinner()
     };
     let started = Instant::now();
-    let (sender, receiver) = tokio::sync::mpsc::channel::<(u64, Vec<pb::Stay>)>(workers * 2);
+    // Each batch goes with the line of the file each of its stays starts on.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<(Vec<u64>, Vec<pb::Stay>)>(workers * 2);
     // The reader runs on a blocking thread: CSV parsing is synchronous.
     let reader_progress = progress.clone();
     let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let mut csv = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(input);
+        let mut file = StayRows::new(input)?;
         let mut rows = 0u64;
-        let mut current = Vec::with_capacity(batch);
-        let mut first_line = 2u64;
-        let headers = csv
-            .headers()
-            .map_err(|e| anyhow::anyhow!("line 1 (header): {e}"))?
-            .clone();
-        let mut raw = csv::StringRecord::new();
-        let mut line = 1u64;
-        loop {
-            line += 1;
-            match csv.read_record(&mut raw) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => anyhow::bail!("line {line}: {e}"),
-            }
-            let record: Record = raw
-                .deserialize(Some(&headers))
-                .map_err(|e| anyhow::anyhow!("line {line}: {e}"))?;
-            if current.is_empty() {
-                first_line = line;
-            }
-            current.push(record.into_stay(line)?);
+        let (mut lines, mut stays) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        while let Some((line, stay)) = file.next_stay()? {
+            lines.push(line);
+            stays.push(stay);
             rows += 1;
-            if current.len() == batch {
-                let full = std::mem::replace(&mut current, Vec::with_capacity(batch));
-                if sender.blocking_send((first_line, full)).is_err() {
+            if stays.len() == batch {
+                let full = (
+                    std::mem::replace(&mut lines, Vec::with_capacity(batch)),
+                    std::mem::replace(&mut stays, Vec::with_capacity(batch)),
+                );
+                if sender.blocking_send(full).is_err() {
                     // The importer stopped (a refused batch); its error is reported.
                     return Ok(rows);
                 }
-                reader_progress.set_position(csv.position().byte());
+                reader_progress.set_position(file.bytes_read());
             }
         }
-        if !current.is_empty() {
-            let _ = sender.blocking_send((first_line, current));
+        if !stays.is_empty() {
+            let _ = sender.blocking_send((lines, stays));
         }
-        reader_progress.set_position(csv.position().byte());
+        reader_progress.set_position(file.bytes_read());
         Ok(rows)
     });
     // A batch is sent again when CRM cannot take it just now (restarting, at its concurrency
     // limit, or racing a merge): the upsert is idempotent, so a batch that did commit before
     // its answer was lost finds its stays unchanged.
     let mut calls = ReceiverStream::new(receiver)
-        .map(|(first_line, stays)| {
+        .map(|(lines, stays)| {
             let crm = crm.clone();
             async move {
                 let count = stays.len() as u64;
@@ -209,18 +133,7 @@ pub async fn import_stays<R: Read + Send + 'static>(
                 })
                 .await
                 .map(|answer| (count, sent - 1, answer.into_inner()))
-                .map_err(|status| {
-                    anyhow::anyhow!(
-                        "the batch starting at line {first_line} was refused{}: {:?} {}",
-                        if sent > 1 {
-                            format!(" (sent {sent} times)")
-                        } else {
-                            String::new()
-                        },
-                        status.code(),
-                        status.message()
-                    )
-                })
+                .map_err(|status| refused(&lines, sent, &status))
             }
         })
         .buffer_unordered(workers);
@@ -251,4 +164,102 @@ pub async fn import_stays<R: Read + Send + 'static>(
     );
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+/// A refused batch, by the lines of the file CRM's answer names (`stays[i]` is the batch's
+/// `i`th stay), else by the line the batch starts on.
+fn refused(lines: &[u64], sent: u64, status: &tonic::Status) -> anyhow::Error {
+    let message = status.message();
+    let named = named_rows(message, lines);
+    let sent = if sent > 1 {
+        format!(" (sent {sent} times)")
+    } else {
+        String::new()
+    };
+    let code = status.code();
+    match named.as_slice() {
+        [] => anyhow::anyhow!(
+            "the batch starting at line {} was refused{sent}: {code:?} {message}",
+            lines.first().copied().unwrap_or(0)
+        ),
+        [(index, line)] => {
+            anyhow::anyhow!(
+                "line {line} was refused{sent}: {code:?} {message} [stays[{index}] is line {line}]"
+            )
+        }
+        many => {
+            const LISTED: usize = 10;
+            let more = if many.len() > LISTED { ", …" } else { "" };
+            let lines: Vec<String> = many
+                .iter()
+                .take(LISTED)
+                .map(|(_, l)| l.to_string())
+                .collect();
+            let legend: Vec<String> = many
+                .iter()
+                .take(LISTED)
+                .map(|(i, l)| format!("stays[{i}] is line {l}"))
+                .collect();
+            anyhow::anyhow!(
+                "lines {}{more} were refused{sent}: {code:?} {message} [{}{more}]",
+                lines.join(", "),
+                legend.join(", ")
+            )
+        }
+    }
+}
+
+/// The batch rows (`stays[i]`) `message` names, with their lines, in the file's order.
+fn named_rows(message: &str, lines: &[u64]) -> Vec<(usize, u64)> {
+    let mut named: Vec<(usize, u64)> = message
+        .split("stays[")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']')?.0.parse::<usize>().ok())
+        .filter_map(|index| Some((index, *lines.get(index)?)))
+        .collect();
+    named.sort_unstable_by_key(|(index, _)| *index);
+    named.dedup();
+    named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_lines_of_the_rows_it_names() {
+        let lines = [2, 3, 5, 9];
+        let one = tonic::Status::invalid_argument(
+            "invalid request: stays[1].departure_date: must be after arrival_date",
+        );
+        let error = refused(&lines, 1, &one).to_string();
+        assert!(
+            error.starts_with("line 3 was refused: InvalidArgument"),
+            "{error}"
+        );
+        assert!(
+            error.contains("stays[1].departure_date") && error.ends_with("[stays[1] is line 3]"),
+            "{error}"
+        );
+        let two = tonic::Status::invalid_argument(
+            "invalid request: stays[3].room: too long; stays[2].rate.currency_code: unknown; stays[3].guest_id: empty",
+        );
+        let error = refused(&lines, 2, &two).to_string();
+        assert!(
+            error.starts_with("lines 5, 9 were refused (sent 2 times): InvalidArgument")
+                && error.ends_with("[stays[2] is line 5, stays[3] is line 9]"),
+            "{error}"
+        );
+        let whole = tonic::Status::unavailable("crm is restarting");
+        let error = refused(&lines, 10, &whole).to_string();
+        assert_eq!(
+            error,
+            "the batch starting at line 2 was refused (sent 10 times): Unavailable crm is restarting"
+        );
+        let outside =
+            tonic::Status::permission_denied("stays[7]: guest g belongs to another chain");
+        assert!(refused(&lines, 1, &outside)
+            .to_string()
+            .starts_with("the batch starting at line 2"));
+    }
 }

@@ -131,7 +131,7 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("line 2")
+        stderr.contains("line 3 was refused")
             && stderr.contains("stays[1].departure_date")
             && !stderr.contains("sent"),
         "a refusal is final, not sent again: {stderr}"
@@ -141,6 +141,67 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
             .fetch_one(&pool)
             .await?;
     assert_eq!(written, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    service.shutdown().await
+}
+
+/// The line an error names is the line of the file, as an editor numbers it: after blank lines,
+/// in a file with CRLF line ends, and after a quoted field that spans two lines; a row CRM
+/// refuses is named by its own line, not the line its batch starts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_line_of_the_file() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let endpoint = service.url();
+    let dir = std::env::temp_dir().join(format!("guestloop-import-lines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let row = |reservation: &str, room: &str, dates: &str, status: &str| {
+        format!("lisbon,{reservation},g1,{dates},{room},EUR,100,EUR,0,{status}")
+    };
+    let ok = "2026-01-01,2026-01-03";
+    for (name, content, expected) in [
+        (
+            "multi-line.csv",
+            format!(
+                "{HEADER}\n{}\n{}\n",
+                row("ML1", "\"101\nannex\"", ok, "checked_out"),
+                row("ML2", "102", ok, "checkedout")
+            ),
+            "line 4: status `checkedout`",
+        ),
+        (
+            "blank-line.csv",
+            format!(
+                "{HEADER}\n{}\n\n{}\n",
+                row("BL1", "101", ok, "checked_out"),
+                row("BL2", "102", ok, "checkedout")
+            ),
+            "line 4: status `checkedout`",
+        ),
+        (
+            "crlf-refused.csv",
+            format!(
+                "{HEADER}\r\n{}\r\n\r\n{}\r\n{}\r\n",
+                row("CR1", "101", ok, "checked_out"),
+                row("CR2", "102", ok, "checked_out"),
+                row("CR3", "103", "2026-01-05,2026-01-04", "checked_out")
+            ),
+            "line 5 was refused",
+        ),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, content)?;
+        let output = import(&file, &endpoint, &token)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    let pool = service.database.admin_pool().await?;
+    assert_eq!(
+        stays_and_earnings(&pool, "lisbon").await?,
+        (0, 0),
+        "nothing of a file with a bad line is written"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     service.shutdown().await
 }

@@ -1,0 +1,313 @@
+//! The stays of a PMS export (CSV), each with the line of the file it starts on, so that every
+//! error names the line an integrator opens the file at.
+//!
+//! The CSV reader's own record position is where it began to look for the record: before the
+//! blank lines it skips and, in a file with CRLF line ends, before the `\n` ending the line
+//! above. So a record's line is counted back from its end instead: the line holding its last
+//! byte, less the line breaks inside its quoted fields.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+
+use guestloop_proto::common::v1::Money;
+use guestloop_proto::crm::v1 as pb;
+use serde::Deserialize;
+
+/// One CSV record.
+#[derive(Debug, Deserialize)]
+struct Record {
+    property_id: String,
+    pms_reservation_id: String,
+    guest_id: String,
+    arrival_date: String,
+    departure_date: String,
+    #[serde(default)]
+    room: String,
+    #[serde(default)]
+    rate_currency: String,
+    #[serde(default)]
+    rate_minor: i64,
+    #[serde(default)]
+    spend_currency: String,
+    #[serde(default)]
+    spend_minor: i64,
+    status: String,
+}
+
+fn status(text: &str) -> Option<pb::StayStatus> {
+    match text {
+        "booked" => Some(pb::StayStatus::Booked),
+        "in_house" => Some(pb::StayStatus::InHouse),
+        "checked_out" => Some(pb::StayStatus::CheckedOut),
+        "cancelled" => Some(pb::StayStatus::Cancelled),
+        "no_show" => Some(pb::StayStatus::NoShow),
+        _ => None,
+    }
+}
+
+fn money(currency: String, minor: i64) -> Option<Money> {
+    (!currency.is_empty() || minor != 0).then_some(Money {
+        currency_code: currency,
+        minor_units: minor,
+    })
+}
+
+impl Record {
+    fn into_stay(self, line: u64) -> anyhow::Result<pb::Stay> {
+        let status = status(&self.status).ok_or_else(|| {
+            anyhow::anyhow!(
+                "line {line}: status `{}` is not one of booked, in_house, checked_out, cancelled, no_show",
+                self.status
+            )
+        })?;
+        Ok(pb::Stay {
+            property_id: self.property_id,
+            pms_reservation_id: self.pms_reservation_id,
+            guest_id: self.guest_id,
+            arrival_date: self.arrival_date,
+            departure_date: self.departure_date,
+            room: self.room,
+            rate: money(self.rate_currency, self.rate_minor),
+            spend: money(self.spend_currency, self.spend_minor),
+            status: status as i32,
+        })
+    }
+}
+
+/// The input, noting where its line breaks are until the CSV reader has passed them.
+struct LineBreaks<R> {
+    inner: R,
+    /// Bytes read so far.
+    read: u64,
+    /// Offsets of the `\n`s read but not yet passed.
+    ahead: VecDeque<u64>,
+    /// How many `\n`s were passed.
+    passed: u64,
+}
+
+impl<R> LineBreaks<R> {
+    /// The line (from 1) of the byte at `offset`; offsets asked for never decrease.
+    fn line_of(&mut self, offset: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&at| at < offset) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let start = self.read;
+        self.ahead.extend(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, byte)| **byte == b'\n')
+                .map(|(i, _)| start + i as u64),
+        );
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads stays from a CSV export with a header row.
+pub struct StayRows<R> {
+    csv: csv::Reader<LineBreaks<R>>,
+    headers: csv::StringRecord,
+    bytes: csv::ByteRecord,
+}
+
+impl<R: Read> StayRows<R> {
+    pub fn new(input: R) -> anyhow::Result<Self> {
+        // Fields are trimmed here, after the line breaks of quoted fields are counted.
+        let mut csv = csv::ReaderBuilder::new().from_reader(LineBreaks {
+            inner: input,
+            read: 0,
+            ahead: VecDeque::new(),
+            passed: 0,
+        });
+        let mut headers = csv
+            .headers()
+            .map_err(|e| anyhow::anyhow!("line 1 (header): {e}"))?
+            .clone();
+        headers.trim();
+        Ok(Self {
+            csv,
+            headers,
+            bytes: csv::ByteRecord::new(),
+        })
+    }
+
+    /// How much of the input was read, in bytes.
+    pub fn bytes_read(&self) -> u64 {
+        self.csv.position().byte()
+    }
+
+    /// The next stay and the line of the file it starts on; `None` at the end of the file.
+    pub fn next_stay(&mut self) -> anyhow::Result<Option<(u64, pb::Stay)>> {
+        let read = self.csv.read_byte_record(&mut self.bytes);
+        let line = self.record_line();
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(self.describe(&e, line)),
+        }
+        let mut text = csv::StringRecord::from_byte_record(std::mem::take(&mut self.bytes))
+            .map_err(|e| {
+                let column = self.column(e.utf8_error().field() as u64);
+                anyhow::anyhow!("line {line}{column}: not UTF-8 text")
+            })?;
+        text.trim();
+        let record: Record = text
+            .deserialize(Some(&self.headers))
+            .map_err(|e| self.describe(&e, line))?;
+        self.bytes = text.into_byte_record();
+        Ok(Some((line, record.into_stay(line)?)))
+    }
+
+    /// The line the record just read starts on: the line of its last byte (its line break, if
+    /// any, belongs to that line), less the line breaks within its fields.
+    fn record_line(&mut self) -> u64 {
+        let end = self.csv.position().byte();
+        let within = self
+            .bytes
+            .as_slice()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        let last = self.csv.get_mut().line_of(end.saturating_sub(1));
+        last.saturating_sub(within)
+    }
+
+    /// `, column <name>` for field `index`, when the header names it.
+    fn column(&self, index: u64) -> String {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.headers.get(i))
+            .map(|name| format!(", column {name}"))
+            .unwrap_or_default()
+    }
+
+    /// A CSV error at `line`, in the file's terms (its own position text can be a line early).
+    fn describe(&self, error: &csv::Error, line: u64) -> anyhow::Error {
+        match error.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => anyhow::anyhow!("line {line}: {len} fields, but the header has {expected_len}"),
+            csv::ErrorKind::Deserialize { err, .. } => {
+                let column = err.field().map(|f| self.column(f)).unwrap_or_default();
+                anyhow::anyhow!("line {line}{column}: {}", err.kind())
+            }
+            csv::ErrorKind::Io(e) => anyhow::anyhow!("reading the file (near line {line}): {e}"),
+            _ => anyhow::anyhow!("line {line}: {error}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "property_id,pms_reservation_id,guest_id,arrival_date,departure_date,room,rate_currency,rate_minor,spend_currency,spend_minor,status";
+
+    fn row(reservation: &str, room: &str, status: &str) -> String {
+        format!("lisbon,{reservation},g1,2026-01-01,2026-01-03,{room},EUR,100,EUR,0,{status}")
+    }
+
+    /// Each stay's reservation and line, until the first error (its message).
+    fn read(file: &str) -> (Vec<(String, u64)>, Option<String>) {
+        let mut rows = match StayRows::new(file.as_bytes()) {
+            Ok(rows) => rows,
+            Err(e) => return (Vec::new(), Some(e.to_string())),
+        };
+        let mut read = Vec::new();
+        loop {
+            match rows.next_stay() {
+                Ok(Some((line, stay))) => read.push((stay.pms_reservation_id, line)),
+                Ok(None) => return (read, None),
+                Err(e) => return (read, Some(e.to_string())),
+            }
+        }
+    }
+
+    fn lines(read: &[(String, u64)]) -> Vec<(&str, u64)> {
+        read.iter().map(|(r, l)| (r.as_str(), *l)).collect()
+    }
+
+    #[test]
+    fn each_stay_names_the_line_it_starts_on() {
+        let (a, b, c) = (
+            row("A", "101", "checked_out"),
+            row("B", "102", "booked"),
+            row("C", "103", "cancelled"),
+        );
+        let multi = row("M", "\"101\nannex\"", "checked_out");
+        for (file, expected) in [
+            (format!("{HEADER}\n{a}\n{b}\n"), vec![("A", 2), ("B", 3)]),
+            (
+                format!("{HEADER}\n{a}\n\n\n{b}\n{c}"),
+                vec![("A", 2), ("B", 5), ("C", 6)],
+            ),
+            (format!("{HEADER}\n\n{a}\n"), vec![("A", 3)]),
+            (
+                format!("{HEADER}\r\n{a}\r\n{b}\r\n"),
+                vec![("A", 2), ("B", 3)],
+            ),
+            (
+                format!("{HEADER}\r\n{a}\r\n\r\n{b}\r\n{c}"),
+                vec![("A", 2), ("B", 4), ("C", 5)],
+            ),
+            (
+                format!("{HEADER}\n{multi}\n{b}\n"),
+                vec![("M", 2), ("B", 4)],
+            ),
+            (
+                format!("{HEADER}\r\n{}\r\n\r\n{b}\r\n", multi.replace('\n', "\r\n")),
+                vec![("M", 2), ("B", 5)],
+            ),
+            (
+                format!("\u{feff}{HEADER}\n{a}\n\n{b}\n"),
+                vec![("A", 2), ("B", 4)],
+            ),
+        ] {
+            let (read, error) = read(&file);
+            assert_eq!(error, None, "{file:?}");
+            assert_eq!(lines(&read), expected, "{file:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_file() {
+        let a = row("A", "101", "checked_out");
+        let multi = row("M", "\"101\nannex\"", "checked_out");
+        for (file, expected) in [
+            (
+                format!(
+                    "{HEADER}\r\n{a}\r\n\r\n{}\r\n",
+                    row("B", "102", "checkedout")
+                ),
+                "line 4: status `checkedout`",
+            ),
+            (
+                format!("{HEADER}\n{multi}\n{}\n", row("B", "102", "checkedout")),
+                "line 4: status `checkedout`",
+            ),
+            (
+                format!("{HEADER}\n{a}\n\n{a},extra\n"),
+                "line 4: 12 fields, but the header has 11",
+            ),
+            (
+                format!("{HEADER}\n\n{}\n", a.replace(",100,", ",abc,")),
+                "line 3, column rate_minor: invalid digit",
+            ),
+        ] {
+            let (_, error) = read(&file);
+            assert!(
+                error.as_deref().is_some_and(|e| e.starts_with(expected)),
+                "{file:?}: {error:?}"
+            );
+        }
+    }
+}
