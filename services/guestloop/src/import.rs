@@ -4,7 +4,8 @@
 //!
 //! Columns (a header row names them, in any order): property_id, pms_reservation_id, guest_id,
 //! arrival_date, departure_date, room, rate_currency, rate_minor, spend_currency, spend_minor,
-//! status (booked, in_house, checked_out, cancelled, no_show).
+//! status (booked, in_house, checked_out, cancelled, no_show). The amounts (rate_minor,
+//! spend_minor) are whole minor units; an empty cell, like a missing column, is no amount.
 
 mod rows;
 

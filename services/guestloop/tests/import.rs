@@ -117,7 +117,10 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
     let refused = import(&bad_number, &endpoint, &token)?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("line 2, column rate_minor: `abc`"),
+        "{stderr}"
+    );
     // A row CRM refuses: the batch's first line and the field are named; nothing is written.
     let bad_dates = dir.join("bad-dates.csv");
     write_csv(
@@ -141,6 +144,46 @@ async fn a_pms_export_is_imported_once_and_bad_lines_are_named() -> anyhow::Resu
             .fetch_one(&pool)
             .await?;
     assert_eq!(written, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    service.shutdown().await
+}
+
+/// A booking with no rate or spend yet leaves their amount cells empty: that is no amount, as
+/// when the columns are missing, not a bad line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_amount_cells_are_imported_as_no_amount() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let dir = std::env::temp_dir().join(format!("guestloop-import-blank-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("blank-amounts.csv");
+    write_csv(
+        &file,
+        &[
+            "faro,BL1,faro-guest,2026-01-01,2026-01-03,101,,,,,booked".to_string(),
+            "faro,BL2,faro-guest,2026-01-05,2026-01-07,102,EUR,,EUR,2500,booked".to_string(),
+        ],
+    )?;
+    let output = import(&file, &service.url(), &token)?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pool = service.database.admin_pool().await?;
+    let amounts: Vec<(String, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT pms_reservation_id, rate_currency, rate_minor, spend_currency, spend_minor \
+         FROM crm.stays WHERE property_id = 'faro' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        amounts,
+        vec![
+            ("BL1".into(), String::new(), 0, String::new(), 0),
+            ("BL2".into(), "EUR".into(), 0, "EUR".into(), 2500),
+        ]
+    );
     let _ = std::fs::remove_dir_all(&dir);
     service.shutdown().await
 }

@@ -25,12 +25,13 @@ struct Record {
     room: String,
     #[serde(default)]
     rate_currency: String,
+    /// Read by `minor_units`: a blank cell is no amount, as a missing column.
     #[serde(default)]
-    rate_minor: i64,
+    rate_minor: String,
     #[serde(default)]
     spend_currency: String,
     #[serde(default)]
-    spend_minor: i64,
+    spend_minor: String,
     status: String,
 }
 
@@ -43,6 +44,18 @@ fn status(text: &str) -> Option<pb::StayStatus> {
         "no_show" => Some(pb::StayStatus::NoShow),
         _ => None,
     }
+}
+
+/// An amount cell in minor units: blank (a booking with no rate yet, say) reads as 0.
+fn minor_units(cell: &str, column: &str, line: u64) -> anyhow::Result<i64> {
+    if cell.is_empty() {
+        return Ok(0);
+    }
+    cell.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "line {line}, column {column}: `{cell}` is not a whole number of minor units"
+        )
+    })
 }
 
 fn money(currency: String, minor: i64) -> Option<Money> {
@@ -60,6 +73,8 @@ impl Record {
                 self.status
             )
         })?;
+        let rate = minor_units(&self.rate_minor, "rate_minor", line)?;
+        let spend = minor_units(&self.spend_minor, "spend_minor", line)?;
         Ok(pb::Stay {
             property_id: self.property_id,
             pms_reservation_id: self.pms_reservation_id,
@@ -67,8 +82,8 @@ impl Record {
             arrival_date: self.arrival_date,
             departure_date: self.departure_date,
             room: self.room,
-            rate: money(self.rate_currency, self.rate_minor),
-            spend: money(self.spend_currency, self.spend_minor),
+            rate: money(self.rate_currency, rate),
+            spend: money(self.spend_currency, spend),
             status: status as i32,
         })
     }
@@ -279,6 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn blank_amount_cells_are_no_amount() -> anyhow::Result<()> {
+        let file = format!(
+            "{HEADER}\nlisbon,B1,g1,2026-01-01,2026-01-03,101,,,,,booked\n\
+             lisbon,B2,g1,2026-01-01,2026-01-03,101,EUR,,EUR, ,booked\n"
+        );
+        let mut rows = StayRows::new(file.as_bytes())?;
+        let mut amounts = Vec::new();
+        while let Some((_, stay)) = rows.next_stay()? {
+            amounts.push((stay.rate, stay.spend));
+        }
+        let euros = Some(Money {
+            currency_code: "EUR".into(),
+            minor_units: 0,
+        });
+        assert_eq!(
+            amounts,
+            vec![(None, None), (euros.clone(), euros)],
+            "as if the columns were missing"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn errors_name_the_line_of_the_file() {
         let a = row("A", "101", "checked_out");
         let multi = row("M", "\"101\nannex\"", "checked_out");
@@ -300,7 +338,7 @@ mod tests {
             ),
             (
                 format!("{HEADER}\n\n{}\n", a.replace(",100,", ",abc,")),
-                "line 3, column rate_minor: invalid digit",
+                "line 3, column rate_minor: `abc` is not a whole number",
             ),
         ] {
             let (_, error) = read(&file);
