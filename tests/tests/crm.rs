@@ -4454,6 +4454,47 @@ async fn an_empty_guest_id_is_invalid_and_names_its_field() -> anyhow::Result<()
             "guest_id",
         ),
         (
+            "ExportGuestData",
+            fields(
+                admin
+                    .export_guest_data(pb::ExportGuestDataRequest::default())
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "AddPreference",
+            fields(
+                admin
+                    .add_preference(pb::AddPreferenceRequest {
+                        guest_id: String::new(),
+                        preference: Some(pb::Preference {
+                            group: "pillow".into(),
+                            value: "feather".into(),
+                            polarity: pb::Polarity::Like as i32,
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
+            "RemovePreference",
+            fields(
+                admin
+                    .remove_preference(pb::RemovePreferenceRequest {
+                        guest_id: String::new(),
+                        preference_id: "p-1".into(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            "guest_id",
+        ),
+        (
             "GetLoyaltyAccount",
             fields(
                 admin

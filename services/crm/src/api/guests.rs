@@ -703,6 +703,7 @@ pub async fn add_preference(
 ) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    store::require_guest_id("guest_id", &request.guest_id)?;
     check_reader(&principal, &request.guest_id)?;
     let preference = request
         .preference
@@ -809,6 +810,7 @@ pub async fn remove_preference(
 ) -> ApiResult<pb::Guest> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    store::require_guest_id("guest_id", &request.guest_id)?;
     check_reader(&principal, &request.guest_id)?;
     let id = Uuid::parse_str(&request.preference_id)
         .map_err(|_| ApiError::invalid("preference_id", "must be a UUID"))?;

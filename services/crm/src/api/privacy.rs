@@ -43,6 +43,7 @@ pub async fn export(
 ) -> ApiResult<pb::ExportGuestDataResponse> {
     let principal = principal(&request)?.clone();
     let guest_id = request.into_inner().guest_id;
+    super::store::require_guest_id("guest_id", &guest_id)?;
     if principal.role() == Role::Guest {
         if principal.guest_id() != Some(guest_id.as_str()) {
             return Err(ApiError::not_found("guest", guest_id));
