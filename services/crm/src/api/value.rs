@@ -348,9 +348,7 @@ pub async fn get(
 ) -> ApiResult<pb::CustomerValue> {
     let principal = principal(&request)?.clone();
     let guest_id = request.into_inner().guest_id;
-    if guest_id.is_empty() {
-        return Err(ApiError::invalid("guest_id", "is required"));
-    }
+    super::store::require_guest_id("guest_id", &guest_id)?;
     let mut conn = api.context.pool.acquire().await?;
     let guest = load(&mut conn, &principal, &guest_id, false, true).await?;
     drop(conn);
