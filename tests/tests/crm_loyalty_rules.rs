@@ -3,7 +3,8 @@
 //! committing while a PMS batch runs (both orders), the tier grace period counted from the
 //! first evaluation that finds a guest short (and no look-ahead by staff), the chain a
 //! service's call acts for, the accuracy of the chain's profiles, and the points a feed earns
-//! for guests who are not members yet (kept for the chain whose properties earned them).
+//! for guests who are not members yet (kept for the chain whose properties earned them), and
+//! a chain's earn rule (nights and spend by tier, the rate a stay keeps).
 
 use chrono::{Duration, Utc};
 use guestloop_kit::auth::Role;
@@ -1175,5 +1176,198 @@ async fn a_non_members_points_stay_with_the_chain_whose_properties_earned_them(
         account_row(&pool, "PMS-5").await?.1.as_deref(),
         Some("beta")
     );
+    service.shutdown().await
+}
+
+/// A chain's earn rule prices a checked-out stay's nights and spend by its guest's tier. The
+/// stay keeps the rate it was first credited at: a PMS correction of its spend earns at that
+/// rate after the chain raised it, a cancellation gives everything back. Spend in another
+/// currency earns nothing; a rule that cannot hold is refused by field and changes nothing.
+#[tokio::test]
+async fn a_chains_earn_rule_prices_nights_and_spend_and_a_stay_keeps_its_rate() -> anyhow::Result<()>
+{
+    use guestloop_proto::common::v1::Money;
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let pool = service.database.admin_pool().await?;
+    let rate = |per_night: i64, per_spend_unit: i64| {
+        Some(pb::EarnRate {
+            points_per_night: per_night,
+            points_per_spend_unit: per_spend_unit,
+        })
+    };
+    let program = |earn: pb::EarnRule, currency: &str| pb::UpdateLoyaltyProgramRequest {
+        program: Some(pb::LoyaltyProgram {
+            spend_currency: currency.into(),
+            earn: Some(earn),
+            ..Default::default()
+        }),
+    };
+    // Refused by field, and nothing stored.
+    let refused = admin
+        .update_loyalty_program(program(
+            pb::EarnRule {
+                new: rate(50, 10),
+                vip: rate(-1, 0),
+                ..Default::default()
+            },
+            "",
+        ))
+        .await
+        .expect_err("no currency for spend; a negative rate");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&refused);
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "program.earn.vip.points_per_night",
+            "program.spend_currency"
+        ]
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.loyalty_programs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stored, 0, "a refused program changes nothing");
+    let current = admin
+        .get_loyalty_program(pb::GetLoyaltyProgramRequest {})
+        .await?
+        .into_inner();
+    let earn = current.earn.unwrap_or_default();
+    assert_eq!(
+        (earn.new, earn.regular, earn.vip, earn.strategic),
+        (rate(100, 0), rate(120, 0), rate(150, 0), rate(150, 0)),
+        "the defaults are shown"
+    );
+
+    // 50 a night and 10 a euro for new members; strategic guests 300 a night. Tiers left out
+    // keep the defaults.
+    let saved = admin
+        .update_loyalty_program(program(
+            pb::EarnRule {
+                new: rate(50, 10),
+                strategic: rate(300, 0),
+                ..Default::default()
+            },
+            "EUR",
+        ))
+        .await?
+        .into_inner()
+        .earn
+        .unwrap_or_default();
+    assert_eq!((saved.new, saved.regular), (rate(50, 10), rate(120, 0)));
+    let ada = create(&mut admin, "Ada", "ada@example.de").await?;
+    let ben = create(&mut admin, "Ben", "ben@example.de").await?;
+    admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: ben.guest_id.clone(),
+            strategic: true,
+            reason: "owner's guest".into(),
+        })
+        .await?;
+    let today = Utc::now().date_naive();
+    let stay = |reservation: &str, guest_id: &str, spend: Option<(&str, i64)>, status| pb::Stay {
+        property_id: "munich".into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: guest_id.into(),
+        arrival_date: (today - Duration::days(4)).to_string(),
+        departure_date: (today - Duration::days(2)).to_string(),
+        spend: spend.map(|(currency, minor)| Money {
+            currency_code: currency.into(),
+            minor_units: minor,
+        }),
+        status: status as i32,
+        ..Default::default()
+    };
+    use pb::StayStatus::{Cancelled, CheckedOut};
+    // 2 nights and 123.45 EUR: 100 + 1,234 (the product rounded down to whole points).
+    let s1 = stay("S1", &ada.guest_id, Some(("EUR", 12_345)), CheckedOut);
+    // Spend in dollars earns the nights alone; a strategic guest 300 a night.
+    let s2 = stay("S2", &ada.guest_id, Some(("USD", 50_000)), CheckedOut);
+    let s3 = stay("S3", &ben.guest_id, Some(("EUR", 10_000)), CheckedOut);
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![s1.clone(), s2.clone(), s3.clone()],
+        })
+        .await?;
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 1_334 + 100);
+    assert_eq!(balance(&mut admin, &ben.guest_id).await?, 600);
+    let recorded: (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT earn_rate_night, earn_rate_spend FROM crm.stays WHERE pms_reservation_id = 'S1'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(recorded, (Some(50), Some(10)));
+
+    // The chain raises the rate; the PMS then adds 100 EUR to S1. The stay earns the 1,000
+    // for it at the rate it was credited at, and nothing is repriced.
+    admin
+        .update_loyalty_program(program(
+            pb::EarnRule {
+                new: rate(500, 50),
+                ..Default::default()
+            },
+            "EUR",
+        ))
+        .await?;
+    let more = stay("S1", &ada.guest_id, Some(("EUR", 22_345)), CheckedOut);
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![more.clone(), s2.clone()],
+        })
+        .await?;
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 2_334 + 100);
+    // A replay posts nothing.
+    let replay = admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![more, s2, s3],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(replay.unchanged, 3);
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 2_434);
+    // Cancelled after all: every point of S1 goes back, and it records no rate.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("S1", &ada.guest_id, Some(("EUR", 22_345)), Cancelled)],
+        })
+        .await?;
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 100);
+    let recorded: (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT earn_rate_night, earn_rate_spend FROM crm.stays WHERE pms_reservation_id = 'S1'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(recorded, (None, None));
+    // Checked out again: it earns as a new credit, at today's rate (2 × 500 + 223.45 × 50).
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("S1", &ada.guest_id, Some(("EUR", 22_345)), CheckedOut)],
+        })
+        .await?;
+    assert_eq!(
+        balance(&mut admin, &ada.guest_id).await?,
+        100 + 1_000 + 11_172
+    );
+    // A stay credited before stays recorded their rate reads it back from its ledger entries:
+    // S3 one night shorter gives back one of its two nights, 300, whatever the rule says now.
+    sqlx::query(
+        "UPDATE crm.stays SET earn_rate_night = NULL, earn_rate_spend = NULL \
+         WHERE pms_reservation_id = 'S3'",
+    )
+    .execute(&pool)
+    .await?;
+    let mut shorter = stay("S3", &ben.guest_id, Some(("EUR", 10_000)), CheckedOut);
+    shorter.arrival_date = (today - Duration::days(3)).to_string();
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![shorter],
+        })
+        .await?;
+    assert_eq!(balance(&mut admin, &ben.guest_id).await?, 300);
+    for guest in [&ada.guest_id, &ben.guest_id] {
+        let balance = balance(&mut admin, guest).await?;
+        assert_eq!(ledger_sum(&pool, guest).await?, balance, "{guest}");
+    }
     service.shutdown().await
 }

@@ -17,15 +17,6 @@ use crate::domain::ledger::{
 use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
 use guestloop_kit::text::contains_card_number;
 
-/// Points per night of a checked-out stay, by tier (the earn rule).
-pub(super) fn earn_per_night(tier: &str) -> i64 {
-    match tier {
-        "regular" => 120,
-        "vip" | "strategic" => 150,
-        _ => 100,
-    }
-}
-
 /// Roles allowed to move points by hand (an adjustment, a bonus or a manual earn), and the most
 /// one such posting may move; `None` is no limit.
 fn adjust_limit(role: Role) -> Option<i64> {

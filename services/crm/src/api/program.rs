@@ -1,5 +1,5 @@
 //! Each chain's loyalty program: tier names, thresholds (nights, stays, spend), window, grace and
-//! the downgrade limit, and how points expire. Stored as the wire message and read through
+//! the downgrade limit, what stays earn at each tier, and how points expire. Stored as the wire message and read through
 //! [`load`] wherever tiers are evaluated or named and points expire.
 
 use chrono::Duration;
@@ -13,6 +13,7 @@ use tonic::Request;
 use super::chain_settings::{stamps, Stamp, Stored};
 use super::Api;
 use crate::domain::ledger::{ExpiryMode, ExpiryPolicy};
+use crate::domain::stay_points::{EarnRule, Rate};
 use crate::domain::tiers::{Threshold, Tier, TierPolicy, Window};
 
 /// A chain's whole loyalty program.
@@ -20,6 +21,7 @@ use crate::domain::tiers::{Threshold, Tier, TierPolicy, Window};
 pub struct Program {
     pub tiers: TierPolicy,
     pub expiry: ExpiryPolicy,
+    pub earn: EarnRule,
 }
 
 fn threshold(wire: Option<&pb::TierThreshold>, default: Threshold) -> Threshold {
@@ -28,6 +30,42 @@ fn threshold(wire: Option<&pb::TierThreshold>, default: Threshold) -> Threshold 
         stays: t.stays,
         spend: t.spend_minor_units,
     })
+}
+
+fn earn_from_wire(wire: Option<&pb::EarnRule>) -> EarnRule {
+    let defaults = EarnRule::default();
+    let Some(wire) = wire else {
+        return defaults;
+    };
+    let mut rates = defaults.rates;
+    for (rate, given) in
+        rates
+            .iter_mut()
+            .zip([&wire.new, &wire.regular, &wire.vip, &wire.strategic])
+    {
+        if let Some(given) = given {
+            *rate = Rate {
+                per_night: given.points_per_night,
+                per_spend_unit: given.points_per_spend_unit,
+            };
+        }
+    }
+    EarnRule { rates }
+}
+
+fn earn_to_wire(rule: &EarnRule) -> pb::EarnRule {
+    let [new, regular, vip, strategic] = rule.rates.map(|r| {
+        Some(pb::EarnRate {
+            points_per_night: r.per_night,
+            points_per_spend_unit: r.per_spend_unit,
+        })
+    });
+    pb::EarnRule {
+        new,
+        regular,
+        vip,
+        strategic,
+    }
 }
 
 fn threshold_to_wire(t: Threshold) -> pb::TierThreshold {
@@ -101,9 +139,21 @@ pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolatio
             n => u8::try_from(n).unwrap_or(u8::MAX),
         },
     };
+    let earn = earn_from_wire(wire.earn.as_ref());
+    let mut faults = tiers.faults();
+    faults.extend(earn.faults());
+    // Spend thresholds already ask for the currency; spend earning asks the same.
+    let currency_fault = faults.iter().any(|(f, _)| f == "program.spend_currency");
+    let currency_ok = tiers.spend_currency.len() == 3
+        && tiers.spend_currency.chars().all(|c| c.is_ascii_uppercase());
+    if earn.uses_spend() && !currency_ok && !currency_fault {
+        faults.push((
+            "program.spend_currency".into(),
+            "a three-letter ISO 4217 code is needed when a tier earns points on spend".into(),
+        ));
+    }
     violations.extend(
-        tiers
-            .faults()
+        faults
             .into_iter()
             .map(|(field, why)| FieldViolation::new(field, why)),
     );
@@ -111,6 +161,7 @@ pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolatio
         Ok(Program {
             tiers,
             expiry: ExpiryPolicy { mode, months },
+            earn,
         })
     } else {
         Err(violations)
@@ -139,6 +190,7 @@ pub fn to_wire(program: &Program, stamp: Option<Stamp>) -> pb::LoyaltyProgram {
             ExpiryMode::PerCredit => pb::ExpiryMode::PerCredit,
         } as i32,
         expiry_months: i32::try_from(program.expiry.months).unwrap_or(i32::MAX),
+        earn: Some(earn_to_wire(&program.earn)),
     }
 }
 

@@ -3,8 +3,9 @@
 //! statement upserts the whole batch, and one statement each posts its earnings and moves the
 //! balances, so a 5,000-stay batch costs a handful of round trips. A stay the PMS corrects after
 //! it earned (other nights, cancelled, another guest) moves its points to what it earns now
-//! (`domain::stay_points`); the stay row records the nights it credited and how many postings
-//! it made, so a correction reads exactly that stay's ledger entries.
+//! (`domain::stay_points`); the stay row records the nights it credited, the rate it was credited
+//! at (the chain's earn rule for its guest's tier then) and how many postings it made, so a
+//! correction reads exactly that stay's ledger entries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,10 +17,13 @@ use guestloop_proto::crm::v1 as pb;
 use sqlx::PgConnection;
 use tonic::Request;
 
-use super::loyalty::earn_per_night;
+use super::program::{self, Program};
 use super::Api;
 use crate::domain::identity::guest_id_shape;
-use crate::domain::stay_points::{self, corrections, earning_nights};
+use crate::domain::stay_points::{
+    self, corrections, earning_nights, Credited, EarnRule, Earning, Rate,
+};
+use crate::domain::value::minor_unit_digits;
 
 use crate::MAX_STAYS_PER_CALL as MAX_BATCH;
 
@@ -262,24 +266,39 @@ pub async fn upsert(
             row.guest_id.clone_from(&guest.current);
         }
     }
-    let chains = account_chains(&rows, &guests, |property| {
-        caller.or_else(|| owners.get(property).map(String::as_str))
-    })?;
-    // What each stay earns if it is new: its nights at its guest's tier rate, checked out only.
-    let first_points: Vec<i64> = rows
+    let chain_of = |property: &str| caller.or_else(|| owners.get(property).map(String::as_str));
+    let chains = account_chains(&rows, &guests, chain_of)?;
+    // What each stay offers to earn under its chain's program, and what it earns if it is new:
+    // its nights and spend at its guest's tier rate, checked out only.
+    let programs = programs_of(&mut tx, rows.iter().map(|r| chain_of(&r.property_id))).await?;
+    let offers: Vec<Offer> = rows
         .iter()
         .map(|r| {
-            let nights = earning_nights(r.status, (r.departure - r.arrival).num_days());
-            earn_per_night(tier_of(&guests, &r.guest_id)).saturating_mul(nights)
+            let program = chain_of(&r.property_id)
+                .and_then(|c| programs.get(c))
+                .unwrap_or(&programs[""]);
+            Offer::of(r, program)
         })
+        .collect();
+    let first_rates: Vec<Rate> = rows
+        .iter()
+        .zip(&offers)
+        .map(|(r, o)| o.rule.rate(tier_of(&guests, &r.guest_id)))
+        .collect();
+    let first_points: Vec<i64> = first_rates
+        .iter()
+        .zip(&offers)
+        .map(|(rate, o)| rate.points(&o.earning))
         .collect();
     let written: Vec<Written> = sqlx::query_as(&format!(
         "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, rate_currency, \
-         rate_minor, spend_currency, spend_minor, status, earned_nights, earn_postings) \
+         rate_minor, spend_currency, spend_minor, status, earned_nights, earn_postings, earn_rate_night, earn_rate_spend) \
          SELECT u.p, u.r, u.g, u.a, u.d, u.rm, u.rc, u.rmi, u.sc, u.smi, u.st, \
-                CASE WHEN u.pts > 0 THEN u.d - u.a ELSE 0 END, CASE WHEN u.pts > 0 THEN 1 ELSE 0 END \
+                CASE WHEN u.pts > 0 THEN u.d - u.a ELSE 0 END, CASE WHEN u.pts > 0 THEN 1 ELSE 0 END, \
+                CASE WHEN u.pts > 0 THEN u.ern END, CASE WHEN u.pts > 0 THEN u.ers END \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], \
-                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[]) AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts) \
+                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[]) \
+              AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts, ern, ers) \
          ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = {GUEST_KEPT}, \
          arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
          rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
@@ -290,7 +309,8 @@ pub async fn upsert(
                 EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status) \
          RETURNING (xmax = 0) AS inserted, CASE WHEN xmax <> 0 THEN property_id END AS property_id, \
          CASE WHEN xmax <> 0 THEN pms_reservation_id END AS pms_reservation_id, \
-         CASE WHEN xmax <> 0 THEN guest_id END AS guest_id, earned_nights, earn_postings"
+         CASE WHEN xmax <> 0 THEN guest_id END AS guest_id, earned_nights, earn_postings, \
+         earn_rate_night, earn_rate_spend"
     ))
     .bind(rows.iter().map(|r| r.property_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.reservation.as_str()).collect::<Vec<_>>())
@@ -304,6 +324,8 @@ pub async fn upsert(
     .bind(rows.iter().map(|r| r.spend_minor).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
     .bind(&first_points)
+    .bind(first_rates.iter().map(|r| r.per_night).collect::<Vec<_>>())
+    .bind(first_rates.iter().map(|r| r.per_spend_unit).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let inserted = written.iter().filter(|w| w.inserted).count();
@@ -322,10 +344,7 @@ pub async fn upsert(
                 continue;
             };
             if let Some(&i) = index.get(&(property.as_str(), reservation.as_str())) {
-                let r = &rows[i];
-                if w.earn_postings > 0
-                    || earning_nights(r.status, (r.departure - r.arrival).num_days()) > 0
-                {
+                if w.earn_postings > 0 || offers[i].earning.nights > 0 {
                     changed.push((w, i));
                 }
             }
@@ -356,7 +375,7 @@ pub async fn upsert(
     let corrections = if changed.is_empty() {
         Vec::new()
     } else {
-        settle_changed(&mut tx, &rows, &changed, &guests).await?
+        settle_changed(&mut tx, &rows, &offers, &changed, &guests).await?
     };
     // Credits alone (new stays, stays checked out since, more nights) take the one ordered
     // upsert; give-backs need the balances first.
@@ -418,7 +437,7 @@ const GUEST_KEPT: &str =
      THEN stays.guest_id ELSE EXCLUDED.guest_id END";
 
 /// A stay the upsert wrote: whether it is new, and what it had credited before (the upsert
-/// never changes those two columns; new stays return what they were inserted with).
+/// never changes those columns; new stays return what they were inserted with).
 #[derive(sqlx::FromRow)]
 struct Written {
     inserted: bool,
@@ -428,6 +447,59 @@ struct Written {
     guest_id: Option<String>,
     earned_nights: i32,
     earn_postings: i32,
+    earn_rate_night: Option<i64>,
+    earn_rate_spend: Option<i64>,
+}
+
+impl Written {
+    /// What the stay credited before this batch.
+    fn credited(&self) -> Credited {
+        Credited {
+            nights: i64::from(self.earned_nights),
+            rate: self.earn_rate_night.zip(self.earn_rate_spend).map(
+                |(per_night, per_spend_unit)| Rate {
+                    per_night,
+                    per_spend_unit,
+                },
+            ),
+        }
+    }
+}
+
+/// What a stay of the batch offers to earn, and the earn rule of its chain's program.
+struct Offer {
+    earning: Earning,
+    rule: EarnRule,
+}
+
+impl Offer {
+    fn of(row: &Row, program: &Program) -> Offer {
+        let currency = program.tiers.spend_currency.as_str();
+        let counts = !currency.is_empty() && row.spend_currency == currency;
+        Offer {
+            earning: Earning {
+                nights: earning_nights(row.status, (row.departure - row.arrival).num_days()),
+                spend_minor: if counts { row.spend_minor } else { 0 },
+                spend_digits: minor_unit_digits(currency).unsigned_abs(),
+            },
+            rule: program.earn,
+        }
+    }
+}
+
+/// The programs of the chains the batch's stays earn under, by chain id; `""` holds the
+/// defaults, for stays of no chain.
+async fn programs_of<'a>(
+    conn: &mut PgConnection,
+    chains: impl Iterator<Item = Option<&'a str>>,
+) -> ApiResult<HashMap<String, Program>> {
+    let mut programs = HashMap::from([(String::new(), Program::default())]);
+    let wanted: HashSet<&str> = chains.flatten().collect();
+    for chain in wanted {
+        let (program, _) = program::load(&mut *conn, chain).await?;
+        programs.insert(chain.to_string(), program);
+    }
+    Ok(programs)
 }
 
 /// A guest a stay names: the profile it leads to now (a merged profile's survivor, as the merge
@@ -655,6 +727,7 @@ async fn skip_posted(conn: &mut PgConnection, postings: &mut Vec<Posting>) -> Ap
 async fn settle_changed(
     conn: &mut PgConnection,
     rows: &[Row],
+    offers: &[Offer],
     changed: &[(&Written, usize)],
     guests: &HashMap<String, Resolved>,
 ) -> ApiResult<Vec<Posting>> {
@@ -683,23 +756,23 @@ async fn settle_changed(
         }
     }
     let mut postings = Vec::new();
-    let (mut keys, mut reservations, mut nights, mut counts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut records = Records::default();
     for (n, (w, i)) in changed.iter().enumerate() {
         let row = &rows[*i];
-        let now = earning_nights(row.status, (row.departure - row.arrival).num_days());
+        let offer = &offers[*i];
         let held: Vec<(String, i64)> = std::mem::take(&mut held[n]).into_iter().collect();
         // The guest the stored stay belongs to (the PMS's, or an erased guest's pseudonym).
         let guest = w.guest_id.as_deref().unwrap_or(&row.guest_id);
+        let credited = w.credited();
         let settle = corrections(
             &held,
-            i64::from(w.earned_nights),
+            credited,
             guest,
-            now,
-            earn_per_night(tier_of(guests, guest)),
+            &offer.earning,
+            offer.rule.rate(tier_of(guests, guest)),
         );
         let next = next[n];
-        for (k, (guest_id, points)) in settle.iter().enumerate() {
+        for (k, (guest_id, points)) in settle.postings.iter().enumerate() {
             postings.push(Posting {
                 guest_id: guest_id.clone(),
                 points: *points,
@@ -711,31 +784,49 @@ async fn settle_changed(
                 reason: "stay corrected by the PMS",
             });
         }
-        let now = i32::try_from(now).unwrap_or(i32::MAX);
-        let count = next + i32::try_from(settle.len()).unwrap_or(i32::MAX);
-        // A change that moves no points (a room, the spend) leaves the record as it is.
-        if now != w.earned_nights || count != w.earn_postings {
-            keys.push(row.property_id.as_str());
-            reservations.push(row.reservation.as_str());
-            nights.push(now);
-            counts.push(count);
+        let now = i32::try_from(offer.earning.nights).unwrap_or(i32::MAX);
+        let count = next + i32::try_from(settle.postings.len()).unwrap_or(i32::MAX);
+        let rate = settle.rate;
+        // A change that moves no points (a room) leaves the record as it is.
+        if now != w.earned_nights || count != w.earn_postings || rate != credited.rate {
+            records.keys.push(row.property_id.as_str());
+            records.reservations.push(row.reservation.as_str());
+            records.nights.push(now);
+            records.counts.push(count);
+            records.per_night.push(rate.map(|r| r.per_night));
+            records.per_spend_unit.push(rate.map(|r| r.per_spend_unit));
         }
     }
-    if keys.is_empty() {
+    if records.keys.is_empty() {
         return Ok(postings);
     }
     sqlx::query(
-        "UPDATE stays s SET earned_nights = u.n, earn_postings = u.c \
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS u(p, r, n, c) \
+        "UPDATE stays s SET earned_nights = u.n, earn_postings = u.c, earn_rate_night = u.rn, \
+         earn_rate_spend = u.rs \
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::bigint[]) \
+              AS u(p, r, n, c, rn, rs) \
          WHERE s.property_id = u.p AND s.pms_reservation_id = u.r",
     )
-    .bind(&keys)
-    .bind(&reservations)
-    .bind(&nights)
-    .bind(&counts)
+    .bind(&records.keys)
+    .bind(&records.reservations)
+    .bind(&records.nights)
+    .bind(&records.counts)
+    .bind(&records.per_night)
+    .bind(&records.per_spend_unit)
     .execute(&mut *conn)
     .await?;
     Ok(postings)
+}
+
+/// What corrected stays record after settling, column by column.
+#[derive(Default)]
+struct Records<'a> {
+    keys: Vec<&'a str>,
+    reservations: Vec<&'a str>,
+    nights: Vec<i32>,
+    counts: Vec<i32>,
+    per_night: Vec<Option<i64>>,
+    per_spend_unit: Vec<Option<i64>>,
 }
 
 /// Posts credits only (new stays, corrections that only add): the balances move in one ordered
