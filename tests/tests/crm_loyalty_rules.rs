@@ -1371,3 +1371,137 @@ async fn a_chains_earn_rule_prices_nights_and_spend_and_a_stay_keeps_its_rate() 
     }
     service.shutdown().await
 }
+
+/// A PMS that says when it last changed each reservation has its latest version kept: an older
+/// export sent again is counted stale and changes nothing (a checked-out stay stays checked
+/// out, a stay called off earns nothing), a row without the time applies as it comes, and a
+/// time in the future or out of range is refused by field.
+#[tokio::test]
+async fn an_older_version_of_a_reservation_never_undoes_a_later_one() -> anyhow::Result<()> {
+    use pb::StayStatus::{Booked, Cancelled, CheckedOut, InHouse};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let pool = service.database.admin_pool().await?;
+    let ada = create(&mut admin, "Ada", "ada@example.at").await?;
+    let today = Utc::now().date_naive();
+    let now = Utc::now();
+    let stay =
+        |reservation: &str, status: pb::StayStatus, modified: Option<chrono::DateTime<Utc>>| {
+            pb::Stay {
+                property_id: "vienna".into(),
+                pms_reservation_id: reservation.into(),
+                guest_id: ada.guest_id.clone(),
+                arrival_date: (today - Duration::days(4)).to_string(),
+                departure_date: (today - Duration::days(2)).to_string(),
+                status: status as i32,
+                pms_modified_time: modified.and_then(timestamp),
+                ..Default::default()
+            }
+        };
+    let pms = admin.clone();
+    let send = |stays: Vec<pb::Stay>| {
+        let mut admin = pms.clone();
+        async move {
+            let r = admin
+                .upsert_stays(pb::UpsertStaysRequest { stays })
+                .await?
+                .into_inner();
+            anyhow::Ok((r.inserted, r.updated, r.unchanged, r.stale))
+        }
+    };
+    let status_of = |reservation: &'static str| {
+        let pool = pool.clone();
+        async move {
+            anyhow::Ok(
+                sqlx::query_scalar::<_, String>(
+                    "SELECT status FROM crm.stays WHERE pms_reservation_id = $1",
+                )
+                .bind(reservation)
+                .fetch_one(&pool)
+                .await?,
+            )
+        }
+    };
+    let (t1, t2, t3) = (
+        now - Duration::hours(3),
+        now - Duration::hours(2),
+        now - Duration::hours(1),
+    );
+    // S1 checked out (2 nights, 200 points) as of t2; the in-house version of t1 comes late.
+    assert_eq!(
+        send(vec![stay("S1", CheckedOut, Some(t2))]).await?,
+        (1, 0, 0, 0)
+    );
+    assert_eq!(
+        send(vec![stay("S1", InHouse, Some(t1))]).await?,
+        (0, 0, 0, 1)
+    );
+    assert_eq!(status_of("S1").await?, "checked_out");
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 200);
+    // S2 booked, then called off as of t3; a checked-out version of t2 earns nothing.
+    send(vec![stay("S2", Booked, Some(t1))]).await?;
+    send(vec![stay("S2", Cancelled, Some(t3))]).await?;
+    assert_eq!(
+        send(vec![
+            stay("S2", CheckedOut, Some(t2)),
+            stay("S1", CheckedOut, Some(t2))
+        ])
+        .await?,
+        (0, 0, 1, 1)
+    );
+    assert_eq!(status_of("S2").await?, "cancelled");
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 200);
+    let s2_entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm.ledger WHERE source LIKE 'stay:vienna/S2%'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(s2_entries, 0);
+    // A row without the time applies as it comes and keeps the time held: S1 in house gives
+    // its points back, and the t1 version is still older than what CRM holds.
+    assert_eq!(send(vec![stay("S1", InHouse, None)]).await?, (0, 1, 0, 0));
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 0);
+    assert_eq!(
+        send(vec![stay("S1", CheckedOut, Some(t1))]).await?,
+        (0, 0, 0, 1)
+    );
+    // A later version applies; the same version again is unchanged.
+    assert_eq!(
+        send(vec![stay("S1", CheckedOut, Some(t3))]).await?,
+        (0, 1, 0, 0)
+    );
+    assert_eq!(
+        send(vec![stay("S1", CheckedOut, Some(t3))]).await?,
+        (0, 0, 1, 0)
+    );
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 200);
+    assert_eq!(ledger_sum(&pool, &ada.guest_id).await?, 200);
+
+    // A time in the future would hold the reservation against every later version; refused.
+    let future = admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("S1", InHouse, Some(now + Duration::hours(3)))],
+        })
+        .await
+        .expect_err("a modification time hours ahead");
+    assert_eq!(future.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&future), vec!["stays[0].pms_modified_time"]);
+    let mut bad = stay("S1", InHouse, Some(t3));
+    if let Some(t) = bad.pms_modified_time.as_mut() {
+        t.nanos = -1;
+    }
+    let out_of_range = admin
+        .upsert_stays(pb::UpsertStaysRequest { stays: vec![bad] })
+        .await
+        .expect_err("negative nanos");
+    assert_eq!(
+        violated_fields(&out_of_range),
+        vec!["stays[0].pms_modified_time"]
+    );
+    assert_eq!(
+        status_of("S1").await?,
+        "checked_out",
+        "a refused batch changes nothing"
+    );
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 200);
+    service.shutdown().await
+}

@@ -160,14 +160,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!(
-                "{} stays in {:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged; \
-                 {} batches sent again after a transient refusal",
+                "{} stays in {:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged, \
+                 {} older than the version CRM holds; {} batches sent again after a transient \
+                 refusal",
                 stats.rows,
                 stats.elapsed.as_secs_f64(),
                 stats.rows_per_second(),
                 stats.inserted,
                 stats.updated,
                 stats.unchanged,
+                stats.stale,
                 stats.resent
             );
             Ok(())

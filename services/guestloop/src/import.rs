@@ -31,6 +31,8 @@ pub struct ImportStats {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Rows CRM left alone as it holds a later version of their reservation.
+    pub stale: u64,
     /// How often a batch was sent again after a transient refusal.
     pub resent: u64,
     pub elapsed: Duration,
@@ -154,6 +156,7 @@ pub async fn import_stays<R: Read + Send + 'static>(
         total.inserted += answer.inserted as u64;
         total.updated += answer.updated as u64;
         total.unchanged += answer.unchanged as u64;
+        total.stale += answer.stale as u64;
         progress.set_message(format!("{} rows", total.rows));
     }
     let read = reader.await??;

@@ -1,6 +1,7 @@
 //! `guestloop import stays` as an integrator runs it: a CSV export into a running CRM, in
 //! concurrent batches; a second run changes nothing; a malformed file or a refused row stops the
-//! import with the line named and a failing exit status.
+//! import with the line named and a failing exit status; an older export run late changes
+//! nothing.
 
 use std::io::Write;
 use std::process::Command;
@@ -184,6 +185,54 @@ async fn blank_amount_cells_are_imported_as_no_amount() -> anyhow::Result<()> {
             ("BL2".into(), "EUR".into(), 0, "EUR".into(), 2500),
         ]
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    service.shutdown().await
+}
+
+/// An export with the PMS's modification times: an older export of the same reservations, run
+/// after a newer one, is reported as older and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_export_run_late_changes_nothing() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::ChainAdmin).mint()?;
+    let dir = std::env::temp_dir().join(format!("guestloop-import-older-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let export = |name: &str, status: &str, modified: &str| -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.join(name);
+        let mut file = std::fs::File::create(&path)?;
+        writeln!(file, "{HEADER},pms_modified_time")?;
+        writeln!(
+            file,
+            "braga,V1,braga-guest,2026-01-01,2026-01-03,101,EUR,9000,EUR,0,{status},{modified}"
+        )?;
+        Ok(path)
+    };
+    let newer = export("newer.csv", "checked_out", "2026-01-03T11:00:00Z")?;
+    let older = export("older.csv", "in_house", "2026-01-02T09:00:00+01:00")?;
+    let first = import(&newer, &service.url(), &token)?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let late = import(&older, &service.url(), &token)?;
+    let stdout = String::from_utf8_lossy(&late.stdout);
+    assert!(
+        late.status.success(),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
+    assert!(
+        stdout.contains("0 inserted, 0 updated, 0 unchanged, 1 older than the version CRM holds"),
+        "{stdout}"
+    );
+    let pool = service.database.admin_pool().await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM crm.stays WHERE property_id = 'braga'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(status, "checked_out");
+    assert_eq!(stays_and_earnings(&pool, "braga").await?, (1, 1));
     let _ = std::fs::remove_dir_all(&dir);
     service.shutdown().await
 }

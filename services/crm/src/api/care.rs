@@ -67,6 +67,7 @@ struct StayRow {
     spend_currency: String,
     spend_minor: i64,
     status: String,
+    pms_modified_at: Option<DateTime<Utc>>,
 }
 
 fn stay_status(text: &str) -> pb::StayStatus {
@@ -97,6 +98,7 @@ fn stay_to_proto(row: &StayRow) -> pb::Stay {
         rate: money(&row.rate_currency, row.rate_minor),
         spend: money(&row.spend_currency, row.spend_minor),
         status: stay_status(&row.status) as i32,
+        pms_modified_time: row.pms_modified_at.map(to_timestamp),
     }
 }
 
@@ -121,7 +123,7 @@ pub async fn list_arrivals(
     let chain = property(&mut conn, &principal, &request.property_id).await?;
     let rows: Vec<StayRow> = sqlx::query_as(&format!(
         "SELECT s.property_id, s.pms_reservation_id, s.guest_id, s.arrival_date, s.departure_date, s.room, \
-         s.rate_currency, s.rate_minor, s.spend_currency, s.spend_minor, s.status \
+         s.rate_currency, s.rate_minor, s.spend_currency, s.spend_minor, s.status, s.pms_modified_at \
          FROM stays s JOIN guests g ON g.guest_id = s.guest_id \
          WHERE s.property_id = $1 AND {ACTIVE_ON} AND {ACTIVE_STATUSES} AND g.chain_id = $3 AND NOT g.erased \
          AND ($4::text IS NULL OR (s.room, s.pms_reservation_id) > ($4, $5)) \

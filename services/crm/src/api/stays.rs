@@ -9,9 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::text::free_text;
+use guestloop_kit::time::from_timestamp;
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::PgConnection;
@@ -56,6 +57,8 @@ struct Row {
     spend_currency: String,
     spend_minor: i64,
     status: &'static str,
+    /// When the PMS last changed the reservation, if the feed says.
+    modified: Option<DateTime<Utc>>,
 }
 
 /// The longest property id a stay may name (guest ids: [`guest_id_shape`]).
@@ -85,10 +88,39 @@ fn currency(code: &str, minor_units: i64) -> Result<String, &'static str> {
 /// already on the next day.
 const DEPARTED_SLACK_DAYS: i64 = 1;
 
+/// How far ahead of CRM's clock a PMS's modification time may be (clock skew). A time further
+/// ahead would hold the reservation against every later version.
+const MODIFIED_SLACK: chrono::Duration = chrono::Duration::hours(1);
+
+/// A stay's modification time: within the timestamp's range and not in the future.
+fn modified_time(
+    given: Option<&prost_types::Timestamp>,
+    field: &str,
+    now: DateTime<Utc>,
+    v: &mut Vec<FieldViolation>,
+) -> Option<DateTime<Utc>> {
+    match from_timestamp(field, given?) {
+        Ok(at) if at > now + MODIFIED_SLACK => {
+            v.push(FieldViolation::new(
+                field,
+                format!("is in the future (after {})", now + MODIFIED_SLACK),
+            ));
+            None
+        }
+        Ok(at) => Some(at),
+        Err(ApiError::InvalidArgument(faults)) => {
+            v.extend(faults);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Validates every stay; violations name the entry and field. `today` is the UTC date: a stay
 /// checked out must have departed by then (a PMS moves the departure date to the day the guest
 /// left early), so a feed cannot earn points for nights still to come.
-fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<FieldViolation>> {
+fn validate(stays: Vec<pb::Stay>, now: DateTime<Utc>) -> Result<Vec<Row>, Vec<FieldViolation>> {
+    let today = now.date_naive();
     let mut v = Vec::new();
     let mut rows = Vec::with_capacity(stays.len());
     let mut seen: HashSet<(String, String)> = HashSet::with_capacity(stays.len());
@@ -120,6 +152,12 @@ fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<Fiel
             v.push(FieldViolation::new(field("guest_id"), problem));
         }
         let room = free_text(&stay.room, &field("room"), MAX_ROOM_CHARS, false, &mut v);
+        let modified = modified_time(
+            stay.pms_modified_time.as_ref(),
+            &field("pms_modified_time"),
+            now,
+            &mut v,
+        );
         let mut rate = stay.rate.unwrap_or_default();
         let mut spend = stay.spend.unwrap_or_default();
         for (name, money) in [("rate", &mut rate), ("spend", &mut spend)] {
@@ -173,6 +211,7 @@ fn validate(stays: Vec<pb::Stay>, today: NaiveDate) -> Result<Vec<Row>, Vec<Fiel
                 spend_currency: spend.currency_code,
                 spend_minor: spend.minor_units,
                 status,
+                modified,
             }),
             (Ok(_), Ok(_), Some(_)) => v.push(FieldViolation::new(
                 field("departure_date"),
@@ -213,8 +252,9 @@ pub async fn upsert(
             return Err(ApiError::PermissionDenied(format!("stays[{i}]: {e}")));
         }
     }
-    let today = chrono::Utc::now().date_naive();
-    let mut rows = validate(stays, today).map_err(ApiError::InvalidArgument)?;
+    let now = Utc::now();
+    let today = now.date_naive();
+    let mut rows = validate(stays, now).map_err(ApiError::InvalidArgument)?;
     // One order for every batch, so concurrent batches lock shared rows in the same order.
     rows.sort_by(|a, b| (&a.property_id, &a.reservation).cmp(&(&b.property_id, &b.reservation)));
     let total = rows.len();
@@ -292,21 +332,26 @@ pub async fn upsert(
         .collect();
     let written: Vec<Written> = sqlx::query_as(&format!(
         "INSERT INTO stays (property_id, pms_reservation_id, guest_id, arrival_date, departure_date, room, rate_currency, \
-         rate_minor, spend_currency, spend_minor, status, earned_nights, earn_postings, earn_rate_night, earn_rate_spend) \
+         rate_minor, spend_currency, spend_minor, status, earned_nights, earn_postings, earn_rate_night, earn_rate_spend, \
+         pms_modified_at) \
          SELECT u.p, u.r, u.g, u.a, u.d, u.rm, u.rc, u.rmi, u.sc, u.smi, u.st, \
                 CASE WHEN u.pts > 0 THEN u.d - u.a ELSE 0 END, CASE WHEN u.pts > 0 THEN 1 ELSE 0 END, \
-                CASE WHEN u.pts > 0 THEN u.ern END, CASE WHEN u.pts > 0 THEN u.ers END \
+                CASE WHEN u.pts > 0 THEN u.ern END, CASE WHEN u.pts > 0 THEN u.ers END, u.m \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], \
-                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[]) \
-              AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts, ern, ers) \
+                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], \
+                $15::timestamptz[]) \
+              AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts, ern, ers, m) \
          ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = {GUEST_KEPT}, \
          arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
          rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
-         spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, updated_at = now() \
+         spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, \
+         pms_modified_at = coalesce(EXCLUDED.pms_modified_at, stays.pms_modified_at), updated_at = now() \
          WHERE (stays.guest_id, stays.arrival_date, stays.departure_date, stays.room, stays.rate_currency, stays.rate_minor, \
-                stays.spend_currency, stays.spend_minor, stays.status) \
+                stays.spend_currency, stays.spend_minor, stays.status, stays.pms_modified_at) \
          IS DISTINCT FROM ({GUEST_KEPT}, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
-                EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status) \
+                EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status, \
+                coalesce(EXCLUDED.pms_modified_at, stays.pms_modified_at)) \
+           AND (EXCLUDED.pms_modified_at < stays.pms_modified_at) IS NOT TRUE \
          RETURNING (xmax = 0) AS inserted, CASE WHEN xmax <> 0 THEN property_id END AS property_id, \
          CASE WHEN xmax <> 0 THEN pms_reservation_id END AS pms_reservation_id, \
          CASE WHEN xmax <> 0 THEN guest_id END AS guest_id, earned_nights, earn_postings, \
@@ -326,6 +371,7 @@ pub async fn upsert(
     .bind(&first_points)
     .bind(first_rates.iter().map(|r| r.per_night).collect::<Vec<_>>())
     .bind(first_rates.iter().map(|r| r.per_spend_unit).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.modified).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let inserted = written.iter().filter(|w| w.inserted).count();
@@ -350,6 +396,12 @@ pub async fn upsert(
             }
         }
     }
+    // Stays CRM holds a later version of were left alone: they post nothing either.
+    let stale = if rows.iter().any(|r| r.modified.is_some()) && written.len() < total {
+        stale_rows(&mut tx, &rows).await?
+    } else {
+        HashSet::new()
+    };
     settle_care_of_corrected(&mut tx, &written, today).await?;
     let settled: HashSet<usize> = changed.iter().map(|(_, i)| *i).collect();
     // Every other stay that earns posts its first points unless it has (an unchanged stay has,
@@ -358,7 +410,7 @@ pub async fn upsert(
         .iter()
         .zip(&first_points)
         .enumerate()
-        .filter(|(i, (_, points))| **points > 0 && !settled.contains(i))
+        .filter(|(i, (_, points))| **points > 0 && !settled.contains(i) && !stale.contains(i))
         .map(|(_, (r, points))| Posting {
             guest_id: r.guest_id.clone(),
             points: *points,
@@ -391,8 +443,37 @@ pub async fn upsert(
     Ok(pb::UpsertStaysResponse {
         inserted: count(inserted),
         updated: count(written.len() - inserted),
-        unchanged: count(total - written.len()),
+        unchanged: count(total - written.len() - stale.len()),
+        stale: count(stale.len()),
     })
+}
+
+/// The batch's stays (their places in `rows`) the upsert left alone because CRM holds a later
+/// version. The upsert locked every stay it met, written or not, so none changed since.
+async fn stale_rows(conn: &mut PgConnection, rows: &[Row]) -> ApiResult<HashSet<usize>> {
+    let stale: Vec<i64> = sqlx::query_scalar(
+        "SELECT u.i - 1 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) \
+              WITH ORDINALITY AS u(p, r, m, i) \
+         JOIN stays s ON s.property_id = u.p AND s.pms_reservation_id = u.r \
+         WHERE u.m < s.pms_modified_at",
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.property_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.reservation.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.modified).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(stale
+        .into_iter()
+        .filter_map(|i| usize::try_from(i).ok())
+        .collect())
 }
 
 /// Open care tasks the PMS's corrections leave without a stay to stand on go at once: those of
@@ -1025,6 +1106,14 @@ mod tests {
         }
     }
 
+    /// Noon (UTC) of a day, as the clock a batch is validated against.
+    fn noon(year: i32, month: u32, day: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(year, month, day)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .unwrap_or_default()
+            .and_utc()
+    }
+
     fn fields(result: Result<Vec<Row>, Vec<FieldViolation>>) -> Vec<String> {
         result
             .err()
@@ -1035,8 +1124,26 @@ mod tests {
     }
 
     #[test]
+    fn a_modification_time_may_run_ahead_of_the_clock_by_the_skew_only() {
+        let now = noon(2026, 12, 7);
+        let at = |t: DateTime<Utc>| pb::Stay {
+            pms_modified_time: Some(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: 0,
+            }),
+            ..stay(pb::StayStatus::CheckedOut, "2026-11-01", "2026-11-03")
+        };
+        let within = validate(vec![at(now + chrono::Duration::minutes(30))], now);
+        assert!(within.is_ok_and(|rows| rows[0].modified.is_some()));
+        assert_eq!(
+            fields(validate(vec![at(now + chrono::Duration::hours(2))], now)),
+            vec!["stays[0].pms_modified_time"]
+        );
+    }
+
+    #[test]
     fn an_account_is_credited_for_one_chain_and_refused_for_another() -> Result<(), ApiError> {
-        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let today = noon(2026, 12, 7);
         let at = |property: &str, reservation: &str, guest: &str| pb::Stay {
             property_id: property.into(),
             pms_reservation_id: reservation.into(),
@@ -1117,7 +1224,7 @@ mod tests {
         for bad in ["EURO", "E1R", "€", "US"] {
             assert!(currency(bad, 100).is_err(), "{bad}");
         }
-        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let today = noon(2026, 12, 7);
         let bad = pb::Stay {
             room: "4111 1111 1111 1111".into(),
             spend: Some(guestloop_proto::common::v1::Money {
@@ -1144,7 +1251,7 @@ mod tests {
 
     #[test]
     fn a_stay_names_its_guest_by_an_id_a_profile_could_have() {
-        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let today = noon(2026, 12, 7);
         let naming = |guest_id: &str| {
             fields(validate(
                 vec![pb::Stay {
@@ -1163,7 +1270,7 @@ mod tests {
 
     #[test]
     fn a_checked_out_stay_must_have_departed() {
-        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        let today = noon(2026, 12, 7);
         use pb::StayStatus::{Booked, CheckedOut, InHouse};
         for (status, departure, refused) in [
             (CheckedOut, "2026-12-07", false),

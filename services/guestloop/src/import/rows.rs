@@ -33,6 +33,9 @@ struct Record {
     #[serde(default)]
     spend_minor: String,
     status: String,
+    /// When the PMS last changed the reservation (RFC 3339); optional column, blank for none.
+    #[serde(default)]
+    pms_modified_time: String,
 }
 
 fn status(text: &str) -> Option<pb::StayStatus> {
@@ -58,6 +61,20 @@ fn minor_units(cell: &str, column: &str, line: u64) -> anyhow::Result<i64> {
     })
 }
 
+/// A modification-time cell: blank is none; else RFC 3339 with an offset.
+fn modified_time(cell: &str, line: u64) -> anyhow::Result<Option<prost_types::Timestamp>> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(cell).map_err(|_| {
+        anyhow::anyhow!(
+            "line {line}, column pms_modified_time: `{cell}` is not an RFC 3339 time such as \
+             2026-12-07T09:30:00Z"
+        )
+    })?;
+    Ok(Some(guestloop_kit::time::to_timestamp(at.to_utc())))
+}
+
 fn money(currency: String, minor: i64) -> Option<Money> {
     (!currency.is_empty() || minor != 0).then_some(Money {
         currency_code: currency,
@@ -75,6 +92,7 @@ impl Record {
         })?;
         let rate = minor_units(&self.rate_minor, "rate_minor", line)?;
         let spend = minor_units(&self.spend_minor, "spend_minor", line)?;
+        let modified = modified_time(&self.pms_modified_time, line)?;
         Ok(pb::Stay {
             property_id: self.property_id,
             pms_reservation_id: self.pms_reservation_id,
@@ -85,6 +103,7 @@ impl Record {
             rate: money(self.rate_currency, rate),
             spend: money(self.spend_currency, spend),
             status: status as i32,
+            pms_modified_time: modified,
         })
     }
 }
@@ -312,6 +331,35 @@ mod tests {
             amounts,
             vec![(None, None), (euros.clone(), euros)],
             "as if the columns were missing"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_modification_time_column_is_read_when_present() -> anyhow::Result<()> {
+        let file = format!(
+            "{HEADER},pms_modified_time\n{},2026-01-03T10:15:00+01:00\n{},\n",
+            row("A", "101", "checked_out"),
+            row("B", "102", "booked")
+        );
+        let mut rows = StayRows::new(file.as_bytes())?;
+        let mut times = Vec::new();
+        while let Some((_, stay)) = rows.next_stay()? {
+            times.push(stay.pms_modified_time.map(|t| (t.seconds, t.nanos)));
+        }
+        // 09:15 UTC; a blank cell is no time.
+        assert_eq!(times, vec![Some((1_767_431_700, 0)), None]);
+        let bad = format!(
+            "{HEADER},pms_modified_time\n{},yesterday\n",
+            row("A", "101", "checked_out")
+        );
+        let (_, error) = read(&bad);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "line 2, column pms_modified_time: `yesterday` is not an RFC 3339 time such as \
+                 2026-12-07T09:30:00Z"
+            )
         );
         Ok(())
     }
