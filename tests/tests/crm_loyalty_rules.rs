@@ -1505,3 +1505,76 @@ async fn an_older_version_of_a_reservation_never_undoes_a_later_one() -> anyhow:
     assert_eq!(balance(&mut admin, &ada.guest_id).await?, 200);
     service.shutdown().await
 }
+
+/// Reservation and property ids holding `#`, `/` or `%` never make two stays share a ledger
+/// source: reservation `R#1` earns after reservation `R`'s first correction posted, and the
+/// postings of such a stay written under the old spelling are found again after the
+/// migration that respells them.
+#[tokio::test]
+async fn stays_whose_ids_hold_separators_keep_their_own_points() -> anyhow::Result<()> {
+    use pb::StayStatus::{Cancelled, CheckedOut};
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let pool = service.database.admin_pool().await?;
+    let ada = create(&mut admin, "Ada", "ada@example.be").await?;
+    let today = Utc::now().date_naive();
+    let stay = |reservation: &str, nights: i64, status: pb::StayStatus| pb::Stay {
+        property_id: "ghent".into(),
+        pms_reservation_id: reservation.into(),
+        guest_id: ada.guest_id.clone(),
+        arrival_date: (today - Duration::days(2 + nights)).to_string(),
+        departure_date: (today - Duration::days(2)).to_string(),
+        status: status as i32,
+        ..Default::default()
+    };
+    let pms = admin.clone();
+    let send = |stays: Vec<pb::Stay>| {
+        let mut admin = pms.clone();
+        async move {
+            admin.upsert_stays(pb::UpsertStaysRequest { stays }).await?;
+            anyhow::Ok(())
+        }
+    };
+    // R earns 200, then one night less: its second posting.
+    send(vec![stay("R", 2, CheckedOut)]).await?;
+    send(vec![stay("R", 1, CheckedOut)]).await?;
+    // R#1 is another reservation: it earns its own 200.
+    send(vec![stay("R#1", 2, CheckedOut)]).await?;
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 100 + 200);
+    // A stay whose postings were written under the old spelling, respelled by the migration.
+    send(vec![stay("L/1", 3, CheckedOut)]).await?;
+    sqlx::query(
+        "UPDATE crm.ledger SET source = 'stay:ghent/L/1' WHERE source = 'stay:ghent/L%2F1'",
+    )
+    .execute(&pool)
+    .await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL search_path TO crm")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(include_str!(
+        "../../services/crm/migrations/0120_stay_sources_escaped.sql"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let sources: Vec<String> = sqlx::query_scalar(
+        "SELECT source FROM crm.ledger WHERE source LIKE 'stay:ghent/%' ORDER BY entry_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        sources,
+        vec![
+            "stay:ghent/R",
+            "stay:ghent/R#1",
+            "stay:ghent/R%231",
+            "stay:ghent/L%2F1"
+        ]
+    );
+    // Called off: the migrated posting is found and its 300 go back.
+    send(vec![stay("L/1", 3, Cancelled)]).await?;
+    assert_eq!(balance(&mut admin, &ada.guest_id).await?, 300);
+    assert_eq!(ledger_sum(&pool, &ada.guest_id).await?, 300);
+    service.shutdown().await
+}

@@ -14,12 +14,29 @@ use std::collections::BTreeMap;
 
 use super::tiers::Tier;
 
-/// Ledger source of a stay's `n`th posting (0 for the first, as every stay has always used).
+/// Ledger source of a stay's `n`th posting (0 for the first, as every stay has always used):
+/// `stay:<property>/<reservation>`, then `#1`, `#2`, ... The ids are written with `%`, `/` and
+/// `#` percent-encoded, so no two stays' postings share a source (reservation `R#1` and the
+/// second posting of `R`; property `a/b` with reservation `c` and `a` with `b/c`); ids without
+/// those characters read as they are.
 pub fn source(property_id: &str, reservation: &str, n: i32) -> String {
+    let (property, reservation) = (escaped(property_id), escaped(reservation));
     if n == 0 {
-        format!("stay:{property_id}/{reservation}")
+        format!("stay:{property}/{reservation}")
     } else {
-        format!("stay:{property_id}/{reservation}#{n}")
+        format!("stay:{property}/{reservation}#{n}")
+    }
+}
+
+/// An id with the characters a stay's source uses as separators percent-encoded.
+fn escaped(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.contains(['%', '/', '#']) {
+        id.replace('%', "%25")
+            .replace('/', "%2F")
+            .replace('#', "%23")
+            .into()
+    } else {
+        id.into()
     }
 }
 
@@ -243,6 +260,27 @@ mod tests {
     fn sources_keep_the_first_postings_name() {
         assert_eq!(source("p1", "R7", 0), "stay:p1/R7");
         assert_eq!(source("p1", "R7", 2), "stay:p1/R7#2");
+    }
+
+    #[test]
+    fn no_two_stays_share_a_source() {
+        assert_ne!(source("p", "R#1", 0), source("p", "R", 1));
+        assert_ne!(source("a/b", "c", 0), source("a", "b/c", 0));
+        assert_ne!(source("p", "R%23", 0), source("p", "R#", 0));
+        assert_eq!(source("p", "R#1", 2), "stay:p/R%231#2");
+        assert_eq!(source("a/b", "50%", 0), "stay:a%2Fb/50%25");
+    }
+
+    proptest! {
+        /// Distinct (property, reservation, posting) triples never share a source.
+        #[test]
+        fn sources_are_one_to_one(
+            a in ("[a/#%1]{1,4}", "[R/#%1]{1,4}", 0i32..3),
+            b in ("[a/#%1]{1,4}", "[R/#%1]{1,4}", 0i32..3),
+        ) {
+            prop_assume!(a != b);
+            prop_assert_ne!(source(&a.0, &a.1, a.2), source(&b.0, &b.1, b.2));
+        }
     }
 
     #[test]
