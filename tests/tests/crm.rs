@@ -2377,7 +2377,8 @@ async fn freshness_counts_stays_that_took_place_up_to_the_period_end() -> anyhow
 
 /// A stay credited in one period and cancelled by the PMS in the next gives its points back:
 /// that lowers the balance, but takes nothing from what the next period credited, whose
-/// redemption rate stays defined.
+/// redemption rate stays defined. Over a period holding both, the stay earned nothing; a stay
+/// moved to another guest in the period is earned once.
 #[tokio::test]
 async fn points_earned_counts_credits_not_a_pms_give_back() -> anyhow::Result<()> {
     let service = spawn_service(&guestloop_crm::DEFINITION).await?;
@@ -2449,9 +2450,17 @@ async fn points_earned_counts_credits_not_a_pms_give_back() -> anyhow::Result<()
     let both = chain_kpis(&mut admin, days_from_now(-90, 1)).await?;
     assert_eq!(
         (both.points_earned, both.points_redeemed),
-        (600, 50),
-        "three stays were credited"
+        (400, 50),
+        "two stays earned; G1 was credited and called off within the window"
     );
+    // O2 was Gia's after all: Otto gives its 200 back, Gia is credited 200. Earned once.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(&gia.guest_id, "O2", -10, pb::StayStatus::CheckedOut)],
+        })
+        .await?;
+    let moved = chain_kpis(&mut admin, days_from_now(-30, 1)).await?;
+    assert_eq!((moved.points_earned, moved.points_outstanding), (200, 350));
     service.shutdown().await
 }
 

@@ -161,15 +161,23 @@ pub async fn get(api: &Api, request: Request<pb::GetCrmKpisRequest>) -> ApiResul
         .bind(properties)
         .fetch_all(pool);
 
-    // Points earned are the credits: a PMS correction's give-back (an `earn` entry taking points
-    // back, perhaps of a stay credited in an earlier period) lowers the balance, never what was
-    // credited, so the figure cannot turn negative and leave the redemption rate undefined.
+    // Points earned are the credits, a stay's postings in the period taken together: a stay
+    // credited and corrected (fewer nights, called off, moved to another guest) in the period
+    // earned what its postings net to, once; a give-back of a stay credited in an earlier period
+    // takes nothing from this one, so the figure cannot turn negative and leave the redemption
+    // rate undefined. A stay's postings share its first posting's source up to the `#n` that
+    // numbers the later ones (its ids have `#` percent-encoded).
     let flows_sql = format!(
         "WITH g AS ({ids}), \
               h AS (SELECT guest_id FROM g UNION ALL {holders}), \
-              l AS (SELECT sum(l.points) FILTER (WHERE l.kind IN ('earn', 'bonus', 'goodwill') AND l.points > 0) AS earned, \
-                           -sum(l.points) FILTER (WHERE l.kind = 'redeem') AS redeemed \
-                    FROM ledger l JOIN h USING (guest_id) WHERE l.posted_at >= $3 AND l.posted_at < $4), \
+              p AS (SELECT l.kind, l.points, l.source FROM ledger l JOIN h USING (guest_id) \
+                    WHERE l.posted_at >= $3 AND l.posted_at < $4), \
+              st AS (SELECT greatest(sum(points), 0) AS net FROM p WHERE source LIKE 'stay:%' \
+                     GROUP BY regexp_replace(source, '#[0-9]+$', '')), \
+              l AS (SELECT coalesce(sum(points) FILTER (WHERE kind IN ('earn', 'bonus', 'goodwill') AND points > 0 \
+                                                    AND source NOT LIKE 'stay:%'), 0) \
+                           + coalesce((SELECT sum(net) FROM st), 0) AS earned, \
+                           -sum(points) FILTER (WHERE kind = 'redeem') AS redeemed FROM p), \
               s AS (SELECT s.guest_id, count(*) AS n FROM stays s JOIN g USING (guest_id) \
                     WHERE s.status = 'checked_out' AND s.departure_date >= $3::date AND s.departure_date < $4::date \
                     AND (cardinality($2::text[]) = 0 OR s.property_id = ANY($2)) GROUP BY 1) \
