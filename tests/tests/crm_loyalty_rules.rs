@@ -1292,7 +1292,7 @@ async fn a_chains_earn_rule_prices_nights_and_spend_and_a_stay_keeps_its_rate() 
         .await?;
     assert_eq!(balance(&mut admin, &ada.guest_id).await?, 1_334 + 100);
     assert_eq!(balance(&mut admin, &ben.guest_id).await?, 600);
-    let recorded: (Option<i64>, Option<i64>) = sqlx::query_as(
+    let recorded: (Option<i32>, Option<i32>) = sqlx::query_as(
         "SELECT earn_rate_night, earn_rate_spend FROM crm.stays WHERE pms_reservation_id = 'S1'",
     )
     .fetch_one(&pool)
@@ -1333,7 +1333,7 @@ async fn a_chains_earn_rule_prices_nights_and_spend_and_a_stay_keeps_its_rate() 
         })
         .await?;
     assert_eq!(balance(&mut admin, &ada.guest_id).await?, 100);
-    let recorded: (Option<i64>, Option<i64>) = sqlx::query_as(
+    let recorded: (Option<i32>, Option<i32>) = sqlx::query_as(
         "SELECT earn_rate_night, earn_rate_spend FROM crm.stays WHERE pms_reservation_id = 'S1'",
     )
     .fetch_one(&pool)

@@ -5,8 +5,8 @@
 -- while the stay holds no points, and for stays credited before rates were recorded: those
 -- read their per-night rate back from their ledger entries, as before.
 ALTER TABLE stays
-    ADD COLUMN earn_rate_night bigint,
-    ADD COLUMN earn_rate_spend bigint,
+    ADD COLUMN earn_rate_night integer,
+    ADD COLUMN earn_rate_spend integer,
     ADD CONSTRAINT stays_earn_rate_whole
         CHECK ((earn_rate_night IS NULL) = (earn_rate_spend IS NULL)
                AND earn_rate_night >= 0 AND earn_rate_spend >= 0);

@@ -338,7 +338,7 @@ pub async fn upsert(
                 CASE WHEN u.pts > 0 THEN u.d - u.a ELSE 0 END, CASE WHEN u.pts > 0 THEN 1 ELSE 0 END, \
                 CASE WHEN u.pts > 0 THEN u.ern END, CASE WHEN u.pts > 0 THEN u.ers END, u.m \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::text[], \
-                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], \
+                $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::int[], $14::int[], \
                 $15::timestamptz[]) \
               AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts, ern, ers, m) \
          ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = {GUEST_KEPT}, \
@@ -355,7 +355,8 @@ pub async fn upsert(
          RETURNING (xmax = 0) AS inserted, CASE WHEN xmax <> 0 THEN property_id END AS property_id, \
          CASE WHEN xmax <> 0 THEN pms_reservation_id END AS pms_reservation_id, \
          CASE WHEN xmax <> 0 THEN guest_id END AS guest_id, earned_nights, earn_postings, \
-         earn_rate_night, earn_rate_spend"
+         CASE WHEN xmax <> 0 THEN earn_rate_night END AS earn_rate_night, \
+         CASE WHEN xmax <> 0 THEN earn_rate_spend END AS earn_rate_spend"
     ))
     .bind(rows.iter().map(|r| r.property_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.reservation.as_str()).collect::<Vec<_>>())
@@ -369,9 +370,14 @@ pub async fn upsert(
     .bind(rows.iter().map(|r| r.spend_minor).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
     .bind(&first_points)
-    .bind(first_rates.iter().map(|r| r.per_night).collect::<Vec<_>>())
-    .bind(first_rates.iter().map(|r| r.per_spend_unit).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.modified).collect::<Vec<_>>())
+    .bind(first_rates.iter().map(|r| column(r.per_night)).collect::<Vec<_>>())
+    .bind(first_rates.iter().map(|r| column(r.per_spend_unit)).collect::<Vec<_>>())
+    // Feeds without modification times send none: unnest pads the missing column with NULLs.
+    .bind(if rows.iter().any(|r| r.modified.is_some()) {
+        rows.iter().map(|r| r.modified).collect::<Vec<_>>()
+    } else {
+        Vec::new()
+    })
     .fetch_all(&mut *tx)
     .await?;
     let inserted = written.iter().filter(|w| w.inserted).count();
@@ -528,8 +534,8 @@ struct Written {
     guest_id: Option<String>,
     earned_nights: i32,
     earn_postings: i32,
-    earn_rate_night: Option<i64>,
-    earn_rate_spend: Option<i64>,
+    earn_rate_night: Option<i32>,
+    earn_rate_spend: Option<i32>,
 }
 
 impl Written {
@@ -539,8 +545,8 @@ impl Written {
             nights: i64::from(self.earned_nights),
             rate: self.earn_rate_night.zip(self.earn_rate_spend).map(
                 |(per_night, per_spend_unit)| Rate {
-                    per_night,
-                    per_spend_unit,
+                    per_night: i64::from(per_night),
+                    per_spend_unit: i64::from(per_spend_unit),
                 },
             ),
         }
@@ -874,8 +880,10 @@ async fn settle_changed(
             records.reservations.push(row.reservation.as_str());
             records.nights.push(now);
             records.counts.push(count);
-            records.per_night.push(rate.map(|r| r.per_night));
-            records.per_spend_unit.push(rate.map(|r| r.per_spend_unit));
+            records.per_night.push(rate.map(|r| column(r.per_night)));
+            records
+                .per_spend_unit
+                .push(rate.map(|r| column(r.per_spend_unit)));
         }
     }
     if records.keys.is_empty() {
@@ -884,7 +892,7 @@ async fn settle_changed(
     sqlx::query(
         "UPDATE stays s SET earned_nights = u.n, earn_postings = u.c, earn_rate_night = u.rn, \
          earn_rate_spend = u.rs \
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::bigint[]) \
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[]) \
               AS u(p, r, n, c, rn, rs) \
          WHERE s.property_id = u.p AND s.pms_reservation_id = u.r",
     )
@@ -899,6 +907,11 @@ async fn settle_changed(
     Ok(postings)
 }
 
+/// A rate as its column holds it (rates are validated far below `i32::MAX`).
+fn column(rate: i64) -> i32 {
+    i32::try_from(rate).unwrap_or(i32::MAX)
+}
+
 /// What corrected stays record after settling, column by column.
 #[derive(Default)]
 struct Records<'a> {
@@ -906,8 +919,8 @@ struct Records<'a> {
     reservations: Vec<&'a str>,
     nights: Vec<i32>,
     counts: Vec<i32>,
-    per_night: Vec<Option<i64>>,
-    per_spend_unit: Vec<Option<i64>>,
+    per_night: Vec<Option<i32>>,
+    per_spend_unit: Vec<Option<i32>>,
 }
 
 /// Posts credits only (new stays, corrections that only add): the balances move in one ordered
