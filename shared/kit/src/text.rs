@@ -66,12 +66,38 @@ fn luhn_valid(digits: &[u8]) -> bool {
 }
 
 /// `c`, or the ASCII character a full-width form (U+FF01–U+FF5E) stands for: an East Asian input
-/// method types digits, commas, dashes and slashes that way (`４１１１－１１１１`).
+/// method types commas, dashes and slashes that way (`４１１１－１１１１`).
 fn narrowed(c: char) -> char {
     match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
         _ => c,
     }
+}
+
+/// The zero of every run of decimal digits Unicode has (general category Nd, Unicode 18.0),
+/// in order. Each run holds the digits 0 to 9 in ten consecutive code points, and together the
+/// runs are the whole category: ASCII, Arabic-Indic (`٤١١١`), Extended Arabic-Indic as Persian
+/// and Urdu write (`۴۱۱۱`), Devanagari, Bengali, Thai, full-width, mathematical and the rest.
+const DECIMAL_ZEROS: [u32; 77] = [
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66,
+    0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0,
+    0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950, 0x11BF0, 0x11C50, 0x11D50,
+    0x11DA0, 0x11DE0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0, 0x1D7CE,
+    0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950, 0x1FBF0,
+];
+
+/// The value of `c` when it is a decimal digit of any script: a guest typing in Arabic or Hindi
+/// writes a card number in that script's digits, and it is as much a card number.
+fn decimal_digit(c: char) -> Option<u8> {
+    if c.is_ascii_digit() {
+        return Some(c as u8 - b'0');
+    }
+    let code = u32::from(c);
+    let run = DECIMAL_ZEROS.partition_point(|zero| *zero <= code);
+    let zero = DECIMAL_ZEROS[run.checked_sub(1)?];
+    u8::try_from(code - zero).ok().filter(|d| *d < 10)
 }
 
 /// Whether `c` may stand between the digit groups of one number as people write card numbers,
@@ -85,7 +111,8 @@ fn is_group_separator(c: char) -> bool {
 /// `4111_1111`, `4111*1111`). With a space next to it, it separates items of a list
 /// (`rooms 1204, 1206`), not the groups of one number.
 fn is_tight_separator(c: char) -> bool {
-    matches!(c, ',' | '_' | '*')
+    // U+060C and U+066C: the Arabic comma and thousands separator.
+    matches!(c, ',' | '_' | '*' | '\u{060C}' | '\u{066C}')
 }
 
 /// What stands between the last digit group and the next digit.
@@ -109,15 +136,16 @@ fn digit_runs(text: &str) -> Vec<Vec<Vec<u8>>> {
     let mut run: Vec<Vec<u8>> = Vec::new();
     let mut group: Vec<u8> = Vec::new();
     let mut gap = Gap::default();
-    for c in text.chars().map(narrowed) {
-        if c.is_ascii_digit() {
+    for c in text.chars() {
+        if let Some(digit) = decimal_digit(c) {
             if group.is_empty() && !gap.joins() && !run.is_empty() {
                 runs.push(std::mem::take(&mut run));
             }
             gap = Gap::default();
-            group.push(c as u8 - b'0');
+            group.push(digit);
             continue;
         }
+        let c = narrowed(c);
         if !group.is_empty() {
             run.push(std::mem::take(&mut group));
         }
@@ -191,8 +219,8 @@ fn run_holds_card(groups: &[Vec<u8>]) -> bool {
 /// Whether text contains something that looks like a payment card number: 13–19 digits not
 /// starting with 0 and passing the Luhn check, written unbroken or in groups separated by
 /// whitespace, dashes, dots or slashes, or by one comma, underscore or asterisk, possibly with
-/// more digits around it (an expiry date, a security code). Full-width digits and separators
-/// count as their ASCII forms.
+/// more digits around it (an expiry date, a security code). The digits of every script count
+/// (Arabic-Indic, Devanagari, full-width, ...), and full-width separators as their ASCII forms.
 pub fn contains_card_number(text: &str) -> bool {
     digit_runs(text).iter().any(|run| run_holds_card(run))
 }
@@ -299,6 +327,53 @@ mod tests {
     }
 
     #[test]
+    fn card_numbers_in_any_scripts_digits_are_spotted() {
+        for text in [
+            "رقم البطاقة ٤١١١ ١١١١ ١١١١ ١١١١",
+            "٤١١١-١١١١-١١١١-١١١١",
+            "٤١١١٬١١١١٬١١١١٬١١١١",
+            "شماره کارت ۴۱۱۱ ۱۱۱۱ ۱۱۱۱ ۱۱۱۱",
+            "कार्ड ४१११ ११११ ११११ ११११",
+            "বাংলা ৪১১১ ১১১১ ১১১১ ১১১১",
+            "บัตร ๔๑๑๑ ๑๑๑๑ ๑๑๑๑ ๑๑๑๑",
+            "4111 ١١١١ 1111 ۱۱۱۱",
+            "𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏",
+        ] {
+            assert!(contains_card_number(text), "{text:?}");
+        }
+        for text in [
+            "٤١١١ ١١١١ ١١١١ ١١١٢",
+            "الغرف ١٢٠٤، ١٢٠٦، ١٢٠٨، ١٢١٠",
+            "कमरा १२०४, २ रातें",
+            "Ⅳ ⅩⅠ ½ ² ①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯",
+        ] {
+            assert!(!contains_card_number(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_run_of_decimal_digits_reads_zero_to_nine() {
+        for pair in DECIMAL_ZEROS.windows(2) {
+            assert!(pair[1] >= pair[0] + 10, "runs overlap: {pair:X?}");
+        }
+        for zero in DECIMAL_ZEROS {
+            for value in 0..10u8 {
+                let c = char::from_u32(zero + u32::from(value)).unwrap_or_default();
+                assert_eq!(decimal_digit(c), Some(value), "U+{:X}", u32::from(c));
+                // Where this compiler's Unicode tables know the script, the digit is numeric.
+                if char::from_u32(zero).is_some_and(char::is_numeric) {
+                    assert!(c.is_numeric(), "U+{:X}", u32::from(c));
+                }
+            }
+        }
+        for c in [
+            '/', ':', 'a', '\u{65F}', '\u{66A}', '\u{2160}', '\u{B2}', '\u{2460}', '\u{FF1A}',
+        ] {
+            assert_eq!(decimal_digit(c), None, "U+{:X}", u32::from(c));
+        }
+    }
+
+    #[test]
     fn lists_prices_and_names_with_commas_underscores_or_asterisks_are_not_card_numbers() {
         for text in [
             "rooms 12, 14, 16",
@@ -360,11 +435,13 @@ mod tests {
         digits
     }
 
-    /// `text` as an East Asian input method types it: full-width digits and punctuation.
-    fn full_width(text: &str) -> String {
+    /// `text` with its ASCII digits written in the script whose zero is `zero`; for the
+    /// full-width zero, its punctuation too, as an East Asian input method types it.
+    fn in_script(text: &str, zero: u32) -> String {
         text.chars()
             .map(|c| match c {
-                '!'..='~' => char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c),
+                '0'..='9' => char::from_u32(zero + u32::from(c) - 0x30).unwrap_or(c),
+                '!'..='~' if zero == 0xFF10 => char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c),
                 _ => c,
             })
             .collect()
@@ -400,7 +477,7 @@ mod tests {
             before in prop::sample::select(vec!["", "card ", "cvv 123 ", "ref 55 "]),
             after in prop::sample::select(vec!["", " 12/29", " 123", " exp 01.30"]),
             glued in any::<bool>(),
-            wide in any::<bool>(),
+            script in prop::sample::select(vec![0x30u32, 0x660, 0x6F0, 0x966, 0xE50, 0xFF10, 0x1D7CE]),
         ) {
             let body: Vec<u8> = std::iter::once(issuer).chain(rest).collect();
             let card = with_check_digit(&body);
@@ -408,7 +485,7 @@ mod tests {
             // Digits stuck after a card number written unbroken (an expiry date).
             let glued_after = if glued && separator.is_empty() && card.len() >= 16 { "1229" } else { "" };
             let written = format!("{}{glued_after}", grouped(&card, &sizes, separator));
-            let written = if wide { full_width(&written) } else { written };
+            let written = in_script(&written, script);
             let text = format!("{before}{written}{after}");
             prop_assert!(contains_card_number(&text), "{:?}", text);
         }
@@ -428,11 +505,12 @@ mod tests {
             groups in proptest::collection::vec("[0-9]{1,2}", 0..20),
             separator in prop::sample::select(vec![" ", "-", ".", "/", "\n"]),
             short in "[0-9]{0,12}",
+            script in prop::sample::select(vec![0x30u32, 0x660, 0x6F0, 0x966, 0xFF10]),
         ) {
-            let dates = groups.join(separator);
+            let dates = in_script(&groups.join(separator), script);
             prop_assert!(!contains_card_number(&dates), "{:?}", dates);
+            let short = in_script(&short, script);
             prop_assert!(!contains_card_number(&short), "{:?}", short);
-            prop_assert!(!contains_card_number(&full_width(&dates)), "{:?}", dates);
         }
 
         /// Items of a list (a comma or semicolon and a space between them) are never read as
@@ -440,7 +518,7 @@ mod tests {
         #[test]
         fn lists_and_amounts_are_never_card_numbers(
             items in proptest::collection::vec("[1-9][0-9]{0,11}", 0..12),
-            separator in prop::sample::select(vec![", ", "; ", " ,", " , ", "、"]),
+            separator in prop::sample::select(vec![", ", "; ", " ,", " , ", "、", "\u{060C} "]),
             amount in "[1-9][0-9]{0,2}(,[0-9]{3}){0,3}(\\.[0-9]{2})?",
         ) {
             let list = items.join(separator);
