@@ -108,15 +108,51 @@ impl Record {
     }
 }
 
-/// The input, noting where its line breaks are until the CSV reader has passed them.
+/// The input, noting where its line breaks are until the CSV reader has passed them. A line
+/// break is `\n`, `\r\n` or a `\r` alone (as spreadsheets on old Macs export): each is noted at
+/// its last byte.
 struct LineBreaks<R> {
-    inner: R,
+    /// The input after its byte-order mark, if it has one.
+    inner: io::Chain<io::Cursor<Vec<u8>>, R>,
     /// Bytes read so far.
     read: u64,
-    /// Offsets of the `\n`s read but not yet passed.
+    /// Offsets of the line breaks read but not yet passed.
     ahead: VecDeque<u64>,
-    /// How many `\n`s were passed.
+    /// How many line breaks were passed.
     passed: u64,
+    /// The offset of a `\r` that ended the bytes read so far: a line break of its own unless a
+    /// `\n` comes next.
+    carriage_return: Option<u64>,
+}
+
+/// The UTF-8 byte-order mark spreadsheets write at the start of a CSV export.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+impl<R: Read> LineBreaks<R> {
+    /// Reads past a byte-order mark here, whatever the reads deliver at a time (the CSV reader
+    /// skips one only when its first read holds all of it).
+    fn new(mut input: R) -> io::Result<Self> {
+        let mut start = Vec::with_capacity(BYTE_ORDER_MARK.len());
+        while start.len() < BYTE_ORDER_MARK.len() && BYTE_ORDER_MARK.starts_with(&start) {
+            let mut byte = [0u8; 1];
+            match input.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => start.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if start == BYTE_ORDER_MARK {
+            start.clear();
+        }
+        Ok(Self {
+            inner: io::Cursor::new(start).chain(input),
+            read: 0,
+            ahead: VecDeque::new(),
+            passed: 0,
+            carriage_return: None,
+        })
+    }
 }
 
 impl<R> LineBreaks<R> {
@@ -130,17 +166,36 @@ impl<R> LineBreaks<R> {
     }
 }
 
+/// How many line breaks `bytes` holds: each `\n`, and each `\r` no `\n` follows.
+fn line_breaks(bytes: &[u8]) -> u64 {
+    let breaks = bytes.iter().enumerate().filter(|(i, b)| match b {
+        b'\n' => true,
+        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+        _ => false,
+    });
+    breaks.count() as u64
+}
+
 impl<R: Read> Read for LineBreaks<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let start = self.read;
-        self.ahead.extend(
-            buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|(_, byte)| **byte == b'\n')
-                .map(|(i, _)| start + i as u64),
-        );
+        let bytes = &buf[..n];
+        if let Some(at) = self.carriage_return.take() {
+            if bytes.first() != Some(&b'\n') {
+                self.ahead.push_back(at);
+            }
+        }
+        for (i, byte) in bytes.iter().enumerate() {
+            let at = start + i as u64;
+            match (byte, bytes.get(i + 1)) {
+                (b'\n', _) => self.ahead.push_back(at),
+                (b'\r', Some(b'\n')) => {}
+                (b'\r', Some(_)) => self.ahead.push_back(at),
+                (b'\r', None) => self.carriage_return = Some(at),
+                _ => {}
+            }
+        }
         self.read += n as u64;
         Ok(n)
     }
@@ -156,12 +211,8 @@ pub struct StayRows<R> {
 impl<R: Read> StayRows<R> {
     pub fn new(input: R) -> anyhow::Result<Self> {
         // Fields are trimmed here, after the line breaks of quoted fields are counted.
-        let mut csv = csv::ReaderBuilder::new().from_reader(LineBreaks {
-            inner: input,
-            read: 0,
-            ahead: VecDeque::new(),
-            passed: 0,
-        });
+        let input = LineBreaks::new(input).map_err(|e| anyhow::anyhow!("reading the file: {e}"))?;
+        let mut csv = csv::ReaderBuilder::new().from_reader(input);
         let mut headers = csv
             .headers()
             .map_err(|e| anyhow::anyhow!("line 1 (header): {e}"))?
@@ -205,12 +256,7 @@ impl<R: Read> StayRows<R> {
     /// any, belongs to that line), less the line breaks within its fields.
     fn record_line(&mut self) -> u64 {
         let end = self.csv.position().byte();
-        let within = self
-            .bytes
-            .as_slice()
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
+        let within = line_breaks(self.bytes.as_slice());
         let last = self.csv.get_mut().line_of(end.saturating_sub(1));
         last.saturating_sub(within)
     }
@@ -250,9 +296,32 @@ mod tests {
         format!("lisbon,{reservation},g1,2026-01-01,2026-01-03,{room},EUR,100,EUR,0,{status}")
     }
 
-    /// Each stay's reservation and line, until the first error (its message).
+    /// Each stay's reservation and line, until the first error (its message); the same read a
+    /// byte at a time, so that line breaks fall across reads.
     fn read(file: &str) -> (Vec<(String, u64)>, Option<String>) {
-        let mut rows = match StayRows::new(file.as_bytes()) {
+        let whole = read_from(file.as_bytes());
+        assert_eq!(read_from(ByteByByte(file.as_bytes())), whole, "{file:?}");
+        whole
+    }
+
+    /// A reader that gives one byte per read.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl Read for ByteByByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((byte, rest)), Some(slot)) => {
+                    *slot = *byte;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    fn read_from(input: impl Read) -> (Vec<(String, u64)>, Option<String>) {
+        let mut rows = match StayRows::new(input) {
             Ok(rows) => rows,
             Err(e) => return (Vec::new(), Some(e.to_string())),
         };
@@ -304,6 +373,18 @@ mod tests {
             (
                 format!("\u{feff}{HEADER}\n{a}\n\n{b}\n"),
                 vec![("A", 2), ("B", 4)],
+            ),
+            (
+                format!("{HEADER}\r{a}\r\r{b}\r{c}"),
+                vec![("A", 2), ("B", 4), ("C", 5)],
+            ),
+            (
+                format!("{HEADER}\r{}\r{b}\r", multi.replace('\n', "\r")),
+                vec![("M", 2), ("B", 4)],
+            ),
+            (
+                format!("{HEADER}\n{a}\r\n\r{b}\r{c}\n"),
+                vec![("A", 2), ("B", 4), ("C", 5)],
             ),
         ] {
             let (read, error) = read(&file);
