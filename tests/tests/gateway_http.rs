@@ -303,6 +303,11 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
             .is_object(),
         "the scorecard's KPI block is described"
     );
+    assert!(
+        document["paths"]["/v1/me/loyalty"]["get"]["responses"]["503"]["headers"]["Retry-After"]
+            .is_object(),
+        "a 503 says when to ask again"
+    );
     let mut paths: Vec<&str> = document["paths"]
         .as_object()
         .map(|p| p.keys().map(String::as_str).collect())

@@ -1,24 +1,48 @@
 //! Connections from the gateway to the four backend services.
 
+use std::future::Future;
 use std::time::Duration;
 
-use guestloop_kit::client::{channel, AuthedChannel, CallContext};
+use guestloop_kit::client::{channel, retry_idempotent, AuthedChannel, CallContext};
 use guestloop_kit::server::ServiceContext;
 use moka::sync::Cache;
 use secrecy::SecretString;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic::Status;
 
 use crate::loyalty_cache::LoyaltyCache;
 
-/// How long the gateway waits for one backend call of a fan-out.
+/// How long the gateway waits for one backend read of a fan-out, retries included.
 pub const DEADLINE: Duration = Duration::from_secs(3);
 
 /// A backend request that gives up after [`DEADLINE`].
-pub fn deadline<T>(message: T) -> tonic::Request<T> {
+fn deadline<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(DEADLINE);
     request
+}
+
+/// Reads `message` from a backend with `call` (a read: asking twice changes nothing). A
+/// transient refusal — the backend restarting or its connection being re-established (the
+/// first call after a restart), its concurrency limit, a lost race — is asked again after
+/// 50 ms, then twice as long each time, until an answer, another refusal, or [`DEADLINE`] after
+/// the first attempt: so a blip answers late rather than leaving a part out of a scorecard.
+pub async fn read<C, Req, Resp, F, Fut>(client: &C, message: &Req, call: F) -> Result<Resp, Status>
+where
+    C: Clone,
+    Req: Clone,
+    F: Fn(C, tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let attempts = retry_idempotent(u32::MAX, || call(client.clone(), deadline(message.clone())));
+    match tokio::time::timeout(DEADLINE, attempts).await {
+        Ok(answer) => answer.map(tonic::Response::into_inner),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no answer within {} ms",
+            DEADLINE.as_millis()
+        ))),
+    }
 }
 
 /// The backend services the gateway fans out to, by short name.
@@ -106,5 +130,88 @@ impl Backends {
     pub fn remember_region(&self, property: &str, region: &str) {
         self.regions
             .insert(property.to_string(), region.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use tonic::Code;
+
+    /// A backend that refuses with each of `codes` in turn, then answers its call count.
+    #[derive(Clone)]
+    struct Backend {
+        calls: Arc<AtomicU32>,
+        codes: Arc<Vec<Code>>,
+    }
+
+    impl Backend {
+        fn refusing(codes: Vec<Code>) -> Self {
+            Self {
+                calls: Arc::new(AtomicU32::new(0)),
+                codes: Arc::new(codes),
+            }
+        }
+
+        async fn ask(
+            self,
+            request: tonic::Request<String>,
+        ) -> Result<tonic::Response<u32>, Status> {
+            assert_eq!(request.get_ref(), "figures", "each attempt asks the same");
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.codes.get(call as usize) {
+                Some(code) => Err(Status::new(*code, "refused")),
+                None => Ok(tonic::Response::new(call + 1)),
+            }
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_restarting_answers_late_rather_than_not_at_all() {
+        let backend = Backend::refusing(vec![
+            Code::Unavailable,
+            Code::Unavailable,
+            Code::ResourceExhausted,
+        ]);
+        let started = tokio::time::Instant::now();
+        let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+        assert_eq!(
+            answer.map_err(|s| s.code()),
+            Ok(4),
+            "the fourth call answers"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(50 + 100 + 200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_stays_down_is_given_up_at_the_deadline() {
+        let backend = Backend::refusing(vec![Code::Unavailable; 100]);
+        let started = tokio::time::Instant::now();
+        let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+        assert_eq!(answer.map_err(|s| s.code()), Err(Code::DeadlineExceeded));
+        assert_eq!(started.elapsed(), DEADLINE);
+        // At 0, 50, 150, 350, 750, 1550 ms; the next would be at 3150 ms.
+        assert_eq!(backend.calls(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_on_the_merits_is_not_asked_again() {
+        for code in [
+            Code::PermissionDenied,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::Internal,
+        ] {
+            let backend = Backend::refusing(vec![code]);
+            let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+            assert_eq!(answer.map_err(|s| s.code()), Err(code));
+            assert_eq!(backend.calls(), 1, "{code:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServic
 use guestloop_proto::gateway::v1 as pb;
 use tonic::Request;
 
-use crate::backends::deadline;
+use crate::backends::read;
 use crate::Backends;
 
 /// At most this many pages of 500 of any list are read (5,000 rows).
@@ -102,19 +102,20 @@ async fn arrivals(
     let channel = backends
         .as_caller("crm", token)
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut client = CrmServiceClient::new(channel);
+    let client = CrmServiceClient::new(channel);
     let mut all = Vec::new();
     let mut page_token = String::new();
     for _ in 0..MAX_PAGES {
-        let page = client
-            .list_arrivals(deadline(crm::ListArrivalsRequest {
-                property_id: property_id.to_string(),
-                date: date.to_string(),
-                page_size: 500,
-                page_token,
-            }))
-            .await?
-            .into_inner();
+        let request = crm::ListArrivalsRequest {
+            property_id: property_id.to_string(),
+            date: date.to_string(),
+            page_size: 500,
+            page_token,
+        };
+        let page = read(&client, &request, |mut c, r| async move {
+            c.list_arrivals(r).await
+        })
+        .await?;
         all.extend(page.arrivals);
         if page.next_page_token.is_empty() {
             break;
@@ -132,21 +133,22 @@ async fn open_complaints(
     let channel = backends
         .as_caller("complaints", token)
         .map_err(|e| format!("complaints: {e}"))?;
-    let mut client = ComplaintsServiceClient::new(channel);
+    let client = ComplaintsServiceClient::new(channel);
     let mut all = Vec::new();
     let mut page_token = String::new();
     for _ in 0..MAX_PAGES {
-        let page = client
-            .list_complaints(deadline(complaints::ListComplaintsRequest {
-                property_ids: vec![property_id.to_string()],
-                statuses: OPEN_STATUSES.iter().map(|s| *s as i32).collect(),
-                page_size: 500,
-                page_token,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| why("complaints", &s))?
-            .into_inner();
+        let request = complaints::ListComplaintsRequest {
+            property_ids: vec![property_id.to_string()],
+            statuses: OPEN_STATUSES.iter().map(|s| *s as i32).collect(),
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        };
+        let page = read(&client, &request, |mut c, r| async move {
+            c.list_complaints(r).await
+        })
+        .await
+        .map_err(|s| why("complaints", &s))?;
         all.extend(page.complaints);
         if page.next_page_token.is_empty() {
             break;
@@ -166,28 +168,30 @@ async fn room_facts(
     let channel = backends
         .as_caller("facilities", token)
         .map_err(|e| format!("facilities: {e}"))?;
-    let mut client = FacilitiesServiceClient::new(channel);
-    let orders = client
-        .list_work_orders(deadline(facilities::ListWorkOrdersRequest {
-            property_id: property_id.to_string(),
-            open_only: true,
-            page_size: 1000,
-            ..Default::default()
-        }))
-        .await
-        .map_err(|s| why("facilities", &s))?
-        .into_inner()
-        .work_orders;
-    let rooms = client
-        .list_room_statuses(deadline(facilities::ListRoomStatusesRequest {
-            property_id: property_id.to_string(),
-            rooms: Vec::new(),
-            unavailable_only: true,
-        }))
-        .await
-        .map_err(|s| why("facilities", &s))?
-        .into_inner()
-        .rooms;
+    let client = FacilitiesServiceClient::new(channel);
+    let open_orders = facilities::ListWorkOrdersRequest {
+        property_id: property_id.to_string(),
+        open_only: true,
+        page_size: 1000,
+        ..Default::default()
+    };
+    let orders = read(&client, &open_orders, |mut c, r| async move {
+        c.list_work_orders(r).await
+    })
+    .await
+    .map_err(|s| why("facilities", &s))?
+    .work_orders;
+    let unavailable_rooms = facilities::ListRoomStatusesRequest {
+        property_id: property_id.to_string(),
+        rooms: Vec::new(),
+        unavailable_only: true,
+    };
+    let rooms = read(&client, &unavailable_rooms, |mut c, r| async move {
+        c.list_room_statuses(r).await
+    })
+    .await
+    .map_err(|s| why("facilities", &s))?
+    .rooms;
     Ok((orders, rooms))
 }
 
@@ -200,22 +204,23 @@ async fn care_tasks(
     let channel = backends
         .as_caller("crm", token)
         .map_err(|e| format!("crm: {e}"))?;
-    let mut client = CrmServiceClient::new(channel);
+    let client = CrmServiceClient::new(channel);
     let mut all = Vec::new();
     for chunk in reservations.chunks(500) {
         let mut page_token = String::new();
         for _ in 0..MAX_PAGES {
-            let page = client
-                .list_care_tasks(deadline(crm::ListCareTasksRequest {
-                    property_id: property_id.to_string(),
-                    pms_reservation_ids: chunk.to_vec(),
-                    page_size: 500,
-                    page_token,
-                    ..Default::default()
-                }))
-                .await
-                .map_err(|s| why("crm care tasks", &s))?
-                .into_inner();
+            let request = crm::ListCareTasksRequest {
+                property_id: property_id.to_string(),
+                pms_reservation_ids: chunk.to_vec(),
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            };
+            let page = read(&client, &request, |mut c, r| async move {
+                c.list_care_tasks(r).await
+            })
+            .await
+            .map_err(|s| why("crm care tasks", &s))?;
             all.extend(page.tasks);
             if page.next_page_token.is_empty() {
                 break;

@@ -22,7 +22,7 @@ use guestloop_proto::gateway::v1 as pb;
 use sqlx::PgPool;
 use tonic::{Request, Status};
 
-use crate::backends::deadline;
+use crate::backends::read;
 use crate::sqs::{default_weights, score, Counts, Weight};
 use crate::Backends;
 
@@ -84,12 +84,13 @@ async fn complaint_counts(
         // Scorecards need per-property counts only.
         totals_only: true,
     };
-    match ComplaintsServiceClient::new(channel)
-        .get_complaint_kpis(deadline(request))
-        .await
+    let client = ComplaintsServiceClient::new(channel);
+    match read(&client, &request, |mut c, r| async move {
+        c.get_complaint_kpis(r).await
+    })
+    .await
     {
         Ok(response) => Ok(response
-            .into_inner()
             .by_property
             .into_iter()
             .map(|b| (b.key, b.counts.unwrap_or_default()))
@@ -116,7 +117,7 @@ async fn audit_counts(
     let channel = backends
         .as_gateway("audit")
         .map_err(|e| Unavailable::Missing(format!("audit: {e}")))?;
-    let mut client = AuditServiceClient::new(channel);
+    let client = AuditServiceClient::new(channel);
     let mut out = BTreeMap::new();
     for chunk in properties.chunks(500) {
         let request = audit::GetAuditKpisRequest {
@@ -126,22 +127,22 @@ async fn audit_counts(
             // The gateway's token passes every chain check; audit checks the caller's chain.
             on_behalf_of_chain: chain.to_string(),
         };
-        let kpis = client
-            .get_audit_kpis(deadline(request))
-            .await
-            .map_err(|status| {
-                // The gateway's own token may read every property's figures: a refusal is for
-                // the caller's chain (another chain's property), and refuses the card.
-                if status.code() == tonic::Code::PermissionDenied {
-                    Unavailable::Refused(ApiError::PermissionDenied(format!(
-                        "audit: {}",
-                        status.message()
-                    )))
-                } else {
-                    Unavailable::Missing(format!("audit: {:?} {}", status.code(), status.message()))
-                }
-            })?
-            .into_inner();
+        let kpis = read(&client, &request, |mut c, r| async move {
+            c.get_audit_kpis(r).await
+        })
+        .await
+        .map_err(|status| {
+            // The gateway's own token may read every property's figures: a refusal is for
+            // the caller's chain (another chain's property), and refuses the card.
+            if status.code() == tonic::Code::PermissionDenied {
+                Unavailable::Refused(ApiError::PermissionDenied(format!(
+                    "audit: {}",
+                    status.message()
+                )))
+            } else {
+                Unavailable::Missing(format!("audit: {:?} {}", status.code(), status.message()))
+            }
+        })?;
         for bucket in kpis.by_property {
             let counts = bucket.counts.unwrap_or_default();
             out.insert(bucket.key, (counts.audits, counts.score_sum));
@@ -263,32 +264,33 @@ async fn work_order_counts(
     let channel = backends
         .as_caller("facilities", token)
         .map_err(|e| Unavailable::Missing(format!("facilities: {e}")))?;
-    let request = deadline(facilities::GetFacilitiesKpisRequest {
+    let request = facilities::GetFacilitiesKpisRequest {
         property_ids: properties.to_vec(),
         period: Some(period),
         // The scorecard needs work-order counts only.
         skip_occupancy: true,
         ..Default::default()
-    });
-    FacilitiesServiceClient::new(channel)
-        .get_facilities_kpis(request)
-        .await
-        .map(|k| {
-            k.into_inner()
-                .by_property
-                .into_iter()
-                .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
-                .collect()
-        })
-        .map_err(|status| {
-            // Asked on the caller's token: whatever facilities refuses it (a role without its
-            // KPIs, another chain's property) it has not shown; the part is left out.
-            Unavailable::Missing(format!(
-                "facilities: {:?} {}",
-                status.code(),
-                status.message()
-            ))
-        })
+    };
+    let client = FacilitiesServiceClient::new(channel);
+    read(&client, &request, |mut c, r| async move {
+        c.get_facilities_kpis(r).await
+    })
+    .await
+    .map(|k| {
+        k.by_property
+            .into_iter()
+            .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
+            .collect()
+    })
+    .map_err(|status| {
+        // Asked on the caller's token: whatever facilities refuses it (a role without its
+        // KPIs, another chain's property) it has not shown; the part is left out.
+        Unavailable::Missing(format!(
+            "facilities: {:?} {}",
+            status.code(),
+            status.message()
+        ))
+    })
 }
 
 /// Why a backend's part of the card is not there: the backend refused the caller's request, so
@@ -386,19 +388,22 @@ pub async fn compute(
             if let Some(region) = backends.cached_region(&property) {
                 return (property, Ok(region));
             }
-            let request = deadline(complaints::GetPropertySettingsRequest {
+            let request = complaints::GetPropertySettingsRequest {
                 property_id: property.clone(),
-            });
+            };
             let settings = match channel {
-                Ok(channel) => ComplaintsServiceClient::new(channel)
-                    .get_property_settings(request)
-                    .await
-                    .map_err(|status| format!("{:?} {}", status.code(), status.message())),
+                Ok(channel) => read(
+                    &ComplaintsServiceClient::new(channel),
+                    &request,
+                    |mut c, r| async move { c.get_property_settings(r).await },
+                )
+                .await
+                .map_err(|status| format!("{:?} {}", status.code(), status.message())),
                 Err(e) => Err(e.to_string()),
             };
             match settings {
                 Ok(settings) => {
-                    let region = settings.into_inner().region;
+                    let region = settings.region;
                     backends.remember_region(&property, &region);
                     (property, Ok(region))
                 }
@@ -625,15 +630,18 @@ async fn loyalty(
     let property_ids = properties.to_vec();
     let ask_crm = async move {
         let asked = chrono::Utc::now();
-        let kpis = CrmServiceClient::new(channel)
-            .get_crm_kpis(deadline(crm::GetCrmKpisRequest {
-                property_ids,
-                period: Some(period),
-                loyalty_only: true,
-            }))
-            .await
-            .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?
-            .into_inner();
+        let request = crm::GetCrmKpisRequest {
+            property_ids,
+            period: Some(period),
+            loyalty_only: true,
+        };
+        let kpis = read(
+            &CrmServiceClient::new(channel),
+            &request,
+            |mut c, r| async move { c.get_crm_kpis(r).await },
+        )
+        .await
+        .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?;
         Ok(pb::LoyaltySummary {
             members: kpis.members,
             repeat_guests: kpis.repeat_guests,

@@ -8,6 +8,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use guestloop_kit::auth::principal;
+use guestloop_kit::client::retry_idempotent;
 use guestloop_kit::time::required_period;
 use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::common::v1::{Money, TimeRange};
@@ -256,7 +257,7 @@ async fn occupancy(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    let mut client = crm::crm_service_client::CrmServiceClient::new(api.context.peer("crm")?);
+    let client = crm::crm_service_client::CrmServiceClient::new(api.context.peer("crm")?);
     let request = crm::GetOccupancyRequest {
         property_ids: properties.to_vec(),
         period: Some(TimeRange {
@@ -265,7 +266,13 @@ async fn occupancy(
         }),
         on_behalf_of_chain: chain.to_string(),
     };
-    let answer = tokio::time::timeout(OCCUPANCY_DEADLINE, client.get_occupancy(request))
+    // A read: a transient refusal (CRM restarting, at its concurrency limit) is asked again
+    // within the deadline.
+    let ask = retry_idempotent(u32::MAX, || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move { client.get_occupancy(request).await }
+    });
+    let answer = tokio::time::timeout(OCCUPANCY_DEADLINE, ask)
         .await
         .map_err(|_| anyhow::anyhow!("CRM did not answer within {OCCUPANCY_DEADLINE:?}"))??;
     Ok(answer.into_inner().occupied_room_nights)

@@ -139,7 +139,7 @@ fn scorecard_csv(card: &pb::Scorecard) -> String {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn scorecard(
     State(state): State<HttpState>,
@@ -220,7 +220,7 @@ pub struct TrendQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway cannot answer now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn trend(
     State(state): State<HttpState>,
@@ -277,7 +277,7 @@ pub struct EventQuery {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role refused", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The log cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn events(
     State(state): State<HttpState>,

@@ -41,7 +41,7 @@ pub struct WorkOrderQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Work orders cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Work orders cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn work_orders(
     State(state): State<HttpState>,
@@ -106,7 +106,7 @@ fn work_order_action(word: &str) -> Option<facilities::WorkOrderAction> {
         (status = 409, description = "A concurrent change won; read and retry", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The work order's state does not allow the action", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Work orders cannot be changed now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Work orders cannot be changed now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn act_on_work_order(
     State(state): State<HttpState>,
@@ -170,7 +170,7 @@ pub struct InspectionQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Inspections cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Inspections cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn inspections(
     State(state): State<HttpState>,

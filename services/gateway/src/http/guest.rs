@@ -23,7 +23,7 @@ use super::{Caller, HttpState};
         (status = 200, description = "My complaints", body = ComplaintList),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a guest token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn my_complaints(
     State(state): State<HttpState>,
@@ -50,7 +50,7 @@ pub async fn my_complaints(
         (status = 409, description = "A concurrent change won; retry", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The request id was already used for a different request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be filed now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be filed now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn file_complaint(
     State(state): State<HttpState>,
@@ -95,7 +95,7 @@ pub async fn file_complaint(
         (status = 404, description = "No such complaint", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The complaint is not resolved yet", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be rated now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be rated now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn rate(
     State(state): State<HttpState>,
@@ -125,7 +125,7 @@ pub async fn rate(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a guest token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The guest is not registered", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "CRM cannot answer now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "CRM cannot answer now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn my_loyalty(
     State(state): State<HttpState>,
@@ -174,7 +174,7 @@ pub struct LedgerQuery {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a guest token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No profile for this guest", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Loyalty cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Loyalty cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn my_ledger(
     State(state): State<HttpState>,

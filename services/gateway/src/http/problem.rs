@@ -56,14 +56,28 @@ impl IntoResponse for Refusal {
             status: self.status.as_u16(),
             detail: self.detail,
         };
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             Json(body),
         )
-            .into_response()
+            .into_response();
+        // A busy or restarting backend, or a concurrency limit: the request may be sent again.
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
+
+/// What a `503` or `429` answer asks the client to wait before sending the request again.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// A backend's gRPC status as the HTTP status a client expects.
 impl From<tonic::Status> for Refusal {
@@ -119,4 +133,37 @@ pub async fn method_not_allowed() -> Refusal {
         StatusCode::METHOD_NOT_ALLOWED,
         "this endpoint does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_worth_retrying_says_when() {
+        let busy = Refusal::from(tonic::Status::unavailable("crm is restarting")).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let limited =
+            Refusal::from(tonic::Status::resource_exhausted("at its limit")).into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(limited.headers().contains_key(header::RETRY_AFTER));
+        for refused in [
+            tonic::Status::invalid_argument("guest_id: must not be empty"),
+            tonic::Status::permission_denied("not your property"),
+            tonic::Status::aborted("a concurrent change won"),
+        ] {
+            let answer = Refusal::from(refused).into_response();
+            assert!(
+                !answer.headers().contains_key(header::RETRY_AFTER),
+                "{}",
+                answer.status()
+            );
+        }
+    }
 }

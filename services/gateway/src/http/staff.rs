@@ -32,7 +32,7 @@ pub struct BriefQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The guest list cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The guest list cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn arrival_brief(
     State(state): State<HttpState>,
@@ -81,7 +81,7 @@ pub struct ComplaintQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn complaints(
     State(state): State<HttpState>,
@@ -156,7 +156,7 @@ fn complaint_action(word: &str) -> Option<complaints::Action> {
         (status = 409, description = "Changed since the etag was read", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The complaint's state does not allow the action", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be changed now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be changed now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn act_on_complaint(
     State(state): State<HttpState>,
@@ -209,7 +209,7 @@ pub struct WorkQueueQuery {
         (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role or property scope refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
     ))]
 pub async fn work_queue(
     State(state): State<HttpState>,
