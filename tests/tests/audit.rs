@@ -32,6 +32,19 @@ fn standard(
     }
 }
 
+/// [`standard`] as Vienna's own: a token scoped to some properties creates no chain-wide one.
+fn vienna_standard(
+    code: &str,
+    kind: pb::StandardKind,
+    dimension: pb::Dimension,
+) -> pb::CreateStandardRequest {
+    let mut request = standard(code, kind, dimension);
+    if let Some(s) = request.standard.as_mut() {
+        s.property_id = "vienna".into();
+    }
+    request
+}
+
 fn answer(code: &str, kind: pb::AnswerKind, value: f64, rating: i32, staff: &[&str]) -> pb::Answer {
     pb::Answer {
         standard_code: code.into(),
@@ -66,28 +79,28 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         .mint()?;
     let mut client = AuditServiceClient::new(service.channel_with_token(&token).await?);
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "greet_within_3m",
             pb::StandardKind::HardBinary,
             pb::Dimension::Empathy,
         ))
         .await?;
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "phone_rings",
             pb::StandardKind::HardNumeric,
             pb::Dimension::Responsiveness,
         ))
         .await?;
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "warmth",
             pb::StandardKind::Soft,
             pb::Dimension::Empathy,
         ))
         .await?;
     let bad = client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "",
             pb::StandardKind::Soft,
             pb::Dimension::Unspecified,
@@ -423,7 +436,7 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
         .mint()?;
     let mut client = AuditServiceClient::new(service.channel_with_token(&token).await?);
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "warmth",
             pb::StandardKind::Soft,
             pb::Dimension::Empathy,
@@ -753,7 +766,7 @@ async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<
         .mint()?;
     let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "bathroom_clean",
             pb::StandardKind::HardBinary,
             pb::Dimension::Tangibles,
@@ -986,6 +999,7 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
                     code: code.into(),
                     title: code.into(),
                     touchpoint: touchpoint.into(),
+                    property_id: "vienna".into(),
                     kind: pb::StandardKind::HardBinary as i32,
                     dimension: pb::Dimension::Reliability as i32,
                     weight: 1.0,
@@ -1143,7 +1157,7 @@ async fn audits_are_submitted_in_scope_and_mystery_guest_audits_by_their_auditor
     )
     .await?;
     quality
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "warmth",
             pb::StandardKind::Soft,
             pb::Dimension::Empathy,
@@ -1273,7 +1287,7 @@ async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
         ("greet", pb::StandardKind::HardBinary),
     ] {
         client
-            .create_standard(standard(code, kind, pb::Dimension::Empathy))
+            .create_standard(vienna_standard(code, kind, pb::Dimension::Empathy))
             .await?;
     }
     let template = client
@@ -1351,7 +1365,7 @@ async fn audit_kpis_average_only_audits_with_a_score() -> anyhow::Result<()> {
         .mint()?;
     let mut client: Client = AuditServiceClient::new(service.channel_with_token(&token).await?);
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "warmth",
             pb::StandardKind::Soft,
             pb::Dimension::Empathy,
@@ -2271,7 +2285,7 @@ async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::R
     let card = "guest paid with 4111 1111 1111 1111 exp 12/29";
 
     // A standard's title: a card number is refused and no standard is created.
-    let mut carded = standard(
+    let mut carded = vienna_standard(
         "greet",
         pb::StandardKind::HardBinary,
         pb::Dimension::Empathy,
@@ -2290,7 +2304,7 @@ async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::R
         .await?;
     assert_eq!(standards, 0, "nothing stored");
     client
-        .create_standard(standard(
+        .create_standard(vienna_standard(
             "greet",
             pb::StandardKind::HardBinary,
             pb::Dimension::Empathy,
@@ -2456,5 +2470,144 @@ async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::R
             .fetch_one(&pool)
             .await?;
     assert_eq!(stored, "retrain the desk team");
+    service.shutdown().await
+}
+
+/// A token scoped to some properties changes nothing that applies beyond them: no chain-wide
+/// standard, and no revision of a template a program elsewhere uses.
+#[tokio::test]
+async fn a_token_for_some_properties_changes_nothing_beyond_them() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_audit::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let gm = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["vienna"])
+        .subject("gm-vienna")
+        .mint()?;
+    let quality = TokenBuilder::new(Role::ChainQualityManager)
+        .scope(guestloop_kit::auth::PropertyScope::all())
+        .subject("qm-chain")
+        .mint()?;
+    let mut vienna: Client = AuditServiceClient::new(service.channel_with_token(&gm).await?);
+    let mut chain: Client = AuditServiceClient::new(service.channel_with_token(&quality).await?);
+    let standards = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit.standards")
+            .fetch_one(&pool)
+            .await
+    };
+
+    // A chain-wide standard from Vienna's manager is refused and nothing is stored; Vienna's own
+    // is taken.
+    let refused = vienna
+        .create_standard(standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await
+        .expect_err("a chain-wide standard from a property's manager");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("chain-wide"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(standards().await?, 0, "nothing stored");
+    vienna
+        .create_standard(vienna_standard(
+            "warmth",
+            pb::StandardKind::Soft,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    chain
+        .create_standard(standard(
+            "greeting",
+            pb::StandardKind::HardBinary,
+            pb::Dimension::Empathy,
+        ))
+        .await?;
+    assert_eq!(standards().await?, 2);
+
+    // Vienna's manager publishes a template, uses it and revises it while only Vienna uses it.
+    let publish = |template_id: &str, pass_threshold: f64| pb::PublishTemplateRequest {
+        template_id: template_id.to_string(),
+        name: "Stay".into(),
+        sections: vec![pb::TemplateSection {
+            name: "stay".into(),
+            items: vec![
+                pb::TemplateItem {
+                    standard_code: "warmth".into(),
+                    weight: 1.0,
+                    critical: false,
+                },
+                pb::TemplateItem {
+                    standard_code: "greeting".into(),
+                    weight: 1.0,
+                    critical: false,
+                },
+            ],
+        }],
+        critical_rule: pb::CriticalRule::FailSection as i32,
+        pass_threshold,
+        touchpoint_weighted: false,
+    };
+    let template = vienna
+        .publish_template(publish("", 70.0))
+        .await?
+        .into_inner();
+    let id = template.template_id.clone();
+    scheduled_program(
+        &mut vienna,
+        &pool,
+        &id,
+        pb::ProgramKind::Internal,
+        pb::Cadence::Monthly,
+        1,
+    )
+    .await?;
+    let second = vienna
+        .publish_template(publish(&id, 75.0))
+        .await?
+        .into_inner();
+    assert_eq!(second.version, 2);
+
+    // Once a program at Lisbon uses it, Vienna's manager may no longer revise it, and no
+    // version is added; the chain's quality manager may.
+    chain
+        .create_program(pb::CreateProgramRequest {
+            request_id: String::new(),
+            program: Some(pb::Program {
+                property_id: "lisbon".into(),
+                kind: pb::ProgramKind::Internal as i32,
+                template_id: id.clone(),
+                cadence: pb::Cadence::Monthly as i32,
+                audits_per_period: 1,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let refused = vienna
+        .publish_template(publish(&id, 80.0))
+        .await
+        .expect_err("a revision reaching Lisbon's audits");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("lisbon"),
+        "{}",
+        refused.message()
+    );
+    let versions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.templates WHERE template_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(versions, 2, "no version added");
+    let third = chain
+        .publish_template(publish(&id, 80.0))
+        .await?
+        .into_inner();
+    assert_eq!(third.version, 3);
+    // A new template of Vienna's own is still Vienna's to publish.
+    vienna.publish_template(publish("", 60.0)).await?;
     service.shutdown().await
 }

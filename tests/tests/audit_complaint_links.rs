@@ -154,6 +154,8 @@ async fn standards_that_fail_guests_and_fair_staff_scores() -> anyhow::Result<()
         .create_standard(pb::CreateStandardRequest {
             standard: Some(pb::Standard {
                 code: "FO-GREET".into(),
+                // The manager's property's own: their token creates no chain-wide standard.
+                property_id: PROPERTY.into(),
                 title: "Greet from three metres".into(),
                 department: "front_office".into(),
                 touchpoint: "arrival".into(),

@@ -13,7 +13,7 @@ use prost::Message;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::library::{library_chain, standards_for, template, Reach};
+use super::library::{library_chain, lock_template, standards_for, template, Reach};
 use super::{Api, MAX_CODE, MAX_NAME, MAX_NOTE, MAX_ROOM};
 use crate::domain::scoring::{raises_finding, score, CriticalRule, Item, Outcome};
 use crate::domain::{actions, rooms};
@@ -73,6 +73,7 @@ pub async fn create_program(
     // get back the program it created.
     tenancy::claim_property(&mut conn, &principal, &program.property_id).await?;
     // Another chain's template is not there for the caller (shared ones are everyone's).
+    lock_template(&mut conn, template_id, false).await?;
     template(&mut conn, template_id, None, Reach::of(&principal)).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Program>(
         &mut conn,

@@ -163,8 +163,10 @@ pub async fn create_standard(
     }
     let mut tx = api.context.pool.begin().await?;
     // A property's own standard is a record of that property: it registers the property. A
-    // chain-wide standard (no property) names none.
-    if !standard.property_id.is_empty() {
+    // chain-wide standard (no property) names none, and enters every property's library.
+    if standard.property_id.is_empty() {
+        principal.require_whole_chain("a chain-wide standard (no standard.property_id)")?;
+    } else {
         tenancy::claim_property(&mut tx, &principal, &standard.property_id).await?;
     }
     // A chain-wide standard is the caller's chain's; a property's own, its property's chain's.
@@ -269,6 +271,22 @@ pub async fn template(
     })
 }
 
+/// Holds template `id`'s lock until the transaction ends: exclusive to publish a version of it,
+/// shared to adopt it in a program (so a revision sees every program that uses it).
+pub async fn lock_template(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    exclusive: bool,
+) -> ApiResult<()> {
+    let lock = if exclusive {
+        "SELECT pg_advisory_xact_lock(hashtextextended('audit.templates/' || $1::text, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('audit.templates/' || $1::text, 0))"
+    };
+    sqlx::query(lock).bind(id).execute(conn).await?;
+    Ok(())
+}
+
 /// The chain a new version of template `id` is published for, with the template locked until
 /// the transaction ends (so two first revisions of a shared template cannot both take it over).
 /// A new template is the caller's chain's. An owned one keeps its chain, and is not found for a
@@ -281,12 +299,7 @@ async fn publishing_chain(
     principal: &Principal,
     id: Uuid,
 ) -> ApiResult<String> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('audit.templates/' || $1::text, 0))",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    lock_template(&mut *conn, id, true).await?;
     // Only one chain ever publishes versions of a template after the shared ones, so the
     // greatest chain is its owner ('' when every version is shared).
     let (versions, owner): (i64, String) = sqlx::query_as(
@@ -305,6 +318,33 @@ async fn publishing_chain(
     } else {
         return Err(ApiError::not_found("template", id.to_string()));
     })
+}
+
+/// A revision changes how every program that uses the template audits: a caller whose token
+/// does not cover the whole chain may revise it only when all those programs are at properties
+/// in their scope. Called under the template's exclusive [`lock_template`], so a program
+/// adopting the template meanwhile waits and is seen.
+async fn require_every_use_in_scope(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    template_id: Uuid,
+) -> ApiResult<()> {
+    if principal.covers_whole_chain() {
+        return Ok(());
+    }
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT property_id FROM programs WHERE template_id = $1 ORDER BY property_id",
+    )
+    .bind(template_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    match users.iter().find(|p| !principal.can_access_property(p)) {
+        None => Ok(()),
+        Some(property) => Err(ApiError::PermissionDenied(format!(
+            "template {template_id} is used by a program at property {property}, outside the \
+             caller's scope; only a token covering every property that uses it may revise it"
+        ))),
+    }
 }
 
 pub async fn publish_template(
@@ -363,6 +403,7 @@ pub async fn publish_template(
     };
     let mut tx = api.context.pool.begin().await?;
     let chain = publishing_chain(&mut tx, &principal, id).await?;
+    require_every_use_in_scope(&mut tx, &principal, id).await?;
     // Every item must name a standard of the library (chain-wide or of some property): a code
     // nobody defined would make every audit of the template impossible to submit. The library is
     // the template's chain's (the caller's, for a service's shared template) and the shared

@@ -185,6 +185,23 @@ impl Principal {
         }
     }
 
+    /// Whether the caller's scope is every property of their chain (`"*"`).
+    pub fn covers_whole_chain(&self) -> bool {
+        matches!(self.claims.props, PropertyScope::All(_))
+    }
+
+    /// PERMISSION_DENIED unless the caller's scope is every property of their chain: `what`
+    /// applies at all of them, so a token limited to some may not change it.
+    pub fn require_whole_chain(&self, what: &str) -> Result<(), ApiError> {
+        if self.covers_whole_chain() {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(format!(
+                "{what} applies at every property of the chain; only a token scoped to all of them (\"*\") may change it"
+            )))
+        }
+    }
+
     /// PERMISSION_DENIED unless the caller belongs to `chain_id`.
     pub fn require_chain(&self, chain_id: &str) -> Result<(), ApiError> {
         if self.claims.chain == chain_id {
