@@ -1371,3 +1371,68 @@ async fn naming(pool: &sqlx::PgPool, needle: &str) -> anyhow::Result<Vec<String>
     .fetch_all(pool)
     .await?)
 }
+
+/// The CreateGuest answers CRM keeps for retries hold the profile as it was created: an export
+/// holds them (the guest's own only, contacts only for roles that may read them).
+#[tokio::test]
+async fn an_export_holds_the_stored_answers_of_the_guests_creation() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let mut quality = crm_as(&service, TokenBuilder::new(Role::ChainQualityManager)).await?;
+    let create_with = |request_id: &str, guest_id: &str, email: &str| pb::CreateGuestRequest {
+        request_id: request_id.into(),
+        guest: Some(pb::Guest {
+            guest_id: guest_id.into(),
+            given_name: "Ines".into(),
+            family_name: "Berg".into(),
+            email: email.into(),
+            phone: "+351 912 345 678".into(),
+            notes: "prefers the garden side".into(),
+            ..Default::default()
+        }),
+    };
+    admin
+        .create_guest(create_with(
+            "create-g1001",
+            "G1001",
+            "ines.berg@example.com",
+        ))
+        .await?;
+    admin
+        .create_guest(create_with(
+            "create-g10011",
+            "G10011",
+            "other.berg@example.com",
+        ))
+        .await?;
+
+    let full = export(&mut admin, "G1001").await?;
+    let stored = full["stored_answers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        stored.len(),
+        1,
+        "G10011's answer is not G1001's: {stored:?}"
+    );
+    assert_eq!(stored[0]["method"], "CreateGuest");
+    assert_eq!(stored[0]["request_id"], "create-g1001");
+    assert_eq!(stored[0]["guest"]["guest_id"], "G1001");
+    assert_eq!(stored[0]["guest"]["email"], "ines.berg@example.com");
+    assert_eq!(stored[0]["guest"]["notes"], "prefers the garden side");
+    assert!(stored[0]["stored_at"].is_string());
+
+    let without = export(&mut quality, "G1001").await?;
+    assert_eq!(without["stored_answers"][0]["guest"]["family_name"], "Berg");
+    let text = without.to_string();
+    for contact in ["ines.berg@example.com", "912 345 678"] {
+        assert!(!text.contains(contact), "`{contact}` in {text}");
+    }
+
+    // Erasing G1001 leaves G10011's stored answer, which G10011's own export holds.
+    erase(&mut admin, "G1001").await?;
+    let other = export(&mut admin, "G10011").await?;
+    assert_eq!(other["stored_answers"][0]["request_id"], "create-g10011");
+    service.shutdown().await
+}

@@ -70,6 +70,8 @@ pub async fn export(
         "contact_access_log": rows_as_json(&mut tx, "SELECT * FROM contact_access_log WHERE guest_id = ANY($1)", &ids).await?,
         "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = ANY($1) ORDER BY due_date", &ids).await?,
         "consent_history": rows_as_json(&mut tx, "SELECT * FROM consent_history WHERE guest_id = ANY($1) ORDER BY entry_id", &ids).await?,
+        // CreateGuest answers kept so a retried create answers the same: the profile as created.
+        "stored_answers": stored_profiles_as_json(&mut tx, &guest.chain_id, &ids).await?,
     });
     // A guest reads their own contact details; staff only when their role may (a quality
     // manager works on the complaints, not the contacts).
@@ -99,6 +101,20 @@ fn strip_contacts(document: &mut Value) {
                 for field in CONTACT_FIELDS {
                     row.remove(field);
                 }
+            }
+        }
+    }
+    if let Some(stored) = document
+        .get_mut("stored_answers")
+        .and_then(Value::as_array_mut)
+    {
+        for profile in stored
+            .iter_mut()
+            .filter_map(|s| s.get_mut("guest"))
+            .filter_map(Value::as_object_mut)
+        {
+            for field in CONTACT_FIELDS {
+                profile.remove(field);
             }
         }
     }
@@ -378,31 +394,126 @@ async fn known_ids(
     Ok(ids)
 }
 
-/// Stored CreateGuest responses carry the profile as created (name, email, phone): those of
-/// `guest_ids` in `chain_id` are removed. A response is decoded and its guest id compared
-/// exactly, so erasing `G1001` leaves `G10011`'s alone, and another chain's never matches.
+/// A stored CreateGuest answer: its request id, when it was stored, and the profile as created.
+struct StoredProfile {
+    request_id: String,
+    stored_at: chrono::DateTime<chrono::Utc>,
+    guest: pb::Guest,
+}
+
+/// Stored CreateGuest responses carry the profile as created (name, email, phone, notes, …):
+/// those of `guest_ids` in `chain_id`, locked when `lock`. A response is decoded and its guest
+/// id compared exactly, so `G1001`'s leaves `G10011`'s alone, and another chain's never matches.
+async fn stored_profiles(
+    conn: &mut sqlx::PgConnection,
+    chain_id: &str,
+    guest_ids: &[String],
+    lock: bool,
+) -> ApiResult<Vec<StoredProfile>> {
+    let candidates: Vec<(String, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
+        sqlx::query_as(&format!(
+            "SELECT request_id, created_at, response FROM idempotency_keys \
+             WHERE method = 'CreateGuest' AND response IS NOT NULL \
+               AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS id WHERE position(convert_to(id, 'UTF8') IN response) > 0) \
+             ORDER BY created_at, request_id{}",
+            if lock { " FOR UPDATE" } else { "" }
+        ))
+        .bind(guest_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(candidates
+        .into_iter()
+        .filter_map(|(request_id, stored_at, response)| {
+            let guest = pb::Guest::decode(response.as_slice()).ok()?;
+            (guest.chain_id == chain_id && guest_ids.contains(&guest.guest_id)).then_some(
+                StoredProfile {
+                    request_id,
+                    stored_at,
+                    guest,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The stored CreateGuest answers of `guest_ids`, for an export: the personal data each holds,
+/// as the profile was created (an email or phone changed since is still in it).
+async fn stored_profiles_as_json(
+    conn: &mut sqlx::PgConnection,
+    chain_id: &str,
+    guest_ids: &[String],
+) -> ApiResult<Value> {
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.to_rfc3339())
+    };
+    let preferences = |entries: &[pb::Preference]| {
+        entries
+            .iter()
+            .map(|p| {
+                json!({
+                    "group": p.group,
+                    "value": p.value,
+                    "polarity": pb::Polarity::try_from(p.polarity)
+                        .map(|p| p.as_str_name())
+                        .unwrap_or("POLARITY_UNSPECIFIED"),
+                    "source": p.source,
+                    "recorded_by": p.recorded_by,
+                    "record_time": time(&p.record_time),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let stored = stored_profiles(conn, chain_id, guest_ids, false).await?;
+    Ok(Value::Array(
+        stored
+            .into_iter()
+            .map(|s| {
+                let g = s.guest;
+                let consent = g.consent.unwrap_or_default();
+                json!({
+                    "method": "CreateGuest",
+                    "request_id": s.request_id,
+                    "stored_at": s.stored_at.to_rfc3339(),
+                    "guest": {
+                        "guest_id": g.guest_id,
+                        "given_name": g.given_name,
+                        "family_name": g.family_name,
+                        "email": g.email,
+                        "phone": g.phone,
+                        "language": g.language,
+                        "birthday": g.birthday,
+                        "anniversary": g.anniversary,
+                        "company": g.company,
+                        "notes": g.notes,
+                        "consent": {
+                            "marketing": consent.marketing,
+                            "profiling": consent.profiling,
+                            "data_sharing": consent.data_sharing,
+                            "given_time": time(&consent.given_time),
+                            "source": consent.source,
+                        },
+                        "preferences": preferences(&g.preferences),
+                        "avoid": preferences(&g.avoid),
+                    },
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Stored CreateGuest responses of `guest_ids` in `chain_id` are removed (see
+/// [`stored_profiles`]).
 async fn delete_stored_profiles(
     conn: &mut sqlx::PgConnection,
     chain_id: &str,
     guest_ids: &[String],
 ) -> ApiResult<()> {
-    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT request_id, response FROM idempotency_keys \
-         WHERE method = 'CreateGuest' AND response IS NOT NULL \
-           AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS id WHERE position(convert_to(id, 'UTF8') IN response) > 0) \
-         FOR UPDATE",
-    )
-    .bind(guest_ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let request_ids: Vec<String> = candidates
+    let request_ids: Vec<String> = stored_profiles(&mut *conn, chain_id, guest_ids, true)
+        .await?
         .into_iter()
-        .filter(|(_, response)| {
-            pb::Guest::decode(response.as_slice()).is_ok_and(|stored| {
-                stored.chain_id == chain_id && guest_ids.contains(&stored.guest_id)
-            })
-        })
-        .map(|(request_id, _)| request_id)
+        .map(|s| s.request_id)
         .collect();
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE method = 'CreateGuest' AND request_id = ANY($1)",
