@@ -1,12 +1,15 @@
 //! Connections from the gateway to the four backend services.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use guestloop_kit::client::{channel, retry_idempotent, AuthedChannel, CallContext};
+use guestloop_kit::client::{channel, is_transient, retry_idempotent, AuthedChannel, CallContext};
 use guestloop_kit::server::ServiceContext;
 use moka::sync::Cache;
 use secrecy::SecretString;
+use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -23,25 +26,67 @@ fn deadline<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-/// Reads `message` from a backend with `call` (a read: asking twice changes nothing). A
-/// transient refusal — the backend restarting or its connection being re-established (the
-/// first call after a restart), its concurrency limit, a lost race — is asked again after
-/// 50 ms, then twice as long each time, until an answer, another refusal, or [`DEADLINE`] after
-/// the first attempt: so a blip answers late rather than leaving a part out of a scorecard.
-pub async fn read<C, Req, Resp, F, Fut>(client: &C, message: &Req, call: F) -> Result<Resp, Status>
-where
-    C: Clone,
-    Req: Clone,
-    F: Fn(C, tonic::Request<Req>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
-{
-    let attempts = retry_idempotent(u32::MAX, || call(client.clone(), deadline(message.clone())));
-    match tokio::time::timeout(DEADLINE, attempts).await {
-        Ok(answer) => answer.map(tonic::Response::into_inner),
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "no answer within {} ms",
-            DEADLINE.as_millis()
-        ))),
+/// After a read of a backend gave up on transient refusals, how long reads of it are tried
+/// once, without retries: a backend that is down costs each fan-out one refused connection,
+/// not [`DEADLINE`].
+pub const RETRY_PAUSE: Duration = Duration::from_secs(30);
+
+/// Reads from the backends, and which of them gave up on transient refusals lately.
+#[derive(Clone, Default)]
+pub struct Reads {
+    failed: Arc<Mutex<HashMap<&'static str, Instant>>>,
+}
+
+impl Reads {
+    /// Reads `message` from `backend` with `call` (a read: asking twice changes nothing). A
+    /// transient refusal — the backend restarting or its connection being re-established (the
+    /// first call after a restart), its concurrency limit, a lost race — is asked again after
+    /// 50 ms, then twice as long each time, until an answer, another refusal, or [`DEADLINE`]
+    /// after the first attempt: so a blip answers late rather than leaving a part out of a
+    /// scorecard. Within [`RETRY_PAUSE`] of a read of `backend` that gave up so, one attempt.
+    pub async fn read<C, Req, Resp, F, Fut>(
+        &self,
+        backend: &'static str,
+        client: &C,
+        message: &Req,
+        call: F,
+    ) -> Result<Resp, Status>
+    where
+        C: Clone,
+        Req: Clone,
+        F: Fn(C, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let tries = if self.failed_lately(backend) {
+            1
+        } else {
+            u32::MAX
+        };
+        let attempts = retry_idempotent(tries, || call(client.clone(), deadline(message.clone())));
+        let answer = match tokio::time::timeout(DEADLINE, attempts).await {
+            Ok(answer) => answer.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {} ms",
+                DEADLINE.as_millis()
+            ))),
+        };
+        let gave_up = answer.as_ref().err().is_some_and(|status| {
+            is_transient(status.code()) || status.code() == tonic::Code::DeadlineExceeded
+        });
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if gave_up {
+            failed.insert(backend, Instant::now());
+        } else {
+            failed.remove(backend);
+        }
+        answer
+    }
+
+    fn failed_lately(&self, backend: &str) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed
+            .get(backend)
+            .is_some_and(|at| at.elapsed() < RETRY_PAUSE)
     }
 }
 
@@ -56,6 +101,7 @@ pub struct Backends {
     channels: Vec<(&'static str, String, AuthedChannel, Channel)>,
     regions: Cache<String, String>,
     pub loyalty: LoyaltyCache,
+    pub reads: Reads,
 }
 
 /// How long a property's region (from its complaints settings) is reused before it is read again.
@@ -91,6 +137,7 @@ impl Backends {
             loyalty: LoyaltyCache::new(Duration::from_secs(
                 context.settings.scorecard.loyalty_max_age_seconds,
             )),
+            reads: Reads::default(),
         })
     }
 
@@ -172,6 +219,19 @@ mod tests {
         }
     }
 
+    fn ask(
+        reads: &Reads,
+        name: &'static str,
+        backend: &Backend,
+    ) -> impl Future<Output = Result<u32, Status>> {
+        let (reads, backend) = (reads.clone(), backend.clone());
+        async move {
+            reads
+                .read(name, &backend, &"figures".to_string(), Backend::ask)
+                .await
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_backend_restarting_answers_late_rather_than_not_at_all() {
         let backend = Backend::refusing(vec![
@@ -179,8 +239,8 @@ mod tests {
             Code::Unavailable,
             Code::ResourceExhausted,
         ]);
-        let started = tokio::time::Instant::now();
-        let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+        let started = Instant::now();
+        let answer = ask(&Reads::default(), "crm", &backend).await;
         assert_eq!(
             answer.map_err(|s| s.code()),
             Ok(4),
@@ -190,14 +250,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_backend_that_stays_down_is_given_up_at_the_deadline() {
+    async fn a_backend_that_stays_down_is_given_up_at_the_deadline_then_tried_once() {
+        let reads = Reads::default();
         let backend = Backend::refusing(vec![Code::Unavailable; 100]);
-        let started = tokio::time::Instant::now();
-        let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+        let started = Instant::now();
+        let answer = ask(&reads, "crm", &backend).await;
         assert_eq!(answer.map_err(|s| s.code()), Err(Code::DeadlineExceeded));
         assert_eq!(started.elapsed(), DEADLINE);
         // At 0, 50, 150, 350, 750, 1550 ms; the next would be at 3150 ms.
         assert_eq!(backend.calls(), 6);
+
+        // Within the pause, one attempt, answered at once; another backend still gets retries.
+        let started = Instant::now();
+        let answer = ask(&reads, "crm", &backend).await;
+        assert_eq!(answer.map_err(|s| s.code()), Err(Code::Unavailable));
+        assert_eq!((backend.calls(), started.elapsed()), (7, Duration::ZERO));
+        let other = Backend::refusing(vec![Code::Unavailable]);
+        assert_eq!(
+            ask(&reads, "audit", &other).await.map_err(|s| s.code()),
+            Ok(2)
+        );
+
+        // After the pause, retries again; an answer ends the pause at once.
+        tokio::time::advance(RETRY_PAUSE).await;
+        let back = Backend::refusing(vec![Code::Unavailable]);
+        assert_eq!(ask(&reads, "crm", &back).await.map_err(|s| s.code()), Ok(2));
+        let blip = Backend::refusing(vec![Code::Unavailable]);
+        assert_eq!(ask(&reads, "crm", &blip).await.map_err(|s| s.code()), Ok(2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -209,7 +288,7 @@ mod tests {
             Code::Internal,
         ] {
             let backend = Backend::refusing(vec![code]);
-            let answer = read(&backend, &"figures".to_string(), Backend::ask).await;
+            let answer = ask(&Reads::default(), "crm", &backend).await;
             assert_eq!(answer.map_err(|s| s.code()), Err(code));
             assert_eq!(backend.calls(), 1, "{code:?}");
         }

@@ -17,7 +17,6 @@ use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServic
 use guestloop_proto::gateway::v1 as pb;
 use tonic::Request;
 
-use crate::backends::read;
 use crate::Backends;
 
 /// At most this many pages of 500 of any list are read (5,000 rows).
@@ -112,10 +111,12 @@ async fn arrivals(
             page_size: 500,
             page_token,
         };
-        let page = read(&client, &request, |mut c, r| async move {
-            c.list_arrivals(r).await
-        })
-        .await?;
+        let page = backends
+            .reads
+            .read("crm", &client, &request, |mut c, r| async move {
+                c.list_arrivals(r).await
+            })
+            .await?;
         all.extend(page.arrivals);
         if page.next_page_token.is_empty() {
             break;
@@ -144,11 +145,13 @@ async fn open_complaints(
             page_token,
             ..Default::default()
         };
-        let page = read(&client, &request, |mut c, r| async move {
-            c.list_complaints(r).await
-        })
-        .await
-        .map_err(|s| why("complaints", &s))?;
+        let page = backends
+            .reads
+            .read("complaints", &client, &request, |mut c, r| async move {
+                c.list_complaints(r).await
+            })
+            .await
+            .map_err(|s| why("complaints", &s))?;
         all.extend(page.complaints);
         if page.next_page_token.is_empty() {
             break;
@@ -175,23 +178,30 @@ async fn room_facts(
         page_size: 1000,
         ..Default::default()
     };
-    let orders = read(&client, &open_orders, |mut c, r| async move {
-        c.list_work_orders(r).await
-    })
-    .await
-    .map_err(|s| why("facilities", &s))?
-    .work_orders;
+    let orders = backends
+        .reads
+        .read("facilities", &client, &open_orders, |mut c, r| async move {
+            c.list_work_orders(r).await
+        })
+        .await
+        .map_err(|s| why("facilities", &s))?
+        .work_orders;
     let unavailable_rooms = facilities::ListRoomStatusesRequest {
         property_id: property_id.to_string(),
         rooms: Vec::new(),
         unavailable_only: true,
     };
-    let rooms = read(&client, &unavailable_rooms, |mut c, r| async move {
-        c.list_room_statuses(r).await
-    })
-    .await
-    .map_err(|s| why("facilities", &s))?
-    .rooms;
+    let rooms = backends
+        .reads
+        .read(
+            "facilities",
+            &client,
+            &unavailable_rooms,
+            |mut c, r| async move { c.list_room_statuses(r).await },
+        )
+        .await
+        .map_err(|s| why("facilities", &s))?
+        .rooms;
     Ok((orders, rooms))
 }
 
@@ -216,11 +226,13 @@ async fn care_tasks(
                 page_token,
                 ..Default::default()
             };
-            let page = read(&client, &request, |mut c, r| async move {
-                c.list_care_tasks(r).await
-            })
-            .await
-            .map_err(|s| why("crm care tasks", &s))?;
+            let page = backends
+                .reads
+                .read("crm", &client, &request, |mut c, r| async move {
+                    c.list_care_tasks(r).await
+                })
+                .await
+                .map_err(|s| why("crm care tasks", &s))?;
             all.extend(page.tasks);
             if page.next_page_token.is_empty() {
                 break;

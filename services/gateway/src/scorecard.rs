@@ -22,7 +22,6 @@ use guestloop_proto::gateway::v1 as pb;
 use sqlx::PgPool;
 use tonic::{Request, Status};
 
-use crate::backends::read;
 use crate::sqs::{default_weights, score, Counts, Weight};
 use crate::Backends;
 
@@ -85,10 +84,12 @@ async fn complaint_counts(
         totals_only: true,
     };
     let client = ComplaintsServiceClient::new(channel);
-    match read(&client, &request, |mut c, r| async move {
-        c.get_complaint_kpis(r).await
-    })
-    .await
+    match backends
+        .reads
+        .read("complaints", &client, &request, |mut c, r| async move {
+            c.get_complaint_kpis(r).await
+        })
+        .await
     {
         Ok(response) => Ok(response
             .by_property
@@ -127,22 +128,24 @@ async fn audit_counts(
             // The gateway's token passes every chain check; audit checks the caller's chain.
             on_behalf_of_chain: chain.to_string(),
         };
-        let kpis = read(&client, &request, |mut c, r| async move {
-            c.get_audit_kpis(r).await
-        })
-        .await
-        .map_err(|status| {
-            // The gateway's own token may read every property's figures: a refusal is for
-            // the caller's chain (another chain's property), and refuses the card.
-            if status.code() == tonic::Code::PermissionDenied {
-                Unavailable::Refused(ApiError::PermissionDenied(format!(
-                    "audit: {}",
-                    status.message()
-                )))
-            } else {
-                Unavailable::Missing(format!("audit: {:?} {}", status.code(), status.message()))
-            }
-        })?;
+        let kpis = backends
+            .reads
+            .read("audit", &client, &request, |mut c, r| async move {
+                c.get_audit_kpis(r).await
+            })
+            .await
+            .map_err(|status| {
+                // The gateway's own token may read every property's figures: a refusal is for
+                // the caller's chain (another chain's property), and refuses the card.
+                if status.code() == tonic::Code::PermissionDenied {
+                    Unavailable::Refused(ApiError::PermissionDenied(format!(
+                        "audit: {}",
+                        status.message()
+                    )))
+                } else {
+                    Unavailable::Missing(format!("audit: {:?} {}", status.code(), status.message()))
+                }
+            })?;
         for bucket in kpis.by_property {
             let counts = bucket.counts.unwrap_or_default();
             out.insert(bucket.key, (counts.audits, counts.score_sum));
@@ -272,25 +275,27 @@ async fn work_order_counts(
         ..Default::default()
     };
     let client = FacilitiesServiceClient::new(channel);
-    read(&client, &request, |mut c, r| async move {
-        c.get_facilities_kpis(r).await
-    })
-    .await
-    .map(|k| {
-        k.by_property
-            .into_iter()
-            .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
-            .collect()
-    })
-    .map_err(|status| {
-        // Asked on the caller's token: whatever facilities refuses it (a role without its
-        // KPIs, another chain's property) it has not shown; the part is left out.
-        Unavailable::Missing(format!(
-            "facilities: {:?} {}",
-            status.code(),
-            status.message()
-        ))
-    })
+    backends
+        .reads
+        .read("facilities", &client, &request, |mut c, r| async move {
+            c.get_facilities_kpis(r).await
+        })
+        .await
+        .map(|k| {
+            k.by_property
+                .into_iter()
+                .map(|row| (row.property_id, (row.work_orders_done, row.fix_met)))
+                .collect()
+        })
+        .map_err(|status| {
+            // Asked on the caller's token: whatever facilities refuses it (a role without its
+            // KPIs, another chain's property) it has not shown; the part is left out.
+            Unavailable::Missing(format!(
+                "facilities: {:?} {}",
+                status.code(),
+                status.message()
+            ))
+        })
 }
 
 /// Why a backend's part of the card is not there: the backend refused the caller's request, so
@@ -392,13 +397,16 @@ pub async fn compute(
                 property_id: property.clone(),
             };
             let settings = match channel {
-                Ok(channel) => read(
-                    &ComplaintsServiceClient::new(channel),
-                    &request,
-                    |mut c, r| async move { c.get_property_settings(r).await },
-                )
-                .await
-                .map_err(|status| format!("{:?} {}", status.code(), status.message())),
+                Ok(channel) => backends
+                    .reads
+                    .read(
+                        "complaints",
+                        &ComplaintsServiceClient::new(channel),
+                        &request,
+                        |mut c, r| async move { c.get_property_settings(r).await },
+                    )
+                    .await
+                    .map_err(|status| format!("{:?} {}", status.code(), status.message())),
                 Err(e) => Err(e.to_string()),
             };
             match settings {
@@ -628,6 +636,7 @@ async fn loyalty(
         .as_caller("crm", token)
         .map_err(|e| format!("crm: {e}"))?;
     let property_ids = properties.to_vec();
+    let reads = backends.reads.clone();
     let ask_crm = async move {
         let asked = chrono::Utc::now();
         let request = crm::GetCrmKpisRequest {
@@ -635,13 +644,15 @@ async fn loyalty(
             period: Some(period),
             loyalty_only: true,
         };
-        let kpis = read(
-            &CrmServiceClient::new(channel),
-            &request,
-            |mut c, r| async move { c.get_crm_kpis(r).await },
-        )
-        .await
-        .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?;
+        let kpis = reads
+            .read(
+                "crm",
+                &CrmServiceClient::new(channel),
+                &request,
+                |mut c, r| async move { c.get_crm_kpis(r).await },
+            )
+            .await
+            .map_err(|status| format!("crm: {:?} {}", status.code(), status.message()))?;
         Ok(pb::LoyaltySummary {
             members: kpis.members,
             repeat_guests: kpis.repeat_guests,
