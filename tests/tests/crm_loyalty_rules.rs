@@ -1578,3 +1578,138 @@ async fn stays_whose_ids_hold_separators_keep_their_own_points() -> anyhow::Resu
     assert_eq!(ledger_sum(&pool, &ada.guest_id).await?, 300);
     service.shutdown().await
 }
+
+/// A chain's program names its time zone, and the program's days follow it: a stay that
+/// departed on New Year's Day in Auckland counts for the new year as soon as the year has
+/// begun there (still 31 December in UTC), and a supervisor's daily limit starts again at
+/// midnight there. An unknown zone is refused and changes nothing.
+#[tokio::test]
+async fn a_programs_days_follow_its_time_zone() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let program = |zone: &str| pb::UpdateLoyaltyProgramRequest {
+        program: Some(pb::LoyaltyProgram {
+            window: pb::TierWindow::CalendarYear as i32,
+            regular: Some(pb::TierThreshold {
+                nights: 2,
+                ..Default::default()
+            }),
+            grace_days: Some(0),
+            time_zone: zone.into(),
+            ..Default::default()
+        }),
+    };
+    let refused = admin
+        .update_loyalty_program(program("Mars/Olympus_Mons"))
+        .await
+        .expect_err("no such zone");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["program.time_zone"]);
+    let kept = admin
+        .get_loyalty_program(pb::GetLoyaltyProgramRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        (kept.time_zone.as_str(), kept.window),
+        ("UTC", pb::TierWindow::Rolling12Months as i32),
+        "the defaults are untouched"
+    );
+
+    let g = create(&mut admin, "Aroha", "aroha@example.nz").await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                property_id: "auckland".into(),
+                pms_reservation_id: "NY1".into(),
+                guest_id: g.guest_id.clone(),
+                arrival_date: "2025-12-30".into(),
+                departure_date: "2026-01-01".into(),
+                status: pb::StayStatus::CheckedOut as i32,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    // 31 December 2025, 12:00 UTC: 1 January 2026, 01:00 in Auckland.
+    let new_years_morning =
+        chrono::DateTime::parse_from_rfc3339("2025-12-31T12:00:00Z")?.with_timezone(&Utc);
+    let tier_after = |client: &mut Crm| {
+        let mut client = client.clone();
+        let guest_id = g.guest_id.clone();
+        async move {
+            client
+                .evaluate_tiers(pb::EvaluateTiersRequest {
+                    as_of: timestamp(new_years_morning),
+                })
+                .await?;
+            let tier = client
+                .get_guest_tier(pb::GetGuestTierRequest {
+                    guest_id,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(tier.tier)
+        }
+    };
+    admin.update_loyalty_program(program("")).await?;
+    assert_eq!(
+        tier_after(&mut admin).await?,
+        "new",
+        "in UTC the stay departs tomorrow"
+    );
+    let set = admin
+        .update_loyalty_program(program("Pacific/Auckland"))
+        .await?
+        .into_inner();
+    assert_eq!(set.time_zone, "Pacific/Auckland");
+    assert_eq!(
+        tier_after(&mut admin).await?,
+        "regular",
+        "in Auckland the year has begun"
+    );
+
+    // Credits by hand before midnight in Auckland were yesterday's; from midnight, today's.
+    let mut sam = crm_as(
+        &service,
+        TokenBuilder::new(Role::Supervisor)
+            .subject("sam")
+            .properties(&["auckland"]),
+    )
+    .await?;
+    for n in 0..4 {
+        sam.post_points(posting(
+            &g.guest_id,
+            &format!("sam-{n}"),
+            pb::EntryKind::Bonus,
+            5_000,
+        ))
+        .await?;
+    }
+    let day_began =
+        "date_trunc('day', now() AT TIME ZONE 'Pacific/Auckland') AT TIME ZONE 'Pacific/Auckland'";
+    sqlx::query(&format!(
+        "UPDATE crm.ledger SET posted_at = {day_began} - interval '1 second' WHERE actor = 'sam'"
+    ))
+    .execute(&pool)
+    .await?;
+    sam.post_points(posting(&g.guest_id, "sam-4", pb::EntryKind::Bonus, 5_000))
+        .await?;
+    sqlx::query(&format!(
+        "UPDATE crm.ledger SET posted_at = {day_began} WHERE actor = 'sam'"
+    ))
+    .execute(&pool)
+    .await?;
+    let refused = sam
+        .post_points(posting(&g.guest_id, "sam-5", pb::EntryKind::Bonus, 5_000))
+        .await
+        .expect_err("25,000 credited since midnight in Auckland");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("Pacific/Auckland"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(balance(&mut admin, &g.guest_id).await?, 25_000 + 200);
+    service.shutdown().await
+}

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use guestloop_kit::auth::{principal, Principal, Role};
 use guestloop_kit::time::{from_timestamp, to_timestamp};
+use guestloop_kit::worktime::start_of_day;
 use guestloop_kit::{paging, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::{PgConnection, PgPool};
@@ -29,7 +30,7 @@ fn adjust_limit(role: Role) -> Option<i64> {
 }
 
 /// The most points one person of `role` may credit by hand (earn, bonus, a credit adjustment)
-/// in a UTC day: four postings at the role's limit. `None` is no limit (chain roles; services
+/// in a day of the program's time zone: four postings at the role's limit. `None` is no limit (chain roles; services
 /// post by rule).
 fn daily_credit_limit(role: Role) -> Option<i64> {
     match role {
@@ -38,7 +39,8 @@ fn daily_credit_limit(role: Role) -> Option<i64> {
     }
 }
 
-/// Holds a credit by hand to the person's daily limit: the day's credits of `actor` (UTC) and
+/// Holds a credit by hand to the person's daily limit: the day's credits of `actor` (from
+/// midnight in the program's time zone) and
 /// this one may not exceed [`daily_credit_limit`]. Postings by one person are taken in turn (an
 /// advisory lock on the actor), so two at once cannot both pass. A retry of a posting already
 /// made is not counted again: it answers the first entry as before.
@@ -56,6 +58,12 @@ async fn check_daily_credits(
         .bind(actor)
         .execute(&mut *conn)
         .await?;
+    // The day is the program's: it begins at midnight in the chain's zone.
+    let (program, _) = super::program::load(&mut *conn, principal.chain_id()).await?;
+    let day_began = start_of_day(
+        program.zone,
+        Utc::now().with_timezone(&program.zone).date_naive(),
+    );
     let (replay, today): (bool, i64) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM ledger WHERE source = $2), \
                 coalesce((SELECT sum(points) FROM ledger WHERE actor = $1 AND actor <> 'system' AND points > 0 \
@@ -63,13 +71,14 @@ async fn check_daily_credits(
     )
     .bind(actor)
     .bind(source)
-    .bind(Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc())
+    .bind(day_began)
     .fetch_one(&mut *conn)
     .await?;
     if !replay && today.saturating_add(points) > limit {
         return Err(ApiError::PermissionDenied(format!(
-            "role {} may credit at most {limit} points by hand per day (UTC); {today} credited today",
-            principal.role()
+            "role {} may credit at most {limit} points by hand per day ({}); {today} credited today",
+            principal.role(),
+            program.zone.name()
         )));
     }
     Ok(())
@@ -705,7 +714,10 @@ async fn evaluate_chain(
 ) -> ApiResult<()> {
     let (program, _) = super::program::load(pool, chain).await?;
     let policy = program.tiers;
-    let periods = policy.window.periods(as_of.date_naive());
+    // Departure dates are the properties' own; the year ends when the program's zone says so.
+    let periods = policy
+        .window
+        .periods(as_of.with_timezone(&program.zone).date_naive());
     // Period b is empty for rolling windows.
     let (a, b) = (
         periods[0],

@@ -3,6 +3,7 @@
 //! [`load`] wherever tiers are evaluated or named and points expire.
 
 use chrono::Duration;
+use chrono_tz::Tz;
 use guestloop_kit::auth::principal;
 use guestloop_kit::{ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
@@ -17,11 +18,23 @@ use crate::domain::stay_points::{EarnRule, Rate};
 use crate::domain::tiers::{Threshold, Tier, TierPolicy, Window};
 
 /// A chain's whole loyalty program.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub tiers: TierPolicy,
     pub expiry: ExpiryPolicy,
     pub earn: EarnRule,
+    /// Whose calendar the program's days follow (tier years, daily credit limits).
+    pub zone: Tz,
+}
+
+/// A time zone named in IANA's database, or UTC for an empty name.
+fn zone(name: &str) -> Result<Tz, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(Tz::UTC);
+    }
+    name.parse::<Tz>()
+        .map_err(|_| format!("`{name}` is not an IANA time zone such as Europe/Lisbon"))
 }
 
 fn threshold(wire: Option<&pb::TierThreshold>, default: Threshold) -> Threshold {
@@ -73,6 +86,17 @@ fn threshold_to_wire(t: Threshold) -> pb::TierThreshold {
         nights: t.nights,
         stays: t.stays,
         spend_minor_units: t.spend,
+    }
+}
+
+impl Default for Program {
+    fn default() -> Self {
+        Self {
+            tiers: TierPolicy::default(),
+            expiry: ExpiryPolicy::default(),
+            earn: EarnRule::default(),
+            zone: Tz::UTC,
+        }
     }
 }
 
@@ -140,6 +164,10 @@ pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolatio
         },
     };
     let earn = earn_from_wire(wire.earn.as_ref());
+    let zone = zone(&wire.time_zone).unwrap_or_else(|why| {
+        violations.push(FieldViolation::new("program.time_zone", why));
+        Tz::UTC
+    });
     let mut faults = tiers.faults();
     faults.extend(earn.faults());
     // Spend thresholds already ask for the currency; spend earning asks the same.
@@ -162,6 +190,7 @@ pub fn from_wire(wire: &pb::LoyaltyProgram) -> Result<Program, Vec<FieldViolatio
             tiers,
             expiry: ExpiryPolicy { mode, months },
             earn,
+            zone,
         })
     } else {
         Err(violations)
@@ -191,6 +220,7 @@ pub fn to_wire(program: &Program, stamp: Option<Stamp>) -> pb::LoyaltyProgram {
         } as i32,
         expiry_months: i32::try_from(program.expiry.months).unwrap_or(i32::MAX),
         earn: Some(earn_to_wire(&program.earn)),
+        time_zone: program.zone.name().to_string(),
     }
 }
 

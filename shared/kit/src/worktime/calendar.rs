@@ -215,6 +215,12 @@ impl TryFrom<CalendarSpec> for WorkingCalendar {
     }
 }
 
+/// The instant `date` begins in `zone`: its local midnight, or where a DST jump skips midnight,
+/// the jump.
+pub fn start_of_day(zone: Tz, date: NaiveDate) -> DateTime<Utc> {
+    resolve(&zone, date.and_time(NaiveTime::MIN), false)
+}
+
 /// The UTC instant of a local wall-clock time; `end` picks the later of two ambiguous instants.
 fn resolve(zone: &Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
     match zone.from_local_datetime(&local) {

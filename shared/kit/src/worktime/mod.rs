@@ -7,7 +7,9 @@ mod clock;
 #[cfg(test)]
 mod tests;
 
-pub use calendar::{CalendarError, CalendarSpec, DaySpec, IntervalSpec, WorkingCalendar};
+pub use calendar::{
+    start_of_day, CalendarError, CalendarSpec, DaySpec, IntervalSpec, WorkingCalendar,
+};
 pub use clock::{
     evaluate, instant_at_fraction, pauses_from_history, ClockHistory, ClockOutcome, ClockStatus,
     PauseInterval, SlaTarget,

@@ -393,3 +393,30 @@ proptest! {
         prop_assert!(Utc.timestamp_opt(0, 0).single().is_some());
     }
 }
+
+#[test]
+fn a_day_starts_at_local_midnight_or_at_the_jump_that_skips_it() {
+    let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+    assert_eq!(
+        start_of_day(chrono_tz::Europe::Lisbon, day(2026, 7, 1)),
+        utc("2026-06-30T23:00:00Z")
+    );
+    assert_eq!(
+        start_of_day(chrono_tz::Pacific::Auckland, day(2026, 1, 1)),
+        utc("2025-12-31T11:00:00Z")
+    );
+    assert_eq!(
+        start_of_day(chrono_tz::UTC, day(2026, 1, 1)),
+        utc("2026-01-01T00:00:00Z")
+    );
+    // Santiago moved its clocks from 00:00 to 01:00 on 8 September 2024: that day began at the
+    // jump, 04:00 UTC, and the day before lasted 24 hours.
+    assert_eq!(
+        start_of_day(chrono_tz::America::Santiago, day(2024, 9, 8)),
+        utc("2024-09-08T04:00:00Z")
+    );
+    assert_eq!(
+        start_of_day(chrono_tz::America::Santiago, day(2024, 9, 7)),
+        utc("2024-09-07T04:00:00Z")
+    );
+}
