@@ -338,13 +338,7 @@ async fn require_every_use_in_scope(
     .bind(template_id)
     .fetch_all(&mut *conn)
     .await?;
-    match users.iter().find(|p| !principal.can_access_property(p)) {
-        None => Ok(()),
-        Some(property) => Err(ApiError::PermissionDenied(format!(
-            "template {template_id} is used by a program at property {property}, outside the \
-             caller's scope; only a token covering every property that uses it may revise it"
-        ))),
-    }
+    principal.require_every_user(&users, &format!("template {template_id}"))
 }
 
 pub async fn publish_template(

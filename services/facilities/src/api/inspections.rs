@@ -93,6 +93,17 @@ pub async fn publish_checklist(
                 .execute(&mut *tx)
                 .await?;
             let owner = reachable_checklist(&mut tx, &principal, id).await?;
+            // A revision applies wherever the checklist is planned: a token for some
+            // properties may not change what others inspect with.
+            if !principal.covers_whole_chain() {
+                let users: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT property_id FROM plans WHERE checklist_id = $1 ORDER BY property_id",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                principal.require_every_user(&users, &format!("checklist {id}"))?;
+            }
             let chain = if owner.is_empty() { caller } else { &owner };
             (id, chain.to_string())
         }
@@ -333,7 +344,13 @@ pub async fn create_plan(
     }
     let mut conn = api.context.pool.begin().await?;
     tenancy::claim_property(&mut conn, &principal, &plan.property_id).await?;
-    // A checklist of another chain is not found; a shared one may be planned on.
+    // A checklist of another chain is not found; a shared one may be planned on. Its rows are
+    // held shared until the plan is stored, so a revision checking where the checklist is used
+    // (under its exclusive lock) sees this plan or comes after it.
+    sqlx::query("SELECT 1 FROM checklists WHERE checklist_id = $1 FOR SHARE")
+        .bind(checklist_id)
+        .execute(&mut *conn)
+        .await?;
     reachable_checklist(&mut conn, &principal, checklist_id).await?;
     if let Some(asset) = asset {
         require_of_property(&mut conn, asset, &plan.property_id, "plan.asset_id").await?;

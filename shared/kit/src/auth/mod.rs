@@ -202,6 +202,18 @@ impl Principal {
         }
     }
 
+    /// PERMISSION_DENIED unless the caller may act at every one of `users`: the properties where
+    /// `what` (a checklist, a template) is in use, so a change to it applies at all of them.
+    pub fn require_every_user(&self, users: &[String], what: &str) -> Result<(), ApiError> {
+        match users.iter().find(|p| !self.can_access_property(p)) {
+            None => Ok(()),
+            Some(property) => Err(ApiError::PermissionDenied(format!(
+                "{what} is in use at property {property}, outside the caller's scope; only a \
+                 token covering every property that uses it may revise it"
+            ))),
+        }
+    }
+
     /// PERMISSION_DENIED unless the caller belongs to `chain_id`.
     pub fn require_chain(&self, chain_id: &str) -> Result<(), ApiError> {
         if self.claims.chain == chain_id {
@@ -258,5 +270,44 @@ mod tests {
         let listed: PropertyScope = serde_json::from_str("[\"p1\",\"p2\"]").expect("parse");
         assert!(listed.contains("p2"));
         assert!(!listed.contains("p3"));
+    }
+
+    fn caller(props: PropertyScope) -> Principal {
+        Principal {
+            claims: Claims {
+                sub: "u1".into(),
+                role: Role::GeneralManager,
+                chain: "c1".into(),
+                props,
+                guest_id: None,
+                department: None,
+                iss: String::new(),
+                aud: String::new(),
+                iat: 0,
+                exp: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_shared_object_is_revised_only_by_a_caller_at_every_property_using_it() {
+        let users = vec!["lisbon".to_string(), "vienna".to_string()];
+        let vienna = caller(PropertyScope::Listed(vec!["vienna".into()]));
+        match vienna.require_every_user(&users, "checklist 7") {
+            Err(ApiError::PermissionDenied(message)) => {
+                assert!(message.contains("checklist 7"), "{message}");
+                assert!(message.contains("property lisbon"), "{message}");
+            }
+            other => panic!("expected PERMISSION_DENIED, got {other:?}"),
+        }
+        assert!(vienna
+            .require_every_user(&users[1..], "checklist 7")
+            .is_ok());
+        assert!(vienna.require_every_user(&[], "checklist 7").is_ok());
+        let both = caller(PropertyScope::Listed(users.clone()));
+        assert!(both.require_every_user(&users, "checklist 7").is_ok());
+        assert!(caller(PropertyScope::all())
+            .require_every_user(&users, "checklist 7")
+            .is_ok());
     }
 }
