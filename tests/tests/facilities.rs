@@ -166,6 +166,40 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     .await?;
     assert_eq!(linked.work_order_ids, vec![order.work_order_id.clone()]);
 
+    // An order from a complaint names it ...
+    let barcelona_token = TokenBuilder::new(Role::GeneralManager)
+        .properties(&["barcelona"])
+        .mint()?;
+    let mut barcelona =
+        FacilitiesServiceClient::new(facilities.channel_with_token(&barcelona_token).await?);
+    let from_complaint = |source_id: &str| pb::CreateWorkOrderRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        work_order: Some(pb::WorkOrder {
+            property_id: "barcelona".into(),
+            title: "Air conditioning".into(),
+            priority: pb::Priority::Normal as i32,
+            source: pb::WorkOrderSource::Complaint as i32,
+            source_id: source_id.into(),
+            ..Default::default()
+        }),
+    };
+    let unnamed = barcelona
+        .create_work_order(from_complaint(""))
+        .await
+        .expect_err("no complaint named");
+    assert_eq!(unnamed.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&unnamed), vec!["work_order.source_id"]);
+    // ... and one at another property naming Madrid's complaint neither links to it nor
+    // resolves it when done (the feed is in order, so by the time Madrid's own order resolves the
+    // complaint below, this one has been read).
+    let foreign = barcelona
+        .create_work_order(from_complaint(&filed.complaint_id))
+        .await?
+        .into_inner();
+    for step in [pb::WorkOrderAction::Start, pb::WorkOrderAction::Complete] {
+        act(&mut barcelona, &foreign.work_order_id, step, "").await?;
+    }
+
     // On hold (waiting for parts) pauses the fix clock: the deadline moves out.
     act(
         &mut fac,
@@ -224,6 +258,11 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     })
     .await?;
     assert!(resolved.resolve_time.is_some());
+    assert_eq!(
+        resolved.work_order_ids,
+        vec![order.work_order_id.clone()],
+        "Barcelona's order is not linked"
+    );
 
     // Replaying both feeds from the start changes nothing.
     let service_token = TokenBuilder::new(Role::Service).mint()?;
@@ -267,12 +306,16 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders")
         .fetch_one(&facilities_pool)
         .await?;
-    assert_eq!(orders, 1, "one work order per complaint");
-    let resolutions: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM complaint_timeline WHERE to_status = 'resolved'")
-            .fetch_one(&complaints_pool)
+    assert_eq!(orders, 2, "one work order per complaint, and Barcelona's");
+    let resolutions: Vec<String> =
+        sqlx::query_scalar("SELECT note FROM complaint_timeline WHERE to_status = 'resolved'")
+            .fetch_all(&complaints_pool)
             .await?;
-    assert_eq!(resolutions, 1, "resolved once");
+    assert_eq!(
+        resolutions,
+        vec![format!("work order {} completed", order.work_order_id)],
+        "resolved once, by Madrid's order"
+    );
     let links: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM complaint_timeline WHERE kind = 'work_order_linked'",
     )
@@ -1692,6 +1735,76 @@ async fn checklist_versions(
     .bind(id)
     .fetch_all(pool)
     .await?)
+}
+
+/// A checklist is revised only by a token covering every property that plans on it. Madrid's
+/// manager publishes a checklist, plans on it and revises it; once the chain's admin plans on it at
+/// Vienna, the manager's revision is PERMISSION_DENIED naming Vienna and adds no version, so
+/// Vienna's inspections keep their items. The chain's admin still revises it.
+#[tokio::test]
+async fn a_token_for_some_properties_revises_no_checklist_planned_beyond_them() -> anyhow::Result<()>
+{
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let mut madrid = client(&service).await?;
+    let mut admin = chain_admin(&service, guestloop_testkit::TEST_CHAIN).await?;
+    let pool = service.database.admin_pool().await?;
+
+    let id = madrid
+        .publish_checklist(room_check("", "Room check"))
+        .await?
+        .into_inner()
+        .checklist_id;
+    madrid.create_plan(daily_plan("madrid", &id)).await?;
+    let revised = madrid
+        .publish_checklist(room_check(&id, "Room check (madrid)"))
+        .await?
+        .into_inner();
+    assert_eq!(revised.version, 2, "its own property's checklist");
+
+    admin.create_plan(daily_plan("vienna", &id)).await?;
+    let refused = madrid
+        .publish_checklist(pb::PublishChecklistRequest {
+            checklist_id: id.clone(),
+            name: "Room check (no safety)".into(),
+            items: vec![pb::ChecklistItem {
+                code: "tv".into(),
+                text: "Television works".into(),
+                kind: pb::ItemKind::PassFail as i32,
+                tag: "operation".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect_err("vienna plans on it");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("property vienna"),
+        "{}",
+        refused.message()
+    );
+    let versions = checklist_versions(&pool, &id).await?;
+    assert_eq!(
+        versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        vec![1, 2],
+        "the refusal adds no version"
+    );
+
+    // Vienna inspects with version 2, the last one allowed.
+    assert!(schedule_days(&mut admin, "vienna", 0).await?.created >= 1);
+    let due: i32 = sqlx::query_scalar(
+        "SELECT max(i.checklist_version) FROM facilities.inspections i \
+         JOIN facilities.plans p ON p.plan_id = i.plan_id WHERE p.property_id = 'vienna'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(due, 2);
+
+    let by_admin = admin
+        .publish_checklist(room_check(&id, "Room check (chain)"))
+        .await?
+        .into_inner();
+    assert_eq!(by_admin.version, 3, "a whole-chain token revises it");
+    Ok(())
 }
 
 /// A checklist belongs to the chain that published it: to another chain, even one with a

@@ -43,6 +43,20 @@ impl EventHandler for WorkOrderEvents {
             Err(ApiError::NotFound { .. }) => return Ok(()),
             Err(other) => return Err(other),
         };
+        // Only an order at the complaint's own property (and of its chain) speaks for it: a
+        // work order anywhere else naming this complaint links and resolves nothing.
+        let chain = event.chain_id.as_str();
+        let foreign_chain = !chain.is_empty() && chain != "*" && chain != loaded.row.chain_id;
+        if order.property_id != loaded.row.property_id || foreign_chain {
+            tracing::warn!(
+                event_id = %event.event_id,
+                work_order_id = %order.work_order_id,
+                work_order_property = %order.property_id,
+                %complaint_id,
+                "work order names a complaint of another property or chain: ignored"
+            );
+            return Ok(());
+        }
         let at = now();
         let actor = "service:facilities";
         if event.event_type == "facilities.work_order.created" {

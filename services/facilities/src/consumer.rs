@@ -60,9 +60,10 @@ impl EventHandler for ComplaintEvents {
             return Ok(());
         }
         let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM work_orders WHERE source = 2 AND source_id = $1)",
+            "SELECT EXISTS (SELECT 1 FROM work_orders WHERE source = 2 AND source_id = $1 AND property_id = $2)",
         )
         .bind(&complaint.complaint_id)
+        .bind(&complaint.property_id)
         .fetch_one(&mut *conn)
         .await?;
         if exists {

@@ -45,11 +45,14 @@ pub struct WorkOrderRow {
     pub parts_minor: i64,
     pub repeat_escalated: bool,
     pub etag: Uuid,
+    /// When the clocks stopped short of the work being done: the current hold's start, or the
+    /// cancellation.
+    pub clocks_stopped_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "work_order_id, chain_id, property_id, asset_id, room, title, description, priority, source, source_id, status, \
     assignee, hold_reason, created_at, respond_due_at, fix_due_at, responded_at, done_at, labour_currency, labour_minor, \
-    parts_currency, parts_minor, repeat_escalated, etag";
+    parts_currency, parts_minor, repeat_escalated, etag, clocks_stopped_at";
 
 fn priority(value: i16) -> Priority {
     match value {
@@ -67,8 +70,11 @@ pub fn to_proto(row: &WorkOrderRow, now: DateTime<Utc>) -> pb::WorkOrder {
             minor_units: minor,
         })
     };
-    let respond_end = row.responded_at.unwrap_or(now);
-    let fix_end = row.done_at.unwrap_or(now);
+    // A clock ends when its step is done, or when the order is held or cancelled: the fix
+    // clock is paused while on hold (`fix_due_at` moves by the hold once work resumes), and a
+    // cancelled order owes nothing from its cancellation on.
+    let respond_end = row.responded_at.or(row.clocks_stopped_at).unwrap_or(now);
+    let fix_end = row.done_at.or(row.clocks_stopped_at).unwrap_or(now);
     pb::WorkOrder {
         work_order_id: row.work_order_id.to_string(),
         property_id: row.property_id.clone(),
@@ -233,6 +239,14 @@ pub async fn create(
             pb::WorkOrderSource::StaffReport
         }
     };
+    // One work order per complaint: an order from a complaint names it, or every such order
+    // would share the empty id.
+    if source == pb::WorkOrderSource::Complaint && source_id.is_empty() {
+        v.push(FieldViolation::new(
+            "work_order.source_id",
+            "is required for a work order from a complaint (the complaint's id)",
+        ));
+    }
     let asset_id = if order.asset_id.is_empty() {
         None
     } else {
@@ -467,6 +481,7 @@ pub async fn transition(
         _ => {}
     }
     row.status = to.as_str().to_string();
+    row.clocks_stopped_at = matches!(to, Status::OnHold | Status::Cancelled).then_some(now);
     // The fix clock excludes every stretch on hold, from the whole history.
     let history: Vec<(DateTime<Utc>, String)> = sqlx::query_as(
         "SELECT at, status FROM work_order_history WHERE work_order_id = $1 ORDER BY at",
@@ -497,7 +512,8 @@ pub async fn transition(
     row.etag = Uuid::now_v7();
     sqlx::query(
         "UPDATE work_orders SET status=$2, assignee=$3, hold_reason=$4, responded_at=$5, done_at=$6, labour_currency=$7, \
-         labour_minor=$8, parts_currency=$9, parts_minor=$10, repeat_escalated=$11, fix_due_at=$12, etag=$13 WHERE work_order_id=$1",
+         labour_minor=$8, parts_currency=$9, parts_minor=$10, repeat_escalated=$11, fix_due_at=$12, etag=$13, \
+         clocks_stopped_at=$14 WHERE work_order_id=$1",
     )
     .bind(id)
     .bind(&row.status)
@@ -512,6 +528,7 @@ pub async fn transition(
     .bind(row.repeat_escalated)
     .bind(row.fix_due_at)
     .bind(row.etag)
+    .bind(row.clocks_stopped_at)
     .execute(&mut *tx)
     .await?;
     let event_type = if to == Status::Done {
@@ -677,4 +694,92 @@ pub async fn list_room_statuses(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, hour, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    /// A life-safety order opened at 08:00: respond by 08:15, fix by 10:00.
+    fn order(status: &str) -> WorkOrderRow {
+        WorkOrderRow {
+            work_order_id: Uuid::nil(),
+            chain_id: "c".into(),
+            property_id: "p".into(),
+            asset_id: None,
+            room: "101".into(),
+            title: "Smoke detector".into(),
+            description: String::new(),
+            priority: 1,
+            source: 1,
+            source_id: String::new(),
+            status: status.into(),
+            assignee: String::new(),
+            hold_reason: String::new(),
+            created_at: at(8),
+            respond_due_at: at(8) + chrono::Duration::minutes(15),
+            fix_due_at: at(10),
+            responded_at: None,
+            done_at: None,
+            labour_currency: String::new(),
+            labour_minor: 0,
+            parts_currency: String::new(),
+            parts_minor: 0,
+            repeat_escalated: false,
+            etag: Uuid::nil(),
+            clocks_stopped_at: None,
+        }
+    }
+
+    fn flags(row: &WorkOrderRow, now: DateTime<Utc>) -> (bool, bool) {
+        let order = to_proto(row, now);
+        (order.respond_breached, order.fix_breached)
+    }
+
+    #[test]
+    fn open_clocks_run_until_their_step_is_done() {
+        let open = order("open");
+        assert_eq!(flags(&open, at(8)), (false, false));
+        assert_eq!(flags(&open, at(9)), (true, false));
+        assert_eq!(flags(&open, at(11)), (true, true));
+        let mut done = order("done");
+        done.responded_at = Some(at(8));
+        done.done_at = Some(at(9));
+        assert_eq!(flags(&done, at(23)), (false, false));
+    }
+
+    #[test]
+    fn a_hold_stops_the_fix_clock_where_it_stood() {
+        // Held at 09:00 waiting for parts, read three days later: not overdue.
+        let mut held = order("on_hold");
+        held.responded_at = Some(at(8));
+        held.clocks_stopped_at = Some(at(9));
+        assert_eq!(
+            flags(&held, at(9) + chrono::Duration::days(3)),
+            (false, false)
+        );
+        // Held only after the fix was due: the breach stands.
+        held.clocks_stopped_at = Some(at(11));
+        assert_eq!(
+            flags(&held, at(11) + chrono::Duration::days(3)),
+            (false, true)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_order_owes_nothing_after_its_cancellation() {
+        let mut cancelled = order("cancelled");
+        cancelled.clocks_stopped_at = Some(at(8) + chrono::Duration::minutes(5));
+        assert_eq!(flags(&cancelled, at(23)), (false, false));
+        // Cancelled after the response was due with nobody having responded: missed.
+        cancelled.clocks_stopped_at = Some(at(9));
+        assert_eq!(flags(&cancelled, at(23)), (true, false));
+    }
 }
