@@ -470,6 +470,36 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
         ),
         (
             pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    guest_id: "4111 1111 1111 1111".into(),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
+            "complaint.guest.guest_id",
+        ),
+        (
+            pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    guest_id: "G".repeat(5_000),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
+            "complaint.guest.guest_id",
+        ),
+        (
+            pb::Complaint {
+                guest: Some(pb::GuestRef {
+                    guest_id: "guest 1".into(),
+                    ..Default::default()
+                }),
+                ..noisy_room("paris")
+            },
+            "complaint.guest.guest_id",
+        ),
+        (
+            pb::Complaint {
                 description: "charged twice on 4111-1111-1111-1111 exp 12/29".into(),
                 ..noisy_room("paris")
             },
@@ -568,10 +598,80 @@ async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
         .expect_err("reused id");
     assert_eq!(refused.code(), Code::FailedPrecondition);
 
+    // The stored answer is the first caller's alone: the same agent now at Lyon only, or another
+    // agent at Paris, replaying the same request is refused and shown nothing.
+    for (mut other, code) in [
+        (
+            staff(&service, Role::Agent, &["lyon"]).await?,
+            Code::PermissionDenied,
+        ),
+        (
+            client(
+                &service,
+                TokenBuilder::new(Role::Agent)
+                    .subject("agent-2")
+                    .properties(&["paris"])
+                    .mint()?,
+            )
+            .await?,
+            Code::FailedPrecondition,
+        ),
+    ] {
+        let replayed = other
+            .create_complaint(request.clone())
+            .await
+            .expect_err("another caller's request id");
+        assert_eq!(replayed.code(), code, "{replayed:?}");
+        assert!(
+            !replayed.message().contains(&first.complaint_id),
+            "{}",
+            replayed.message()
+        );
+    }
+    // Nor does a guest get another guest's complaint by replaying their request: the guest id
+    // each guest files under comes from their token.
+    let guest = |id: &str| TokenBuilder::new(Role::Guest).guest(id).subject(id).mint();
+    let mut first_guest = client(&service, guest("guest-7")?).await?;
+    let mut second_guest = client(&service, guest("guest-8")?).await?;
+    let by_guest = pb::CreateComplaintRequest {
+        request_id: "app-7".into(),
+        complaint: Some(pb::Complaint {
+            guest: None,
+            channel: pb::Channel::App as i32,
+            ..noisy_room("paris")
+        }),
+    };
+    let own = first_guest
+        .create_complaint(by_guest.clone())
+        .await?
+        .into_inner();
+    let replayed = second_guest
+        .create_complaint(by_guest.clone())
+        .await
+        .expect_err("another guest's request id");
+    assert_eq!(replayed.code(), Code::FailedPrecondition, "{replayed:?}");
+    let again = first_guest.create_complaint(by_guest).await?.into_inner();
+    assert_eq!(
+        again.complaint_id, own.complaint_id,
+        "the guest's own retry"
+    );
+
     // A repeat: same guest, same category within 30 days.
     let repeat = file(&mut agent, noisy_room("paris")).await?;
     assert!(repeat.repeat_issue);
     assert_eq!(repeat.repeat_of_complaint_id, first.complaint_id);
+    // Another chain's guest-1 is another guest: no repeat, and nothing of this chain named.
+    let mut other_chain = client(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .chain("other-chain")
+            .properties(&["oslo"])
+            .mint()?,
+    )
+    .await?;
+    let theirs = file(&mut other_chain, noisy_room("oslo")).await?;
+    assert!(!theirs.repeat_issue);
+    assert_eq!(theirs.repeat_of_complaint_id, "");
     service.shutdown().await
 }
 
@@ -672,6 +772,65 @@ async fn categories_are_defined_per_chain_and_overridden_per_property() -> anyho
         .await
         .expect_err("not chain level");
     assert_eq!(denied.code(), Code::PermissionDenied);
+    service.shutdown().await
+}
+
+/// Points go to a loyalty member: on a complaint that names no guest id (a failure staff found,
+/// a walk-in known by name only) a points remedy is refused and nothing is stored; other
+/// remedies are offered as before.
+#[tokio::test]
+async fn points_are_offered_only_to_a_named_guest() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let walk_in = file(
+        &mut agent,
+        pb::Complaint {
+            guest: Some(pb::GuestRef {
+                name: "Walk-in guest".into(),
+                ..Default::default()
+            }),
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    let refused = agent
+        .propose_remedy(remedy_request(
+            &walk_in.complaint_id,
+            pb::RemedyKind::Points,
+            0,
+            500,
+        ))
+        .await
+        .expect_err("no member to credit");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let offered = agent
+        .propose_remedy(remedy_request(
+            &walk_in.complaint_id,
+            pb::RemedyKind::Voucher,
+            2_000,
+            0,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(offered.status, pb::RemedyStatus::Approved as i32);
+    let complaint = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: walk_in.complaint_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(complaint.compensation_points, 0);
+    let member = file(&mut agent, noisy_room("paris")).await?;
+    let granted = agent
+        .propose_remedy(remedy_request(
+            &member.complaint_id,
+            pb::RemedyKind::Points,
+            0,
+            500,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(granted.status, pb::RemedyStatus::Approved as i32);
     service.shutdown().await
 }
 

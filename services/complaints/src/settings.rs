@@ -62,8 +62,21 @@ pub fn default_limits() -> BTreeMap<Role, (Option<i64>, Option<i64>)> {
     ])
 }
 
+/// The longest SLA target a setting may name: a year, in minutes or in working days. Beyond it
+/// a deadline leaves the range of dates the clocks compute with.
+const MAX_TARGET_MINUTES: i32 = 525_600;
+const MAX_TARGET_WORKING_DAYS: i32 = 365;
+
 fn target(minutes: i32, working_days: i32, field: &str) -> Result<SlaTarget, FieldViolation> {
     match (minutes, working_days) {
+        (m, 0) if !(0..=MAX_TARGET_MINUTES).contains(&m) => Err(FieldViolation::new(
+            field,
+            format!("minutes must be between 1 and {MAX_TARGET_MINUTES} (a year)"),
+        )),
+        (0, d) if !(0..=MAX_TARGET_WORKING_DAYS).contains(&d) => Err(FieldViolation::new(
+            field,
+            format!("working_days must be between 1 and {MAX_TARGET_WORKING_DAYS}"),
+        )),
         (m, 0) if m > 0 => Ok(SlaTarget::WorkingTime(Duration::minutes(i64::from(m)))),
         (0, d) if d > 0 => Ok(SlaTarget::WorkingDays(d as u32)),
         _ => Err(FieldViolation::new(
@@ -294,11 +307,14 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         ));
     }
     let positive_or_default =
-        |value: i32, default: i64, field: &str, violations: &mut Vec<FieldViolation>| {
+        |value: i32, default: i64, max: i32, field: &str, violations: &mut Vec<FieldViolation>| {
             if value < 0 {
                 violations.push(FieldViolation::new(field, "must not be negative"));
             }
-            if value <= 0 {
+            if value > max {
+                violations.push(FieldViolation::new(field, format!("must be at most {max}")));
+            }
+            if value <= 0 || value > max {
                 default
             } else {
                 i64::from(value)
@@ -307,24 +323,28 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
     let follow_up_hours = positive_or_default(
         settings.follow_up_delay_hours,
         24,
+        8_760,
         "settings.follow_up_delay_hours",
         &mut violations,
     );
     let repeat_days = positive_or_default(
         settings.repeat_window_days,
         30,
+        3_650,
         "settings.repeat_window_days",
         &mut violations,
     );
     let hotspot_days = positive_or_default(
         settings.hotspot_window_days,
         30,
+        3_650,
         "settings.hotspot_window_days",
         &mut violations,
     );
     let hotspot_threshold = positive_or_default(
         settings.hotspot_threshold,
         3,
+        100_000,
         "settings.hotspot_threshold",
         &mut violations,
     );
@@ -413,6 +433,83 @@ mod tests {
             department: department.into(),
             always_open: true,
             ..Default::default()
+        }
+    }
+
+    fn violated(settings: &pb::PropertySettings) -> Vec<String> {
+        match effective(settings) {
+            Err(ApiError::InvalidArgument(v)) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected INVALID_ARGUMENT, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn targets_and_windows_beyond_what_clocks_can_count_are_refused() {
+        let defaults = default_settings("paris");
+        let year = pb::UrgencyTarget {
+            urgency: pb::Urgency::Low as i32,
+            minutes: 0,
+            working_days: 365,
+        };
+        let within = pb::PropertySettings {
+            urgency_targets: vec![year],
+            stage_targets: vec![pb::StageTarget {
+                stage: pb::Stage::Acknowledge as i32,
+                minutes: 525_600,
+                working_days: 0,
+            }],
+            repeat_window_days: 3_650,
+            hotspot_window_days: 3_650,
+            follow_up_delay_hours: 8_760,
+            ..defaults.clone()
+        };
+        assert!(effective(&within).is_ok());
+        let cases: Vec<(pb::PropertySettings, &str)> = vec![
+            (
+                pb::PropertySettings {
+                    urgency_targets: vec![pb::UrgencyTarget {
+                        working_days: 100_000_000,
+                        ..year
+                    }],
+                    ..defaults.clone()
+                },
+                "settings.urgency_targets[0]",
+            ),
+            (
+                pb::PropertySettings {
+                    stage_targets: vec![pb::StageTarget {
+                        stage: pb::Stage::Acknowledge as i32,
+                        minutes: i32::MAX,
+                        working_days: 0,
+                    }],
+                    ..defaults.clone()
+                },
+                "settings.stage_targets[0]",
+            ),
+            (
+                pb::PropertySettings {
+                    repeat_window_days: 100_000_000,
+                    ..defaults.clone()
+                },
+                "settings.repeat_window_days",
+            ),
+            (
+                pb::PropertySettings {
+                    hotspot_window_days: 3_651,
+                    ..defaults.clone()
+                },
+                "settings.hotspot_window_days",
+            ),
+            (
+                pb::PropertySettings {
+                    follow_up_delay_hours: i32::MAX,
+                    ..defaults.clone()
+                },
+                "settings.follow_up_delay_hours",
+            ),
+        ];
+        for (settings, field) in cases {
+            assert_eq!(violated(&settings), vec![field.to_string()], "{field}");
         }
     }
 

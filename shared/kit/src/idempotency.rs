@@ -1,10 +1,12 @@
 //! Idempotent creates by `request_id` (AIP-155).
 //!
-//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the caller's
-//! chain and the request. A concurrent duplicate blocks on the key until the first commits, then
-//! sees the stored response; a later replay gets the stored response; a different request under
-//! the same id, or the same request from another chain, is refused (a stored response is never
-//! handed to another chain). [`record`] stores the response before commit.
+//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the caller
+//! (chain and subject) and the request. A concurrent duplicate blocks on the key until the first
+//! commits, then sees the stored response; a later replay gets the stored response; a different
+//! request under the same id, or the same request from another caller, is refused: a stored
+//! response is only ever handed back to the caller it was made for, so another guest or a
+//! colleague outside the first caller's property scope cannot read it by replaying the request.
+//! [`record`] stores the response before commit.
 //!
 //! ```ignore
 //! let mut tx = pool.begin().await?;
@@ -45,17 +47,19 @@ pub fn check_request_id(request_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// The hash a request id is claimed with: the caller's chain, then the request.
-fn request_hash<R: Message>(chain: &str, request: &R) -> Vec<u8> {
+/// The hash a request id is claimed with: the caller's chain and subject, then the request.
+fn request_hash<R: Message>(chain: &str, subject: &str, request: &R) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(chain.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(subject.as_bytes());
     hasher.update([0u8]);
     hasher.update(request.encode_to_vec());
     hasher.finalize().to_vec()
 }
 
 /// Claims `request_id` for `method`, or returns the response stored by an earlier identical call
-/// of the caller's chain. With an empty `request_id` the call is not idempotent and this does
+/// of the same caller. With an empty `request_id` the call is not idempotent and this does
 /// nothing.
 pub async fn claim<R: Message, T: Message + Default>(
     conn: &mut PgConnection,
@@ -68,7 +72,7 @@ pub async fn claim<R: Message, T: Message + Default>(
         return Ok(None);
     }
     check_request_id(request_id)?;
-    let hash = request_hash(caller.chain_id(), request);
+    let hash = request_hash(caller.chain_id(), caller.subject(), request);
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -93,7 +97,7 @@ pub async fn claim<R: Message, T: Message + Default>(
         return Err(ApiError::failed_precondition(
             "REQUEST_ID_REUSED",
             format!("request_id/{request_id}"),
-            "request_id was already used for a different request; use a new request_id",
+            "request_id was already used for a different request or by another caller; use a new request_id",
         ));
     }
     let response = response.ok_or_else(|| {
@@ -135,23 +139,38 @@ mod tests {
     }
 
     #[test]
-    fn the_same_request_from_another_chain_hashes_differently() {
+    fn the_same_request_from_another_caller_hashes_differently() {
         let request = prost_types::Timestamp {
             seconds: 1,
             nanos: 2,
         };
-        assert_eq!(request_hash("a", &request), request_hash("a", &request));
-        assert_ne!(request_hash("a", &request), request_hash("b", &request));
-        // The separator keeps chain and request apart.
+        assert_eq!(
+            request_hash("a", "u1", &request),
+            request_hash("a", "u1", &request)
+        );
+        assert_ne!(
+            request_hash("a", "u1", &request),
+            request_hash("b", "u1", &request)
+        );
+        assert_ne!(
+            request_hash("a", "u1", &request),
+            request_hash("a", "u2", &request)
+        );
+        // The separators keep chain, subject and request apart.
+        assert_ne!(
+            request_hash("a", "u1", &request),
+            request_hash("au", "1", &request)
+        );
         assert_ne!(
             request_hash(
                 "a",
+                "",
                 &prost_types::Timestamp {
                     seconds: 0,
                     nanos: 0
                 }
             ),
-            request_hash("", &request)
+            request_hash("", "", &request)
         );
     }
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod embedded_pg;
 pub mod error;
 pub mod events;
+pub mod guest_id;
 pub mod idempotency;
 pub mod middleware;
 pub mod paging;

@@ -130,6 +130,10 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
             "a guest id, or the name of a non-member, is required",
         ));
     }
+    // A guest id is shaped as CRM takes it: bounded printable ASCII, never a card number.
+    if let Err(problem) = guestloop_kit::guest_id::guest_id_shape(&guest.guest_id) {
+        v.push(FieldViolation::new("complaint.guest.guest_id", problem));
+    }
     // What identifies a non-member: bounded, and never a card number (a phone field holds
     // digits and spaces, as a card number written in groups does).
     guest.name = text(&guest.name, "complaint.guest.name", 200, false, &mut v);
@@ -206,6 +210,9 @@ pub(super) struct Placed<'a> {
     /// `None` before the complaint is stored.
     pub complaint_id: Option<Uuid>,
     pub filed_at: chrono::DateTime<chrono::Utc>,
+    /// The chain the guest id belongs to: another chain's guest of the same id is not this
+    /// guest.
+    pub chain_id: &'a str,
     pub property_id: &'a str,
     pub guest_id: &'a str,
     pub room: &'a str,
@@ -228,6 +235,7 @@ pub(super) async fn repeat_and_hotspot(
     };
     let repeat_of = store::complaints::previous_for_guest(
         &mut *conn,
+        placed.chain_id,
         placed.guest_id,
         placed.category,
         window(settings.repeat_window),
@@ -264,6 +272,10 @@ pub async fn create(
     let tier = api.tiers.start(&new.guest.guest_id, principal.chain_id());
 
     let mut tx = api.context.pool.begin().await?;
+    // The first complaint at a property registers it under the caller's chain. The scope is
+    // checked before a stored answer is handed back, so a caller no longer at the property gets
+    // nothing by replaying.
+    tenancy::claim_property(&mut tx, &principal, &new.property_id).await?;
     if let Some(previous) = idempotency::claim::<_, pb::Complaint>(
         &mut tx,
         &principal,
@@ -275,8 +287,6 @@ pub async fn create(
     {
         return Ok(previous);
     }
-    // The first complaint at a property registers it under the caller's chain.
-    tenancy::claim_property(&mut tx, &principal, &new.property_id).await?;
     let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
     if let Some(violation) = category_violation(&settings, &new.category) {
         return Err(ApiError::InvalidArgument(vec![violation]));
@@ -288,6 +298,7 @@ pub async fn create(
         Placed {
             complaint_id: None,
             filed_at: now,
+            chain_id: principal.chain_id(),
             property_id: &new.property_id,
             guest_id: &new.guest.guest_id,
             room: &new.stay.room,

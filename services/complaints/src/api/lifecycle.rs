@@ -198,6 +198,7 @@ pub async fn update(
             super::intake::Placed {
                 complaint_id: Some(row.complaint_id),
                 filed_at: row.created_at,
+                chain_id: &row.chain_id,
                 property_id: &row.property_id,
                 guest_id: &row.guest_id,
                 room: &row.room,

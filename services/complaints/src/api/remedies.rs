@@ -176,6 +176,16 @@ pub async fn propose(
             format!("no remedies on a {} complaint", loaded.row.status),
         ));
     }
+    // Points are credited to the guest's loyalty account: with no guest id there is none, and
+    // an approved grant would count points nobody received.
+    if remedy.points > 0 && loaded.row.guest_id.is_empty() {
+        return Err(ApiError::failed_precondition(
+            "NO_LOYALTY_MEMBER",
+            format!("complaints/{}", loaded.row.complaint_id),
+            "points go to a loyalty member's account and this complaint names no guest id; \
+             name the guest first, or offer another remedy",
+        ));
+    }
     let total = plus(
         committed(&loaded.remedies),
         (amount.minor_units, remedy.points),

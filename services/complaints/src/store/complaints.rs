@@ -293,9 +293,11 @@ pub async fn save_clocks(
     Ok(())
 }
 
-/// The guest's latest complaint of the same category within the window, if any.
+/// The guest's latest complaint of the same category within the window, if any, in the
+/// guest's chain.
 pub async fn previous_for_guest(
     conn: &mut PgConnection,
+    chain_id: &str,
     guest_id: &str,
     category: &str,
     window: Window,
@@ -308,13 +310,14 @@ pub async fn previous_for_guest(
         // statements switch to one after a few calls) can still use it.
         "SELECT complaint_id FROM complaints WHERE guest_id = $1 AND guest_id <> '' AND category = $2 \
          AND created_at >= $3 AND created_at < $4 AND complaint_id IS DISTINCT FROM $5 AND status <> 'cancelled' \
-         ORDER BY created_at DESC LIMIT 1",
+         AND chain_id = $6 ORDER BY created_at DESC LIMIT 1",
     )
     .bind(guest_id)
     .bind(category)
     .bind(window.since)
     .bind(window.before)
     .bind(window.other_than)
+    .bind(chain_id)
     .fetch_optional(conn)
     .await?)
 }
