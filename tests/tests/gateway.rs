@@ -571,8 +571,8 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     assert!(quiet.missing.is_empty(), "{:?}", quiet.missing);
 
     // With facilities, audit and CRM down the scorecard still answers, and says what is missing.
-    facilities.shutdown().await?;
-    audit.shutdown().await?;
+    let (facilities_database, facilities_settings) = facilities.stop().await?;
+    let (audit_database, audit_settings) = audit.stop().await?;
     crm.shutdown().await?;
     // Within the configured age the same scope and period still carries CRM's summary, with
     // the time it was computed ...
@@ -639,6 +639,213 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         "{:?}",
         partial.missing
     );
+
+    // Facilities and audit come back on their addresses. The gateway gave up on them above and
+    // now pauses its retries to them, yet each read still asks once: the next scorecard has
+    // their parts again, without waiting out the pause.
+    let facilities = spawn_service_on(
+        &guestloop_facilities::DEFINITION,
+        facilities_settings,
+        Some(facilities_database),
+        ports[1],
+    )
+    .await?;
+    let audit = spawn_service_on(
+        &guestloop_audit::DEFINITION,
+        audit_settings,
+        Some(audit_database),
+        ports[3],
+    )
+    .await?;
+    let recovered = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(unseen),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(
+        !recovered
+            .missing
+            .iter()
+            .any(|m| m.starts_with("facilities") || m.starts_with("audit")),
+        "{:?}",
+        recovered.missing
+    );
+    assert!(
+        recovered.missing.iter().any(|m| m.starts_with("crm")),
+        "CRM is still down: {:?}",
+        recovered.missing
+    );
+    let contribution = |unit: &pb::ScoredUnit, kpi: &str| {
+        unit.components
+            .iter()
+            .find(|c| c.kpi == kpi)
+            .and_then(|c| c.contribution)
+    };
+    for kpi in ["work_order_attainment", "audit_score"] {
+        assert!(
+            recovered
+                .properties
+                .iter()
+                .any(|unit| contribution(unit, kpi).is_some()),
+            "{kpi} is scored again"
+        );
+    }
+    // The recovered parts are the backends' own figures for that period.
+    let (from, to) = (
+        unseen.start_time.map_or(0, |t| t.seconds),
+        unseen.end_time.map_or(0, |t| t.seconds),
+    );
+    let expected = expected_counts(
+        complaint_sums(&pool, from, to).await?,
+        &facilities.database.admin_pool().await?,
+        &audit.database.admin_pool().await?,
+        from,
+        to,
+    )
+    .await?;
+    let value = |unit: &pb::ScoredUnit, kpi: &str| {
+        unit.components
+            .iter()
+            .find(|c| c.kpi == kpi)
+            .and_then(|c| c.value)
+    };
+    for unit in &recovered.properties {
+        let counts = expected.get(&unit.key).copied().unwrap_or_default();
+        for kpi in ["work_order_attainment", "audit_score"] {
+            let (got, want) = (value(unit, kpi), counts.value(kpi));
+            assert!(
+                match (got, want) {
+                    (Some(got), Some(want)) => (got - want).abs() < 1e-9,
+                    (got, want) => got == want,
+                },
+                "{} {kpi}: {got:?} vs {want:?}",
+                unit.key
+            );
+        }
+    }
+    facilities.shutdown().await?;
+    audit.shutdown().await?;
     gateway.shutdown().await?;
     complaints.shutdown().await
+}
+
+fn weight(kpi: &str, weight: f64, target: f64, floor: f64) -> pb::ScoreWeight {
+    pb::ScoreWeight {
+        kpi: kpi.into(),
+        weight,
+        target,
+        floor,
+    }
+}
+
+/// Score weights belong to the whole chain: a token for some properties may read but not change
+/// them, bad sets are refused with the field named and change nothing, concurrent updates leave
+/// exactly one whole set, and one chain's weights are not another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn score_weights_are_the_whole_chains_and_change_one_set_at_a_time() -> anyhow::Result<()> {
+    use guestloop_kit::auth::PropertyScope;
+    let gateway = guestloop_testkit::spawn_service(&guestloop_gateway::DEFINITION).await?;
+    let as_manager = |scope: PropertyScope, chain: &str| {
+        TokenBuilder::new(Role::ChainQualityManager)
+            .chain(chain)
+            .scope(scope)
+            .mint()
+    };
+    let mut chain_wide = GatewayServiceClient::new(
+        gateway
+            .channel_with_token(&as_manager(PropertyScope::all(), "chain-a")?)
+            .await?,
+    );
+    let mut one_property = GatewayServiceClient::new(
+        gateway
+            .channel_with_token(&as_manager(
+                PropertyScope::Listed(vec!["vienna".into()]),
+                "chain-a",
+            )?)
+            .await?,
+    );
+    let mut other_chain = GatewayServiceClient::new(
+        gateway
+            .channel_with_token(&as_manager(PropertyScope::all(), "chain-b")?)
+            .await?,
+    );
+    let read = |mut client: GatewayServiceClient<_>| async move {
+        anyhow::Ok(
+            client
+                .get_score_weights(pb::GetScoreWeightsRequest {})
+                .await?
+                .into_inner()
+                .weights,
+        )
+    };
+    let defaults = read(chain_wide.clone()).await?;
+    assert_eq!(defaults.len(), default_weights().len());
+
+    let csat_only = vec![weight("csat_mean", 1.0, 4.5, 2.0)];
+    let refused = one_property
+        .update_score_weights(pb::UpdateScoreWeightsRequest {
+            weights: csat_only.clone(),
+        })
+        .await
+        .expect_err("a token for one property");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let bad = chain_wide
+        .update_score_weights(pb::UpdateScoreWeightsRequest {
+            weights: vec![weight("csat_mean", 0.5, 4.5, 2.0)],
+        })
+        .await
+        .expect_err("weights summing to 0.5");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert_eq!(guestloop_testkit::violated_fields(&bad), vec!["weights"]);
+    assert_eq!(read(chain_wide.clone()).await?, defaults, "nothing changed");
+    // The scoped token still reads the chain's weights.
+    assert_eq!(read(one_property.clone()).await?, defaults);
+
+    // Disjoint sets sent at once: the chain ends with one of them whole.
+    let sets: Vec<Vec<pb::ScoreWeight>> = vec![
+        csat_only.clone(),
+        vec![weight("nps", 1.0, 50.0, -20.0)],
+        vec![
+            weight("sla_attainment", 0.5, 0.95, 0.5),
+            weight("fcr_rate", 0.5, 0.8, 0.3),
+        ],
+        vec![weight("repeat_rate", 1.0, 0.02, 0.2)],
+    ];
+    let mut updates = Vec::new();
+    for _ in 0..4 {
+        for set in &sets {
+            let mut client = chain_wide.clone();
+            let set = set.clone();
+            updates.push(tokio::spawn(async move {
+                client
+                    .update_score_weights(pb::UpdateScoreWeightsRequest { weights: set })
+                    .await
+                    .map(|r| r.into_inner())
+            }));
+        }
+    }
+    for update in updates {
+        update.await??;
+    }
+    let mut stored = read(chain_wide.clone()).await?;
+    stored.sort_by(|a, b| a.kpi.cmp(&b.kpi));
+    assert!(
+        sets.iter().any(|set| {
+            let mut set = set.clone();
+            set.sort_by(|a, b| a.kpi.cmp(&b.kpi));
+            set == stored
+        }),
+        "one whole set: {stored:?}"
+    );
+    assert_eq!(
+        read(other_chain.clone()).await?,
+        defaults,
+        "another chain keeps its own"
+    );
+    let _ = other_chain
+        .update_score_weights(pb::UpdateScoreWeightsRequest { weights: csat_only })
+        .await?;
+    gateway.shutdown().await
 }

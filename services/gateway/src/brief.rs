@@ -172,20 +172,31 @@ async fn room_facts(
         .as_caller("facilities", token)
         .map_err(|e| format!("facilities: {e}"))?;
     let client = FacilitiesServiceClient::new(channel);
-    let open_orders = facilities::ListWorkOrdersRequest {
-        property_id: property_id.to_string(),
-        open_only: true,
-        page_size: 1000,
-        ..Default::default()
-    };
-    let orders = backends
-        .reads
-        .read("facilities", &client, &open_orders, |mut c, r| async move {
-            c.list_work_orders(r).await
-        })
-        .await
-        .map_err(|s| why("facilities", &s))?
-        .work_orders;
+    // Every open order, page by page: a room whose order sorts past the first page still
+    // raises its alert.
+    let mut orders = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let open_orders = facilities::ListWorkOrdersRequest {
+            property_id: property_id.to_string(),
+            open_only: true,
+            page_size: 1000,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = backends
+            .reads
+            .read("facilities", &client, &open_orders, |mut c, r| async move {
+                c.list_work_orders(r).await
+            })
+            .await
+            .map_err(|s| why("facilities", &s))?;
+        orders.extend(page.work_orders);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     let unavailable_rooms = facilities::ListRoomStatusesRequest {
         property_id: property_id.to_string(),
         rooms: Vec::new(),

@@ -125,6 +125,8 @@ impl GatewayService for Api {
         request: Request<pb::UpdateScoreWeightsRequest>,
     ) -> Result<Response<pb::ScoreWeights>, Status> {
         let principal = guestloop_kit::auth::principal(&request)?.clone();
+        // The weights score every property of the chain.
+        principal.require_whole_chain("the composite score's weights")?;
         let weights: Vec<crate::sqs::Weight> = request
             .into_inner()
             .weights
@@ -143,6 +145,15 @@ impl GatewayService for Api {
             .begin()
             .await
             .map_err(guestloop_kit::ApiError::from)?;
+        // Updates of one chain's weights take turns, so two at once leave one whole set (the
+        // later), never a mix of both or a duplicate-key failure.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('gateway.score_weights:' || $1, 0))",
+        )
+        .bind(principal.chain_id())
+        .execute(&mut *tx)
+        .await
+        .map_err(guestloop_kit::ApiError::from)?;
         sqlx::query("DELETE FROM score_weights WHERE chain_id = $1")
             .bind(principal.chain_id())
             .execute(&mut *tx)

@@ -153,6 +153,13 @@ impl TestService {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.service.shutdown().await
     }
+
+    /// Stops the service and hands back its database and settings, so the same service can be
+    /// started again on the same port (a restarted backend).
+    pub async fn stop(self) -> anyhow::Result<(TestDatabase, Settings)> {
+        self.service.shutdown().await?;
+        Ok((self.database, Settings::clone(&self.settings)))
+    }
 }
 
 /// The fields an INVALID_ARGUMENT status names in its `BadRequest` detail, in order.
