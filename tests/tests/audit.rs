@@ -254,6 +254,25 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         .await
         .expect_err("unanswered items");
     assert_eq!(missing.code(), Code::InvalidArgument);
+    // A standard answered twice, or a staff member named twice, is refused with the answer
+    // named; the audit stays open.
+    let doubled = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[1].0.clone(),
+            answers: vec![
+                answer("greet_within_3m", pb::AnswerKind::Fail, 0.0, 0, &["s1"]),
+                answer("greet_within_3m", pb::AnswerKind::Pass, 0.0, 0, &["s2"]),
+                answer("phone_rings", pb::AnswerKind::NotApplicable, 0.0, 0, &[]),
+                answer("warmth", pb::AnswerKind::Rating, 0.0, 3, &["s3", "s3"]),
+            ],
+        })
+        .await
+        .expect_err("answered twice");
+    assert_eq!(doubled.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&doubled),
+        vec!["answers[1].standard_code", "answers[3].staff_ids[1]"]
+    );
 
     let second = client
         .submit_audit(pb::SubmitAuditRequest {

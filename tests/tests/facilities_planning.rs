@@ -392,6 +392,26 @@ async fn kpis_forecast_and_cost_per_occupied_room_night() -> anyhow::Result<()> 
     )
     .await?;
     create_asset(&mut manager, "sofa", pb::AssetCategory::Furniture, "", 0, 0).await?;
+    // Hours typed into the years field would put the forecast beyond any date: refused, with
+    // the field named, and no asset stored to break the forecast.
+    let hours = create_asset(
+        &mut manager,
+        "boiler",
+        pb::AssetCategory::Hvac,
+        &format!("{}-01-15", year - 2),
+        300_000,
+        0,
+    )
+    .await
+    .expect_err("an expected life of 300,000 years");
+    let status = hours
+        .downcast_ref::<tonic::Status>()
+        .ok_or_else(|| anyhow::anyhow!("{hours}"))?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        guestloop_testkit::violated_fields(status),
+        vec!["asset.expected_life_years"]
+    );
 
     // Three corrective work orders on the air conditioners, one on the lift; three completed.
     let first = work_order(

@@ -389,12 +389,33 @@ fn check_mystery_guest_submitter(auditor_id: &str, submitter: &str, id: Uuid) ->
 }
 
 /// The answers as kept: their free text (evidence, standard codes, staff ids) checked and
-/// trimmed. Every answer is kept with the audit, those for items the template lacks too.
+/// trimmed. Every answer is kept with the audit, those for items the template lacks too. A
+/// standard is answered once and names each staff member once: a second answer would be
+/// ignored by the score yet count in staff scores, and a repeated staff id would double that
+/// person's weight.
 fn checked_answers(answers: Vec<pb::Answer>, v: &mut Vec<FieldViolation>) -> Vec<pb::Answer> {
+    let mut answered = std::collections::HashSet::new();
     answers
         .into_iter()
         .enumerate()
         .map(|(i, mut answer)| {
+            if !answer.standard_code.trim().is_empty()
+                && !answered.insert(answer.standard_code.trim().to_string())
+            {
+                v.push(FieldViolation::new(
+                    format!("answers[{i}].standard_code"),
+                    format!("`{}` is answered twice", answer.standard_code.trim()),
+                ));
+            }
+            let mut named = std::collections::HashSet::new();
+            for (j, staff) in answer.staff_ids.iter().enumerate() {
+                if !named.insert(staff.trim().to_string()) {
+                    v.push(FieldViolation::new(
+                        format!("answers[{i}].staff_ids[{j}]"),
+                        format!("`{}` is named twice", staff.trim()),
+                    ));
+                }
+            }
             answer.standard_code = free_text(
                 &answer.standard_code,
                 &format!("answers[{i}].standard_code"),

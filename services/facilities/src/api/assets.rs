@@ -32,6 +32,10 @@ pub struct AssetRow {
     pub replacement_flagged: bool,
 }
 
+/// The longest expected life an asset may have: a building's structure lasts about this long,
+/// and the replacement forecast adds it to the install date.
+const MAX_LIFE_YEARS: i32 = 150;
+
 const COLUMNS: &str = "asset_id, property_id, name, category, building, floor, room, install_date, expected_life_years, \
     vendor, warranty_end, replacement_currency, replacement_minor, status, meter_hours, meter_cycles, replacement_flagged";
 
@@ -161,10 +165,10 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
             "must not be negative",
         ));
     }
-    if asset.expected_life_years < 0 {
+    if !(0..=MAX_LIFE_YEARS).contains(&asset.expected_life_years) {
         v.push(FieldViolation::new(
             "asset.expected_life_years",
-            "must not be negative",
+            format!("must be between 0 (unknown) and {MAX_LIFE_YEARS} years"),
         ));
     }
     if !v.is_empty() {
