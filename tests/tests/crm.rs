@@ -456,6 +456,17 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(found.guest_ids, vec![second.guest_id.clone()]);
+    // The survivor's account has a posting of its own, before the duplicate's.
+    admin
+        .post_points(pb::PostPointsRequest {
+            request_id: "m-0".into(),
+            guest_id: first.guest_id.clone(),
+            kind: pb::EntryKind::Earn as i32,
+            points: 50,
+            debit: false,
+            reason: String::new(),
+        })
+        .await?;
     admin
         .post_points(pb::PostPointsRequest {
             request_id: "m-1".into(),
@@ -550,9 +561,24 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     );
     assert_eq!(
         merged.points_balance,
-        700 + 300,
-        "700 posted + 3 nights × 100 earned, moved over"
+        50 + 700 + 300,
+        "the survivor's 50, and the duplicate's 700 posted + 3 nights × 100 earned, moved over"
     );
+    // The merged ledger reads as one account's: each running balance is the one before it plus
+    // its points, ending at the balance.
+    let running: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT points, balance_after FROM crm.ledger WHERE guest_id = $1 ORDER BY entry_id",
+    )
+    .bind(&first.guest_id)
+    .fetch_all(&care_pool)
+    .await?;
+    assert!(running.len() >= 2, "both ledgers: {running:?}");
+    let mut balance = 0;
+    for (points, after) in &running {
+        balance += points;
+        assert_eq!(*after, balance, "{running:?}");
+    }
+    assert_eq!(balance, merged.points_balance);
     let redirected = admin
         .get_guest(pb::GetGuestRequest {
             guest_id: second.guest_id.clone(),
@@ -573,7 +599,7 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         .into_inner();
     let document: serde_json::Value = serde_json::from_str(&export.json)?;
     assert_eq!(document["stays"].as_array().map(Vec::len), Some(1));
-    assert_eq!(document["ledger"].as_array().map(Vec::len), Some(2));
+    assert_eq!(document["ledger"].as_array().map(Vec::len), Some(3));
     assert_eq!(document["guest"][0]["family_name"], "Rossi");
     assert_eq!(
         document["care_tasks"][0]["outcome"], "Maria Rossi loved the cake",
@@ -663,7 +689,7 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
     .fetch_one(&pool)
     .await?;
     assert_eq!(
-        ledger_total, 1_000,
+        ledger_total, 1_050,
         "the ledger keeps its amounts under the pseudonym"
     );
     let gone = admin
@@ -3816,7 +3842,14 @@ async fn pms_corrections_move_the_points_a_stay_earned() -> anyhow::Result<()> {
     // An erased guest's stay corrected by a PMS that still knows the original id: the stay
     // stays with the pseudonym, and the original id gets no account back.
     let cy = create(&mut admin, guest("Cy", "Gone", "cy@example.com", "")).await?;
-    feed(vec![stay("S5", &cy.guest_id, "2026-03-04", "", CheckedOut)]).await?;
+    feed(vec![stay(
+        "S5",
+        &cy.guest_id,
+        "2026-03-04",
+        "214",
+        CheckedOut,
+    )])
+    .await?;
     let erased = admin
         .erase_guest(pb::EraseGuestRequest {
             guest_id: cy.guest_id.clone(),
@@ -3824,13 +3857,34 @@ async fn pms_corrections_move_the_points_a_stay_earned() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    feed(vec![stay("S5", &cy.guest_id, "2026-03-03", "", CheckedOut)]).await?;
-    let (holder, nights): (String, i32) = sqlx::query_as(
-        "SELECT guest_id, earned_nights FROM crm.stays WHERE pms_reservation_id = 'S5'",
+    feed(vec![stay(
+        "S5",
+        &cy.guest_id,
+        "2026-03-03",
+        "214",
+        CheckedOut,
+    )])
+    .await?;
+    let (holder, nights, room): (String, i32, String) = sqlx::query_as(
+        "SELECT guest_id, earned_nights, room FROM crm.stays WHERE pms_reservation_id = 'S5'",
     )
     .fetch_one(&pool)
     .await?;
-    assert_eq!((holder.as_str(), nights), (erased.guest_id.as_str(), 2));
+    assert_eq!(
+        (holder.as_str(), nights, room.as_str()),
+        (erased.guest_id.as_str(), 2, ""),
+        "the room erasure blanked stays blank"
+    );
+    // The same stay sent again is no change.
+    let resent = feed(vec![stay(
+        "S5",
+        &cy.guest_id,
+        "2026-03-03",
+        "214",
+        CheckedOut,
+    )])
+    .await?;
+    assert_eq!(resent.unchanged, 1);
     assert_eq!(
         balance_and_ledger(&pool, &erased.guest_id).await?,
         (200, 200)

@@ -531,6 +531,17 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         .execute(&mut *tx)
         .await?;
     }
+    // The two ledgers are now one, in posting order: each entry's running balance is
+    // recomputed over it, so the statement reads as one account's and ends at the summed
+    // balance. (Each ledger's running sums are never negative, so neither are their sums.)
+    sqlx::query(
+        "UPDATE ledger l SET balance_after = r.running FROM ( \
+             SELECT entry_id, sum(points) OVER (ORDER BY entry_id) AS running FROM ledger WHERE guest_id = $1 \
+         ) r WHERE l.entry_id = r.entry_id AND l.guest_id = $1 AND l.balance_after <> r.running",
+    )
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
     super::store::open_account(&mut tx, to).await?;
     sqlx::query(
         "UPDATE loyalty_accounts a SET balance = a.balance + d.balance, lifetime_earned = a.lifetime_earned + d.lifetime_earned, \

@@ -61,6 +61,11 @@ struct Row {
     modified: Option<DateTime<Utc>>,
 }
 
+/// The most a stay's rate or spend may be, in minor units (ten billion in the currency's main
+/// unit). Spend is summed over a guest's stays for tiers and customer value, and earns points:
+/// an amount no stay reaches would overflow those sums.
+pub const MAX_STAY_MINOR_UNITS: i64 = 1_000_000_000_000;
+
 /// The longest property id a stay may name (guest ids: [`guest_id_shape`]).
 const MAX_ID_CHARS: usize = 100;
 /// The longest room a stay may name.
@@ -165,6 +170,13 @@ fn validate(stays: Vec<pb::Stay>, now: DateTime<Utc>) -> Result<Vec<Row>, Vec<Fi
                 v.push(FieldViolation::new(
                     field(&format!("{name}.minor_units")),
                     "must not be negative",
+                ));
+            } else if money.minor_units > MAX_STAY_MINOR_UNITS {
+                v.push(FieldViolation::new(
+                    field(&format!("{name}.minor_units")),
+                    format!(
+                        "must be at most {MAX_STAY_MINOR_UNITS} (a stay's rate or spend, in minor units)"
+                    ),
                 ));
             }
             match currency(&money.currency_code, money.minor_units) {
@@ -342,13 +354,13 @@ pub async fn upsert(
                 $15::timestamptz[]) \
               AS u(p, r, g, a, d, rm, rc, rmi, sc, smi, st, pts, ern, ers, m) \
          ON CONFLICT (property_id, pms_reservation_id) DO UPDATE SET guest_id = {GUEST_KEPT}, \
-         arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = EXCLUDED.room, \
+         arrival_date = EXCLUDED.arrival_date, departure_date = EXCLUDED.departure_date, room = {ROOM_KEPT}, \
          rate_currency = EXCLUDED.rate_currency, rate_minor = EXCLUDED.rate_minor, spend_currency = EXCLUDED.spend_currency, \
          spend_minor = EXCLUDED.spend_minor, status = EXCLUDED.status, \
          pms_modified_at = coalesce(EXCLUDED.pms_modified_at, stays.pms_modified_at), updated_at = now() \
          WHERE (stays.guest_id, stays.arrival_date, stays.departure_date, stays.room, stays.rate_currency, stays.rate_minor, \
                 stays.spend_currency, stays.spend_minor, stays.status, stays.pms_modified_at) \
-         IS DISTINCT FROM ({GUEST_KEPT}, EXCLUDED.arrival_date, EXCLUDED.departure_date, EXCLUDED.room, \
+         IS DISTINCT FROM ({GUEST_KEPT}, EXCLUDED.arrival_date, EXCLUDED.departure_date, {ROOM_KEPT}, \
                 EXCLUDED.rate_currency, EXCLUDED.rate_minor, EXCLUDED.spend_currency, EXCLUDED.spend_minor, EXCLUDED.status, \
                 coalesce(EXCLUDED.pms_modified_at, stays.pms_modified_at)) \
            AND (EXCLUDED.pms_modified_at < stays.pms_modified_at) IS NOT TRUE \
@@ -522,6 +534,13 @@ async fn settle_care_of_corrected(
 const GUEST_KEPT: &str =
     "CASE WHEN EXISTS (SELECT 1 FROM guests e WHERE e.guest_id = stays.guest_id AND e.erased) \
      THEN stays.guest_id ELSE EXCLUDED.guest_id END";
+
+/// The room a written stay keeps: the feed's, except on an erased guest's stay, whose room
+/// erasure blanked (with the guest kept as in [`GUEST_KEPT`], a resend would otherwise put it
+/// back). The feed's own guest (the common case) is decided first, without a lookup.
+const ROOM_KEPT: &str = "CASE WHEN stays.guest_id = EXCLUDED.guest_id THEN EXCLUDED.room \
+     WHEN EXISTS (SELECT 1 FROM guests e WHERE e.guest_id = stays.guest_id AND e.erased) THEN stays.room \
+     ELSE EXCLUDED.room END";
 
 /// A stay the upsert wrote: whether it is new, and what it had credited before (the upsert
 /// never changes those columns; new stays return what they were inserted with).
@@ -1259,6 +1278,34 @@ mod tests {
                 "stays[0].rate.minor_units",
                 "stays[0].spend.currency_code"
             ]
+        );
+    }
+
+    #[test]
+    fn amounts_no_stay_reaches_are_refused() {
+        let today = noon(2026, 12, 7);
+        let money = |minor_units| {
+            Some(guestloop_proto::common::v1::Money {
+                currency_code: "EUR".into(),
+                minor_units,
+            })
+        };
+        let priced = |rate, spend| pb::Stay {
+            rate: money(rate),
+            spend: money(spend),
+            ..stay(pb::StayStatus::CheckedOut, "2026-12-01", "2026-12-03")
+        };
+        assert!(fields(validate(
+            vec![priced(MAX_STAY_MINOR_UNITS, MAX_STAY_MINOR_UNITS)],
+            today
+        ))
+        .is_empty());
+        assert_eq!(
+            fields(validate(
+                vec![priced(MAX_STAY_MINOR_UNITS + 1, 9_000_000_000_000_000_000)],
+                today
+            )),
+            ["stays[0].rate.minor_units", "stays[0].spend.minor_units"]
         );
     }
 
