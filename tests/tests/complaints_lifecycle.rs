@@ -448,6 +448,13 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> anyh
         ),
         (
             pb::Complaint {
+                property_id: "chain:other-chain".into(),
+                ..noisy_room("paris")
+            },
+            "complaint.property_id",
+        ),
+        (
+            pb::Complaint {
                 guest: Some(pb::GuestRef {
                     email: "not-an-email".into(),
                     name: "X".into(),

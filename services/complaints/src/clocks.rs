@@ -130,8 +130,10 @@ pub struct FinishedCycle {
 }
 
 /// Applies a status change to the clocks: stops completed stages, restarts the answer and
-/// resolution clocks on reopen (returning the outcomes of the cycles that ended, to keep), drops
-/// running clocks on cancel.
+/// resolution clocks on reopen (returning the outcomes of the cycles that ended, to keep). On
+/// cancel a running clock still within its deadline is dropped (a withdrawn complaint owes
+/// nothing more), while one already past it is stopped and kept: a commitment missed before the
+/// cancellation stays missed.
 pub fn on_status_change(
     clocks: &mut Vec<ClockRow>,
     to_status: &str,
@@ -139,7 +141,12 @@ pub fn on_status_change(
 ) -> Vec<FinishedCycle> {
     let mut finished = Vec::new();
     match to_status {
-        "cancelled" => clocks.retain(|c| c.stopped_at.is_some()),
+        "cancelled" => {
+            clocks.retain(|c| c.stopped_at.is_some() || c.breached_at.is_some() || c.due_at < now);
+            for clock in clocks.iter_mut().filter(|c| c.stopped_at.is_none()) {
+                clock.stopped_at = Some(now);
+            }
+        }
         "reopened" => {
             for clock in clocks.iter_mut() {
                 if matches!(
@@ -317,6 +324,41 @@ mod tests {
         on_status_change(&mut clocks, "resolved", now + Duration::hours(1));
         retarget_resolution(&mut clocks, &settings, pb::Urgency::Critical);
         assert_eq!(resolution(&clocks), Some((0, 3)));
+    }
+
+    #[test]
+    fn a_cancellation_keeps_the_deadlines_already_missed() {
+        let start = Utc::now() - Duration::hours(3);
+        let clock = |stage: pb::Stage, due_hours: i64, stopped: bool, breached: bool| ClockRow {
+            stage: stage as i16,
+            target_minutes: 60,
+            target_days: 0,
+            started_at: start,
+            stopped_at: stopped.then(|| start + Duration::minutes(10)),
+            due_at: start + Duration::hours(due_hours),
+            breached_at: breached.then(|| start + Duration::hours(due_hours)),
+            at_risk_at: None,
+        };
+        let mut clocks = vec![
+            clock(pb::Stage::Acknowledge, 1, true, false),
+            clock(pb::Stage::FirstInvestigation, 2, false, true),
+            clock(pb::Stage::RemedyPlan, 2, false, false),
+            clock(pb::Stage::AnswerToGuest, 24, false, false),
+            clock(pb::Stage::Resolution, 48, false, false),
+        ];
+        let now = start + Duration::hours(3);
+        assert!(on_status_change(&mut clocks, "cancelled", now).is_empty());
+        let kept: Vec<(pb::Stage, Option<DateTime<Utc>>)> =
+            clocks.iter().map(|c| (stage_of(c), c.stopped_at)).collect();
+        assert_eq!(
+            kept,
+            vec![
+                (pb::Stage::Acknowledge, Some(start + Duration::minutes(10))),
+                (pb::Stage::FirstInvestigation, Some(now)),
+                (pb::Stage::RemedyPlan, Some(now)),
+            ],
+            "met and missed stay; the clocks still within their deadline go"
+        );
     }
 
     #[test]

@@ -50,6 +50,14 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
         true,
         &mut v,
     );
+    // `chain:<id>` names a chain's default settings, never a property: a complaint filed there
+    // would take on that chain's settings.
+    if property_id.starts_with(crate::store::settings::CHAIN_KEY_PREFIX) {
+        v.push(FieldViolation::new(
+            "complaint.property_id",
+            "must not start with `chain:`, which names a chain's default settings",
+        ));
+    }
     let channel = required_enum::<pb::Channel>(complaint.channel, "complaint.channel", &mut v);
     let urgency =
         optional_enum::<pb::Urgency>(complaint.urgency, "complaint.urgency", &mut v).map(|u| {

@@ -10,9 +10,12 @@ use uuid::Uuid;
 
 use crate::settings::default_settings;
 
+/// The prefix of the keys chains' defaults are stored under: no property id starts with it.
+pub const CHAIN_KEY_PREFIX: &str = "chain:";
+
 /// The key under which a chain's defaults are stored.
 pub fn chain_key(chain_id: &str) -> String {
-    format!("chain:{chain_id}")
+    format!("{CHAIN_KEY_PREFIX}{chain_id}")
 }
 
 async fn stored(conn: &mut PgConnection, key: &str) -> ApiResult<Option<PropertySettings>> {
