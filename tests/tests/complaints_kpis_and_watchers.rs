@@ -182,6 +182,34 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         .into_inner();
     assert_eq!(totals_only.counts, kpis.counts);
     assert_eq!(totals_only.by_property, kpis.by_property);
+    // Asked for the whole chain, a property the chain has had complaints at but none in the
+    // period still has its row, of zeros.
+    sqlx::query("INSERT INTO known_properties VALUES ('kpi-quiet', 'chain-test')")
+        .execute(&pool)
+        .await?;
+    let chain_wide = client
+        .get_complaint_kpis(pb::GetComplaintKpisRequest {
+            property_ids: vec![],
+            totals_only: true,
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    let rows: Vec<(String, i64)> = chain_wide
+        .by_property
+        .iter()
+        .map(|b| {
+            (
+                b.key.clone(),
+                b.counts.as_ref().map_or(-1, |c| c.complaints),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("kpi-p".to_string(), 3), ("kpi-quiet".to_string(), 0)]
+    );
+    assert_eq!(chain_wide.counts, kpis.counts, "the zeros change no total");
     assert!(
         totals_only.by_category.is_empty()
             && totals_only.by_channel.is_empty()

@@ -161,7 +161,30 @@ pub async fn get(
     let single_currency = (distinct.len() == 1)
         .then(|| distinct.iter().next().map(|s| s.as_str()))
         .flatten();
-    Ok(assemble(&groups, &currencies, single_currency))
+    let mut kpis = assemble(&groups, &currencies, single_currency);
+    with_every_property(&mut kpis, &properties, &currencies);
+    Ok(kpis)
+}
+
+/// Adds a row of zeros for each of `properties` the data had no complaints for in the period,
+/// keeping the rows in property order: a league table or roll-up built from the rows keeps
+/// every property of the scope, not only those with complaints.
+fn with_every_property(
+    kpis: &mut pb::ComplaintKpis,
+    properties: &[String],
+    currencies: &BTreeMap<String, String>,
+) {
+    let present: std::collections::BTreeSet<String> =
+        kpis.by_property.iter().map(|b| b.key.clone()).collect();
+    for property in properties.iter().filter(|p| !present.contains(*p)) {
+        let zero = counts(&[], currencies.get(property).map(String::as_str));
+        kpis.by_property.push(pb::KpiBreakdown {
+            key: property.clone(),
+            values: Some(zero.values()),
+            counts: Some(zero),
+        });
+    }
+    kpis.by_property.sort_by(|a, b| a.key.cmp(&b.key));
 }
 
 /// Builds the response from grouped sums.
@@ -215,4 +238,49 @@ pub fn assemble(
         out.counts = Some(empty);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_property_of_the_request_has_its_row() {
+        let row = |key: &str, complaints: i64| {
+            let mut counts = counts(&[], Some("EUR"));
+            counts.complaints = complaints;
+            pb::KpiBreakdown {
+                key: key.into(),
+                values: Some(counts.values()),
+                counts: Some(counts),
+            }
+        };
+        let mut kpis = pb::ComplaintKpis {
+            by_property: vec![row("lisbon", 4), row("vienna", 2)],
+            ..Default::default()
+        };
+        let currencies = BTreeMap::from([("madrid".to_string(), "EUR".to_string())]);
+        let properties: Vec<String> = ["vienna", "madrid", "lisbon"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        with_every_property(&mut kpis, &properties, &currencies);
+        let rows: Vec<(String, i64)> = kpis
+            .by_property
+            .iter()
+            .map(|b| {
+                let counts = b.counts.clone().unwrap_or_default();
+                (b.key.clone(), counts.complaints)
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("lisbon".to_string(), 4),
+                ("madrid".to_string(), 0),
+                ("vienna".to_string(), 2),
+            ]
+        );
+        assert!(kpis.by_property.iter().all(|b| b.values.is_some()));
+    }
 }
