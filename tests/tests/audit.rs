@@ -543,6 +543,57 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
         .await
         .expect_err("out of range");
     assert_eq!(bad.code(), Code::InvalidArgument);
+    let survey =
+        |request_id: &str, answers: Vec<(i32, i32, i32)>| pb::RecordServqualSurveyRequest {
+            request_id: request_id.into(),
+            property_id: "vienna".into(),
+            answers: answers
+                .into_iter()
+                .map(|(item, expectation, perception)| pb::ServqualAnswer {
+                    item,
+                    expectation,
+                    perception,
+                })
+                .collect(),
+        };
+    // An item answered twice is refused, naming the answer.
+    let doubled = guest
+        .record_servqual_survey(survey("s4", vec![(1, 7, 1), (1, 1, 7)]))
+        .await
+        .expect_err("item 1 twice");
+    assert_eq!(doubled.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&doubled), vec!["answers[1].item"]);
+    // The same request id with other answers is refused; retries sent at once (at Graz, so
+    // Vienna's gaps below stay as they are) record one survey.
+    let reused = guest
+        .record_servqual_survey(survey("s2", vec![(1, 1, 1)]))
+        .await
+        .expect_err("s2 recorded other answers");
+    assert_eq!(reused.code(), Code::FailedPrecondition, "{reused:?}");
+    let retries: Vec<_> = (0..6)
+        .map(|_| {
+            let mut guest = guest.clone();
+            tokio::spawn(async move {
+                guest
+                    .record_servqual_survey(pb::RecordServqualSurveyRequest {
+                        property_id: "graz".into(),
+                        ..survey("s5", vec![(2, 5, 5)])
+                    })
+                    .await
+                    .map(|r| r.into_inner().survey_id)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for retry in retries {
+        ids.push(retry.await??);
+    }
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one survey for six concurrent retries: {ids:?}"
+    );
     let now = chrono::Utc::now().timestamp();
     let gaps = client
         .get_servqual_gaps(pb::GetServqualGapsRequest {

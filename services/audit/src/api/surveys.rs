@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use guestloop_kit::auth::principal;
 use guestloop_kit::time::required_timestamp;
-use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use tonic::Request;
 use uuid::Uuid;
@@ -20,6 +20,7 @@ pub async fn record(
 ) -> ApiResult<pb::RecordServqualSurveyResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    idempotency::check_request_id(&request.request_id)?;
     let mut v = Vec::new();
     if request.property_id.is_empty() {
         v.push(FieldViolation::new("property_id", "is required"));
@@ -27,11 +28,17 @@ pub async fn record(
     if request.answers.is_empty() {
         v.push(FieldViolation::new("answers", "a survey needs answers"));
     }
+    let mut answered = std::collections::HashSet::new();
     for (i, answer) in request.answers.iter().enumerate() {
         if dimension_of(answer.item).is_none() {
             v.push(FieldViolation::new(
                 format!("answers[{i}].item"),
                 "must be between 1 and 22",
+            ));
+        } else if !answered.insert(answer.item) {
+            v.push(FieldViolation::new(
+                format!("answers[{i}].item"),
+                format!("item {} is answered twice", answer.item),
             ));
         }
         if !valid_rating(answer.expectation) || !valid_rating(answer.perception) {
@@ -46,6 +53,21 @@ pub async fn record(
     }
     let mut tx = api.context.pool.begin().await?;
     tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
+    // A retry gets the survey it recorded; a concurrent one waits for it. The same request id
+    // with other answers, or from another caller, is refused.
+    if let Some(previous) = idempotency::claim::<_, pb::RecordServqualSurveyResponse>(
+        &mut tx,
+        &principal,
+        METHOD,
+        &request.request_id,
+        &request,
+    )
+    .await?
+    {
+        return Ok(previous);
+    }
+    // Surveys recorded before their answers were kept per request: the stored survey answers a
+    // retry of one.
     if !request.request_id.is_empty() {
         let existing: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT survey_id, property_id FROM servqual_surveys WHERE request_id = $1",
@@ -74,7 +96,7 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
     for answer in &request.answers {
-        sqlx::query("INSERT INTO servqual_answers (survey_id, item, expectation, perception) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO servqual_answers (survey_id, item, expectation, perception) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(answer.item as i16)
             .bind(answer.expectation as i16)
@@ -82,11 +104,15 @@ pub async fn record(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(pb::RecordServqualSurveyResponse {
+    let response = pb::RecordServqualSurveyResponse {
         survey_id: id.to_string(),
-    })
+    };
+    idempotency::record(&mut tx, METHOD, &request.request_id, &response).await?;
+    tx.commit().await?;
+    Ok(response)
 }
+
+const METHOD: &str = "RecordServqualSurvey";
 
 pub async fn gaps(
     api: &Api,
