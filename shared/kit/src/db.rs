@@ -54,6 +54,9 @@ pub fn connect_options(
             // services' statements read indexed rows or small rollups and finish in
             // milliseconds, so compiling would cost far more than it could save.
             ("jit", "off".to_string()),
+            // Dates and day boundaries computed in SQL (`::date`, `date_trunc`) are UTC days,
+            // as the services' own arithmetic is, whatever zone the server runs in.
+            ("TimeZone", "UTC".to_string()),
         ]);
     Ok(options)
 }
@@ -183,4 +186,20 @@ pub async fn analyze_schema(pool: &PgPool) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_count_days_in_utc() -> anyhow::Result<()> {
+        let url = SecretString::from("postgres://u@localhost/db".to_string());
+        let options = connect_options(&url, "complaints", &DatabaseSettings::default())?;
+        let set = options.get_options().unwrap_or_default();
+        assert!(set.contains("-c TimeZone=UTC"), "{set}");
+        assert!(set.contains("-c search_path=complaints"), "{set}");
+        assert!(connect_options(&url, "Robert'); DROP", &DatabaseSettings::default()).is_err());
+        Ok(())
+    }
 }

@@ -173,6 +173,11 @@ pub async fn claim_for_chain(
     if properties.is_empty() {
         return Ok(());
     }
+    // A record always names its property; '' is no property to register. Handlers name the
+    // field themselves before they get here; this keeps any that does not from writing.
+    if properties.iter().any(|p| p.is_empty()) {
+        return Err(ApiError::invalid("property_id", "is required"));
+    }
     let mut sorted: Vec<&str> = properties.to_vec();
     // One order, so concurrent claims of overlapping sets cannot deadlock.
     sorted.sort_unstable();

@@ -305,7 +305,8 @@ pub async fn evaluate_chain(
             segments.push(name);
         }
     }
-    // A guest who withdrew consent to profiling since the inputs were read keeps no value.
+    // A guest who withdrew consent to profiling since the inputs were read keeps no value: only
+    // a clearing (no value, no segment) reaches them, never a value below every segment.
     let mut tx = pool.begin().await?;
     for ((ids, values), segments) in ids
         .chunks(5_000)
@@ -315,7 +316,7 @@ pub async fn evaluate_chain(
         sqlx::query(
             "UPDATE guests g SET customer_value = v.value, value_segment = v.segment \
              FROM unnest($1::text[], $2::float8[], $3::text[]) AS v(guest_id, value, segment) \
-             WHERE g.guest_id = v.guest_id AND (g.consent_profiling OR v.segment = '')",
+             WHERE g.guest_id = v.guest_id AND (g.consent_profiling OR (v.segment = '' AND v.value = 0))",
         )
         .bind(ids)
         .bind(values)

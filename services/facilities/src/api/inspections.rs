@@ -313,6 +313,9 @@ pub async fn create_plan(
     let due = NaiveTime::parse_from_str(&plan.due_time, "%H:%M")
         .map_err(|_| v.push(FieldViolation::new("plan.due_time", "must be HH:MM")))
         .ok();
+    if plan.property_id.is_empty() {
+        v.push(FieldViolation::new("plan.property_id", "is required"));
+    }
     let responsible_role = free_text(
         &plan.responsible_role,
         "plan.responsible_role",
@@ -413,6 +416,9 @@ pub async fn schedule(
 ) -> ApiResult<pb::ScheduleInspectionsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    if request.property_id.is_empty() {
+        return Err(ApiError::invalid("property_id", "is required"));
+    }
     principal.require_property(&request.property_id)?;
     let until = required_horizon("until", request.until.as_ref(), MAX_LOOKAHEAD_DAYS)?;
     let mut tx = api.context.pool.begin().await?;

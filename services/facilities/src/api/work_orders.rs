@@ -549,6 +549,9 @@ pub async fn set_room_status(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let mut v = Vec::new();
+    if request.property_id.is_empty() {
+        v.push(FieldViolation::new("property_id", "is required"));
+    }
     let room = free_text(&request.room, "room", limits::ROOM, false, &mut v);
     if room.is_empty() {
         v.push(FieldViolation::new("room", "is required"));
