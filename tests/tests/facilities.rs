@@ -1737,6 +1737,58 @@ async fn checklist_versions(
     .await?)
 }
 
+/// A write that names no property is INVALID_ARGUMENT on its field, whatever the token's scope,
+/// and registers nothing.
+#[tokio::test]
+async fn a_write_without_a_property_names_the_field() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    for mut fac in [
+        chain_admin(&service, guestloop_testkit::TEST_CHAIN).await?,
+        client(&service).await?,
+    ] {
+        let room = fac
+            .set_room_status(pb::SetRoomStatusRequest {
+                property_id: String::new(),
+                room: "301".into(),
+                status: "out_of_order".into(),
+                reason: "leak".into(),
+                expected_return: None,
+            })
+            .await
+            .expect_err("no property");
+        assert_eq!(room.code(), Code::InvalidArgument, "{room:?}");
+        assert_eq!(violated_fields(&room), vec!["property_id"]);
+        let checklist = fac
+            .publish_checklist(room_check("", "Room check"))
+            .await?
+            .into_inner();
+        let plan = fac
+            .create_plan(daily_plan("", &checklist.checklist_id))
+            .await
+            .expect_err("no property");
+        assert_eq!(plan.code(), Code::InvalidArgument, "{plan:?}");
+        assert_eq!(violated_fields(&plan), vec!["plan.property_id"]);
+        let schedule = fac
+            .schedule_inspections(pb::ScheduleInspectionsRequest {
+                property_id: String::new(),
+                until: None,
+            })
+            .await
+            .expect_err("no property");
+        assert_eq!(schedule.code(), Code::InvalidArgument, "{schedule:?}");
+        assert_eq!(violated_fields(&schedule), vec!["property_id"]);
+    }
+    let written: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM facilities.property_chains WHERE property_id = '') \
+              + (SELECT count(*) FROM facilities.room_status) + (SELECT count(*) FROM facilities.plans)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(written, 0);
+    Ok(())
+}
+
 /// A checklist is revised only by a token covering every property that plans on it. Madrid's
 /// manager publishes a checklist, plans on it and revises it; once the chain's admin plans on it at
 /// Vienna, the manager's revision is PERMISSION_DENIED naming Vienna and adds no version, so
