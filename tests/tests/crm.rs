@@ -2056,6 +2056,82 @@ async fn per_credit_expiry_only_expires_what_is_left_of_old_credits() -> anyhow:
     service.shutdown().await
 }
 
+/// Per-credit expiry with a stay the PMS calls off: its give-back takes back its own credit,
+/// not the guest's oldest, so the old stay's points still expire on time.
+#[tokio::test]
+async fn a_stay_called_off_gives_back_its_own_credit_before_older_ones() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    admin
+        .update_loyalty_program(pb::UpdateLoyaltyProgramRequest {
+            program: Some(pb::LoyaltyProgram {
+                expiry_mode: pb::ExpiryMode::PerCredit as i32,
+                expiry_months: 24,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let g = create(&mut admin, guest("Lou", "Lots", "lou@example.de", "")).await?;
+    let stay = |reservation: &str, departure: &str, status: pb::StayStatus| {
+        stay_at(
+            "berlin",
+            reservation,
+            &g.guest_id,
+            "",
+            "2026-10-01",
+            departure,
+            status,
+        )
+    };
+    // A: three nights, credited 30 months ago; B: two nights, credited now.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("A", "2026-10-04", pb::StayStatus::CheckedOut)],
+        })
+        .await?;
+    let pool = service.database.admin_pool().await?;
+    sqlx::query(
+        "UPDATE crm.ledger SET posted_at = now() - interval '30 months' WHERE source = 'stay:berlin/A'",
+    )
+    .execute(&pool)
+    .await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("B", "2026-10-03", pb::StayStatus::CheckedOut)],
+        })
+        .await?;
+    // The PMS cancels B: its 200 go back.
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay("B", "2026-10-03", pb::StayStatus::Cancelled)],
+        })
+        .await?;
+    let balance = |admin: &mut Crm| {
+        let mut admin = admin.clone();
+        let guest_id = g.guest_id.clone();
+        async move {
+            anyhow::Ok(
+                admin
+                    .get_loyalty_account(pb::GetLoyaltyAccountRequest { guest_id })
+                    .await?
+                    .into_inner()
+                    .balance,
+            )
+        }
+    };
+    assert_eq!(balance(&mut admin).await?, 300);
+    let expired = admin
+        .run_points_expiry(pb::RunPointsExpiryRequest { as_of: None })
+        .await?
+        .into_inner();
+    assert_eq!(
+        expired.points_expired, 300,
+        "A's 300 are 30 months old; B's give-back took back B's own 200"
+    );
+    assert_eq!(balance(&mut admin).await?, 0);
+    service.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pms_batches_upsert_in_bulk_and_earn_once_under_concurrency() -> anyhow::Result<()> {
     let service = spawn_service_with(

@@ -15,6 +15,7 @@ use super::Api;
 use crate::domain::ledger::{
     apply, fifo_expiring, inactivity_expired, EntryKind, ExpiryMode, LedgerError, Posting,
 };
+use crate::domain::stay_points::stay_of_source;
 use crate::domain::tiers::{evaluate, Qualifying, Standing, Tier, Window};
 use guestloop_kit::text::contains_card_number;
 
@@ -619,21 +620,22 @@ async fn expire_old_credits(
         }
         // The whole ledger, debits posted after `as_of` included: they used the oldest credits
         // too, and expiring without them would take points those debits already spent.
-        let rows: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(
-            "SELECT entry_id, posted_at, points FROM ledger WHERE guest_id = $1 ORDER BY entry_id",
+        let rows: Vec<(i64, DateTime<Utc>, i64, String)> = sqlx::query_as(
+            "SELECT entry_id, posted_at, points, source FROM ledger WHERE guest_id = $1 ORDER BY entry_id",
         )
         .bind(&guest_id)
         .fetch_all(&mut *tx)
         .await?;
         let postings: Vec<Posting> = rows
             .iter()
-            .map(|(_, at, points)| Posting {
+            .map(|(_, at, points, source)| Posting {
                 at: *at,
                 points: *points,
+                stay: stay_of_source(source),
             })
             .collect();
         let expiring = fifo_expiring(&postings, as_of, months);
-        let Some((last_entry, _, _)) = rows.last() else {
+        let Some((last_entry, _, _, _)) = rows.last() else {
             continue;
         };
         if expiring <= 0 {

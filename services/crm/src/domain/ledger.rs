@@ -101,25 +101,52 @@ impl Default for ExpiryPolicy {
     }
 }
 
-/// One ledger posting: when, and how many points (positive credit, negative debit).
+/// One ledger posting: when, how many points (positive credit, negative debit), and the stay
+/// it belongs to, if any (see [`super::stay_points::stay_of_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Posting {
+pub struct Posting<'a> {
     pub at: DateTime<Utc>,
     pub points: i64,
+    pub stay: Option<&'a str>,
+}
+
+impl Posting<'_> {
+    /// A posting of no stay.
+    pub fn new(at: DateTime<Utc>, points: i64) -> Self {
+        Self {
+            at,
+            points,
+            stay: None,
+        }
+    }
 }
 
 /// Per-credit (FIFO) expiry: the points to expire at `as_of`, given the account's postings in
-/// order. Credits are lots; every debit (redemptions, earlier expiries, negative adjustments)
-/// uses the oldest lots first; what remains of lots posted `months` or more before `as_of`
-/// expires. Never more than the balance, and 0 when rerun after the expiry is posted.
-pub fn fifo_expiring(postings: &[Posting], as_of: DateTime<Utc>, months: u32) -> i64 {
-    let mut lots: VecDeque<(DateTime<Utc>, i64)> = VecDeque::new();
+/// order. Credits are lots; a debit of a stay (the PMS correcting or calling off a stay that
+/// earned) takes back that stay's own lots first, oldest first, as the points it reverses are
+/// those; every other debit (redemptions, earlier expiries, negative adjustments), and what a
+/// stay's debit finds no lot of its own for, uses the oldest lots first. What remains of lots
+/// posted `months` or more before `as_of` expires. Never more than the balance, and 0 when
+/// rerun after the expiry is posted.
+pub fn fifo_expiring(postings: &[Posting<'_>], as_of: DateTime<Utc>, months: u32) -> i64 {
+    let mut lots: VecDeque<(DateTime<Utc>, i64, Option<&str>)> = VecDeque::new();
     for posting in postings {
         if posting.points > 0 {
-            lots.push_back((posting.at, posting.points));
+            lots.push_back((posting.at, posting.points, posting.stay));
             continue;
         }
         let mut debit = -posting.points;
+        if let Some(stay) = posting.stay {
+            for lot in lots.iter_mut().filter(|lot| lot.2 == Some(stay)) {
+                let used = lot.1.min(debit);
+                lot.1 -= used;
+                debit -= used;
+                if debit == 0 {
+                    break;
+                }
+            }
+            lots.retain(|lot| lot.1 > 0);
+        }
         while debit > 0 {
             let Some(front) = lots.front_mut() else {
                 break;
@@ -133,11 +160,11 @@ pub fn fifo_expiring(postings: &[Posting], as_of: DateTime<Utc>, months: u32) ->
         }
     }
     lots.iter()
-        .filter(|(at, _)| {
+        .filter(|(at, _, _)| {
             at.checked_add_months(Months::new(months))
                 .is_some_and(|limit| limit <= as_of)
         })
-        .map(|(_, remaining)| remaining)
+        .map(|(_, remaining, _)| remaining)
         .sum()
 }
 
@@ -233,28 +260,16 @@ mod tests {
                 .expect("time")
         };
         let postings = [
-            Posting {
-                at: t(1),
-                points: 1000,
-            },
-            Posting {
-                at: t(6),
-                points: 500,
-            },
+            Posting::new(t(1), 1000),
+            Posting::new(t(6), 500),
             // Redeeming 800 uses 800 of January's 1000.
-            Posting {
-                at: t(9),
-                points: -800,
-            },
+            Posting::new(t(9), -800),
         ];
         let january_expires = t(1) + chrono::Duration::days(2 * 366);
         // The naive rule would expire all 1000 and leave -300; FIFO expires the 200 left.
         assert_eq!(fifo_expiring(&postings, january_expires, 24), 200);
         let mut after = postings.to_vec();
-        after.push(Posting {
-            at: january_expires,
-            points: -200,
-        });
+        after.push(Posting::new(january_expires, -200));
         assert_eq!(
             fifo_expiring(&after, january_expires, 24),
             0,
@@ -267,7 +282,103 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stay_called_off_takes_back_its_own_credit() {
+        let t = |year: i32, month: u32| {
+            DateTime::parse_from_rfc3339(&format!("{year}-{month:02}-01T00:00:00Z"))
+                .map(|t| t.with_timezone(&Utc))
+                .expect("time")
+        };
+        let postings = [
+            Posting {
+                stay: Some("stay:lisbon/A"),
+                ..Posting::new(t(2024, 1), 300)
+            },
+            Posting {
+                stay: Some("stay:lisbon/B"),
+                ..Posting::new(t(2025, 12), 500)
+            },
+            // The PMS cancels B: its 500 go back, not A's older 300.
+            Posting {
+                stay: Some("stay:lisbon/B"),
+                ..Posting::new(t(2026, 1), -500)
+            },
+        ];
+        assert_eq!(fifo_expiring(&postings, t(2026, 1), 24), 300);
+        // A redemption still uses the oldest credit first.
+        let redeemed = [postings[0], postings[1], Posting::new(t(2026, 1), -500)];
+        assert_eq!(fifo_expiring(&redeemed, t(2026, 1), 24), 0);
+        // A give-back larger than what its stay holds takes the rest from the oldest lots.
+        let more = [
+            postings[0],
+            postings[1],
+            Posting {
+                stay: Some("stay:lisbon/B"),
+                ..Posting::new(t(2026, 1), -600)
+            },
+        ];
+        assert_eq!(fifo_expiring(&more, t(2026, 1), 24), 200);
+    }
+
     proptest! {
+        /// With stays: against a reference of individual points, each tagged with its stay, where
+        /// a stay's debit takes that stay's oldest points first and then the oldest of all.
+        #[test]
+        fn stay_debits_match_individual_points(
+            ops in proptest::collection::vec((0i64..40, -300i64..500, proptest::option::of(0usize..3)), 1..40),
+            as_of_months in 0i64..60,
+            months in 1u32..30,
+        ) {
+            const STAYS: [&str; 3] = ["stay:p/A", "stay:p/B", "stay:p/C"];
+            let start = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .map(|t| t.with_timezone(&Utc))
+                .expect("time");
+            let mut postings = Vec::new();
+            let mut points: VecDeque<(DateTime<Utc>, Option<usize>)> = VecDeque::new();
+            let mut at = start;
+            for (gap_days, delta, stay) in ops {
+                at += chrono::Duration::days(gap_days);
+                if delta == 0 {
+                    continue;
+                }
+                if delta > 0 {
+                    points.extend(std::iter::repeat_n((at, stay), delta as usize));
+                } else {
+                    let debit = (-delta).min(points.len() as i64);
+                    if debit == 0 {
+                        continue;
+                    }
+                    let mut left = debit as usize;
+                    if stay.is_some() {
+                        let mut kept = VecDeque::new();
+                        for point in points.drain(..) {
+                            if left > 0 && point.1 == stay {
+                                left -= 1;
+                            } else {
+                                kept.push_back(point);
+                            }
+                        }
+                        points = kept;
+                    }
+                    points.drain(..left);
+                    postings.push(Posting { stay: stay.map(|i| STAYS[i]), ..Posting::new(at, -debit) });
+                    continue;
+                }
+                postings.push(Posting { stay: stay.map(|i| STAYS[i]), ..Posting::new(at, delta) });
+            }
+            let as_of = start + chrono::Duration::days(30 * as_of_months);
+            let reference = points
+                .iter()
+                .filter(|p| p.0.checked_add_months(Months::new(months)).is_some_and(|l| l <= as_of))
+                .count() as i64;
+            let expiring = fifo_expiring(&postings, as_of, months);
+            prop_assert_eq!(expiring, reference);
+            if expiring > 0 {
+                postings.push(Posting::new(as_of, -expiring));
+                prop_assert_eq!(fifo_expiring(&postings, as_of, months), 0);
+            }
+        }
+
         /// Against a reference of individual points (oldest used first): the same amount
         /// expires, never more than the balance, and a rerun after posting it expires nothing.
         #[test]
@@ -295,10 +406,10 @@ mod tests {
                         continue;
                     }
                     points.drain(..debit as usize);
-                    postings.push(Posting { at, points: -debit });
+                    postings.push(Posting::new(at, -debit));
                     continue;
                 }
-                postings.push(Posting { at, points: delta });
+                postings.push(Posting::new(at, delta));
             }
             let as_of = start + chrono::Duration::days(30 * as_of_months);
             let reference = points
@@ -310,7 +421,7 @@ mod tests {
             prop_assert_eq!(expiring, reference);
             prop_assert!(expiring <= balance && expiring >= 0);
             if expiring > 0 {
-                postings.push(Posting { at: as_of, points: -expiring });
+                postings.push(Posting::new(as_of, -expiring));
                 prop_assert_eq!(fifo_expiring(&postings, as_of, months), 0);
             }
         }

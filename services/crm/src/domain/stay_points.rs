@@ -28,6 +28,18 @@ pub fn source(property_id: &str, reservation: &str, n: i32) -> String {
     }
 }
 
+/// The stay a ledger source belongs to, the same for each of its postings: the source without
+/// its `#n`, for a stay's source; `None` for any other.
+pub fn stay_of_source(source: &str) -> Option<&str> {
+    if !source.starts_with("stay:") {
+        return None;
+    }
+    Some(match source.rsplit_once('#') {
+        Some((stay, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => stay,
+        _ => source,
+    })
+}
+
 /// An id with the characters a stay's source uses as separators percent-encoded.
 fn escaped(id: &str) -> std::borrow::Cow<'_, str> {
     if id.contains(['%', '/', '#']) {
@@ -223,6 +235,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn every_posting_of_a_stay_names_the_same_stay() {
+        for n in 0..4 {
+            assert_eq!(
+                stay_of_source(&source("lisbon", "R-1", n)),
+                Some("stay:lisbon/R-1")
+            );
+            assert_eq!(
+                stay_of_source(&source("a/b", "R#1", n)),
+                Some("stay:a%2Fb/R%231")
+            );
+        }
+        assert_ne!(
+            stay_of_source(&source("lisbon", "R", 1)),
+            stay_of_source(&source("lisbon", "R1", 0))
+        );
+        assert_eq!(stay_of_source("remedy:0191/points"), None);
+        assert_eq!(stay_of_source("expiry-credits:g-1:42"), None);
+    }
 
     fn held(entries: &[(&str, i64)]) -> Vec<(String, i64)> {
         entries.iter().map(|(g, p)| (g.to_string(), *p)).collect()
