@@ -30,7 +30,8 @@ type PropertySums = (
 );
 
 /// Complaint sums per property from the complaints data for [from, to) (Unix seconds), by the
-/// days the complaints service counts.
+/// days the complaints service counts: from the start's day to the end's, the end's day only
+/// when the end is past its midnight.
 async fn complaint_sums(
     pool: &sqlx::PgPool,
     from: i64,
@@ -41,7 +42,8 @@ async fn complaint_sums(
             sum(missed_acknowledge + missed_investigation + missed_remedy_plan + missed_answer + missed_resolution)::bigint, \
             sum(resolved)::bigint, sum(resolved_first_contact)::bigint, sum(nps_answers)::bigint, sum(nps_promoters)::bigint, \
             sum(nps_detractors)::bigint, sum(repeat_issues)::bigint \
-     FROM complaints.complaint_kpi_facts WHERE day >= (to_timestamp($1) AT TIME ZONE 'UTC')::date AND day < (to_timestamp($2) AT TIME ZONE 'UTC')::date + 1 \
+     FROM complaints.complaint_kpi_facts WHERE day >= (to_timestamp($1) AT TIME ZONE 'UTC')::date \
+       AND day < (to_timestamp($2) AT TIME ZONE 'UTC')::date + CASE WHEN (to_timestamp($2) AT TIME ZONE 'UTC')::time > '00:00' THEN 1 ELSE 0 END \
      GROUP BY property_id",
     )
     .bind(from)
@@ -245,8 +247,27 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert!(card.missing.is_empty(), "{:?}", card.missing);
+    // Every part covers the requested period widened to whole UTC days.
+    let (from, to) = {
+        let (start, end) = guestloop_gateway::whole_utc_days((
+            chrono::DateTime::from_timestamp(now - 60 * 86_400, 0).unwrap_or_default(),
+            chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+        ));
+        (start.timestamp(), end.timestamp())
+    };
+    let widened = TimeRange {
+        start_time: Some(prost_types::Timestamp {
+            seconds: from,
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: to,
+            nanos: 0,
+        }),
+    };
+    assert_eq!(card.period, Some(widened));
     // CRM's loyalty figures for the same properties and period, asked directly.
-    let direct = crm_figures(&crm, &token, &card.properties, period).await?;
+    let direct = crm_figures(&crm, &token, &card.properties, widened).await?;
     let loyalty = card.loyalty.unwrap_or_default();
     assert!(
         direct.members > 0,
@@ -261,9 +282,9 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         ),
         (direct.members, direct.staying_guests, direct.repeat_guests)
     );
-    // The summary says when CRM computed it and for which period (this exact one: every request
+    // The summary says when CRM computed it and for which period (the card's: every request
     // here asks for the same bounds).
-    assert_eq!(loyalty.period, Some(period));
+    assert_eq!(loyalty.period, Some(widened));
     let as_of = loyalty.as_of.map_or(0, |t| t.seconds);
     assert!(
         (now..=chrono::Utc::now().timestamp()).contains(&as_of),
@@ -290,8 +311,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     .fetch_one(&audit_pool)
     .await?;
     assert!(recent_audits > 0, "the demo chain has recent audits");
-    let expected =
-        expected_counts(rows, &facilities_pool, &audit_pool, now - 60 * 86_400, now).await?;
+    let expected = expected_counts(rows, &facilities_pool, &audit_pool, from, to).await?;
     let mut chain = Counts::default();
     for counts in expected.values() {
         chain.add(counts);
@@ -352,14 +372,14 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     }
     let kpis = matched.ok_or_else(|| anyhow::anyhow!("scope KPIs never matched complaints'"))?;
     assert!(kpis.first_response_mean_seconds.is_some() && kpis.escalation_rate.is_some());
-    // The previous period (the 60 days before) is scored from the same three sources, so the
-    // change between the two is a change in the data.
+    // The previous period (as long, ending where the card's starts, so no day is in both) is
+    // scored from the same three sources, so the change between the two is a change in the data.
     let previous = expected_counts(
-        complaint_sums(&pool, now - 120 * 86_400, now - 60 * 86_400).await?,
+        complaint_sums(&pool, from - (to - from), from).await?,
         &facilities_pool,
         &audit_pool,
-        now - 120 * 86_400,
-        now - 60 * 86_400,
+        from - (to - from),
+        from,
     )
     .await?;
     let mut previous_chain = Counts::default();
@@ -429,7 +449,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     );
     assert_eq!(audit_part(&own.properties[0]), audit_part(&audited));
     // The region's loyalty figures are CRM's for the region's properties, not the chain's.
-    let emea_direct = crm_figures(&crm, &token, &emea.properties, period).await?;
+    let emea_direct = crm_figures(&crm, &token, &emea.properties, widened).await?;
     let emea_loyalty = emea.loyalty.unwrap_or_default();
     assert_eq!(
         (emea_loyalty.members, emea_loyalty.staying_guests),
@@ -692,10 +712,18 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
             "{kpi} is scored again"
         );
     }
-    // The recovered parts are the backends' own figures for that period.
+    // The recovered parts are the backends' own figures for that period, widened to whole days.
+    let covered = recovered.period.unwrap_or_default();
     let (from, to) = (
-        unseen.start_time.map_or(0, |t| t.seconds),
-        unseen.end_time.map_or(0, |t| t.seconds),
+        covered.start_time.map_or(0, |t| t.seconds),
+        covered.end_time.map_or(0, |t| t.seconds),
+    );
+    assert!(
+        from % 86_400 == 0
+            && to % 86_400 == 0
+            && from <= unseen.start_time.map_or(0, |t| t.seconds)
+            && to >= unseen.end_time.map_or(0, |t| t.seconds),
+        "whole days around the period asked for: {covered:?}"
     );
     let expected = expected_counts(
         complaint_sums(&pool, from, to).await?,

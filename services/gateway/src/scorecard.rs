@@ -325,8 +325,11 @@ pub async fn compute(
     detail: Detail,
 ) -> ApiResult<pb::Scorecard> {
     let token = token.to_string();
-    let (start, end) = required_period(request.period.as_ref())?;
-    let period = request.period.unwrap_or_default();
+    let (start, end) = whole_utc_days(required_period(request.period.as_ref())?);
+    let period = TimeRange {
+        start_time: Some(guestloop_kit::time::to_timestamp(start)),
+        end_time: Some(guestloop_kit::time::to_timestamp(end)),
+    };
     for property in &request.property_ids {
         principal.require_property(property)?;
     }
@@ -362,6 +365,7 @@ pub async fn compute(
             ));
             return Ok(pb::Scorecard {
                 missing,
+                period: Some(period),
                 ..Default::default()
             });
         }
@@ -613,7 +617,27 @@ pub async fn compute(
         missing,
         trend: Vec::new(),
         loyalty,
+        period: Some(period),
     })
+}
+
+/// A period widened to whole UTC days: from the start of its first day to the end of its last.
+/// Complaint KPIs are kept per UTC day and count a partial day whole; the other parts of a card
+/// then cover the same days, and a previous period ending where the widened one starts shares
+/// no day with it.
+pub fn whole_utc_days(
+    (start, end): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let midnight = |t: chrono::DateTime<chrono::Utc>| {
+        t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+    };
+    let last = midnight(end);
+    let end = if last == end {
+        end
+    } else {
+        last + chrono::Duration::days(1)
+    };
+    (midnight(start), end)
 }
 
 /// CRM's loyalty and recovery figures for the scope's properties, or why not: reused for the
@@ -681,4 +705,32 @@ async fn loyalty(
         )
         .await
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::whole_utc_days;
+
+    #[test]
+    fn a_period_widens_to_the_whole_utc_days_it_touches() {
+        let at = |d: u32, h: u32, m: u32| {
+            Utc.with_ymd_and_hms(2026, 12, d, h, m, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            whole_utc_days((at(7, 14, 23), at(9, 14, 23))),
+            (at(7, 0, 0), at(10, 0, 0))
+        );
+        assert_eq!(
+            whole_utc_days((at(7, 0, 0), at(9, 0, 0))),
+            (at(7, 0, 0), at(9, 0, 0)),
+            "whole days stay as they are"
+        );
+        let (start, end) = whole_utc_days((at(7, 14, 23), at(9, 0, 0)));
+        let previous_end = start;
+        assert!(previous_end <= at(7, 14, 23) && end == at(9, 0, 0));
+    }
 }

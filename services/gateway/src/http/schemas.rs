@@ -155,6 +155,10 @@ pub struct Scorecard {
     pub trend: Vec<TrendPoint>,
     /// Guest loyalty and recovery for the scope's properties; null when CRM did not answer.
     pub loyalty: Option<LoyaltySummary>,
+    /// The period every part of the card covers (RFC 3339): the requested one widened to whole
+    /// UTC days. The previous period is as long and ends at `period_start`.
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
 }
 
 /// CRM figures for guests who stayed at the scope's properties (counts with their rates).
@@ -211,6 +215,8 @@ impl From<&pb::Scorecard> for Scorecard {
             missing: card.missing.clone(),
             trend: card.trend.iter().map(TrendPoint::from).collect(),
             loyalty: card.loyalty.as_ref().map(LoyaltySummary::from),
+            period_start: instant(card.period.as_ref().and_then(|p| p.start_time.as_ref())),
+            period_end: instant(card.period.as_ref().and_then(|p| p.end_time.as_ref())),
         }
     }
 }
