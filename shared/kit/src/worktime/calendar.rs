@@ -359,13 +359,18 @@ impl WorkingCalendar {
         })
     }
 
-    /// The instant at which `amount` of working time has passed since `start`.
+    /// The instant at which `amount` of working time has passed since `start`; the last instant
+    /// a date can hold when that is beyond it (never a panic on an amount no target reaches).
     pub fn add_working_time(&self, start: DateTime<Utc>, amount: Duration) -> DateTime<Utc> {
         if amount <= Duration::zero() {
             return start;
         }
+        let plus = |at: DateTime<Utc>, amount: Duration| {
+            at.checked_add_signed(amount)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
         if self.always_open {
-            return start + amount;
+            return plus(start, amount);
         }
         let mut remaining = amount;
         let mut last = start;
@@ -377,7 +382,7 @@ impl WorkingCalendar {
             remaining -= available;
             last = to;
         }
-        last + remaining
+        plus(last, remaining)
     }
 
     /// Working time within `[a, b)`.

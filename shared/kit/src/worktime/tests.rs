@@ -46,6 +46,19 @@ fn acknowledge_on_a_24_7_desk_is_plain_time() {
 }
 
 #[test]
+fn an_amount_beyond_every_date_ends_at_the_last_one() {
+    let start = utc("2026-03-29T00:40:00Z");
+    let huge = Duration::days(1_000_000_000);
+    let desk = WorkingCalendar::always_open(chrono_tz::Europe::Paris);
+    assert_eq!(desk.add_working_time(start, huge), DateTime::<Utc>::MAX_UTC);
+    let office = weekdays("America/New_York", "09:00", "17:00", &[]);
+    assert_eq!(
+        office.add_working_time(start, huge),
+        DateTime::<Utc>::MAX_UTC
+    );
+}
+
+#[test]
 fn three_working_days_from_friday_afternoon_skip_the_weekend_and_a_holiday() {
     // Mon–Fri 09–17 in New York; Monday 2026-11-30 is a holiday.
     let calendar = weekdays("America/New_York", "09:00", "17:00", &["2026-11-30"]);
