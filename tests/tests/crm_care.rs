@@ -593,3 +593,49 @@ async fn a_past_stay_given_to_another_guest_or_moved_takes_its_open_task_along(
     );
     service.shutdown().await
 }
+
+/// Generating care tasks while an erasure of one of the guests is in flight waits for it and
+/// then makes no task for the erased guest: no birthday task under the original id is left for
+/// the erasure to miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generating_waits_for_an_erasure_in_flight() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let kim = guest(&mut admin, "Kim", "1980-03-12").await?;
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![stay(
+                "E1",
+                &kim,
+                "2030-03-10",
+                "2030-03-14",
+                pb::StayStatus::Booked,
+            )],
+        })
+        .await?;
+    // An erasure holds the guest (as erasure locks it first) ...
+    let pool = service.database.admin_pool().await?;
+    let mut erasure = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM crm.guests WHERE guest_id = $1 FOR UPDATE")
+        .bind(&kim)
+        .execute(&mut *erasure)
+        .await?;
+    // ... while the generation starts: it waits ...
+    let mut generator = admin.clone();
+    let run = tokio::spawn(async move { generate(&mut generator, "2030-03-12").await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!run.is_finished(), "generation waits for the erasure");
+    // ... and once the guest is gone, makes no task for them.
+    sqlx::query("UPDATE crm.guests SET erased = true WHERE guest_id = $1")
+        .bind(&kim)
+        .execute(&mut *erasure)
+        .await?;
+    erasure.commit().await?;
+    assert_eq!(run.await??, (0, 0));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM crm.care_tasks WHERE guest_id = $1")
+        .bind(&kim)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(left, 0);
+    service.shutdown().await
+}

@@ -232,12 +232,16 @@ pub async fn generate_for(
     date: NaiveDate,
     actor: &str,
 ) -> ApiResult<pb::GenerateCareTasksResponse> {
+    // The guests are key-share locked (in id order, as erasure and merges lock theirs) until
+    // the tasks are written: an erasure or merge in flight finishes first, and the guest is then
+    // read as it left them (an erased guest is no candidate), or waits for these tasks and
+    // finds them when it scrubs or moves the guest's tasks.
     let candidates: Vec<CandidateRow> = sqlx::query_as(&format!(
         "SELECT s.pms_reservation_id, g.guest_id, s.arrival_date, s.departure_date, g.birthday, g.anniversary, \
          g.tier, g.strategic_manual \
          FROM stays s JOIN guests g ON g.guest_id = s.guest_id \
          WHERE s.property_id = $1 AND {IN_HOUSE_ON} AND {ACTIVE_STATUSES} AND g.chain_id = $3 AND NOT g.erased \
-         AND g.merged_into IS NULL"
+         AND g.merged_into IS NULL ORDER BY g.guest_id, s.pms_reservation_id FOR KEY SHARE OF g"
     ))
     .bind(property_id)
     .bind(date)
