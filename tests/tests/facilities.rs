@@ -712,6 +712,20 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
         .await
         .expect_err("already recorded");
     assert_eq!(twice.code(), Code::FailedPrecondition);
+    // The list shows the work order the failed item opened, as recording answered.
+    let listed = fac
+        .list_inspections(pb::ListInspectionsRequest {
+            property_id: inspection.property_id.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .inspections
+        .into_iter()
+        .find(|i| i.inspection_id == inspection.inspection_id)
+        .ok_or_else(|| anyhow::anyhow!("the recorded inspection is listed"))?;
+    assert_eq!(listed.work_order_ids, recorded.work_order_ids);
 
     // Completion resets the meter count: 900 h is not due, 1000 h is.
     reading(&mut fac, 900).await?;

@@ -197,6 +197,91 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     let (status, _, _) = call(http, "GET", &query, Some(&token), None).await?;
     assert_eq!(status, 403, "guests do not read scorecards");
 
+    // A property id that reads as a formula reaches the CSV as text, never as a formula.
+    let formula = r#"{"request_id":"app-2","property_id":"=1+1","category":"cleanliness","description":"Towels missing"}"#;
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/v1/me/complaints",
+        Some(&token),
+        Some(formula),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let csv = guestloop_testkit::http::exchange(
+        http,
+        "GET",
+        &format!("{query}&format=csv"),
+        Some(&manager),
+        None,
+    )
+    .await?
+    .body;
+    assert!(
+        csv.lines().any(|l| l.starts_with("'=1+1,")),
+        "the formula-like id is text: {csv}"
+    );
+    assert!(!csv.lines().any(|l| l.starts_with('=')), "{csv}");
+
+    // The guest's complaints, page by page: each once.
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (status, _, body) = call(
+            http,
+            "GET",
+            &format!("/v1/me/complaints?page_size=1&page_token={page_token}"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body)?;
+        for complaint in page["complaints"].as_array().cloned().unwrap_or_default() {
+            seen.push(
+                complaint["complaint_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        page_token = page["next_page_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if page_token.is_empty() || seen.len() > 2 {
+            break;
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2, "both complaints, once each: {seen:?}");
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/v1/me/complaints?page_size=0",
+        Some(&token),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("page_size"), "{body}");
+
+    // The bearer scheme is case-insensitive, and a 401 names it.
+    let lower = guestloop_testkit::http::exchange_with(
+        http,
+        "GET",
+        "/v1/me/complaints",
+        Some(&format!("bearer {token}")),
+        None,
+    )
+    .await?;
+    assert_eq!(lower.status, 200, "{}", lower.body);
+    let anonymous =
+        guestloop_testkit::http::exchange(http, "GET", "/v1/me/complaints", None, None).await?;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+
     // Malformed requests are problem documents too, never plain-text rejections.
     let (status, content_type, body) = call(
         http,

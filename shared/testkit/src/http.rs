@@ -45,11 +45,23 @@ pub async fn exchange(
     token: Option<&str>,
     body: Option<&str>,
 ) -> anyhow::Result<Response> {
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    exchange_with(addr, method, path, authorization.as_deref(), body).await
+}
+
+/// [`exchange`] with the `Authorization` header's value as given (a scheme spelled otherwise).
+pub async fn exchange_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> anyhow::Result<Response> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    if let Some(authorization) = authorization {
+        request.push_str(&format!("Authorization: {authorization}\r\n"));
     }
     if let Some(body) = body {
         request.push_str(&format!(

@@ -570,10 +570,41 @@ pub async fn list(
         due: r.due_at,
         id: r.inspection_id,
     });
+    // The work orders the page's failed items opened, as recording the inspection answered.
+    let done: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.failed_items.is_empty())
+        .map(|r| r.inspection_id.to_string())
+        .collect();
+    let opened: Vec<(String, Uuid)> = if done.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT source_id, work_order_id FROM work_orders WHERE property_id = $1 AND source = 1 \
+             AND source_id = ANY($2) ORDER BY created_at, work_order_id",
+        )
+        .bind(&request.property_id)
+        .bind(&done)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let mut by_inspection: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for (inspection, order) in opened {
+        by_inspection
+            .entry(inspection)
+            .or_default()
+            .push(order.to_string());
+    }
     Ok(pb::ListInspectionsResponse {
         inspections: rows
             .iter()
-            .map(|r| inspection_to_proto(r, Vec::new(), Vec::new()))
+            .map(|r| {
+                let orders = by_inspection
+                    .remove(&r.inspection_id.to_string())
+                    .unwrap_or_default();
+                inspection_to_proto(r, orders, Vec::new())
+            })
             .collect(),
         next_page_token,
     })

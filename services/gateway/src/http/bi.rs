@@ -96,6 +96,22 @@ fn missing_backends(missing: &[String]) -> String {
     names.join(",")
 }
 
+/// A text cell of a CSV: quoted when it holds a separator, quote or line break, and never read
+/// as a formula by a spreadsheet (a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
+/// `'` before it, as OWASP advises): ids and regions come from callers.
+pub fn csv_text(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 /// Columns: property_id, region, kpi, value, normalized, weight, contribution, sqs.
 pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,contribution,sqs";
 
@@ -103,13 +119,7 @@ pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,con
 fn scorecard_csv(card: &pb::Scorecard) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     let number = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let field = |text: &str| {
-        if text.contains([',', '"', '\n']) {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        } else {
-            text.to_string()
-        }
-    };
+    let field = csv_text;
     for unit in &card.properties {
         for c in &unit.components {
             out.push_str(&format!(
@@ -161,6 +171,7 @@ pub async fn scorecard(
             .properties
             .unwrap_or_default()
             .split(',')
+            .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(str::to_string)
             .collect(),
@@ -234,6 +245,7 @@ pub async fn trend(
             .properties
             .unwrap_or_default()
             .split(',')
+            .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(str::to_string)
             .collect(),
@@ -362,5 +374,21 @@ mod tests {
         assert_eq!(missing_backends(&missing), "facilities,audit,complaints");
         assert_eq!(missing_backends(&[]), "");
         assert_eq!(missing_backends(&["Weird Name: x".to_string()]), "");
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_never_formulas() {
+        assert_eq!(csv_text("dubai"), "dubai");
+        assert_eq!(csv_text("emea, south"), "\"emea, south\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("a\rb"), "\"a\rb\"");
+        assert_eq!(csv_text("=1+1"), "'=1+1");
+        assert_eq!(csv_text("+49 30"), "'+49 30");
+        assert_eq!(csv_text("-2"), "'-2");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(
+            csv_text("=HYPERLINK(\"https://evil.example/\",\"Open\")"),
+            "\"'=HYPERLINK(\"\"https://evil.example/\"\",\"\"Open\"\")\""
+        );
     }
 }

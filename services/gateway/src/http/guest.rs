@@ -10,17 +10,30 @@ use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServic
 use guestloop_proto::crm::v1 as crm;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 
-use super::problem::{HttpResult, Problem};
+use super::problem::{page_size, HttpResult, Problem};
 use super::schemas::{
     ComplaintList, ComplaintSummary, LedgerEntry, LedgerPage, Loyalty, NewComplaint, Preference,
     Rating,
 };
 use super::{Caller, HttpState};
 
-/// The caller's own complaints, newest first.
-#[utoipa::path(get, path = "/v1/me/complaints", tag = "guest",
+/// A page of a list: `page_token` from the previous page's `next_page_token`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// The caller's own complaints, newest first, page by page.
+#[utoipa::path(get, path = "/v1/me/complaints", tag = "guest", params(PageQuery),
     responses(
         (status = 200, description = "My complaints", body = ComplaintList),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a guest token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
@@ -28,10 +41,16 @@ use super::{Caller, HttpState};
 pub async fn my_complaints(
     State(state): State<HttpState>,
     caller: Caller,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> HttpResult<Json<ComplaintList>> {
     caller.guest_id()?;
+    let axum::extract::Query(query) = query?;
     let list = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
-        .list_complaints(complaints::ListComplaintsRequest::default())
+        .list_complaints(complaints::ListComplaintsRequest {
+            page_size: page_size(query.page_size, 50, 500)?,
+            page_token: query.page_token.unwrap_or_default(),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     Ok(Json(ComplaintList {
@@ -186,7 +205,7 @@ pub async fn my_ledger(
     let page = CrmServiceClient::new(caller.channel(&state.crm)?)
         .list_ledger(crm::ListLedgerRequest {
             guest_id,
-            page_size: query.page_size.unwrap_or(0),
+            page_size: page_size(query.page_size, 50, 500)?,
             page_token: query.page_token.unwrap_or_default(),
         })
         .await?

@@ -72,7 +72,26 @@ impl IntoResponse for Refusal {
                 header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
+        // RFC 9110: a 401 names the scheme that would be accepted.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         response
+    }
+}
+
+/// A page size from a query: `None` is `default`; outside 1–`max` is a 400 naming the
+/// parameter, instead of a size the backend would quietly change.
+pub fn page_size(value: Option<i32>, default: i32, max: i32) -> HttpResult<i32> {
+    match value {
+        None => Ok(default),
+        Some(size) if (1..=max).contains(&size) => Ok(size),
+        Some(_) => Err(Refusal::bad_request(format!(
+            "page_size: must be between 1 and {max}"
+        ))),
     }
 }
 
@@ -138,6 +157,29 @@ pub async fn method_not_allowed() -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_401_names_the_scheme_and_page_sizes_are_checked() {
+        let refused = Refusal::new(StatusCode::UNAUTHORIZED, "no token").into_response();
+        assert_eq!(
+            refused
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+        assert_eq!(page_size(None, 50, 500).ok(), Some(50));
+        assert_eq!(page_size(Some(500), 50, 500).ok(), Some(500));
+        for bad in [0, -1, 501] {
+            let refusal = page_size(Some(bad), 50, 500).err();
+            assert!(
+                refusal
+                    .is_some_and(|r| r.status == StatusCode::BAD_REQUEST
+                        && r.detail.starts_with("page_size")),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_refusal_worth_retrying_says_when() {

@@ -11,7 +11,7 @@ use guestloop_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::problem::{HttpResult, Problem, Refusal};
+use super::problem::{page_size, HttpResult, Problem, Refusal};
 use super::schemas::{ArrivalBrief, ComplaintAction, ComplaintList, ComplaintSummary};
 use super::{Caller, HttpState};
 
@@ -113,7 +113,7 @@ pub async fn complaints(
                 .collect(),
             statuses,
             clock_filter: clock_filter as i32,
-            page_size: query.page_size.unwrap_or(0),
+            page_size: page_size(query.page_size, 50, 500)?,
             page_token: query.page_token.unwrap_or_default(),
             ..Default::default()
         })
@@ -227,7 +227,7 @@ pub async fn work_queue(
                 .collect(),
             assignee: query.assignee.unwrap_or_default(),
             department: query.department.unwrap_or_default(),
-            page_size: query.page_size.unwrap_or(0),
+            page_size: page_size(query.page_size, 50, 500)?,
         })
         .await?
         .into_inner();
