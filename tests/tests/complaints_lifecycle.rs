@@ -241,6 +241,21 @@ async fn a_low_rating_reopens_and_both_resolution_times_are_kept() -> anyhow::Re
     );
     assert_eq!(rated.reopen_count, 1);
     assert!(rated.resolve_time.is_none());
+    // The guest's login is recorded nowhere: a guest acts as `guest` (the complaint is theirs
+    // by its guest id, which erasure removes).
+    let pool = service.database.admin_pool().await?;
+    let (rated_by, actors): (String, Vec<String>) = sqlx::query_as(
+        "SELECT c.rated_by, array(SELECT DISTINCT actor FROM complaints.complaint_timeline t \
+                WHERE t.complaint_id = c.complaint_id AND kind = 'rated') \
+         FROM complaints.complaints c WHERE c.complaint_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (rated_by.as_str(), actors),
+        ("guest", vec!["guest".to_string()])
+    );
 
     let second = act(&mut agent, &id, pb::Action::Resolve, "").await?;
     assert_eq!(

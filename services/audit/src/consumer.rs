@@ -72,6 +72,16 @@ impl EventHandler for ComplaintEvents {
                 Err(error) => return Err(error),
             }
         }
+        // A cancelled complaint (filed by mistake, withdrawn) was no service failure: it counts
+        // against no staff member and no standard, as CRM keeps no failure for it. A later
+        // event showing it active again brings it back.
+        if complaints::Status::try_from(complaint.status) == Ok(complaints::Status::Cancelled) {
+            sqlx::query("DELETE FROM complaint_links WHERE complaint_id = $1")
+                .bind(&complaint.complaint_id)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(());
+        }
         let csat = complaint
             .rating
             .as_ref()
@@ -166,6 +176,58 @@ mod tests {
                 ("oslo".to_string(), "nordic".to_string())
             ]
         );
+        drop(conn);
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn links(conn: &mut sqlx::PgConnection) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM complaint_links")
+            .fetch_one(conn)
+            .await?)
+    }
+
+    /// With its status and staff named.
+    fn with_status(mut event: Event, status: complaints::Status) -> anyhow::Result<Event> {
+        let payload = event
+            .payload
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("payload"))?;
+        let mut changed = complaints::ComplaintChanged::decode(payload.value.as_slice())?;
+        if let Some(complaint) = changed.complaint.as_mut() {
+            complaint.status = status as i32;
+            complaint.staff_involved = vec!["agent-x".into()];
+            complaint.cause = complaints::Cause::StaffBehaviour as i32;
+        }
+        payload.value = changed.encode_to_vec();
+        Ok(event)
+    }
+
+    /// A cancelled complaint counts against no staff member and no standard; reopened, it
+    /// counts again.
+    #[tokio::test]
+    async fn a_cancelled_complaint_is_no_failure() -> anyhow::Result<()> {
+        let database = guestloop_testkit::fresh_database().await?;
+        let settings = guestloop_testkit::test_settings();
+        let pool = db::pool(
+            db::connect_options(&database.url, "audit", &settings.database)?,
+            &settings.database,
+        );
+        db::prepare(&pool, "audit", &crate::MIGRATOR, &settings.database).await?;
+        let mut conn = pool.acquire().await?;
+        let event = |status| with_status(changed("c-1", "nordic", "oslo"), status);
+        ComplaintEvents
+            .handle(&mut conn, &event(complaints::Status::Received)?)
+            .await?;
+        assert_eq!(links(&mut conn).await?, 1);
+        ComplaintEvents
+            .handle(&mut conn, &event(complaints::Status::Cancelled)?)
+            .await?;
+        assert_eq!(links(&mut conn).await?, 0, "cancelled: no failure");
+        ComplaintEvents
+            .handle(&mut conn, &event(complaints::Status::Reopened)?)
+            .await?;
+        assert_eq!(links(&mut conn).await?, 1, "active again");
         drop(conn);
         pool.close().await;
         Ok(())

@@ -45,16 +45,30 @@ pub async fn scrub(
     chain_id: &str,
     guest_id: &str,
 ) -> Result<u64, ApiError> {
-    // The complaints are locked before their events are read: a writer that holds one (a
-    // status change, a work order linked) commits its event before this lock is granted, and
-    // the rewrite below, reading with a fresh snapshot, then sees and scrubs that event too.
-    // Without the lock such an event could land after the rewrite and keep the guest's words.
-    let found: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT complaint_id::text, chain_id, property_id FROM complaints \
-         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) ORDER BY complaint_id FOR UPDATE",
+    // The complaints are locked (in id order, as other writers of several lock them) before
+    // their events are read: a writer that holds one (a status change, a work order linked)
+    // commits its event before this lock is granted, and the rewrite below, reading with a
+    // fresh snapshot, then sees and scrubs that event too.
+    sqlx::query(
+        "SELECT 1 FROM complaints WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) \
+         ORDER BY complaint_id FOR UPDATE",
     )
     .bind(guest_id)
     .bind(chain_id)
+    .execute(&mut *conn)
+    .await?;
+    // The complaints scrubbed are those the update finds, with its own snapshot: a complaint
+    // filed for the guest while the lock above was taken (committed since) is among them, so
+    // its events are rewritten and its guest_erased sent like the others'.
+    let found: Vec<(String, String, String)> = sqlx::query_as(
+        "UPDATE complaints SET guest_id = '', guest_name = '', guest_email = '', guest_phone = '', \
+                reservation_ref = '', description = $3, rating_comment = '', etag = gen_random_uuid() \
+         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2) \
+         RETURNING complaint_id::text, chain_id, property_id",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .bind(ERASED)
     .fetch_all(&mut *conn)
     .await?;
     let complaints: Vec<String> = found.iter().map(|(id, _, _)| id.clone()).collect();
@@ -65,25 +79,14 @@ pub async fn scrub(
     // Stored responses of idempotent calls hold the complaint as it was answered, contact
     // details included.
     sqlx::query(
-        "DELETE FROM idempotency_keys k USING complaints c \
-         WHERE c.guest_id = $1 AND ($2 = '' OR c.chain_id = $2) AND k.response IS NOT NULL \
-           AND position(convert_to(c.complaint_id::text, 'UTF8') IN k.response) > 0",
+        "DELETE FROM idempotency_keys k WHERE k.response IS NOT NULL AND EXISTS ( \
+             SELECT 1 FROM unnest($1::text[]) AS c(id) \
+             WHERE position(convert_to(c.id, 'UTF8') IN k.response) > 0)",
     )
-    .bind(guest_id)
-    .bind(chain_id)
+    .bind(&complaints)
     .execute(&mut *conn)
     .await?;
-    let changed = sqlx::query(
-        "UPDATE complaints SET guest_id = '', guest_name = '', guest_email = '', guest_phone = '', \
-                reservation_ref = '', description = $3, rating_comment = '', etag = gen_random_uuid() \
-         WHERE guest_id = $1 AND ($2 = '' OR chain_id = $2)",
-    )
-    .bind(guest_id)
-    .bind(chain_id)
-    .bind(ERASED)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let changed = found.len() as u64;
     for (complaint_id, chain_id, property_id) in &found {
         append(
             &mut *conn,

@@ -364,7 +364,7 @@ pub async fn create(
         standard_codes: Vec::new(),
         staff_involved: Vec::new(),
         created_at: now,
-        created_by: principal.subject().to_string(),
+        created_by: principal.actor().to_string(),
         updated_at: now,
         first_response_at: None,
         first_resolved_at: None,
@@ -394,7 +394,7 @@ pub async fn create(
         loaded.row.complaint_id,
         Entry {
             at: now,
-            actor: principal.subject(),
+            actor: principal.actor(),
             kind: "filed",
             from_status: None,
             to_status: Some("received"),
@@ -415,7 +415,7 @@ pub async fn create(
         "complaints.complaint.filed",
         &view,
         pb::Status::Unspecified,
-        principal.subject(),
+        principal.actor(),
     )
     .await?;
     idempotency::record(&mut tx, METHOD, &request.request_id, &view).await?;

@@ -426,14 +426,14 @@ pub async fn rate(
     row.csat = Some(request.csat as i16);
     row.nps = request.nps.map(|n| n as i16);
     row.rating_comment = comment;
-    row.rated_by = principal.subject().to_string();
+    row.rated_by = principal.actor().to_string();
     row.rated_at = Some(now);
     crate::store::timeline::append(
         &mut tx,
         id,
         crate::store::timeline::Entry {
             at: now,
-            actor: principal.subject(),
+            actor: principal.actor(),
             kind: "rated",
             from_status: None,
             to_status: None,
@@ -462,7 +462,7 @@ pub async fn rate(
             "complaints.complaint.rated",
             &view,
             from,
-            principal.subject(),
+            principal.actor(),
         )
         .await?;
         view

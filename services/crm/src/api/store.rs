@@ -341,14 +341,9 @@ pub async fn to_proto(
     })
 }
 
-/// Who a record names as having acted: staff by their subject; a guest acting for themselves as
-/// `guest` (their login identifies them, and the record is theirs anyway).
+/// Who a record names as having acted ([`Principal::actor`]).
 pub fn actor_name(principal: &Principal) -> &str {
-    if principal.role() == Role::Guest {
-        "guest"
-    } else {
-        principal.subject()
-    }
+    principal.actor()
 }
 
 /// Records a read of contact details by staff.

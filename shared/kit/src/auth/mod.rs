@@ -162,6 +162,17 @@ impl Principal {
         &self.claims.sub
     }
 
+    /// Who a record names as having acted: staff and services by their subject; a guest acting
+    /// for themselves as `guest` (their login identifies the person, and the record is theirs
+    /// anyway, by its guest id, which erasure removes).
+    pub fn actor(&self) -> &str {
+        if self.claims.role == Role::Guest {
+            "guest"
+        } else {
+            &self.claims.sub
+        }
+    }
+
     pub fn chain_id(&self) -> &str {
         &self.claims.chain
     }
