@@ -533,7 +533,11 @@ async fn repoint_events(
     pseudonym: &str,
 ) -> ApiResult<()> {
     let events: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, payload FROM outbox_events WHERE subject = $1 AND event_type = 'crm.tier.changed' FOR UPDATE",
+        // The subject's first two parts name the index (outbox_events_by_object); an id with a
+        // `/` in it is matched whole by the subject.
+        "SELECT id, payload FROM outbox_events WHERE split_part(subject, '/', 1) = 'guests' \
+         AND split_part(subject, '/', 2) = split_part($1, '/', 2) AND subject = $1 \
+         AND event_type = 'crm.tier.changed' FOR UPDATE",
     )
     .bind(format!("guests/{original}"))
     .fetch_all(&mut *conn)

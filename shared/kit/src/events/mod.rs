@@ -15,4 +15,4 @@ mod outbox;
 
 pub use consumer::{decode_payload, Consumer, EventHandler, Outcome};
 pub use feed::EventFeedService;
-pub use outbox::{append, rewrite_payloads, EventLog, NewEvent};
+pub use outbox::{append, rewrite_payloads, EventLog, NewEvent, EVENTS_ABOUT};

@@ -47,6 +47,12 @@ pub async fn append<M: Name>(conn: &mut PgConnection, event: NewEvent<'_, M>) ->
     Ok(event_id)
 }
 
+/// The events about objects `$2` of collection `$1`, locked, by the index on the subject's first
+/// two parts (`outbox_events_by_object`).
+pub const EVENTS_ABOUT: &str = "SELECT id, payload_type, payload FROM outbox_events \
+     WHERE split_part(subject, '/', 1) = $1 AND split_part(subject, '/', 2) = ANY($2) \
+     ORDER BY id FOR UPDATE";
+
 /// Rewrites, in the caller's transaction, the payloads of the events about `ids` of `collection`
 /// (subjects `<collection>/<id>` and `<collection>/<id>/...`): `rewrite` answers an event's new
 /// payload from its type and payload, or `None` to leave it as it is. The log is a copy of what
@@ -60,15 +66,11 @@ pub async fn rewrite_payloads(
     if ids.is_empty() {
         return Ok(0);
     }
-    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, payload_type, payload FROM outbox_events \
-         WHERE split_part(subject, '/', 1) = $1 AND split_part(subject, '/', 2) = ANY($2) \
-         ORDER BY id FOR UPDATE",
-    )
-    .bind(collection)
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let events: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(EVENTS_ABOUT)
+        .bind(collection)
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let (mut changed, mut payloads) = (Vec::new(), Vec::new());
     for (id, payload_type, payload) in events {
         if let Some(rewritten) = rewrite(&payload_type, &payload) {
