@@ -249,7 +249,7 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
     assert!(card.missing.is_empty(), "{:?}", card.missing);
     // Every part covers the requested period widened to whole UTC days.
     let (from, to) = {
-        let (start, end) = guestloop_gateway::whole_utc_days((
+        let (start, end) = guestloop_kit::time::whole_utc_days((
             chrono::DateTime::from_timestamp(now - 60 * 86_400, 0).unwrap_or_default(),
             chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
         ));

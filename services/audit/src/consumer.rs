@@ -140,10 +140,9 @@ mod tests {
         }
     }
 
-    /// A complaint at a property this service holds under another chain is skipped, not failed;
-    /// a complaint at a property no chain holds registers it under the complaint's chain.
-    #[tokio::test]
-    async fn complaints_stay_with_their_propertys_chain() -> anyhow::Result<()> {
+    /// A fresh database with the audit schema migrated, and a pool on it (the database lives as
+    /// long as the first value is kept).
+    async fn migrated() -> anyhow::Result<(guestloop_testkit::TestDatabase, sqlx::PgPool)> {
         let database = guestloop_testkit::fresh_database().await?;
         let settings = guestloop_testkit::test_settings();
         let pool = db::pool(
@@ -151,6 +150,14 @@ mod tests {
             &settings.database,
         );
         db::prepare(&pool, "audit", &crate::MIGRATOR, &settings.database).await?;
+        Ok((database, pool))
+    }
+
+    /// A complaint at a property this service holds under another chain is skipped, not failed;
+    /// a complaint at a property no chain holds registers it under the complaint's chain.
+    #[tokio::test]
+    async fn complaints_stay_with_their_propertys_chain() -> anyhow::Result<()> {
+        let (_database, pool) = migrated().await?;
         let mut conn = pool.acquire().await?;
         tenancy::claim_for_chain(&mut conn, "nordic", &["oslo"]).await?;
         for event in [
@@ -207,13 +214,7 @@ mod tests {
     /// counts again.
     #[tokio::test]
     async fn a_cancelled_complaint_is_no_failure() -> anyhow::Result<()> {
-        let database = guestloop_testkit::fresh_database().await?;
-        let settings = guestloop_testkit::test_settings();
-        let pool = db::pool(
-            db::connect_options(&database.url, "audit", &settings.database)?,
-            &settings.database,
-        );
-        db::prepare(&pool, "audit", &crate::MIGRATOR, &settings.database).await?;
+        let (_database, pool) = migrated().await?;
         let mut conn = pool.acquire().await?;
         let event = |status| with_status(changed("c-1", "nordic", "oslo"), status);
         ComplaintEvents

@@ -6,7 +6,6 @@ pub mod brief;
 pub mod http;
 mod loyalty_cache;
 mod scorecard;
-pub use scorecard::whole_utc_days;
 pub mod sqs;
 mod status;
 mod trend;

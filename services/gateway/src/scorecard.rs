@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use guestloop_kit::auth::{principal, BearerToken, Principal, PropertyScope};
-use guestloop_kit::time::required_period;
+use guestloop_kit::time::{required_period, whole_utc_days};
 use guestloop_kit::{ApiError, ApiResult};
 use guestloop_proto::audit::v1 as audit;
 use guestloop_proto::audit::v1::audit_service_client::AuditServiceClient;
@@ -621,25 +621,6 @@ pub async fn compute(
     })
 }
 
-/// A period widened to whole UTC days: from the start of its first day to the end of its last.
-/// Complaint KPIs are kept per UTC day and count a partial day whole; the other parts of a card
-/// then cover the same days, and a previous period ending where the widened one starts shares
-/// no day with it.
-pub fn whole_utc_days(
-    (start, end): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
-) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
-    let midnight = |t: chrono::DateTime<chrono::Utc>| {
-        t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
-    };
-    let last = midnight(end);
-    let end = if last == end {
-        end
-    } else {
-        last + chrono::Duration::days(1)
-    };
-    (midnight(start), end)
-}
-
 /// CRM's loyalty and recovery figures for the scope's properties, or why not: reused for the
 /// same caller role, chain, properties and period windows for the configured age, and for a
 /// rolling period the earlier windows' summary while the new one is computed (see
@@ -705,32 +686,4 @@ async fn loyalty(
         )
         .await
         .map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-
-    use super::whole_utc_days;
-
-    #[test]
-    fn a_period_widens_to_the_whole_utc_days_it_touches() {
-        let at = |d: u32, h: u32, m: u32| {
-            Utc.with_ymd_and_hms(2026, 12, d, h, m, 0)
-                .single()
-                .unwrap_or_default()
-        };
-        assert_eq!(
-            whole_utc_days((at(7, 14, 23), at(9, 14, 23))),
-            (at(7, 0, 0), at(10, 0, 0))
-        );
-        assert_eq!(
-            whole_utc_days((at(7, 0, 0), at(9, 0, 0))),
-            (at(7, 0, 0), at(9, 0, 0)),
-            "whole days stay as they are"
-        );
-        let (start, end) = whole_utc_days((at(7, 14, 23), at(9, 0, 0)));
-        let previous_end = start;
-        assert!(previous_end <= at(7, 14, 23) && end == at(9, 0, 0));
-    }
 }

@@ -79,9 +79,47 @@ pub fn required_period(
     Ok((start, end))
 }
 
+/// A period widened to whole UTC days: from the start of its first day to the end of its last
+/// (an end at midnight stays; any later instant of a day takes the whole day). Daily figures
+/// count a partial day whole, so everything that is compared with them covers the same days.
+pub fn whole_utc_days(
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let midnight = |t: DateTime<Utc>| t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let last = midnight(end);
+    let end = if last == end {
+        end
+    } else {
+        last.checked_add_signed(chrono::Duration::days(1))
+            .unwrap_or(end)
+    };
+    (midnight(start), end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_widens_to_the_whole_utc_days_it_touches() {
+        use chrono::TimeZone;
+        let at = |d: u32, h: u32, m: u32| {
+            Utc.with_ymd_and_hms(2026, 12, d, h, m, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            whole_utc_days((at(7, 14, 23), at(9, 14, 23))),
+            (at(7, 0, 0), at(10, 0, 0))
+        );
+        assert_eq!(
+            whole_utc_days((at(7, 0, 0), at(9, 0, 0))),
+            (at(7, 0, 0), at(9, 0, 0)),
+            "whole days stay as they are"
+        );
+        let just_after = at(9, 0, 0) + chrono::Duration::nanoseconds(1);
+        assert_eq!(whole_utc_days((at(7, 0, 0), just_after)).1, at(10, 0, 0));
+    }
 
     #[test]
     fn a_horizon_is_required_and_bounded() {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Duration, NaiveDate, Timelike};
+use chrono::NaiveDate;
 use guestloop_kit::auth::{principal, PropertyScope, Role};
-use guestloop_kit::time::required_period;
+use guestloop_kit::time::{required_period, whole_utc_days};
 use guestloop_kit::{tenancy, ApiError, ApiResult};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::complaints::v1 as pb;
@@ -79,12 +79,8 @@ pub fn counts(values: &[i64], currency: Option<&str>) -> pb::KpiCounts {
 pub fn period_days(
     period: Option<&guestloop_proto::common::v1::TimeRange>,
 ) -> ApiResult<(NaiveDate, NaiveDate)> {
-    let (start, end) = required_period(period)?;
-    let from = start.date_naive();
-    let mut to = end.date_naive();
-    if end.time().num_seconds_from_midnight() > 0 || end.timestamp_subsec_nanos() > 0 {
-        to += Duration::days(1);
-    }
+    let (start, end) = whole_utc_days(required_period(period)?);
+    let (from, to) = (start.date_naive(), end.date_naive());
     if (to - from).num_days() > MAX_DAYS {
         return Err(ApiError::invalid(
             "period",
