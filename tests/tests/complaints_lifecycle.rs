@@ -1661,3 +1661,70 @@ async fn at_risk_follows_the_propertys_ratio() -> anyhow::Result<()> {
     assert_eq!(at_risk(&manager).await?, 1);
     service.shutdown().await
 }
+
+/// The work queue pages: following the tokens gives the whole queue, in the order one large page
+/// gives it, each complaint once.
+#[tokio::test]
+async fn the_work_queue_pages_in_its_order() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    for urgency in [
+        pb::Urgency::Low,
+        pb::Urgency::Critical,
+        pb::Urgency::Medium,
+        pb::Urgency::High,
+        pb::Urgency::Low,
+    ] {
+        file(
+            &mut agent,
+            pb::Complaint {
+                urgency: urgency as i32,
+                ..noisy_room("paris")
+            },
+        )
+        .await?;
+    }
+    let ids = |list: &pb::ListComplaintsResponse| {
+        list.complaints
+            .iter()
+            .map(|c| c.complaint_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let whole = agent
+        .list_work_queue(pb::ListWorkQueueRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(whole.complaints.len(), 5);
+    assert!(whole.next_page_token.is_empty());
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..5 {
+        let page = agent
+            .list_work_queue(pb::ListWorkQueueRequest {
+                page_size: 2,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        paged.extend(ids(&page));
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, ids(&whole));
+    let refused = agent
+        .list_work_queue(pb::ListWorkQueueRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a token the service did not issue");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["page_token"]);
+    service.shutdown().await
+}

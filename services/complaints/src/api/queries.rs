@@ -323,10 +323,16 @@ pub async fn work_queue(
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
     let limit = page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-    let mut query = QueryBuilder::new(format!(
-        "SELECT {} FROM complaints WHERE status NOT IN ('resolved', 'closed', 'cancelled')",
-        select_columns()
-    ));
+    let after: Option<QueueCursor> = decode_token(&request.page_token)?;
+    // The page's complaints by their place in the queue: most urgent first (the earliest due
+    // time of a running clock; complaints waiting on the guest, their clocks paused, after those
+    // running), then by filing time and id, so every complaint has one place to resume after.
+    let mut query = QueryBuilder::new(
+        "SELECT complaint_id, waiting, due, created_at FROM (SELECT complaint_id, created_at, \
+         (status = 'waiting_on_guest') AS waiting, (SELECT min(k.due_at) FROM complaint_clocks k \
+         WHERE k.complaint_id = complaints.complaint_id AND k.stopped_at IS NULL) AS due \
+         FROM complaints WHERE status NOT IN ('resolved', 'closed', 'cancelled')",
+    );
     push_scope(&mut query, &principal, &request.property_ids)?;
     if !request.assignee.is_empty() {
         query
@@ -338,19 +344,52 @@ pub async fn work_queue(
             .push(" AND department = ")
             .push_bind(request.department.to_lowercase());
     }
-    // Most urgent first: the earliest due time of a running clock; complaints waiting on the
-    // guest (their clocks paused) after those that are running.
-    query.push(
-        " ORDER BY (complaints.status = 'waiting_on_guest'), (SELECT min(k.due_at) FROM complaint_clocks k \
-         WHERE k.complaint_id = complaints.complaint_id AND k.stopped_at IS NULL) ASC NULLS LAST, created_at LIMIT ",
-    );
-    query.push_bind(limit);
+    query.push(") q");
+    if let Some(after) = after {
+        query
+            .push(" WHERE (waiting, coalesce(due, 'infinity'::timestamptz), created_at, complaint_id) > (")
+            .push_bind(after.waiting)
+            .push(", coalesce(")
+            .push_bind(after.due)
+            .push("::timestamptz, 'infinity'::timestamptz), ")
+            .push_bind(after.created_at)
+            .push(", ")
+            .push_bind(after.complaint_id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY waiting, coalesce(due, 'infinity'::timestamptz), created_at, complaint_id LIMIT ")
+        .push_bind(limit + 1);
     let mut conn = api.context.pool.acquire().await?;
-    let rows: Vec<ComplaintRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let places: Vec<QueueCursor> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let (places, next_page_token) = split_page(places, limit, |p| QueueCursor {
+        waiting: p.waiting,
+        due: p.due,
+        created_at: p.created_at,
+        complaint_id: p.complaint_id,
+    });
+    let ids: Vec<Uuid> = places.iter().map(|p| p.complaint_id).collect();
+    let mut rows: Vec<ComplaintRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM complaints WHERE complaint_id = ANY($1)",
+        select_columns()
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.complaint_id));
     Ok(pb::ListComplaintsResponse {
         complaints: views(&mut conn, rows).await?,
-        next_page_token: String::new(),
+        next_page_token,
     })
+}
+
+/// A place in the work queue, to resume after.
+#[derive(serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+struct QueueCursor {
+    waiting: bool,
+    due: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    complaint_id: Uuid,
 }
 
 pub async fn timeline(

@@ -200,9 +200,11 @@ pub struct WorkQueueQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     page_size: Option<i32>,
+    #[serde(default)]
+    page_token: Option<String>,
 }
 
-/// The staff work queue: open complaints, most urgent SLA deadline first.
+/// The staff work queue: open complaints, most urgent SLA deadline first, page by page.
 #[utoipa::path(get, path = "/v1/work-queue", tag = "staff", params(WorkQueueQuery),
     responses(
         (status = 200, description = "Open complaints by urgency", body = ComplaintList),
@@ -228,6 +230,7 @@ pub async fn work_queue(
             assignee: query.assignee.unwrap_or_default(),
             department: query.department.unwrap_or_default(),
             page_size: page_size(query.page_size, 50, 500)?,
+            page_token: query.page_token.unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -237,6 +240,6 @@ pub async fn work_queue(
             .iter()
             .map(ComplaintSummary::from)
             .collect(),
-        next_page_token: String::new(),
+        next_page_token: queue.next_page_token,
     }))
 }
