@@ -181,18 +181,12 @@ pub(crate) async fn bench_database(
 pub(crate) fn bench_token(settings: &Settings, role: Role) -> anyhow::Result<String> {
     let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
         .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
-    issuer.mint(guestloop_kit::auth::Claims {
-        sub: "bench".into(),
+    issuer.mint(guestloop_kit::auth::Claims::new(
+        "bench",
         role,
-        chain: "bench".into(),
-        props: guestloop_kit::auth::PropertyScope::all(),
-        guest_id: None,
-        department: None,
-        iss: String::new(),
-        aud: String::new(),
-        iat: 0,
-        exp: 0,
-    })
+        "bench",
+        guestloop_kit::auth::PropertyScope::all(),
+    ))
 }
 
 async fn intake(mut settings: Settings, clients: usize, seconds: u64) -> anyhow::Result<()> {
@@ -281,16 +275,13 @@ async fn intake_gateway(
         (0..500)
             .map(|n| {
                 issuer.mint(guestloop_kit::auth::Claims {
-                    sub: format!("guest-{n}"),
-                    role: Role::Guest,
-                    chain: "bench".into(),
-                    props: guestloop_kit::auth::PropertyScope::all(),
                     guest_id: Some(format!("g{n}")),
-                    department: None,
-                    iss: String::new(),
-                    aud: String::new(),
-                    iat: 0,
-                    exp: 0,
+                    ..guestloop_kit::auth::Claims::new(
+                        format!("guest-{n}"),
+                        Role::Guest,
+                        "bench",
+                        guestloop_kit::auth::PropertyScope::all(),
+                    )
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?,
@@ -412,18 +403,12 @@ async fn kit_overhead(
     .await?;
     let issuer = guestloop_kit::auth::TokenIssuer::from_settings(&settings.auth)
         .ok_or_else(|| anyhow::anyhow!("no signing secret"))?;
-    let token = issuer.mint(guestloop_kit::auth::Claims {
-        sub: "bench".into(),
-        role: Role::Agent,
-        chain: "bench".into(),
-        props: guestloop_kit::auth::PropertyScope::all(),
-        guest_id: None,
-        department: None,
-        iss: String::new(),
-        aud: String::new(),
-        iat: 0,
-        exp: 0,
-    })?;
+    let token = issuer.mint(guestloop_kit::auth::Claims::new(
+        "bench",
+        Role::Agent,
+        "bench",
+        guestloop_kit::auth::PropertyScope::all(),
+    ))?;
 
     let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bare_addr = bare_listener.local_addr()?;

@@ -283,18 +283,12 @@ fn quality_channel(
     issuer: &TokenIssuer,
     chain: &str,
 ) -> anyhow::Result<guestloop_kit::client::AuthedChannel> {
-    let token = issuer.mint(Claims {
-        sub: "bench-quality".into(),
-        role: Role::ChainQualityManager,
-        chain: chain.into(),
-        props: PropertyScope::all(),
-        guest_id: None,
-        department: None,
-        iss: String::new(),
-        aud: String::new(),
-        iat: 0,
-        exp: 0,
-    })?;
+    let token = issuer.mint(Claims::new(
+        "bench-quality",
+        Role::ChainQualityManager,
+        chain,
+        PropertyScope::all(),
+    ))?;
     let context = CallContext::with_token(&SecretString::from(token))?;
     Ok(InterceptedService::new(
         channel(endpoint, Duration::from_secs(60))?,

@@ -19,18 +19,7 @@ fn issuer() -> anyhow::Result<TokenIssuer> {
 
 /// Claims for `role` in the test chain with `props` scope.
 pub fn test_claims(role: Role, props: PropertyScope) -> Claims {
-    Claims {
-        sub: format!("test-{}", role.as_str()),
-        role,
-        chain: TEST_CHAIN.into(),
-        props,
-        guest_id: None,
-        department: None,
-        iss: String::new(),
-        aud: String::new(),
-        iat: 0,
-        exp: 0,
-    }
+    Claims::new(format!("test-{}", role.as_str()), role, TEST_CHAIN, props)
 }
 
 /// Builds a test token step by step.

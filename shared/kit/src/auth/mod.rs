@@ -147,6 +147,30 @@ pub struct Claims {
     pub exp: i64,
 }
 
+impl Claims {
+    /// Claims for `sub` acting as `role` in `chain` over `props`, with no guest or department;
+    /// issuer, audience and times are filled in when a token is minted.
+    pub fn new(
+        sub: impl Into<String>,
+        role: Role,
+        chain: impl Into<String>,
+        props: PropertyScope,
+    ) -> Self {
+        Self {
+            sub: sub.into(),
+            role,
+            chain: chain.into(),
+            props,
+            guest_id: None,
+            department: None,
+            iss: String::new(),
+            aud: String::new(),
+            iat: 0,
+            exp: 0,
+        }
+    }
+}
+
 /// The authenticated caller of one request, placed in the request extensions by the middleware.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -285,18 +309,7 @@ mod tests {
 
     fn caller(props: PropertyScope) -> Principal {
         Principal {
-            claims: Claims {
-                sub: "u1".into(),
-                role: Role::GeneralManager,
-                chain: "c1".into(),
-                props,
-                guest_id: None,
-                department: None,
-                iss: String::new(),
-                aud: String::new(),
-                iat: 0,
-                exp: 0,
-            },
+            claims: Claims::new("u1", Role::GeneralManager, "c1", props),
         }
     }
 

@@ -158,18 +158,12 @@ impl TokenIssuer {
     /// [`TokenIssuer::service_token`] as if the time were `now` (Unix seconds).
     pub fn service_token_at(&self, service: &str, now: i64) -> anyhow::Result<String> {
         self.mint_at(
-            Claims {
-                sub: format!("service:{service}"),
-                role: super::Role::Service,
-                chain: "*".into(),
-                props: super::PropertyScope::all(),
-                guest_id: None,
-                department: None,
-                iss: String::new(),
-                aud: String::new(),
-                iat: 0,
-                exp: 0,
-            },
+            Claims::new(
+                format!("service:{service}"),
+                super::Role::Service,
+                "*",
+                super::PropertyScope::all(),
+            ),
             now,
         )
     }
@@ -189,18 +183,12 @@ mod tests {
     }
 
     fn claims() -> Claims {
-        Claims {
-            sub: "u1".into(),
-            role: Role::Agent,
-            chain: "c1".into(),
-            props: PropertyScope::Listed(vec!["p1".into()]),
-            guest_id: None,
-            department: None,
-            iss: String::new(),
-            aud: String::new(),
-            iat: 0,
-            exp: 0,
-        }
+        Claims::new(
+            "u1",
+            Role::Agent,
+            "c1",
+            PropertyScope::Listed(vec!["p1".into()]),
+        )
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
