@@ -1004,6 +1004,41 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
         .await?
         .into_inner();
     assert!(again.duplicate, "a resent survey is recorded once");
+    // Another chain's own "survey-0", at its own property, is its own response.
+    let mut other_chain: Client = AuditServiceClient::new(
+        service
+            .channel_with_token(
+                &TokenBuilder::new(Role::GeneralManager)
+                    .chain("other-chain")
+                    .properties(&["oslo"])
+                    .mint()?,
+            )
+            .await?,
+    );
+    for expected_duplicate in [false, true] {
+        let theirs = other_chain
+            .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
+                request_id: "survey-0".into(),
+                property_id: "oslo".into(),
+                ratings: vec![rating("minibar", 5)],
+            })
+            .await?
+            .into_inner();
+        assert_eq!(theirs.duplicate, expected_duplicate);
+        assert_ne!(theirs.response_id, again.response_id);
+    }
+    let survey = |property: &str| pb::RecordServqualSurveyRequest {
+        request_id: "survey-0".into(),
+        property_id: property.into(),
+        answers: vec![pb::ServqualAnswer {
+            item: 1,
+            expectation: 5,
+            perception: 5,
+        }],
+    };
+    let ours = client.record_servqual_survey(survey("vienna")).await?;
+    let theirs = other_chain.record_servqual_survey(survey("oslo")).await?;
+    assert_ne!(ours.into_inner().survey_id, theirs.into_inner().survey_id);
     let refused = client
         .record_touchpoint_ratings(pb::RecordTouchpointRatingsRequest {
             request_id: "survey-bad".into(),

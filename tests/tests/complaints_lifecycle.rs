@@ -694,6 +694,63 @@ async fn creating_twice_with_one_request_id_files_once() -> anyhow::Result<()> {
     let theirs = file(&mut other_chain, noisy_room("oslo")).await?;
     assert!(!theirs.repeat_issue);
     assert_eq!(theirs.repeat_of_complaint_id, "");
+
+    // Request ids are per chain: the other chain's own "req-42" files its own complaint, and
+    // its retry gets that one back.
+    let theirs_42 = pb::CreateComplaintRequest {
+        request_id: "req-42".into(),
+        complaint: Some(noisy_room("oslo")),
+    };
+    let filed = other_chain
+        .create_complaint(theirs_42.clone())
+        .await?
+        .into_inner();
+    assert_ne!(filed.complaint_id, first.complaint_id);
+    assert_eq!(filed.property_id, "oslo");
+    let retried = other_chain.create_complaint(theirs_42).await?.into_inner();
+    assert_eq!(retried.complaint_id, filed.complaint_id);
+    assert_eq!(
+        agent
+            .create_complaint(request)
+            .await?
+            .into_inner()
+            .complaint_id,
+        first.complaint_id,
+        "this chain's req-42 still answers with its own complaint"
+    );
+
+    // A key claimed before keys were per chain (chain '') still holds its id everywhere: its
+    // retry gets the stored answer, and another chain is refused rather than filing twice.
+    let legacy = pb::CreateComplaintRequest {
+        request_id: "legacy-1".into(),
+        complaint: Some(noisy_room("paris")),
+    };
+    let legacy_filed = agent.create_complaint(legacy.clone()).await?.into_inner();
+    let pool = service.database.admin_pool().await?;
+    let moved = sqlx::query(
+        "UPDATE complaints.idempotency_keys SET chain_id = '' \
+         WHERE method = 'CreateComplaint' AND request_id = 'legacy-1'",
+    )
+    .execute(&pool)
+    .await?
+    .rows_affected();
+    assert_eq!(moved, 1);
+    let again = agent.create_complaint(legacy).await?.into_inner();
+    assert_eq!(again.complaint_id, legacy_filed.complaint_id);
+    let refused = other_chain
+        .create_complaint(pb::CreateComplaintRequest {
+            request_id: "legacy-1".into(),
+            complaint: Some(noisy_room("oslo")),
+        })
+        .await
+        .expect_err("a legacy key is global");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let keys: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.idempotency_keys WHERE request_id = 'legacy-1'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(keys, 1, "no second key was claimed beside the legacy one");
     service.shutdown().await
 }
 

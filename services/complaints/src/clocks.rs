@@ -207,6 +207,19 @@ pub struct Refreshed {
     pub next_escalation_at: Option<DateTime<Utc>>,
 }
 
+/// Brings every clock's stored due time up to `now` from the status history so far: a clock
+/// paused while the complaint waits on the guest is due later than when it was last saved. A
+/// cancellation reads these to tell a deadline already missed from one still ahead.
+pub fn bring_due_times_up_to(
+    clocks: &mut [ClockRow],
+    settings: &EffectiveSettings,
+    department: &str,
+    status_history: &[(DateTime<Utc>, String)],
+    now: DateTime<Utc>,
+) {
+    refresh(clocks, settings, department, status_history, &[], 0, now);
+}
+
 /// Recomputes every clock from the complete status history.
 pub fn refresh(
     clocks: &mut [ClockRow],
@@ -358,6 +371,54 @@ mod tests {
                 (pb::Stage::RemedyPlan, Some(now)),
             ],
             "met and missed stay; the clocks still within their deadline go"
+        );
+    }
+
+    #[test]
+    fn a_cancellation_while_waiting_on_the_guest_drops_the_paused_clocks() {
+        let settings = effective(&default_settings("paris")).expect("defaults are valid");
+        let filed = chrono::DateTime::UNIX_EPOCH;
+        let mut clocks = start_all(&settings, pb::Urgency::Medium, "", filed);
+        // Acknowledged after 5 minutes, then waiting on the guest for three days: the stored due
+        // times are those saved when the wait began.
+        let acknowledged = filed + Duration::minutes(5);
+        on_status_change(&mut clocks, "acknowledged", acknowledged);
+        let history = vec![
+            (filed, "received".to_string()),
+            (acknowledged, "acknowledged".to_string()),
+            (acknowledged, PAUSING_STATUS.to_string()),
+        ];
+        bring_due_times_up_to(&mut clocks, &settings, "", &history, acknowledged);
+        let now = filed + Duration::days(3);
+        assert!(
+            clocks
+                .iter()
+                .any(|c| c.stopped_at.is_none() && c.due_at < now),
+            "the stale due times lie before the cancellation"
+        );
+        bring_due_times_up_to(&mut clocks, &settings, "", &history, now);
+        on_status_change(&mut clocks, "cancelled", now);
+        let kept: Vec<pb::Stage> = clocks.iter().map(stage_of).collect();
+        assert_eq!(
+            kept,
+            vec![pb::Stage::Acknowledge],
+            "only the clock stopped before the wait stays; the paused ones owed nothing yet"
+        );
+
+        // A clock that ran past its deadline before the wait began stays missed.
+        let mut clocks = start_all(&settings, pb::Urgency::Critical, "", filed);
+        let late = filed + Duration::hours(1);
+        let history = vec![
+            (filed, "received".to_string()),
+            (late, PAUSING_STATUS.to_string()),
+        ];
+        bring_due_times_up_to(&mut clocks, &settings, "", &history, now);
+        on_status_change(&mut clocks, "cancelled", now);
+        let kept: Vec<pb::Stage> = clocks.iter().map(stage_of).collect();
+        assert_eq!(
+            kept,
+            vec![pb::Stage::Acknowledge, pb::Stage::Resolution],
+            "30 minutes to acknowledge and resolve, an hour gone before the wait"
         );
     }
 

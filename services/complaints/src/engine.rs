@@ -127,6 +127,15 @@ impl Loaded {
             },
         )
         .await?;
+        if to == "cancelled" {
+            clocks::bring_due_times_up_to(
+                &mut self.clocks,
+                &self.settings,
+                &self.row.department,
+                &self.history,
+                now,
+            );
+        }
         self.history.push((now, to.to_string()));
         let finished = clocks::on_status_change(&mut self.clocks, to, now);
         if !finished.is_empty() {

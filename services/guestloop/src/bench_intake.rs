@@ -20,7 +20,7 @@ pub const INTAKE_SQL: &str = r#"\set n random(1, 2000000000)
 \set guest random(1, 5000)
 \set room random(100, 599)
 BEGIN;
-INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ('CreateComplaint', 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current(), '\x00') ON CONFLICT DO NOTHING;
+INSERT INTO idempotency_keys (chain_id, method, request_id, request_hash) SELECT 'bench', 'CreateComplaint', 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current(), '\x00' WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE chain_id = '' AND method = 'CreateComplaint' AND request_id = 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current()) ON CONFLICT DO NOTHING;
 SELECT property_id, settings, etag FROM property_settings WHERE property_id = ANY(ARRAY['bench-p', 'chain:' || 'bench']);
 SELECT complaint_id FROM complaints WHERE guest_id = 'g' || :guest::text AND guest_id <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' ORDER BY created_at DESC LIMIT 1;
 SELECT count(*) FROM (SELECT 1 FROM complaints WHERE property_id = 'bench-p' AND room = :room::text AND room <> '' AND category = 'noise' AND created_at >= now() - interval '30 days' AND status <> 'cancelled' LIMIT 3) recent;
@@ -30,7 +30,7 @@ INSERT INTO complaint_timeline (complaint_id, at, actor, kind, from_status, to_s
 UPDATE complaints SET status = 'received', updated_at = now(), next_escalation_at = now() + interval '12 hours', etag = gen_random_uuid() WHERE complaint_id = :c_complaint_id::uuid;
 WITH stale AS (DELETE FROM complaint_clocks WHERE complaint_id = :c_complaint_id::uuid AND NOT (stage = ANY('{1,2,3,4,5}'))), marked AS (INSERT INTO kpi_dirty (complaint_id) VALUES (:c_complaint_id::uuid) ON CONFLICT (complaint_id) DO UPDATE SET marked_at = now()) INSERT INTO complaint_clocks (complaint_id, stage, target_minutes, target_days, started_at, stopped_at, due_at, breached_at) SELECT :c_complaint_id::uuid, * FROM unnest('{1,2,3,4,5}'::int2[], '{30,120,240,1440,1440}'::int4[], '{0,0,0,0,0}'::int4[], ARRAY[now(), now(), now(), now(), now()], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[], ARRAY[now() + interval '30 minutes', now() + interval '2 hours', now() + interval '4 hours', now() + interval '24 hours', now() + interval '24 hours'], ARRAY[NULL, NULL, NULL, NULL, NULL]::timestamptz[]) ON CONFLICT (complaint_id, stage) DO UPDATE SET target_minutes = EXCLUDED.target_minutes, target_days = EXCLUDED.target_days, started_at = EXCLUDED.started_at, stopped_at = EXCLUDED.stopped_at, due_at = EXCLUDED.due_at, breached_at = EXCLUDED.breached_at;
 INSERT INTO outbox_events (event_id, event_type, subject, chain_id, property_id, occur_time, payload_type, payload, traceparent) VALUES (gen_random_uuid(), 'complaints.complaint.filed', 'complaints/x', 'bench', 'bench-p', now(), 'type.googleapis.com/guestloop.complaints.v1.ComplaintChanged', repeat('x', 600)::bytea, '');
-UPDATE idempotency_keys SET response = repeat('x', 600)::bytea WHERE method = 'CreateComplaint' AND request_id = 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current();
+UPDATE idempotency_keys SET response = repeat('x', 600)::bytea WHERE chain_id = 'bench' AND method = 'CreateComplaint' AND request_id = 'pgb-' || :n::text || '-' || :client_id::text || '-' || txid_current();
 COMMIT;
 "#;
 

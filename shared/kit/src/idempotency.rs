@@ -1,7 +1,8 @@
 //! Idempotent creates by `request_id` (AIP-155).
 //!
-//! In the transaction of the effect, [`claim`] inserts the request id with a hash of the caller
-//! (chain and subject) and the request. A concurrent duplicate blocks on the key until the first
+//! In the transaction of the effect, [`claim`] inserts the request id, under the caller's chain,
+//! with a hash of the caller (chain and subject) and the request. Request ids are unique per chain
+//! and method: another chain may use the same one for its own request. A concurrent duplicate blocks on the key until the first
 //! commits, then sees the stored response; a later replay gets the stored response; a different
 //! request under the same id, or the same request from another caller, is refused: a stored
 //! response is only ever handed back to the caller it was made for, so another guest or a
@@ -14,7 +15,7 @@
 //!     return Ok(previous);
 //! }
 //! let created = storage::insert(&mut tx, …).await?;
-//! idempotency::record(&mut tx, METHOD, &req.request_id, &created).await?;
+//! idempotency::record(&mut tx, &principal, METHOD, &req.request_id, &created).await?;
 //! tx.commit().await?;
 //! ```
 
@@ -72,11 +73,17 @@ pub async fn claim<R: Message, T: Message + Default>(
         return Ok(None);
     }
     check_request_id(request_id)?;
-    let hash = request_hash(caller.chain_id(), caller.subject(), request);
+    let chain = caller.chain_id();
+    let hash = request_hash(chain, caller.subject(), request);
+    // A key claimed before keys were per chain (chain '') still holds its request id for every
+    // chain: its retry gets the stored answer, anyone else REQUEST_ID_REUSED, as then.
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (method, request_id, request_hash) VALUES ($1, $2, $3) \
+        "INSERT INTO idempotency_keys (chain_id, method, request_id, request_hash) \
+         SELECT $1, $2, $3, $4 WHERE NOT EXISTS ( \
+             SELECT 1 FROM idempotency_keys WHERE chain_id = '' AND method = $2 AND request_id = $3) \
          ON CONFLICT DO NOTHING",
     )
+    .bind(chain)
     .bind(method)
     .bind(request_id)
     .bind(&hash)
@@ -87,8 +94,11 @@ pub async fn claim<R: Message, T: Message + Default>(
         return Ok(None);
     }
     let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
-        "SELECT request_hash, response FROM idempotency_keys WHERE method = $1 AND request_id = $2",
+        "SELECT request_hash, response FROM idempotency_keys \
+         WHERE chain_id IN ($1, '') AND method = $2 AND request_id = $3 \
+         ORDER BY chain_id = '' LIMIT 1",
     )
+    .bind(chain)
     .bind(method)
     .bind(request_id)
     .fetch_one(&mut *conn)
@@ -108,9 +118,10 @@ pub async fn claim<R: Message, T: Message + Default>(
         .map_err(|e| ApiError::internal(format!("stored response cannot be decoded: {e}")))
 }
 
-/// Stores the response of a claimed request (no-op for an empty `request_id`).
+/// Stores the response of a request `caller` claimed (no-op for an empty `request_id`).
 pub async fn record<T: Message>(
     conn: &mut PgConnection,
+    caller: &Principal,
     method: &str,
     request_id: &str,
     response: &T,
@@ -118,12 +129,16 @@ pub async fn record<T: Message>(
     if request_id.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE method = $1 AND request_id = $2")
-        .bind(method)
-        .bind(request_id)
-        .bind(response.encode_to_vec())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = $4 \
+         WHERE chain_id = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(caller.chain_id())
+    .bind(method)
+    .bind(request_id)
+    .bind(response.encode_to_vec())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -107,7 +107,14 @@ pub async fn create_program(
         program_id: id.to_string(),
         ..program
     };
-    idempotency::record(&mut conn, "CreateProgram", &request.request_id, &reply).await?;
+    idempotency::record(
+        &mut conn,
+        &principal,
+        "CreateProgram",
+        &request.request_id,
+        &reply,
+    )
+    .await?;
     conn.commit().await?;
     Ok(reply)
 }

@@ -69,20 +69,14 @@ pub async fn record(
     // Surveys recorded before their answers were kept per request: the stored survey answers a
     // retry of one.
     if !request.request_id.is_empty() {
-        let existing: Option<(Uuid, String)> = sqlx::query_as(
-            "SELECT survey_id, property_id FROM servqual_surveys WHERE request_id = $1",
+        let existing: Option<Uuid> = sqlx::query_scalar(
+            "SELECT survey_id FROM servqual_surveys WHERE property_id = $1 AND request_id = $2",
         )
+        .bind(&request.property_id)
         .bind(&request.request_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((id, property)) = existing {
-            // A survey of another property (perhaps another chain's) is not this request's.
-            if property != request.property_id {
-                return Err(ApiError::invalid(
-                    "request_id",
-                    "was already used for another property",
-                ));
-            }
+        if let Some(id) = existing {
             return Ok(pb::RecordServqualSurveyResponse {
                 survey_id: id.to_string(),
             });
@@ -107,7 +101,7 @@ pub async fn record(
     let response = pb::RecordServqualSurveyResponse {
         survey_id: id.to_string(),
     };
-    idempotency::record(&mut tx, METHOD, &request.request_id, &response).await?;
+    idempotency::record(&mut tx, &principal, METHOD, &request.request_id, &response).await?;
     tx.commit().await?;
     Ok(response)
 }

@@ -74,7 +74,7 @@ pub async fn record(
     tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
     let inserted: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
         "INSERT INTO touchpoint_responses (response_id, request_id, property_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (request_id) DO NOTHING RETURNING response_id, recorded_at",
+         ON CONFLICT (property_id, request_id) DO NOTHING RETURNING response_id, recorded_at",
     )
     .bind(Uuid::now_v7())
     .bind(&request.request_id)
@@ -82,18 +82,13 @@ pub async fn record(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((response_id, recorded_at)) = inserted else {
-        let (existing, property): (Uuid, String) = sqlx::query_as(
-            "SELECT response_id, property_id FROM touchpoint_responses WHERE request_id = $1",
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT response_id FROM touchpoint_responses WHERE property_id = $1 AND request_id = $2",
         )
+        .bind(&request.property_id)
         .bind(&request.request_id)
         .fetch_one(&mut *tx)
         .await?;
-        if property != request.property_id {
-            return Err(ApiError::invalid(
-                "request_id",
-                "was already used for another property",
-            ));
-        }
         return Ok(pb::RecordTouchpointRatingsResponse {
             response_id: existing.to_string(),
             duplicate: true,

@@ -418,7 +418,7 @@ pub async fn create(
         principal.actor(),
     )
     .await?;
-    idempotency::record(&mut tx, METHOD, &request.request_id, &view).await?;
+    idempotency::record(&mut tx, &principal, METHOD, &request.request_id, &view).await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(view)

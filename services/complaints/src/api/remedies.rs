@@ -248,7 +248,7 @@ pub async fn propose(
     loaded.remedies.push(row.clone());
     loaded.save(&mut tx, now).await?;
     let reply = remedy_to_proto(&row);
-    idempotency::record(&mut tx, METHOD, &request.request_id, &reply).await?;
+    idempotency::record(&mut tx, &principal, METHOD, &request.request_id, &reply).await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(reply)

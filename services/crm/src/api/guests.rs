@@ -205,7 +205,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateGuestRequest>) -> ApiR
         record_consent(&mut tx, &row, principal.subject()).await?;
     }
     let reply = to_proto(&mut tx, &row, true).await?;
-    idempotency::record(&mut tx, "CreateGuest", &request.request_id, &reply).await?;
+    idempotency::record(
+        &mut tx,
+        &principal,
+        "CreateGuest",
+        &request.request_id,
+        &reply,
+    )
+    .await?;
     tx.commit().await?;
     Ok(reply)
 }

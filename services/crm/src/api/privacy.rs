@@ -413,12 +413,13 @@ async fn stored_profiles(
     let candidates: Vec<(String, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
         sqlx::query_as(&format!(
             "SELECT request_id, created_at, response FROM idempotency_keys \
-             WHERE method = 'CreateGuest' AND response IS NOT NULL \
+             WHERE chain_id IN ($2, '') AND method = 'CreateGuest' AND response IS NOT NULL \
                AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS id WHERE position(convert_to(id, 'UTF8') IN response) > 0) \
              ORDER BY created_at, request_id{}",
             if lock { " FOR UPDATE" } else { "" }
         ))
         .bind(guest_ids)
+        .bind(chain_id)
         .fetch_all(&mut *conn)
         .await?;
     Ok(candidates
@@ -515,10 +516,14 @@ async fn delete_stored_profiles(
         .into_iter()
         .map(|s| s.request_id)
         .collect();
+    // The chain's own keys, and keys from before keys were per chain (whose request ids no
+    // chain's key shares).
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE method = 'CreateGuest' AND request_id = ANY($1)",
+        "DELETE FROM idempotency_keys \
+         WHERE chain_id IN ($2, '') AND method = 'CreateGuest' AND request_id = ANY($1)",
     )
     .bind(&request_ids)
+    .bind(chain_id)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -207,7 +207,14 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     .fetch_one(&mut *tx)
     .await?;
     let reply = to_proto(row);
-    idempotency::record(&mut tx, "CreateAsset", &request.request_id, &reply).await?;
+    idempotency::record(
+        &mut tx,
+        &principal,
+        "CreateAsset",
+        &request.request_id,
+        &reply,
+    )
+    .await?;
     tx.commit().await?;
     Ok(reply)
 }

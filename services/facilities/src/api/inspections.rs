@@ -391,7 +391,14 @@ pub async fn create_plan(
         responsible_role,
         ..plan
     };
-    idempotency::record(&mut conn, "CreatePlan", &request.request_id, &reply).await?;
+    idempotency::record(
+        &mut conn,
+        &principal,
+        "CreatePlan",
+        &request.request_id,
+        &reply,
+    )
+    .await?;
     conn.commit().await?;
     Ok(reply)
 }

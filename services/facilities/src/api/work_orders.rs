@@ -288,7 +288,14 @@ pub async fn create(
     )
     .await?;
     let reply = to_proto(&row, Utc::now());
-    idempotency::record(&mut tx, "CreateWorkOrder", &request.request_id, &reply).await?;
+    idempotency::record(
+        &mut tx,
+        &principal,
+        "CreateWorkOrder",
+        &request.request_id,
+        &reply,
+    )
+    .await?;
     tx.commit().await?;
     api.context.events.wake();
     Ok(reply)
