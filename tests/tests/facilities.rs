@@ -189,6 +189,11 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
         .expect_err("no complaint named");
     assert_eq!(unnamed.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unnamed), vec!["work_order.source_id"]);
+    let misnamed = barcelona
+        .create_work_order(from_complaint("complaint-7"))
+        .await
+        .expect_err("not a complaint id");
+    assert_eq!(violated_fields(&misnamed), vec!["work_order.source_id"]);
     // ... and one at another property naming Madrid's complaint neither links to it nor
     // resolves it when done (the feed is in order, so by the time Madrid's own order resolves the
     // complaint below, this one has been read).
@@ -422,6 +427,20 @@ async fn rooms_stay_out_while_guest_impacting_work_is_open_and_repeat_fixes_esca
         flagged.replacement_flagged,
         "recurring within 90 days: replacement project"
     );
+    let announced: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM facilities.outbox_events \
+         WHERE event_type = 'facilities.asset.replacement_flagged' AND subject = $1",
+    )
+    .bind(format!("assets/{}", shower.asset_id))
+    .fetch_all(&service.database.admin_pool().await?)
+    .await?;
+    assert_eq!(announced.len(), 1, "the flag is announced once");
+    let event = pb::AssetReplacementFlagged::decode(announced[0].as_slice())?;
+    assert_eq!(event.work_order_id, second.work_order_id);
+    assert_eq!(
+        event.asset.map(|a| (a.asset_id, a.replacement_flagged)),
+        Some((shower.asset_id.clone(), true))
+    );
     let illegal = act(
         &mut fac,
         &second.work_order_id,
@@ -576,7 +595,7 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
             asset_id: lift.asset_id.clone(),
             frequency: pb::Frequency::MeterHours as i32,
             interval: 500,
-            start_date: "2026-01-01".into(),
+            start_date: chrono::Utc::now().date_naive().to_string(),
             due_time: "08:00".into(),
             time_zone: "Europe/Madrid".into(),
             responsible_role: "department_head".into(),
@@ -803,7 +822,7 @@ async fn work_orders_and_plans_name_only_assets_of_their_own_property() -> anyho
                     asset_id: asset_id.clone(),
                     frequency: pb::Frequency::Weekly as i32,
                     interval: 0,
-                    start_date: "2026-01-01".into(),
+                    start_date: chrono::Utc::now().date_naive().to_string(),
                     due_time: "08:00".into(),
                     time_zone: "Europe/Madrid".into(),
                     responsible_role: "department_head".into(),
@@ -2475,5 +2494,269 @@ async fn card_numbers_and_overlong_free_text_are_refused_and_nothing_is_written(
             "leak in the bathroom".to_string()
         )
     );
+    service.shutdown().await
+}
+
+/// Dates PostgreSQL or a hotel cannot mean, amounts without a currency or beyond any repair,
+/// limits that are not numbers and two results for one item are each refused naming the field,
+/// and nothing is written.
+#[tokio::test]
+async fn nonsense_dates_amounts_limits_and_doubled_results_are_refused() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let mut fac = client(&service).await?;
+    let new_asset =
+        |install: &str, warranty: &str, cost: Option<(&str, i64)>| pb::CreateAssetRequest {
+            request_id: String::new(),
+            asset: Some(pb::Asset {
+                property_id: "madrid".into(),
+                name: "Boiler".into(),
+                category: pb::AssetCategory::Hvac as i32,
+                install_date: install.into(),
+                warranty_end: warranty.into(),
+                replacement_cost: cost.map(|(code, minor_units)| {
+                    guestloop_proto::common::v1::Money {
+                        currency_code: code.into(),
+                        minor_units,
+                    }
+                }),
+                ..Default::default()
+            }),
+        };
+    for (request, field) in [
+        (new_asset("-5000-01-01", "", None), "asset.install_date"),
+        (new_asset("+2019-06-01", "", None), "asset.install_date"),
+        (new_asset("9999-01-01", "", None), "asset.install_date"),
+        (
+            new_asset("2019-06-01", "2018-06-01", None),
+            "asset.warranty_end",
+        ),
+        (
+            new_asset("2019-06-01", "", Some(("", 500_000))),
+            "asset.replacement_cost.currency_code",
+        ),
+        (
+            new_asset("2019-06-01", "", Some(("EUR", i64::MAX))),
+            "asset.replacement_cost.minor_units",
+        ),
+    ] {
+        let refused = fac.create_asset(request).await.expect_err(field);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), vec![field]);
+    }
+    let stored = fac
+        .create_asset(new_asset(
+            "2019-06-01",
+            "2024-06-01",
+            Some(("eur", 500_000)),
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        stored.replacement_cost.map(|m| m.currency_code),
+        Some("EUR".to_string())
+    );
+
+    let mut plan = daily_plan("madrid", "");
+    let checklist = fac
+        .publish_checklist(room_check("", "Room check"))
+        .await?
+        .into_inner();
+    for start in ["0001-01-01", "-5000-01-01", "2999-01-01"] {
+        if let Some(p) = plan.plan.as_mut() {
+            p.checklist_id = checklist.checklist_id.clone();
+            p.start_date = start.into();
+        }
+        let refused = fac.create_plan(plan.clone()).await.expect_err(start);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), vec!["plan.start_date"]);
+    }
+
+    let mut not_a_number = room_check("", "Fridge check");
+    not_a_number.items = vec![pb::ChecklistItem {
+        code: "fridge".into(),
+        text: "Fridge temperature (°C)".into(),
+        kind: pb::ItemKind::Numeric as i32,
+        tag: "hygiene".into(),
+        min: f64::NAN,
+        max: 5.0,
+        ..Default::default()
+    }];
+    let refused = fac
+        .publish_checklist(not_a_number)
+        .await
+        .expect_err("NaN limit");
+    assert_eq!(violated_fields(&refused), vec!["items[0].min"]);
+
+    // An inspection of the room check, its one item answered twice (passed and failed).
+    fac.create_plan(daily_plan("madrid", &checklist.checklist_id))
+        .await?;
+    schedule_days(&mut fac, "madrid", 0).await?;
+    let due = fac
+        .list_inspections(pb::ListInspectionsRequest {
+            property_id: "madrid".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .inspections;
+    let inspection = due.first().ok_or_else(|| anyhow::anyhow!("nothing due"))?;
+    let doubled = fac
+        .record_inspection(pb::RecordInspectionRequest {
+            inspection_id: inspection.inspection_id.clone(),
+            results: vec![
+                pb::ItemResult {
+                    code: "ac".into(),
+                    passed: true,
+                    ..Default::default()
+                },
+                pb::ItemResult {
+                    code: "ac".into(),
+                    passed: false,
+                    ..Default::default()
+                },
+            ],
+        })
+        .await
+        .expect_err("one item twice");
+    assert_eq!(doubled.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&doubled), vec!["results[1].code"]);
+    let written: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM facilities.assets), (SELECT count(*) FROM facilities.work_orders), \
+                (SELECT count(*) FROM facilities.inspections WHERE status = 'done')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        written,
+        (1, 0, 0),
+        "one valid asset; no work order, nothing recorded"
+    );
+    service.shutdown().await
+}
+
+/// Two first changes of a room at once (out of order, out of service) take turns: whichever
+/// comes second closes the other's stretch, so no stretch is lost. An expected return in the
+/// past, too far ahead or for a room in service is refused.
+#[tokio::test]
+async fn first_changes_of_a_room_at_once_lose_no_stretch() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let fac = client(&service).await?;
+    let set = |room: String, status: &'static str, expected_return: Option<i64>| {
+        let mut fac = fac.clone();
+        async move {
+            fac.set_room_status(pb::SetRoomStatusRequest {
+                property_id: "madrid".into(),
+                room,
+                status: status.into(),
+                reason: if status == "in_service" { "" } else { "leak" }.into(),
+                expected_return: expected_return.map(|s| prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() + s,
+                    nanos: 0,
+                }),
+            })
+            .await
+        }
+    };
+    let rooms: Vec<String> = (0..8).map(|n| format!("7{n:02}")).collect();
+    let mut racing = Vec::new();
+    for room in &rooms {
+        racing.push(tokio::spawn(set(room.clone(), "out_of_order", None)));
+        racing.push(tokio::spawn(set(room.clone(), "out_of_service", None)));
+    }
+    for change in racing {
+        change.await??;
+    }
+    let stretches: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM facilities.room_outages WHERE room = ANY($1)")
+            .bind(&rooms)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        stretches, 8,
+        "each room's first stretch closed by its second change"
+    );
+
+    for (status, seconds) in [
+        ("out_of_order", -3600),
+        ("out_of_order", 400 * 86_400),
+        ("in_service", 3600),
+    ] {
+        let refused = set("801".into(), status, Some(seconds))
+            .await
+            .expect_err("expected return");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), vec!["expected_return"]);
+    }
+    let back = set("801".into(), "out_of_order", Some(2 * 86_400))
+        .await?
+        .into_inner();
+    assert!(back.expected_return.is_some());
+    service.shutdown().await
+}
+
+/// Inspection compliance counts the inspections whose outcome is known: done, or a day (the
+/// grace) past due. One due tomorrow, or due today and not done yet, is neither on time nor late.
+#[tokio::test]
+async fn inspection_compliance_leaves_out_what_is_not_due_yet() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    let mut fac = client(&service).await?;
+    let checklist = fac
+        .publish_checklist(room_check("", "Room check"))
+        .await?
+        .into_inner();
+    let today = chrono::Utc::now().date_naive();
+    let mut plan = daily_plan("madrid", &checklist.checklist_id);
+    if let Some(p) = plan.plan.as_mut() {
+        p.start_date = (today - chrono::Days::new(5)).to_string();
+    }
+    fac.create_plan(plan).await?;
+    let scheduled = schedule_days(&mut fac, "madrid", 3).await?;
+    assert_eq!(scheduled.created, 9, "five days back to three ahead");
+    // Five days ago: done two hours after due. Four days ago: done three days late. The rest
+    // are not done.
+    sqlx::query(
+        "UPDATE facilities.inspections SET status = 'done', \
+         done_at = due_at + CASE WHEN (due_at AT TIME ZONE 'UTC')::date = $1 THEN interval '2 hours' ELSE interval '3 days' END \
+         WHERE (due_at AT TIME ZONE 'UTC')::date IN ($1, $2)",
+    )
+    .bind(today - chrono::Days::new(5))
+    .bind(today - chrono::Days::new(4))
+    .execute(&pool)
+    .await?;
+    let at = |date: chrono::NaiveDate| prost_types::Timestamp {
+        seconds: date
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp(),
+        nanos: 0,
+    };
+    let kpis = fac
+        .get_facilities_kpis(pb::GetFacilitiesKpisRequest {
+            property_ids: vec!["madrid".into()],
+            period: Some(guestloop_proto::common::v1::TimeRange {
+                start_time: Some(at(today - chrono::Days::new(10))),
+                end_time: Some(at(today + chrono::Days::new(5))),
+            }),
+            daily: true,
+            time_zone: "UTC".into(),
+            skip_occupancy: true,
+        })
+        .await?
+        .into_inner();
+    // Known: five, four, three, two days ago and yesterday (its day of grace is over).
+    assert_eq!(
+        (
+            kpis.inspections_due,
+            kpis.inspections_on_time,
+            kpis.inspections_done
+        ),
+        (5, 1, 2)
+    );
+    assert_eq!(kpis.inspection_compliance, Some(0.2));
+    assert_eq!(kpis.days.iter().map(|d| d.inspections_due).sum::<i64>(), 5);
     service.shutdown().await
 }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod guest_id;
 pub mod idempotency;
 pub mod middleware;
+pub mod money;
 pub mod paging;
 pub mod ports;
 pub mod server;

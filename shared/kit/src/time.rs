@@ -79,6 +79,36 @@ pub fn required_period(
     Ok((start, end))
 }
 
+/// A calendar date written `YYYY-MM-DD` (four-digit year, no sign), from `first` to `last`
+/// inclusive, or a violation naming `field`. chrono alone also reads `+12345-01-01` and
+/// `-5000-01-01`, which PostgreSQL refuses or which no hotel means.
+pub fn calendar_date(
+    value: &str,
+    field: &str,
+    first: chrono::NaiveDate,
+    last: chrono::NaiveDate,
+) -> Result<chrono::NaiveDate, crate::error::FieldViolation> {
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let date = shaped
+        .then(|| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| crate::error::FieldViolation::new(field, "must be a date YYYY-MM-DD"))?;
+    if date < first || date > last {
+        return Err(crate::error::FieldViolation::new(
+            field,
+            format!("must be from {first} to {last}"),
+        ));
+    }
+    Ok(date)
+}
+
 /// A period widened to whole UTC days: from the start of its first day to the end of its last
 /// (an end at midnight stays; any later instant of a day takes the whole day). Daily figures
 /// count a partial day whole, so everything that is compared with them covers the same days.
@@ -99,6 +129,37 @@ pub fn whole_utc_days(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_dates_are_shaped_and_bounded() {
+        let first = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
+        let last = chrono::NaiveDate::from_ymd_opt(2100, 12, 31).unwrap_or_default();
+        let date = |v: &str| calendar_date(v, "d", first, last).map_err(|e| e.description);
+        assert_eq!(
+            date("2026-12-08"),
+            Ok(chrono::NaiveDate::from_ymd_opt(2026, 12, 8).unwrap_or_default())
+        );
+        for bad in [
+            "-5000-01-01",
+            "+2026-01-01",
+            "2026-1-08",
+            "2026-02-30",
+            "2026/12/08",
+            "",
+            " 2026-12-08",
+        ] {
+            assert_eq!(
+                date(bad),
+                Err("must be a date YYYY-MM-DD".to_string()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            date("1899-12-31"),
+            Err("must be from 1900-01-01 to 2100-12-31".to_string())
+        );
+        assert!(date("2101-01-01").is_err());
+    }
 
     #[test]
     fn a_period_widens_to_the_whole_utc_days_it_touches() {

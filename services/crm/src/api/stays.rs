@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
+use guestloop_kit::money::currency_code as currency;
 use guestloop_kit::text::free_text;
 use guestloop_kit::time::from_timestamp;
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
@@ -64,30 +65,12 @@ struct Row {
 /// The most a stay's rate or spend may be, in minor units (ten billion in the currency's main
 /// unit). Spend is summed over a guest's stays for tiers and customer value, and earns points:
 /// an amount no stay reaches would overflow those sums.
-pub const MAX_STAY_MINOR_UNITS: i64 = 1_000_000_000_000;
+pub const MAX_STAY_MINOR_UNITS: i64 = guestloop_kit::money::MAX_MINOR_UNITS;
 
 /// The longest property id a stay may name (guest ids: [`guest_id_shape`]).
 const MAX_ID_CHARS: usize = 100;
 /// The longest room a stay may name.
 const MAX_ROOM_CHARS: usize = 64;
-
-/// An amount's currency: an ISO 4217 code (three letters, taken in either case and kept in
-/// upper case), or none when the amount is zero (a stay without a rate or spend).
-fn currency(code: &str, minor_units: i64) -> Result<String, &'static str> {
-    let code = code.trim();
-    if code.is_empty() {
-        return if minor_units == 0 {
-            Ok(String::new())
-        } else {
-            Err("is required with an amount (an ISO 4217 code such as EUR)")
-        };
-    }
-    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
-        Ok(code.to_ascii_uppercase())
-    } else {
-        Err("must be an ISO 4217 code of three letters, such as EUR")
-    }
-}
 
 /// How far past today's UTC date a checked-out stay may depart: a property east of UTC is
 /// already on the next day.

@@ -1,9 +1,10 @@
 //! Assets and their usage meters.
 
-use chrono::NaiveDate;
+use chrono::{Duration, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::text::free_text;
-use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::time::calendar_date;
+use guestloop_kit::{idempotency, money, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use tonic::Request;
@@ -36,7 +37,7 @@ pub struct AssetRow {
 /// and the replacement forecast adds it to the install date.
 const MAX_LIFE_YEARS: i32 = 150;
 
-const COLUMNS: &str = "asset_id, property_id, name, category, building, floor, room, install_date, expected_life_years, \
+pub(crate) const COLUMNS: &str = "asset_id, property_id, name, category, building, floor, room, install_date, expected_life_years, \
     vendor, warranty_end, replacement_currency, replacement_minor, status, meter_hours, meter_cycles, replacement_flagged";
 
 pub fn to_proto(row: AssetRow) -> pb::Asset {
@@ -101,14 +102,27 @@ pub async fn require_of_property(
     }
 }
 
-fn optional_date(text: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {
+/// An optional date from `first` to `last` (empty: none).
+fn optional_date(
+    text: &str,
+    field: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+    v: &mut Vec<FieldViolation>,
+) -> Option<NaiveDate> {
     if text.is_empty() {
         return None;
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| v.push(FieldViolation::new(field, "must be YYYY-MM-DD")))
+    calendar_date(text, field, first, last)
+        .map_err(|e| v.push(e))
         .ok()
 }
+
+/// The earliest date an asset may have been installed.
+const FIRST_INSTALL: NaiveDate = match NaiveDate::from_ymd_opt(1800, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
 
 pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiResult<pb::Asset> {
     let principal = principal(&request)?.clone();
@@ -156,15 +170,27 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
         )),
         Ok(_) => {}
     }
-    let install = optional_date(&asset.install_date, "asset.install_date", &mut v);
-    let warranty = optional_date(&asset.warranty_end, "asset.warranty_end", &mut v);
-    let cost = asset.replacement_cost.clone().unwrap_or_default();
-    if cost.minor_units < 0 {
-        v.push(FieldViolation::new(
-            "asset.replacement_cost",
-            "must not be negative",
-        ));
-    }
+    // Installed by now (a year ahead for one being planned); a warranty of at most a century.
+    let today = Utc::now().date_naive();
+    let install = optional_date(
+        &asset.install_date,
+        "asset.install_date",
+        FIRST_INSTALL,
+        today + Duration::days(366),
+        &mut v,
+    );
+    let warranty = optional_date(
+        &asset.warranty_end,
+        "asset.warranty_end",
+        install.unwrap_or(FIRST_INSTALL),
+        install.unwrap_or(today) + Duration::days(100 * 366),
+        &mut v,
+    );
+    let (currency, minor_units) = money::non_negative(
+        asset.replacement_cost.as_ref(),
+        "asset.replacement_cost",
+        &mut v,
+    );
     if !(0..=MAX_LIFE_YEARS).contains(&asset.expected_life_years) {
         v.push(FieldViolation::new(
             "asset.expected_life_years",
@@ -202,8 +228,8 @@ pub async fn create(api: &Api, request: Request<pb::CreateAssetRequest>) -> ApiR
     .bind(asset.expected_life_years)
     .bind(&vendor)
     .bind(warranty)
-    .bind(&cost.currency_code)
-    .bind(cost.minor_units)
+    .bind(&currency)
+    .bind(minor_units)
     .fetch_one(&mut *tx)
     .await?;
     let reply = to_proto(row);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use guestloop_kit::auth::{principal, Principal};
 use guestloop_kit::text::free_text;
-use guestloop_kit::time::{required_horizon, to_timestamp};
+use guestloop_kit::time::{calendar_date, required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::facilities::v1 as pb;
 use prost::Message;
@@ -51,6 +51,12 @@ pub async fn publish_checklist(
             ));
         }
         match pb::ItemKind::try_from(item.kind) {
+            Ok(pb::ItemKind::Numeric) if !item.min.is_finite() || !item.max.is_finite() => {
+                v.push(FieldViolation::new(
+                    format!("items[{i}].min"),
+                    "min and max must be finite numbers",
+                ))
+            }
             Ok(pb::ItemKind::Numeric) if item.min > item.max => v.push(FieldViolation::new(
                 format!("items[{i}].min"),
                 "must not exceed max",
@@ -307,9 +313,16 @@ pub async fn create_plan(
             ))
         })
         .ok();
-    let start = NaiveDate::parse_from_str(&plan.start_date, "%Y-%m-%d")
-        .map_err(|_| v.push(FieldViolation::new("plan.start_date", "must be YYYY-MM-DD")))
-        .ok();
+    // Within a year back (its backlog is scheduled as overdue) and five years ahead.
+    let today = Utc::now().date_naive();
+    let start = calendar_date(
+        &plan.start_date,
+        "plan.start_date",
+        today - chrono::Duration::days(366),
+        today + chrono::Duration::days(5 * 366),
+    )
+    .map_err(|e| v.push(e))
+    .ok();
     let due = NaiveTime::parse_from_str(&plan.due_time, "%H:%M")
         .map_err(|_| v.push(FieldViolation::new("plan.due_time", "must be HH:MM")))
         .ok();
@@ -676,6 +689,21 @@ pub async fn record(
         .enumerate()
         .map(|(i, result)| item_result(i, result, &mut v))
         .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (i, result) in results.iter().enumerate() {
+        if !result.value.is_finite() {
+            v.push(FieldViolation::new(
+                format!("results[{i}].value"),
+                "must be a finite number",
+            ));
+        }
+        if !seen.insert(result.code.as_str()) {
+            v.push(FieldViolation::new(
+                format!("results[{i}].code"),
+                format!("`{}` has a result already", result.code),
+            ));
+        }
+    }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }

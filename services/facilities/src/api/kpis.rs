@@ -69,7 +69,8 @@ pub async fn get(
         ));
     }
     let (due, on_time, done, defects): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE done_at <= due_at + interval '1 day'), count(*) FILTER (WHERE status = 'done'), \
+        "SELECT count(*) FILTER (WHERE done_at IS NOT NULL OR due_at + interval '1 day' <= now()), \
+                count(*) FILTER (WHERE done_at <= due_at + interval '1 day'), count(*) FILTER (WHERE status = 'done'), \
                 coalesce(sum(cardinality(failed_items)), 0)::bigint \
          FROM inspections WHERE property_id = ANY($1) AND due_at >= $2 AND due_at < $3",
     )
@@ -109,7 +110,9 @@ pub async fn get(
     .bind(zone.name())
     .fetch_one(&api.context.pool)
     .await?;
-    let by_category = reliability(api, &request.property_ids, from, to).await?;
+    // Asset hours run up to now: a period reaching into the future has no failures there yet.
+    let as_of = to.min(Utc::now()).max(from);
+    let by_category = reliability(api, &request.property_ids, from, as_of).await?;
     let maintenance_cost = maintenance_cost(api, &request.property_ids, from, to).await?;
     let days = if request.daily {
         daily(api, &request.property_ids, from, to, zone).await?
@@ -292,7 +295,8 @@ async fn daily(
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "WITH d AS (SELECT g::date AS day FROM generate_series(($2 AT TIME ZONE $4)::date, \
                 (($3 - interval '1 microsecond') AT TIME ZONE $4)::date, interval '1 day') AS g), \
-         i AS (SELECT (due_at AT TIME ZONE $4)::date AS day, count(*) AS due, \
+         i AS (SELECT (due_at AT TIME ZONE $4)::date AS day, \
+                count(*) FILTER (WHERE done_at IS NOT NULL OR due_at + interval '1 day' <= now()) AS due, \
                 count(*) FILTER (WHERE done_at <= due_at + interval '1 day') AS on_time \
               FROM inspections WHERE property_id = ANY($1) AND due_at >= $2 AND due_at < $3 GROUP BY 1), \
          w AS (SELECT (created_at AT TIME ZONE $4)::date AS day, count(*) AS n, count(done_at) AS done, \

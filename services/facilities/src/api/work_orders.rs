@@ -2,20 +2,22 @@
 //! out-of-order guard for rooms, repeat-fix rules, and the events contractors and the complaints
 //! service listen to.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::events::{append, NewEvent};
 use guestloop_kit::text::free_text;
 use guestloop_kit::time::{from_timestamp, to_timestamp};
 use guestloop_kit::worktime::{evaluate, pauses_from_history, ClockHistory, SlaTarget};
-use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, money, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::common::v1::Money;
 use guestloop_proto::facilities::v1 as pb;
 use sqlx::PgConnection;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::assets::{parse_id, require_of_property};
+use super::assets::{
+    parse_id, require_of_property, to_proto as asset_to_proto, AssetRow, COLUMNS as ASSET_COLUMNS,
+};
 use super::{limits, Api};
 use crate::domain::work_orders::{repeat_fix, transition as next_status, Action, Priority, Status};
 
@@ -149,6 +151,40 @@ async fn emit(
     Ok(())
 }
 
+/// Flags `asset` for replacement, announcing it (`facilities.asset.replacement_flagged`) the
+/// first time only.
+async fn flag_replacement(
+    conn: &mut PgConnection,
+    asset: Uuid,
+    order: &WorkOrderRow,
+) -> ApiResult<()> {
+    let flagged: Option<AssetRow> = sqlx::query_as(&format!(
+        "UPDATE assets SET replacement_flagged = true \
+         WHERE asset_id = $1 AND property_id = $2 AND NOT replacement_flagged RETURNING {ASSET_COLUMNS}"
+    ))
+    .bind(asset)
+    .bind(&order.property_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(flagged) = flagged {
+        append(
+            conn,
+            NewEvent {
+                event_type: "facilities.asset.replacement_flagged",
+                subject: format!("assets/{asset}"),
+                chain_id: &order.chain_id,
+                property_id: &order.property_id,
+                payload: &pb::AssetReplacementFlagged {
+                    asset: Some(asset_to_proto(flagged)),
+                    work_order_id: order.work_order_id.to_string(),
+                },
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Opens a work order in the caller's transaction.
 pub async fn open(conn: &mut PgConnection, new: NewWorkOrder) -> ApiResult<WorkOrderRow> {
     let now = Utc::now();
@@ -245,6 +281,16 @@ pub async fn create(
         v.push(FieldViolation::new(
             "work_order.source_id",
             "is required for a work order from a complaint (the complaint's id)",
+        ));
+    } else if matches!(
+        source,
+        pb::WorkOrderSource::Complaint | pb::WorkOrderSource::Inspection
+    ) && !source_id.is_empty()
+        && Uuid::parse_str(&source_id).is_err()
+    {
+        v.push(FieldViolation::new(
+            "work_order.source_id",
+            "must be the UUID of the complaint or inspection the order comes from",
         ));
     }
     let asset_id = if order.asset_id.is_empty() {
@@ -414,14 +460,8 @@ pub async fn transition(
             "is required to hold or cancel",
         ));
     }
-    for (field, cost) in [
-        ("labour_cost", &request.labour_cost),
-        ("parts_cost", &request.parts_cost),
-    ] {
-        if cost.as_ref().is_some_and(|c| c.minor_units < 0) {
-            v.push(FieldViolation::new(field, "must not be negative"));
-        }
-    }
+    let labour = money::non_negative(request.labour_cost.as_ref(), "labour_cost", &mut v);
+    let parts = money::non_negative(request.parts_cost.as_ref(), "parts_cost", &mut v);
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
@@ -453,15 +493,22 @@ pub async fn transition(
         Action::Resume => row.hold_reason.clear(),
         Action::Complete => {
             row.done_at = Some(now);
-            if let Some(labour) = &request.labour_cost {
-                row.labour_currency = labour.currency_code.clone();
-                row.labour_minor = labour.minor_units;
+            if request.labour_cost.is_some() {
+                (row.labour_currency, row.labour_minor) = labour;
             }
-            if let Some(parts) = &request.parts_cost {
-                row.parts_currency = parts.currency_code.clone();
-                row.parts_minor = parts.minor_units;
+            if request.parts_cost.is_some() {
+                (row.parts_currency, row.parts_minor) = parts;
             }
             if let Some(asset) = row.asset_id {
+                // Completions on one asset take turns, so each sees the fixes committed before
+                // it (two at once would each miss the other and flag nothing).
+                sqlx::query(
+                    "SELECT 1 FROM assets WHERE asset_id = $1 AND property_id = $2 FOR UPDATE",
+                )
+                .bind(asset)
+                .bind(&row.property_id)
+                .fetch_optional(&mut *tx)
+                .await?;
                 // Only the order's own property: an order never touches another's assets.
                 let previous: Vec<DateTime<Utc>> = sqlx::query_scalar(
                     "SELECT done_at FROM work_orders WHERE asset_id = $1 AND property_id = $3 AND done_at IS NOT NULL \
@@ -475,13 +522,7 @@ pub async fn transition(
                 let rule = repeat_fix(&previous, now);
                 row.repeat_escalated = rule.escalate;
                 if rule.flag_replacement {
-                    sqlx::query(
-                        "UPDATE assets SET replacement_flagged = true WHERE asset_id = $1 AND property_id = $2",
-                    )
-                    .bind(asset)
-                    .bind(&row.property_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    flag_replacement(&mut tx, asset, &row).await?;
                 }
             }
         }
@@ -549,6 +590,9 @@ pub async fn transition(
     Ok(to_proto(&row, now))
 }
 
+/// How far ahead a room taken out may be expected back.
+const MAX_EXPECTED_RETURN_DAYS: i64 = 366;
+
 pub async fn set_room_status(
     api: &Api,
     request: Request<pb::SetRoomStatusRequest>,
@@ -579,17 +623,42 @@ pub async fn set_room_status(
             "is required to take a room out",
         ));
     }
+    let now = Utc::now();
     let expected = request
         .expected_return
         .as_ref()
         .map(|t| from_timestamp("expected_return", t))
         .transpose()?;
+    match expected {
+        Some(_) if request.status == "in_service" => v.push(FieldViolation::new(
+            "expected_return",
+            "is only for a room taken out of order or out of service",
+        )),
+        Some(at) if at < now || at > now + Duration::days(MAX_EXPECTED_RETURN_DAYS) => {
+            v.push(FieldViolation::new(
+                "expected_return",
+                format!("must be from now to {MAX_EXPECTED_RETURN_DAYS} days ahead"),
+            ))
+        }
+        _ => {}
+    }
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
     let mut tx = api.context.pool.begin().await?;
     tenancy::claim_property(&mut tx, &principal, &request.property_id).await?;
-    let now = Utc::now();
+    // A room never set before gets its row first (in service, as it was), so the row lock below
+    // holds for the first change too: two first changes at once take turns, and the second
+    // closes the first's stretch out of order.
+    sqlx::query(
+        "INSERT INTO room_status (property_id, room, status, reason, since) VALUES ($1, $2, 'in_service', '', $3) \
+         ON CONFLICT (property_id, room) DO NOTHING",
+    )
+    .bind(&request.property_id)
+    .bind(&room)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     let current: Option<(String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT status, since FROM room_status WHERE property_id = $1 AND room = $2 FOR UPDATE",
     )
