@@ -246,6 +246,57 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         .await
         .expect_err("submitted");
     assert_eq!(twice.code(), Code::FailedPrecondition);
+    // Nor is a submitted audit's auditor rewritten.
+    let reassigned = client
+        .assign_auditor(pb::AssignAuditorRequest {
+            audit_id: audits[0].0.clone(),
+            auditor_id: "someone-else".into(),
+            auditor_property_id: String::new(),
+        })
+        .await
+        .expect_err("submitted");
+    assert_eq!(
+        reassigned.code(),
+        Code::FailedPrecondition,
+        "{reassigned:?}"
+    );
+    // To another chain's staff the audit is not there, as for GetAudit: the answer names
+    // neither it nor its property.
+    let mut stranger = AuditServiceClient::new(
+        service
+            .channel_with_token(
+                &TokenBuilder::new(Role::ChainQualityManager)
+                    .chain("other-chain")
+                    .properties(&["oslo"])
+                    .mint()?,
+            )
+            .await?,
+    );
+    let hidden = stranger
+        .assign_auditor(pb::AssignAuditorRequest {
+            audit_id: audits[1].0.clone(),
+            auditor_id: "x".into(),
+            auditor_property_id: String::new(),
+        })
+        .await
+        .expect_err("another chain's audit");
+    assert_eq!(hidden.code(), Code::NotFound, "{hidden:?}");
+    assert!(!hidden.message().contains("vienna"), "{}", hidden.message());
+    // A value that is not a number is refused, naming the answer.
+    let not_a_number = client
+        .submit_audit(pb::SubmitAuditRequest {
+            audit_id: audits[1].0.clone(),
+            answers: vec![answer(
+                "phone_rings",
+                pb::AnswerKind::Value,
+                f64::NAN,
+                0,
+                &[],
+            )],
+        })
+        .await
+        .expect_err("NaN");
+    assert_eq!(violated_fields(&not_a_number), vec!["answers[0].value"]);
     let missing = client
         .submit_audit(pb::SubmitAuditRequest {
             audit_id: audits[1].0.clone(),
@@ -315,7 +366,7 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
             finding_id: finding.finding_id.clone(),
             action: "greeting refresher".into(),
             owner: "fo-head".into(),
-            due_date: "2026-01-01".into(),
+            due_date: (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string(),
             status: "in_progress".into(),
         })
         .await?
@@ -353,6 +404,28 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         ),
         ("verified", "qm-1", false)
     );
+    // Once done, the due date stays: moving it would turn a late action into one on time.
+    let moved = client
+        .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+            finding_id: finding.finding_id.clone(),
+            due_date: (chrono::Utc::now().date_naive() + chrono::Days::new(30)).to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a done action's due date moved");
+    assert_eq!(moved.code(), Code::FailedPrecondition, "{moved:?}");
+    for nonsense in ["-5000-01-01", "9999-12-31", "2026-13-01"] {
+        let refused = client
+            .update_corrective_action(pb::UpdateCorrectiveActionRequest {
+                finding_id: findings.findings[0].finding_id.clone(),
+                due_date: nonsense.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err(nonsense);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), vec!["due_date"]);
+    }
     // A verified action is reopened or changed by a verifier only; it never moves backwards to
     // done; and done needs an action, an owner and a due date.
     let agent = AuditServiceClient::new(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::text::free_text;
-use guestloop_kit::time::{required_horizon, to_timestamp};
+use guestloop_kit::time::{calendar_date, required_horizon, to_timestamp};
 use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
@@ -336,10 +336,17 @@ pub async fn assign(api: &Api, request: Request<pb::AssignAuditorRequest>) -> Ap
     }
     let mut tx = api.context.pool.begin().await?;
     let mut row = load(&mut tx, id, true).await?;
-    principal.require_property(&row.property_id)?;
-    // Another chain's audit is not there for the caller.
+    // Outside the caller's scope, or another chain's: not there for the caller (as GetAudit).
     if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("audit", id.to_string()));
+    }
+    // A submitted audit names who audited it.
+    if row.status == "submitted" {
+        return Err(ApiError::failed_precondition(
+            "AUDIT_SUBMITTED",
+            format!("audits/{id}"),
+            "the audit was submitted; its auditor no longer changes",
+        ));
     }
     let kind: i16 = sqlx::query_scalar("SELECT kind FROM programs WHERE program_id = $1")
         .bind(row.program_id)
@@ -412,6 +419,12 @@ fn checked_answers(answers: Vec<pb::Answer>, v: &mut Vec<FieldViolation>) -> Vec
                 v.push(FieldViolation::new(
                     format!("answers[{i}].standard_code"),
                     format!("`{}` is answered twice", answer.standard_code.trim()),
+                ));
+            }
+            if !answer.value.is_finite() {
+                v.push(FieldViolation::new(
+                    format!("answers[{i}].value"),
+                    "must be a finite number",
                 ));
             }
             let mut named = std::collections::HashSet::new();
@@ -780,12 +793,19 @@ pub async fn update_action(
         !request.owner.is_empty(),
         &mut v,
     );
+    // Within a year back (an action agreed late) and five years ahead.
+    let today = Utc::now().date_naive();
     let due = if request.due_date.is_empty() {
         None
     } else {
-        NaiveDate::parse_from_str(&request.due_date, "%Y-%m-%d")
-            .map_err(|_| v.push(FieldViolation::new("due_date", "must be YYYY-MM-DD")))
-            .ok()
+        calendar_date(
+            &request.due_date,
+            "due_date",
+            today - chrono::Duration::days(366),
+            today + chrono::Duration::days(5 * 366),
+        )
+        .map_err(|e| v.push(e))
+        .ok()
     };
     if !matches!(
         request.status.as_str(),
@@ -807,10 +827,23 @@ pub async fn update_action(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("finding", id.to_string()))?;
-    principal.require_property(&row.property_id)?;
-    // Another chain's finding is not there for the caller.
+    // Outside the caller's scope, or another chain's: not there for the caller (as GetAudit).
     if !tenancy::can_access(&mut tx, &principal, &row.property_id).await? {
         return Err(ApiError::not_found("finding", id.to_string()));
+    }
+    // Whether the action was done on time is read against its due date: once done, the date
+    // stays as it was.
+    if due.is_some_and(|d| Some(d) != row.due_date)
+        && matches!(row.status.as_str(), "done" | "verified")
+    {
+        return Err(ApiError::failed_precondition(
+            "DUE_DATE_FIXED",
+            format!("findings/{id}"),
+            format!(
+                "the action is {}; its due date no longer changes",
+                row.status
+            ),
+        ));
     }
     let status = if request.status.is_empty() {
         row.status.clone()

@@ -137,6 +137,14 @@ pub async fn create_standard(
     );
     let unit = free_text(&standard.unit, "standard.unit", MAX_UNIT, false, &mut v);
     match pb::StandardKind::try_from(standard.kind) {
+        Ok(pb::StandardKind::HardNumeric)
+            if !standard.min.is_finite() || !standard.max.is_finite() =>
+        {
+            v.push(FieldViolation::new(
+                "standard.min",
+                "min and max must be finite numbers",
+            ))
+        }
         Ok(pb::StandardKind::HardNumeric) if standard.min > standard.max => {
             v.push(FieldViolation::new("standard.min", "must not exceed max"))
         }
