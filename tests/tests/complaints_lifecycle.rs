@@ -400,6 +400,16 @@ async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() 
         })
         .await
         .is_ok());
+    // Filters compare as names are stored: trimmed, and case aside.
+    let filtered = paris_agent
+        .list_complaints(pb::ListComplaintsRequest {
+            category: " Noise ".into(),
+            department: "Front_Office ".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(filtered.complaints.len(), 1);
     let other = rome_agent
         .get_complaint(pb::GetComplaintRequest {
             complaint_id: id.clone(),

@@ -406,6 +406,36 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .await?
         .into_inner();
     assert_eq!(emea.properties.len(), 2);
+    // A period without data scores nobody, and ranks nobody.
+    let long_ago = client
+        .get_scorecard(pb::GetScorecardRequest {
+            period: Some(TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: now - 3650 * 86_400,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: now - 3649 * 86_400,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!long_ago.properties.is_empty());
+    assert!(
+        long_ago
+            .properties
+            .iter()
+            .all(|p| p.sqs.is_none() && p.rank == 0),
+        "{:?}",
+        long_ago
+            .properties
+            .iter()
+            .map(|p| (&p.key, p.sqs, p.rank))
+            .collect::<Vec<_>>()
+    );
     // A supervisor of one property gets the same audit part of its score as the chain's quality
     // manager: the gateway reads the audit aggregates itself once the scope is checked.
     let audited = card

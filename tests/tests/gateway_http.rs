@@ -97,6 +97,19 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 422, "not resolved yet: {body}");
+    // The guest's own route is for guest tokens: staff are refused as on every /v1/me route.
+    let supervisor = TokenBuilder::new(Role::Supervisor)
+        .properties(&["dubai"])
+        .mint()?;
+    let (status, _, body) = call(
+        http,
+        "POST",
+        &format!("/v1/me/complaints/{id}/rating"),
+        Some(&supervisor),
+        Some(r#"{"csat":1}"#),
+    )
+    .await?;
+    assert_eq!(status, 403, "{body}");
     let (status, _, body) = call(http, "GET", "/v1/me/loyalty", Some(&token), None).await?;
     assert_eq!(status, 200, "{body}");
     let loyalty: serde_json::Value = serde_json::from_str(&body)?;

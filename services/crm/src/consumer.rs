@@ -9,6 +9,7 @@ use guestloop_proto::complaints::v1 as complaints;
 use sqlx::PgConnection;
 
 use crate::api::current_guest;
+use crate::domain::value::{minor_unit_digits, to_major};
 
 pub const CONSUMER: &str = "crm<-complaints";
 
@@ -38,11 +39,15 @@ fn describe_remedy(r: &complaints::Remedy) -> String {
         })
         .unwrap_or_default();
     let what = match (&r.amount, r.points) {
-        (Some(m), _) if m.minor_units > 0 => format!(
-            "{kind} {:.2} {}",
-            m.minor_units as f64 / 100.0,
-            m.currency_code
-        ),
+        (Some(m), _) if m.minor_units > 0 => {
+            let digits = minor_unit_digits(&m.currency_code);
+            format!(
+                "{kind} {:.*} {}",
+                usize::try_from(digits).unwrap_or(2),
+                to_major(&m.currency_code, m.minor_units),
+                m.currency_code
+            )
+        }
         (_, p) if p > 0 => format!("{kind} {p} points"),
         _ => kind,
     };
@@ -157,5 +162,40 @@ impl EventHandler for ComplaintEvents {
             remember_failure(conn, &event.chain_id, &complaint).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remedies_are_described_in_their_currencys_digits() {
+        let remedy = |currency: &str, minor_units: i64, points: i64| complaints::Remedy {
+            remedy_id: "r1".into(),
+            kind: complaints::RemedyKind::Voucher as i32,
+            amount: Some(guestloop_proto::common::v1::Money {
+                currency_code: currency.into(),
+                minor_units,
+            }),
+            points,
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_remedy(&remedy("EUR", 2_000, 0)),
+            "voucher 20.00 EUR [r1]"
+        );
+        assert_eq!(
+            describe_remedy(&remedy("JPY", 2_000, 0)),
+            "voucher 2000 JPY [r1]"
+        );
+        assert_eq!(
+            describe_remedy(&remedy("KWD", 12_345, 0)),
+            "voucher 12.345 KWD [r1]"
+        );
+        assert_eq!(
+            describe_remedy(&remedy("", 0, 500)),
+            "voucher 500 points [r1]"
+        );
     }
 }

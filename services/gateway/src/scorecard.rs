@@ -572,7 +572,9 @@ pub async fn compute(
             .total_cmp(&a.sqs.unwrap_or(-1.0))
             .then(a.key.cmp(&b.key))
     });
-    for (i, u) in units.iter_mut().enumerate() {
+    // Only scored properties are ranked; one without a score (no data in the period) is 0,
+    // "not ranked", listed after them.
+    for (i, u) in units.iter_mut().filter(|u| u.sqs.is_some()).enumerate() {
         u.rank = i as i32 + 1;
     }
 

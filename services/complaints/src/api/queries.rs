@@ -18,7 +18,7 @@ use crate::convert::{
     complaint_id, complaint_to_proto, optional_enum, status_from_name, status_name,
 };
 use crate::engine;
-use crate::settings::EffectiveSettings;
+use crate::settings::{normal_name, EffectiveSettings};
 use crate::store::complaints::select_columns;
 use crate::store::remedies::RemedyRow;
 use crate::store::{ClockRow, ComplaintRow};
@@ -242,16 +242,15 @@ pub async fn list(
             .push_bind(urgencies)
             .push(")");
     }
+    // Compared as stored: names trimmed and lower-cased, ids trimmed.
     for (column, value) in [
-        ("category", &request.category),
-        ("assignee", &request.assignee),
-        ("department", &request.department),
-        ("guest_id", &request.guest_id),
+        ("category", normal_name(&request.category)),
+        ("assignee", request.assignee.trim().to_string()),
+        ("department", normal_name(&request.department)),
+        ("guest_id", request.guest_id.trim().to_string()),
     ] {
         if !value.is_empty() {
-            query
-                .push(format!(" AND {column} = "))
-                .push_bind(value.to_lowercase_if(column != "assignee" && column != "guest_id"));
+            query.push(format!(" AND {column} = ")).push_bind(value);
         }
     }
     if let Some(from) = created_from {
@@ -302,20 +301,6 @@ pub async fn list(
     })
 }
 
-trait LowercaseIf {
-    fn to_lowercase_if(&self, condition: bool) -> String;
-}
-
-impl LowercaseIf for String {
-    fn to_lowercase_if(&self, condition: bool) -> String {
-        if condition {
-            self.to_lowercase()
-        } else {
-            self.clone()
-        }
-    }
-}
-
 pub async fn work_queue(
     api: &Api,
     request: Request<pb::ListWorkQueueRequest>,
@@ -334,15 +319,14 @@ pub async fn work_queue(
          FROM complaints WHERE status NOT IN ('resolved', 'closed', 'cancelled')",
     );
     push_scope(&mut query, &principal, &request.property_ids)?;
-    if !request.assignee.is_empty() {
+    let (assignee, department) = (request.assignee.trim(), normal_name(&request.department));
+    if !assignee.is_empty() {
         query
             .push(" AND assignee = ")
-            .push_bind(request.assignee.clone());
+            .push_bind(assignee.to_string());
     }
-    if !request.department.is_empty() {
-        query
-            .push(" AND department = ")
-            .push_bind(request.department.to_lowercase());
+    if !department.is_empty() {
+        query.push(" AND department = ").push_bind(department);
     }
     query.push(") q");
     if let Some(after) = after {

@@ -110,7 +110,7 @@ pub async fn file_complaint(
         (status = 200, description = "Rated", body = ComplaintSummary),
         (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the caller's complaint", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a guest token, or not the caller's complaint", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such complaint", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The complaint is not resolved yet", body = Problem, content_type = "application/problem+json"),
@@ -122,6 +122,8 @@ pub async fn rate(
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<Rating>, JsonRejection>,
 ) -> HttpResult<Json<ComplaintSummary>> {
+    // A guest's own rating: staff record ratings through the complaints API.
+    caller.guest_id()?;
     let Path(id) = id?;
     let Json(body) = body?;
     let request = complaints::RateComplaintRequest {

@@ -54,7 +54,7 @@ pub struct ScoredUnit {
     pub sqs: Option<f64>,
     /// The score over the previous period of the same length.
     pub previous_sqs: Option<f64>,
-    /// League-table rank (1 = best), properties only; 0 otherwise.
+    /// League-table rank (1 = best), scored properties only; 0 otherwise (not ranked).
     pub rank: i32,
     pub complaints: i64,
     pub components: Vec<ScoreComponent>,
