@@ -607,7 +607,9 @@ pub async fn query(
     let properties = scope.properties;
     if source == Source::Raw {
         let facts = table_days("complaint_kpi_facts");
-        return query_days(conn, &facts, properties, from, to, detail).await;
+        return Ok(merge(
+            query_days(conn, &facts, properties, from, to, detail).await?,
+        ));
     }
     // The statements read one snapshot, so their parts add up even while the rollup worker
     // commits. Each reads a few thousand rows at most along an index: parallel workers would
@@ -633,9 +635,10 @@ pub async fn query(
     Ok(merge(parts))
 }
 
-/// Sums groups with the same dimension and key, in (dimension, key) order. Groups no complaint
-/// counts in any more (rollup rows whose complaints moved to another key) are dropped, as the
-/// raw facts have none; the total is always there.
+/// Sums groups with the same dimension and key, in (dimension, key) order. Groups that count
+/// nothing (rollup rows whose complaints moved to another key, a cancelled complaint that missed
+/// no deadline) are dropped; the total is always there. A group of cancelled complaints only
+/// stays while they count a missed deadline, so the breakdowns add up to the total.
 fn merge(parts: Vec<Group>) -> Vec<Group> {
     let mut merged: std::collections::BTreeMap<(&'static str, String), Vec<i64>> =
         std::collections::BTreeMap::new();
@@ -648,10 +651,9 @@ fn merge(parts: Vec<Group>) -> Vec<Group> {
         );
     }
     merged.entry(("total", String::new())).or_insert_with(zeros);
-    let complaints = counter("complaints");
     merged
         .into_iter()
-        .filter(|((dimension, _), values)| *dimension == "total" || values[complaints] != 0)
+        .filter(|((dimension, _), values)| *dimension == "total" || values.iter().any(|v| *v != 0))
         .map(|((dimension, key), values)| Group {
             dimension,
             key,
