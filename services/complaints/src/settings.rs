@@ -348,14 +348,16 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         "settings.hotspot_threshold",
         &mut violations,
     );
-    if !(0..=5).contains(&settings.reopen_csat_threshold) {
+    // Absent: the default; 0 switches automatic reopening off.
+    let reopen_csat_threshold = settings
+        .reopen_csat_threshold
+        .unwrap_or(DEFAULT_REOPEN_CSAT_THRESHOLD);
+    if !(0..=5).contains(&reopen_csat_threshold) {
         violations.push(FieldViolation::new(
             "settings.reopen_csat_threshold",
             "must be between 0 (never) and 5",
         ));
     }
-    // 0 switches automatic reopening off.
-    let reopen_csat_threshold = settings.reopen_csat_threshold;
 
     let default_calendar = match default_calendar {
         Some(calendar) => calendar,
@@ -404,6 +406,9 @@ impl EffectiveSettings {
     }
 }
 
+/// A rating at or below which a complaint reopens, unless the settings say otherwise.
+pub const DEFAULT_REOPEN_CSAT_THRESHOLD: i32 = 2;
+
 /// The settings a property starts with before anyone configures it.
 pub fn default_settings(property_id: &str) -> pb::PropertySettings {
     pb::PropertySettings {
@@ -412,7 +417,7 @@ pub fn default_settings(property_id: &str) -> pb::PropertySettings {
         currency_code: "EUR".into(),
         at_risk_ratio: 0.75,
         follow_up_delay_hours: 24,
-        reopen_csat_threshold: 2,
+        reopen_csat_threshold: Some(DEFAULT_REOPEN_CSAT_THRESHOLD),
         repeat_window_days: 30,
         hotspot_window_days: 30,
         hotspot_threshold: 3,
@@ -511,6 +516,22 @@ mod tests {
         for (settings, field) in cases {
             assert_eq!(violated(&settings), vec![field.to_string()], "{field}");
         }
+    }
+
+    #[test]
+    fn settings_saved_without_a_reopen_threshold_keep_the_default() {
+        let threshold = |value: Option<i32>| {
+            effective(&pb::PropertySettings {
+                reopen_csat_threshold: value,
+                ..default_settings("paris")
+            })
+            .map(|e| e.reopen_csat_threshold)
+        };
+        assert_eq!(threshold(None).ok(), Some(DEFAULT_REOPEN_CSAT_THRESHOLD));
+        assert_eq!(threshold(Some(0)).ok(), Some(0), "0 switches reopening off");
+        assert_eq!(threshold(Some(4)).ok(), Some(4));
+        assert!(threshold(Some(6)).is_err());
+        assert!(threshold(Some(-1)).is_err());
     }
 
     #[test]
