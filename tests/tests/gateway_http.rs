@@ -417,6 +417,7 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
         vec![
             "/healthz",
             "/v1/complaints",
+            "/v1/complaints/{complaint_id}",
             "/v1/complaints/{complaint_id}/actions",
             "/v1/events/{service}",
             "/v1/me/complaints",

@@ -128,16 +128,48 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 403, "guests do not act on complaints");
+    // The complaint as read carries its etag: an action sent with it applies once, and the same
+    // etag sent again is stale (409).
     let (status, _, body) = call(
         http,
-        "POST",
-        &path,
+        "GET",
+        &format!("/v1/complaints/{id}"),
         Some(&agent),
-        Some(r#"{"action":"resolve"}"#),
+        None,
     )
     .await?;
     assert_eq!(status, 200, "{body}");
+    let read = json(&body)?;
+    assert_eq!(read["status"], "acknowledged");
+    let etag = read["etag"].as_str().unwrap_or_default().to_string();
+    assert!(!etag.is_empty(), "{body}");
+    let resolve = format!(r#"{{"action":"resolve","etag":"{etag}"}}"#);
+    let (status, _, body) = call(http, "POST", &path, Some(&agent), Some(&resolve)).await?;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)?["status"], "resolved");
+    assert_ne!(
+        json(&body)?["etag"],
+        etag.as_str(),
+        "a change makes a new etag"
+    );
+    let stale = format!(r#"{{"action":"reopen","reason":"still noisy","etag":"{etag}"}}"#);
+    let (status, _, body) = call(http, "POST", &path, Some(&agent), Some(&stale)).await?;
+    assert_eq!(status, 409, "{body}");
+    for (token, missing_id, expected) in [
+        (&agent, "0191c2d4-0000-7000-8000-000000000000", 404),
+        (&agent, "not-a-uuid", 400),
+        (&guest, id.as_str(), 403),
+    ] {
+        let (status, _, body) = call(
+            http,
+            "GET",
+            &format!("/v1/complaints/{missing_id}"),
+            Some(token),
+            None,
+        )
+        .await?;
+        assert_eq!(status, expected, "{missing_id}: {body}");
+    }
 
     // Work orders: listed, started, completed with costs; an impossible step refused.
     let mut facilities_client =
@@ -186,14 +218,16 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
             }),
         })
         .await?;
+    // page_size as on every list; `limit`, its former name, still works on the second page.
     let page = |token: String| {
         let agent = agent.clone();
         async move {
+            let size = if token.is_empty() { "page_size" } else { "limit" };
             let (status, _, body) = call(
                 http,
                 "GET",
                 &format!(
-                    "/v1/properties/{PROPERTY}/work-orders?room=512&limit=1&page_token={token}"
+                    "/v1/properties/{PROPERTY}/work-orders?room=512&{size}=1&page_token={token}"
                 ),
                 Some(&agent),
                 None,
@@ -277,6 +311,16 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 400);
+    let (status, _, body) = call(
+        http,
+        "GET",
+        &format!("/v1/properties/{PROPERTY}/inspections?page_size=501"),
+        Some(&agent),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("page_size"), "{body}");
 
     // A guest's points history.
     let admin = TokenBuilder::new(Role::ChainAdmin).mint()?;

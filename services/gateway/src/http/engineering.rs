@@ -10,7 +10,7 @@ use guestloop_proto::facilities::v1::facilities_service_client::FacilitiesServic
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::problem::{HttpResult, Problem, Refusal};
+use super::problem::{page_size, HttpResult, Problem, Refusal};
 use super::schemas::{Inspection, InspectionList, WorkOrder, WorkOrderAction, WorkOrderList};
 use super::{Caller, HttpState};
 
@@ -24,7 +24,11 @@ pub struct WorkOrderQuery {
     /// Only this room.
     #[serde(default)]
     room: Option<String>,
-    /// 1–500, default 100.
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+    /// The former name of `page_size`, still read when `page_size` is absent.
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i32>,
@@ -57,10 +61,7 @@ pub async fn work_orders(
         Some("all") => false,
         Some(_) => return Err(Refusal::bad_request("state: must be open or all")),
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Refusal::bad_request("limit: must be between 1 and 500"));
-    }
+    let limit = page_size(query.page_size.or(query.limit), 50, 500)?;
     let list = FacilitiesServiceClient::new(caller.channel(&state.facilities)?)
         .list_work_orders(facilities::ListWorkOrdersRequest {
             property_id,
@@ -153,7 +154,11 @@ pub struct InspectionQuery {
     /// Only inspections past their due time and not done.
     #[serde(default)]
     overdue: Option<bool>,
-    /// 1–500, default 100.
+    /// 1–500, default 50.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i32>,
+    /// The former name of `page_size`, still read when `page_size` is absent.
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i32>,
@@ -181,10 +186,7 @@ pub async fn inspections(
     let Path(property_id) = property_id?;
     let Query(query) = query?;
     caller.staff()?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Refusal::bad_request("limit: must be between 1 and 500"));
-    }
+    let limit = page_size(query.page_size.or(query.limit), 50, 500)?;
     let list = FacilitiesServiceClient::new(caller.channel(&state.facilities)?)
         .list_inspections(facilities::ListInspectionsRequest {
             property_id,

@@ -182,6 +182,7 @@ fn routes() -> (Router<HttpState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bi::scorecard))
         .routes(routes!(bi::trend))
         .routes(routes!(staff::complaints))
+        .routes(routes!(staff::complaint))
         .routes(routes!(guest::my_complaints, guest::file_complaint))
         .routes(routes!(guest::rate))
         .routes(routes!(guest::my_loyalty))

@@ -243,6 +243,9 @@ pub struct ComplaintSummary {
     pub next_due_at: Option<String>,
     pub created_at: Option<String>,
     pub resolved_at: Option<String>,
+    /// The complaint's version: send it back as `etag` with an action to have the action refused
+    /// (409) if the complaint changed since.
+    pub etag: String,
 }
 
 impl From<&complaints::Complaint> for ComplaintSummary {
@@ -273,6 +276,7 @@ impl From<&complaints::Complaint> for ComplaintSummary {
             ),
             created_at: instant(c.create_time.as_ref()),
             resolved_at: instant(c.resolve_time.as_ref()),
+            etag: c.etag.clone(),
         }
     }
 }

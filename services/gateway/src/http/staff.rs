@@ -125,6 +125,31 @@ pub async fn complaints(
     }))
 }
 
+/// One complaint, with the etag its actions may send.
+#[utoipa::path(get, path = "/v1/complaints/{complaint_id}", tag = "staff",
+    params(("complaint_id" = String, Path, description = "The complaint")),
+    responses(
+        (status = 200, description = "The complaint", body = ComplaintSummary),
+        (status = 400, description = "The id is not a complaint id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role refused", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such complaint in the caller's scope", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Complaints cannot be read now", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before sending the request again"))),
+    ))]
+pub async fn complaint(
+    State(state): State<HttpState>,
+    caller: Caller,
+    complaint_id: Result<Path<String>, PathRejection>,
+) -> HttpResult<Json<ComplaintSummary>> {
+    let Path(complaint_id) = complaint_id?;
+    caller.staff()?;
+    let complaint = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
+        .get_complaint(complaints::GetComplaintRequest { complaint_id })
+        .await?
+        .into_inner();
+    Ok(Json(ComplaintSummary::from(&complaint)))
+}
+
 fn complaint_action(word: &str) -> Option<complaints::Action> {
     use complaints::Action as A;
     Some(match word {
@@ -143,7 +168,8 @@ fn complaint_action(word: &str) -> Option<complaints::Action> {
 }
 
 /// Moves a complaint on (acknowledge, investigate, resolve, …). A move its state does not allow
-/// is refused with 422 and changes nothing; with `etag`, a concurrent change is refused with 409.
+/// is refused with 422 and changes nothing; with `etag` (from the complaint as last read), a
+/// change made since is refused with 409.
 #[utoipa::path(post, path = "/v1/complaints/{complaint_id}/actions", tag = "staff",
     params(("complaint_id" = String, Path, description = "The complaint")),
     request_body = ComplaintAction,
