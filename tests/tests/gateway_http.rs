@@ -195,9 +195,32 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     );
     assert_eq!(
         csv.lines().next(),
-        Some("property_id,region,kpi,value,normalized,weight,contribution,sqs")
+        Some("property_id,region,kpi,value,normalized,weight,contribution,sqs,level,previous_sqs,period_start,period_end")
     );
-    assert_eq!(csv.lines().count(), 1 + 7, "one row per property and KPI");
+    let regions = card["regions"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        csv.lines().count(),
+        1 + 7 * (1 + regions + 1),
+        "one row per KPI of the property, of each region and of the scope"
+    );
+    let levels: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(8))
+        .collect();
+    assert_eq!(levels.iter().filter(|l| **l == "scope").count(), 7);
+    assert_eq!(levels.iter().filter(|l| **l == "property").count(), 7);
+    // Every row names the period its figures cover, as the JSON card does.
+    let period = format!(
+        "{},{}",
+        card["period_start"].as_str().unwrap_or_default(),
+        card["period_end"].as_str().unwrap_or_default()
+    );
+    assert!(period.len() > 2, "{card}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.ends_with(&period)),
+        "{period}: {csv}"
+    );
     let (status, _, _) = call(
         http,
         "GET",

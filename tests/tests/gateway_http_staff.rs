@@ -222,7 +222,11 @@ async fn staff_guests_and_bi_work_through_http() -> anyhow::Result<()> {
     let page = |token: String| {
         let agent = agent.clone();
         async move {
-            let size = if token.is_empty() { "page_size" } else { "limit" };
+            let size = if token.is_empty() {
+                "page_size"
+            } else {
+                "limit"
+            };
             let (status, _, body) = call(
                 http,
                 "GET",

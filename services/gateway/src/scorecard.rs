@@ -549,6 +549,17 @@ pub async fn compute(
         }
     }
 
+    // The change against the previous period compares one formula: when a part is left out of
+    // one period only (its backend answered for the other), the previous score is not given
+    // rather than scored without a part the current one has, or with one it lacks.
+    let comparable = same_parts(&unavailable, &previous_unavailable);
+    let previous_score = |counts: &Counts| {
+        if comparable {
+            score(counts, &weights, &previous_unavailable).0
+        } else {
+            None
+        }
+    };
     let mut units: Vec<pb::ScoredUnit> = per_property
         .iter()
         .map(|(p, counts)| {
@@ -560,9 +571,7 @@ pub async fn compute(
                 &weights,
                 &unavailable,
             );
-            u.previous_sqs = previous
-                .get(p)
-                .and_then(|c| score(c, &weights, &previous_unavailable).0);
+            u.previous_sqs = previous.get(p).and_then(previous_score);
             u
         })
         .collect();
@@ -599,7 +608,7 @@ pub async fn compute(
         .into_iter()
         .map(|(region, (now, before, kpis))| {
             let mut u = unit(region.clone(), region, &now, &kpis, &weights, &unavailable);
-            u.previous_sqs = score(&before, &weights, &previous_unavailable).0;
+            u.previous_sqs = previous_score(&before);
             u
         })
         .collect();
@@ -611,7 +620,7 @@ pub async fn compute(
         &weights,
         &unavailable,
     );
-    scope_unit.previous_sqs = score(&scope.1, &weights, &previous_unavailable).0;
+    scope_unit.previous_sqs = previous_score(&scope.1);
     Ok(pb::Scorecard {
         properties: units,
         regions: region_units,
@@ -688,4 +697,27 @@ async fn loyalty(
         )
         .await
         .map(Some)
+}
+
+/// Whether two periods were scored with the same parts left out (in any order).
+fn same_parts(left_out: &[&str], previous_left_out: &[&str]) -> bool {
+    let now: std::collections::BTreeSet<&str> = left_out.iter().copied().collect();
+    let then: std::collections::BTreeSet<&str> = previous_left_out.iter().copied().collect();
+    now == then
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_compare_only_when_scored_from_the_same_parts() {
+        assert!(same_parts(&[], &[]));
+        assert!(same_parts(
+            &["audit_score", "work_order_attainment"],
+            &["work_order_attainment", "audit_score", "audit_score"]
+        ));
+        assert!(!same_parts(&["work_order_attainment"], &[]));
+        assert!(!same_parts(&[], &["audit_score"]));
+    }
 }

@@ -112,26 +112,50 @@ pub fn csv_text(text: &str) -> String {
     }
 }
 
-/// Columns: property_id, region, kpi, value, normalized, weight, contribution, sqs.
-pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,contribution,sqs";
+/// Columns: property_id, region, kpi, value, normalized, weight, contribution, sqs, then level
+/// (`property`, `region` or `scope`), previous_sqs, period_start and period_end (the period
+/// the figures cover: the request's widened to whole UTC days). Columns are only ever added at
+/// the end.
+pub const CSV_HEADER: &str = "property_id,region,kpi,value,normalized,weight,contribution,sqs,\
+level,previous_sqs,period_start,period_end";
 
-/// One row per property × KPI (long form), stable column names.
+/// One row per unit × KPI (long form), stable column names: the properties, then each region
+/// and the scope, whose figures come from summed counts (never averages of the properties').
 fn scorecard_csv(card: &pb::Scorecard) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     let number = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
     let field = csv_text;
-    for unit in &card.properties {
+    let bound = |t| super::schemas::instant(t).unwrap_or_default();
+    let period = card.period.as_ref();
+    let (start, end) = (
+        bound(period.and_then(|p| p.start_time.as_ref())),
+        bound(period.and_then(|p| p.end_time.as_ref())),
+    );
+    let rows = card
+        .properties
+        .iter()
+        .map(|u| ("property", field(&u.key), field(&u.region), u))
+        .chain(
+            card.regions
+                .iter()
+                .map(|u| ("region", String::new(), field(&u.key), u)),
+        )
+        .chain(
+            card.scope
+                .iter()
+                .map(|u| ("scope", String::new(), String::new(), u)),
+        );
+    for (level, property, region, unit) in rows {
         for c in &unit.components {
             out.push_str(&format!(
-                "{},{},{},{},{},{:.4},{},{}\n",
-                field(&unit.key),
-                field(&unit.region),
+                "{property},{region},{},{},{},{:.4},{},{},{level},{},{start},{end}\n",
                 c.kpi,
                 number(c.value),
                 number(c.normalized),
                 c.weight,
                 number(c.contribution),
-                number(unit.sqs)
+                number(unit.sqs),
+                number(unit.previous_sqs),
             ));
         }
     }

@@ -10,7 +10,7 @@ use guestloop_proto::gateway::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-fn instant(t: Option<&prost_types::Timestamp>) -> Option<String> {
+pub(super) fn instant(t: Option<&prost_types::Timestamp>) -> Option<String> {
     t.and_then(|t| Utc.timestamp_opt(t.seconds, 0).single())
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
