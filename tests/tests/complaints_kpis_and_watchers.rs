@@ -193,6 +193,15 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
     sqlx::query("INSERT INTO known_properties VALUES ('kpi-quiet', 'chain-test')")
         .execute(&pool)
         .await?;
+    // One with settings but no complaint yet is the chain's too; one the chain had complaints at
+    // that another chain holds now is left out (rather than refusing the whole call).
+    sqlx::raw_sql(
+        "INSERT INTO property_chains (property_id, chain_id) VALUES ('kpi-settings-only', 'chain-test'), \
+             ('kpi-moved', 'other-chain'); \
+         INSERT INTO known_properties VALUES ('kpi-moved', 'chain-test');",
+    )
+    .execute(&pool)
+    .await?;
     let chain_wide = client
         .get_complaint_kpis(pb::GetComplaintKpisRequest {
             property_ids: vec![],
@@ -213,7 +222,11 @@ async fn kpis_on_a_fixed_dataset_match_hand_computed_numbers() -> anyhow::Result
         .collect();
     assert_eq!(
         rows,
-        vec![("kpi-p".to_string(), 3), ("kpi-quiet".to_string(), 0)]
+        vec![
+            ("kpi-p".to_string(), 3),
+            ("kpi-quiet".to_string(), 0),
+            ("kpi-settings-only".to_string(), 0)
+        ]
     );
     assert_eq!(chain_wide.counts, kpis.counts, "the zeros change no total");
     assert!(

@@ -101,9 +101,16 @@ pub async fn get(
     let request = request.into_inner();
     let (from, to) = period_days(request.period.as_ref())?;
     let mut conn = api.context.pool.acquire().await?;
+    // The chain's properties: those registered to it (by a complaint or by settings saved for
+    // them, so a property with settings but no complaint yet has its row of zeros), and those it
+    // has had complaints at, unless another chain holds them now.
     let chain_properties = || {
         sqlx::query_scalar::<_, String>(
-            "SELECT property_id FROM known_properties WHERE chain_id = $1 ORDER BY 1",
+            "SELECT property_id FROM property_chains WHERE chain_id = $1 \
+             UNION \
+             SELECT k.property_id FROM known_properties k WHERE k.chain_id = $1 AND NOT EXISTS ( \
+                 SELECT 1 FROM property_chains p WHERE p.property_id = k.property_id AND p.chain_id <> $1) \
+             ORDER BY 1",
         )
         .bind(principal.chain_id())
     };
