@@ -230,6 +230,25 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 400);
+    // A period the backend refuses is reported under the parameter's name, field by field.
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/v1/scorecard?start=2026-11-01T00:00:00Z&end=2026-11-01T00:00:00Z",
+        Some(&manager),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(problem["errors"][0]["field"], "end", "{body}");
+    assert!(
+        !problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("period.end_time"),
+        "{body}"
+    );
     let (status, _, _) = call(http, "GET", &query, Some(&token), None).await?;
     assert_eq!(status, 403, "guests do not read scorecards");
 
@@ -424,6 +443,10 @@ async fn apps_and_bi_use_the_http_api() -> anyhow::Result<()> {
             ["first_response_mean_seconds"]
             .is_object(),
         "the scorecard's KPI block is described"
+    );
+    assert!(
+        document["components"]["schemas"]["FieldError"]["properties"]["field"].is_object(),
+        "a problem's field errors are described"
     );
     assert!(
         document["paths"]["/v1/me/loyalty"]["get"]["responses"]["503"]["headers"]["Retry-After"]

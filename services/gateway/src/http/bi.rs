@@ -96,6 +96,10 @@ fn missing_backends(missing: &[String]) -> String {
     names.join(",")
 }
 
+/// The query parameters a period's bounds arrive in.
+const PERIOD_PARAMETERS: &[(&str, &str)] =
+    &[("period.start_time", "start"), ("period.end_time", "end")];
+
 /// A text cell of a CSV: quoted when it holds a separator, quote or line break, and never read
 /// as a formula by a spreadsheet (a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
 /// `'` before it, as OWASP advises): ids and regions come from callers.
@@ -206,7 +210,8 @@ pub async fn scorecard(
     };
     let card = GatewayServiceClient::new(caller.channel(&state.gateway)?)
         .get_scorecard(request)
-        .await?
+        .await
+        .map_err(|s| Refusal::from(s).renaming(PERIOD_PARAMETERS))?
         .into_inner();
     if csv {
         // CSV has no place for what is missing: a header names the backends whose parts are
@@ -282,7 +287,8 @@ pub async fn trend(
     };
     let trend = GatewayServiceClient::new(caller.channel(&state.gateway)?)
         .get_score_trend(request)
-        .await?
+        .await
+        .map_err(|s| Refusal::from(s).renaming(PERIOD_PARAMETERS))?
         .into_inner();
     Ok(Json(ScoreTrend::from(&trend)))
 }

@@ -10,7 +10,7 @@ use guestloop_proto::complaints::v1::complaints_service_client::ComplaintsServic
 use guestloop_proto::crm::v1 as crm;
 use guestloop_proto::crm::v1::crm_service_client::CrmServiceClient;
 
-use super::problem::{page_size, HttpResult, Problem};
+use super::problem::{page_size, HttpResult, Problem, Refusal};
 use super::schemas::{
     ComplaintList, ComplaintSummary, LedgerEntry, LedgerPage, Loyalty, NewComplaint, Preference,
     Rating,
@@ -94,7 +94,10 @@ pub async fn file_complaint(
     };
     let complaint = ComplaintsServiceClient::new(caller.channel(&state.complaints)?)
         .create_complaint(request)
-        .await?
+        .await
+        .map_err(|s| {
+            Refusal::from(s).renaming(&[("complaint.stay.room", "room"), ("complaint", "")])
+        })?
         .into_inner();
     Ok((
         StatusCode::CREATED,

@@ -20,6 +20,17 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong, naming the field where one is at fault.
     pub detail: String,
+    /// Each invalid field (a query parameter or body field, by its HTTP name) and why; present
+    /// on a 400 that names fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub detail: String,
 }
 
 /// A refusal that becomes a problem document.
@@ -27,6 +38,7 @@ pub struct Problem {
 pub struct Refusal {
     pub status: StatusCode,
     pub detail: String,
+    pub errors: Vec<FieldError>,
 }
 
 pub type HttpResult<T> = Result<T, Refusal>;
@@ -36,7 +48,33 @@ impl Refusal {
         Self {
             status,
             detail: detail.into(),
+            errors: Vec::new(),
         }
+    }
+
+    /// The refusal with a backend's field names given their HTTP names (`period.end_time` is
+    /// the `end` parameter), in the detail and in `errors`. A field under a renamed one keeps
+    /// its tail (`rating.csat` → `csat` when `rating` is renamed to the body's root, "").
+    pub fn renaming(mut self, names: &[(&str, &str)]) -> Self {
+        for (grpc, http) in names {
+            for error in &mut self.errors {
+                if error.field == *grpc {
+                    error.field = (*http).to_string();
+                } else if let Some(tail) = error.field.strip_prefix(&format!("{grpc}.")) {
+                    error.field = if http.is_empty() {
+                        tail.to_string()
+                    } else {
+                        format!("{http}.{tail}")
+                    };
+                }
+            }
+            if !grpc.is_empty() {
+                self.detail = self
+                    .detail
+                    .replace(&format!("{grpc}:"), &format!("{http}:"));
+            }
+        }
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -55,6 +93,7 @@ impl IntoResponse for Refusal {
                 .to_string(),
             status: self.status.as_u16(),
             detail: self.detail,
+            errors: self.errors,
         };
         let mut response = (
             self.status,
@@ -115,7 +154,23 @@ impl From<tonic::Status> for Refusal {
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Refusal::new(http, status.message().to_string())
+        let mut refusal = Refusal::new(http, status.message().to_string());
+        if status.code() == Code::InvalidArgument {
+            use tonic_types::StatusExt;
+            refusal.errors = status
+                .get_details_bad_request()
+                .map(|bad| {
+                    bad.field_violations
+                        .into_iter()
+                        .map(|v| FieldError {
+                            field: v.field,
+                            detail: v.description,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        refusal
     }
 }
 
@@ -179,6 +234,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn field_violations_reach_the_problem_under_their_http_names() {
+        use tonic_types::StatusExt;
+        let status = tonic::Status::with_error_details(
+            tonic::Code::InvalidArgument,
+            "invalid request: period.end_time: must be after period.start_time",
+            tonic_types::ErrorDetails::with_bad_request(vec![tonic_types::FieldViolation::new(
+                "period.end_time",
+                "must be after period.start_time",
+            )]),
+        );
+        let refusal = Refusal::from(status)
+            .renaming(&[("period.start_time", "start"), ("period.end_time", "end")]);
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refusal.errors,
+            vec![FieldError {
+                field: "end".into(),
+                detail: "must be after period.start_time".into()
+            }]
+        );
+        assert_eq!(
+            refusal.detail,
+            "invalid request: end: must be after period.start_time"
+        );
+        let nested = Refusal {
+            status: StatusCode::BAD_REQUEST,
+            detail: String::new(),
+            errors: vec![FieldError {
+                field: "complaint.description".into(),
+                detail: "is required".into(),
+            }],
+        }
+        .renaming(&[("complaint", "")]);
+        assert_eq!(nested.errors[0].field, "description");
     }
 
     #[test]
