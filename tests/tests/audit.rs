@@ -144,6 +144,7 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
             critical_rule: pb::CriticalRule::FailAudit as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -199,18 +200,47 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         "scheduling twice creates nothing twice"
     );
 
-    // A new template version leaves scheduled audits on the version they were made with.
+    // A new template version leaves scheduled audits on the version they were made with. Sent
+    // twice with one request id, it is published once.
+    let revision = pb::PublishTemplateRequest {
+        template_id: v1.template_id.clone(),
+        name: "Arrival".into(),
+        sections: sections(3.0),
+        critical_rule: pb::CriticalRule::FailAudit as i32,
+        pass_threshold: 80.0,
+        touchpoint_weighted: false,
+        request_id: "arrival-v2".into(),
+    };
     let v2 = client
-        .publish_template(pb::PublishTemplateRequest {
-            template_id: v1.template_id.clone(),
-            name: "Arrival".into(),
-            sections: sections(3.0),
-            critical_rule: pb::CriticalRule::FailAudit as i32,
-            pass_threshold: 80.0,
-            touchpoint_weighted: false,
-        })
+        .publish_template(revision.clone())
         .await?
         .into_inner();
+    let retried = client
+        .publish_template(revision.clone())
+        .await?
+        .into_inner();
+    assert_eq!(
+        (retried.template_id.as_str(), retried.version),
+        (v2.template_id.as_str(), v2.version)
+    );
+    let reused = client
+        .publish_template(pb::PublishTemplateRequest {
+            pass_threshold: 70.0,
+            ..revision.clone()
+        })
+        .await
+        .expect_err("the request id was used for another revision");
+    assert_eq!(reused.code(), Code::FailedPrecondition, "{reused:?}");
+    // A template id nobody published is not there: it starts no new template.
+    let unknown = client
+        .publish_template(pb::PublishTemplateRequest {
+            template_id: uuid::Uuid::now_v7().to_string(),
+            request_id: String::new(),
+            ..revision.clone()
+        })
+        .await
+        .expect_err("no such template");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     assert_eq!((v1.version, v2.version), (1, 2));
     let pool = service.database.admin_pool().await?;
     let audits: Vec<(String, i32)> = sqlx::query_as("SELECT audit_id::text, template_version FROM audit.audits WHERE program_id = $1::uuid ORDER BY slot")
@@ -549,6 +579,7 @@ async fn mystery_guests_come_from_elsewhere_and_servqual_gaps_add_up() -> anyhow
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 70.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -930,6 +961,7 @@ async fn room_inspections_cover_a_share_of_rooms_each_month() -> anyhow::Result<
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -1204,6 +1236,7 @@ async fn touchpoint_importance_reweights_touchpoint_weighted_templates() -> anyh
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: true,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -1269,6 +1302,7 @@ async fn one_standard_program(
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 70.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -1490,6 +1524,7 @@ async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
             critical_rule: pb::CriticalRule::FailAudit as i32,
             pass_threshold: 50.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -1648,6 +1683,7 @@ async fn templates_name_known_standards_once() -> anyhow::Result<()> {
         critical_rule: pb::CriticalRule::FailSection as i32,
         pass_threshold: 70.0,
         touchpoint_weighted: false,
+        request_id: String::new(),
     };
     let unknown = client
         .publish_template(template(vec![item("warmth"), item("wramth")]))
@@ -1760,6 +1796,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -1978,6 +2015,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
             critical_rule: 0,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await
         .err();
@@ -2181,6 +2219,7 @@ async fn templates_and_chain_wide_standards_are_their_chains() -> anyhow::Result
         critical_rule: pb::CriticalRule::FailSection as i32,
         pass_threshold: 50.0,
         touchpoint_weighted: false,
+        request_id: String::new(),
     };
     let program = |property: &str, template_id: &str| pb::CreateProgramRequest {
         request_id: String::new(),
@@ -2503,6 +2542,7 @@ async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::R
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();
@@ -2728,6 +2768,7 @@ async fn a_token_for_some_properties_changes_nothing_beyond_them() -> anyhow::Re
         critical_rule: pb::CriticalRule::FailSection as i32,
         pass_threshold,
         touchpoint_weighted: false,
+        request_id: String::new(),
     };
     let template = vienna
         .publish_template(publish("", 70.0))

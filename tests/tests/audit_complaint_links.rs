@@ -222,6 +222,7 @@ async fn standards_that_fail_guests_and_fair_staff_scores() -> anyhow::Result<()
             critical_rule: pb::CriticalRule::FailSection as i32,
             pass_threshold: 80.0,
             touchpoint_weighted: false,
+            request_id: String::new(),
         })
         .await?
         .into_inner();

@@ -548,6 +548,7 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
     let lift = asset(&mut fac, "lobby", pb::AssetCategory::Elevator).await?;
     let checklist = fac
         .publish_checklist(pb::PublishChecklistRequest {
+            request_id: String::new(),
             checklist_id: String::new(),
             name: "Lift service".into(),
             items: vec![
@@ -575,6 +576,7 @@ async fn meter_plans_fall_due_by_usage_and_failed_items_open_work_orders() -> an
         .into_inner();
     let v2 = fac
         .publish_checklist(pb::PublishChecklistRequest {
+            request_id: String::new(),
             checklist_id: checklist.checklist_id.clone(),
             name: "Lift service".into(),
             items: checklist.items.clone(),
@@ -777,6 +779,7 @@ async fn work_orders_and_plans_name_only_assets_of_their_own_property() -> anyho
     let unknown = uuid::Uuid::new_v4().to_string();
     let checklist = fac
         .publish_checklist(pb::PublishChecklistRequest {
+            request_id: String::new(),
             checklist_id: String::new(),
             name: "Boiler check".into(),
             items: vec![pb::ChecklistItem {
@@ -1094,6 +1097,7 @@ async fn a_chain_wide_token_stays_in_its_chain() -> anyhow::Result<()> {
         async move {
             anyhow::Ok(
                 fac.publish_checklist(pb::PublishChecklistRequest {
+                    request_id: String::new(),
                     checklist_id: String::new(),
                     name: "Room check".into(),
                     items: vec![pb::ChecklistItem {
@@ -1675,6 +1679,7 @@ fn air_conditioning() -> pb::ChecklistItem {
 /// Publishes a room check: a new one (`checklist_id` empty) or the next version of one.
 fn room_check(checklist_id: &str, name: &str) -> pb::PublishChecklistRequest {
     pb::PublishChecklistRequest {
+        request_id: String::new(),
         checklist_id: checklist_id.into(),
         name: name.into(),
         items: vec![air_conditioning()],
@@ -1849,6 +1854,7 @@ async fn a_token_for_some_properties_revises_no_checklist_planned_beyond_them() 
     admin.create_plan(daily_plan("vienna", &id)).await?;
     let refused = madrid
         .publish_checklist(pb::PublishChecklistRequest {
+            request_id: String::new(),
             checklist_id: id.clone(),
             name: "Room check (no safety)".into(),
             items: vec![pb::ChecklistItem {
@@ -2390,6 +2396,7 @@ async fn card_numbers_and_overlong_free_text_are_refused_and_nothing_is_written(
     // Inspection answers.
     let checklist = fac
         .publish_checklist(pb::PublishChecklistRequest {
+            request_id: String::new(),
             checklist_id: String::new(),
             name: "Room walk".into(),
             items: vec![pb::ChecklistItem {
@@ -2571,6 +2578,24 @@ async fn nonsense_dates_amounts_limits_and_doubled_results_are_refused() -> anyh
         assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         assert_eq!(violated_fields(&refused), vec!["plan.start_date"]);
     }
+
+    // Published twice with one request id, a checklist is published once.
+    let once = pb::PublishChecklistRequest {
+        request_id: "fridge-check-1".into(),
+        ..room_check("", "Minibar check")
+    };
+    let first = fac.publish_checklist(once.clone()).await?.into_inner();
+    let again = fac.publish_checklist(once.clone()).await?.into_inner();
+    assert_eq!(
+        (again.checklist_id.as_str(), again.version),
+        (first.checklist_id.as_str(), 1)
+    );
+    let checklists: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM facilities.checklists WHERE name = 'Minibar check'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(checklists, 1);
 
     let mut not_a_number = room_check("", "Fridge check");
     not_a_number.items = vec![pb::ChecklistItem {

@@ -2,7 +2,7 @@
 
 use guestloop_kit::auth::{principal, Principal};
 use guestloop_kit::text::free_text;
-use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -306,6 +306,7 @@ async fn publishing_chain(
     conn: &mut sqlx::PgConnection,
     principal: &Principal,
     id: Uuid,
+    named: bool,
 ) -> ApiResult<String> {
     lock_template(&mut *conn, id, true).await?;
     // Only one chain ever publishes versions of a template after the shared ones, so the
@@ -318,6 +319,10 @@ async fn publishing_chain(
     .await?;
     let caller = tenancy::caller_chain(principal);
     Ok(if versions == 0 {
+        // An id the caller named must be a template's: a typo would start a new one.
+        if named {
+            return Err(ApiError::not_found("template", id.to_string()));
+        }
         principal.chain_id().to_string()
     } else if owner.is_empty() {
         caller.unwrap_or_default().to_string()
@@ -403,9 +408,21 @@ pub async fn publish_template(
         Uuid::parse_str(&request.template_id)
             .map_err(|_| ApiError::invalid("template_id", "must be a UUID"))?
     };
+    idempotency::check_request_id(&request.request_id)?;
     let mut tx = api.context.pool.begin().await?;
-    let chain = publishing_chain(&mut tx, &principal, id).await?;
+    let chain = publishing_chain(&mut tx, &principal, id, !request.template_id.is_empty()).await?;
     require_every_use_in_scope(&mut tx, &principal, id).await?;
+    if let Some(previous) = idempotency::claim::<_, pb::Template>(
+        &mut tx,
+        &principal,
+        "PublishTemplate",
+        &request.request_id,
+        &request,
+    )
+    .await?
+    {
+        return Ok(previous);
+    }
     // Every item must name a standard of the library (chain-wide or of some property): a code
     // nobody defined would make every audit of the template impossible to submit. The library is
     // the template's chain's (the caller's, for a service's shared template) and the shared
@@ -460,6 +477,7 @@ pub async fn publish_template(
         critical_rule: 0,
         pass_threshold: 0.0,
         touchpoint_weighted: request.touchpoint_weighted,
+        request_id: String::new(),
     };
     let version: i32 = sqlx::query_scalar(
         "INSERT INTO templates (template_id, version, name, sections, critical_rule, pass_threshold, chain_id) \
@@ -473,14 +491,23 @@ pub async fn publish_template(
     .bind(&chain)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(pb::Template {
+    let published = pb::Template {
         template_id: id.to_string(),
         version,
         name,
-        sections: request.sections,
+        sections: request.sections.clone(),
         critical_rule: rule as i32,
         pass_threshold: request.pass_threshold,
         touchpoint_weighted: request.touchpoint_weighted,
-    })
+    };
+    idempotency::record(
+        &mut tx,
+        &principal,
+        "PublishTemplate",
+        &request.request_id,
+        &published,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(published)
 }

@@ -38,7 +38,8 @@ pub async fn publish_checklist(
     }
     let items: Vec<pb::ChecklistItem> = request
         .items
-        .into_iter()
+        .iter()
+        .cloned()
         .enumerate()
         .map(|(i, item)| checklist_item(i, item, &mut v))
         .collect();
@@ -86,6 +87,7 @@ pub async fn publish_checklist(
     if !v.is_empty() {
         return Err(ApiError::InvalidArgument(v));
     }
+    idempotency::check_request_id(&request.request_id)?;
     let caller = tenancy::caller_chain(&principal).unwrap_or_default();
     let mut tx = api.context.pool.begin().await?;
     let (id, chain) = match existing {
@@ -114,6 +116,18 @@ pub async fn publish_checklist(
             (id, chain.to_string())
         }
     };
+    // A retry gets the version its first call published (checked after the scope above).
+    if let Some(previous) = idempotency::claim::<_, pb::Checklist>(
+        &mut tx,
+        &principal,
+        "PublishChecklist",
+        &request.request_id,
+        &request,
+    )
+    .await?
+    {
+        return Ok(previous);
+    }
     let stored = pb::Checklist {
         checklist_id: id.to_string(),
         version: 0,
@@ -137,8 +151,17 @@ pub async fn publish_checklist(
     .bind(&chain)
     .fetch_one(&mut *tx)
     .await?;
+    let published = pb::Checklist { version, ..stored };
+    idempotency::record(
+        &mut tx,
+        &principal,
+        "PublishChecklist",
+        &request.request_id,
+        &published,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(pb::Checklist { version, ..stored })
+    Ok(published)
 }
 
 /// A checklist item with its free text checked (violations pushed to `v`) and trimmed.
