@@ -273,6 +273,37 @@ async fn a_low_rating_reopens_and_both_resolution_times_are_kept() -> anyhow::Re
     assert_eq!(reopened.reopen_count, 2);
     assert_eq!(reopened.escalation_count, 1);
     assert_eq!(reopened.escalation_level, "supervisor");
+
+    // Waiting on the guest and their answer bring it back to `reopened`: no third reopen, no
+    // reason needed, no escalation, and the clocks of this cycle keep their start.
+    let waiting = act(&mut agent, &id, pb::Action::WaitForGuest, "").await?;
+    assert_eq!(waiting.status, pb::Status::WaitingOnGuest as i32);
+    let answered = act(&mut agent, &id, pb::Action::GuestResponded, "").await?;
+    assert_eq!(answered.status, pb::Status::Reopened as i32);
+    assert_eq!(
+        (
+            answered.reopen_count,
+            answered.escalation_count,
+            answered.escalation_level.as_str()
+        ),
+        (2, 1, "supervisor")
+    );
+    let starts = |c: &pb::Complaint| {
+        c.clocks
+            .iter()
+            .map(|k| (k.stage, k.start_time.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(starts(&answered), starts(&reopened));
+    let pool = service.database.admin_pool().await?;
+    let reopen_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM complaints.outbox_events \
+         WHERE event_type = 'complaints.complaint.reopened' AND subject = $1",
+    )
+    .bind(format!("complaints/{id}"))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(reopen_events, 2, "two reopens, not three");
     service.shutdown().await
 }
 

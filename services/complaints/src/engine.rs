@@ -104,11 +104,14 @@ impl Loaded {
         Ok(())
     }
 
-    /// Records a status change (timeline, clocks) in memory and in the transaction.
+    /// Records a status change (timeline, clocks) in memory and in the transaction. A resume
+    /// (the guest answered, the complaint goes back to where it was) ends the wait and changes
+    /// no clock: going back to `reopened` is no new reopen cycle.
     pub async fn record_status(
         &mut self,
         conn: &mut PgConnection,
         to: &str,
+        resume: bool,
         actor: &str,
         note: &str,
         now: DateTime<Utc>,
@@ -137,7 +140,11 @@ impl Loaded {
             );
         }
         self.history.push((now, to.to_string()));
-        let finished = clocks::on_status_change(&mut self.clocks, to, now);
+        let finished = if resume {
+            Vec::new()
+        } else {
+            clocks::on_status_change(&mut self.clocks, to, now)
+        };
         if !finished.is_empty() {
             sqlx::query(
                 "INSERT INTO complaint_clock_cycles (complaint_id, stage, started_at, met) \

@@ -89,7 +89,7 @@ pub fn next_status(
             return Err("closing needs a root-cause summary".into());
         }
     }
-    if matches!(to, Status::Reopened | Status::Cancelled) && ready.reason.trim().is_empty() {
+    if matches!(action, Action::Reopen | Action::Cancel) && ready.reason.trim().is_empty() {
         return Err(format!("{} needs a reason", action.as_str_name()));
     }
     Ok(to)

@@ -297,6 +297,9 @@ pub async fn apply_action(
             message,
         )
     })?;
+    // The guest answered: back to where the complaint was, with none of the effects of
+    // entering that status (a complaint back in `reopened` is not reopened again).
+    let resume = from == pb::Status::WaitingOnGuest && action == pb::Action::GuestResponded;
     let row = &mut loaded.row;
     if from == pb::Status::Received
         && row.first_response_at.is_none()
@@ -305,6 +308,7 @@ pub async fn apply_action(
         row.first_response_at = Some(now);
     }
     match to {
+        _ if resume => {}
         pb::Status::WaitingOnGuest => {
             row.resume_status = Some(status_name(from).to_string());
             row.waited_on_guest = true;
@@ -329,14 +333,19 @@ pub async fn apply_action(
         loaded.row.resume_status = None;
     }
     loaded
-        .record_status(conn, status_name(to), actor, reason, now)
+        .record_status(conn, status_name(to), resume, actor, reason, now)
         .await?;
-    if to == pb::Status::Reopened && loaded.row.reopen_count >= 2 {
+    if to == pb::Status::Reopened && !resume && loaded.row.reopen_count >= 2 {
         let trigger = format!("reopen#{}", loaded.row.reopen_count);
         loaded.escalate(conn, &trigger, now).await?;
     }
     let view = loaded.save(conn, now).await?;
-    emit_changed(conn, event_type(to), &view, from, actor).await?;
+    let event = if resume {
+        "complaints.complaint.transitioned"
+    } else {
+        event_type(to)
+    };
+    emit_changed(conn, event, &view, from, actor).await?;
     Ok(view)
 }
 
