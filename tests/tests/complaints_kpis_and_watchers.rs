@@ -462,3 +462,90 @@ async fn two_watchers_fire_each_threshold_exactly_once() -> anyhow::Result<()> {
     assert_eq!(pending, 0, "nothing left due");
     service.shutdown().await
 }
+
+/// A complaint the watcher cannot escalate (its property's stored settings no longer pass the
+/// rules: a repeat window saved before windows were bounded) is put back by five minutes and
+/// holds up no other complaint's escalations, though it is first in line. Reading it says what
+/// to fix (FAILED_PRECONDITION), not that the reader sent bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_that_cannot_be_escalated_holds_up_no_other() -> anyhow::Result<()> {
+    use prost::Message;
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let token = TokenBuilder::new(Role::Agent)
+        .properties(&["paris", "rome"])
+        .mint()?;
+    let mut client = ComplaintsServiceClient::new(service.channel_with_token(&token).await?);
+    let mut ids = Vec::new();
+    for property in ["rome", "paris", "paris"] {
+        let complaint = client
+            .create_complaint(pb::CreateComplaintRequest {
+                request_id: String::new(),
+                complaint: Some(pb::Complaint {
+                    property_id: property.into(),
+                    guest: Some(pb::GuestRef {
+                        name: "Walk-in".into(),
+                        ..Default::default()
+                    }),
+                    channel: pb::Channel::FrontDesk as i32,
+                    urgency: pb::Urgency::High as i32,
+                    category: "lift".into(),
+                    description: "lift out of order".into(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        ids.push(uuid::Uuid::parse_str(&complaint.complaint_id)?);
+    }
+    let pool = complaints_pool(&service.database.url).await?;
+    let stale = pb::PropertySettings {
+        property_id: "rome".into(),
+        time_zone: "Europe/Rome".into(),
+        repeat_window_days: 5_000,
+        ..Default::default()
+    };
+    sqlx::query(
+        "INSERT INTO property_settings (property_id, chain_id, settings, etag, updated_by) \
+         VALUES ('rome', 'chain-test', $1, gen_random_uuid(), 'before-the-bounds')",
+    )
+    .bind(stale.encode_to_vec())
+    .execute(&pool)
+    .await?;
+    sqlx::query("UPDATE complaint_clocks SET started_at = started_at - interval '121 minutes', due_at = due_at - interval '121 minutes' WHERE complaint_id = ANY($1)")
+        .bind(&ids).execute(&pool).await?;
+    sqlx::query("UPDATE complaint_timeline SET at = at - interval '121 minutes' WHERE complaint_id = ANY($1)").bind(&ids).execute(&pool).await?;
+    sqlx::query("UPDATE complaints SET created_at = created_at - interval '121 minutes', \
+                 next_escalation_at = now() - CASE WHEN property_id = 'rome' THEN interval '1 hour' ELSE interval '1 second' END \
+                 WHERE complaint_id = ANY($1)")
+        .bind(&ids).execute(&pool).await?;
+
+    let log = EventLog::new(pool.clone(), "complaints");
+    guestloop_complaints::workers::escalate_due(&pool, &log).await?;
+    let per_complaint: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT c.complaint_id, count(e.*) FROM complaints c \
+         LEFT JOIN complaint_escalations e ON e.complaint_id = c.complaint_id \
+         WHERE c.complaint_id = ANY($1) GROUP BY c.complaint_id",
+    )
+    .bind(&ids)
+    .fetch_all(&pool)
+    .await?;
+    for (id, fired) in per_complaint {
+        assert_eq!(fired, if id == ids[0] { 0 } else { 5 }, "{id}");
+    }
+    let put_back: bool = sqlx::query_scalar(
+        "SELECT next_escalation_at > now() + interval '4 minutes' FROM complaints WHERE complaint_id = $1",
+    )
+    .bind(ids[0])
+    .fetch_one(&pool)
+    .await?;
+    assert!(put_back, "the failing complaint waits five minutes");
+    let read = client
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: ids[0].to_string(),
+        })
+        .await
+        .expect_err("rome's settings are stale");
+    assert_eq!(read.code(), tonic::Code::FailedPrecondition, "{read:?}");
+    assert!(read.message().contains("repeat_window_days"), "{read:?}");
+    service.shutdown().await
+}

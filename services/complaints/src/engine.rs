@@ -49,7 +49,25 @@ pub async fn settings_for(
     chain_id: &str,
     property_id: &str,
 ) -> ApiResult<EffectiveSettings> {
-    effective(&store::settings::get(conn, chain_id, property_id).await?)
+    effective(&store::settings::get(conn, chain_id, property_id).await?).map_err(|error| {
+        match error {
+            // Stored settings that later rules refuse are not the caller's input: the
+            // property's settings must be saved again, valid.
+            ApiError::InvalidArgument(violations) => ApiError::failed_precondition(
+                "SETTINGS_INVALID",
+                format!("settings/{property_id}"),
+                format!(
+                    "the stored settings of {property_id} are no longer valid ({}); a manager must save valid ones",
+                    violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
+            other => other,
+        }
+    })
 }
 
 /// Loads a complaint; with `lock` the row stays locked until the transaction ends.

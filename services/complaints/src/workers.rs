@@ -34,7 +34,39 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
     .await?;
     let now = crate::engine::now();
     for id in &due {
-        let mut loaded = engine::load(&mut tx, *id, true).await?;
+        // Each complaint in a savepoint: one that cannot be escalated (its property's stored
+        // settings no longer valid, say) is put back by five minutes and logged, and holds up
+        // no other complaint's escalations.
+        let mut step = sqlx::Connection::begin(&mut *tx).await?;
+        match escalate_one(&mut step, *id, now).await {
+            Ok(()) => step.commit().await?,
+            Err(error) => {
+                step.rollback().await?;
+                tracing::warn!(complaint_id = %id, %error, "escalation check failed; retried in five minutes");
+                sqlx::query(
+                    "UPDATE complaints SET next_escalation_at = now() + interval '5 minutes' WHERE complaint_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    if !due.is_empty() {
+        events.wake();
+    }
+    Ok(due.len())
+}
+
+/// Fires the escalations of one complaint that are due at `now`.
+async fn escalate_one(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    {
+        let mut loaded = engine::load(&mut *tx, id, true).await?;
         let view = loaded.view(now);
         let mut fired_any = false;
         for (clock_row, clock) in loaded.clocks.clone().iter().zip(view.clocks.iter()) {
@@ -55,7 +87,7 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
                 if loaded.fired.contains(&key) {
                     continue;
                 }
-                fired_any |= loaded.escalate(&mut tx, &key, now).await?;
+                fired_any |= loaded.escalate(&mut *tx, &key, now).await?;
                 if *percent == 100 {
                     if let Some(row) = loaded
                         .clocks
@@ -68,10 +100,10 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
             }
         }
         let from = loaded.status();
-        let complaint = loaded.save(&mut tx, now).await?;
+        let complaint = loaded.save(&mut *tx, now).await?;
         if fired_any {
             emit_changed(
-                &mut tx,
+                &mut *tx,
                 "complaints.complaint.transitioned",
                 &complaint,
                 from,
@@ -80,11 +112,7 @@ pub async fn escalate_due(pool: &PgPool, events: &EventLog) -> ApiResult<usize> 
             .await?;
         }
     }
-    tx.commit().await?;
-    if !due.is_empty() {
-        events.wake();
-    }
-    Ok(due.len())
+    Ok(())
 }
 
 /// Looks up tiers that CRM could not give at intake; escalates priority guests then.
