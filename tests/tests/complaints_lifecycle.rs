@@ -291,7 +291,7 @@ async fn a_low_rating_reopens_and_both_resolution_times_are_kept() -> anyhow::Re
     let starts = |c: &pb::Complaint| {
         c.clocks
             .iter()
-            .map(|k| (k.stage, k.start_time.clone()))
+            .map(|k| (k.stage, k.start_time))
             .collect::<Vec<_>>()
     };
     assert_eq!(starts(&answered), starts(&reopened));
