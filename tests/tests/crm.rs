@@ -3012,6 +3012,25 @@ async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
             },
             "stays[0].room",
         ),
+        // A signed year parses in chrono but not in PostgreSQL: refused, not an internal error.
+        (
+            admin.clone(),
+            pb::Stay {
+                arrival_date: "-5000-01-01".into(),
+                departure_date: "-5000-01-02".into(),
+                ..one_night.clone()
+            },
+            "stays[0].arrival_date",
+        ),
+        (
+            admin.clone(),
+            pb::Stay {
+                arrival_date: "0202-05-01".into(),
+                departure_date: "0202-05-03".into(),
+                ..one_night.clone()
+            },
+            "stays[0].arrival_date",
+        ),
     ] {
         let refused = client
             .upsert_stays(pb::UpsertStaysRequest { stays: vec![stay] })
@@ -3019,6 +3038,24 @@ async fn stays_are_bounded_and_name_their_property() -> anyhow::Result<()> {
             .expect_err("an invalid stay");
         assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         assert!(refused.message().contains(field), "{refused:?}");
+    }
+    // Birthdays are dates of the past, with a four-digit year.
+    for birthday in ["-5000-01-01", "2999-01-01", "1984-5-17"] {
+        let refused = admin
+            .create_guest(pb::CreateGuestRequest {
+                request_id: String::new(),
+                guest: Some(pb::Guest {
+                    birthday: birthday.into(),
+                    ..guest("Bea", "Born", "bea@example.com", "")
+                }),
+            })
+            .await
+            .expect_err(birthday);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(
+            guestloop_testkit::violated_fields(&refused),
+            vec!["guest.birthday"]
+        );
     }
     // A year is fine: 366 nights.
     admin

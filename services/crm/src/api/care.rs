@@ -36,8 +36,11 @@ fn required_date(value: &str, field: &str) -> ApiResult<NaiveDate> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid(field, "must be a date YYYY-MM-DD"))
+    // A business date within five years either way.
+    let today = chrono::Utc::now().date_naive();
+    let years = chrono::Duration::days(5 * 366);
+    guestloop_kit::time::calendar_date(value, field, today - years, today + years)
+        .map_err(|e| ApiError::InvalidArgument(vec![e]))
 }
 
 /// The property a call names: required, in the caller's scope and not another chain's.

@@ -34,17 +34,15 @@ pub(super) fn text(value: &str, field: &str, max: usize, v: &mut Vec<FieldViolat
     free_text(value, field, max, false, v)
 }
 
+/// A special date (birthday, anniversary): from 1900 to today.
 fn date(value: &str, field: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDate> {
     if value.is_empty() {
         return None;
     }
-    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        Ok(d) => Some(d),
-        Err(_) => {
-            v.push(FieldViolation::new(field, "must be a date YYYY-MM-DD"));
-            None
-        }
-    }
+    let first = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
+    guestloop_kit::time::calendar_date(value, field, first, chrono::Utc::now().date_naive())
+        .map_err(|e| v.push(e))
+        .ok()
 }
 
 fn contact(

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use guestloop_kit::auth::principal;
 use guestloop_kit::money::currency_code as currency;
 use guestloop_kit::text::free_text;
-use guestloop_kit::time::from_timestamp;
+use guestloop_kit::time::{calendar_date, from_timestamp};
 use guestloop_kit::{tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::crm::v1 as pb;
 use sqlx::PgConnection;
@@ -71,6 +71,16 @@ pub const MAX_STAY_MINOR_UNITS: i64 = guestloop_kit::money::MAX_MINOR_UNITS;
 const MAX_ID_CHARS: usize = 100;
 /// The longest room a stay may name.
 const MAX_ROOM_CHARS: usize = 64;
+
+/// The earliest date a stay may name: history a PMS migration brings along, not a year typo
+/// of 0202.
+const FIRST_STAY_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// How far ahead a reservation may run.
+const LATEST_STAY_AHEAD: chrono::Duration = chrono::Duration::days(5 * 366);
 
 /// How far past today's UTC date a checked-out stay may depart: a property east of UTC is
 /// already on the next day.
@@ -170,8 +180,22 @@ fn validate(stays: Vec<pb::Stay>, now: DateTime<Utc>) -> Result<Vec<Row>, Vec<Fi
                 )),
             }
         }
-        let arrival = NaiveDate::parse_from_str(&stay.arrival_date, "%Y-%m-%d");
-        let departure = NaiveDate::parse_from_str(&stay.departure_date, "%Y-%m-%d");
+        let arrival = calendar_date(
+            &stay.arrival_date,
+            &field("arrival_date"),
+            FIRST_STAY_DATE,
+            today + LATEST_STAY_AHEAD,
+        );
+        let departure = calendar_date(
+            &stay.departure_date,
+            &field("departure_date"),
+            FIRST_STAY_DATE,
+            today + LATEST_STAY_AHEAD,
+        );
+        if let (Err(problem), _) | (Ok(_), Err(problem)) = (&arrival, &departure) {
+            v.push(problem.clone());
+            continue;
+        }
         match (arrival, departure, stay_status(stay.status)) {
             (Ok(arrival), Ok(departure), Some(_))
                 if (departure - arrival).num_days() > MAX_NIGHTS =>
@@ -213,10 +237,7 @@ fn validate(stays: Vec<pb::Stay>, now: DateTime<Utc>) -> Result<Vec<Row>, Vec<Fi
                 "must not be before arrival_date",
             )),
             (_, _, None) => v.push(FieldViolation::new(field("status"), "is required")),
-            _ => v.push(FieldViolation::new(
-                field("arrival_date"),
-                "dates must be YYYY-MM-DD",
-            )),
+            (Err(_), _, _) | (_, Err(_), _) => {}
         }
     }
     if v.is_empty() {
