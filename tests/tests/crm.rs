@@ -521,6 +521,27 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    // The same merge sent again (its answer lost) answers the survivor and moves nothing.
+    let again = admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: first.guest_id.clone(),
+            duplicate_guest_id: second.guest_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (again.guest_id.as_str(), again.points_balance),
+        (merged.guest_id.as_str(), merged.points_balance)
+    );
+    // The other way round is no retry: the survivor is active, the duplicate merged.
+    let backwards = admin
+        .merge_guests(pb::MergeGuestsRequest {
+            surviving_guest_id: second.guest_id.clone(),
+            duplicate_guest_id: first.guest_id.clone(),
+        })
+        .await
+        .expect_err("the merged guest cannot survive");
+    assert_eq!(backwards.code(), Code::FailedPrecondition, "{backwards:?}");
     let care_owner: String = sqlx::query_scalar(
         "SELECT guest_id FROM crm.care_tasks WHERE pms_reservation_id = 'PMS-1'",
     )

@@ -884,6 +884,17 @@ async fn an_erasure_is_logged_under_the_pseudonym() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    // The erased record takes no new free text: a tier set by hand would store its reason and
+    // announce it, with nothing left to scrub it.
+    let refused = admin
+        .set_strategic_tier(pb::SetStrategicTierRequest {
+            guest_id: erased.guest_id.clone(),
+            strategic: true,
+            reason: "asked for by Eva Kovac".into(),
+        })
+        .await
+        .expect_err("an erased guest");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     let pool = service.database.admin_pool().await?;
     let logged: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
         "SELECT pseudonym, chain_id, actor, role, reason, erased_at > now() - interval '1 minute' \

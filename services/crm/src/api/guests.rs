@@ -497,6 +497,15 @@ pub async fn merge(api: &Api, request: Request<pb::MergeGuestsRequest>) -> ApiRe
         false,
     )
     .await?;
+    // A retry of this very merge (its answer lost): the survivor as it is now, nothing moved.
+    if duplicate.merged_into.as_deref() == Some(survivor.guest_id.as_str())
+        && survivor.merged_into.is_none()
+        && !survivor.erased
+    {
+        let reply = to_proto(&mut tx, &survivor, false).await?;
+        tx.commit().await?;
+        return Ok(reply);
+    }
     if survivor.merged_into.is_some()
         || duplicate.merged_into.is_some()
         || survivor.erased
@@ -883,6 +892,14 @@ pub async fn set_strategic(
     }
     let mut tx = api.context.pool.begin().await?;
     let row = load(&mut tx, &principal, &request.guest_id, true, true).await?;
+    // An erased guest's record keeps no new free text (the reason) nor events about them.
+    if row.erased {
+        return Err(ApiError::failed_precondition(
+            "GUEST_ERASED",
+            format!("guests/{}", row.guest_id),
+            "the guest was erased",
+        ));
+    }
     let to = if request.strategic {
         "strategic".to_string()
     } else if row.strategic_manual || row.tier == "strategic" {
