@@ -4357,6 +4357,30 @@ async fn adding_a_preference_the_guest_holds_records_it_once() -> anyhow::Result
             .fetch_one(&service.database.admin_pool().await?)
             .await?;
     assert_eq!(stored, 5, "three likes, an allergy and a dislike");
+    // Past 500 entries a profile takes no more, dislikes included, so it stays readable; an
+    // entry it holds is still answered.
+    sqlx::query(
+        "INSERT INTO crm.preferences (preference_id, guest_id, grp, value, polarity, source, recorded_by, recorded_at) \
+         SELECT gen_random_uuid(), $1, 'diet', 'dish ' || n, $2, 'staff', 'test', now() FROM generate_series(1, 495) AS n",
+    )
+    .bind(&aiko.guest_id)
+    .bind(Dislike as i16)
+    .execute(&service.database.admin_pool().await?)
+    .await?;
+    let crowded = add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("diet", "shellfish", Dislike),
+    )
+    .await
+    .expect_err("a 501st entry");
+    assert_eq!(crowded.code(), Code::FailedPrecondition, "{crowded:?}");
+    add_preference(
+        &mut admin,
+        &aiko.guest_id,
+        preference("diet", "nuts", Allergy),
+    )
+    .await?;
     service.shutdown().await
 }
 

@@ -722,6 +722,9 @@ async fn keep_status(
     Ok(changed)
 }
 
+/// The most preference entries (likes, dislikes, allergies, taboos) one guest holds.
+pub const MAX_ENTRIES: i64 = 500;
+
 pub async fn add_preference(
     api: &Api,
     request: Request<pb::AddPreferenceRequest>,
@@ -805,6 +808,22 @@ pub async fn add_preference(
                     "the `{group}` group already holds {likes} likes (limit {})",
                     group_rule.likes_limit
                 ),
+            ));
+        }
+    }
+    // However many dislikes staff record, a profile stays readable: past a guest's
+    // MAX_ENTRIES entries (far beyond any real guest's), nothing more is added.
+    if !held {
+        let entries: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM preferences WHERE guest_id = $1")
+                .bind(&row.guest_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if entries >= MAX_ENTRIES {
+            return Err(ApiError::failed_precondition(
+                "PREFERENCE_LIMIT",
+                format!("guests/{}/preferences", row.guest_id),
+                format!("the guest already holds {entries} preferences (at most {MAX_ENTRIES}); remove some first"),
             ));
         }
     }
