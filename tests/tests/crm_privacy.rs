@@ -1447,3 +1447,91 @@ async fn an_export_holds_the_stored_answers_of_the_guests_creation() -> anyhow::
     assert_eq!(other["stored_answers"][0]["request_id"], "create-g10011");
     service.shutdown().await
 }
+
+/// A guest CRM knows only from a PMS feed (stays and the points they earned, no profile) is
+/// exported and erased like any other: the stays and ledger move to a pseudonym, the id is
+/// announced for other services to scrub, and nothing in the crm schema names it any more.
+#[tokio::test]
+async fn a_guest_known_only_from_stays_is_exported_and_erased() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_crm::DEFINITION).await?;
+    let mut admin = crm_as(&service, TokenBuilder::new(Role::ChainAdmin)).await?;
+    let today = chrono::Utc::now().date_naive();
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                property_id: "oslo".into(),
+                pms_reservation_id: "R-77".into(),
+                guest_id: "PMS-77".into(),
+                arrival_date: (today - chrono::Days::new(5)).to_string(),
+                departure_date: (today - chrono::Days::new(2)).to_string(),
+                room: "512".into(),
+                status: pb::StayStatus::CheckedOut as i32,
+                spend: Some(guestloop_proto::common::v1::Money {
+                    currency_code: "EUR".into(),
+                    minor_units: 45_000,
+                }),
+                ..Default::default()
+            }],
+        })
+        .await?;
+    let exported = admin
+        .export_guest_data(pb::ExportGuestDataRequest {
+            guest_id: "PMS-77".into(),
+        })
+        .await?
+        .into_inner();
+    let document: serde_json::Value = serde_json::from_str(&exported.json)?;
+    assert_eq!(document["stays"][0]["pms_reservation_id"], "R-77");
+    assert_eq!(document["guest"], serde_json::json!([]));
+    // Another chain neither exports nor erases it.
+    let mut other = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
+    )
+    .await?;
+    let hidden = other
+        .export_guest_data(pb::ExportGuestDataRequest {
+            guest_id: "PMS-77".into(),
+        })
+        .await
+        .expect_err("another chain's guest");
+    assert_eq!(hidden.code(), Code::NotFound);
+
+    let erased = admin
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: "PMS-77".into(),
+            reason: "data subject request".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(erased.guest_id.starts_with("erased-"), "{erased:?}");
+    let pool = service.database.admin_pool().await?;
+    let (stays, ledger): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM crm.stays WHERE guest_id = $1), \
+                (SELECT count(*) FROM crm.ledger WHERE guest_id = $1)",
+    )
+    .bind(&erased.guest_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(stays, 1, "the stay stays, under the pseudonym");
+    assert!(
+        ledger >= 1,
+        "the points it earned stay, under the pseudonym"
+    );
+    let naming: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM crm.guests t WHERE position('PMS-77' IN t::text) > 0) \
+              + (SELECT count(*) FROM crm.stays t WHERE position('PMS-77' IN t::text) > 0) \
+              + (SELECT count(*) FROM crm.loyalty_accounts t WHERE position('PMS-77' IN t::text) > 0) \
+              + (SELECT count(*) FROM crm.ledger t WHERE position('PMS-77' IN t::text) > 0)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(naming, 0, "no row names the id any more");
+    let announced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.outbox_events WHERE event_type = 'crm.guest.erased' AND subject = 'guests/PMS-77'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(announced, 1);
+    service.shutdown().await
+}

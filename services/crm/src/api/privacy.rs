@@ -52,12 +52,22 @@ pub async fn export(
         principal.require_role(&PRIVACY_ROLES)?;
     }
     let mut tx = api.context.pool.begin().await?;
-    let guest = load(&mut tx, &principal, &guest_id, false, true).await?;
-    let id = guest.guest_id.as_str();
+    let (id, chain_id) = match load(&mut tx, &principal, &guest_id, false, true).await {
+        Ok(guest) => (guest.guest_id, guest.chain_id),
+        // A PMS id nobody enrolled: CRM holds its stays and ledger, and exports them.
+        Err(ApiError::NotFound { .. }) => {
+            match profileless_chain(&mut tx, &principal, &guest_id).await? {
+                Some(chain) => (guest_id.clone(), chain),
+                None => return Err(ApiError::not_found("guest", guest_id)),
+            }
+        }
+        Err(other) => return Err(other),
+    };
+    let id = id.as_str();
     // The guest and every profile merged into them, as erasure takes them: each merged profile
     // in full, as the guest's own (company, language, consent, value, …), and anything still
     // filed under an old id.
-    let ids = known_ids(&mut tx, id, &guest.chain_id).await?;
+    let ids = known_ids(&mut tx, id, &chain_id).await?;
     let mut document = json!({
         "guest": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = ANY($1) AND merged_into IS NULL", &ids).await?,
         "merged_guests": rows_as_json(&mut tx, "SELECT * FROM guests WHERE guest_id = ANY($1) AND merged_into IS NOT NULL ORDER BY guest_id", &ids).await?,
@@ -71,7 +81,7 @@ pub async fn export(
         "care_tasks": rows_as_json(&mut tx, "SELECT * FROM care_tasks WHERE guest_id = ANY($1) ORDER BY due_date", &ids).await?,
         "consent_history": rows_as_json(&mut tx, "SELECT * FROM consent_history WHERE guest_id = ANY($1) ORDER BY entry_id", &ids).await?,
         // CreateGuest answers kept so a retried create answers the same: the profile as created.
-        "stored_answers": stored_profiles_as_json(&mut tx, &guest.chain_id, &ids).await?,
+        "stored_answers": stored_profiles_as_json(&mut tx, &chain_id, &ids).await?,
     });
     // A guest reads their own contact details; staff only when their role may (a quality
     // manager works on the complaints, not the contacts).
@@ -132,6 +142,18 @@ pub async fn erase(
     let mut attempts = 0;
     let (mut tx, guest, every_id) = loop {
         let mut tx = api.context.pool.begin().await?;
+        // A PMS id nobody enrolled has stays, an account and a ledger but no profile: it gets
+        // an empty one, which the erasure below takes like any other.
+        if let Some(chain) = profileless_chain(&mut tx, &principal, &request.guest_id).await? {
+            sqlx::query(
+                "INSERT INTO guests (guest_id, chain_id, created_by, updated_by) \
+                 VALUES ($1, $2, 'erasure', 'erasure') ON CONFLICT (guest_id) DO NOTHING",
+            )
+            .bind(&request.guest_id)
+            .bind(&chain)
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Some((guest, every_id)) = lock_person(&mut tx, &principal, &request.guest_id).await?
         {
             break (tx, guest, every_id);
@@ -263,6 +285,37 @@ pub async fn erase(
     Ok(pb::EraseGuestResponse {
         guest_id: pseudonym,
         records_scrubbed: scrubbed,
+    })
+}
+
+/// The chain of a guest id CRM has no profile for but stays under (a PMS id nobody enrolled):
+/// the one chain whose properties the stays are at, when the caller acts for it. `None` when a
+/// profile exists, there are no such stays, or they are another chain's.
+async fn profileless_chain(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    guest_id: &str,
+) -> ApiResult<Option<String>> {
+    let profile: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM guests WHERE guest_id = $1)")
+            .bind(guest_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if profile {
+        return Ok(None);
+    }
+    let chains: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT pc.chain_id FROM stays s JOIN property_chains pc ON pc.property_id = s.property_id \
+         WHERE s.guest_id = $1",
+    )
+    .bind(guest_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(match chains.as_slice() {
+        [chain] if guestloop_kit::tenancy::caller_chain(principal).is_none_or(|c| c == chain) => {
+            Some(chain.clone())
+        }
+        _ => None,
     })
 }
 
