@@ -218,6 +218,62 @@ async fn goodwill_points_arrive_once_even_when_the_feed_is_replayed() -> anyhow:
     }
     assert_eq!(goodwill().await?, 2_000, "two remedies, 1000 points each");
 
+    // A guest CRM knows only from the PMS feed (an account, no profile) gets goodwill too.
+    let today = chrono::Utc::now().date_naive();
+    admin
+        .upsert_stays(pb::UpsertStaysRequest {
+            stays: vec![pb::Stay {
+                property_id: "lisbon".into(),
+                pms_reservation_id: "L-90".into(),
+                guest_id: "PMS-90".into(),
+                arrival_date: (today - chrono::Days::new(1)).to_string(),
+                departure_date: (today + chrono::Days::new(2)).to_string(),
+                status: pb::StayStatus::InHouse as i32,
+                ..Default::default()
+            }],
+        })
+        .await?;
+    let walk_up = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "gw-2".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "lisbon".into(),
+                guest: Some(cpb::GuestRef {
+                    guest_id: "PMS-90".into(),
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::FrontDesk as i32,
+                category: "noise".into(),
+                description: "building work at 7am".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    agent
+        .propose_remedy(cpb::ProposeRemedyRequest {
+            request_id: "pts-3".into(),
+            complaint_id: walk_up.complaint_id.clone(),
+            remedy: Some(cpb::Remedy {
+                kind: cpb::RemedyKind::Points as i32,
+                points: 300,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let non_member_goodwill = || async {
+        sqlx::query_scalar::<_, i64>("SELECT coalesce(sum(points), 0)::bigint FROM crm.ledger WHERE kind = 'goodwill' AND guest_id = 'PMS-90'")
+            .fetch_one(&pool)
+            .await
+    };
+    for _ in 0..100 {
+        if non_member_goodwill().await? == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(non_member_goodwill().await?, 300);
+
     // Replay the whole complaint feed from position 0 with a fresh cursor.
     let settings = test_settings();
     let crm_pool = guestloop_kit::db::pool(
@@ -257,6 +313,7 @@ async fn goodwill_points_arrive_once_even_when_the_feed_is_replayed() -> anyhow:
         "the replay reached the head of the feed"
     );
     assert_eq!(goodwill().await?, 2_000, "a replay grants nothing twice");
+    assert_eq!(non_member_goodwill().await?, 300);
 
     // The guest's failure memory holds the complaint and its remedies.
     let profile = admin

@@ -119,6 +119,46 @@ async fn remember_failure(
     Ok(())
 }
 
+/// The account of a guest CRM holds no profile of but stays for in `chain_id` (a PMS id nobody
+/// enrolled): the one their earning stays opened, or a new non-member one, as a stay of an id
+/// the chain does not hold yet opens. An id with neither (unknown, or erased: its stays moved to
+/// the pseudonym) has none.
+async fn non_member_account(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    guest_id: &str,
+) -> Result<Option<String>, ApiError> {
+    let known: bool = sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM guests WHERE guest_id = $1) AND ( \
+             EXISTS (SELECT 1 FROM loyalty_accounts WHERE guest_id = $1 AND chain_id = $2) \
+             OR EXISTS (SELECT 1 FROM stays s JOIN property_chains pc ON pc.property_id = s.property_id \
+                        WHERE s.guest_id = $1 AND pc.chain_id = $2))",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !known {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO loyalty_accounts (guest_id, chain_id, member) VALUES ($1, $2, false) \
+         ON CONFLICT (guest_id) DO NOTHING",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .execute(&mut *conn)
+    .await?;
+    // An account of the id in another chain (ids are global) is not this chain's guest's.
+    Ok(sqlx::query_scalar(
+        "SELECT guest_id FROM loyalty_accounts WHERE guest_id = $1 AND chain_id = $2",
+    )
+    .bind(guest_id)
+    .bind(chain_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 impl EventHandler for ComplaintEvents {
     async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
         if event.event_type == "complaints.remedy.approved" {
@@ -129,7 +169,14 @@ impl EventHandler for ComplaintEvents {
             if remedy.points > 0 && !approved.guest_id.is_empty() {
                 // Goodwill goes to the guest as CRM knows them now: a merged guest's survivor.
                 // An erased guest (or one CRM never knew) gets no account back.
-                match current_guest(conn, &event.chain_id, &approved.guest_id).await? {
+                // A guest known only from PMS stays (no profile) has the account their stays
+                // opened in the chain: the goodwill goes there.
+                let account = match current_guest(conn, &event.chain_id, &approved.guest_id).await?
+                {
+                    Some(guest_id) => Some(guest_id),
+                    None => non_member_account(conn, &event.chain_id, &approved.guest_id).await?,
+                };
+                match account {
                     Some(guest_id) => {
                         crate::api::post_goodwill(
                             conn,
@@ -140,9 +187,11 @@ impl EventHandler for ComplaintEvents {
                         )
                         .await?
                     }
-                    None => tracing::info!(
+                    None => tracing::warn!(
                         complaint_id = %approved.complaint_id,
-                        "goodwill for a guest CRM does not hold (erased or unknown) not posted"
+                        remedy_id = %remedy.remedy_id,
+                        points = remedy.points,
+                        "goodwill for a guest CRM holds no profile or account of (erased or unknown) not posted"
                     ),
                 }
             }

@@ -288,8 +288,9 @@ pub async fn erase(
     })
 }
 
-/// The chain of a guest id CRM has no profile for but stays under (a PMS id nobody enrolled):
-/// the one chain whose properties the stays are at, when the caller acts for it. `None` when a
+/// The chain of a guest id CRM has no profile for but stays or an account under (a PMS id
+/// nobody enrolled): the one chain its stays' properties and account are of, when the caller
+/// acts for it. `None` when a
 /// profile exists, there are no such stays, or they are another chain's.
 async fn profileless_chain(
     conn: &mut sqlx::PgConnection,
@@ -305,8 +306,9 @@ async fn profileless_chain(
         return Ok(None);
     }
     let chains: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT pc.chain_id FROM stays s JOIN property_chains pc ON pc.property_id = s.property_id \
-         WHERE s.guest_id = $1",
+        "SELECT pc.chain_id FROM stays s JOIN property_chains pc ON pc.property_id = s.property_id \
+         WHERE s.guest_id = $1 \
+         UNION SELECT chain_id FROM loyalty_accounts WHERE guest_id = $1 AND chain_id IS NOT NULL",
     )
     .bind(guest_id)
     .fetch_all(&mut *conn)
