@@ -1186,7 +1186,7 @@ async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyh
         remedy_id: remedy.remedy_id.clone(),
     };
 
-    // Cancelled: neither approval nor delivery; rejecting still tidies up.
+    // Cancelled: neither approval nor delivery; what waited for approval is withdrawn.
     let cancelled = file(&mut agent, noisy_room("paris")).await?;
     let pending = agent
         .propose_remedy(remedy_request(
@@ -1244,11 +1244,11 @@ async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyh
         .await
         .expect_err("cancelled complaint");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    let rejected = gm
+    let decided = gm
         .decide_remedy(decide(&cancelled, &second, false))
-        .await?
-        .into_inner();
-    assert_eq!(rejected.status, pb::RemedyStatus::Rejected as i32);
+        .await
+        .expect_err("withdrawn with the cancellation");
+    assert_eq!(decided.code(), Code::FailedPrecondition);
     let after = agent
         .get_complaint(pb::GetComplaintRequest {
             complaint_id: cancelled.complaint_id.clone(),
@@ -1259,11 +1259,16 @@ async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyh
     assert_eq!(
         statuses,
         [
-            pb::RemedyStatus::PendingApproval as i32,
+            pb::RemedyStatus::Rejected as i32,
             pb::RemedyStatus::Rejected as i32,
             pb::RemedyStatus::Approved as i32,
         ]
     );
+    assert!(after
+        .remedies
+        .iter()
+        .filter(|r| r.status == pb::RemedyStatus::Rejected as i32)
+        .all(|r| r.decided_by == "system"));
 
     // Closed: a pending remedy is not approved any more; an approved one may still be handed over.
     let closed = file(&mut agent, noisy_room("paris")).await?;
@@ -1310,7 +1315,22 @@ async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyh
         .await?
         .into_inner();
     assert_eq!(delivered.status, pb::RemedyStatus::Delivered as i32);
-    let rejected = gm
+    // A rejection is the approver's, or the proposer's own withdrawal: another agent, who
+    // could not approve a refund this size, cannot reject it either.
+    let mut colleague = client(
+        &service,
+        TokenBuilder::new(Role::Agent)
+            .subject("agent-2")
+            .properties(&["paris"])
+            .mint()?,
+    )
+    .await?;
+    let refused = colleague
+        .decide_remedy(decide(&closed, &pending, false))
+        .await
+        .expect_err("not the agent's to reject");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let rejected = agent
         .decide_remedy(decide(&closed, &pending, false))
         .await?
         .into_inner();
@@ -1326,6 +1346,29 @@ async fn remedies_are_not_approved_or_delivered_on_finished_complaints() -> anyh
         approvals, 2,
         "the points remedy and the apology, both before finishing"
     );
+
+    // Points proposed while the complaint named its guest are not approved once the guest is
+    // gone from it (erased meanwhile): nobody would receive them.
+    let open = file(&mut agent, noisy_room("paris")).await?;
+    let points = agent
+        .propose_remedy(remedy_request(
+            &open.complaint_id,
+            pb::RemedyKind::Points,
+            0,
+            50_000,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(points.status, pb::RemedyStatus::PendingApproval as i32);
+    sqlx::query("UPDATE complaints.complaints SET guest_id = '' WHERE complaint_id = $1::uuid")
+        .bind(&open.complaint_id)
+        .execute(&pool)
+        .await?;
+    let refused = gm
+        .decide_remedy(decide(&open, &points, true))
+        .await
+        .expect_err("no guest to credit");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     service.shutdown().await
 }
 

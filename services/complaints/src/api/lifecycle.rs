@@ -335,6 +335,21 @@ pub async fn apply_action(
     loaded
         .record_status(conn, status_name(to), resume, actor, reason, now)
         .await?;
+    // A cancelled complaint owes nothing more: proposals still waiting for approval are
+    // withdrawn, rather than waiting forever (approving is refused on a cancelled complaint).
+    if to == pb::Status::Cancelled {
+        for remedy in loaded
+            .remedies
+            .iter_mut()
+            .filter(|r| r.status == "pending_approval")
+        {
+            remedy.status = "rejected".into();
+            remedy.decided_by = "system".into();
+            remedy.decision_note = "withdrawn: the complaint was cancelled".into();
+            remedy.decided_at = Some(now);
+            crate::store::remedies::save_decision(&mut *conn, remedy).await?;
+        }
+    }
     if to == pb::Status::Reopened && !resume && loaded.row.reopen_count >= 2 {
         let trigger = format!("reopen#{}", loaded.row.reopen_count);
         loaded.escalate(conn, &trigger, now).await?;

@@ -290,12 +290,30 @@ pub async fn decide(api: &Api, request: Request<pb::DecideRemedyRequest>) -> Api
             ),
         ));
     }
+    // Points go to a loyalty member: the guest may have been erased (and the complaint's guest
+    // id with them) since the remedy was proposed.
+    if request.approve && row.points > 0 && loaded.row.guest_id.is_empty() {
+        return Err(ApiError::failed_precondition(
+            "NO_LOYALTY_MEMBER",
+            format!("complaints/{}", loaded.row.complaint_id),
+            "points go to a loyalty member's account and this complaint names no guest id now; \
+             reject the remedy and offer another",
+        ));
+    }
     let (money, points) = committed(&loaded.remedies);
-    if request.approve
-        && authority(&loaded).decide(principal.role(), (money, points)) != rules::Decision::Approved
-    {
+    let may_approve =
+        authority(&loaded).decide(principal.role(), (money, points)) == rules::Decision::Approved;
+    if request.approve && !may_approve {
         return Err(ApiError::PermissionDenied(format!(
             "role {} cannot approve compensation of this size; {} or above is needed",
+            principal.role(),
+            row.required_role
+        )));
+    }
+    // A rejection is the approver's decision, or the proposer withdrawing their own proposal.
+    if !request.approve && !may_approve && row.proposed_by != principal.subject() {
+        return Err(ApiError::PermissionDenied(format!(
+            "role {} cannot decide on compensation of this size; {} or above, or its proposer, may reject it",
             principal.role(),
             row.required_role
         )));
