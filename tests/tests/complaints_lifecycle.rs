@@ -407,6 +407,62 @@ async fn guests_see_only_their_own_complaints_and_staff_only_their_properties() 
     );
 
     let id = filed.complaint_id.clone();
+    // What staff record about their own work is not the guest's to read: who was involved or
+    // assigned, the cause, and the notes of staff's moves.
+    update(
+        &mut paris_agent,
+        pb::Complaint {
+            complaint_id: id.clone(),
+            assignee: "agent-marco".into(),
+            staff_involved: vec!["night-porter-7".into()],
+            cause: pb::Cause::StaffBehaviour as i32,
+            ..Default::default()
+        },
+        &["assignee", "staff_involved", "cause"],
+    )
+    .await?;
+    act(
+        &mut paris_agent,
+        &id,
+        pb::Action::Acknowledge,
+        "porter was rude, see CCTV",
+    )
+    .await?;
+    let seen = alice
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(seen.status, pb::Status::Acknowledged as i32);
+    assert!(
+        seen.assignee.is_empty() && seen.staff_involved.is_empty() && seen.cause == 0,
+        "{seen:?}"
+    );
+    let staff_view = paris_agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        staff_view.staff_involved,
+        vec!["night-porter-7".to_string()]
+    );
+    let timeline = alice
+        .list_timeline(pb::ListTimelineRequest {
+            complaint_id: id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(!timeline.entries.is_empty());
+    assert!(
+        timeline
+            .entries
+            .iter()
+            .all(|e| !e.note.contains("CCTV") && !e.actor.contains("test-")),
+        "{timeline:?}"
+    );
     let hidden = bob
         .get_complaint(pb::GetComplaintRequest {
             complaint_id: id.clone(),

@@ -113,6 +113,63 @@ pub fn remedy_to_proto(row: &RemedyRow) -> pb::Remedy {
     }
 }
 
+/// The complaint as its guest sees it: what happened and what they were offered, without what
+/// staff record about their own work (who was involved or assigned, the cause and root cause,
+/// the standards broken, escalations, who proposed or decided each remedy and why), which
+/// feeds staff scores and is not the guest's to read.
+pub fn guest_view(mut complaint: pb::Complaint) -> pb::Complaint {
+    complaint.assignee.clear();
+    complaint.cause = pb::Cause::Unspecified as i32;
+    complaint.root_cause_summary.clear();
+    complaint.guest_tier.clear();
+    complaint.hotspot = false;
+    complaint.escalation_level.clear();
+    complaint.escalation_count = 0;
+    complaint.standard_codes.clear();
+    complaint.staff_involved.clear();
+    for remedy in &mut complaint.remedies {
+        remedy.proposed_by.clear();
+        remedy.decided_by.clear();
+        remedy.decision_note.clear();
+        remedy.required_role.clear();
+    }
+    complaint
+}
+
+/// The complaint as `caller` may see it: whole for staff, [`guest_view`] for a guest.
+pub fn for_caller(
+    caller: &guestloop_kit::auth::Principal,
+    complaint: pb::Complaint,
+) -> pb::Complaint {
+    if caller.role() == guestloop_kit::auth::Role::Guest {
+        guest_view(complaint)
+    } else {
+        complaint
+    }
+}
+
+/// The timeline entries a guest sees of their complaint: it was filed, its status changed,
+/// they rated it, a remedy reached them. Who acted (staff logins) and staff's notes are left
+/// out, except the guest's own.
+pub fn guest_timeline(entries: Vec<pb::TimelineEntry>) -> Vec<pb::TimelineEntry> {
+    entries
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "filed" | "transition" | "rated" | "remedy_delivered"
+            )
+        })
+        .map(|mut e| {
+            if e.actor != "guest" {
+                e.actor.clear();
+                e.note.clear();
+            }
+            e
+        })
+        .collect()
+}
+
 /// The complaint as clients see it.
 pub fn complaint_to_proto(
     row: &ComplaintRow,

@@ -293,7 +293,7 @@ pub async fn create(
     )
     .await?
     {
-        return Ok(previous);
+        return Ok(crate::convert::for_caller(&principal, previous));
     }
     let settings = engine::settings_for(&mut tx, principal.chain_id(), &new.property_id).await?;
     if let Some(violation) = category_violation(&settings, &new.category) {
@@ -421,5 +421,5 @@ pub async fn create(
     idempotency::record(&mut tx, &principal, METHOD, &request.request_id, &view).await?;
     tx.commit().await?;
     api.context.events.wake();
-    Ok(view)
+    Ok(crate::convert::for_caller(&principal, view))
 }

@@ -493,5 +493,5 @@ pub async fn rate(
     };
     tx.commit().await?;
     api.context.events.wake();
-    Ok(view)
+    Ok(crate::convert::for_caller(&principal, view))
 }

@@ -48,7 +48,10 @@ pub async fn get(api: &Api, request: Request<pb::GetComplaintRequest>) -> ApiRes
         }
         Err(other) => return Err(other),
     };
-    Ok(loaded.view(crate::engine::now()))
+    Ok(crate::convert::for_caller(
+        &principal,
+        loaded.view(crate::engine::now()),
+    ))
 }
 
 /// Clock states, remedies and histories for a page of rows, in a few queries.
@@ -296,7 +299,11 @@ pub async fn list(
         complaint_id: r.complaint_id,
     });
     Ok(pb::ListComplaintsResponse {
-        complaints: views(&mut conn, rows).await?,
+        complaints: views(&mut conn, rows)
+            .await?
+            .into_iter()
+            .map(|c| crate::convert::for_caller(&principal, c))
+            .collect(),
         next_page_token,
     })
 }
@@ -391,26 +398,29 @@ pub async fn timeline(
         Err(other) => return Err(other),
     };
     let entries = crate::store::timeline::list(&mut conn, row.complaint_id).await?;
+    let entries: Vec<pb::TimelineEntry> = entries
+        .into_iter()
+        .map(|e| pb::TimelineEntry {
+            sequence: e.sequence,
+            time: Some(to_timestamp(e.at)),
+            actor: e.actor,
+            kind: e.kind,
+            from_status: e
+                .from_status
+                .as_deref()
+                .map_or(pb::Status::Unspecified, status_from_name) as i32,
+            to_status: e
+                .to_status
+                .as_deref()
+                .map_or(pb::Status::Unspecified, status_from_name) as i32,
+            note: e.note,
+        })
+        .collect();
     Ok(pb::ListTimelineResponse {
-        entries: entries
-            .into_iter()
-            .map(|e| pb::TimelineEntry {
-                sequence: e.sequence,
-                time: Some(to_timestamp(e.at)),
-                actor: e.actor,
-                kind: e.kind,
-                from_status: e
-                    .from_status
-                    .as_deref()
-                    .map_or(pb::Status::Unspecified, status_from_name)
-                    as i32,
-                to_status: e
-                    .to_status
-                    .as_deref()
-                    .map_or(pb::Status::Unspecified, status_from_name)
-                    as i32,
-                note: e.note,
-            })
-            .collect(),
+        entries: if principal.role() == Role::Guest {
+            crate::convert::guest_timeline(entries)
+        } else {
+            entries
+        },
     })
 }
