@@ -250,7 +250,7 @@ pub fn refresh(
             start: clock.started_at,
             pauses,
         };
-        let status = evaluate(
+        let mut status = evaluate(
             calendar,
             &target,
             &clock_history,
@@ -258,9 +258,25 @@ pub fn refresh(
             now,
             settings.at_risk_ratio,
         );
-        clock.due_at = status.due_at;
-        clock.at_risk_at =
-            instant_at_fraction(calendar, &target, &clock_history, settings.at_risk_ratio);
+        // A clock stopped before this change keeps the deadline it was measured against: a
+        // later change of department, calendar or holidays does not turn a met commitment into
+        // a missed one (or back). One stopped now gets its deadline from the calendar above.
+        match clock.stopped_at {
+            Some(stop) if stop < now => {
+                status.due_at = clock.due_at;
+                status.outcome = if stop <= clock.due_at {
+                    ClockOutcome::Met
+                } else {
+                    ClockOutcome::Missed
+                };
+                status.breached = status.outcome == ClockOutcome::Missed;
+            }
+            _ => {
+                clock.due_at = status.due_at;
+                clock.at_risk_at =
+                    instant_at_fraction(calendar, &target, &clock_history, settings.at_risk_ratio);
+            }
+        }
         if clock.stopped_at.is_none() && !status.paused {
             let cycle_for_stage =
                 if stage == pb::Stage::Resolution || stage == pb::Stage::AnswerToGuest {
@@ -420,6 +436,34 @@ mod tests {
             vec![pb::Stage::Acknowledge, pb::Stage::Resolution],
             "30 minutes to acknowledge and resolve, an hour gone before the wait"
         );
+    }
+
+    #[test]
+    fn a_stopped_clock_keeps_the_deadline_it_was_measured_against() {
+        let mut settings = effective(&default_settings("paris")).expect("defaults are valid");
+        let filed = chrono::DateTime::UNIX_EPOCH;
+        let mut clocks = start_all(&settings, pb::Urgency::Medium, "", filed);
+        let acknowledged = filed + Duration::minutes(20);
+        on_status_change(&mut clocks, "acknowledged", acknowledged);
+        let history = vec![
+            (filed, "received".to_string()),
+            (acknowledged, "acknowledged".to_string()),
+        ];
+        refresh(&mut clocks, &settings, "", &history, &[], 0, acknowledged);
+        let due = clocks[0].due_at;
+        assert_eq!(due, filed + Duration::minutes(30), "30 minutes around the clock");
+        // The acknowledgement target later shrinks to 10 minutes (or a calendar changes): the
+        // stopped clock's deadline and outcome stay as they were measured.
+        settings.stage_targets.insert(
+            pb::Stage::Acknowledge as i32,
+            guestloop_kit::worktime::SlaTarget::WorkingTime(Duration::minutes(10)),
+        );
+        clocks[0].target_minutes = 10;
+        let later = acknowledged + Duration::days(3);
+        let view = refresh(&mut clocks, &settings, "", &history, &[], 0, later);
+        assert_eq!(clocks[0].due_at, due);
+        assert_eq!(view.clocks[0].outcome, pb::ClockOutcome::Met as i32);
+        assert!(!view.clocks[0].breached);
     }
 
     #[test]
