@@ -1925,3 +1925,50 @@ async fn the_work_queue_pages_in_its_order() -> anyhow::Result<()> {
     assert_eq!(violated_fields(&refused), vec!["page_token"]);
     service.shutdown().await
 }
+
+/// A complaint reclassified while resolved (no clock runs then) gets the new urgency when it
+/// reopens: its new resolution cycle runs on the critical 30 minutes, and it escalates as a
+/// critical complaint does at intake.
+#[tokio::test]
+async fn a_reopened_complaint_runs_on_the_urgency_it_has_now() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let filed = file(
+        &mut agent,
+        pb::Complaint {
+            urgency: pb::Urgency::Low as i32,
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    let id = filed.complaint_id.clone();
+    act(&mut agent, &id, pb::Action::Resolve, "").await?;
+    let critical = update(
+        &mut agent,
+        pb::Complaint {
+            complaint_id: id.clone(),
+            urgency: pb::Urgency::Critical as i32,
+            ..Default::default()
+        },
+        &["urgency"],
+    )
+    .await?;
+    assert_eq!(critical.escalation_count, 0, "nothing runs while resolved");
+    let reopened = act(&mut agent, &id, pb::Action::Reopen, "still noisy").await?;
+    let resolution = reopened
+        .clocks
+        .iter()
+        .find(|c| c.stage == pb::Stage::Resolution as i32)
+        .ok_or_else(|| anyhow::anyhow!("no resolution clock"))?;
+    let (start, due) = (
+        resolution.start_time.map_or(0, |t| t.seconds),
+        resolution.due_time.map_or(0, |t| t.seconds),
+    );
+    assert_eq!(
+        due - start,
+        30 * 60,
+        "the critical target, not low's 3 days"
+    );
+    assert_eq!(reopened.escalation_count, 1, "high impact, as at intake");
+    service.shutdown().await
+}

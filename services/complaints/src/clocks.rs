@@ -451,7 +451,11 @@ mod tests {
         ];
         refresh(&mut clocks, &settings, "", &history, &[], 0, acknowledged);
         let due = clocks[0].due_at;
-        assert_eq!(due, filed + Duration::minutes(30), "30 minutes around the clock");
+        assert_eq!(
+            due,
+            filed + Duration::minutes(30),
+            "30 minutes around the clock"
+        );
         // The acknowledgement target later shrinks to 10 minutes (or a calendar changes): the
         // stopped clock's deadline and outcome stay as they were measured.
         settings.stage_targets.insert(

@@ -350,9 +350,20 @@ pub async fn apply_action(
             crate::store::remedies::save_decision(&mut *conn, remedy).await?;
         }
     }
-    if to == pb::Status::Reopened && !resume && loaded.row.reopen_count >= 2 {
-        let trigger = format!("reopen#{}", loaded.row.reopen_count);
-        loaded.escalate(conn, &trigger, now).await?;
+    if to == pb::Status::Reopened && !resume {
+        // The new cycle's resolution clock runs on the urgency the complaint has now (it may
+        // have been reclassified while resolved, when no clock ran), and a complaint that is
+        // critical or harmful escalates as at intake, if it has not already.
+        let urgency = pb::Urgency::try_from(i32::from(loaded.row.urgency)).unwrap_or_default();
+        crate::clocks::retarget_resolution(&mut loaded.clocks, &loaded.settings, urgency);
+        if urgency == pb::Urgency::Critical || loaded.row.impact == pb::Impact::EmotionalHarm as i16
+        {
+            loaded.escalate(conn, "high_impact", now).await?;
+        }
+        if loaded.row.reopen_count >= 2 {
+            let trigger = format!("reopen#{}", loaded.row.reopen_count);
+            loaded.escalate(conn, &trigger, now).await?;
+        }
     }
     let view = loaded.save(conn, now).await?;
     let event = if resume {
