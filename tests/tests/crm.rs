@@ -3288,6 +3288,12 @@ async fn erasure_scrubs_the_guests_complaints() -> anyhow::Result<()> {
         stored_answers, 0,
         "no stored answer still carries the email"
     );
+    // The filing's retry (its answer lost before the erasure) gets the scrubbed complaint it
+    // filed, and files nothing again with the erased guest's details.
+    let retried = file("erase-1", &erased_guest).await?.into_inner();
+    assert_eq!(retried.complaint_id, first.complaint_id);
+    assert_eq!(retried.guest, Some(cpb::GuestRef::default()));
+    assert_eq!(identified().await?, 0, "no new complaint names the guest");
     let in_events = |email: String| {
         let pool = pool.clone();
         async move {

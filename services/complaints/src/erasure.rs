@@ -5,8 +5,8 @@
 //! event log. CRM sends one event per id the guest was known by (the ids of profiles merged into
 //! theirs too). The complaints themselves stay (category, cause, room, clocks, remedies, scores,
 //! staff notes), so the chain's KPIs and the room's history do not change; what stays no longer
-//! points at the person. Stored responses of the guest's own calls, which carry the same
-//! details, are removed. Each scrubbed complaint sends `complaints.complaint.guest_erased`, so
+//! points at the person. Stored answers of the calls that filed them, which carry the same
+//! details, are scrubbed the same way (and kept, so a retried filing is not filed again). Each scrubbed complaint sends `complaints.complaint.guest_erased`, so
 //! facilities drops the description it copied into the complaint's work order. Replays find
 //! nothing left to scrub and send nothing.
 
@@ -76,16 +76,36 @@ pub async fn scrub(
     // facts but lose the guest, as the complaints do. A consumer replaying the feed later then
     // sees them as anonymous (no goodwill, no failure memory for a guest who is gone).
     rewrite_payloads(&mut *conn, "complaints", &complaints, scrubbed_payload).await?;
-    // Stored responses of idempotent calls hold the complaint as it was answered, contact
-    // details included.
-    sqlx::query(
-        "DELETE FROM idempotency_keys k WHERE k.response IS NOT NULL AND EXISTS ( \
+    // Stored answers of CreateComplaint hold the complaint as it was answered, contact details
+    // included: they are scrubbed like the complaint, and kept, so a retry of the filing still
+    // gets its (scrubbed) complaint back instead of filing it, with the guest's data, again.
+    let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT chain_id, request_id, response FROM idempotency_keys k \
+         WHERE k.method = 'CreateComplaint' AND k.response IS NOT NULL AND EXISTS ( \
              SELECT 1 FROM unnest($1::text[]) AS c(id) \
-             WHERE position(convert_to(c.id, 'UTF8') IN k.response) > 0)",
+             WHERE position(convert_to(c.id, 'UTF8') IN k.response) > 0) \
+         FOR UPDATE",
     )
     .bind(&complaints)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    for (key_chain, request_id, response) in stored {
+        let Ok(mut answered) = pb::Complaint::decode(response.as_slice()) else {
+            continue;
+        };
+        if !complaints.contains(&answered.complaint_id) || !scrub_complaint(&mut answered) {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE idempotency_keys SET response = $3 \
+             WHERE chain_id = $1 AND method = 'CreateComplaint' AND request_id = $2",
+        )
+        .bind(&key_chain)
+        .bind(&request_id)
+        .bind(answered.encode_to_vec())
+        .execute(&mut *conn)
+        .await?;
+    }
     let changed = found.len() as u64;
     for (complaint_id, chain_id, property_id) in &found {
         append(
@@ -106,25 +126,31 @@ pub async fn scrub(
     Ok(changed)
 }
 
+/// Removes the guest's identity and words from a complaint as answered or announced, as the
+/// stored complaint loses them; whether anything changed.
+fn scrub_complaint(complaint: &mut pb::Complaint) -> bool {
+    let before = complaint.clone();
+    if let Some(guest) = complaint.guest.as_mut() {
+        *guest = pb::GuestRef::default();
+    }
+    if let Some(rating) = complaint.rating.as_mut() {
+        rating.comment.clear();
+    }
+    if let Some(stay) = complaint.stay.as_mut() {
+        stay.reservation_ref.clear();
+    }
+    if !complaint.description.is_empty() {
+        complaint.description = ERASED.to_string();
+    }
+    *complaint != before
+}
+
 /// The payload without the guest's identity, when it carries one (`None`: leave it as it is).
 fn scrubbed_payload(payload_type: &str, payload: &[u8]) -> Option<Vec<u8>> {
     if payload_type == <pb::ComplaintChanged as Name>::type_url() {
         let mut changed = pb::ComplaintChanged::decode(payload).ok()?;
         let complaint = changed.complaint.as_mut()?;
-        let before = complaint.clone();
-        if let Some(guest) = complaint.guest.as_mut() {
-            *guest = pb::GuestRef::default();
-        }
-        if let Some(rating) = complaint.rating.as_mut() {
-            rating.comment.clear();
-        }
-        if let Some(stay) = complaint.stay.as_mut() {
-            stay.reservation_ref.clear();
-        }
-        if !complaint.description.is_empty() {
-            complaint.description = ERASED.to_string();
-        }
-        if *complaint == before {
+        if !scrub_complaint(complaint) {
             return None;
         }
         return Some(changed.encode_to_vec());
