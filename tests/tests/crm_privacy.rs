@@ -420,7 +420,21 @@ async fn erasure_removes_only_the_erased_guests_stored_answers() -> anyhow::Resu
     )
     .fetch_all(&pool)
     .await?;
-    assert_eq!(stored, vec!["create-g10011", "create-g2001"]);
+    assert_eq!(
+        stored,
+        vec!["create-g1001", "create-g10011", "create-g2001"]
+    );
+    // The erased guest's own create, retried, answers the erased record: it creates nobody
+    // again and shows none of their details.
+    let retried = admin
+        .create_guest(create_with("create-g1001", "G1001", ""))
+        .await?
+        .into_inner();
+    assert!(
+        retried.erased && retried.guest_id.starts_with("erased-"),
+        "{retried:?}"
+    );
+    assert!(retried.given_name.is_empty() && retried.email.is_empty());
     let gone = admin
         .get_guest(pb::GetGuestRequest {
             guest_id: "G1001".into(),

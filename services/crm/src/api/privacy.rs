@@ -237,7 +237,7 @@ pub async fn erase(
         .bind(&pseudonym)
         .execute(&mut *tx)
         .await?;
-    delete_stored_profiles(&mut tx, &guest.chain_id, &every_id).await?;
+    scrub_stored_profiles(&mut tx, &guest.chain_id, &every_id, &pseudonym).await?;
     for id in &every_id {
         repoint_events(&mut tx, id, &pseudonym).await?;
     }
@@ -559,26 +559,35 @@ async fn stored_profiles_as_json(
     ))
 }
 
-/// Stored CreateGuest responses of `guest_ids` in `chain_id` are removed (see
-/// [`stored_profiles`]).
-async fn delete_stored_profiles(
+/// Stored CreateGuest responses of `guest_ids` in `chain_id` (see [`stored_profiles`]) lose the
+/// profile: each answers the erased record (the pseudonym, marked erased) from now on, so a
+/// retried create gets that instead of creating the guest again with their details.
+async fn scrub_stored_profiles(
     conn: &mut sqlx::PgConnection,
     chain_id: &str,
     guest_ids: &[String],
+    pseudonym: &str,
 ) -> ApiResult<()> {
     let request_ids: Vec<String> = stored_profiles(&mut *conn, chain_id, guest_ids, true)
         .await?
         .into_iter()
         .map(|s| s.request_id)
         .collect();
+    let erased = pb::Guest {
+        guest_id: pseudonym.to_string(),
+        chain_id: chain_id.to_string(),
+        erased: true,
+        ..Default::default()
+    };
     // The chain's own keys, and keys from before keys were per chain (whose request ids no
     // chain's key shares).
     sqlx::query(
-        "DELETE FROM idempotency_keys \
+        "UPDATE idempotency_keys SET response = $3 \
          WHERE chain_id IN ($2, '') AND method = 'CreateGuest' AND request_id = ANY($1)",
     )
     .bind(&request_ids)
     .bind(chain_id)
+    .bind(erased.encode_to_vec())
     .execute(&mut *conn)
     .await?;
     Ok(())
