@@ -143,6 +143,89 @@ pub fn normalise(settings: &mut pb::PropertySettings) {
     }
 }
 
+/// The most categories a property's (or chain's) taxonomy holds, and the longest name: a
+/// complaint's category is at most that long, so a longer one could never match.
+pub const MAX_CATEGORIES: usize = 200;
+pub const MAX_CATEGORY_CHARS: usize = 100;
+
+/// What settings must also meet to be saved (stored ones are read as they are): every stage,
+/// urgency, department calendar and role at most once, where a second one silently won before,
+/// and a bounded taxonomy. Run on normalised settings ([`normalise`]).
+pub fn check_for_write(settings: &pb::PropertySettings) -> Result<(), ApiError> {
+    fn once<K: Ord + std::fmt::Display>(
+        keys: impl Iterator<Item = K>,
+        field: &str,
+        what: &str,
+        violations: &mut Vec<FieldViolation>,
+    ) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, key) in keys.enumerate() {
+            let shown = key.to_string();
+            if !seen.insert(key) {
+                violations.push(FieldViolation::new(
+                    format!("settings.{field}[{i}].{what}"),
+                    format!("`{shown}` is given twice"),
+                ));
+            }
+        }
+    }
+    let mut violations = Vec::new();
+    once(
+        settings.stage_targets.iter().map(|t| t.stage),
+        "stage_targets",
+        "stage",
+        &mut violations,
+    );
+    once(
+        settings.urgency_targets.iter().map(|t| t.urgency),
+        "urgency_targets",
+        "urgency",
+        &mut violations,
+    );
+    once(
+        settings
+            .calendars
+            .iter()
+            .map(|c| normal_name(&c.department)),
+        "calendars",
+        "department",
+        &mut violations,
+    );
+    once(
+        settings
+            .authority_limits
+            .iter()
+            .map(|l| l.role.trim().to_string()),
+        "authority_limits",
+        "role",
+        &mut violations,
+    );
+    if settings.categories.len() > MAX_CATEGORIES {
+        violations.push(FieldViolation::new(
+            "settings.categories",
+            format!("at most {MAX_CATEGORIES} categories"),
+        ));
+    }
+    if let Some(long) = settings
+        .categories
+        .iter()
+        .find(|c| c.chars().count() > MAX_CATEGORY_CHARS)
+    {
+        violations.push(FieldViolation::new(
+            "settings.categories",
+            format!(
+                "`{}…` is longer than {MAX_CATEGORY_CHARS} characters, which no complaint's category can match",
+                long.chars().take(20).collect::<String>()
+            ),
+        ));
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(violations))
+    }
+}
+
 /// Validates stored or submitted settings and fills the defaults; errors name the field.
 /// Category and department names are normalised (see [`normalise`]), also for settings stored
 /// before that was done on write.
@@ -516,6 +599,47 @@ mod tests {
         for (settings, field) in cases {
             assert_eq!(violated(&settings), vec![field.to_string()], "{field}");
         }
+    }
+
+    #[test]
+    fn settings_to_save_give_each_key_once_and_a_bounded_taxonomy() {
+        let mut settings = default_settings("paris");
+        assert!(check_for_write(&settings).is_ok());
+        settings.calendars = vec![
+            pb::WorkingCalendar {
+                department: "Engineering".into(),
+                ..Default::default()
+            },
+            pb::WorkingCalendar {
+                department: "engineering ".into(),
+                ..Default::default()
+            },
+        ];
+        settings.urgency_targets = vec![
+            pb::UrgencyTarget {
+                urgency: pb::Urgency::High as i32,
+                minutes: 60,
+                ..Default::default()
+            },
+            pb::UrgencyTarget {
+                urgency: pb::Urgency::High as i32,
+                minutes: 90,
+                ..Default::default()
+            },
+        ];
+        settings.categories = vec!["x".repeat(101)];
+        let fields: Vec<String> = match check_for_write(&settings) {
+            Err(ApiError::InvalidArgument(v)) => v.into_iter().map(|f| f.field).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            fields,
+            vec![
+                "settings.urgency_targets[1].urgency",
+                "settings.calendars[1].department",
+                "settings.categories"
+            ]
+        );
     }
 
     #[test]

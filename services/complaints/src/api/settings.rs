@@ -63,6 +63,7 @@ pub async fn update(
     } else {
         principal.require_property(&settings.property_id)?;
     }
+    crate::settings::check_for_write(&settings)?;
     effective(&settings)?;
     let mut tx = api.context.pool.begin().await?;
     if !settings.property_id.starts_with("chain:") {
