@@ -142,10 +142,11 @@ async fn sixty_four_clients_never_overdraw_and_apply_each_request_once() -> anyh
     .fetch_all(&pool)
     .await?;
     assert!(broken.is_empty(), "ledger and balance disagree: {broken:?}");
-    let requests: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM crm.ledger WHERE source LIKE 'request:c%'")
-            .fetch_one(&pool)
-            .await?;
+    let requests: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm.ledger WHERE source LIKE 'request:chain-test:c%'",
+    )
+    .fetch_one(&pool)
+    .await?;
     assert_eq!(
         requests,
         i64::from(applied),
@@ -2770,11 +2771,26 @@ async fn staff_cannot_mint_points_beyond_their_role_limit() -> anyhow::Result<()
     assert_eq!(
         posted,
         vec![
-            ("request:s-4".to_string(), 5_000),
-            ("request:svc-1".to_string(), 100_000)
+            ("request:chain-test:s-4".to_string(), 5_000),
+            ("request:chain-test:svc-1".to_string(), 100_000)
         ],
         "nothing refused was posted"
     );
+    // Another chain's "s-4", for its own guest, is its own posting.
+    let mut other = crm_as(
+        &service,
+        TokenBuilder::new(Role::ChainAdmin).chain("other-chain"),
+    )
+    .await?;
+    let theirs = create(&mut other, guest("Ola", "Other", "ola@example.com", "")).await?;
+    let posted = other
+        .post_points(pb::PostPointsRequest {
+            guest_id: theirs.guest_id.clone(),
+            ..post("s-4", pb::EntryKind::Bonus, 5_000, "welcome")
+        })
+        .await?
+        .into_inner();
+    assert_eq!(posted.points, 5_000);
     let account = admin
         .get_loyalty_account(pb::GetLoyaltyAccountRequest {
             guest_id: g.guest_id.clone(),

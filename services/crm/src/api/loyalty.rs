@@ -352,7 +352,19 @@ pub async fn post(
             "the guest was erased",
         ));
     }
-    let source = format!("request:{}", request.request_id);
+    // Request ids are the caller's chain's own: another chain may use the same one. A posting
+    // made before they were (source `request:<id>`) still answers its retry.
+    let legacy = format!("request:{}", request.request_id);
+    let posted_before: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ledger WHERE source = $1)")
+            .bind(&legacy)
+            .fetch_one(&mut *tx)
+            .await?;
+    let source = if posted_before {
+        legacy
+    } else {
+        format!("request:{}:{}", principal.chain_id(), request.request_id)
+    };
     if delta > 0 && kind != EntryKind::Redeem {
         check_daily_credits(&mut tx, &principal, delta, &source).await?;
     }
