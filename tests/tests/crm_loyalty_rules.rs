@@ -295,6 +295,15 @@ async fn grace_runs_from_the_first_evaluation_that_finds_a_guest_short() -> anyh
         .await?
         .into_inner();
     assert_eq!(reached.changed, 1);
+    // Nor is an evaluation run for a time before the last one: it would judge guests by a past
+    // they have moved on from.
+    let behind = admin
+        .evaluate_tiers(pb::EvaluateTiersRequest {
+            as_of: timestamp(then - Duration::days(30)),
+        })
+        .await
+        .expect_err("before the last evaluation");
+    assert_eq!(behind.code(), Code::FailedPrecondition, "{behind:?}");
     let tier = |client: &mut Crm| {
         let mut client = client.clone();
         let guest_id = g.guest_id.clone();

@@ -699,12 +699,45 @@ pub async fn evaluate_tiers(
         as_of,
         "an evaluation changes tiers and sends their events at once",
     )?;
+    let chains = batch_chains(api, &principal).await?;
+    if principal.role() != Role::Service {
+        for chain in &chains {
+            not_before_the_last_evaluation(&api.context.pool, chain, as_of).await?;
+        }
+    }
     let mut response = pb::EvaluateTiersResponse::default();
-    for chain in batch_chains(api, &principal).await? {
+    for chain in chains {
         evaluate_chain(&api.context.pool, &chain, as_of, &mut response).await?;
     }
     api.context.events.wake();
     Ok(response)
+}
+
+/// How far before the latest evaluation staff may still evaluate (a rerun of the same day).
+const EVALUATION_SLACK: chrono::Duration = chrono::Duration::days(1);
+
+/// Staff rerun an evaluation that was missed, not one for a time before the chain's latest:
+/// it would raise tiers the guests have since lost and start grace periods long over.
+async fn not_before_the_last_evaluation(
+    pool: &PgPool,
+    chain: &str,
+    as_of: DateTime<Utc>,
+) -> ApiResult<()> {
+    let last: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT as_of FROM tier_evaluations WHERE chain_id = $1")
+            .bind(chain)
+            .fetch_optional(pool)
+            .await?;
+    match last {
+        Some(last) if as_of < last - EVALUATION_SLACK => Err(ApiError::failed_precondition(
+            "EVALUATION_IN_THE_PAST",
+            format!("chains/{chain}"),
+            format!(
+                "the tiers were evaluated as of {last}; an evaluation as of an earlier time would undo it"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The scheduled tier evaluation: every chain as of `as_of`, as `EvaluateTiers` does for the
@@ -846,6 +879,14 @@ async fn evaluate_chain(
         tx.commit().await?;
         response.changed += 1;
     }
+    sqlx::query(
+        "INSERT INTO tier_evaluations (chain_id, as_of) VALUES ($1, $2) \
+         ON CONFLICT (chain_id) DO UPDATE SET as_of = greatest(tier_evaluations.as_of, EXCLUDED.as_of), run_at = now()",
+    )
+    .bind(chain)
+    .bind(as_of)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
