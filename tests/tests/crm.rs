@@ -693,6 +693,16 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
             reason: "key account".into(),
         })
         .await?;
+    // An open care task (tomorrow's welcome): after the erasure nobody is left to look after.
+    sqlx::query(
+        "INSERT INTO crm.care_tasks (care_task_id, chain_id, property_id, pms_reservation_id, kind, due_date, guest_id, \
+         reason, created_by, updated_by) \
+         SELECT gen_random_uuid(), chain_id, 'rome', 'PMS-2', 3, current_date + 1, guest_id, 'VIP arrival', 'test', 'test' \
+         FROM crm.guests WHERE guest_id = $1",
+    )
+    .bind(&first.guest_id)
+    .execute(&care_pool)
+    .await?;
     let erased = admin
         .erase_guest(pb::EraseGuestRequest {
             guest_id: first.guest_id.clone(),
@@ -701,6 +711,13 @@ async fn duplicates_merge_export_and_erasure() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(erased.guest_id.starts_with("erased-"));
+    let tasks: (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE done), count(*) FILTER (WHERE NOT done) FROM crm.care_tasks WHERE guest_id = $1",
+    )
+    .bind(&erased.guest_id)
+    .fetch_one(&care_pool)
+    .await?;
+    assert_eq!(tasks, (1, 0), "the task worked stays, the open one goes");
     let events_pool = service.database.admin_pool().await?;
     let naming: Vec<String> = sqlx::query_scalar(
         "SELECT event_type FROM crm.outbox_events WHERE subject = $1 OR position(convert_to($2, 'UTF8') IN payload) > 0",

@@ -891,6 +891,15 @@ async fn an_erasure_is_logged_under_the_pseudonym() -> anyhow::Result<()> {
         .expect_err("a reason of 501 characters");
     assert_eq!(too_long.code(), Code::InvalidArgument);
     assert!(too_long.message().contains("reason"), "{too_long:?}");
+    // The log outlives the person: it names the request, not them.
+    let naming = dpo
+        .erase_guest(pb::EraseGuestRequest {
+            guest_id: created.guest_id.clone(),
+            reason: "asked by eva@example.si on the phone".into(),
+        })
+        .await
+        .expect_err("an email address in the reason");
+    assert_eq!(naming.code(), Code::InvalidArgument);
     let erased = dpo
         .erase_guest(pb::EraseGuestRequest {
             guest_id: created.guest_id.clone(),

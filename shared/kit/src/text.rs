@@ -225,10 +225,73 @@ pub fn contains_card_number(text: &str) -> bool {
     digit_runs(text).iter().any(|run| run_holds_card(run))
 }
 
+/// Whether `text` holds what reads as an email address (`name@domain.tld`) or a phone number
+/// (a `+` and seven or more digits, or nine or more digits, in runs broken only by single
+/// spaces): for texts that must not name a person, such as the reason an erasure is logged
+/// with. Dates and ticket numbers (`2031-05-02`, `DSR-17`) are neither.
+pub fn contains_contact_details(text: &str) -> bool {
+    let email = text.split_whitespace().any(|word| {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        word.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain
+                    .rsplit_once('.')
+                    .is_some_and(|(host, tld)| !host.is_empty() && tld.len() >= 2)
+        })
+    });
+    if email {
+        return true;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let plus = chars[i] == '+';
+        let start = if plus { i + 1 } else { i };
+        let mut digits = 0;
+        let mut j = start;
+        while j < chars.len() {
+            if chars[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+            } else if chars[j] == ' ' && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if digits >= 9 || (plus && digits >= 7) {
+            return true;
+        }
+        i = j.max(i + 1);
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn contact_details_are_told_from_dates_and_tickets() {
+        for named in [
+            "request from lena.vogel@example.com",
+            "called +49 151 2345 6789",
+            "phone 0151 23456789",
+            "(ana@mail.pt)",
+        ] {
+            assert!(contains_contact_details(named), "{named}");
+        }
+        for plain in [
+            "request of 2031-05-02, ticket DSR-17",
+            "data subject request",
+            "art. 17 GDPR, case 1234567",
+            "email on file",
+            "user@localhost",
+        ] {
+            assert!(!contains_contact_details(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn free_text_is_trimmed_bounded_and_free_of_card_numbers() {

@@ -211,8 +211,15 @@ pub async fn erase(
         .rows_affected() as i32;
     }
     forget_free_text(&mut tx, &every_id, &pseudonym).await?;
-    // Care tasks stay (the property's work was done) under the pseudonym, without their reason
-    // (a birthday, an anniversary) and outcome (free text about the guest).
+    // Open care tasks go: nobody is left to greet or look after, and closing one would ask
+    // staff to write about the guest. Done ones stay (the property's work was done) under the
+    // pseudonym, without their reason (a birthday, an anniversary) and outcome (free text about
+    // the guest).
+    scrubbed += sqlx::query("DELETE FROM care_tasks WHERE guest_id = ANY($1) AND NOT done")
+        .bind(&every_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i32;
     scrubbed += sqlx::query(
         "UPDATE care_tasks SET guest_id = $2, reason = '', outcome = '', updated_at = now(), \
          updated_by = 'erasure' WHERE guest_id = ANY($1)",
@@ -384,6 +391,13 @@ fn erasure_reason(reason: &str) -> ApiResult<&str> {
         return Err(ApiError::invalid(
             "reason",
             "must not contain a payment card number",
+        ));
+    }
+    // The log outlives the person: it may say why and by which request, not who.
+    if guestloop_kit::text::contains_contact_details(reason) {
+        return Err(ApiError::invalid(
+            "reason",
+            "must not contain an email address or phone number (name the request, not the person)",
         ));
     }
     Ok(reason)
