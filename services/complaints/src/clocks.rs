@@ -71,7 +71,7 @@ pub fn start_all(
         .filter_map(|stage| {
             let target = settings.target_for(*stage, urgency)?;
             let (target_minutes, target_days) = stored_target(&target);
-            let calendar = settings.calendar_for(*stage, department);
+            let calendar = settings.calendar_for(*stage, department, &target);
             let history = ClockHistory {
                 start: now,
                 pauses: Vec::new(),
@@ -239,8 +239,8 @@ pub fn refresh(
     let mut next: Option<DateTime<Utc>> = None;
     for clock in clocks.iter_mut() {
         let stage = stage_of(clock);
-        let calendar = settings.calendar_for(stage, department);
         let target = target_of(clock);
+        let calendar = settings.calendar_for(stage, department, &target);
         let pauses = all_pauses
             .iter()
             .filter(|p| p.end.is_none_or(|end| end > clock.started_at))
@@ -435,6 +435,59 @@ mod tests {
             kept,
             vec![pb::Stage::Acknowledge, pb::Stage::Resolution],
             "30 minutes to acknowledge and resolve, an hour gone before the wait"
+        );
+    }
+
+    #[test]
+    fn resolution_limits_in_minutes_run_around_the_clock() {
+        use guestloop_proto::common::v1::{WorkingDay, WorkingInterval};
+        use pb::Stage::{FirstInvestigation, Resolution};
+        // Engineering works Monday to Friday, 09:00 to 17:00.
+        let office = |weekday: &str| WorkingDay {
+            weekday: weekday.into(),
+            intervals: vec![WorkingInterval {
+                start: "09:00".into(),
+                end: "17:00".into(),
+            }],
+        };
+        let settings = effective(&pb::PropertySettings {
+            calendars: vec![pb::WorkingCalendar {
+                department: "engineering".into(),
+                days: ["mon", "tue", "wed", "thu", "fri"]
+                    .into_iter()
+                    .map(office)
+                    .collect(),
+                ..Default::default()
+            }],
+            ..default_settings("paris")
+        })
+        .expect("valid settings");
+        // Friday 2026-12-04, 18:00 UTC.
+        let friday_evening = chrono::DateTime::from_timestamp(1_796_407_200, 0).unwrap_or_default();
+        let due = |urgency: pb::Urgency, stage: pb::Stage| {
+            start_all(&settings, urgency, "engineering", friday_evening)
+                .into_iter()
+                .find(|c| stage_of(c) == stage)
+                .map(|c| c.due_at - friday_evening)
+        };
+        assert_eq!(
+            due(pb::Urgency::Critical, Resolution),
+            Some(Duration::minutes(30))
+        );
+        assert_eq!(due(pb::Urgency::High, Resolution), Some(Duration::hours(2)));
+        assert_eq!(
+            due(pb::Urgency::Medium, Resolution),
+            Some(Duration::hours(24))
+        );
+        // Three working days of eight hours from Friday evening: Wednesday at 17:00.
+        assert_eq!(
+            due(pb::Urgency::Low, Resolution),
+            Some(Duration::days(5) - Duration::hours(1))
+        );
+        // The department's own stages still follow its calendar: Monday 11:00.
+        assert_eq!(
+            due(pb::Urgency::Critical, FirstInvestigation),
+            Some(Duration::days(2) + Duration::hours(17))
         );
     }
 

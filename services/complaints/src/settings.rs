@@ -16,6 +16,10 @@ pub struct EffectiveSettings {
     pub currency_code: String,
     /// Property default calendar (service centre) and per-department calendars.
     pub default_calendar: WorkingCalendar,
+    /// Every hour of every day in the property's zone: the resolution limits given as a
+    /// duration (DOMAIN §2: 30 min, 2 h, 24 h) run on it; only those in working days follow a
+    /// calendar.
+    pub around_the_clock: WorkingCalendar,
     pub department_calendars: BTreeMap<String, WorkingCalendar>,
     pub stage_targets: BTreeMap<i32, SlaTarget>,
     pub urgency_targets: BTreeMap<i32, SlaTarget>,
@@ -442,16 +446,16 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
         ));
     }
 
-    let default_calendar = match default_calendar {
-        Some(calendar) => calendar,
-        None => always_open(zone_text).map_err(|e| ApiError::invalid("settings.time_zone", e))?,
-    };
+    let around_the_clock =
+        always_open(zone_text).map_err(|e| ApiError::invalid("settings.time_zone", e))?;
+    let default_calendar = default_calendar.unwrap_or_else(|| around_the_clock.clone());
     if !violations.is_empty() {
         return Err(ApiError::InvalidArgument(violations));
     }
     Ok(EffectiveSettings {
         currency_code,
         default_calendar,
+        around_the_clock,
         department_calendars,
         stage_targets,
         urgency_targets,
@@ -469,10 +473,19 @@ pub fn effective(settings: &pb::PropertySettings) -> Result<EffectiveSettings, A
 
 impl EffectiveSettings {
     /// The calendar a stage clock runs on: acknowledging and answering the guest belong to the
-    /// service centre (property default); the rest to the responsible department.
-    pub fn calendar_for(&self, stage: pb::Stage, department: &str) -> &WorkingCalendar {
-        match stage {
-            pb::Stage::Acknowledge | pb::Stage::AnswerToGuest => &self.default_calendar,
+    /// service centre (property default); the rest to the responsible department. A resolution
+    /// limit given as a duration (critical 30 minutes, high 2 hours, medium 24 hours) runs
+    /// around the clock: a critical complaint filed on Friday evening is not due on Monday
+    /// morning. Only a limit in working days (low: 3) follows the department's calendar.
+    pub fn calendar_for(
+        &self,
+        stage: pb::Stage,
+        department: &str,
+        target: &SlaTarget,
+    ) -> &WorkingCalendar {
+        match (stage, target) {
+            (pb::Stage::Resolution, SlaTarget::WorkingTime(_)) => &self.around_the_clock,
+            (pb::Stage::Acknowledge | pb::Stage::AnswerToGuest, _) => &self.default_calendar,
             _ => self
                 .department_calendars
                 .get(department)
@@ -673,7 +686,11 @@ mod tests {
             ["engineering"]
         );
         assert!(!std::ptr::eq(
-            built.calendar_for(pb::Stage::FirstInvestigation, "engineering"),
+            built.calendar_for(
+                pb::Stage::FirstInvestigation,
+                "engineering",
+                &SlaTarget::WorkingTime(Duration::hours(2))
+            ),
             &built.default_calendar
         ));
 
