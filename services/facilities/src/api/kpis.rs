@@ -38,16 +38,22 @@ fn ratio(n: i64, d: i64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
 
+/// The most properties one KPI request covers.
+const MAX_PROPERTIES: usize = 500;
+
 pub async fn get(
     api: &Api,
     request: Request<pb::GetFacilitiesKpisRequest>,
 ) -> ApiResult<pb::FacilitiesKpis> {
     let principal = principal(&request)?.clone();
-    let request = request.into_inner();
-    if request.property_ids.is_empty() {
+    let mut request = request.into_inner();
+    // Each property once: one named twice would count twice in `by_property`.
+    request.property_ids.sort();
+    request.property_ids.dedup();
+    if request.property_ids.is_empty() || request.property_ids.len() > MAX_PROPERTIES {
         return Err(ApiError::invalid(
             "property_ids",
-            "name at least one property",
+            format!("name 1 to {MAX_PROPERTIES} properties"),
         ));
     }
     let named: Vec<&str> = request.property_ids.iter().map(String::as_str).collect();
@@ -83,7 +89,8 @@ pub async fn get(
         "SELECT count(*), count(*) FILTER (WHERE done_at IS NOT NULL), count(*) FILTER (WHERE done_at <= fix_due_at), \
                 coalesce(sum(extract(epoch FROM done_at - created_at)) FILTER (WHERE done_at IS NOT NULL), 0)::bigint, \
                 count(*) FILTER (WHERE source IN (1, 4)), count(*) FILTER (WHERE source IN (2, 3)) \
-         FROM work_orders WHERE property_id = ANY($1) AND created_at >= $2 AND created_at < $3",
+         FROM work_orders WHERE property_id = ANY($1) AND created_at >= $2 AND created_at < $3 \
+           AND status <> 'cancelled'",
     )
     .bind(&request.property_ids)
     .bind(from)
@@ -93,7 +100,8 @@ pub async fn get(
     let per_property: Vec<(String, i64, i64, i64)> = sqlx::query_as(
         "SELECT p.property_id, count(w.*), count(w.done_at), count(*) FILTER (WHERE w.done_at <= w.fix_due_at) \
          FROM unnest($1::text[]) AS p(property_id) LEFT JOIN work_orders w ON w.property_id = p.property_id \
-         AND w.created_at >= $2 AND w.created_at < $3 GROUP BY p.property_id ORDER BY p.property_id",
+         AND w.created_at >= $2 AND w.created_at < $3 AND w.status <> 'cancelled' \
+         GROUP BY p.property_id ORDER BY p.property_id",
     )
     .bind(&request.property_ids)
     .bind(from)
@@ -195,7 +203,8 @@ async fn reliability(
          w AS (SELECT a.category, count(*) FILTER (WHERE w.source IN (1, 2, 3)) AS failures, count(w.done_at) AS done, \
                 coalesce(sum(extract(epoch FROM w.done_at - w.created_at)) FILTER (WHERE w.done_at IS NOT NULL), 0)::bigint AS secs \
               FROM work_orders w JOIN assets a ON a.asset_id = w.asset_id \
-              WHERE w.property_id = ANY($1) AND w.created_at >= $2 AND w.created_at < $3 GROUP BY a.category) \
+              WHERE w.property_id = ANY($1) AND w.created_at >= $2 AND w.created_at < $3 \
+                AND w.status <> 'cancelled' GROUP BY a.category) \
          SELECT coalesce(a.category, w.category), coalesce(a.assets, 0), coalesce(a.hours, 0), \
                 coalesce(w.failures, 0), coalesce(w.done, 0), coalesce(w.secs, 0) \
          FROM a FULL JOIN w ON w.category = a.category ORDER BY 1",
@@ -303,7 +312,8 @@ async fn daily(
                 count(*) FILTER (WHERE done_at <= fix_due_at) AS met, \
                 coalesce(sum(extract(epoch FROM done_at - created_at)) FILTER (WHERE done_at IS NOT NULL), 0)::bigint AS secs, \
                 count(*) FILTER (WHERE source IN (1, 4)) AS prev, count(*) FILTER (WHERE source IN (2, 3)) AS reac \
-              FROM work_orders WHERE property_id = ANY($1) AND created_at >= $2 AND created_at < $3 GROUP BY 1), \
+              FROM work_orders WHERE property_id = ANY($1) AND created_at >= $2 AND created_at < $3 \
+                AND status <> 'cancelled' GROUP BY 1), \
          o AS ({OUTAGES}), \
          l AS (SELECT d.day, count(*) AS n FROM d JOIN o \
                 ON (greatest(o.started_at, $2) AT TIME ZONE $4)::date <= d.day \
