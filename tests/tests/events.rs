@@ -9,7 +9,7 @@ use std::time::Duration;
 use guestloop_kit::auth::Role;
 use guestloop_kit::db;
 use guestloop_kit::error::ApiError;
-use guestloop_kit::events::{append, Consumer, EventHandler, EventLog, NewEvent};
+use guestloop_kit::events::{append, Consumer, EventHandler, EventLog, NewEvent, Outcome};
 use guestloop_proto::common::v1::event_feed_client::EventFeedClient;
 use guestloop_proto::common::v1::{Event, Money, SubscribeEventsRequest};
 use guestloop_testkit::{spawn_service, test_settings, TokenBuilder};
@@ -308,6 +308,87 @@ async fn a_batch_dead_letters_alone_and_keeps_what_came_before_a_transient_failu
         vec![Skipped, Skipped]
     );
     assert_eq!(consumer.cursor().await?, 6);
+    Ok(())
+}
+
+/// Fails position 2 with a fault of its own (not a refusal): every time, or once.
+struct Faulty {
+    always: bool,
+    failed_once: std::sync::atomic::AtomicBool,
+}
+
+impl EventHandler for Faulty {
+    async fn handle(&self, conn: &mut PgConnection, event: &Event) -> Result<(), ApiError> {
+        sqlx::query("INSERT INTO test_seen (position, event_id) VALUES ($1, $2)")
+            .bind(event.position)
+            .bind(&event.event_id)
+            .execute(&mut *conn)
+            .await?;
+        if event.position == 2 && (self.always || !self.failed_once.swap(true, Ordering::SeqCst)) {
+            return Err(ApiError::internal("disk full"));
+        }
+        Ok(())
+    }
+}
+
+/// A fault that is not the event's (the database failing, say) is retried rather than
+/// dead-lettered at once; one that happens every time is dead-lettered after MAX_ATTEMPTS
+/// tries, so the events after it are not held up for ever.
+#[tokio::test]
+async fn a_fault_is_retried_and_only_a_lasting_one_dead_lettered() -> anyhow::Result<()> {
+    use guestloop_kit::events::MAX_ATTEMPTS;
+    let database = guestloop_testkit::fresh_database().await?;
+    let pool = consumer_pool(&database.url).await?;
+    let events: Vec<Event> = (1..=3).map(synthetic).collect();
+    let dead = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM consumer_dead_letters WHERE consumer = $1",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    let once = Consumer::new(
+        "fault:once",
+        pool.clone(),
+        Vec::new(),
+        Faulty {
+            always: false,
+            failed_once: false.into(),
+        },
+    );
+    // The batch as a whole fails; applied again event by event, the fault is gone.
+    assert_eq!(
+        once.apply_batch(&events).await?,
+        vec![Outcome::Applied, Outcome::Applied, Outcome::Applied]
+    );
+    assert_eq!((once.cursor().await?, dead("fault:once").await?), (3, 0));
+
+    sqlx::query("TRUNCATE test_seen").execute(&pool).await?;
+    let always = Consumer::new(
+        "fault:always",
+        pool.clone(),
+        Vec::new(),
+        Faulty {
+            always: true,
+            failed_once: false.into(),
+        },
+    );
+    for attempt in 1..MAX_ATTEMPTS {
+        always
+            .apply_batch(&events)
+            .await
+            .expect_err("retried, not dead-lettered yet");
+        assert_eq!(always.cursor().await?, 1, "attempt {attempt}");
+    }
+    always.apply_batch(&events).await?;
+    assert_eq!(
+        (always.cursor().await?, dead("fault:always").await?),
+        (3, 1)
+    );
     Ok(())
 }
 

@@ -56,12 +56,24 @@ pub const MAX_BATCH: usize = 256;
 /// How long a batch waits for more events after its first one arrived.
 pub const LINGER: Duration = Duration::from_millis(10);
 
-fn is_transient(error: &ApiError) -> bool {
+/// Whether the handler refused the event itself (it names no valid thing, or its state does
+/// not allow it): dead-lettered at once. Anything else (the database or a peer failing, a
+/// fault of ours) is retried, as the next attempt may succeed.
+fn is_refusal(error: &ApiError) -> bool {
     matches!(
         error,
-        ApiError::Unavailable(_) | ApiError::Aborted(_) | ApiError::ResourceExhausted(_)
+        ApiError::InvalidArgument(_)
+            | ApiError::NotFound { .. }
+            | ApiError::FailedPrecondition { .. }
+            | ApiError::PermissionDenied(_)
+            | ApiError::AlreadyExists(_)
     )
 }
+
+/// How often one event is tried when it keeps failing otherwise than by a refusal, before it
+/// is dead-lettered so that the events after it are not held up for ever (with the backoff
+/// between sessions, about a minute).
+pub const MAX_ATTEMPTS: u32 = 12;
 
 /// Subscribes to one feed and applies its events with a handler.
 pub struct Consumer<H> {
@@ -69,6 +81,8 @@ pub struct Consumer<H> {
     pool: PgPool,
     event_types: Vec<String>,
     handler: H,
+    /// The position that last failed and how many times in a row.
+    failing: std::sync::Mutex<(i64, u32)>,
 }
 
 impl<H: EventHandler> Consumer<H> {
@@ -84,7 +98,22 @@ impl<H: EventHandler> Consumer<H> {
             pool,
             event_types,
             handler,
+            failing: std::sync::Mutex::new((0, 0)),
         }
+    }
+
+    /// Counts one more failed attempt at `position`; returns the attempts so far.
+    fn failed_attempt(&self, position: i64) -> u32 {
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.0 == position {
+            failing.1 += 1;
+        } else {
+            *failing = (position, 1);
+        }
+        failing.1
     }
 
     /// The position of the last applied event (0 before the first).
@@ -187,7 +216,10 @@ impl<H: EventHandler> Consumer<H> {
                     savepoint.commit().await?;
                     outcomes.push(Outcome::Applied);
                 }
-                Err(error) if is_transient(&error) => {
+                Err(error)
+                    if !is_refusal(&error)
+                        && self.failed_attempt(event.position) < MAX_ATTEMPTS =>
+                {
                     savepoint.rollback().await?;
                     transient = Some(error);
                     break;
@@ -195,7 +227,8 @@ impl<H: EventHandler> Consumer<H> {
                 Err(error) => {
                     savepoint.rollback().await?;
                     tracing::error!(consumer = %self.name, position = event.position,
-                        event_type = %event.event_type, %error, "event refused, dead-lettered");
+                        event_type = %event.event_type, %error,
+                        "event refused or failing every time, dead-lettered");
                     sqlx::query(
                         "INSERT INTO consumer_dead_letters (consumer, position, event_id, event_type, error) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",

@@ -13,6 +13,6 @@ mod consumer;
 mod feed;
 mod outbox;
 
-pub use consumer::{decode_payload, Consumer, EventHandler, Outcome};
+pub use consumer::{decode_payload, Consumer, EventHandler, Outcome, MAX_ATTEMPTS};
 pub use feed::EventFeedService;
 pub use outbox::{append, rewrite_payloads, EventLog, NewEvent, EVENTS_ABOUT};
