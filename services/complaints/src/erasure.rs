@@ -81,12 +81,14 @@ pub async fn scrub(
     // gets its (scrubbed) complaint back instead of filing it, with the guest's data, again.
     let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
         "SELECT chain_id, request_id, response FROM idempotency_keys k \
-         WHERE k.method = 'CreateComplaint' AND k.response IS NOT NULL AND EXISTS ( \
+         WHERE ($2 = '' OR k.chain_id IN ($2, '')) AND k.method = 'CreateComplaint' \
+           AND k.response IS NOT NULL AND EXISTS ( \
              SELECT 1 FROM unnest($1::text[]) AS c(id) \
              WHERE position(convert_to(c.id, 'UTF8') IN k.response) > 0) \
          FOR UPDATE",
     )
     .bind(&complaints)
+    .bind(chain_id)
     .fetch_all(&mut *conn)
     .await?;
     for (key_chain, request_id, response) in stored {

@@ -1,7 +1,8 @@
 //! What facilities does when a complaint's guest is erased (`complaints.complaint.guest_erased`):
 //! the work order the complaint opened carries the complaint's description, the guest's words,
 //! copied when it was opened. It now reads "[erased]", in the work order, in the events about it
-//! and in stored answers of calls about it, as the complaint's own description does. The rest of
+//! and in the stored answer of the call that created it (kept, so a retry still answers it), as
+//! the complaint's own description does. The rest of
 //! the work order (room, asset, clocks, costs) stays: it is the property's repair history.
 //! Replays find nothing left to drop.
 
@@ -21,7 +22,7 @@ pub async fn drop_guest_words(
 ) -> Result<u64, ApiError> {
     let orders: Vec<String> = sqlx::query_scalar(
         "UPDATE work_orders SET description = $3, etag = gen_random_uuid() \
-         WHERE source = 2 AND source_id = $1 AND ($2 = '' OR chain_id = $2) AND description <> $3 \
+         WHERE source = 2 AND source_id = $1 AND ($2 = '' OR chain_id IN ($2, '')) AND description <> $3 \
          RETURNING work_order_id::text",
     )
     .bind(complaint_id)
@@ -33,14 +34,38 @@ pub async fn drop_guest_words(
         return Ok(0);
     }
     rewrite_payloads(&mut *conn, "work_orders", &orders, without_description).await?;
-    // Stored answers of idempotent calls about the work order hold it as it was answered.
-    sqlx::query(
-        "DELETE FROM idempotency_keys k USING unnest($1::text[]) AS o(id) \
-         WHERE k.response IS NOT NULL AND position(convert_to(o.id, 'UTF8') IN k.response) > 0",
+    // Stored answers of CreateWorkOrder hold the order as it was answered: they lose the
+    // description too, and stay, so a retry still gets its order back. Only the chain's own
+    // keys (and those from before keys were per chain) are read.
+    let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT k.chain_id, k.request_id, k.response FROM idempotency_keys k \
+         WHERE k.chain_id IN ($2, '') AND k.method = 'CreateWorkOrder' AND k.response IS NOT NULL \
+           AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS o(id) \
+                       WHERE position(convert_to(o.id, 'UTF8') IN k.response) > 0) \
+         FOR UPDATE",
     )
     .bind(&orders)
-    .execute(&mut *conn)
+    .bind(chain_id)
+    .fetch_all(&mut *conn)
     .await?;
+    for (key_chain, request_id, response) in stored {
+        let Ok(mut order) = pb::WorkOrder::decode(response.as_slice()) else {
+            continue;
+        };
+        if !orders.contains(&order.work_order_id) || order.description == ERASED {
+            continue;
+        }
+        order.description = ERASED.to_string();
+        sqlx::query(
+            "UPDATE idempotency_keys SET response = $3 \
+             WHERE chain_id = $1 AND method = 'CreateWorkOrder' AND request_id = $2",
+        )
+        .bind(&key_chain)
+        .bind(&request_id)
+        .bind(order.encode_to_vec())
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(orders.len() as u64)
 }
 
