@@ -212,18 +212,30 @@ impl EventLog {
         event_types: &[String],
         limit: i64,
     ) -> Result<Vec<Event>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT position, event_id, event_type, subject, chain_id, property_id, occur_time, \
-                    payload_type, payload, traceparent \
-             FROM outbox_events \
-             WHERE position > $1 AND (cardinality($2::text[]) = 0 OR event_type = ANY($2)) \
-             ORDER BY position LIMIT $3",
-        )
-        .bind(after)
-        .bind(event_types)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        // Two statements, so that a filtered read uses `outbox_events_by_type` (a plan made
+        // for both cases would scan by position and filter). The filtered one is planned for
+        // its values each time (not kept prepared): a generic plan cannot tell a rare type
+        // from a common one and walks the positions, filtering, which is the scan it replaces.
+        const COLUMNS: &str = "position, event_id, event_type, subject, chain_id, property_id, \
+            occur_time, payload_type, payload, traceparent";
+        let sql = if event_types.is_empty() {
+            format!(
+                "SELECT {COLUMNS} FROM outbox_events WHERE position > $1 AND cardinality($2::text[]) = 0 \
+                 ORDER BY position LIMIT $3"
+            )
+        } else {
+            format!(
+                "SELECT {COLUMNS} FROM outbox_events WHERE event_type = ANY($2) AND position > $1 \
+                 ORDER BY position LIMIT $3"
+            )
+        };
+        let rows = sqlx::query(&sql)
+            .persistent(event_types.is_empty())
+            .bind(after)
+            .bind(event_types)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_from_row).collect()
     }
 
