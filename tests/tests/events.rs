@@ -488,3 +488,87 @@ async fn events_about_an_object_are_found_by_index() -> anyhow::Result<()> {
     );
     service.shutdown().await
 }
+
+/// An event without a chain (written before events carried one) of a property another chain
+/// holds is that chain's: a token of another chain listing the property reads nothing of it,
+/// while the property's own chain does. A subscription ends when its token expires.
+#[tokio::test]
+async fn a_chainless_event_is_read_only_by_its_propertys_chain() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_facilities::DEFINITION).await?;
+    let pool = service.database.admin_pool().await?;
+    sqlx::query("INSERT INTO facilities.property_chains (property_id, chain_id) VALUES ('porto', 'chain-a')")
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET search_path TO facilities")
+        .execute(&mut *conn)
+        .await?;
+    append(
+        &mut conn,
+        NewEvent {
+            event_type: "test.written",
+            subject: "work_orders/old".to_string(),
+            chain_id: "",
+            property_id: "porto",
+            payload: &PAYLOAD,
+        },
+    )
+    .await?;
+    drop(conn);
+    let read = |chain: &'static str| {
+        let service = &service;
+        async move {
+            let token = TokenBuilder::new(Role::ChainQualityManager)
+                .chain(chain)
+                .properties(&["porto"])
+                .mint()?;
+            let mut feed = EventFeedClient::new(service.channel_with_token(&token).await?);
+            anyhow::Ok(
+                feed.list_events(guestloop_proto::common::v1::ListEventsRequest {
+                    after_position: 0,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .events
+                .len(),
+            )
+        }
+    };
+    // The relay positions the event within moments.
+    let mut own = 0;
+    for _ in 0..100 {
+        own = read("chain-a").await?;
+        if own == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(own, 1, "the property's own chain reads it");
+    assert_eq!(
+        read("chain-b").await?,
+        0,
+        "another chain listing the property does not"
+    );
+
+    // A token about to expire: its subscription ends (UNAUTHENTICATED) once it has.
+    let expiring = TokenBuilder::new(Role::ChainQualityManager)
+        .chain("chain-a")
+        .properties(&["porto"])
+        .mint_expiring_in(2)?;
+    let mut feed = EventFeedClient::new(service.channel_with_token(&expiring).await?);
+    let mut stream = feed
+        .subscribe_events(SubscribeEventsRequest {
+            after_position: 0,
+            event_types: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message()).await??;
+    assert!(first.is_some());
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await?
+        .expect_err("the token expired");
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    service.shutdown().await
+}

@@ -70,6 +70,16 @@ impl TokenBuilder {
         issuer()?.mint(self.claims)
     }
 
+    /// A valid token that expires `seconds` from now.
+    pub fn mint_expiring_in(mut self, seconds: i64) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        self.claims.iss = "guestloop".into();
+        self.claims.aud = "guestloop".into();
+        self.claims.iat = now;
+        self.claims.exp = now + seconds;
+        issuer()?.sign(&self.claims)
+    }
+
     /// A token that expired an hour ago.
     pub fn mint_expired(mut self) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();

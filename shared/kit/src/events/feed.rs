@@ -1,5 +1,6 @@
 //! The `guestloop.common.v1.EventFeed` server, mounted on every service.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -62,7 +63,10 @@ impl Reader {
         })
     }
 
-    fn may_read(&self, event: &Event) -> bool {
+    /// Whether the caller may read `event`; `chains` holds the chain each property of the
+    /// chainless events is registered under (a chainless event of a property another chain
+    /// holds is that chain's, whatever the token lists).
+    fn may_read(&self, event: &Event, chains: &HashMap<String, String>) -> bool {
         let Reader::Scoped(principal) = self else {
             return true;
         };
@@ -74,8 +78,42 @@ impl Reader {
             !event.property_id.is_empty()
                 && matches!(principal.claims.props, PropertyScope::Listed(_))
                 && principal.can_access_property(&event.property_id)
+                && chains
+                    .get(&event.property_id)
+                    .is_none_or(|chain| chain == principal.chain_id())
         }
     }
+
+    /// The events of `events` the caller may read.
+    async fn readable(&self, log: &EventLog, events: Vec<Event>) -> Result<Vec<Event>, ApiError> {
+        let chains = match self {
+            Reader::Everything => HashMap::new(),
+            Reader::Scoped(_) => {
+                let mut properties: Vec<&str> = events
+                    .iter()
+                    .filter(|e| e.chain_id.is_empty() && !e.property_id.is_empty())
+                    .map(|e| e.property_id.as_str())
+                    .collect();
+                properties.sort_unstable();
+                properties.dedup();
+                if properties.is_empty() {
+                    HashMap::new()
+                } else {
+                    let mut conn = log.pool.acquire().await?;
+                    crate::tenancy::chains_of(&mut conn, &properties).await?
+                }
+            }
+        };
+        Ok(events
+            .into_iter()
+            .filter(|e| self.may_read(e, &chains))
+            .collect())
+    }
+}
+
+/// Whether the token a subscription was opened with has expired (a service's too).
+fn expired(principal: &Principal) -> bool {
+    principal.claims.exp <= chrono::Utc::now().timestamp()
 }
 
 #[tonic::async_trait]
@@ -87,6 +125,7 @@ impl EventFeed for EventFeedService {
         request: Request<SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
         let reader = Reader::of(&request)?;
+        let caller = principal(&request)?.clone();
         let request = request.into_inner();
         check_after(request.after_position)?;
         let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
@@ -96,24 +135,47 @@ impl EventFeed for EventFeedService {
         tokio::spawn(async move {
             let mut after = request.after_position;
             loop {
-                match log.read(after, &request.event_types, STREAM_BATCH).await {
+                // A server shutting down ends its subscriptions, also one opened after the
+                // stop (whose receiver sees no further change); a subscription lasts as long
+                // as the token it was opened with.
+                if *stop.borrow() {
+                    return;
+                }
+                if expired(&caller) {
+                    let _ = sender
+                        .send(Err(Status::unauthenticated(
+                            "the token expired; subscribe again with a fresh one",
+                        )))
+                        .await;
+                    return;
+                }
+                let read = match log.read(after, &request.event_types, STREAM_BATCH).await {
                     Ok(events) => {
                         let full = events.len() as i64 == STREAM_BATCH;
+                        let last = events.last().map(|e| e.position);
+                        reader
+                            .readable(&log, events)
+                            .await
+                            .map(|events| (events, full, last))
+                    }
+                    Err(error) => Err(ApiError::from(error)),
+                };
+                match read {
+                    Ok((events, full, last)) => {
                         for event in events {
-                            after = event.position;
-                            if !reader.may_read(&event) {
-                                continue;
-                            }
                             if sender.send(Ok(event)).await.is_err() {
                                 return; // the subscriber went away
                             }
+                        }
+                        if let Some(last) = last {
+                            after = last;
                         }
                         if full {
                             continue;
                         }
                     }
                     Err(error) => {
-                        let status: Status = ApiError::from(error).into();
+                        let status: Status = error.into();
                         let _ = sender.send(Err(status)).await;
                         return;
                     }
@@ -158,7 +220,7 @@ impl EventFeed for EventFeedService {
             .map_err(ApiError::from)?;
         let next = events.last().map_or(request.after_position, |e| e.position);
         Ok(Response::new(ListEventsResponse {
-            events: events.into_iter().filter(|e| reader.may_read(e)).collect(),
+            events: reader.readable(&self.log, events).await?,
             next_after_position: next,
         }))
     }
