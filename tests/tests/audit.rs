@@ -766,8 +766,11 @@ async fn audit_kpis_add_up_to_the_stored_audits_and_actions() -> anyhow::Result<
 
     // The same figures straight from the tables.
     let pool = service.database.admin_pool().await?;
-    let start_s = chrono::DateTime::from_timestamp(start.timestamp(), 0).unwrap_or_default();
-    let now_s = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or_default();
+    // The KPIs cover the period widened to whole UTC days.
+    let (start_s, now_s) = guestloop_kit::time::whole_utc_days((
+        chrono::DateTime::from_timestamp(start.timestamp(), 0).unwrap_or_default(),
+        chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or_default(),
+    ));
     let (audits, score_sum, passed): (i64, f64, i64) = sqlx::query_as(
         "SELECT count(overall), coalesce(sum(overall), 0)::float8, count(*) FILTER (WHERE passed) FROM audit.audits \
          WHERE property_id = ANY($1) AND submitted_at >= $2 AND submitted_at < $3",

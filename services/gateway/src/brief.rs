@@ -92,12 +92,13 @@ pub fn alerts(entry: &pb::BriefEntry, date: NaiveDate) -> Vec<String> {
     alerts.into_iter().map(str::to_string).collect()
 }
 
+/// The arrivals of `date`, and whether there were more than [`MAX_PAGES`] pages of them.
 async fn arrivals(
     backends: &Backends,
     token: &str,
     property_id: &str,
     date: &str,
-) -> Result<Vec<crm::Arrival>, tonic::Status> {
+) -> Result<(Vec<crm::Arrival>, bool), tonic::Status> {
     let channel = backends
         .as_caller("crm", token)
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -118,19 +119,20 @@ async fn arrivals(
             })
             .await?;
         all.extend(page.arrivals);
-        if page.next_page_token.is_empty() {
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
             break;
         }
-        page_token = page.next_page_token;
     }
-    Ok(all)
+    Ok((all, !page_token.is_empty()))
 }
 
+/// The property's open complaints, and whether there were more than [`MAX_PAGES`] pages.
 async fn open_complaints(
     backends: &Backends,
     token: &str,
     property_id: &str,
-) -> Result<Vec<complaints::Complaint>, String> {
+) -> Result<(Vec<complaints::Complaint>, bool), String> {
     let channel = backends
         .as_caller("complaints", token)
         .map_err(|e| format!("complaints: {e}"))?;
@@ -153,12 +155,12 @@ async fn open_complaints(
             .await
             .map_err(|s| why("complaints", &s))?;
         all.extend(page.complaints);
-        if page.next_page_token.is_empty() {
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
             break;
         }
-        page_token = page.next_page_token;
     }
-    Ok(all)
+    Ok((all, !page_token.is_empty()))
 }
 
 type RoomFacts = (Vec<facilities::WorkOrder>, Vec<facilities::RoomStatus>);
@@ -175,6 +177,7 @@ async fn room_facts(
     // Every open order, page by page: a room whose order sorts past the first page still
     // raises its alert.
     let mut orders = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut page_token = String::new();
     loop {
         let open_orders = facilities::ListWorkOrdersRequest {
@@ -191,7 +194,12 @@ async fn room_facts(
             })
             .await
             .map_err(|s| why("facilities", &s))?;
-        orders.extend(page.work_orders);
+        // An order whose repair deadline moved while paging can come twice: once each.
+        orders.extend(
+            page.work_orders
+                .into_iter()
+                .filter(|o| seen.insert(o.work_order_id.clone())),
+        );
         if page.next_page_token.is_empty() {
             break;
         }
@@ -216,17 +224,19 @@ async fn room_facts(
     Ok((orders, rooms))
 }
 
+/// The care tasks of `reservations`, and whether some list had more than [`MAX_PAGES`] pages.
 async fn care_tasks(
     backends: &Backends,
     token: &str,
     property_id: &str,
     reservations: Vec<String>,
-) -> Result<Vec<crm::CareTask>, String> {
+) -> Result<(Vec<crm::CareTask>, bool), String> {
     let channel = backends
         .as_caller("crm", token)
         .map_err(|e| format!("crm: {e}"))?;
     let client = CrmServiceClient::new(channel);
     let mut all = Vec::new();
+    let mut truncated = false;
     for chunk in reservations.chunks(500) {
         let mut page_token = String::new();
         for _ in 0..MAX_PAGES {
@@ -245,13 +255,14 @@ async fn care_tasks(
                 .await
                 .map_err(|s| why("crm care tasks", &s))?;
             all.extend(page.tasks);
-            if page.next_page_token.is_empty() {
+            page_token = page.next_page_token;
+            if page_token.is_empty() {
                 break;
             }
-            page_token = page.next_page_token;
         }
+        truncated |= !page_token.is_empty();
     }
-    Ok(all)
+    Ok((all, truncated))
 }
 
 pub async fn get(
@@ -279,7 +290,14 @@ pub async fn get(
         room_facts(backends, &token, property),
     );
     // Without CRM there is no list of guests to brief on.
-    let arrivals = arrivals.map_err(|status| match status.code() {
+    let mut missing = Vec::new();
+    let cut = |what: &str| {
+        format!(
+            "{what}: more than {} rows, the rest left out",
+            MAX_PAGES * 500
+        )
+    };
+    let (arrivals, arrivals_cut) = arrivals.map_err(|status| match status.code() {
         tonic::Code::PermissionDenied => ApiError::PermissionDenied(why("crm", &status)),
         tonic::Code::InvalidArgument => ApiError::invalid("date", why("crm", &status)),
         _ => ApiError::Unavailable(format!(
@@ -291,25 +309,43 @@ pub async fn get(
         .iter()
         .filter_map(|a| a.stay.as_ref().map(|s| s.pms_reservation_id.clone()))
         .collect();
+    if arrivals_cut {
+        missing.push(cut("crm arrivals"));
+    }
     let tasks = if reservations.is_empty() {
-        Ok(Vec::new())
+        Ok((Vec::new(), false))
     } else {
         care_tasks(backends, &token, property, reservations).await
     };
 
-    let mut missing = Vec::new();
-    let complaints = complaints.unwrap_or_else(|e| {
-        missing.push(e);
-        Vec::new()
-    });
+    let complaints = match complaints {
+        Ok((complaints, truncated)) => {
+            if truncated {
+                missing.push(cut("complaints"));
+            }
+            complaints
+        }
+        Err(e) => {
+            missing.push(e);
+            Vec::new()
+        }
+    };
     let (orders, statuses) = rooms.unwrap_or_else(|e| {
         missing.push(e);
         (Vec::new(), Vec::new())
     });
-    let tasks = tasks.unwrap_or_else(|e| {
-        missing.push(e);
-        Vec::new()
-    });
+    let tasks = match tasks {
+        Ok((tasks, truncated)) => {
+            if truncated {
+                missing.push(cut("crm care tasks"));
+            }
+            tasks
+        }
+        Err(e) => {
+            missing.push(e);
+            Vec::new()
+        }
+    };
 
     let mut complaints_by_guest: HashMap<String, Vec<complaints::Complaint>> = HashMap::new();
     for c in complaints {
@@ -341,7 +377,11 @@ pub async fn get(
                 .map(|g| g.guest_id.clone())
                 .unwrap_or_default();
             let mut entry = pb::BriefEntry {
-                open_complaints: complaints_by_guest.remove(&guest_id).unwrap_or_default(),
+                // A guest in two rooms has their complaints on each.
+                open_complaints: complaints_by_guest
+                    .get(&guest_id)
+                    .cloned()
+                    .unwrap_or_default(),
                 room_work_orders: if stay.room.is_empty() {
                     Vec::new()
                 } else {

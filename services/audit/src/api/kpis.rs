@@ -77,6 +77,9 @@ struct FindingRow {
     done_at: Option<DateTime<Utc>>,
 }
 
+/// The longest period audit KPIs cover (ten years).
+const MAX_PERIOD_DAYS: i64 = 3_653;
+
 pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiResult<pb::AuditKpis> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
@@ -96,7 +99,16 @@ pub async fn get(api: &Api, request: Request<pb::GetAuditKpisRequest>) -> ApiRes
     )
     .await?;
     drop(conn);
-    let (start, end) = required_period(request.period.as_ref())?;
+    // Whole UTC days, as actions are due on days: a period ending at noon counts that day's
+    // audits and the actions due that day alike. At most ten years: the audits are read whole.
+    let (start, end) =
+        guestloop_kit::time::whole_utc_days(required_period(request.period.as_ref())?);
+    if (end - start).num_days() > MAX_PERIOD_DAYS {
+        return Err(ApiError::invalid(
+            "period",
+            format!("covers at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
     let granularity = pb::SeriesGranularity::try_from(request.series)
         .map_err(|_| ApiError::invalid("series", "is not a series granularity"))?;
     if granularity == pb::SeriesGranularity::Day && (end - start).num_days() > 400 {

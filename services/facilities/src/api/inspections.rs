@@ -591,11 +591,7 @@ pub async fn list(
     let request = request.into_inner();
     let mut conn = api.context.pool.acquire().await?;
     tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
-    let limit = if request.page_size <= 0 {
-        100
-    } else {
-        i64::from(request.page_size.min(1000))
-    };
+    let limit = paging::page_size(request.page_size, 100, 1000)?;
     let after: Option<DueCursor> = paging::decode_token(&request.page_token)?;
     let rows: Vec<InspectionRow> = sqlx::query_as(&format!(
         "SELECT {INSPECTION_COLUMNS} FROM inspections WHERE property_id = $1 AND (NOT $2 OR (status = 'due' AND due_at < now())) \

@@ -382,11 +382,7 @@ pub async fn list(
     } else {
         Some(parse_id(&request.asset_id, "asset_id")?)
     };
-    let limit = if request.page_size <= 0 {
-        100
-    } else {
-        i64::from(request.page_size.min(1000))
-    };
+    let limit = paging::page_size(request.page_size, 100, 1000)?;
     let after: Option<DueCursor> = paging::decode_token(&request.page_token)?;
     let rows: Vec<WorkOrderRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM work_orders WHERE property_id = $1 AND (NOT $2 OR status NOT IN ('done', 'verified', 'cancelled')) \
