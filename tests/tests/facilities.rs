@@ -269,6 +269,68 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
         "Barcelona's order is not linked"
     );
 
+    // A second facility complaint, then cancelled (a duplicate): its work order is cancelled
+    // with it, so it neither waits for a repair nor counts.
+    let duplicate = agent
+        .create_complaint(cpb::CreateComplaintRequest {
+            request_id: "ac-2".into(),
+            complaint: Some(cpb::Complaint {
+                property_id: "madrid".into(),
+                guest: Some(cpb::GuestRef {
+                    name: "Walk-in guest".into(),
+                    ..Default::default()
+                }),
+                stay: Some(cpb::StayContext {
+                    room: "513".into(),
+                    phase: cpb::StayPhase::InHouse as i32,
+                    ..Default::default()
+                }),
+                channel: cpb::Channel::Phone as i32,
+                category: "heating_ac".into(),
+                cause: cpb::Cause::Facility as i32,
+                urgency: cpb::Urgency::Medium as i32,
+                description: "Same air conditioning, reported again".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let duplicate_order = eventually(|| {
+        let mut fac = fac.clone();
+        let id = duplicate.complaint_id.clone();
+        async move {
+            let list = fac
+                .list_work_orders(pb::ListWorkOrdersRequest {
+                    property_id: "madrid".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(list.work_orders.into_iter().find(|o| o.source_id == id))
+        }
+    })
+    .await?;
+    agent
+        .transition_complaint(cpb::TransitionComplaintRequest {
+            complaint_id: duplicate.complaint_id.clone(),
+            action: cpb::Action::Cancel as i32,
+            reason: "reported twice".into(),
+            etag: String::new(),
+        })
+        .await?;
+    eventually(|| {
+        let mut fac = fac.clone();
+        let id = duplicate_order.work_order_id.clone();
+        async move {
+            let order = fac
+                .get_work_order(pb::GetWorkOrderRequest { work_order_id: id })
+                .await?
+                .into_inner();
+            Ok((order.status == "cancelled").then_some(order))
+        }
+    })
+    .await?;
+
     // Replaying both feeds from the start changes nothing.
     let service_token = TokenBuilder::new(Role::Service).mint()?;
     let s = test_settings();
@@ -311,7 +373,13 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders")
         .fetch_one(&facilities_pool)
         .await?;
-    assert_eq!(orders, 2, "one work order per complaint, and Barcelona's");
+    assert_eq!(orders, 3, "one work order per complaint, and Barcelona's");
+    let cancelled: String =
+        sqlx::query_scalar("SELECT status FROM work_orders WHERE source_id = $1")
+            .bind(&duplicate.complaint_id)
+            .fetch_one(&facilities_pool)
+            .await?;
+    assert_eq!(cancelled, "cancelled", "the replay reopens nothing");
     let resolutions: Vec<String> =
         sqlx::query_scalar("SELECT note FROM complaint_timeline WHERE to_status = 'resolved'")
             .fetch_all(&complaints_pool)
@@ -326,7 +394,7 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     )
     .fetch_one(&complaints_pool)
     .await?;
-    assert_eq!(links, 1, "linked once");
+    assert_eq!(links, 2, "each complaint's order linked once");
     facilities.shutdown().await?;
     complaints.shutdown().await
 }

@@ -1,7 +1,8 @@
 //! What facilities takes from the complaints feed: a complaint whose cause is a facility opens
 //! one linked work order (once per complaint, however often the feed is replayed), on the asset
-//! in the complaint's room when one matches its category; when the complaint's guest is erased,
-//! the work order drops the description it copied from the complaint.
+//! in the complaint's room when one matches its category; when the complaint is cancelled, its
+//! open work orders are cancelled; when the complaint's guest is erased, the work order drops
+//! the description it copied from the complaint.
 
 use guestloop_kit::events::{decode_payload, EventHandler};
 use guestloop_kit::{tenancy, ApiError};
@@ -14,9 +15,11 @@ use uuid::Uuid;
 use crate::api::work_orders::{open, NewWorkOrder};
 
 pub const CONSUMER: &str = "facilities<-complaints";
-pub const EVENT_TYPES: [&str; 3] = [
+pub const EVENT_TYPES: [&str; 4] = [
     "complaints.complaint.filed",
     "complaints.complaint.updated",
+    // A cancellation is announced as a transition.
+    "complaints.complaint.transitioned",
     GUEST_ERASED,
 ];
 
@@ -56,6 +59,26 @@ impl EventHandler for ComplaintEvents {
         let Some(complaint) = changed.complaint else {
             return Ok(());
         };
+        // A cancelled complaint (filed by mistake, a duplicate) leaves nothing to repair: the
+        // work order it opened is cancelled too, so it neither keeps the room out nor counts.
+        if complaint.status == complaints::Status::Cancelled as i32 {
+            let cancelled = crate::api::work_orders::cancel_for_complaint(
+                conn,
+                &complaint.complaint_id,
+                &complaint.property_id,
+            )
+            .await?;
+            if cancelled > 0 {
+                tracing::info!(complaint_id = %complaint.complaint_id, work_orders = cancelled,
+                    "the cancelled complaint's work orders cancelled");
+            }
+            return Ok(());
+        }
+        if event.event_type != "complaints.complaint.filed"
+            && event.event_type != "complaints.complaint.updated"
+        {
+            return Ok(());
+        }
         if complaint.cause != complaints::Cause::Facility as i32 {
             return Ok(());
         }

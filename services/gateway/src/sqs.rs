@@ -182,10 +182,10 @@ pub fn score(
     for c in &mut components {
         c.contribution = c.normalized.map(|n| n * c.weight / present);
     }
-    (
-        Some(components.iter().filter_map(|c| c.contribution).sum()),
-        components,
-    )
+    // Each part is within 0-100 and the re-scaled weights sum to one, so the sum is too, but
+    // for rounding: 100 points in three parts can add up to 100.00000000000001.
+    let sqs: f64 = components.iter().filter_map(|c| c.contribution).sum();
+    (Some(sqs.clamp(0.0, 100.0)), components)
 }
 
 #[cfg(test)]

@@ -358,6 +358,52 @@ async fn load(conn: &mut PgConnection, id: Uuid, lock: bool) -> ApiResult<WorkOr
     .ok_or_else(|| ApiError::not_found("work order", id.to_string()))
 }
 
+/// Cancels the open work orders complaint `complaint_id` opened at `property_id`, in the
+/// caller's transaction, as a CANCEL by the complaints feed would: the complaint was cancelled
+/// (filed by mistake, a duplicate), so there is nothing to repair for it. Answers how many.
+pub async fn cancel_for_complaint(
+    conn: &mut PgConnection,
+    complaint_id: &str,
+    property_id: &str,
+) -> ApiResult<u64> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT work_order_id FROM work_orders WHERE source = 2 AND source_id = $1 AND property_id = $2 \
+         AND status NOT IN ('done', 'verified', 'cancelled') ORDER BY work_order_id FOR UPDATE",
+    )
+    .bind(complaint_id)
+    .bind(property_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let now = Utc::now();
+    for id in &ids {
+        let mut row = load(&mut *conn, *id, true).await?;
+        let from = row.status.clone();
+        sqlx::query(
+            "INSERT INTO work_order_history (work_order_id, at, status, actor) VALUES ($1, $2, 'cancelled', 'service:complaints')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        row.status = Status::Cancelled.as_str().to_string();
+        row.hold_reason = format!("complaint {complaint_id} was cancelled");
+        row.clocks_stopped_at = Some(now);
+        row.etag = Uuid::now_v7();
+        sqlx::query(
+            "UPDATE work_orders SET status = $2, hold_reason = $3, clocks_stopped_at = $4, etag = $5 WHERE work_order_id = $1",
+        )
+        .bind(id)
+        .bind(&row.status)
+        .bind(&row.hold_reason)
+        .bind(row.clocks_stopped_at)
+        .bind(row.etag)
+        .execute(&mut *conn)
+        .await?;
+        emit(&mut *conn, "facilities.work_order.changed", &row, &from).await?;
+    }
+    Ok(ids.len() as u64)
+}
+
 pub async fn get(api: &Api, request: Request<pb::GetWorkOrderRequest>) -> ApiResult<pb::WorkOrder> {
     let principal = principal(&request)?.clone();
     let id = parse_id(&request.get_ref().work_order_id, "work_order_id")?;
