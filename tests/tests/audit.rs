@@ -375,10 +375,45 @@ async fn audits_score_version_schedule_and_follow_up() -> anyhow::Result<()> {
         .list_findings(pb::ListFindingsRequest {
             property_id: "vienna".into(),
             open_only: true,
+            ..Default::default()
         })
         .await?
         .into_inner();
     assert_eq!(findings.findings.len(), 2);
+    // A page at a time, in the order they were raised.
+    let first_page = client
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "vienna".into(),
+            open_only: true,
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    let second_page = client
+        .list_findings(pb::ListFindingsRequest {
+            property_id: "vienna".into(),
+            open_only: true,
+            page_size: 1,
+            page_token: first_page.next_page_token.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(!first_page.next_page_token.is_empty());
+    assert!(second_page.next_page_token.is_empty());
+    assert_eq!(
+        first_page
+            .findings
+            .iter()
+            .chain(&second_page.findings)
+            .map(|f| f.finding_id.clone())
+            .collect::<Vec<_>>(),
+        findings
+            .findings
+            .iter()
+            .map(|f| f.finding_id.clone())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         findings
             .findings
@@ -1561,6 +1596,7 @@ async fn a_critical_item_rated_below_full_marks_fails_the_audit_with_a_finding(
         .list_findings(pb::ListFindingsRequest {
             property_id: "vienna".into(),
             open_only: true,
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -1847,6 +1883,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
         .list_findings(pb::ListFindingsRequest {
             property_id: "oslo".into(),
             open_only: false,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -1992,6 +2029,7 @@ async fn a_chain_wide_quality_role_stays_in_its_chain() -> anyhow::Result<()> {
         .list_findings(pb::ListFindingsRequest {
             property_id: "oslo".into(),
             open_only: false,
+            ..Default::default()
         })
         .await
         .err();
@@ -2627,6 +2665,7 @@ async fn audit_free_text_is_bounded_and_never_holds_a_card_number() -> anyhow::R
         .list_findings(pb::ListFindingsRequest {
             property_id: "vienna".into(),
             open_only: true,
+            ..Default::default()
         })
         .await?
         .into_inner()

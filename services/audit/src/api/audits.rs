@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use guestloop_kit::auth::{principal, Role};
 use guestloop_kit::text::free_text;
 use guestloop_kit::time::{calendar_date, required_horizon, to_timestamp};
-use guestloop_kit::{idempotency, tenancy, ApiError, ApiResult, FieldViolation};
+use guestloop_kit::{idempotency, paging, tenancy, ApiError, ApiResult, FieldViolation};
 use guestloop_proto::audit::v1 as pb;
 use prost::Message;
 use tonic::Request;
@@ -756,18 +756,46 @@ pub async fn list_findings(
 ) -> ApiResult<pb::ListFindingsResponse> {
     let principal = principal(&request)?.clone();
     let request = request.into_inner();
+    let limit = paging::page_size(request.page_size, 100, 1000)?;
+    let after: Option<FindingCursor> = paging::decode_token(&request.page_token)?;
     let mut conn = api.context.pool.acquire().await?;
     tenancy::require_property(&mut conn, &principal, &request.property_id).await?;
-    let rows: Vec<FindingRow> = sqlx::query_as(&format!(
-        "SELECT {FINDING_COLUMNS} FROM findings WHERE property_id = $1 AND (NOT $2 OR status IN ('open', 'in_progress')) ORDER BY created_at"
+    let rows: Vec<(FindingRow, FindingCursor)> = sqlx::query(&format!(
+        "SELECT {FINDING_COLUMNS}, created_at FROM findings \
+         WHERE property_id = $1 AND (NOT $2 OR status IN ('open', 'in_progress')) \
+           AND ($3::timestamptz IS NULL OR (created_at, finding_id) > ($3, $4)) \
+         ORDER BY created_at, finding_id LIMIT $5"
     ))
     .bind(&request.property_id)
     .bind(request.open_only)
+    .bind(after.as_ref().map(|c| c.created_at))
+    .bind(after.as_ref().map_or(Uuid::nil(), |c| c.finding_id))
+    .bind(limit + 1)
     .fetch_all(&mut *conn)
-    .await?;
-    Ok(pb::ListFindingsResponse {
-        findings: rows.into_iter().map(finding_to_proto).collect(),
+    .await?
+    .iter()
+    .map(|row| {
+        use sqlx::Row;
+        let finding = <FindingRow as sqlx::FromRow<'_, sqlx::postgres::PgRow>>::from_row(row)?;
+        let cursor = FindingCursor {
+            created_at: row.try_get("created_at")?,
+            finding_id: finding.finding_id,
+        };
+        Ok((finding, cursor))
     })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let (rows, next_page_token) = paging::split_page(rows, limit, |(_, cursor)| cursor.clone());
+    Ok(pb::ListFindingsResponse {
+        findings: rows.into_iter().map(|(f, _)| finding_to_proto(f)).collect(),
+        next_page_token,
+    })
+}
+
+/// Where a page of findings ends: the order they were raised in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FindingCursor {
+    created_at: DateTime<Utc>,
+    finding_id: Uuid,
 }
 
 pub async fn update_action(
