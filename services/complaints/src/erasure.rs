@@ -79,35 +79,16 @@ pub async fn scrub(
     // Stored answers of CreateComplaint hold the complaint as it was answered, contact details
     // included: they are scrubbed like the complaint, and kept, so a retry of the filing still
     // gets its (scrubbed) complaint back instead of filing it, with the guest's data, again.
-    let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT chain_id, request_id, response FROM idempotency_keys k \
-         WHERE ($2 = '' OR k.chain_id IN ($2, '')) AND k.method = 'CreateComplaint' \
-           AND k.response IS NOT NULL AND EXISTS ( \
-             SELECT 1 FROM unnest($1::text[]) AS c(id) \
-             WHERE position(convert_to(c.id, 'UTF8') IN k.response) > 0) \
-         FOR UPDATE",
+    guestloop_kit::idempotency::rewrite_stored_answers(
+        &mut *conn,
+        chain_id,
+        "CreateComplaint",
+        &complaints,
+        |answered: &mut pb::Complaint| {
+            complaints.contains(&answered.complaint_id) && scrub_complaint(answered)
+        },
     )
-    .bind(&complaints)
-    .bind(chain_id)
-    .fetch_all(&mut *conn)
     .await?;
-    for (key_chain, request_id, response) in stored {
-        let Ok(mut answered) = pb::Complaint::decode(response.as_slice()) else {
-            continue;
-        };
-        if !complaints.contains(&answered.complaint_id) || !scrub_complaint(&mut answered) {
-            continue;
-        }
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $3 \
-             WHERE chain_id = $1 AND method = 'CreateComplaint' AND request_id = $2",
-        )
-        .bind(&key_chain)
-        .bind(&request_id)
-        .bind(answered.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
-    }
     let changed = found.len() as u64;
     for (complaint_id, chain_id, property_id) in &found {
         append(

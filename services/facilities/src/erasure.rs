@@ -37,35 +37,20 @@ pub async fn drop_guest_words(
     // Stored answers of CreateWorkOrder hold the order as it was answered: they lose the
     // description too, and stay, so a retry still gets its order back. Only the chain's own
     // keys (and those from before keys were per chain) are read.
-    let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT k.chain_id, k.request_id, k.response FROM idempotency_keys k \
-         WHERE k.chain_id IN ($2, '') AND k.method = 'CreateWorkOrder' AND k.response IS NOT NULL \
-           AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS o(id) \
-                       WHERE position(convert_to(o.id, 'UTF8') IN k.response) > 0) \
-         FOR UPDATE",
+    guestloop_kit::idempotency::rewrite_stored_answers(
+        &mut *conn,
+        chain_id,
+        "CreateWorkOrder",
+        &orders,
+        |order: &mut pb::WorkOrder| {
+            let mine = orders.contains(&order.work_order_id) && order.description != ERASED;
+            if mine {
+                order.description = ERASED.to_string();
+            }
+            mine
+        },
     )
-    .bind(&orders)
-    .bind(chain_id)
-    .fetch_all(&mut *conn)
     .await?;
-    for (key_chain, request_id, response) in stored {
-        let Ok(mut order) = pb::WorkOrder::decode(response.as_slice()) else {
-            continue;
-        };
-        if !orders.contains(&order.work_order_id) || order.description == ERASED {
-            continue;
-        }
-        order.description = ERASED.to_string();
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $3 \
-             WHERE chain_id = $1 AND method = 'CreateWorkOrder' AND request_id = $2",
-        )
-        .bind(&key_chain)
-        .bind(&request_id)
-        .bind(order.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
-    }
     Ok(orders.len() as u64)
 }
 

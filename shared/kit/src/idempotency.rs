@@ -142,6 +142,54 @@ pub async fn record<T: Message>(
     Ok(())
 }
 
+/// Rewrites the stored answers of `method` that mention any of `ids` (in their encoded bytes),
+/// of `chain_id`'s keys and those from before keys were per chain (every chain's when
+/// `chain_id` is empty): each is decoded as `T`, and stored again when `rewrite` changed it.
+/// For erasure: an answer kept for retries loses what the record it answered lost, and stays,
+/// so a retry still gets its (scrubbed) answer instead of doing the work again. Answers how
+/// many were rewritten.
+pub async fn rewrite_stored_answers<T: Message + Default>(
+    conn: &mut PgConnection,
+    chain_id: &str,
+    method: &str,
+    ids: &[String],
+    mut rewrite: impl FnMut(&mut T) -> bool,
+) -> ApiResult<u64> {
+    let stored: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT k.chain_id, k.request_id, k.response FROM idempotency_keys k \
+         WHERE ($1 = '' OR k.chain_id IN ($1, '')) AND k.method = $2 AND k.response IS NOT NULL \
+           AND EXISTS (SELECT 1 FROM unnest($3::text[]) AS o(id) \
+                       WHERE position(convert_to(o.id, 'UTF8') IN k.response) > 0) \
+         ORDER BY k.chain_id, k.request_id FOR UPDATE",
+    )
+    .bind(chain_id)
+    .bind(method)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rewritten = 0;
+    for (key_chain, request_id, response) in stored {
+        let Ok(mut answer) = T::decode(response.as_slice()) else {
+            continue;
+        };
+        if !rewrite(&mut answer) {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE idempotency_keys SET response = $4 \
+             WHERE chain_id = $1 AND method = $2 AND request_id = $3",
+        )
+        .bind(&key_chain)
+        .bind(method)
+        .bind(&request_id)
+        .bind(answer.encode_to_vec())
+        .execute(&mut *conn)
+        .await?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

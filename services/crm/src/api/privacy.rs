@@ -471,22 +471,20 @@ struct StoredProfile {
 }
 
 /// Stored CreateGuest responses carry the profile as created (name, email, phone, notes, …):
-/// those of `guest_ids` in `chain_id`, locked when `lock`. A response is decoded and its guest
-/// id compared exactly, so `G1001`'s leaves `G10011`'s alone, and another chain's never matches.
+/// those of `guest_ids` in `chain_id`. A response is decoded and its guest id compared exactly,
+/// so `G1001`'s leaves `G10011`'s alone, and another chain's never matches.
 async fn stored_profiles(
     conn: &mut sqlx::PgConnection,
     chain_id: &str,
     guest_ids: &[String],
-    lock: bool,
 ) -> ApiResult<Vec<StoredProfile>> {
     let candidates: Vec<(String, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
-        sqlx::query_as(&format!(
+        sqlx::query_as(
             "SELECT request_id, created_at, response FROM idempotency_keys \
              WHERE chain_id IN ($2, '') AND method = 'CreateGuest' AND response IS NOT NULL \
                AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS id WHERE position(convert_to(id, 'UTF8') IN response) > 0) \
-             ORDER BY created_at, request_id{}",
-            if lock { " FOR UPDATE" } else { "" }
-        ))
+             ORDER BY created_at, request_id",
+        )
         .bind(guest_ids)
         .bind(chain_id)
         .fetch_all(&mut *conn)
@@ -535,7 +533,7 @@ async fn stored_profiles_as_json(
             })
             .collect::<Vec<_>>()
     };
-    let stored = stored_profiles(conn, chain_id, guest_ids, false).await?;
+    let stored = stored_profiles(conn, chain_id, guest_ids).await?;
     Ok(Value::Array(
         stored
             .into_iter()
@@ -582,27 +580,26 @@ async fn scrub_stored_profiles(
     guest_ids: &[String],
     pseudonym: &str,
 ) -> ApiResult<()> {
-    let request_ids: Vec<String> = stored_profiles(&mut *conn, chain_id, guest_ids, true)
-        .await?
-        .into_iter()
-        .map(|s| s.request_id)
-        .collect();
     let erased = pb::Guest {
         guest_id: pseudonym.to_string(),
         chain_id: chain_id.to_string(),
         erased: true,
         ..Default::default()
     };
-    // The chain's own keys, and keys from before keys were per chain (whose request ids no
-    // chain's key shares).
-    sqlx::query(
-        "UPDATE idempotency_keys SET response = $3 \
-         WHERE chain_id IN ($2, '') AND method = 'CreateGuest' AND request_id = ANY($1)",
+    // A response is decoded and its guest id compared exactly, as [`stored_profiles`] does.
+    guestloop_kit::idempotency::rewrite_stored_answers(
+        conn,
+        chain_id,
+        "CreateGuest",
+        guest_ids,
+        |stored: &mut pb::Guest| {
+            let theirs = stored.chain_id == chain_id && guest_ids.contains(&stored.guest_id);
+            if theirs {
+                *stored = erased.clone();
+            }
+            theirs
+        },
     )
-    .bind(&request_ids)
-    .bind(chain_id)
-    .bind(erased.encode_to_vec())
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }
