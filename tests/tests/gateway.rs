@@ -503,20 +503,26 @@ async fn scorecard_matches_the_data_and_survives_a_missing_backend() -> anyhow::
         .await?
         .into_inner();
     assert!(!with_trend.trend.is_empty());
+    // Each point names the days its figures cover (its bucket widened to whole UTC days), so
+    // together they cover the card's own widened period.
+    let card_period = with_trend.period.unwrap_or_default();
     assert_eq!(
         with_trend
             .trend
             .first()
             .and_then(|p| p.bucket.and_then(|b| b.start_time)),
-        period.start_time
+        card_period.start_time
     );
     assert_eq!(
         with_trend
             .trend
             .last()
             .and_then(|p| p.bucket.and_then(|b| b.end_time)),
-        period.end_time
+        card_period.end_time
     );
+    assert!(with_trend.trend.windows(2).all(|w| {
+        w[0].bucket.and_then(|b| b.end_time) == w[1].bucket.and_then(|b| b.start_time)
+    }));
     let scope_complaints = with_trend.scope.as_ref().map_or(0, |s| s.complaints);
     assert_eq!(
         with_trend.trend.iter().map(|p| p.complaints).sum::<i64>(),

@@ -134,7 +134,9 @@ pub async fn points(
                 .await?;
                 let scope = card.scope.unwrap_or_default();
                 let point = pb::TrendPoint {
-                    bucket: Some(bucket),
+                    // The days the point's figures cover: the bucket widened to whole UTC days,
+                    // as the card computed it.
+                    bucket: card.period.or(Some(bucket)),
                     sqs: scope.sqs,
                     complaints: scope.complaints,
                     components: scope.components,

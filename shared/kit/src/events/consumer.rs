@@ -265,9 +265,14 @@ impl<H: EventHandler> Consumer<H> {
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
+            let started = tokio::time::Instant::now();
             let session = self.run_session(&mut feed);
             tokio::select! {
                 result = session => {
+                    // A session that ran a while was healthy: the next reconnect starts quick.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(200);
+                    }
                     if let Err(error) = result {
                         failures += 1;
                         // A peer that is still starting is normal; keep quiet for the first tries.
