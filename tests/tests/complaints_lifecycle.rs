@@ -1972,3 +1972,62 @@ async fn a_reopened_complaint_runs_on_the_urgency_it_has_now() -> anyhow::Result
     assert_eq!(reopened.escalation_count, 1, "high impact, as at intake");
     service.shutdown().await
 }
+
+/// What staff know at intake (the standards broken, who was involved, a first root cause) is
+/// kept as on update, not dropped; a guest filing does not name staff.
+#[tokio::test]
+async fn staff_findings_given_at_intake_are_kept() -> anyhow::Result<()> {
+    let service = spawn_service(&guestloop_complaints::DEFINITION).await?;
+    let mut agent = staff(&service, Role::Agent, &["paris"]).await?;
+    let filed = file(
+        &mut agent,
+        pb::Complaint {
+            standard_codes: vec!["greet_within_3m".into()],
+            staff_involved: vec!["night-porter-7".into()],
+            root_cause_summary: "No porter on the night shift".into(),
+            ..noisy_room("paris")
+        },
+    )
+    .await?;
+    let read = agent
+        .get_complaint(pb::GetComplaintRequest {
+            complaint_id: filed.complaint_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            read.standard_codes.clone(),
+            read.staff_involved.clone(),
+            read.root_cause_summary.as_str()
+        ),
+        (
+            vec!["greet_within_3m".to_string()],
+            vec!["night-porter-7".to_string()],
+            "No porter on the night shift"
+        )
+    );
+    let mut guest = client(
+        &service,
+        TokenBuilder::new(Role::Guest)
+            .guest("guest-9")
+            .subject("guest-9")
+            .mint()?,
+    )
+    .await?;
+    let refused = guest
+        .create_complaint(pb::CreateComplaintRequest {
+            request_id: String::new(),
+            complaint: Some(pb::Complaint {
+                guest: None,
+                channel: pb::Channel::App as i32,
+                staff_involved: vec!["night-porter-7".into()],
+                ..noisy_room("paris")
+            }),
+        })
+        .await
+        .expect_err("a guest naming staff");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["complaint.staff_involved"]);
+    service.shutdown().await
+}

@@ -33,6 +33,9 @@ struct NewComplaint {
     description: String,
     department: String,
     assignee: String,
+    root_cause_summary: String,
+    standard_codes: Vec<String>,
+    staff_involved: Vec<String>,
 }
 
 fn looks_like_email(email: &str) -> bool {
@@ -109,6 +112,42 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
         false,
         &mut v,
     );
+    // What staff record about their own work, given at intake as on update; a guest filing
+    // does not name staff or root causes.
+    let root_cause_summary = text(
+        &complaint.root_cause_summary,
+        "complaint.root_cause_summary",
+        4000,
+        false,
+        &mut v,
+    );
+    let standard_codes = crate::rules::codes(
+        &complaint.standard_codes,
+        "complaint.standard_codes",
+        &mut v,
+    );
+    let staff_involved = crate::rules::codes(
+        &complaint.staff_involved,
+        "complaint.staff_involved",
+        &mut v,
+    );
+    if principal.role() == Role::Guest {
+        for (field, given) in [
+            (
+                "complaint.root_cause_summary",
+                !root_cause_summary.is_empty(),
+            ),
+            ("complaint.standard_codes", !standard_codes.is_empty()),
+            ("complaint.staff_involved", !staff_involved.is_empty()),
+        ] {
+            if given {
+                v.push(FieldViolation::new(
+                    field,
+                    "is recorded by staff, not by the guest",
+                ));
+            }
+        }
+    }
     let room = text(&stay.room, "complaint.stay.room", 32, false, &mut v);
     let reservation_ref = text(
         &stay.reservation_ref,
@@ -186,6 +225,9 @@ fn validate(principal: &Principal, complaint: pb::Complaint) -> ApiResult<NewCom
         description,
         department,
         assignee,
+        root_cause_summary,
+        standard_codes,
+        staff_involved,
     })
 }
 
@@ -353,7 +395,7 @@ pub async fn create(
             .to_string(),
         escalation_count: 0,
         first_escalated_at: None,
-        root_cause_summary: String::new(),
+        root_cause_summary: new.root_cause_summary.clone(),
         last_reason: String::new(),
         csat: None,
         nps: None,
@@ -361,8 +403,8 @@ pub async fn create(
         rated_by: String::new(),
         rated_at: None,
         work_order_ids: Vec::new(),
-        standard_codes: Vec::new(),
-        staff_involved: Vec::new(),
+        standard_codes: new.standard_codes.clone(),
+        staff_involved: new.staff_involved.clone(),
         created_at: now,
         created_by: principal.actor().to_string(),
         updated_at: now,
