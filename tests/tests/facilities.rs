@@ -55,6 +55,29 @@ async fn asset(
         .into_inner())
 }
 
+/// A walk-in guest's complaint, by phone, about the air conditioning of a room at Madrid: a
+/// facility cause, so it opens a work order.
+fn warm_room(room: &str, urgency: cpb::Urgency, description: &str) -> cpb::Complaint {
+    cpb::Complaint {
+        property_id: "madrid".into(),
+        guest: Some(cpb::GuestRef {
+            name: "Walk-in guest".into(),
+            ..Default::default()
+        }),
+        stay: Some(cpb::StayContext {
+            room: room.into(),
+            phase: cpb::StayPhase::InHouse as i32,
+            ..Default::default()
+        }),
+        channel: cpb::Channel::Phone as i32,
+        category: "heating_ac".into(),
+        cause: cpb::Cause::Facility as i32,
+        urgency: urgency as i32,
+        description: description.into(),
+        ..Default::default()
+    }
+}
+
 async fn act(
     client: &mut Facilities,
     id: &str,
@@ -110,24 +133,11 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     let filed = agent
         .create_complaint(cpb::CreateComplaintRequest {
             request_id: "ac-1".into(),
-            complaint: Some(cpb::Complaint {
-                property_id: "madrid".into(),
-                guest: Some(cpb::GuestRef {
-                    name: "Walk-in guest".into(),
-                    ..Default::default()
-                }),
-                stay: Some(cpb::StayContext {
-                    room: "512".into(),
-                    phase: cpb::StayPhase::InHouse as i32,
-                    ..Default::default()
-                }),
-                channel: cpb::Channel::Phone as i32,
-                category: "heating_ac".into(),
-                cause: cpb::Cause::Facility as i32,
-                urgency: cpb::Urgency::High as i32,
-                description: "The air conditioning blows warm air".into(),
-                ..Default::default()
-            }),
+            complaint: Some(warm_room(
+                "512",
+                cpb::Urgency::High,
+                "The air conditioning blows warm air",
+            )),
         })
         .await?
         .into_inner();
@@ -274,24 +284,11 @@ async fn a_broken_air_conditioner_goes_from_complaint_to_work_order_and_back_onc
     let duplicate = agent
         .create_complaint(cpb::CreateComplaintRequest {
             request_id: "ac-2".into(),
-            complaint: Some(cpb::Complaint {
-                property_id: "madrid".into(),
-                guest: Some(cpb::GuestRef {
-                    name: "Walk-in guest".into(),
-                    ..Default::default()
-                }),
-                stay: Some(cpb::StayContext {
-                    room: "513".into(),
-                    phase: cpb::StayPhase::InHouse as i32,
-                    ..Default::default()
-                }),
-                channel: cpb::Channel::Phone as i32,
-                category: "heating_ac".into(),
-                cause: cpb::Cause::Facility as i32,
-                urgency: cpb::Urgency::Medium as i32,
-                description: "Same air conditioning, reported again".into(),
-                ..Default::default()
-            }),
+            complaint: Some(warm_room(
+                "513",
+                cpb::Urgency::Medium,
+                "Same air conditioning, reported again",
+            )),
         })
         .await?
         .into_inner();
